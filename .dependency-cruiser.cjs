@@ -1,0 +1,64 @@
+/**
+ * The layer table of ../shared/ARCHITECTURE.md §2, enforced: each layer may import only the
+ * layers listed for it. `npm run lint` fails on any other import between src/ folders.
+ */
+const LAYERS = ['lib', 'domain', 'config', 'backend', 'repository', 'datamover', 'platform', 'store', 'jobs', 'services', 'identity', 'http', 'cli', 'app'];
+
+// from -> the src/ folders it may import (besides itself)
+const ALLOWED = {
+  lib: [],
+  domain: ['lib'],
+  config: ['lib'],
+  backend: ['lib'],
+  repository: ['lib', 'backend'],
+  datamover: ['lib', 'repository'],
+  platform: ['lib', 'domain'],
+  store: ['lib', 'domain'],
+  identity: ['lib', 'domain', 'store'],
+  jobs: ['lib', 'domain', 'repository', 'datamover', 'platform', 'store'],
+  services: ['lib', 'domain', 'platform', 'store', 'jobs'],
+  http: ['lib', 'domain', 'services', 'identity'],
+  cli: ['lib'],
+  app: LAYERS.filter((l) => l !== 'app'),
+};
+
+const forbidden = [];
+for (const from of Object.keys(ALLOWED)) {
+  const denied = LAYERS.filter((l) => l !== from && !ALLOWED[from].includes(l));
+  if (denied.length === 0) continue;
+  forbidden.push({
+    name: `layer-${from}`,
+    comment: `${from}/ may import only: ${ALLOWED[from].join(', ') || 'nothing else in src'} (ARCHITECTURE.md §2)`,
+    severity: 'error',
+    from: { path: `^src/${from}/` },
+    to: { path: `^src/(${denied.join('|')})/` },
+  });
+}
+// Only main.ts may import app/.
+forbidden.push({
+  name: 'app-only-from-main',
+  severity: 'error',
+  from: { path: '^src/', pathNot: '^src/(main\\.ts|app/)' },
+  to: { path: '^src/app/' },
+});
+// services may use jobs/ only to enqueue: the job kind list, never handlers or the runner.
+forbidden.push({
+  name: 'services-jobs-enqueue-only',
+  comment: 'services/ may import jobs/kinds.ts only (enqueue), not handlers or the runner',
+  severity: 'error',
+  from: { path: '^src/services/' },
+  to: { path: '^src/jobs/', pathNot: '^src/jobs/kinds\\.ts$' },
+});
+// No import cycles anywhere.
+forbidden.push({ name: 'no-circular', severity: 'error', from: {}, to: { circular: true } });
+
+module.exports = {
+  forbidden,
+  options: {
+    doNotFollow: { path: 'node_modules' },
+    exclude: { path: '^(dist|node_modules)/' },
+    tsPreCompilationDeps: true,
+    tsConfig: { fileName: 'tsconfig.json' },
+    enhancedResolveOptions: { extensions: ['.ts', '.js'] },
+  },
+};

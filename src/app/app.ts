@@ -1,0 +1,172 @@
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { hostname } from 'node:os';
+import { randomBytes } from 'node:crypto';
+import pino from 'pino';
+import type { FastifyInstance } from 'fastify';
+import type { Config } from '../config/config.js';
+import { openStore, type StoreHandle } from '../store/db.js';
+import { loadOrCreateIdentityFile, type CreatedCredentials } from '../identity/identity-file.js';
+import { EmbeddedIdentity } from '../identity/embedded-identity.js';
+import { Policy } from '../identity/policy.js';
+import { LocalPlatform } from '../platform/local/local.platform.js';
+import { ensureDemoInventory } from '../platform/local/demo-inventory.js';
+import { WorkloadService } from '../services/workload.service.js';
+import { SnapshotService } from '../services/snapshot.service.js';
+import { snapshotJobHandlers } from '../jobs/snapshot.job.js';
+import { snapshotRoutes } from '../http/snapshots.routes.js';
+import { FsBackend } from '../backend/fs.backend.js';
+import { Repository } from '../repository/repository.js';
+import { JobRunner } from '../jobs/runner.js';
+import { workloadJobHandlers } from '../jobs/workload.job.js';
+import { buildHttpServer } from '../http/server.js';
+import { workloadRoutes } from '../http/workloads.routes.js';
+import { identityRoutes } from '../http/identity.routes.js';
+import { systemClock, type Clock } from '../lib/clock.js';
+import type { Logger } from '../lib/logger.js';
+import type { TokenValidator } from '../http/types.js';
+
+/**
+ * The composition root: builds store, identity, policy, platform, services, job runner and
+ * HTTP server from a Config. No logic lives here beyond wiring and start/stop order.
+ */
+export type Role = 'api' | 'worker' | 'all';
+
+export interface StartOptions {
+  role: Role;
+  /** Create the demo identity and demo VMs when missing (the `npm start` path). */
+  demo: boolean;
+  clock?: Clock;
+  log?: Logger;
+  /** Called once with credentials generated for a new identity file (print them; never log). */
+  onCredentials?: (created: CreatedCredentials[], demoVms: string[]) => void;
+  /** Listen on the configured address (false for tests using inject). */
+  listen?: boolean;
+}
+
+export interface Lifeboat {
+  http: FastifyInstance | null;
+  runner: JobRunner | null;
+  store: StoreHandle;
+  platform: LocalPlatform;
+  repo: Repository;
+  /** host:port actually bound (port 0 in config picks a free one). */
+  address: string | null;
+  close(): Promise<void>;
+}
+
+export function createLogger(level: string): Logger {
+  return pino({
+    level,
+    redact: { paths: ['req.headers["x-auth-token"]', 'req.headers["x-subject-token"]', 'password', '*.password'], censor: '[redacted]' },
+  }) as unknown as Logger;
+}
+
+export async function startLifeboat(config: Config, o: StartOptions): Promise<Lifeboat> {
+  const clock = o.clock ?? systemClock;
+  const log = o.log ?? createLogger(config.logLevel);
+  mkdirSync(config.home, { recursive: true });
+
+  const identityFile = config.keystone ? null : loadOrCreateIdentityFile(config.identity, { demo: o.demo });
+  const store = await openStore(config.db);
+  try {
+    let demoVms: string[] = [];
+    if (o.demo && identityFile) {
+      const demoProject = identityFile.identity.data.projects.find((p) => p.name === 'demo');
+      if (demoProject) {
+        const made = await ensureDemoInventory({ inventoryPath: config.inventory, diskDir: join(config.home, 'disks'), projectId: demoProject.id });
+        demoVms = made.instances.map((i) => `${i.name} (${i.id})`);
+      }
+    }
+    if (identityFile && (identityFile.created.length > 0 || demoVms.length > 0)) o.onCredentials?.(identityFile.created, demoVms);
+
+    const platform = await LocalPlatform.open({ inventoryPath: config.inventory, restoreDir: config.restoreDir, logger: log });
+    const policy = Policy.load(config.policy ?? undefined, { log });
+
+    let validator: TokenValidator;
+    let embedded: EmbeddedIdentity | null = null;
+    let keystoneUri: string;
+    if (identityFile) {
+      embedded = new EmbeddedIdentity({ db: store.db, identity: identityFile.identity, publicUrl: config.publicUrl, clock, tokenTtlSeconds: config.tokenTtlSeconds, log });
+      validator = embedded;
+      keystoneUri = embedded.identityV3Url;
+    } else {
+      const { KeystoneValidator } = await import('../identity/keystone-validator.js');
+      const k = config.keystone!;
+      validator = new KeystoneValidator({ url: k.url, username: k.user, password: k.password, projectName: k.project, clock, log });
+      keystoneUri = k.url;
+    }
+
+    mkdirSync(config.target.dir, { recursive: true });
+    const repo = await Repository.init(new FsBackend(config.target.dir), {}, { clock, logger: log });
+    const workloads = new WorkloadService({ db: store.db, platform, clock });
+    const snapshots = new SnapshotService({ db: store.db, clock, targetDescription: `file://${config.target.dir}` });
+
+    let runner: JobRunner | null = null;
+    if (o.role !== 'api') {
+      runner = new JobRunner({
+        db: store.db,
+        dialect: store.dialect,
+        clock,
+        log,
+        owner: `${config.nodeName}:${process.pid}:${randomBytes(4).toString('hex')}`,
+        leaseMs: config.jobLeaseSeconds * 1000,
+        handlers: [
+          ...workloadJobHandlers(store.db, platform, clock),
+          ...snapshotJobHandlers({ db: store.db, platform, repo, clock, nodeName: config.nodeName }),
+        ],
+      });
+      await runner.reconcile();
+      runner.start();
+    }
+
+    let http: FastifyInstance | null = null;
+    let address: string | null = null;
+    if (o.role !== 'worker') {
+      http = await buildHttpServer({
+        log,
+        publicUrl: config.publicUrl,
+        validator,
+        policy,
+        keystoneUri,
+        v1Routes: [workloadRoutes({ workloads, policy, publicUrl: config.publicUrl }), snapshotRoutes({ snapshots, policy })],
+        rootMounts: embedded ? [(app) => app.register(identityRoutes, { prefix: '/identity', identity: embedded })] : [],
+      });
+      // Same-process workers start a job as soon as it is enqueued instead of on the next poll.
+      if (runner) {
+        const r = runner;
+        http.addHook('onResponse', async (req) => {
+          if (req.method !== 'GET') r.poke();
+        });
+      }
+      if (o.listen !== false) {
+        await http.listen({ host: config.listen.host, port: config.listen.port });
+        const a = http.server.address();
+        address = a && typeof a === 'object' ? `${a.address.includes(':') ? `[${a.address}]` : a.address}:${a.port}` : null;
+      } else {
+        await http.ready();
+      }
+    }
+
+    return {
+      http,
+      runner,
+      store,
+      platform,
+      repo,
+      address,
+      async close() {
+        await http?.close();
+        await runner?.stop();
+        await store.close();
+      },
+    };
+  } catch (e) {
+    await store.close();
+    throw e;
+  }
+}
+
+export function defaultNodeName(): string {
+  return hostname();
+}

@@ -1,0 +1,94 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { NotFoundError } from '../lib/errors.js';
+import { listAll, type Backend } from './backend.js';
+
+/**
+ * The one behaviour suite every Backend must pass. Each implementation's *.test.ts calls this
+ * with a factory that returns a fresh, empty backend (and an optional cleanup).
+ */
+export function backendConformance(
+  name: string,
+  factory: () => Promise<{ backend: Backend; cleanup?: () => Promise<void> }>,
+): void {
+  const withBackend = (title: string, fn: (b: Backend) => Promise<void>) =>
+    test(`${name}: ${title}`, async () => {
+      const { backend, cleanup } = await factory();
+      try {
+        await fn(backend);
+      } finally {
+        await cleanup?.();
+      }
+    });
+
+  withBackend('put then get returns the same bytes; parts are concatenated', async (b) => {
+    await b.put('a/b/one', Buffer.from('hello'));
+    assert.deepEqual(await b.get('a/b/one'), Buffer.from('hello'));
+    await b.put('a/two', [Buffer.from('ab'), new Uint8Array(0), Buffer.from('cde')]);
+    assert.equal((await b.get('a/two')).toString(), 'abcde');
+    await b.put('empty', new Uint8Array(0));
+    assert.equal((await b.get('empty')).length, 0);
+  });
+
+  withBackend('put copies the caller buffer and replaces an existing object whole', async (b) => {
+    const buf = Buffer.from('xxxxxxxx');
+    await b.put('k', buf);
+    buf.fill(0x41);
+    assert.equal((await b.get('k')).toString(), 'xxxxxxxx');
+    await b.put('k', Buffer.from('yy'));
+    assert.equal((await b.get('k')).toString(), 'yy');
+  });
+
+  withBackend('get and getRange of a missing key throw NotFoundError; stat gives null', async (b) => {
+    await assert.rejects(b.get('nope/x'), NotFoundError);
+    await assert.rejects(b.getRange('nope/x', 0, 1), NotFoundError);
+    assert.equal(await b.stat('nope/x'), null);
+  });
+
+  withBackend('getRange returns exactly the range and rejects reads past the end', async (b) => {
+    const data = Buffer.from([...Array(1000).keys()].map((i) => i & 255));
+    await b.put('r', data);
+    assert.deepEqual(await b.getRange('r', 10, 20), data.subarray(10, 30));
+    assert.deepEqual(await b.getRange('r', 990, 10), data.subarray(990));
+    assert.equal((await b.getRange('r', 5, 0)).length, 0);
+    await assert.rejects(b.getRange('r', 995, 10));
+    assert.equal(await b.stat('r'), 1000);
+  });
+
+  withBackend('list yields every key under a prefix, recursively, and nothing else', async (b) => {
+    await b.put('p/x/1', Buffer.from('1'));
+    await b.put('p/x/2', Buffer.from('2'));
+    await b.put('p/y', Buffer.from('3'));
+    await b.put('q/z', Buffer.from('4'));
+    await b.put('pp', Buffer.from('5'));
+    assert.deepEqual((await listAll(b, 'p/')).sort(), ['p/x/1', 'p/x/2', 'p/y']);
+    assert.deepEqual((await listAll(b, 'p/x/')).sort(), ['p/x/1', 'p/x/2']);
+    assert.deepEqual((await listAll(b, '')).sort(), ['p/x/1', 'p/x/2', 'p/y', 'pp', 'q/z']);
+    assert.deepEqual(await listAll(b, 'none/'), []);
+  });
+
+  withBackend('delete removes the object and is idempotent', async (b) => {
+    await b.put('d/1', Buffer.from('1'));
+    await b.delete('d/1');
+    await b.delete('d/1');
+    await b.delete('d/never');
+    assert.equal(await b.stat('d/1'), null);
+    assert.deepEqual(await listAll(b, 'd/'), []);
+  });
+
+  withBackend('keys with traversal or user text are refused', async (b) => {
+    for (const k of ['../x', 'a/../b', '/abs', 'a//b', '', 'a/.hidden', 'sp ace', 'a\\b']) {
+      await assert.rejects(b.put(k, Buffer.from('x')), TypeError, k);
+    }
+    await assert.rejects(async () => {
+      for await (const _ of b.list('no-slash')) void _;
+    }, TypeError);
+  });
+
+  withBackend('concurrent puts of different keys all land', async (b) => {
+    await Promise.all([...Array(20).keys()].map((i) => b.put(`c/${i}`, Buffer.alloc(1000 + i, i))));
+    const keys = await listAll(b, 'c/');
+    assert.equal(keys.length, 20);
+    assert.equal(await b.stat('c/19'), 1019);
+  });
+}

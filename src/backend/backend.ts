@@ -1,0 +1,62 @@
+/**
+ * The object-storage seam under the repository: a flat namespace of named objects, modelled
+ * on restic's Backend so that a directory (local or NFS), S3 and memory all fit.
+ *
+ * Contract every implementation honours (checked by backend.conformance.ts):
+ * - `put` is atomic and durable: after it resolves the whole object is readable and survives a
+ *   crash; a reader never sees a partial object. Putting an existing key replaces it whole
+ *   (the repository only does that for lease and GC-state objects; data objects are write-once).
+ * - `get`/`getRange` throw NotFoundError for a missing key. `getRange` returns exactly `length`
+ *   bytes or throws (IntegrityError when the object is shorter: a truncated object is damage).
+ * - `stat` gives the size, or null for a missing key.
+ * - `list(prefix)` yields every key under a folder-like prefix ('' or ending in '/'), in no
+ *   particular order. A listing that cannot be completed THROWS; it never ends early or yields
+ *   nothing, because GC treats a listing as the truth (restic #4612).
+ * - `delete` is idempotent: deleting a missing key succeeds.
+ * No rename, no append, no partial overwrite: S3 has none of them.
+ */
+export interface Backend {
+  put(key: string, data: Uint8Array | readonly Uint8Array[]): Promise<void>;
+  get(key: string): Promise<Buffer>;
+  getRange(key: string, offset: number, length: number): Promise<Buffer>;
+  stat(key: string): Promise<number | null>;
+  list(prefix: string): AsyncIterable<string>;
+  delete(key: string): Promise<void>;
+}
+
+/**
+ * Keys are `/`-separated segments of [A-Za-z0-9._-], no segment starting with '.', at most
+ * 512 chars. The repository builds keys only from validated ids and hex digests; this check is
+ * the last line of defence against path traversal in the fs backend.
+ */
+const SEGMENT_RE = /^[A-Za-z0-9_-][A-Za-z0-9._-]*$/;
+
+export function assertValidKey(key: string): void {
+  if (typeof key !== 'string' || key.length === 0 || key.length > 512) {
+    throw new TypeError(`invalid object key: ${JSON.stringify(key)}`);
+  }
+  for (const seg of key.split('/')) {
+    if (!SEGMENT_RE.test(seg)) throw new TypeError(`invalid object key: ${JSON.stringify(key)}`);
+  }
+}
+
+export function assertValidPrefix(prefix: string): void {
+  if (prefix === '') return;
+  if (!prefix.endsWith('/')) throw new TypeError(`list prefix must be '' or end with '/': ${JSON.stringify(prefix)}`);
+  assertValidKey(prefix.slice(0, -1));
+}
+
+/** Total byte length of a put payload. */
+export function payloadLength(data: Uint8Array | readonly Uint8Array[]): number {
+  if (data instanceof Uint8Array) return data.length;
+  let n = 0;
+  for (const p of data) n += p.length;
+  return n;
+}
+
+/** Collects a listing into an array (throws as the listing throws). */
+export async function listAll(backend: Backend, prefix: string): Promise<string[]> {
+  const out: string[] = [];
+  for await (const k of backend.list(prefix)) out.push(k);
+  return out;
+}

@@ -1,0 +1,50 @@
+import { IntegrityError, NotFoundError } from '../lib/errors.js';
+import { assertValidKey, assertValidPrefix, type Backend } from './backend.js';
+
+/**
+ * In-memory backend for tests and demos. Stores copies, so callers may reuse their buffers.
+ * `objects` is exposed on purpose: fault tests flip bytes or drop objects directly.
+ */
+export class MemBackend implements Backend {
+  readonly objects = new Map<string, Buffer>();
+
+  async put(key: string, data: Uint8Array | readonly Uint8Array[]): Promise<void> {
+    assertValidKey(key);
+    const buf = data instanceof Uint8Array ? Buffer.from(data) : Buffer.concat(data as Uint8Array[]);
+    this.objects.set(key, buf);
+  }
+
+  async get(key: string): Promise<Buffer> {
+    assertValidKey(key);
+    const b = this.objects.get(key);
+    if (!b) throw new NotFoundError(`object ${key} not found`);
+    return Buffer.from(b);
+  }
+
+  async getRange(key: string, offset: number, length: number): Promise<Buffer> {
+    assertValidKey(key);
+    const b = this.objects.get(key);
+    if (!b) throw new NotFoundError(`object ${key} not found`);
+    if (offset < 0 || length < 0 || offset + length > b.length) {
+      throw new IntegrityError(`object ${key} is shorter than ${offset + length} bytes`);
+    }
+    return Buffer.from(b.subarray(offset, offset + length));
+  }
+
+  async stat(key: string): Promise<number | null> {
+    assertValidKey(key);
+    return this.objects.get(key)?.length ?? null;
+  }
+
+  async *list(prefix: string): AsyncIterable<string> {
+    assertValidPrefix(prefix);
+    // Snapshot the keys first: callers may delete while iterating.
+    const keys = [...this.objects.keys()].filter((k) => k.startsWith(prefix));
+    for (const k of keys) yield k;
+  }
+
+  async delete(key: string): Promise<void> {
+    assertValidKey(key);
+    this.objects.delete(key);
+  }
+}

@@ -1,0 +1,55 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { loadConfig, ConfigError } from './config.js';
+
+test('defaults live under LIFEBOAT_HOME', () => {
+  const c = loadConfig({}, '/srv');
+  assert.equal(c.home, '/srv/.lifeboat');
+  assert.deepEqual(c.listen, { host: '127.0.0.1', port: 8780 });
+  assert.equal(c.db, 'sqlite:/srv/.lifeboat/lifeboat.db');
+  assert.deepEqual(c.target, { kind: 'file', dir: '/srv/.lifeboat/target' });
+  assert.equal(c.inventory, '/srv/.lifeboat/inventory.json');
+  assert.equal(c.identity, '/srv/.lifeboat/identity.json');
+  assert.equal(c.restoreDir, '/srv/.lifeboat/instances');
+  assert.equal(c.keystone, null);
+  assert.equal(c.policy, null);
+  assert.equal(c.publicUrl, 'http://127.0.0.1:8780');
+});
+
+test('bad values name the variable', () => {
+  const bad: Record<string, string>[] = [
+    { LIFEBOAT_LISTEN: 'nope' },
+    { LIFEBOAT_LISTEN: '127.0.0.1:99999' },
+    { LIFEBOAT_DB: 'mysql://x' },
+    { LIFEBOAT_DB: 'sqlite:' },
+    { LIFEBOAT_TARGET: 's3://bucket' },
+    { LIFEBOAT_TARGET: 'file://relative/dir' },
+    { LIFEBOAT_KEYSTONE_URL: 'http://k:5000/v3' },
+    { LIFEBOAT_KEYSTONE_URL: 'not a url', LIFEBOAT_KEYSTONE_USER: 'u', LIFEBOAT_KEYSTONE_PASSWORD: 'p', LIFEBOAT_KEYSTONE_PROJECT: 's' },
+    { LIFEBOAT_TOKEN_TTL: '-5' },
+    { LIFEBOAT_HOME: '' },
+  ];
+  for (const env of bad) {
+    const name = Object.keys(env)[0]!;
+    assert.throws(() => loadConfig(env, '/srv'), (e: unknown) => e instanceof ConfigError && e.message.includes(name), name);
+  }
+});
+
+test('postgres url and keystone settings are taken as given', () => {
+  const c = loadConfig(
+    {
+      LIFEBOAT_DB: 'postgres://postgres@127.0.0.1:5432/test',
+      LIFEBOAT_KEYSTONE_URL: 'http://keystone:5000/v3/',
+      LIFEBOAT_KEYSTONE_USER: 'lifeboat',
+      LIFEBOAT_KEYSTONE_PASSWORD: 'pw',
+      LIFEBOAT_KEYSTONE_PROJECT: 'service',
+      LIFEBOAT_LISTEN: '0.0.0.0:9000',
+      LIFEBOAT_NODE_NAME: 'TVM1',
+    },
+    '/srv',
+  );
+  assert.equal(c.db, 'postgres://postgres@127.0.0.1:5432/test');
+  assert.equal(c.keystone?.url, 'http://keystone:5000/v3');
+  assert.equal(c.nodeName, 'TVM1');
+  assert.equal(c.listen.port, 9000);
+});

@@ -1,0 +1,120 @@
+import { hostname } from 'node:os';
+import { isAbsolute, join, resolve } from 'node:path';
+
+/**
+ * The one place configuration comes from: LIFEBOAT_* environment variables, validated at
+ * start. A bad value stops the process with a message naming the variable and what is wrong.
+ * The README's configuration table documents exactly these.
+ */
+export interface Config {
+  home: string;
+  listen: { host: string; port: number };
+  /** Base URL clients reach this service at (for links and the Keystone catalog). */
+  publicUrl: string;
+  db: string;
+  target: { kind: 'file'; dir: string };
+  inventory: string;
+  identity: string;
+  keystone: { url: string; user: string; password: string; project: string } | null;
+  policy: string | null;
+  nodeName: string;
+  restoreDir: string;
+  tokenTtlSeconds: number;
+  /** A worker that has not renewed its job lease for this long is considered dead. */
+  jobLeaseSeconds: number;
+  logLevel: string;
+}
+
+export class ConfigError extends Error {}
+
+type Env = Record<string, string | undefined>;
+
+function nonEmpty(env: Env, name: string): string | undefined {
+  const v = env[name];
+  if (v === undefined) return undefined;
+  if (v.trim() === '') throw new ConfigError(`${name} is set but empty`);
+  return v;
+}
+
+function parseListen(v: string): { host: string; port: number } {
+  const m = /^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(v);
+  if (!m) throw new ConfigError(`LIFEBOAT_LISTEN must be host:port (e.g. 127.0.0.1:8780), got ${JSON.stringify(v)}`);
+  const port = Number(m[2]);
+  if (port < 0 || port > 65535) throw new ConfigError(`LIFEBOAT_LISTEN port must be 0..65535, got ${port}`);
+  return { host: m[1]!.replace(/^\[|\]$/g, ''), port };
+}
+
+function positiveInt(env: Env, name: string, dflt: number): number {
+  const v = nonEmpty(env, name);
+  if (v === undefined) return dflt;
+  if (!/^\d+$/.test(v) || Number(v) <= 0) throw new ConfigError(`${name} must be a positive integer, got ${JSON.stringify(v)}`);
+  return Number(v);
+}
+
+export function loadConfig(env: Env = process.env, cwd: string = process.cwd()): Config {
+  const home = resolve(cwd, nonEmpty(env, 'LIFEBOAT_HOME') ?? '.lifeboat');
+  const listen = parseListen(nonEmpty(env, 'LIFEBOAT_LISTEN') ?? '127.0.0.1:8780');
+
+  const dbRaw = nonEmpty(env, 'LIFEBOAT_DB') ?? `sqlite:${join(home, 'lifeboat.db')}`;
+  let db: string;
+  if (dbRaw.startsWith('sqlite:')) {
+    const p = dbRaw.slice('sqlite:'.length);
+    if (p === '') throw new ConfigError('LIFEBOAT_DB sqlite: needs a path, e.g. sqlite:/var/lib/lifeboat/lifeboat.db');
+    db = p === ':memory:' ? dbRaw : `sqlite:${resolve(cwd, p)}`;
+  } else if (/^postgres(ql)?:\/\/.+/.test(dbRaw)) {
+    db = dbRaw;
+  } else {
+    throw new ConfigError(`LIFEBOAT_DB must be sqlite:<path> or postgres://..., got ${JSON.stringify(dbRaw)}`);
+  }
+
+  const targetRaw = nonEmpty(env, 'LIFEBOAT_TARGET') ?? `file://${join(home, 'target')}`;
+  if (!targetRaw.startsWith('file://')) {
+    throw new ConfigError(`LIFEBOAT_TARGET must be file://<absolute dir> (S3 comes later), got ${JSON.stringify(targetRaw)}`);
+  }
+  const targetDir = targetRaw.slice('file://'.length);
+  if (!isAbsolute(targetDir)) throw new ConfigError(`LIFEBOAT_TARGET must name an absolute directory, got ${JSON.stringify(targetRaw)}`);
+
+  const kUrl = nonEmpty(env, 'LIFEBOAT_KEYSTONE_URL');
+  let keystone: Config['keystone'] = null;
+  if (kUrl !== undefined) {
+    let u: URL;
+    try {
+      u = new URL(kUrl);
+    } catch {
+      throw new ConfigError(`LIFEBOAT_KEYSTONE_URL is not a URL: ${JSON.stringify(kUrl)}`);
+    }
+    if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new ConfigError('LIFEBOAT_KEYSTONE_URL must be http(s)://');
+    const user = nonEmpty(env, 'LIFEBOAT_KEYSTONE_USER');
+    const password = nonEmpty(env, 'LIFEBOAT_KEYSTONE_PASSWORD');
+    const project = nonEmpty(env, 'LIFEBOAT_KEYSTONE_PROJECT');
+    if (!user || !password || !project) {
+      throw new ConfigError('LIFEBOAT_KEYSTONE_URL needs LIFEBOAT_KEYSTONE_USER, LIFEBOAT_KEYSTONE_PASSWORD and LIFEBOAT_KEYSTONE_PROJECT');
+    }
+    keystone = { url: kUrl.replace(/\/+$/, ''), user, password, project };
+  }
+
+  const publicHost = listen.host === '0.0.0.0' || listen.host === '::' ? hostname() : listen.host;
+  const publicUrl = (nonEmpty(env, 'LIFEBOAT_PUBLIC_URL') ?? `http://${publicHost.includes(':') ? `[${publicHost}]` : publicHost}:${listen.port}`).replace(/\/+$/, '');
+
+  const logLevel = nonEmpty(env, 'LIFEBOAT_LOG_LEVEL') ?? 'info';
+  if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(logLevel)) {
+    throw new ConfigError(`LIFEBOAT_LOG_LEVEL must be one of fatal,error,warn,info,debug,trace,silent; got ${JSON.stringify(logLevel)}`);
+  }
+
+  return {
+    home,
+    listen,
+    publicUrl,
+    db,
+    target: { kind: 'file', dir: targetDir },
+    inventory: resolve(cwd, nonEmpty(env, 'LIFEBOAT_INVENTORY') ?? join(home, 'inventory.json')),
+    identity: resolve(cwd, nonEmpty(env, 'LIFEBOAT_IDENTITY') ?? join(home, 'identity.json')),
+    keystone,
+    policy: env.LIFEBOAT_POLICY ? resolve(cwd, env.LIFEBOAT_POLICY) : null,
+    nodeName: nonEmpty(env, 'LIFEBOAT_NODE_NAME') ?? hostname(),
+    restoreDir: resolve(cwd, nonEmpty(env, 'LIFEBOAT_RESTORE_DIR') ?? join(home, 'instances')),
+    tokenTtlSeconds: positiveInt(env, 'LIFEBOAT_TOKEN_TTL', 3600),
+    jobLeaseSeconds: positiveInt(env, 'LIFEBOAT_JOB_LEASE', 30),
+    logLevel,
+  };
+}

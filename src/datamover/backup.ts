@@ -1,0 +1,284 @@
+import type { DiskSource, Extent } from '../lib/disk-io.js';
+import { ValidationError } from '../lib/errors.js';
+import { ID_LEN, ZERO_ID } from '../repository/chunk-codec.js';
+import { chunkCountFor, type DiskIndex } from '../repository/disk-index.format.js';
+import type { ManifestDisk } from '../repository/manifest.format.js';
+import type { SnapshotWriter } from '../repository/snapshot-writer.js';
+import { sharedChunkPool, type ChunkPool } from './chunk-pool.js';
+import type { WorkerResponse } from './worker-protocol.js';
+
+export interface Progress {
+  bytesDone: number;
+  bytesTotal: number;
+}
+
+export interface BackupDiskOptions {
+  writer: SnapshotWriter;
+  /** The caller's name for the disk, unique within the snapshot (any text; never a path). */
+  diskKey: string;
+  source: DiskSource;
+  /** Opaque per-disk metadata stored in the manifest. */
+  meta?: unknown;
+  /**
+   * Read and hash everything and trust no earlier index (chunks are still deduplicated against
+   * intact stored chunks). Default false.
+   */
+  full?: boolean;
+  /** The same disk's index in the previous snapshot (from repo.findDiskIndex), for incrementals. */
+  base?: DiskIndex | null;
+  /** Platform checkpoint of the base snapshot, passed to source.changedExtentsSince. */
+  cbtBase?: string | null;
+  onProgress?: (p: Progress) => void;
+  signal?: AbortSignal;
+  pool?: ChunkPool;
+  /** Bytes per read batch (a multiple of the chunk size; default 4 MiB). */
+  batchBytes?: number;
+  /** Batches in flight (default 2 per worker + 2): bounds memory whatever the disk size. */
+  maxInFlight?: number;
+}
+
+export type BackupMode = 'full' | 'read-all' | 'change-token' | 'changed-extents';
+
+export interface BackupDiskSummary {
+  diskKey: string;
+  mode: BackupMode;
+  size: number;
+  bytesRead: number;
+  /** New (compressed) chunk bytes this disk added to the repository. */
+  bytesStored: number;
+  newChunks: number;
+  reusedChunks: number;
+  holes: number;
+  /** Manifest entry (includes the disk index key). */
+  disk: ManifestDisk;
+}
+
+function abortReason(signal: AbortSignal): Error {
+  const r: unknown = signal.reason;
+  if (r instanceof Error) return r;
+  const e = new Error('The operation was aborted');
+  e.name = 'AbortError';
+  return e;
+}
+
+/** Chunk numbers touched by the extents. */
+function markExtents(need: Uint8Array, extents: readonly Extent[], chunkSize: number): void {
+  for (const e of extents) {
+    if (e.length <= 0) continue;
+    const first = Math.floor(e.offset / chunkSize);
+    const last = Math.min(need.length - 1, Math.floor((e.offset + e.length - 1) / chunkSize));
+    for (let i = first; i <= last; i++) need[i] = 1;
+  }
+}
+
+/**
+ * Backs up one disk into a running snapshot: read → zero check → keyed hash → (only for new
+ * chunks) zstd → pack, then the disk index. Hash and compression run on the worker pool; the
+ * main thread reads, deduplicates and packs. Memory is bounded by maxInFlight × batchBytes plus
+ * two packs, independent of the disk size.
+ *
+ * Incremental rules (never skip data on a guess):
+ * - equal, non-empty changeToken on source and base (same size) → reuse the base ids, read nothing;
+ * - base + cbtBase + changedExtentsSince() → read the changed chunks, reuse the rest of the base;
+ * - otherwise read and hash everything, store only chunks the project lacks.
+ * In every mode a reused id must still have an intact stored copy (not marked bad by verify,
+ * not condemned by GC); if not, that chunk is re-read and re-uploaded (self-heal).
+ *
+ * On failure or abort the writer is marked failed (it cannot commit) and the error is thrown;
+ * an abort throws the signal's reason (an AbortError by default).
+ */
+export async function backupDisk(opts: BackupDiskOptions): Promise<BackupDiskSummary> {
+  const { writer, source, diskKey, signal } = opts;
+  try {
+    return await run(opts);
+  } catch (e) {
+    writer.fail(signal?.aborted ? 'aborted' : `disk ${diskKey} failed: ${e instanceof Error ? e.message : String(e)}`);
+    if (signal?.aborted) throw abortReason(signal);
+    throw e;
+  } finally {
+    void source; // the caller owns the source and closes it
+  }
+}
+
+async function run(opts: BackupDiskOptions): Promise<BackupDiskSummary> {
+  const { writer, source, diskKey, signal } = opts;
+  const pool = opts.pool ?? sharedChunkPool();
+  const chunkSize = writer.chunkSize;
+  const size = source.size;
+  if (!Number.isSafeInteger(size) || size < 0) throw new ValidationError(`disk ${diskKey}: bad size ${size}`);
+  const count = chunkCountFor(size, chunkSize);
+  const ids = Buffer.alloc(count * ID_LEN);
+  const need = new Uint8Array(count); // 1 = read this chunk
+  let mode: BackupMode = opts.full ? 'full' : 'read-all';
+  const base = opts.full ? null : (opts.base ?? null);
+  if (base) {
+    if (base.header.projectId !== writer.projectId) throw new ValidationError(`disk ${diskKey}: base index belongs to another project`);
+    if (base.header.chunkSize !== chunkSize) throw new ValidationError(`disk ${diskKey}: base index has another chunk size`);
+  }
+  signal?.throwIfAborted();
+
+  let reuseBase = false;
+  if (base && source.changeToken && base.header.changeToken === source.changeToken && base.header.size === size) {
+    mode = 'change-token';
+    reuseBase = true;
+  } else if (base && opts.cbtBase && source.changedExtentsSince) {
+    const changed = await source.changedExtentsSince(opts.cbtBase);
+    if (changed) {
+      mode = 'changed-extents';
+      reuseBase = true;
+      markExtents(need, changed, chunkSize);
+    }
+  }
+  if (reuseBase && base) {
+    // Base chunks are reusable only where the chunk covers the same byte range: a disk that
+    // grew or shrank re-reads its (old or new) partial last chunk and everything past the base.
+    const sameLen = (i: number) => (i + 1) * chunkSize <= Math.min(size, base.header.size) || (i === count - 1 && size === base.header.size);
+    for (let i = 0; i < count; i++) {
+      if (need[i]) continue;
+      if (i >= base.header.chunkCount || !sameLen(i)) {
+        need[i] = 1;
+        continue;
+      }
+      const off = i * ID_LEN;
+      const isHole = base.ids.compare(ZERO_ID, 0, ID_LEN, off, off + ID_LEN) === 0;
+      if (!isHole && !writer.hasChunk(base.ids, off)) need[i] = 1; // bad, condemned or gone: re-read
+      else base.ids.copy(ids, off, off, off + ID_LEN);
+    }
+  } else {
+    need.fill(1);
+    if (source.allocatedExtents) {
+      // Chunks outside every allocated extent are holes without reading them.
+      need.fill(0);
+      markExtents(need, await source.allocatedExtents(), chunkSize);
+    }
+  }
+
+  // Batches: runs of consecutive chunks to read, at most batchChunks long.
+  const batchChunks = Math.max(1, Math.floor((opts.batchBytes ?? 4 << 20) / chunkSize));
+  const batches: { first: number; n: number }[] = [];
+  for (let i = 0; i < count; ) {
+    if (!need[i]) {
+      i++;
+      continue;
+    }
+    let n = 1;
+    while (i + n < count && need[i + n] && n < batchChunks) n++;
+    batches.push({ first: i, n });
+    i += n;
+  }
+
+  const stats = { bytesRead: 0, bytesStored: 0, newChunks: 0 };
+  let bytesDone = 0;
+  const readBytes = batches.reduce((s, b) => s + Math.min(size, (b.first + b.n) * chunkSize) - b.first * chunkSize, 0);
+  bytesDone = size - readBytes; // reused and unallocated ranges count as processed at once
+  const progress = () => opts.onProgress?.({ bytesDone, bytesTotal: size });
+  progress();
+
+  const free: ArrayBuffer[] = [];
+  const key = writer.projectKey;
+  const level = writer.zstdLevel;
+
+  const processBatch = async (b: { first: number; n: number }): Promise<void> => {
+    const pos = b.first * chunkSize;
+    const length = Math.min(size, (b.first + b.n) * chunkSize) - pos;
+    const ab = free.pop() ?? new ArrayBuffer(batchChunks * chunkSize);
+    const buf = Buffer.from(ab, 0, length);
+    let got = 0;
+    while (got < length) {
+      const n = await source.read(buf, got, length - got, pos + got);
+      if (n <= 0) throw new Error(`disk ${diskKey}: source ended at byte ${pos + got}, expected ${size} bytes`);
+      got += n;
+    }
+    stats.bytesRead += length;
+    signal?.throwIfAborted();
+    const slot = pool.pick();
+    const task = pool.newTask();
+    const h = await pool.call<Extract<WorkerResponse, { op: 'hash' }>>(slot, { op: 'hash', task, buf: ab, length, chunkSize, key }, [ab]);
+    const got_ids = Buffer.from(h.ids);
+    const which: number[] = [];
+    for (let k = 0; k < h.count; k++) {
+      const off = k * ID_LEN;
+      got_ids.copy(ids, (b.first + k) * ID_LEN, off, off + ID_LEN);
+      if (got_ids.compare(ZERO_ID, 0, ID_LEN, off, off + ID_LEN) === 0) continue;
+      if (writer.claim(got_ids, off)) which.push(k);
+    }
+    if (which.length === 0) {
+      const r = await pool.call<Extract<WorkerResponse, { op: 'release' }>>(slot, { op: 'release', task });
+      if (r.buf) free.push(r.buf);
+    } else {
+      const r = await pool.call<Extract<WorkerResponse, { op: 'encode' }>>(slot, {
+        op: 'encode',
+        task,
+        which: Uint32Array.from(which),
+        chunkSize,
+        length,
+        level,
+      });
+      free.push(r.buf);
+      const out = new Uint8Array(r.out);
+      let at = 0;
+      for (let j = 0; j < which.length; j++) {
+        const k = which[j]!;
+        const len = r.meta[j * 2]!;
+        const rawLen = Math.min(chunkSize, length - k * chunkSize);
+        await writer.addChunk(got_ids.subarray(k * ID_LEN, k * ID_LEN + ID_LEN), out.subarray(at, at + len), rawLen, r.meta[j * 2 + 1]!);
+        at += len;
+        stats.bytesStored += len;
+        stats.newChunks++;
+      }
+    }
+    bytesDone += length;
+    progress();
+  };
+
+  // Bounded concurrency: at most maxInFlight batches read/hashed/encoded at once.
+  const maxInFlight = opts.maxInFlight ?? pool.size * 2 + 2;
+  let failure: unknown = null;
+  const running = new Set<Promise<void>>();
+  for (const b of batches) {
+    if (failure || signal?.aborted) break;
+    const p: Promise<void> = processBatch(b)
+      .catch((e) => {
+        failure ??= e;
+      })
+      .finally(() => running.delete(p));
+    running.add(p);
+    if (running.size >= maxInFlight) await Promise.race(running);
+  }
+  await Promise.all(running);
+  if (failure) throw failure;
+  signal?.throwIfAborted();
+
+  let holes = 0;
+  for (let i = 0; i < count; i++) {
+    if (ids.compare(ZERO_ID, 0, ID_LEN, i * ID_LEN, i * ID_LEN + ID_LEN) === 0) holes++;
+  }
+  const disk = await writer.writeDiskIndex(
+    {
+      header: {
+        projectId: writer.projectId,
+        snapshotId: writer.snapshotId,
+        diskKey,
+        size,
+        chunkSize,
+        chunkCount: count,
+        holes,
+        changeToken: source.changeToken ?? null,
+        createdAt: Date.now(),
+      },
+      ids,
+    },
+    { storedBytes: stats.bytesStored, meta: opts.meta },
+  );
+  return {
+    diskKey,
+    mode,
+    size,
+    bytesRead: stats.bytesRead,
+    bytesStored: stats.bytesStored,
+    newChunks: stats.newChunks,
+    reusedChunks: count - holes - stats.newChunks,
+    holes,
+    disk,
+  };
+}

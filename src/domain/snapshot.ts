@@ -1,0 +1,109 @@
+/** Snapshot states (workloadmgr-api §3.2) and the snapshot-time description of its VMs. */
+export type SnapshotStatus =
+  | 'creating'
+  | 'executing'
+  | 'uploading'
+  | 'available'
+  | 'error'
+  | 'cancelling'
+  | 'cancelled'
+  | 'deleting'
+  | 'restoring';
+
+export const RUNNING_SNAPSHOT_STATES: SnapshotStatus[] = ['creating', 'executing', 'uploading'];
+export const DELETABLE_SNAPSHOT_STATES: SnapshotStatus[] = ['available', 'error', 'cancelled'];
+export const FINAL_SNAPSHOT_STATES: SnapshotStatus[] = ['available', 'error', 'cancelled'];
+
+export type SnapshotType = 'full' | 'incremental';
+
+/** The TrilioVault build string every DB-backed record carries (tempest compares it). */
+export const WLM_VERSION = '4.1.124';
+
+export const DEFAULT_SNAPSHOT_NAME = 'Snapshot';
+export const SNAPSHOT_LOST_MESSAGE = 'Snapshot did not finish successfully';
+
+export interface Snapshot {
+  id: string;
+  workload_id: string;
+  project_id: string;
+  user_id: string;
+  name: string;
+  description: string;
+  status: SnapshotStatus;
+  snapshot_type: SnapshotType;
+  is_scheduled: boolean;
+  host: string;
+  size: number;
+  restore_size: number;
+  uploaded_size: number;
+  progress_percent: number;
+  progress_msg: string | null;
+  warning_msg: string | null;
+  error_msg: string | null;
+  time_taken: number;
+  pinned: boolean;
+  instances: SnapshotInstance[];
+  created_at: number;
+  updated_at: number | null;
+  finished_at: number | null;
+}
+
+export interface SnapshotMetadataRecord {
+  id: string;
+  snapshot_id: string;
+  key: string;
+  value: string;
+  created_at: number;
+  updated_at: number | null;
+}
+
+/** A VM as captured by a snapshot: the GUIDE's snapshot-instance object, values as on the wire. */
+export interface SnapshotInstance {
+  id: string;
+  name: string;
+  status: string;
+  metadata: Record<string, string>;
+  flavor: { vcpus: string; ram: string; disk: string; ephemeral: string };
+  security_group: { name: string; security_group_type: string }[];
+  nics: {
+    mac_address: string;
+    ip_address: string;
+    network: {
+      id: string;
+      name: string;
+      cidr: string | null;
+      network_type: string;
+      subnet?: { id: string; name: string; cidr: string; ip_version: number; gateway_ip: string | null };
+    };
+  }[];
+  vdisks: SnapshotVdisk[];
+}
+
+export interface SnapshotVdisk {
+  label: null;
+  resource_id: string;
+  restore_size: number;
+  vm_id: string;
+  volume_mountpoint: string;
+  availability_zone: string;
+  metadata: Record<string, string>;
+  volume_id?: string;
+  volume_name?: string;
+  volume_size?: string;
+  volume_type?: string;
+  image_id?: string;
+  image_name?: string;
+  hw_qemu_guest_agent?: string;
+}
+
+export interface Task {
+  id: string;
+  project_id: string;
+  display_name: string;
+  resource_id: string;
+  status: string;
+  status_messages: string[];
+  created_at: number;
+  updated_at: number | null;
+  finished_at: number | null;
+}

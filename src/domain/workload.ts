@@ -1,0 +1,51 @@
+/** Workload states (workloadmgr-api §3.1) and the fixed workload types. */
+export type WorkloadStatus = 'creating' | 'available' | 'locked' | 'locked_for_delete' | 'resetting' | 'deleting' | 'error' | 'deleted';
+
+export const WORKLOAD_TYPES = [
+  { id: 'f82ce76f-17fe-438b-aa37-7a023058e50d', name: 'Serial', description: 'Serial workload that snapshots VM in the order they are recieved' },
+  { id: '2ddd528d-c9b4-4d7e-8722-cc395140255a', name: 'Parallel', description: 'Parallel workload that snapshots all VMs in parallel' },
+] as const;
+
+export const DEFAULT_WORKLOAD_TYPE_ID = WORKLOAD_TYPES[0].id;
+
+/** Defaults of workloadmgr when a field is missing or blank. */
+export const DEFAULT_WORKLOAD_NAME = 'workload';
+export const DEFAULT_DESCRIPTION = 'no-description';
+
+export interface WorkloadMember {
+  id: string;
+  name: string;
+  metadata: Record<string, string>;
+}
+
+export interface Workload {
+  id: string;
+  project_id: string;
+  user_id: string;
+  name: string;
+  description: string;
+  workload_type_id: string;
+  source_platform: string;
+  status: WorkloadStatus;
+  error_msg: string | null;
+  availability_zone: string | null;
+  jobschedule: JobSchedule;
+  metadata: Record<string, string>;
+  force_full: boolean;
+  created_at: number;
+  updated_at: number;
+  instances: WorkloadMember[];
+}
+
+/** Stored job schedule (workloadmgr 4.x keys); values are stored as the strings users see. */
+export interface JobSchedule {
+  enabled: boolean;
+  start_date: string;
+  start_time: string;
+  end_date: string;
+  interval: string;
+  retention_policy_type: string;
+  retention_policy_value: string;
+  fullbackup_interval: string;
+  timezone: string;
+}

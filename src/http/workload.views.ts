@@ -1,0 +1,67 @@
+import type { Workload } from '../domain/workload.js';
+import { formatWireTime } from '../lib/time.js';
+
+/** Wire shapes of workloadmgr-api §2.1 (summary) and §2.2 (detail). */
+export function workloadLinks(baseUrl: string, w: Workload) {
+  return [
+    { rel: 'self', href: `${baseUrl}/v1/${w.project_id}/workloads/${w.id}` },
+    { rel: 'bookmark', href: `${baseUrl}/${w.project_id}/workloads/${w.id}` },
+  ];
+}
+
+export function workloadSummary(baseUrl: string, w: Workload) {
+  return {
+    project_id: w.project_id,
+    user_id: w.user_id,
+    id: w.id,
+    name: w.name,
+    snapshots_info: '',
+    description: w.description,
+    workload_type_id: w.workload_type_id,
+    status: w.status,
+    created_at: formatWireTime(w.created_at),
+    updated_at: formatWireTime(w.updated_at),
+    scheduler_trust: null,
+    links: workloadLinks(baseUrl, w),
+  };
+}
+
+export interface WorkloadDetailExtras {
+  storageUsage: { usage: number; full: { snap_count: number; usage: number }; incremental: { snap_count: number; usage: number } };
+  globalJobScheduler: boolean;
+  /** Seconds until the next scheduled run; null when the schedule is off or ended. */
+  nextRunSeconds: number | null;
+  isAdmin: boolean;
+}
+
+export function workloadDetail(baseUrl: string, w: Workload, x: WorkloadDetailExtras) {
+  const { enabled: _stored, ...schedule } = w.jobschedule;
+  // `enabled` is whether the scheduler will run this workload; nextrun only while enabled.
+  const enabled = w.jobschedule.enabled && x.globalJobScheduler && x.nextRunSeconds !== null;
+  const metadata = { ...w.metadata };
+  if (!x.isAdmin) delete metadata.backup_media_target;
+  return {
+    id: w.id,
+    name: w.name,
+    description: w.description,
+    created_at: formatWireTime(w.created_at),
+    updated_at: formatWireTime(w.updated_at),
+    user_id: w.user_id,
+    project_id: w.project_id,
+    availability_zone: w.availability_zone,
+    workload_type_id: w.workload_type_id,
+    status: w.status,
+    error_msg: w.error_msg,
+    interval: null,
+    storage_usage: x.storageUsage,
+    instances: w.instances.map((m) => ({ id: m.id, name: m.name, metadata: m.metadata })),
+    metadata,
+    jobschedule: {
+      enabled,
+      ...schedule,
+      global_jobscheduler: x.globalJobScheduler,
+      ...(enabled ? { nextrun: x.nextRunSeconds } : {}),
+    },
+    links: workloadLinks(baseUrl, w),
+  };
+}

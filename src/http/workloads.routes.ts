@@ -1,0 +1,124 @@
+import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
+import type { WorkloadService, WorkloadDetail } from '../services/workload.service.js';
+import { ForbiddenError, NotFoundError } from '../lib/errors.js';
+import { WORKLOAD_TYPES } from '../domain/workload.js';
+import type { RequestContext } from '../domain/context.js';
+import { ctxOf } from './server.js';
+import type { PolicyEnforcer } from './types.js';
+import { queryBool, queryString, unwrap } from './query.js';
+import { workloadDetail, workloadSummary } from './workload.views.js';
+
+export interface WorkloadRoutesDeps {
+  workloads: WorkloadService;
+  policy: PolicyEnforcer;
+  publicUrl: string;
+}
+
+/** Workloads and workload types (workloadmgr-api §4.1). */
+export function workloadRoutes(d: WorkloadRoutesDeps): FastifyPluginAsync {
+  return async (app) => {
+    const allow = (action: string, ctx: RequestContext) => d.policy.enforce(action, ctx, { project_id: ctx.projectId });
+    const detail = (wd: WorkloadDetail, ctx: RequestContext) =>
+      workloadDetail(d.publicUrl, wd.workload, { ...wd, isAdmin: ctx.isAdmin });
+
+    /** `all_workloads` needs the admin rule; without it the list is silently the caller's own (legacy). */
+    const listOpts = (req: FastifyRequest, ctx: RequestContext) => {
+      const q = req.query as Record<string, unknown>;
+      let all = queryBool(q.all_workloads, 'all_workloads');
+      const projectId = queryString(q.project_id);
+      if (all || projectId) {
+        try {
+          allow('workload:workload_get_all_by_admin', ctx);
+        } catch (e) {
+          if (!(e instanceof ForbiddenError)) throw e;
+          all = false;
+          return { all };
+        }
+        return { all: true, ...(projectId ? { projectId } : {}) };
+      }
+      return { all };
+    };
+
+    app.get('/workloads', async (req) => {
+      const ctx = ctxOf(req);
+      allow('workload:workload_get_all', ctx);
+      const list = await d.workloads.list(ctx, listOpts(req, ctx));
+      return { workloads: list.map((w) => workloadSummary(d.publicUrl, w)) };
+    });
+
+    app.get('/workloads/detail', async (req) => {
+      const ctx = ctxOf(req);
+      allow('workload:workload_get_all', ctx);
+      const list = await d.workloads.listDetail(ctx, listOpts(req, ctx));
+      return { workloads: list.map((wd) => detail(wd, ctx)) };
+    });
+
+    app.post('/workloads', async (req, reply) => {
+      const ctx = ctxOf(req);
+      allow('workload:workload_create', ctx);
+      const w = await d.workloads.create(ctx, unwrap(req.body, 'workload'));
+      return reply.code(202).send({ workload: workloadSummary(d.publicUrl, w) });
+    });
+
+    app.get<{ Params: { id: string } }>('/workloads/:id', async (req) => {
+      const ctx = ctxOf(req);
+      allow('workload:workload_show', ctx);
+      return { workload: detail(await d.workloads.getDetail(ctx, req.params.id), ctx) };
+    });
+
+    app.put<{ Params: { id: string } }>('/workloads/:id', async (req, reply) => {
+      const ctx = ctxOf(req);
+      allow('workload:workload_modify', ctx);
+      await d.workloads.modify(ctx, req.params.id, unwrap(req.body, 'workload'));
+      return reply.code(202).send();
+    });
+
+    app.delete<{ Params: { id: string } }>('/workloads/:id', async (req, reply) => {
+      const ctx = ctxOf(req);
+      allow('workload:workload_delete', ctx);
+      await d.workloads.delete(ctx, req.params.id);
+      return reply.code(202).send();
+    });
+
+    app.post<{ Params: { id: string } }>('/workloads/:id/unlock', async (req, reply) => {
+      const ctx = ctxOf(req);
+      allow('workload:workload_unlock', ctx);
+      await d.workloads.unlock(ctx, req.params.id);
+      return reply.code(202).send();
+    });
+
+    app.post<{ Params: { id: string } }>('/workloads/:id/reset', async (req, reply) => {
+      const ctx = ctxOf(req);
+      allow('workload:workload_reset', ctx);
+      await d.workloads.reset(ctx, req.params.id);
+      return reply.code(202).send();
+    });
+
+    const typeView = (t: (typeof WORKLOAD_TYPES)[number], full: boolean) => ({
+      id: t.id,
+      status: 'available',
+      links: [
+        { rel: 'self', href: `${d.publicUrl}/v1/workload_types/${t.id}` },
+        { rel: 'bookmark', href: `${d.publicUrl}/workload_types/${t.id}` },
+      ],
+      name: t.name,
+      description: t.description,
+      is_public: true,
+      ...(full ? { created_at: '2014-01-01T00:00:00.000000', updated_at: null, user_id: null, project_id: null, metadata: [] } : {}),
+    });
+    app.get('/workload_types', async (req) => {
+      allow('workload:workload_type_get_all', ctxOf(req));
+      return { workload_types: WORKLOAD_TYPES.map((t) => typeView(t, false)) };
+    });
+    app.get('/workload_types/detail', async (req) => {
+      allow('workload:workload_type_get_all', ctxOf(req));
+      return { workload_types: WORKLOAD_TYPES.map((t) => typeView(t, true)) };
+    });
+    app.get<{ Params: { id: string } }>('/workload_types/:id', async (req) => {
+      allow('workload:workload_type_show', ctxOf(req));
+      const t = WORKLOAD_TYPES.find((x) => x.id === req.params.id.toLowerCase());
+      if (!t) throw NotFoundError.of('WorkloadType', req.params.id);
+      return { workload_type: typeView(t, true) };
+    });
+  };
+}

@@ -1,0 +1,144 @@
+import type { Db, DialectName } from '../store/db.js';
+import { claimJob, failExpiredJob, finishJob, listExpiredJobs, renewLease, type Job } from '../store/job.store.js';
+import type { Clock } from '../lib/clock.js';
+import type { Logger } from '../lib/logger.js';
+import { errorMessage } from '../lib/errors.js';
+
+/**
+ * A job handler. `run` does the work (it must watch `signal`: aborted when the lease is lost
+ * or the worker stops). `onLost` repairs the resource when the job's worker died: the job is
+ * never re-run silently (ARCHITECTURE invariant "nothing runs twice").
+ */
+export interface JobHandler {
+  kind: string;
+  run(job: Job, ctx: { signal: AbortSignal; log: Logger }): Promise<void>;
+  onLost(job: Job, now: number): Promise<void>;
+}
+
+export interface RunnerOptions {
+  db: Db;
+  dialect: DialectName;
+  clock: Clock;
+  log: Logger;
+  owner: string; // node name + pid + random: unique per worker process
+  leaseMs: number;
+  handlers: JobHandler[];
+  concurrency?: number;
+  pollMs?: number;
+  reconcileMs?: number;
+}
+
+export class JobRunner {
+  private readonly handlers = new Map<string, JobHandler>();
+  private readonly active = new Map<string, { ctl: AbortController; done: Promise<void> }>();
+  private stopped = true;
+  private loop: Promise<void> | null = null;
+  private wake: (() => void) | null = null;
+  private reconcileTimer: NodeJS.Timeout | null = null;
+
+  constructor(private readonly o: RunnerOptions) {
+    for (const h of o.handlers) this.handlers.set(h.kind, h);
+  }
+
+  start(): void {
+    if (!this.stopped) return;
+    this.stopped = false;
+    this.loop = this.claimLoop();
+    const every = this.o.reconcileMs ?? Math.max(1000, Math.floor(this.o.leaseMs / 2));
+    this.reconcileTimer = setInterval(() => void this.reconcile().catch((e) => this.o.log.error({ err: errorMessage(e) }, 'reconcile failed')), every);
+    this.reconcileTimer.unref();
+  }
+
+  /** Nudges the claim loop (called after enqueueing in the same process). */
+  poke(): void {
+    this.wake?.();
+  }
+
+  /** Stops claiming, aborts running jobs and waits for them to settle. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.reconcileTimer) clearInterval(this.reconcileTimer);
+    this.wake?.();
+    for (const a of this.active.values()) a.ctl.abort(new Error('worker is stopping'));
+    await Promise.allSettled([...this.active.values()].map((a) => a.done));
+    await this.loop;
+  }
+
+  /**
+   * Fails jobs whose worker is gone (lease expired) and lets their handler repair state.
+   * Safe to run from every worker at once: failExpiredJob is conditional, one wins.
+   */
+  async reconcile(): Promise<number> {
+    const now = this.o.clock.now();
+    const expired = await listExpiredJobs(this.o.db, now);
+    let n = 0;
+    for (const job of expired) {
+      if (!(await failExpiredJob(this.o.db, job.id, 'worker lease expired', now))) continue;
+      n++;
+      this.o.log.warn({ jobId: job.id, kind: job.kind, resourceId: job.resourceId }, 'job lost with its worker; not re-running');
+      const h = this.handlers.get(job.kind);
+      try {
+        await h?.onLost(job, now);
+      } catch (e) {
+        this.o.log.error({ jobId: job.id, err: errorMessage(e) }, 'repair after lost job failed');
+      }
+    }
+    return n;
+  }
+
+  private async claimLoop(): Promise<void> {
+    const limit = this.o.concurrency ?? 2;
+    const pollMs = this.o.pollMs ?? 250;
+    while (!this.stopped) {
+      let claimed: Job | null = null;
+      if (this.active.size < limit) {
+        try {
+          claimed = await claimJob(this.o.db, this.o.dialect, this.o.owner, this.o.leaseMs, this.o.clock.now());
+        } catch (e) {
+          this.o.log.error({ err: errorMessage(e) }, 'claiming a job failed');
+        }
+      }
+      if (claimed) {
+        this.execute(claimed);
+        continue;
+      }
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, pollMs);
+        this.wake = () => {
+          clearTimeout(t);
+          resolve();
+        };
+      });
+      this.wake = null;
+    }
+  }
+
+  private execute(job: Job): void {
+    const ctl = new AbortController();
+    const log = this.o.log.child({ jobId: job.id, kind: job.kind, resourceId: job.resourceId });
+    const heartbeatEvery = Math.max(100, Math.floor(this.o.leaseMs / 3));
+    const hb = setInterval(() => {
+      renewLease(this.o.db, job.id, this.o.owner, this.o.leaseMs, this.o.clock.now())
+        .then((held) => {
+          if (!held) ctl.abort(new Error('job lease lost'));
+        })
+        .catch((e) => log.warn({ err: errorMessage(e) }, 'heartbeat failed'));
+    }, heartbeatEvery);
+    const done = (async () => {
+      const h = this.handlers.get(job.kind);
+      try {
+        if (!h) throw new Error(`no handler for job kind ${job.kind}`);
+        await h.run(job, { signal: ctl.signal, log });
+        await finishJob(this.o.db, job.id, this.o.owner, { status: 'done' }, this.o.clock.now());
+      } catch (e) {
+        log.error({ err: errorMessage(e) }, 'job failed');
+        await finishJob(this.o.db, job.id, this.o.owner, { status: 'failed', error: errorMessage(e) }, this.o.clock.now()).catch(() => undefined);
+      } finally {
+        clearInterval(hb);
+        this.active.delete(job.id);
+        this.wake?.();
+      }
+    })();
+    this.active.set(job.id, { ctl, done });
+  }
+}

@@ -1,0 +1,89 @@
+/**
+ * The typed errors every layer throws. Each carries the user-facing message; `http/` maps the
+ * kind to a fault (one table, http/faults.ts) and `cli/` maps it to an exit code. Nothing below
+ * `http/` knows about status codes.
+ */
+export type ErrorKind =
+  | 'validation' // bad input: 400 badRequest
+  | 'invalid-state' // operation not allowed in the current state: 400 badRequest
+  | 'not-found' // unknown or foreign id: 404 itemNotFound
+  | 'unauthenticated' // missing/invalid token: 401
+  | 'forbidden' // policy denial: 403 forbidden
+  | 'conflict' // 409 conflictingRequest
+  | 'too-large' // 413 overLimit
+  | 'unsupported-media' // 415 badMediaType
+  | 'unavailable' // a dependency is down: 503 serviceUnavailable
+  | 'integrity' // stored data failed a hash check
+  | 'internal';
+
+export class AppError extends Error {
+  readonly kind: ErrorKind;
+  constructor(kind: ErrorKind, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.kind = kind;
+    this.name = new.target.name;
+  }
+}
+
+export class ValidationError extends AppError {
+  constructor(message: string) {
+    super('validation', message);
+  }
+}
+
+/** Message gets the legacy `Invalid state: ` prefix, as workloadmgr's InvalidState did. */
+export class InvalidStateError extends AppError {
+  constructor(message: string) {
+    super('invalid-state', `Invalid state: ${message}`);
+  }
+}
+
+export class NotFoundError extends AppError {
+  constructor(message: string) {
+    super('not-found', message);
+  }
+  /** `Workload <id> could not be found.` — the same text for unknown and foreign ids. */
+  static of(resource: string, id: string): NotFoundError {
+    return new NotFoundError(`${resource} ${id} could not be found.`);
+  }
+}
+
+export class UnauthenticatedError extends AppError {
+  constructor(message = 'The request you have made requires authentication.') {
+    super('unauthenticated', message);
+  }
+}
+
+export class ForbiddenError extends AppError {
+  constructor(message: string) {
+    super('forbidden', message);
+  }
+}
+
+export class ConflictError extends AppError {
+  constructor(message: string) {
+    super('conflict', message);
+  }
+}
+
+export class UnavailableError extends AppError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('unavailable', message, options);
+  }
+}
+
+export class IntegrityError extends AppError {
+  constructor(message: string) {
+    super('integrity', message);
+  }
+}
+
+export function isAppError(e: unknown): e is AppError {
+  return e instanceof AppError;
+}
+
+/** Best-effort text of any thrown value, for logs and error_msg fields. */
+export function errorMessage(e: unknown): string {
+  if (e instanceof Error) return e.message;
+  return String(e);
+}

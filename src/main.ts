@@ -1,0 +1,78 @@
+#!/usr/bin/env node
+import { Command, Option } from 'commander';
+import { loadConfig, ConfigError, type Config } from './config/config.js';
+import { startLifeboat, type Role } from './app/app.js';
+import type { CreatedCredentials } from './identity/identity-file.js';
+
+/** The `lifeboat` command: the service (`serve`) and, later, client and repository tools. */
+const program = new Command('lifeboat').description('Lifeboat: backup and recovery for cloud VM workloads (workloadmgr v1 API)');
+
+function config(): Config {
+  try {
+    return loadConfig();
+  } catch (e) {
+    if (e instanceof ConfigError) {
+      process.stderr.write(`lifeboat: configuration error: ${e.message}\n`);
+      process.exit(2);
+    }
+    throw e;
+  }
+}
+
+function printWelcome(cfg: Config, created: CreatedCredentials[], demoVms: string[]): void {
+  const out: string[] = ['', '=== Lifeboat: first start ==='];
+  if (created.length > 0) {
+    out.push(`Created ${cfg.identity} with these users (passwords are shown only now):`);
+    for (const c of created) out.push(`  user ${c.user}  password ${c.password}  project ${c.project}`);
+  }
+  if (demoVms.length > 0) out.push(`Demo VMs in ${cfg.inventory}: ${demoVms.join(', ')}`);
+  const demo = created.find((c) => c.user === 'demo') ?? created[0];
+  if (demo) {
+    const base = cfg.publicUrl;
+    out.push(
+      '',
+      'Get a token and list workloads:',
+      `  TOKEN=$(curl -si -H 'Content-Type: application/json' ${base}/identity/v3/auth/tokens -d '{"auth":{"identity":{"methods":["password"],"password":{"user":{"name":"${demo.user}","domain":{"name":"Default"},"password":"${demo.password}"}}},"scope":{"project":{"name":"${demo.project}","domain":{"name":"Default"}}}}}' | awk 'tolower($1)=="x-subject-token:"{print $2}' | tr -d '\\r')`,
+      `  PROJECT=$(curl -s -H "X-Auth-Token: $TOKEN" -H "X-Subject-Token: $TOKEN" ${base}/identity/v3/auth/tokens | node -pe 'JSON.parse(require("fs").readFileSync(0)).token.project.id')`,
+      `  curl -s -H "X-Auth-Token: $TOKEN" ${base}/v1/$PROJECT/workloads`,
+      '',
+      'Or with the OpenStack variables: OS_AUTH_URL=' + `${base}/identity/v3 OS_USERNAME=${demo.user} OS_PASSWORD=${demo.password} OS_PROJECT_NAME=${demo.project}`,
+      '',
+    );
+  }
+  process.stdout.write(out.join('\n') + '\n');
+}
+
+program
+  .command('serve')
+  .description('run the service (HTTP API and/or job worker) on the configured store and target')
+  .addOption(new Option('--role <role>', 'which parts to run').choices(['api', 'worker', 'all']).default('all'))
+  .option('--demo', 'create a demo identity (project/user demo) and two demo VMs when missing', false)
+  .action(async (opts: { role: Role; demo: boolean }) => {
+    const cfg = config();
+    const lb = await startLifeboat(cfg, {
+      role: opts.role,
+      demo: opts.demo,
+      onCredentials: (created, vms) => printWelcome(cfg, created, vms),
+    });
+    process.stdout.write(`lifeboat ${opts.role} running${lb.address ? ` on http://${lb.address}` : ''} (store ${lb.store.dialect}, node ${cfg.nodeName})\n`);
+    let closing = false;
+    const shutdown = (sig: string) => {
+      if (closing) return;
+      closing = true;
+      process.stdout.write(`lifeboat: ${sig}, shutting down\n`);
+      const force = setTimeout(() => process.exit(1), 25_000);
+      force.unref();
+      lb.close().then(
+        () => process.exit(0),
+        () => process.exit(1),
+      );
+    };
+    process.on('SIGTERM', () => shutdown('SIGTERM'));
+    process.on('SIGINT', () => shutdown('SIGINT'));
+  });
+
+program.parseAsync(process.argv).catch((e: unknown) => {
+  process.stderr.write(`lifeboat: ${e instanceof Error ? e.message : String(e)}\n`);
+  process.exit(1);
+});

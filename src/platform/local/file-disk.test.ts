@@ -1,0 +1,126 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, open, readdir, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { FileDiskSink, RangeSet, openFileDiskSource } from './file-disk.js';
+
+const MiB = 1024 * 1024;
+
+describe('RangeSet', () => {
+  it('coalesces and answers overlaps', () => {
+    const s = new RangeSet();
+    s.add(10, 20);
+    s.add(30, 40);
+    assert.equal(s.count, 2);
+    assert.equal(s.overlaps(0, 10), false);
+    assert.equal(s.overlaps(20, 30), false);
+    assert.equal(s.overlaps(19, 21), true);
+    assert.equal(s.overlaps(35, 36), true);
+    assert.equal(s.overlaps(40, 50), false);
+    s.add(20, 30); // touches both: one range
+    assert.equal(s.count, 1);
+    assert.equal(s.overlaps(25, 26), true);
+    s.add(0, 5);
+    s.add(100, 200);
+    s.add(3, 150);
+    assert.equal(s.count, 1);
+    assert.equal(s.overlaps(199, 300), true);
+    assert.equal(s.overlaps(200, 300), false);
+  });
+});
+
+describe('file disks', () => {
+  let dir: string;
+  before(async () => {
+    dir = await mkdtemp(path.join(tmpdir(), 'lifeboat-disk-'));
+  });
+  after(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('source reads the right bytes; changeToken is stable until the file changes', async () => {
+    const file = path.join(dir, 'src.raw');
+    const data = randomBytes(3 * MiB + 123);
+    await writeFile(file, data);
+    const a = await openFileDiskSource(file);
+    const b = await openFileDiskSource(file);
+    try {
+      assert.equal(a.size, data.length);
+      assert.equal(a.changeToken, b.changeToken, 'unchanged file: same token');
+      const buf = Buffer.alloc(4096);
+      assert.equal(await a.read(buf, 0, 4096, 2 * MiB + 5), 4096);
+      assert.deepEqual(buf, data.subarray(2 * MiB + 5, 2 * MiB + 5 + 4096));
+      // Short read at the end, into an offset of the buffer.
+      assert.equal(await a.read(buf, 100, 1000, data.length - 23), 23);
+      assert.deepEqual(buf.subarray(100, 123), data.subarray(data.length - 23));
+    } finally {
+      await a.close();
+      await b.close();
+      await a.close(); // idempotent
+    }
+    // Same size, content changed in place: mtime moves.
+    const first = await openFileDiskSource(file);
+    const before = first.changeToken;
+    await first.close();
+    await new Promise((r) => setTimeout(r, 5));
+    const fh = await open(file, 'r+');
+    await fh.write(Buffer.from('changed'), 0, 7, 1000);
+    await fh.close();
+    const c = await openFileDiskSource(file);
+    assert.notEqual(c.changeToken, before);
+    assert.equal(c.size, data.length);
+    await c.close();
+    // Replaced by another file with the same size and mtime: the inode differs.
+    const other = path.join(dir, 'src2.raw');
+    await writeFile(other, data);
+    const st = await stat(file);
+    await utimes(other, st.atime, st.mtime);
+    const d = await openFileDiskSource(other);
+    assert.notEqual(d.changeToken, c.changeToken);
+    await d.close();
+  });
+
+  it('source on a missing file or a directory fails', async () => {
+    await assert.rejects(openFileDiskSource(path.join(dir, 'nope.raw')), { code: 'ENOENT' });
+    await assert.rejects(openFileDiskSource(dir), /not a regular file/);
+  });
+
+  it('sink writes sparse, only on commit, skipping zero blocks but not over written data', async () => {
+    const target = path.join(dir, 'sink.raw');
+    const size = 64 * MiB;
+    const sink = await FileDiskSink.create(target, size);
+    const a = randomBytes(MiB);
+    await sink.write(a, 8 * MiB);
+    await sink.write(Buffer.alloc(16 * MiB), 20 * MiB); // zeros over a hole: skipped
+    const b = randomBytes(10000);
+    await sink.write(b, 40 * MiB + 1);
+    await sink.write(Buffer.alloc(4096), 8 * MiB + 4096); // zeros over written data: written
+    await assert.rejects(stat(target), { code: 'ENOENT' }, 'nothing at the target before commit');
+    await assert.rejects(sink.write(Buffer.alloc(1), size), /outside the disk/);
+    await sink.commit();
+    assert.deepEqual(await readdir(dir).then((l) => l.filter((n) => n.includes('sink'))), ['sink.raw'], 'no temp file left');
+    const st = await stat(target);
+    assert.equal(st.size, size);
+    assert.ok(st.blocks * 512 < 3 * MiB, `sparse: ${st.blocks * 512} bytes allocated for a 64 MiB disk`);
+    const got = await readFile(target);
+    const want = Buffer.alloc(size);
+    a.copy(want, 8 * MiB);
+    want.fill(0, 8 * MiB + 4096, 8 * MiB + 8192);
+    b.copy(want, 40 * MiB + 1);
+    assert.ok(got.equals(want), 'content matches');
+    await assert.rejects(sink.write(a, 0), /committed/);
+  });
+
+  it('sink abort leaves the target untouched and no temp file', async () => {
+    const target = path.join(dir, 'keep.raw');
+    await writeFile(target, 'original');
+    const sink = await FileDiskSink.create(target, MiB);
+    await sink.write(randomBytes(4096), 0);
+    await sink.abort();
+    await sink.abort(); // idempotent
+    assert.equal(await readFile(target, 'utf8'), 'original');
+    assert.deepEqual(await readdir(dir).then((l) => l.filter((n) => n.includes('keep'))), ['keep.raw']);
+  });
+});

@@ -1,0 +1,201 @@
+import { chmod, open, rename, unlink, type FileHandle } from 'node:fs/promises';
+import path from 'node:path';
+import type { DiskSink, DiskSource } from '../../lib/disk-io.js';
+import { AppError } from '../../lib/errors.js';
+import { fileKey, fsyncDir, tempPathBeside } from './atomic-file.js';
+
+/**
+ * Raw image files as DiskSource / DiskSink.
+ *
+ * Sources give no allocatedExtents(): Node has no lseek(SEEK_DATA/SEEK_HOLE), so we cannot ask
+ * the filesystem for holes; the datamover reads everything and its zero detection keeps holes
+ * cheap in the repository. They give no changedExtentsSince() either (no CBT for plain files).
+ */
+
+/** Opens `file` read-only. The caller maps ENOENT etc. to a message naming the instance. */
+export async function openFileDiskSource(file: string): Promise<DiskSource> {
+  const fh = await open(file, 'r');
+  try {
+    const st = await fh.stat({ bigint: true });
+    if (!st.isFile()) throw new AppError('validation', `${file} is not a regular file`);
+    return new FileDiskSource(fh, Number(st.size), fileKey(st));
+  } catch (e) {
+    await fh.close();
+    throw e;
+  }
+}
+
+class FileDiskSource implements DiskSource {
+  private closed = false;
+  /**
+   * @param changeToken `${dev}:${ino}:${size}:${mtimeNs}` at open time: a rename-replace changes
+   * ino, a write changes mtime (nanoseconds) and usually size. Equal tokens = same content,
+   * unless someone rewrote the file and reset its mtime on purpose.
+   */
+  constructor(
+    private readonly fh: FileHandle,
+    readonly size: number,
+    readonly changeToken: string,
+  ) {}
+
+  async read(buf: Buffer, offset: number, length: number, position: number): Promise<number> {
+    const { bytesRead } = await this.fh.read(buf, offset, length, position);
+    return bytesRead;
+  }
+
+  /** Idempotent. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.fh.close();
+  }
+}
+
+/** Sinks skip zero data at this granularity (the usual filesystem block size). */
+const BLOCK = 4096;
+const ZERO_BLOCK = Buffer.alloc(BLOCK);
+
+/**
+ * Sorted, disjoint, coalesced byte ranges [start, end). Remembers where a sink wrote data, so a
+ * later all-zero write over such a range is really written instead of skipped.
+ */
+export class RangeSet {
+  private readonly starts: number[] = [];
+  private readonly ends: number[] = [];
+
+  /** Index of the first range whose end is >= pos. */
+  private firstEndingAtOrAfter(pos: number): number {
+    let lo = 0;
+    let hi = this.ends.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if ((this.ends[mid] as number) < pos) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+
+  overlaps(start: number, end: number): boolean {
+    const i = this.firstEndingAtOrAfter(start + 1);
+    return i < this.starts.length && (this.starts[i] as number) < end;
+  }
+
+  add(start: number, end: number): void {
+    if (end <= start) return;
+    const i = this.firstEndingAtOrAfter(start);
+    let j = i;
+    while (j < this.starts.length && (this.starts[j] as number) <= end) j++;
+    const s = j > i ? Math.min(start, this.starts[i] as number) : start;
+    const e = j > i ? Math.max(end, this.ends[j - 1] as number) : end;
+    this.starts.splice(i, j - i, s);
+    this.ends.splice(i, j - i, e);
+  }
+
+  get count(): number {
+    return this.starts.length;
+  }
+}
+
+export type SinkState = 'open' | 'committing' | 'committed' | 'aborted';
+
+/**
+ * Writes a disk image to a temp file beside `target` and renames it into place on commit, so
+ * `target` is either untouched (abort, crash) or completely the new image.
+ *
+ * Sparse by construction: the temp file is created empty and truncated to `size`, so every
+ * range never written is a hole. Writes skip 4 KiB blocks that are all zero unless data was
+ * written there before (the file is fresh, so a skipped block already reads as zeros). Never
+ * writes zeros to fill.
+ */
+export class FileDiskSink implements DiskSink {
+  private state: SinkState = 'open';
+  private readonly written = new RangeSet();
+
+  private constructor(
+    private readonly fh: FileHandle,
+    readonly size: number,
+    readonly target: string,
+    readonly tempPath: string,
+  ) {}
+
+  /**
+   * Creates the temp file (exclusive; the name holds a fresh uuid) with length `size`.
+   * `mode` (e.g. the original image's permissions for an in-place restore) is applied to it.
+   */
+  static async create(target: string, size: number, opts: { mode?: number } = {}): Promise<FileDiskSink> {
+    if (!Number.isSafeInteger(size) || size < 0) throw new AppError('validation', `Disk size must be a non-negative integer (got ${size})`);
+    const tmp = tempPathBeside(target);
+    const fh = await open(tmp, 'wx', 0o600);
+    try {
+      await fh.truncate(size);
+      if (opts.mode !== undefined) await chmod(tmp, opts.mode & 0o7777);
+    } catch (e) {
+      await fh.close().catch(() => {});
+      await unlink(tmp).catch(() => {});
+      throw e;
+    }
+    return new FileDiskSink(fh, size, target, tmp);
+  }
+
+  get status(): SinkState {
+    return this.state;
+  }
+
+  async write(buf: Buffer, position: number): Promise<void> {
+    if (this.state !== 'open') throw new AppError('internal', `write to a ${this.state} disk sink (${path.basename(this.target)})`);
+    if (!Number.isSafeInteger(position) || position < 0 || position + buf.length > this.size) {
+      throw new AppError('internal', `write of ${buf.length} bytes at ${position} is outside the disk (size ${this.size})`);
+    }
+    let runStart = -1; // start (in buf) of the pending run of blocks that must be written
+    let off = 0;
+    while (off < buf.length) {
+      // Blocks are aligned to the file, not to the buffer, so holes line up with fs blocks.
+      const end = Math.min(buf.length, off + BLOCK - ((position + off) % BLOCK));
+      const zero = buf.subarray(off, end).equals(ZERO_BLOCK.subarray(0, end - off));
+      const mustWrite = !zero || this.written.overlaps(position + off, position + end);
+      if (mustWrite && runStart < 0) runStart = off;
+      if (!mustWrite && runStart >= 0) {
+        await this.writeRun(buf, runStart, off, position);
+        runStart = -1;
+      }
+      off = end;
+    }
+    if (runStart >= 0) await this.writeRun(buf, runStart, buf.length, position);
+  }
+
+  private async writeRun(buf: Buffer, from: number, to: number, position: number): Promise<void> {
+    this.written.add(position + from, position + to);
+    let done = from;
+    while (done < to) {
+      const { bytesWritten } = await this.fh.write(buf, done, to - done, position + done);
+      if (bytesWritten <= 0) throw new AppError('internal', `short write to ${this.tempPath}`);
+      done += bytesWritten;
+    }
+  }
+
+  /** fsync, rename over the target, fsync the directory. After this the target is the new image. */
+  async commit(): Promise<void> {
+    if (this.state !== 'open') throw new AppError('internal', `commit of a ${this.state} disk sink (${path.basename(this.target)})`);
+    this.state = 'committing';
+    try {
+      await this.fh.sync();
+      await this.fh.close();
+      await rename(this.tempPath, this.target);
+      await fsyncDir(path.dirname(this.target));
+      this.state = 'committed';
+    } catch (e) {
+      await this.fh.close().catch(() => {});
+      await unlink(this.tempPath).catch(() => {});
+      this.state = 'aborted';
+      throw e;
+    }
+  }
+
+  /** Removes the temp file; the target is untouched. Idempotent; a no-op after commit. */
+  async abort(): Promise<void> {
+    if (this.state === 'committed' || this.state === 'aborted') return;
+    this.state = 'aborted';
+    await this.fh.close().catch(() => {});
+    await unlink(this.tempPath).catch(() => {});
+  }
+}

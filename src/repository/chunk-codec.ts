@@ -1,0 +1,95 @@
+import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
+import { createRequire } from 'node:module';
+
+/**
+ * Chunk identity and encoding, shared by the repository (GC, verify) and the datamover's
+ * worker threads. Pure and synchronous; callers choose the thread.
+ *
+ * - Chunk id = HMAC-SHA256(projectKey, raw bytes). The project key is derived from the
+ *   repository secret and the project id, so equal data in two projects gets different ids:
+ *   dedup stays inside a project and one tenant cannot probe for another's content.
+ * - Stored form = zstd frame (flag COMPRESSED) or the raw bytes when zstd does not shrink them
+ *   (PBS rule), so random data costs no decompression on restore.
+ */
+
+// zstd-napi's low-level binding lets us compress into preallocated buffers (no per-chunk alloc).
+const require = createRequire(import.meta.url);
+interface ZstdBinding {
+  CCtx: new () => { compress(dst: Uint8Array, src: Uint8Array, level: number): number };
+  DCtx: new () => { decompress(dst: Uint8Array, src: Uint8Array): number };
+  compressBound(n: number): number;
+}
+const zstd = require('zstd-napi/binding') as ZstdBinding;
+
+export const FLAG_COMPRESSED = 1;
+export const ID_LEN = 32;
+export const ZERO_ID = Buffer.alloc(ID_LEN);
+
+export function deriveProjectKey(repoSecret: Buffer, projectId: string): Buffer {
+  return createHmac('sha256', repoSecret).update(`lifeboat/chunk-id/v1/${projectId}`).digest();
+}
+
+export function chunkId(projectKey: Uint8Array, raw: Uint8Array): Buffer {
+  return createHmac('sha256', projectKey).update(raw).digest();
+}
+
+export function sha256(...parts: Uint8Array[]): Buffer {
+  const h = createHash('sha256');
+  for (const p of parts) h.update(p);
+  return h.digest();
+}
+
+export function idEquals(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && timingSafeEqual(a, b);
+}
+
+export function compressBound(n: number): number {
+  return zstd.compressBound(n);
+}
+
+/** One per thread: holds the zstd contexts. */
+export class ChunkCodec {
+  private readonly cctx = new zstd.CCtx();
+  private readonly dctx = new zstd.DCtx();
+
+  /**
+   * Compresses `raw` into `dst` (which must hold compressBound(raw.length)); returns the
+   * stored length and flags. When zstd does not shrink the data the raw bytes are copied.
+   */
+  encode(raw: Uint8Array, dst: Uint8Array, level: number): { length: number; flags: number } {
+    const n = this.cctx.compress(dst, raw, level);
+    if (n < raw.length) return { length: n, flags: FLAG_COMPRESSED };
+    dst.set(raw);
+    return { length: raw.length, flags: 0 };
+  }
+
+  /**
+   * Decodes a stored chunk into `dst` (exactly rawLength bytes) and checks its id. Returns an
+   * error message (never throws for bad data): the caller names disk and chunk in its error.
+   */
+  decodeVerify(
+    stored: Uint8Array,
+    flags: number,
+    dst: Uint8Array,
+    projectKey: Uint8Array,
+    expectedId: Uint8Array,
+  ): string | null {
+    let raw: Uint8Array;
+    if (flags & FLAG_COMPRESSED) {
+      let n: number;
+      try {
+        n = this.dctx.decompress(dst, stored);
+      } catch (e) {
+        return `cannot decompress: ${(e as Error).message}`;
+      }
+      if (n !== dst.length) return `decompressed to ${n} bytes, expected ${dst.length}`;
+      raw = dst;
+    } else {
+      if (stored.length !== dst.length) return `stored length ${stored.length}, expected ${dst.length}`;
+      dst.set(stored);
+      raw = dst;
+    }
+    if (!idEquals(chunkId(projectKey, raw), expectedId)) return 'content does not match its chunk id';
+    return null;
+  }
+}

@@ -1,0 +1,94 @@
+import { ID_LEN } from './chunk-codec.js';
+import type { ChunkLocation } from './pack-index.format.js';
+
+/**
+ * Chunk id → location, as a compact open-addressing hash table (about 56 bytes per chunk, no
+ * per-entry JS objects), because a project's whole index is held while a backup runs. Ids are
+ * keyed SHA-256 outputs, so their first 4 bytes are already a uniform hash.
+ */
+export class ChunkIndex {
+  private cap: number;
+  private ids: Buffer;
+  /** Per slot: packOrdinal+1 (0 = empty), offset, storedLength, rawLength, flags. */
+  private vals: Uint32Array;
+  private packs: string[] = [];
+  private packOrd = new Map<string, number>();
+  private n = 0;
+
+  constructor(initialCapacity = 1024) {
+    let c = 16;
+    while (c < initialCapacity * 2) c *= 2;
+    this.cap = c;
+    this.ids = Buffer.alloc(c * ID_LEN);
+    this.vals = new Uint32Array(c * 5);
+  }
+
+  get size(): number {
+    return this.n;
+  }
+
+  private slot(id: Uint8Array, idOff: number): number {
+    const mask = this.cap - 1;
+    let i = (id[idOff]! | (id[idOff + 1]! << 8) | (id[idOff + 2]! << 16) | (id[idOff + 3]! << 24)) & mask;
+    for (;;) {
+      if (this.vals[i * 5] === 0) return i;
+      if (this.ids.compare(id, idOff, idOff + ID_LEN, i * ID_LEN, i * ID_LEN + ID_LEN) === 0) return i;
+      i = (i + 1) & mask;
+    }
+  }
+
+  has(id: Uint8Array, idOff = 0): boolean {
+    return this.vals[this.slot(id, idOff) * 5] !== 0;
+  }
+
+  get(id: Uint8Array, idOff = 0): ChunkLocation | undefined {
+    const s = this.slot(id, idOff) * 5;
+    const p = this.vals[s]!;
+    if (p === 0) return undefined;
+    return {
+      pack: this.packs[p - 1]!,
+      offset: this.vals[s + 1]!,
+      storedLength: this.vals[s + 2]!,
+      rawLength: this.vals[s + 3]!,
+      flags: this.vals[s + 4]!,
+    };
+  }
+
+  /** Adds a location; an id already present keeps its first location unless `replace`. */
+  set(id: Uint8Array, loc: ChunkLocation, idOff = 0, replace = false): void {
+    if ((this.n + 1) * 10 > this.cap * 7) this.grow();
+    const i = this.slot(id, idOff);
+    const s = i * 5;
+    if (this.vals[s] !== 0 && !replace) return;
+    if (this.vals[s] === 0) {
+      this.n++;
+      this.ids.set(id.subarray(idOff, idOff + ID_LEN), i * ID_LEN);
+    }
+    let o = this.packOrd.get(loc.pack);
+    if (o === undefined) {
+      o = this.packs.length;
+      this.packs.push(loc.pack);
+      this.packOrd.set(loc.pack, o);
+    }
+    this.vals[s] = o + 1;
+    this.vals[s + 1] = loc.offset;
+    this.vals[s + 2] = loc.storedLength;
+    this.vals[s + 3] = loc.rawLength;
+    this.vals[s + 4] = loc.flags;
+  }
+
+  private grow(): void {
+    const oldIds = this.ids;
+    const oldVals = this.vals;
+    const oldCap = this.cap;
+    this.cap *= 2;
+    this.ids = Buffer.alloc(this.cap * ID_LEN);
+    this.vals = new Uint32Array(this.cap * 5);
+    for (let i = 0; i < oldCap; i++) {
+      if (oldVals[i * 5] === 0) continue;
+      const j = this.slot(oldIds, i * ID_LEN);
+      this.ids.set(oldIds.subarray(i * ID_LEN, i * ID_LEN + ID_LEN), j * ID_LEN);
+      this.vals.set(oldVals.subarray(i * 5, i * 5 + 5), j * 5);
+    }
+  }
+}

@@ -1,0 +1,65 @@
+import { IntegrityError } from '../lib/errors.js';
+import { sha256 } from './chunk-codec.js';
+
+/**
+ * Snapshot manifest (`manifests/<snapshotId>.json`), written last: its presence is what makes
+ * a snapshot exist. Plain JSON so operators and import tools can read it; `checksum` is the
+ * sha256 of the JSON text of all other fields (in the order written), so a truncated or
+ * edited manifest is a clean IntegrityError rather than wrong data.
+ */
+export const MANIFEST_FORMAT = 'lifeboat-manifest/v1';
+
+export interface ManifestDisk {
+  /** The caller's disk name (any text; never used in a key). */
+  diskKey: string;
+  /** Object key of the disk index. */
+  index: string;
+  size: number;
+  chunkSize: number;
+  chunkCount: number;
+  holes: number;
+  changeToken: string | null;
+  /** New compressed bytes this snapshot wrote for the disk. */
+  storedBytes: number;
+  /** Opaque caller metadata for this disk. */
+  meta: unknown;
+}
+
+export interface Manifest {
+  format: typeof MANIFEST_FORMAT;
+  snapshotId: string;
+  projectId: string;
+  writerId: string;
+  startedAt: number;
+  createdAt: number;
+  disks: ManifestDisk[];
+  /** Opaque caller metadata (workload, instances, flavors, networks...). */
+  meta: unknown;
+}
+
+export function encodeManifest(m: Manifest): Buffer {
+  const body = JSON.stringify(m);
+  const checksum = sha256(Buffer.from(body, 'utf8')).toString('hex');
+  return Buffer.from(JSON.stringify({ ...m, checksum }, null, 1), 'utf8');
+}
+
+export function decodeManifest(what: string, data: Buffer): Manifest {
+  let parsed: Record<string, unknown>;
+  try {
+    parsed = JSON.parse(data.toString('utf8')) as Record<string, unknown>;
+  } catch {
+    throw new IntegrityError(`${what} is truncated or not JSON`);
+  }
+  if (typeof parsed !== 'object' || parsed === null || parsed.format !== MANIFEST_FORMAT) {
+    throw new IntegrityError(`${what} is not a ${MANIFEST_FORMAT} manifest`);
+  }
+  const { checksum, ...rest } = parsed;
+  if (sha256(Buffer.from(JSON.stringify(rest), 'utf8')).toString('hex') !== checksum) {
+    throw new IntegrityError(`${what} is corrupt (checksum mismatch)`);
+  }
+  const m = rest as unknown as Manifest;
+  if (typeof m.snapshotId !== 'string' || typeof m.projectId !== 'string' || !Array.isArray(m.disks)) {
+    throw new IntegrityError(`${what} lacks required fields`);
+  }
+  return m;
+}

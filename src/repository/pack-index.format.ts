@@ -1,0 +1,75 @@
+import { IntegrityError } from '../lib/errors.js';
+import { ID_LEN } from './chunk-codec.js';
+import { decodeFramed, encodeFramed } from './framing.js';
+import { isPackId } from './keys.js';
+
+/**
+ * Pack index object (`index/<project>/<id>.pidx`): where each chunk of some packs lives.
+ * Header JSON: { projectId, packs: [packId...], createdAt }. Body: one 52-byte record per chunk
+ * copy: id[32] | u32 packOrdinal (into header.packs) | u32 offset | u32 storedLength |
+ * u32 rawLength | u32 flags. The same chunk may appear in several packs (GC keeps one).
+ */
+export const PACK_INDEX_MAGIC = 'LBPIDX01';
+const REC = ID_LEN + 20;
+
+export interface ChunkLocation {
+  pack: string;
+  offset: number;
+  storedLength: number;
+  rawLength: number;
+  flags: number;
+}
+
+export interface PackIndexEntry extends ChunkLocation {
+  id: Buffer;
+}
+
+export interface PackIndexHeader {
+  projectId: string;
+  packs: string[];
+  createdAt: number;
+}
+
+export function encodePackIndex(projectId: string, createdAt: number, entries: readonly PackIndexEntry[]): Uint8Array[] {
+  const packs: string[] = [];
+  const ord = new Map<string, number>();
+  const body = Buffer.alloc(entries.length * REC);
+  entries.forEach((e, i) => {
+    let o = ord.get(e.pack);
+    if (o === undefined) {
+      o = packs.length;
+      packs.push(e.pack);
+      ord.set(e.pack, o);
+    }
+    const at = i * REC;
+    e.id.copy(body, at);
+    body.writeUInt32LE(o, at + 32);
+    body.writeUInt32LE(e.offset, at + 36);
+    body.writeUInt32LE(e.storedLength, at + 40);
+    body.writeUInt32LE(e.rawLength, at + 44);
+    body.writeUInt32LE(e.flags, at + 48);
+  });
+  return encodeFramed(PACK_INDEX_MAGIC, { projectId, packs, createdAt } satisfies PackIndexHeader, [body]);
+}
+
+export function decodePackIndex(what: string, data: Buffer): { header: PackIndexHeader; entries: PackIndexEntry[] } {
+  const { header, body } = decodeFramed<PackIndexHeader>(what, PACK_INDEX_MAGIC, data);
+  if (!Array.isArray(header.packs) || !header.packs.every((p) => typeof p === 'string' && isPackId(p))) {
+    throw new IntegrityError(`${what} has a bad pack list`);
+  }
+  if (body.length % REC !== 0) throw new IntegrityError(`${what} has a bad body length`);
+  const entries: PackIndexEntry[] = [];
+  for (let at = 0; at < body.length; at += REC) {
+    const pack = header.packs[body.readUInt32LE(at + 32)];
+    if (pack === undefined) throw new IntegrityError(`${what} references an unknown pack`);
+    entries.push({
+      id: Buffer.from(body.subarray(at, at + 32)),
+      pack,
+      offset: body.readUInt32LE(at + 36),
+      storedLength: body.readUInt32LE(at + 40),
+      rawLength: body.readUInt32LE(at + 44),
+      flags: body.readUInt32LE(at + 48),
+    });
+  }
+  return { header, entries };
+}

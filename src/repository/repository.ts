@@ -1,0 +1,224 @@
+import type { Backend } from '../backend/backend.js';
+import { listAll } from '../backend/backend.js';
+import { systemClock, type Clock } from '../lib/clock.js';
+import { NotFoundError, ValidationError } from '../lib/errors.js';
+import { silentLogger, type Logger } from '../lib/logger.js';
+import { deriveProjectKey } from './chunk-codec.js';
+import { ChunkIndex } from './chunk-index.js';
+import { newConfig, readConfig, type InitOptions, type RepoConfig } from './config.js';
+import { decodeDiskIndex, type DiskIndex } from './disk-index.format.js';
+import { assertId, CONFIG_KEY, GC_PLAN_KEY, keys, parse } from './keys.js';
+import { Lease, type LeaseKind } from './lease.js';
+import { decodeManifest, type Manifest } from './manifest.format.js';
+import { decodePackIndex, type ChunkLocation } from './pack-index.format.js';
+import { newLeaseId, SnapshotWriter } from './snapshot-writer.js';
+
+export interface RepositoryOptions {
+  clock?: Clock;
+  logger?: Logger;
+  /** A lease is renewed every ttl/3; GC treats it as dead after ttl + grace. Default 5 min. */
+  leaseTtlMs?: number;
+  /** Extra safety margin for clock skew and stalls before GC trusts an expired lease. Default 5 min. */
+  graceMs?: number;
+}
+
+export interface GcPlan {
+  planId: string;
+  createdAt: number;
+  /** projectId → pack ids GC intends to delete or rewrite. Writers never dedup against them. */
+  condemned: Record<string, string[]>;
+}
+
+/**
+ * A backup repository on a Backend (format: README.md). One instance per process is enough;
+ * it holds no state that other processes need: every coordination goes through the target.
+ */
+export class Repository {
+  readonly clock: Clock;
+  readonly logger: Logger;
+  readonly leaseTtlMs: number;
+  readonly graceMs: number;
+  private readonly secret: Buffer;
+
+  private constructor(
+    readonly backend: Backend,
+    readonly config: RepoConfig,
+    opts: RepositoryOptions,
+  ) {
+    this.clock = opts.clock ?? systemClock;
+    this.logger = opts.logger ?? silentLogger;
+    this.leaseTtlMs = opts.leaseTtlMs ?? 5 * 60_000;
+    this.graceMs = opts.graceMs ?? 5 * 60_000;
+    this.secret = Buffer.from(config.secret, 'base64');
+  }
+
+  /** Opens an existing repository; NotFoundError when the target has no config. */
+  static async open(backend: Backend, opts: RepositoryOptions = {}): Promise<Repository> {
+    const config = await readConfig(backend);
+    if (!config) throw new NotFoundError('no Lifeboat repository at the backup target (config.json missing)');
+    return new Repository(backend, config, opts);
+  }
+
+  /** Opens the repository, creating it first when the target is empty. Idempotent. */
+  static async init(backend: Backend, init: InitOptions = {}, opts: RepositoryOptions = {}): Promise<Repository> {
+    const existing = await readConfig(backend);
+    if (existing) return new Repository(backend, existing, opts);
+    const config = newConfig(init, (opts.clock ?? systemClock).now());
+    await backend.put(CONFIG_KEY, Buffer.from(JSON.stringify(config, null, 1)));
+    return Repository.open(backend, opts);
+  }
+
+  get chunkSize(): number {
+    return this.config.chunkSize;
+  }
+
+  projectKey(projectId: string): Buffer {
+    assertId('project', projectId);
+    return deriveProjectKey(this.secret, projectId);
+  }
+
+  async acquireLease(kind: LeaseKind, projectId: string | null, snapshotId: string | null, gcPlanSeen: string | null = null): Promise<Lease> {
+    return Lease.acquire(this.backend, this.clock, this.logger, {
+      id: newLeaseId(),
+      kind,
+      projectId,
+      snapshotId,
+      ttlMs: this.leaseTtlMs,
+      gcPlanSeen,
+    });
+  }
+
+  /**
+   * Starts a snapshot: registers the writer lease FIRST, then reads the GC plan and the
+   * project's chunk index (order matters: see gc.ts). No exclusive lock is taken.
+   */
+  async beginSnapshot(args: { projectId: string; snapshotId: string }): Promise<SnapshotWriter> {
+    assertId('project', args.projectId);
+    assertId('snapshot', args.snapshotId);
+    if ((await this.backend.stat(keys.manifest(args.snapshotId))) !== null) {
+      throw new ValidationError(`snapshot ${args.snapshotId} already exists in the repository`);
+    }
+    const lease = await this.acquireLease('writer', args.projectId, args.snapshotId);
+    try {
+      const plan = await this.readGcPlan();
+      lease.record.gcPlanSeen = plan?.planId ?? null;
+      await lease.beat(); // publish which plan this writer honours
+      const index = await this.loadChunkIndex(args.projectId, { excludePacks: new Set(plan?.condemned[args.projectId] ?? []) });
+      return new SnapshotWriter(
+        this.backend,
+        this.clock,
+        this.logger,
+        lease,
+        index,
+        args.projectId,
+        args.snapshotId,
+        this.projectKey(args.projectId),
+        this.config.chunkSize,
+        this.config.zstdLevel,
+        this.config.packSize,
+      );
+    } catch (e) {
+      await lease.release().catch(() => {});
+      throw e;
+    }
+  }
+
+  async readGcPlan(): Promise<GcPlan | null> {
+    try {
+      return JSON.parse((await this.backend.get(GC_PLAN_KEY)).toString('utf8')) as GcPlan;
+    } catch (e) {
+      if (e instanceof NotFoundError) return null;
+      throw e; // an unreadable plan must not be ignored: it protects data from reuse
+    }
+  }
+
+  /**
+   * The project's chunk index: every copy listed in its pack indexes, minus copies marked bad
+   * by verify and packs in `excludePacks`. Retries when a pack index vanishes meanwhile (GC
+   * consolidating indexes). A listing or read failure throws.
+   */
+  async loadChunkIndex(projectId: string, opts: { excludePacks?: ReadonlySet<string> } = {}): Promise<ChunkIndex> {
+    assertId('project', projectId);
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const bad = await this.listBadCopies(projectId);
+        const index = new ChunkIndex();
+        for (const key of await listAll(this.backend, `index/${projectId}/`)) {
+          if (!parse.packIndex(key)) continue;
+          const { entries } = decodePackIndex(key, await this.backend.get(key));
+          for (const e of entries) {
+            if (opts.excludePacks?.has(e.pack)) continue;
+            if (bad.size > 0 && bad.has(`${e.id.toString('hex')}.${e.pack}`)) continue;
+            index.set(e.id, e);
+          }
+        }
+        return index;
+      } catch (e) {
+        if (e instanceof NotFoundError && attempt < 3) continue;
+        throw e;
+      }
+    }
+  }
+
+  /** `<chunkHex>.<packId>` of every copy verify found bad in this project. */
+  async listBadCopies(projectId: string): Promise<Set<string>> {
+    const out = new Set<string>();
+    for (const key of await listAll(this.backend, `bad/${projectId}/`)) {
+      const p = parse.bad(key);
+      if (p) out.add(`${p.chunkHex}.${p.packId}`);
+    }
+    return out;
+  }
+
+  async markBadCopy(projectId: string, chunkHex: string, pack: string, reason: string): Promise<void> {
+    await this.backend.put(keys.bad(projectId, chunkHex, pack), Buffer.from(JSON.stringify({ reason, at: this.clock.now() })));
+  }
+
+  /** Reads a stored chunk's bytes (still encoded) from its pack. */
+  async readStored(projectId: string, loc: ChunkLocation): Promise<Buffer> {
+    return this.backend.getRange(keys.pack(projectId, loc.pack), loc.offset, loc.storedLength);
+  }
+
+  async readManifest(snapshotId: string): Promise<Manifest> {
+    assertId('snapshot', snapshotId);
+    const key = keys.manifest(snapshotId);
+    let data: Buffer;
+    try {
+      data = await this.backend.get(key);
+    } catch (e) {
+      if (e instanceof NotFoundError) throw NotFoundError.of('Snapshot', snapshotId);
+      throw e;
+    }
+    const m = decodeManifest(key, data);
+    if (m.snapshotId !== snapshotId) throw new ValidationError(`${key} describes snapshot ${m.snapshotId}`);
+    return m;
+  }
+
+  /** Ids of every committed snapshot (those with a manifest). A failing listing throws. */
+  async listSnapshots(): Promise<string[]> {
+    const ids: string[] = [];
+    for (const key of await listAll(this.backend, 'manifests/')) {
+      const id = parse.manifest(key);
+      if (id) ids.push(id);
+    }
+    return ids.sort();
+  }
+
+  async readDiskIndex(key: string): Promise<DiskIndex> {
+    if (!parse.diskIndex(key)) throw new ValidationError(`not a disk index key: ${key}`);
+    return decodeDiskIndex(key, await this.backend.get(key));
+  }
+
+  /**
+   * Deletes a snapshot's metadata: the manifest first (the snapshot disappears atomically),
+   * then its disk indexes. Chunks are left to GC. Idempotent; false when nothing was there.
+   */
+  async deleteSnapshot(snapshotId: string): Promise<boolean> {
+    assertId('snapshot', snapshotId);
+    const had = (await this.backend.stat(keys.manifest(snapshotId))) !== null;
+    await this.backend.delete(keys.manifest(snapshotId));
+    const disks = await listAll(this.backend, `disks/${snapshotId}/`);
+    for (const k of disks) await this.backend.delete(k);
+    return had || disks.length > 0;
+  }
+}

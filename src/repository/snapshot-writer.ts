@@ -1,0 +1,231 @@
+import { createHash, randomBytes } from 'node:crypto';
+import type { Backend } from '../backend/backend.js';
+import { InvalidStateError } from '../lib/errors.js';
+import type { Logger } from '../lib/logger.js';
+import type { Clock } from '../lib/clock.js';
+import { ID_LEN, ZERO_ID } from './chunk-codec.js';
+import type { ChunkIndex } from './chunk-index.js';
+import { encodeDiskIndex, type DiskIndex } from './disk-index.format.js';
+import { keys, packId } from './keys.js';
+import type { Lease } from './lease.js';
+import { encodeManifest, MANIFEST_FORMAT, type Manifest, type ManifestDisk } from './manifest.format.js';
+import { encodePackIndex, type PackIndexEntry } from './pack-index.format.js';
+import { encodePackTrailer } from './pack.format.js';
+
+export interface WriterStats {
+  /** Objects put (packs, pack indexes, disk indexes, manifest); lease heartbeats excluded. */
+  objectsWritten: number;
+  bytesWritten: number;
+  packs: number;
+}
+
+/**
+ * One running snapshot. Holds a writer lease from begin to commit/abort, the project's chunk
+ * index (for dedup) and the open pack. Contract and write order:
+ *   addChunk → packs (put when full) → flush(): last pack, then ONE pack index for every pack
+ *   written since the previous flush → writeDiskIndex (flushes first) → commit: manifest last.
+ * Nothing is ever overwritten; a crash at any point leaves only unreferenced objects, which GC
+ * removes once the lease has expired. Safe for several backupDisk calls at once (all state
+ * changes are synchronous on the event loop; uploads are serialised per writer).
+ */
+export class SnapshotWriter {
+  readonly stats: WriterStats = { objectsWritten: 0, bytesWritten: 0, packs: 0 };
+  private readonly disks: ManifestDisk[] = [];
+  private readonly pending = new Set<string>();
+  private parts: Uint8Array[] = [];
+  private partsEntries: PackIndexEntry[] = [];
+  private partsSize = 0;
+  private seq = 0;
+  private unindexed: PackIndexEntry[] = [];
+  private upload: Promise<void> = Promise.resolve();
+  private uploadError: unknown = null;
+  private failed: string | null = null;
+  private state: 'open' | 'committed' | 'aborted' = 'open';
+
+  constructor(
+    private readonly backend: Backend,
+    private readonly clock: Clock,
+    private readonly logger: Logger,
+    private readonly lease: Lease,
+    /** Good copies this writer may dedup against; grows with what it writes. */
+    private readonly index: ChunkIndex,
+    readonly projectId: string,
+    readonly snapshotId: string,
+    readonly projectKey: Buffer,
+    readonly chunkSize: number,
+    readonly zstdLevel: number,
+    private readonly packSize: number,
+  ) {}
+
+  get writerId(): string {
+    return this.lease.record.id;
+  }
+
+  /** True when a good copy of the chunk is stored, or this writer has stored/claimed it. */
+  hasChunk(id: Uint8Array, off = 0): boolean {
+    return this.index.has(id, off) || this.pending.has(Buffer.from(id.subarray(off, off + ID_LEN)).toString('hex'));
+  }
+
+  /**
+   * Claims an unknown chunk for upload: returns false when it is already stored or claimed
+   * (dedup inside a running backup). A claimed chunk must be passed to addChunk before commit.
+   */
+  claim(id: Uint8Array, off = 0): boolean {
+    if (this.index.has(id, off)) return false;
+    const hex = Buffer.from(id.subarray(off, off + ID_LEN)).toString('hex');
+    if (this.pending.has(hex)) return false;
+    this.pending.add(hex);
+    return true;
+  }
+
+  /** Appends a stored (encoded) chunk to the open pack; waits when an upload is behind. */
+  async addChunk(id: Uint8Array, stored: Uint8Array, rawLength: number, flags: number): Promise<void> {
+    this.assertOpen();
+    const idBuf = Buffer.from(id.subarray(0, ID_LEN));
+    const pack = packId(this.writerId, this.seq);
+    const entry: PackIndexEntry = { id: idBuf, pack, offset: this.partsSize, storedLength: stored.length, rawLength, flags };
+    this.parts.push(stored);
+    this.partsEntries.push(entry);
+    this.partsSize += stored.length;
+    this.index.set(idBuf, entry);
+    this.pending.delete(idBuf.toString('hex'));
+    if (this.partsSize >= this.packSize) await this.closePack();
+  }
+
+  /** Puts the open pack; at most one pack upload runs while the next one fills. */
+  private async closePack(): Promise<void> {
+    if (this.partsEntries.length === 0) return;
+    const parts = this.parts;
+    const entries = this.partsEntries;
+    const id = packId(this.writerId, this.seq++);
+    this.parts = [];
+    this.partsEntries = [];
+    this.partsSize = 0;
+    // Uploads are chained (one at a time, in order); the caller waits for the previous one,
+    // so at most one pack uploads while the next one fills (bounded memory).
+    const prev = this.upload;
+    this.upload = prev.then(async () => {
+      if (this.uploadError) return;
+      this.lease.assertValid();
+      const trailer = encodePackTrailer(this.projectId, entries);
+      await this.backend.put(keys.pack(this.projectId, id), [...parts, trailer]);
+      this.stats.objectsWritten++;
+      this.stats.packs++;
+      this.stats.bytesWritten += entries.reduce((n, e) => n + e.storedLength, 0) + trailer.length;
+      this.unindexed.push(...entries);
+    }).catch((e) => {
+      this.uploadError ??= e;
+    });
+    await prev;
+    this.throwIfUploadFailed();
+  }
+
+  private throwIfUploadFailed(): void {
+    if (this.uploadError) throw this.uploadError;
+  }
+
+  /** Makes every chunk added so far durable and findable: packs, then one pack index. */
+  async flush(): Promise<void> {
+    this.assertOpen();
+    await this.closePack();
+    await this.upload;
+    this.throwIfUploadFailed();
+    if (this.unindexed.length === 0) return;
+    const entries = this.unindexed;
+    this.unindexed = [];
+    this.lease.assertValid();
+    // The pack index is named after the first pack it covers (unique per writer).
+    const body = encodePackIndex(this.projectId, this.clock.now(), entries);
+    await this.backend.put(keys.packIndex(this.projectId, entries[0]!.pack), body);
+    this.stats.objectsWritten++;
+    this.stats.bytesWritten += body.reduce((n, b) => n + b.length, 0);
+  }
+
+  /**
+   * Publishes one disk's index after flushing the chunks it references. Every id must be a
+   * hole or a chunk this writer can dedup against (checked: a disk index never references a
+   * chunk that is not stored).
+   */
+  async writeDiskIndex(index: DiskIndex, extra: { storedBytes: number; meta?: unknown }): Promise<ManifestDisk> {
+    this.assertOpen();
+    const { header, ids } = index;
+    if (header.chunkSize !== this.chunkSize) throw new InvalidStateError('disk index chunk size differs from the repository');
+    if (this.disks.some((d) => d.diskKey === header.diskKey)) throw new InvalidStateError(`disk ${header.diskKey} was already written`);
+    await this.flush();
+    for (let i = 0; i < header.chunkCount; i++) {
+      const off = i * ID_LEN;
+      if (ids.compare(ZERO_ID, 0, ID_LEN, off, off + ID_LEN) === 0) continue;
+      if (!this.index.has(ids, off)) throw new Error(`disk ${header.diskKey}: chunk ${i} is not stored (internal error)`);
+    }
+    const diskHash = createHash('sha256').update(header.diskKey).digest('hex').slice(0, 32);
+    const key = keys.diskIndex(this.snapshotId, this.writerId, diskHash);
+    const body = encodeDiskIndex(index);
+    this.lease.assertValid();
+    await this.backend.put(key, body);
+    this.stats.objectsWritten++;
+    this.stats.bytesWritten += body.reduce((n, b) => n + b.length, 0);
+    const disk: ManifestDisk = {
+      diskKey: header.diskKey,
+      index: key,
+      size: header.size,
+      chunkSize: header.chunkSize,
+      chunkCount: header.chunkCount,
+      holes: header.holes,
+      changeToken: header.changeToken,
+      storedBytes: extra.storedBytes,
+      meta: extra.meta ?? null,
+    };
+    this.disks.push(disk);
+    return disk;
+  }
+
+  /** Marks the writer unusable for commit (a disk failed): its snapshot must not be published. */
+  fail(reason: string): void {
+    this.failed ??= reason;
+  }
+
+  /** Writes the manifest (the commit point) and releases the lease. */
+  async commit(meta: unknown): Promise<Manifest> {
+    this.assertOpen();
+    if (this.failed) throw new InvalidStateError(`snapshot ${this.snapshotId} cannot be committed: ${this.failed}`);
+    await this.flush();
+    if (this.pending.size > 0) throw new InvalidStateError(`snapshot ${this.snapshotId} has ${this.pending.size} chunks claimed but never stored`);
+    const manifest: Manifest = {
+      format: MANIFEST_FORMAT,
+      snapshotId: this.snapshotId,
+      projectId: this.projectId,
+      writerId: this.writerId,
+      startedAt: this.lease.record.startedAt,
+      createdAt: this.clock.now(),
+      disks: [...this.disks],
+      meta: meta ?? null,
+    };
+    const body = encodeManifest(manifest);
+    this.lease.assertValid();
+    await this.backend.put(keys.manifest(this.snapshotId), body);
+    this.stats.objectsWritten++;
+    this.stats.bytesWritten += body.length;
+    this.state = 'committed';
+    await this.lease.release().catch((e) => this.logger.warn({ err: String(e) }, 'lease release failed'));
+    return manifest;
+  }
+
+  /**
+   * Gives up: no manifest is written; packs and indexes already put stay as garbage for GC.
+   * `simulateCrash` (tests) stops the heartbeat but leaves the lease, as a killed process would.
+   */
+  async abort(opts: { simulateCrash?: boolean } = {}): Promise<void> {
+    if (this.state !== 'open') return;
+    this.state = 'aborted';
+    await this.upload.catch(() => {});
+    await this.lease.release(!opts.simulateCrash);
+  }
+
+  private assertOpen(): void {
+    if (this.state !== 'open') throw new InvalidStateError(`snapshot writer ${this.snapshotId} is ${this.state}`);
+  }
+}
+
+export function newLeaseId(): string {
+  return randomBytes(16).toString('hex');
+}

@@ -1,0 +1,213 @@
+import { inTransaction, type Db } from '../store/db.js';
+import { getWorkload, transitionWorkload, type Scope } from '../store/workload.store.js';
+import {
+  getSnapshot,
+  getTask,
+  insertSnapshot,
+  insertTask,
+  latestAvailableSnapshot,
+  listSnapshots,
+  setSnapshotMetadata,
+  snapshotMetadata,
+  transitionSnapshot,
+  type SnapshotFilter,
+} from '../store/snapshot.store.js';
+import { enqueueJob } from '../store/job.store.js';
+import { SNAPSHOT_JOBS } from '../jobs/kinds.js';
+import type { Clock } from '../lib/clock.js';
+import type { RequestContext } from '../domain/context.js';
+import {
+  DEFAULT_SNAPSHOT_NAME,
+  DELETABLE_SNAPSHOT_STATES,
+  RUNNING_SNAPSHOT_STATES,
+  type Snapshot,
+  type SnapshotMetadataRecord,
+  type SnapshotType,
+  type Task,
+} from '../domain/snapshot.js';
+import { DEFAULT_DESCRIPTION } from '../domain/workload.js';
+import { parseBool } from '../domain/jobschedule.js';
+import { InvalidStateError, NotFoundError, ValidationError } from '../lib/errors.js';
+import { isUuid, newId } from '../lib/ids.js';
+import { toSecond } from '../lib/time.js';
+import { textOrDefault } from './input.js';
+import { ownScope } from './workload.service.js';
+
+export interface SnapshotServiceDeps {
+  db: Db;
+  clock: Clock;
+  /** Where snapshots are stored, for the backup_media_target record. */
+  targetDescription: string;
+}
+
+export interface TakeSnapshotInput {
+  /** From the query string (`full=1|true|True`). */
+  full: boolean;
+  /** The optional `{"snapshot": {...}}` body's inner object. */
+  body: Record<string, unknown>;
+}
+
+export interface SnapshotWithMetadata {
+  snapshot: Snapshot;
+  metadata: SnapshotMetadataRecord[];
+}
+
+/**
+ * Snapshot use cases. Taking a snapshot locks the workload with a conditional update and
+ * enqueues the job in the same transaction, so two requests (even to two API processes)
+ * cannot both start one.
+ */
+export class SnapshotService {
+  constructor(private readonly deps: SnapshotServiceDeps) {}
+
+  private now(): number {
+    return toSecond(this.deps.clock.now());
+  }
+
+  async take(ctx: RequestContext, workloadId: string, input: TakeSnapshotInput): Promise<Snapshot> {
+    const scope = ownScope(ctx);
+    const w = isUuid(workloadId) ? await getWorkload(this.deps.db, scope, workloadId.toLowerCase()) : null;
+    if (!w) throw NotFoundError.of('Workload', workloadId);
+    const b = input.body;
+    const name = textOrDefault(b.name, 'name', DEFAULT_SNAPSHOT_NAME);
+    const description = textOrDefault(b.description, 'description', DEFAULT_DESCRIPTION);
+    const isScheduled = b.is_scheduled === undefined || b.is_scheduled === null ? false : parseBool(b.is_scheduled, 'is_scheduled');
+    // `full` in the body is ignored (tempest always sends "True"); snapshot_type overrides the query.
+    let requested: SnapshotType = input.full ? 'full' : 'incremental';
+    if (b.snapshot_type !== undefined && b.snapshot_type !== null) {
+      if (b.snapshot_type !== 'full' && b.snapshot_type !== 'incremental') throw new ValidationError('Invalid snapshot_type: expected "full" or "incremental"');
+      requested = b.snapshot_type;
+    }
+    const now = this.deps.clock.now();
+    const snap: Snapshot = {
+      id: newId(),
+      workload_id: w.id,
+      project_id: w.project_id,
+      user_id: ctx.userId,
+      name,
+      description,
+      status: 'creating',
+      snapshot_type: requested,
+      is_scheduled: isScheduled,
+      host: '',
+      size: 0,
+      restore_size: 0,
+      uploaded_size: 0,
+      progress_percent: 0,
+      progress_msg: 'Snapshot operation is scheduled',
+      warning_msg: null,
+      error_msg: null,
+      time_taken: 0,
+      pinned: false,
+      instances: [],
+      created_at: toSecond(now),
+      updated_at: null,
+      finished_at: null,
+    };
+    await inTransaction(this.deps.db, async (tx) => {
+      const locked = await transitionWorkload(tx, w.id, scope, ['available'], 'locked', toSecond(now));
+      if (!locked) throw new InvalidStateError("Workload must be in the 'available' state to take a snapshot");
+      // The first snapshot, and the first after a reset, is full whatever was asked.
+      const fresh = await getWorkload(tx, scope, w.id);
+      if (fresh?.force_full || !(await latestAvailableSnapshot(tx, w.id))) snap.snapshot_type = 'full';
+      await insertSnapshot(tx, snap);
+      await setSnapshotMetadata(
+        tx,
+        snap.id,
+        {
+          backup_media_target: this.deps.targetDescription,
+          cancel_requested: '0',
+          data_transfer_time: '0',
+          object_store_transfer_time: '0',
+          hostnames: JSON.stringify(w.instances.map((i) => i.name)),
+          pause_at_snapshot: '0',
+          policy_id: w.metadata.policy_id ?? '',
+          preferredgroup: '[]',
+          topology: JSON.stringify('""'),
+          workload_approx_backup_size: '0',
+        },
+        snap.created_at,
+      );
+      await enqueueJob(tx, { kind: SNAPSHOT_JOBS.take, payload: { snapshotId: snap.id }, resourceId: snap.id, now: snap.created_at });
+    });
+    // The take response echoes the in-memory object (the GUIDE shows real microseconds).
+    return { ...snap, created_at: now };
+  }
+
+  async list(ctx: RequestContext, opts: { all: boolean; filter: SnapshotFilter }): Promise<Snapshot[]> {
+    const scope: Scope = opts.all ? { admin: true } : ownScope(ctx);
+    if (opts.filter.workloadId !== undefined) {
+      const wid = opts.filter.workloadId;
+      const w = isUuid(wid) ? await getWorkload(this.deps.db, scope, wid.toLowerCase()) : null;
+      if (!w) throw NotFoundError.of('Workload', wid);
+      opts.filter.workloadId = w.id;
+    }
+    return listSnapshots(this.deps.db, scope, opts.filter);
+  }
+
+  async listDetail(ctx: RequestContext, opts: { all: boolean; filter: SnapshotFilter }): Promise<SnapshotWithMetadata[]> {
+    const list = await this.list(ctx, opts);
+    const md = await snapshotMetadata(this.deps.db, list.map((s) => s.id));
+    return list.map((s) => ({ snapshot: s, metadata: md.get(s.id) ?? [] }));
+  }
+
+  /** `workloadId` set for the nested routes: the snapshot must belong to that workload. */
+  async get(ctx: RequestContext, id: string, workloadId?: string): Promise<Snapshot> {
+    const s = isUuid(id) ? await getSnapshot(this.deps.db, ownScope(ctx), id.toLowerCase()) : null;
+    if (!s || (workloadId !== undefined && s.workload_id !== workloadId.toLowerCase())) throw NotFoundError.of('Snapshot', id);
+    return s;
+  }
+
+  async getDetail(ctx: RequestContext, id: string, workloadId?: string): Promise<SnapshotWithMetadata> {
+    const s = await this.get(ctx, id, workloadId);
+    const md = await snapshotMetadata(this.deps.db, [s.id]);
+    return { snapshot: s, metadata: md.get(s.id) ?? [] };
+  }
+
+  /**
+   * Starts deleting a snapshot: snapshot → deleting and workload → locked_for_delete in one
+   * transaction, with the delete job and its task. The job removes the manifest; GC frees space.
+   */
+  async delete(ctx: RequestContext, id: string, workloadId?: string): Promise<Task> {
+    const s = await this.get(ctx, id, workloadId);
+    const now = this.now();
+    const task: Task = {
+      id: newId(),
+      project_id: s.project_id,
+      display_name: 'Snapshot Delete',
+      resource_id: s.id,
+      status: 'starting',
+      status_messages: [`Deleting snapshot ${s.id}`],
+      created_at: now,
+      updated_at: null,
+      finished_at: null,
+    };
+    await inTransaction(this.deps.db, async (tx) => {
+      const ok = await transitionSnapshot(tx, s.id, DELETABLE_SNAPSHOT_STATES, 'deleting', now);
+      if (!ok) throw new InvalidStateError("Snapshot status must be 'available' or 'error' or 'cancelled'");
+      const locked = await transitionWorkload(tx, s.workload_id, ownScope(ctx), ['available'], 'locked_for_delete', now);
+      if (!locked) throw new InvalidStateError("Workload must be in the 'available' state to delete a snapshot");
+      await insertTask(tx, task);
+      await enqueueJob(tx, { kind: SNAPSHOT_JOBS.delete, payload: { snapshotId: s.id, taskId: task.id }, resourceId: s.id, now });
+    });
+    return task;
+  }
+
+  /** Requests cancellation of a running snapshot; a no-op on final states. */
+  async cancel(ctx: RequestContext, id: string): Promise<void> {
+    const s = await this.get(ctx, id);
+    if (!RUNNING_SNAPSHOT_STATES.includes(s.status)) return;
+    const now = this.now();
+    await inTransaction(this.deps.db, async (tx) => {
+      if (await transitionSnapshot(tx, s.id, RUNNING_SNAPSHOT_STATES, 'cancelling', now, { progress_msg: 'Snapshot is being cancelled' })) {
+        await setSnapshotMetadata(tx, s.id, { cancel_requested: '1' }, now);
+      }
+    });
+  }
+
+  async getTask(ctx: RequestContext, id: string): Promise<Task> {
+    const t = isUuid(id) ? await getTask(this.deps.db, ctx.projectId, id.toLowerCase()) : null;
+    if (!t) throw NotFoundError.of('Task', id);
+    return t;
+  }
+}

@@ -1,0 +1,212 @@
+import type { Db } from '../store/db.js';
+import { inTransaction } from '../store/db.js';
+import {
+  findMemberships,
+  getWorkload,
+  insertWorkload,
+  isMemberConflict,
+  listWorkloads,
+  replaceMembers,
+  transitionWorkload,
+  updateWorkloadFields,
+  type Scope,
+} from '../store/workload.store.js';
+import { countLiveSnapshots, workloadStorageUsage, type StorageUsage } from '../store/snapshot.store.js';
+import { enqueueJob } from '../store/job.store.js';
+import { WORKLOAD_JOBS } from '../jobs/kinds.js';
+import type { Platform } from '../platform/platform.js';
+import type { Clock } from '../lib/clock.js';
+import type { RequestContext } from '../domain/context.js';
+import { DEFAULT_DESCRIPTION, DEFAULT_WORKLOAD_NAME, DEFAULT_WORKLOAD_TYPE_ID, WORKLOAD_TYPES, type Workload, type WorkloadMember } from '../domain/workload.js';
+import { applyJobSchedule, defaultJobSchedule, nextRunMs } from '../domain/jobschedule.js';
+import { InvalidStateError, NotFoundError, ValidationError } from '../lib/errors.js';
+import { isUuid, newId } from '../lib/ids.js';
+import { toSecond } from '../lib/time.js';
+import { instanceIdList, optionalText, stringMap, textOrDefault } from './input.js';
+
+export interface WorkloadServiceDeps {
+  db: Db;
+  platform: Platform;
+  clock: Clock;
+}
+
+export interface WorkloadDetail {
+  workload: Workload;
+  storageUsage: StorageUsage;
+  globalJobScheduler: boolean;
+  nextRunSeconds: number | null;
+}
+
+export function ownScope(ctx: RequestContext): Scope {
+  return { projectId: ctx.projectId };
+}
+
+/**
+ * Workload use cases. Every state change is a conditional update; async completion (create →
+ * available, reset, delete) runs as a durable job enqueued in the same transaction.
+ */
+export class WorkloadService {
+  constructor(private readonly deps: WorkloadServiceDeps) {}
+
+  private now(): number {
+    return toSecond(this.deps.clock.now());
+  }
+
+  async list(ctx: RequestContext, opts: { all: boolean; projectId?: string }): Promise<Workload[]> {
+    const scope: Scope = opts.all ? { admin: true } : ownScope(ctx);
+    return listWorkloads(this.deps.db, scope, opts.projectId ? { projectId: opts.projectId } : {});
+  }
+
+  async get(ctx: RequestContext, id: string): Promise<Workload> {
+    const w = isUuid(id) ? await getWorkload(this.deps.db, ownScope(ctx), id.toLowerCase()) : null;
+    if (!w) throw NotFoundError.of('Workload', id);
+    return w;
+  }
+
+  /** The workload plus what its detail view derives: storage usage and the next run. */
+  async getDetail(ctx: RequestContext, id: string): Promise<WorkloadDetail> {
+    return this.detailOf(await this.get(ctx, id));
+  }
+
+  async listDetail(ctx: RequestContext, opts: { all: boolean; projectId?: string }): Promise<WorkloadDetail[]> {
+    const list = await this.list(ctx, opts);
+    return Promise.all(list.map((w) => this.detailOf(w)));
+  }
+
+  private async detailOf(w: Workload): Promise<WorkloadDetail> {
+    const now = this.deps.clock.now();
+    const globalJobScheduler = true; // the global scheduler switch arrives with schedules (issue 6)
+    const next = w.jobschedule.enabled ? nextRunMs(w.jobschedule, now) : null;
+    return {
+      workload: w,
+      storageUsage: await workloadStorageUsage(this.deps.db, w.id),
+      globalJobScheduler,
+      nextRunSeconds: next === null ? null : Math.max(0, Math.round((next - now) / 10) / 100),
+    };
+  }
+
+  /** Resolves instance ids in the caller's project; a foreign or unknown id is the same 400. */
+  private async resolveMembers(ctx: RequestContext, ids: string[], exceptWorkload: string | null): Promise<WorkloadMember[]> {
+    if (ids.length === 0) throw new ValidationError('Invalid instances: a workload needs at least one instance');
+    const members: WorkloadMember[] = [];
+    for (const id of ids) {
+      const inst = await this.deps.platform.getInstance(ctx.projectId, id);
+      if (!inst) throw new ValidationError(`Invalid instance: instance ${id} could not be found.`);
+      members.push({ id: inst.id, name: inst.name, metadata: {} });
+    }
+    const taken = await findMemberships(this.deps.db, ids);
+    for (const m of members) {
+      const owner = taken.get(m.id);
+      if (owner && owner !== exceptWorkload) throw new ValidationError(`Invalid instance as ${m.name} already attached with other workload`);
+    }
+    return members;
+  }
+
+  async create(ctx: RequestContext, body: Record<string, unknown>): Promise<Workload> {
+    const name = textOrDefault(body.name, 'name', DEFAULT_WORKLOAD_NAME);
+    const description = textOrDefault(body.description, 'description', DEFAULT_DESCRIPTION);
+    const typeId = body.workload_type_id === undefined || body.workload_type_id === null || body.workload_type_id === '' ? DEFAULT_WORKLOAD_TYPE_ID : body.workload_type_id;
+    if (!WORKLOAD_TYPES.some((t) => t.id === typeId)) throw new ValidationError('Invalid workload type');
+    const sourcePlatform = textOrDefault(body.source_platform, 'source_platform', 'openstack');
+    if (body.instances === undefined) throw new ValidationError('Invalid instances: the instances list is required');
+    const ids = instanceIdList(body.instances);
+    const now = this.now();
+    const { schedule } = applyJobSchedule(defaultJobSchedule(now), body.jobschedule);
+    const metadata = stringMap(body.metadata, 'metadata');
+    const members = await this.resolveMembers(ctx, ids, null);
+    const w: Workload = {
+      id: newId(),
+      project_id: ctx.projectId,
+      user_id: ctx.userId,
+      name,
+      description,
+      workload_type_id: typeId as string,
+      source_platform: sourcePlatform,
+      status: 'creating',
+      error_msg: null,
+      availability_zone: null,
+      jobschedule: schedule,
+      metadata,
+      force_full: true,
+      created_at: now,
+      updated_at: now,
+      instances: members,
+    };
+    try {
+      await inTransaction(this.deps.db, async (tx) => {
+        await insertWorkload(tx, w);
+        await enqueueJob(tx, { kind: WORKLOAD_JOBS.create, payload: { workloadId: w.id }, resourceId: w.id, now });
+      });
+    } catch (e) {
+      // Another request took one of these VMs between our check and the insert.
+      if (isMemberConflict(e)) throw new ValidationError('Invalid instance: an instance is already attached with other workload');
+      throw e;
+    }
+    return w;
+  }
+
+  async modify(ctx: RequestContext, id: string, body: Record<string, unknown>): Promise<void> {
+    const w = await this.get(ctx, id);
+    const name = optionalText(body.name, 'name');
+    const description = optionalText(body.description, 'description');
+    const { schedule, changed } = applyJobSchedule(w.jobschedule, body.jobschedule);
+    const metadata = body.metadata === undefined ? undefined : { ...w.metadata, ...stringMap(body.metadata, 'metadata') };
+    const ids = body.instances === undefined ? undefined : instanceIdList(body.instances);
+    const members = ids ? await this.resolveMembers(ctx, ids, w.id) : undefined;
+    const now = this.now();
+    try {
+      await inTransaction(this.deps.db, async (tx) => {
+        // Only an idle workload may change; the conditional update is the lock.
+        const ok = await transitionWorkload(tx, w.id, ownScope(ctx), ['available', 'error'], w.status === 'error' ? 'error' : 'available', now);
+        if (!ok) throw new InvalidStateError("Workload must be in the 'available' state to modify");
+        await updateWorkloadFields(
+          tx,
+          w.id,
+          {
+            ...(name !== undefined && name.trim() !== '' ? { name } : {}),
+            ...(description !== undefined && description.trim() !== '' ? { description } : {}),
+            ...(changed.length > 0 ? { jobschedule: schedule } : {}),
+            ...(metadata ? { metadata } : {}),
+          },
+          now,
+        );
+        if (members) await replaceMembers(tx, w.id, w.project_id, members);
+      });
+    } catch (e) {
+      if (isMemberConflict(e)) throw new ValidationError('Invalid instance: an instance is already attached with other workload');
+      throw e;
+    }
+  }
+
+  async delete(ctx: RequestContext, id: string): Promise<void> {
+    const w = await this.get(ctx, id);
+    const now = this.now();
+    await inTransaction(this.deps.db, async (tx) => {
+      if ((await countLiveSnapshots(tx, w.id)) > 0) {
+        throw new ValidationError('This workload contains snapshots. Please delete all snapshots and try again..');
+      }
+      const ok = await transitionWorkload(tx, w.id, ownScope(ctx), ['available', 'error'], 'deleting', now);
+      if (!ok) throw new InvalidStateError("Workload status must be 'available' or 'error'");
+      await enqueueJob(tx, { kind: WORKLOAD_JOBS.delete, payload: { workloadId: w.id }, resourceId: w.id, now });
+    });
+  }
+
+  /** Forces the workload back to `available` (operator escape hatch for a stuck lock). */
+  async unlock(ctx: RequestContext, id: string): Promise<void> {
+    const w = await this.get(ctx, id);
+    const ok = await transitionWorkload(this.deps.db, w.id, ownScope(ctx), ['available', 'locked', 'locked_for_delete', 'resetting', 'error', 'creating'], 'available', this.now());
+    if (!ok) throw new InvalidStateError(`Workload cannot be unlocked while ${w.status}`);
+  }
+
+  /** Marks the workload so its next snapshot is full; resetting → available through a job. */
+  async reset(ctx: RequestContext, id: string): Promise<void> {
+    const w = await this.get(ctx, id);
+    const now = this.now();
+    await inTransaction(this.deps.db, async (tx) => {
+      const ok = await transitionWorkload(tx, w.id, ownScope(ctx), ['available', 'error'], 'resetting', now, { force_full: 1 });
+      if (!ok) throw new InvalidStateError("Workload must be in the 'available' state to reset");
+      await enqueueJob(tx, { kind: WORKLOAD_JOBS.reset, payload: { workloadId: w.id }, resourceId: w.id, now });
+    });
+  }
+}
+

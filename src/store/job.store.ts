@@ -1,0 +1,144 @@
+import { sql } from 'kysely';
+import type { Db, DbOrTx, DialectName } from './db.js';
+import type { JobsTable } from './schema.js';
+import { newId } from '../lib/ids.js';
+
+/**
+ * The durable job queue. A job row is written in the same transaction as the state change it
+ * serves (outbox). Workers claim with a lease they renew (heartbeat); a job whose lease
+ * expired is never re-run — the reconciler fails it and repairs the resource's state.
+ */
+export interface Job {
+  id: string;
+  kind: string;
+  payload: unknown;
+  resourceId: string;
+  status: 'queued' | 'running' | 'done' | 'failed';
+  leaseOwner: string | null;
+  leaseExpiresAt: number | null;
+  attempts: number;
+  error: string | null;
+  createdAt: number;
+}
+
+function toJob(r: JobsTable): Job {
+  return {
+    id: r.id,
+    kind: r.kind,
+    payload: JSON.parse(r.payload) as unknown,
+    resourceId: r.resource_id,
+    status: r.status as Job['status'],
+    leaseOwner: r.lease_owner,
+    leaseExpiresAt: r.lease_expires_at,
+    attempts: r.attempts,
+    error: r.error,
+    createdAt: r.created_at,
+  };
+}
+
+export async function enqueueJob(db: DbOrTx, job: { kind: string; payload: unknown; resourceId: string; now: number }): Promise<string> {
+  const id = newId();
+  await db
+    .insertInto('jobs')
+    .values({
+      id,
+      kind: job.kind,
+      payload: JSON.stringify(job.payload),
+      resource_id: job.resourceId,
+      status: 'queued',
+      lease_owner: null,
+      lease_expires_at: null,
+      attempts: 0,
+      error: null,
+      created_at: job.now,
+      updated_at: job.now,
+    })
+    .execute();
+  return id;
+}
+
+/**
+ * Claims the oldest queued job. PostgreSQL: one statement with FOR UPDATE SKIP LOCKED, so many
+ * workers never block on or double-claim a row. SQLite: a conditional update on the chosen row
+ * (one process writes at a time; the condition still protects a second process).
+ */
+export async function claimJob(db: Db, dialect: DialectName, owner: string, leaseMs: number, now: number): Promise<Job | null> {
+  const expires = now + leaseMs;
+  if (dialect === 'postgres') {
+    const r = await sql<JobsTable>`
+      UPDATE jobs SET status = 'running', lease_owner = ${owner}, lease_expires_at = ${expires},
+             attempts = attempts + 1, updated_at = ${now}
+      WHERE id = (SELECT id FROM jobs WHERE status = 'queued' ORDER BY created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED)
+      RETURNING *`.execute(db);
+    const row = r.rows[0];
+    return row ? toJob(row) : null;
+  }
+  for (let tries = 0; tries < 5; tries++) {
+    const cand = await db.selectFrom('jobs').select('id').where('status', '=', 'queued').orderBy('created_at').orderBy('id').limit(1).executeTakeFirst();
+    if (!cand) return null;
+    const res = await db
+      .updateTable('jobs')
+      .set((eb) => ({ status: 'running', lease_owner: owner, lease_expires_at: expires, attempts: eb('attempts', '+', 1), updated_at: now }))
+      .where('id', '=', cand.id)
+      .where('status', '=', 'queued')
+      .executeTakeFirst();
+    if (Number(res.numUpdatedRows) === 1) {
+      const row = await db.selectFrom('jobs').selectAll().where('id', '=', cand.id).executeTakeFirstOrThrow();
+      return toJob(row);
+    }
+  }
+  return null;
+}
+
+/** Renews the lease; false when this worker no longer holds the job (reconciled meanwhile). */
+export async function renewLease(db: Db, id: string, owner: string, leaseMs: number, now: number): Promise<boolean> {
+  const res = await db
+    .updateTable('jobs')
+    .set({ lease_expires_at: now + leaseMs, updated_at: now })
+    .where('id', '=', id)
+    .where('lease_owner', '=', owner)
+    .where('status', '=', 'running')
+    .executeTakeFirst();
+  return Number(res.numUpdatedRows) === 1;
+}
+
+/** Ends a job this worker holds; false when the lease was lost (the reconciler owns it now). */
+export async function finishJob(db: DbOrTx, id: string, owner: string, outcome: { status: 'done' | 'failed'; error?: string }, now: number): Promise<boolean> {
+  const res = await db
+    .updateTable('jobs')
+    .set({ status: outcome.status, error: outcome.error ?? null, lease_expires_at: null, updated_at: now })
+    .where('id', '=', id)
+    .where('lease_owner', '=', owner)
+    .where('status', '=', 'running')
+    .executeTakeFirst();
+  return Number(res.numUpdatedRows) === 1;
+}
+
+/** Running jobs whose lease ran out: their worker is gone. */
+export async function listExpiredJobs(db: Db, now: number): Promise<Job[]> {
+  const rows = await db.selectFrom('jobs').selectAll().where('status', '=', 'running').where('lease_expires_at', '<', now).orderBy('created_at').execute();
+  return rows.map(toJob);
+}
+
+/** Takes an expired job away from its dead worker (conditional: exactly one reconciler wins). */
+export async function failExpiredJob(db: DbOrTx, id: string, error: string, now: number): Promise<boolean> {
+  const res = await db
+    .updateTable('jobs')
+    .set({ status: 'failed', error, lease_expires_at: null, updated_at: now })
+    .where('id', '=', id)
+    .where('status', '=', 'running')
+    .where('lease_expires_at', '<', now)
+    .executeTakeFirst();
+  return Number(res.numUpdatedRows) === 1;
+}
+
+export async function getJob(db: DbOrTx, id: string): Promise<Job | null> {
+  const r = await db.selectFrom('jobs').selectAll().where('id', '=', id).executeTakeFirst();
+  return r ? toJob(r) : null;
+}
+
+/** Removes finished jobs older than `before` (housekeeping). */
+export async function purgeFinishedJobs(db: Db, before: number): Promise<number> {
+  const res = await db.deleteFrom('jobs').where('status', 'in', ['done', 'failed']).where('updated_at', '<', before).executeTakeFirst();
+  return Number(res.numDeletedRows);
+}

@@ -1,0 +1,16 @@
+import type { Migration, MigrationProvider } from 'kysely';
+import * as m0001 from './0001-core.js';
+
+/**
+ * Migrations are listed statically (not read from a folder) so the compiled package needs no
+ * file lookups; names sort in application order. Add new ones at the end, never edit old ones.
+ */
+const migrations: Record<string, Migration> = {
+  '0001-core': m0001,
+};
+
+export const migrationProvider: MigrationProvider = {
+  async getMigrations() {
+    return migrations;
+  },
+};

@@ -1,0 +1,124 @@
+/**
+ * Row types of every table, as Kysely sees them. Timestamps are epoch milliseconds (integers),
+ * booleans are 0/1 integers and structured values are JSON text, so SQLite and PostgreSQL
+ * store and return identical values.
+ */
+
+export interface TokensTable {
+  id_hash: string; // sha256 of the token; the token itself is never stored
+  user_id: string;
+  user_name: string;
+  project_id: string;
+  project_name: string;
+  roles: string; // JSON [{id,name}]
+  methods: string; // JSON ["password"]
+  audit_id: string;
+  issued_at: number;
+  expires_at: number;
+  revoked: number;
+}
+
+export interface WorkloadsTable {
+  id: string;
+  project_id: string;
+  user_id: string;
+  name: string;
+  description: string;
+  workload_type_id: string;
+  source_platform: string;
+  status: string;
+  error_msg: string | null;
+  availability_zone: string | null;
+  jobschedule: string; // JSON object of stored schedule keys
+  metadata: string; // JSON string→string
+  /** 1 when the next snapshot must be full whatever was asked (first snapshot, after reset). */
+  force_full: number;
+  created_at: number;
+  updated_at: number;
+  deleted: number;
+  deleted_at: number | null;
+}
+
+/** Membership of an instance in a workload; instance_id is unique, so a VM is in one workload. */
+export interface WorkloadInstancesTable {
+  workload_id: string;
+  instance_id: string;
+  project_id: string;
+  name: string;
+  metadata: string; // JSON string→string
+  position: number;
+}
+
+export interface SnapshotsTable {
+  id: string;
+  workload_id: string;
+  project_id: string;
+  user_id: string;
+  name: string;
+  description: string;
+  status: string;
+  snapshot_type: string;
+  is_scheduled: number;
+  host: string;
+  size: number;
+  restore_size: number;
+  uploaded_size: number;
+  progress_percent: number;
+  progress_msg: string | null;
+  warning_msg: string | null;
+  error_msg: string | null;
+  time_taken: number;
+  pinned: number;
+  instances: string; // JSON: the snapshot-time instance view (flavor, nics, vdisks...)
+  created_at: number;
+  updated_at: number | null;
+  finished_at: number | null;
+  deleted: number;
+  deleted_at: number | null;
+}
+
+export interface SnapshotMetadataTable {
+  id: string;
+  snapshot_id: string;
+  key: string;
+  value: string;
+  created_at: number;
+  updated_at: number | null;
+}
+
+/** Durable job queue: rows written in the same transaction as the state change they serve. */
+export interface JobsTable {
+  id: string;
+  kind: string;
+  payload: string; // JSON
+  resource_id: string;
+  status: string; // queued | running | done | failed
+  lease_owner: string | null;
+  lease_expires_at: number | null;
+  attempts: number;
+  error: string | null;
+  created_at: number;
+  updated_at: number;
+}
+
+export interface TasksTable {
+  id: string;
+  project_id: string;
+  display_name: string;
+  resource_id: string;
+  status: string;
+  status_messages: string; // JSON string[]
+  created_at: number;
+  updated_at: number | null;
+  finished_at: number | null;
+}
+
+export interface Database {
+  tokens: TokensTable;
+  workloads: WorkloadsTable;
+  workload_instances: WorkloadInstancesTable;
+  snapshots: SnapshotsTable;
+  snapshot_metadata: SnapshotMetadataTable;
+  jobs: JobsTable;
+  tasks: TasksTable;
+}

@@ -1,0 +1,205 @@
+import { mkdtempSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { randomBytes, randomUUID } from 'node:crypto';
+import { createServer } from 'node:net';
+import { loadConfig } from '../src/config/config.js';
+import { startLifeboat, type Lifeboat, type Role } from '../src/app/app.js';
+import { silentLogger } from '../src/lib/logger.js';
+
+/**
+ * A real Lifeboat on a free loopback port with a temp home: identity file with two tenant
+ * projects and an admin, an inventory of small VMs with real disk files. Tests talk to it
+ * over HTTP like any client.
+ */
+export interface TestUser {
+  name: string;
+  password: string;
+  projectId: string;
+  projectName: string;
+}
+
+export interface TestVm {
+  id: string;
+  name: string;
+  projectId: string;
+  disks: { device: string; path: string }[];
+}
+
+export interface Harness {
+  lb: Lifeboat;
+  url: string;
+  home: string;
+  alice: TestUser; // member of project alpha
+  bob: TestUser; // member of project beta
+  admin: TestUser; // admin role on project admin
+  vms: TestVm[]; // 3 in alpha, 1 in beta
+  token(u: TestUser): Promise<string>;
+  api(u: TestUser, method: string, path: string, body?: unknown, headers?: Record<string, string>): Promise<ApiResponse>;
+  close(): Promise<void>;
+}
+
+export interface ApiResponse {
+  status: number;
+  headers: Headers;
+  text: string;
+  json: any; // eslint-disable-line @typescript-eslint/no-explicit-any
+}
+
+const hex = () => randomBytes(16).toString('hex');
+
+export function makeDisk(path: string, sizeBytes: number, seed: number): void {
+  const buf = Buffer.alloc(sizeBytes);
+  // A recognisable pattern with holes: every other 64 KiB block holds data.
+  for (let off = 0; off < sizeBytes; off += 128 * 1024) {
+    const end = Math.min(off + 64 * 1024, sizeBytes);
+    for (let i = off; i < end; i += 4) buf.writeUInt32LE((i * 2654435761 + seed) >>> 0, i);
+  }
+  writeFileSync(path, buf);
+}
+
+export async function startHarness(opts: { env?: Record<string, string>; role?: Role; diskBytes?: number } = {}): Promise<Harness> {
+  const home = mkdtempSync(join(tmpdir(), 'lifeboat-test-'));
+  const alpha = { id: hex(), name: 'alpha' };
+  const beta = { id: hex(), name: 'beta' };
+  const adminP = { id: hex(), name: 'admin' };
+  const users = [
+    { id: hex(), name: 'alice', password: 'alice-pw', roles: [{ project: 'alpha', role: 'member' }] },
+    { id: hex(), name: 'bob', password: 'bob-pw', roles: [{ project: 'beta', role: 'member' }] },
+    { id: hex(), name: 'admin', password: 'admin-pw', roles: [{ project: 'admin', role: 'admin' }] },
+  ];
+  writeFileSync(join(home, 'identity.json'), JSON.stringify({ projects: [alpha, beta, adminP], users }), { mode: 0o600 });
+
+  const diskDir = join(home, 'disks');
+  mkdirSync(diskDir);
+  const vms: TestVm[] = [];
+  const mk = (name: string, projectId: string, ndisks: number) => {
+    const id = randomUUID();
+    const disks = [];
+    for (let d = 0; d < ndisks; d++) {
+      const device = `/dev/vd${String.fromCharCode(97 + d)}`;
+      const path = join(diskDir, `${name}-vd${String.fromCharCode(97 + d)}.raw`);
+      makeDisk(path, opts.diskBytes ?? 1024 * 1024 + 4096 * (vms.length + d), vms.length * 10 + d);
+      disks.push({ device, path });
+    }
+    vms.push({ id, name, projectId, disks });
+  };
+  mk('vm-a1', alpha.id, 2);
+  mk('vm-a2', alpha.id, 1);
+  mk('vm-a3', alpha.id, 1);
+  mk('vm-b1', beta.id, 1);
+  const inventory = {
+    instances: vms.map((v, i) => ({
+      id: v.id,
+      name: v.name,
+      project_id: v.projectId,
+      status: 'ACTIVE',
+      availability_zone: 'nova',
+      flavor: { vcpus: 1, ram: 512, disk: 1, ephemeral: 0 },
+      security_groups: ['default'],
+      nics: [
+        {
+          mac_address: `fa:16:3e:00:00:0${i + 1}`,
+          ip_address: `10.0.0.${i + 5}`,
+          network: {
+            id: '5fb7027d-a2ac-4a21-9ee1-438c281d2b26',
+            name: 'private',
+            subnet: { id: 'b7b54304-aa82-4d50-91e6-66445ab56db4', name: 'private-subnet', cidr: '10.0.0.0/24', ip_version: 4, gateway_ip: '10.0.0.1' },
+          },
+        },
+      ],
+      disks: v.disks.map((d, j) => ({ device: d.device, path: d.path, format: 'raw', ...(j === 0 ? { volume_id: randomUUID(), volume_type: 'local' } : {}) })),
+      metadata: {},
+    })),
+  };
+  writeFileSync(join(home, 'inventory.json'), JSON.stringify(inventory, null, 2));
+
+  const env = { LIFEBOAT_HOME: home, LIFEBOAT_LISTEN: `127.0.0.1:${await freePort()}`, LIFEBOAT_NODE_NAME: 'TVM1', LIFEBOAT_JOB_LEASE: '3', ...opts.env };
+  const config = loadConfig(env, home);
+  const lb = await startLifeboat(config, { role: opts.role ?? 'all', demo: false, log: silentLogger });
+  const url = `http://${lb.address}`;
+  const mkUser = (name: string, password: string, p: { id: string; name: string }): TestUser => ({ name, password, projectId: p.id, projectName: p.name });
+  const alice = mkUser('alice', 'alice-pw', alpha);
+  const bob = mkUser('bob', 'bob-pw', beta);
+  const admin = mkUser('admin', 'admin-pw', adminP);
+  const tokens = new Map<string, string>();
+
+  const token = async (u: TestUser): Promise<string> => {
+    const cached = tokens.get(u.name);
+    if (cached) return cached;
+    const r = await fetch(`${url}/identity/v3/auth/tokens`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({
+        auth: {
+          identity: { methods: ['password'], password: { user: { name: u.name, domain: { name: 'Default' }, password: u.password } } },
+          scope: { project: { id: u.projectId } },
+        },
+      }),
+    });
+    if (r.status !== 201) throw new Error(`auth failed for ${u.name}: ${r.status} ${await r.text()}`);
+    const t = r.headers.get('x-subject-token')!;
+    tokens.set(u.name, t);
+    return t;
+  };
+
+  const api = async (u: TestUser, method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<ApiResponse> => {
+    const t = await token(u);
+    const full = path.startsWith('/v1/') || path.startsWith('/identity') || path === '/' ? path : `/v1/${u.projectId}${path}`;
+    const h: Record<string, string> = { 'x-auth-token': t, accept: 'application/json', ...headers };
+    let payload: string | undefined;
+    if (body !== undefined) {
+      payload = typeof body === 'string' ? body : JSON.stringify(body);
+      h['content-type'] ??= 'application/json';
+    }
+    const r = await fetch(`${url}${full}`, { method, headers: h, body: payload });
+    const text = await r.text();
+    let json: unknown = undefined;
+    try {
+      json = text ? JSON.parse(text) : undefined;
+    } catch {
+      json = undefined;
+    }
+    return { status: r.status, headers: r.headers, text, json };
+  };
+
+  return {
+    lb,
+    url,
+    home,
+    alice,
+    bob,
+    admin,
+    vms,
+    token,
+    api,
+    async close() {
+      await lb.close();
+      rmSync(home, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Polls `fn` until it returns a truthy value (or throws after `ms`). */
+export async function waitFor<T>(fn: () => Promise<T | undefined | null | false>, ms = 10_000, what = 'condition'): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** A free loopback port (so the configured public URL and the catalog name the real port). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const a = srv.address();
+      const port = a && typeof a === 'object' ? a.port : 0;
+      srv.close(() => resolve(port));
+    });
+  });
+}
