@@ -28,7 +28,6 @@ export class ChunkPool {
   private spawn(): Slot {
     const worker = new Worker(new URL('./chunk.worker.js', import.meta.url));
     const slot: Slot = { worker, pending: new Map(), dead: null };
-    worker.unref();
     worker.on('message', (msg: WorkerResponse) => {
       const p = slot.pending.get(msg.task);
       if (!p) return;
@@ -46,6 +45,8 @@ export class ChunkPool {
     worker.on('exit', (code) => {
       if (!this.closed) die(new Error(`chunk worker exited with code ${code}`));
     });
+    // After the listeners: adding a 'message' listener refs the worker's port again.
+    worker.unref();
     return slot;
   }
 

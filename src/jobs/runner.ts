@@ -1,5 +1,5 @@
 import type { Db, DialectName } from '../store/db.js';
-import { claimJob, failExpiredJob, finishJob, listExpiredJobs, renewLease, type Job } from '../store/job.store.js';
+import { claimJob, failExpiredJob, finishJob, listExpiredJobs, releaseJob, renewLease, type Job } from '../store/job.store.js';
 import type { Clock } from '../lib/clock.js';
 import type { Logger } from '../lib/logger.js';
 import { errorMessage } from '../lib/errors.js';
@@ -34,7 +34,10 @@ export class JobRunner {
   private stopped = true;
   private loop: Promise<void> | null = null;
   private wake: (() => void) | null = null;
+  // A wake-up that came while the loop was not sleeping (e.g. mid-claim); the next sleep is skipped.
+  private woken = false;
   private reconcileTimer: NodeJS.Timeout | null = null;
+  private reconciling: Promise<unknown> | null = null;
 
   constructor(private readonly o: RunnerOptions) {
     for (const h of o.handlers) this.handlers.set(h.kind, h);
@@ -45,12 +48,22 @@ export class JobRunner {
     this.stopped = false;
     this.loop = this.claimLoop();
     const every = this.o.reconcileMs ?? Math.max(1000, Math.floor(this.o.leaseMs / 2));
-    this.reconcileTimer = setInterval(() => void this.reconcile().catch((e) => this.o.log.error({ err: errorMessage(e) }, 'reconcile failed')), every);
+    this.reconcileTimer = setInterval(() => {
+      if (this.reconciling) return;
+      this.reconciling = this.reconcile()
+        .catch((e) => this.o.log.error({ err: errorMessage(e) }, 'reconcile failed'))
+        .finally(() => (this.reconciling = null));
+    }, every);
     this.reconcileTimer.unref();
   }
 
   /** Nudges the claim loop (called after enqueueing in the same process). */
   poke(): void {
+    this.nudge();
+  }
+
+  private nudge(): void {
+    this.woken = true;
     this.wake?.();
   }
 
@@ -58,10 +71,12 @@ export class JobRunner {
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.reconcileTimer) clearInterval(this.reconcileTimer);
-    this.wake?.();
+    this.nudge();
+    // The loop first, so that a claim in flight has settled before the active jobs are aborted;
+    // a timer-driven reconcile too, so no repair (onLost) is cut off by the store closing.
+    await Promise.all([this.loop, this.reconciling]);
     for (const a of this.active.values()) a.ctl.abort(new Error('worker is stopping'));
     await Promise.allSettled([...this.active.values()].map((a) => a.done));
-    await this.loop;
   }
 
   /**
@@ -90,6 +105,7 @@ export class JobRunner {
     const limit = this.o.concurrency ?? 2;
     const pollMs = this.o.pollMs ?? 250;
     while (!this.stopped) {
+      this.woken = false;
       let claimed: Job | null = null;
       if (this.active.size < limit) {
         try {
@@ -98,10 +114,18 @@ export class JobRunner {
           this.o.log.error({ err: errorMessage(e) }, 'claiming a job failed');
         }
       }
+      if (claimed && this.stopped) {
+        // Claimed while stopping: the handler never started, so handing it back is safe.
+        await releaseJob(this.o.db, claimed.id, this.o.owner, this.o.clock.now()).catch((e) =>
+          this.o.log.error({ jobId: claimed.id, err: errorMessage(e) }, 'handing back a job claimed during stop failed'),
+        );
+        break;
+      }
       if (claimed) {
         this.execute(claimed);
         continue;
       }
+      if (this.woken || this.stopped) continue;
       await new Promise<void>((resolve) => {
         const t = setTimeout(resolve, pollMs);
         this.wake = () => {
@@ -136,7 +160,7 @@ export class JobRunner {
       } finally {
         clearInterval(hb);
         this.active.delete(job.id);
-        this.wake?.();
+        this.nudge();
       }
     })();
     this.active.set(job.id, { ctl, done });

@@ -11,7 +11,9 @@ import { assertId, CONFIG_KEY, GC_PLAN_KEY, keys, parse } from './keys.js';
 import { Lease, type LeaseKind } from './lease.js';
 import { decodeManifest, type Manifest } from './manifest.format.js';
 import { decodePackIndex, type ChunkLocation } from './pack-index.format.js';
+import { collectGarbage, type GcOptions, type GcReport } from './gc.js';
 import { newLeaseId, SnapshotWriter } from './snapshot-writer.js';
+import { verifyRepository, type VerifyResult } from './verify.js';
 
 export interface RepositoryOptions {
   clock?: Clock;
@@ -220,5 +222,28 @@ export class Repository {
     const disks = await listAll(this.backend, `disks/${snapshotId}/`);
     for (const k of disks) await this.backend.delete(k);
     return had || disks.length > 0;
+  }
+
+  /** The index of `diskKey` in a committed snapshot (an incremental's base); null if absent. */
+  async findDiskIndex(snapshotId: string, diskKey: string): Promise<DiskIndex | null> {
+    let m: Manifest;
+    try {
+      m = await this.readManifest(snapshotId);
+    } catch (e) {
+      if (e instanceof NotFoundError) return null;
+      throw e;
+    }
+    const d = m.disks.find((x) => x.diskKey === diskKey);
+    return d ? this.readDiskIndex(d.index) : null;
+  }
+
+  /** Mark-and-sweep garbage collection (gc.ts). */
+  gc(opts: GcOptions = {}): Promise<GcReport> {
+    return collectGarbage(this, opts);
+  }
+
+  /** Full read-back verification (verify.ts). */
+  verify(opts: Parameters<typeof verifyRepository>[1] = {}): Promise<VerifyResult> {
+    return verifyRepository(this, opts);
   }
 }

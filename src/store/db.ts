@@ -34,6 +34,7 @@ export interface OpenOptions {
 export async function openStore(url: string, opts: OpenOptions = {}): Promise<StoreHandle> {
   let db: Db;
   let dialect: DialectName;
+  let migrationSchema: string | undefined;
   if (url.startsWith('sqlite:')) {
     const path = url.slice('sqlite:'.length);
     if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
@@ -45,26 +46,47 @@ export async function openStore(url: string, opts: OpenOptions = {}): Promise<St
     db = new Kysely<Database>({ dialect: new SqliteDialect({ database: sqlite }) });
     dialect = 'sqlite';
   } else if (url.startsWith('postgres://') || url.startsWith('postgresql://')) {
+    if (opts.schema !== undefined && !/^[a-z_][a-z0-9_]*$/.test(opts.schema)) throw new Error(`invalid schema name ${opts.schema}`);
     const pool = new pg.Pool({
       connectionString: url,
       max: 10,
       ...(opts.schema ? { options: `-c search_path=${opts.schema}` } : {}),
     });
-    if (opts.schema) {
-      if (!/^[a-z_][a-z0-9_]*$/.test(opts.schema)) throw new Error(`invalid schema name ${opts.schema}`);
-      const c = await pool.connect();
-      try {
-        await c.query(`CREATE SCHEMA IF NOT EXISTS ${opts.schema}`);
-      } finally {
-        c.release();
+    const c = await pool.connect().catch(async (e: unknown) => {
+      await pool.end();
+      throw e;
+    });
+    try {
+      if (opts.schema) {
+        // CREATE SCHEMA IF NOT EXISTS is not atomic: two processes starting at once can both
+        // pass the check and one fails on pg_namespace's unique index. The schema exists then.
+        try {
+          await c.query(`CREATE SCHEMA IF NOT EXISTS ${opts.schema}`);
+        } catch (e) {
+          const r = await c.query('SELECT 1 FROM pg_namespace WHERE nspname = $1', [opts.schema]);
+          if (r.rowCount !== 1) throw e;
+        }
+        migrationSchema = opts.schema;
+      } else {
+        // Kysely's migrator, given no schema, takes a kysely_migration table in ANY schema of
+        // the database for its own; pin it to the schema this connection actually uses.
+        const r = await c.query<{ s: string | null }>('SELECT current_schema() AS s');
+        const s = r.rows[0]?.s;
+        if (!s) throw new Error('database has no current schema (check search_path)');
+        migrationSchema = s;
       }
+    } catch (e) {
+      c.release();
+      await pool.end();
+      throw e;
     }
+    c.release();
     db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
     dialect = 'postgres';
   } else {
     throw new Error(`unsupported database url ${JSON.stringify(url)}: expected sqlite:<path> or postgres://...`);
   }
-  const migrator = new Migrator({ db, provider: migrationProvider, ...(opts.schema ? { migrationTableSchema: opts.schema } : {}) });
+  const migrator = new Migrator({ db, provider: migrationProvider, ...(migrationSchema ? { migrationTableSchema: migrationSchema } : {}) });
   const { error } = await migrator.migrateToLatest();
   if (error) {
     await db.destroy();

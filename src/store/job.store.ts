@@ -114,6 +114,21 @@ export async function finishJob(db: DbOrTx, id: string, owner: string, outcome: 
   return Number(res.numUpdatedRows) === 1;
 }
 
+/**
+ * Gives a job this worker claimed but never started back to the queue (worker stopping).
+ * False when the job is no longer held by `owner`.
+ */
+export async function releaseJob(db: DbOrTx, id: string, owner: string, now: number): Promise<boolean> {
+  const res = await db
+    .updateTable('jobs')
+    .set({ status: 'queued', lease_owner: null, lease_expires_at: null, updated_at: now })
+    .where('id', '=', id)
+    .where('lease_owner', '=', owner)
+    .where('status', '=', 'running')
+    .executeTakeFirst();
+  return Number(res.numUpdatedRows) === 1;
+}
+
 /** Running jobs whose lease ran out: their worker is gone. */
 export async function listExpiredJobs(db: Db, now: number): Promise<Job[]> {
   const rows = await db.selectFrom('jobs').selectAll().where('status', '=', 'running').where('lease_expires_at', '<', now).orderBy('created_at').execute();

@@ -79,8 +79,12 @@ export async function replaceMembers(db: DbOrTx, workloadId: string, projectId: 
 
 /** True for the unique-violation error of workload_instances on SQLite and PostgreSQL. */
 export function isMemberConflict(e: unknown): boolean {
-  const err = e as { code?: string; message?: string };
-  return err?.code === '23505' || (err?.code === 'SQLITE_CONSTRAINT_UNIQUE' && /workload_instances/.test(err.message ?? ''));
+  const err = e as { code?: string; message?: string; constraint?: string } | null | undefined;
+  // Only this index: a duplicate workload id (also 23505 on PostgreSQL) is not a VM conflict.
+  return (
+    (err?.code === '23505' && err.constraint === 'workload_instances_instance') ||
+    (err?.code === 'SQLITE_CONSTRAINT_UNIQUE' && /workload_instances\.instance_id/.test(err.message ?? ''))
+  );
 }
 
 /** The workload (if any) that holds each of these instance ids. */

@@ -1,0 +1,461 @@
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { after, describe, test } from 'node:test';
+import { MemBackend } from '../backend/mem.backend.js';
+import { listAll, type Backend } from '../backend/backend.js';
+import { ManualClock } from '../lib/clock.js';
+import { IntegrityError } from '../lib/errors.js';
+import { newHexId, newId } from '../lib/ids.js';
+import { Repository } from '../repository/repository.js';
+import { backupDisk } from './backup.js';
+import { ChunkPool } from './chunk-pool.js';
+import { restoreDisk } from './restore.js';
+import { MemDiskSink, MemDiskSource } from './testing.js';
+
+const CS = 16 * 1024; // small chunks keep the tests fast
+const pool = new ChunkPool(2);
+after(() => pool.close());
+
+const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+
+/** A disk with random, text-like and zero regions; deterministic per seed, distinct across seeds. */
+function makeDisk(size: number, seed = 1): Buffer {
+  const d = Buffer.alloc(size);
+  let ctr = 0;
+  const stream = (n: number) => {
+    const parts: Buffer[] = [];
+    for (let have = 0; have < n; have += 32) parts.push(createHash('sha256').update(`${seed}/${ctr++}`).digest());
+    return Buffer.concat(parts).subarray(0, n);
+  };
+  for (let pos = 0; pos < size; ) {
+    const r = stream(2);
+    const len = Math.min(size - pos, (1 + (r[0]! % 12)) * 8192);
+    const kind = r[1]! % 3;
+    if (kind === 1) stream(len).copy(d, pos);
+    else if (kind === 2) d.write(`lorem ipsum ${seed} dolor sit amet `.repeat(Math.ceil(len / 20)).slice(0, len), pos);
+    pos += len;
+  }
+  return d;
+}
+
+/** Incompressible, deterministic data: one chunk = CS stored bytes, so pack layouts are predictable. */
+function rnd(size: number, seed: number): Buffer {
+  const parts: Buffer[] = [];
+  for (let have = 0, i = 0; have < size; have += 32, i++) parts.push(createHash('sha256').update(`r${seed}/${i}`).digest());
+  return Buffer.concat(parts).subarray(0, size);
+}
+
+async function newRepo(backend: Backend = new MemBackend(), clock = new ManualClock()) {
+  const repo = await Repository.init(backend, { chunkSize: CS, packSize: 256 * 1024 }, { clock, leaseTtlMs: 60_000, graceMs: 10_000 });
+  return { repo, backend, clock };
+}
+
+async function snapshot(
+  repo: Repository,
+  projectId: string,
+  disks: Record<string, MemDiskSource>,
+  opts: { base?: string; full?: boolean; cbtBase?: string } = {},
+) {
+  const snapshotId = newId();
+  const w = await repo.beginSnapshot({ projectId, snapshotId });
+  const summaries = [];
+  for (const [diskKey, source] of Object.entries(disks)) {
+    const base = opts.base ? await repo.findDiskIndex(opts.base, diskKey) : null;
+    summaries.push(await backupDisk({ writer: w, diskKey, source, pool, base, full: opts.full, cbtBase: opts.cbtBase, meta: { dev: diskKey } }));
+  }
+  const manifest = await w.commit({ workload: 'wl-1', instances: [{ id: 'vm-1' }] });
+  return { snapshotId, summaries, manifest, writer: w };
+}
+
+async function restore(repo: Repository, snapshotId: string, diskKey: string, size: number) {
+  const sink = new MemDiskSink(size);
+  const summary = await restoreDisk({ repo, snapshotId, diskKey, sink, pool });
+  assert.equal(sink.state, 'committed');
+  return { sink, summary };
+}
+
+function packKeys(b: MemBackend) {
+  return [...b.objects.keys()].filter((k) => k.startsWith('packs/'));
+}
+
+describe('backup and restore', () => {
+  test('round trip is byte-exact for holes, odd sizes and empty disks', async () => {
+    const { repo } = await newRepo();
+    const p = newHexId();
+    const odd = makeDisk(CS * 37 + 1234, 2);
+    odd.fill(0, CS * 3, CS * 9); // aligned hole run
+    odd.fill(0, CS * 20 + 100, CS * 22 + 50); // unaligned zeros
+    const disks = { vda: new MemDiskSource(odd), vdb: new MemDiskSource(Buffer.alloc(0)), vdc: new MemDiskSource(Buffer.alloc(CS * 5)), vdd: new MemDiskSource(makeDisk(777, 3)) };
+    const { snapshotId, summaries, manifest } = await snapshot(repo, p, disks);
+    assert.ok(summaries[0]!.holes >= 6);
+    assert.equal(summaries[2]!.holes, 5);
+    assert.equal(summaries[2]!.bytesStored, 0);
+    assert.deepEqual(manifest.meta, { workload: 'wl-1', instances: [{ id: 'vm-1' }] });
+    assert.deepEqual(manifest.disks.map((d) => d.meta), [{ dev: 'vda' }, { dev: 'vdb' }, { dev: 'vdc' }, { dev: 'vdd' }]);
+    for (const [k, src] of Object.entries(disks)) {
+      const { sink, summary } = await restore(repo, snapshotId, k, src.size);
+      assert.equal(sha(sink.data), sha(src.data), k);
+      assert.equal(summary.holes, summaries.find((s) => s.diskKey === k)!.holes);
+    }
+    // Holes are never written: the all-zero disk needs no write at all.
+    const { sink } = await restore(repo, snapshotId, 'vdc', CS * 5);
+    assert.equal(sink.writes, 0);
+    assert.deepEqual(await repo.listSnapshots(), [snapshotId]);
+  });
+
+  test('a second backup of the same data stores ~0 bytes; another project gets other chunk ids', async () => {
+    const { repo, backend } = await newRepo();
+    const data = makeDisk(CS * 40, 4);
+    const p1 = newHexId();
+    const a = await snapshot(repo, p1, { vda: new MemDiskSource(data) });
+    assert.ok(a.summaries[0]!.bytesStored > 0);
+    const b = await snapshot(repo, p1, { vda: new MemDiskSource(data) }, { full: true });
+    assert.equal(b.summaries[0]!.bytesStored, 0);
+    assert.equal(b.summaries[0]!.newChunks, 0);
+    assert.equal(b.summaries[0]!.bytesRead, data.length);
+    // Same bytes in another project: stored again, under different ids.
+    const p2 = newHexId();
+    const c = await snapshot(repo, p2, { vda: new MemDiskSource(data) });
+    assert.ok(c.summaries[0]!.bytesStored > 0);
+    const ia = await repo.readDiskIndex(a.manifest.disks[0]!.index);
+    const ic = await repo.readDiskIndex(c.manifest.disks[0]!.index);
+    assert.equal(ia.header.chunkCount, ic.header.chunkCount);
+    const firstData = [...Array(ia.header.chunkCount).keys()].find((i) => ia.ids.subarray(i * 32, i * 32 + 32).some((x) => x !== 0))!;
+    assert.notDeepEqual(ia.ids.subarray(firstData * 32, firstData * 32 + 32), ic.ids.subarray(firstData * 32, firstData * 32 + 32));
+    assert.ok(packKeys(backend as MemBackend).some((k) => k.includes(p2)));
+  });
+
+  test('incremental with an equal changeToken reads nothing and restores the same disk', async () => {
+    const { repo } = await newRepo();
+    const p = newHexId();
+    const data = makeDisk(CS * 30 + 5, 5);
+    const s1 = await snapshot(repo, p, { vda: new MemDiskSource(data, 'tok-1') });
+    const src = new MemDiskSource(data, 'tok-1');
+    const s2 = await snapshot(repo, p, { vda: src }, { base: s1.snapshotId });
+    assert.equal(s2.summaries[0]!.mode, 'change-token');
+    assert.equal(src.reads, 0);
+    assert.equal(s2.summaries[0]!.bytesStored, 0);
+    // The base can be deleted: every snapshot is complete on its own.
+    await repo.deleteSnapshot(s1.snapshotId);
+    assert.equal((await repo.gc()).swept, true);
+    const { sink } = await restore(repo, s2.snapshotId, 'vda', data.length);
+    assert.equal(sha(sink.data), sha(data));
+    assert.equal((await repo.verify()).ok, true);
+  });
+
+  test('incremental via changed extents reads only the changed chunks', async () => {
+    const { repo } = await newRepo();
+    const p = newHexId();
+    const v1 = makeDisk(CS * 64, 6);
+    const s1 = await snapshot(repo, p, { vda: new MemDiskSource(v1) });
+    const v2 = Buffer.from(v1);
+    randomBytes(5000).copy(v2, CS * 10 + 100); // inside chunk 10
+    randomBytes(CS).copy(v2, CS * 40 + 8); // spans chunks 40 and 41
+    const extents = [
+      { offset: CS * 10 + 100, length: 5000 },
+      { offset: CS * 40 + 8, length: CS },
+    ];
+    const src = new MemDiskSource(v2, 'tok-2', { changed: { base: 'ckpt-1', extents } });
+    const s2 = await snapshot(repo, p, { vda: src }, { base: s1.snapshotId, cbtBase: 'ckpt-1' });
+    assert.equal(s2.summaries[0]!.mode, 'changed-extents');
+    assert.equal(src.bytesRead, 3 * CS);
+    assert.equal(s2.summaries[0]!.newChunks, 3);
+    const { sink } = await restore(repo, s2.snapshotId, 'vda', v2.length);
+    assert.equal(sha(sink.data), sha(v2));
+    // A lost checkpoint (null) falls back to reading everything.
+    const src3 = new MemDiskSource(v2, 'tok-3', { changed: { base: 'other', extents: [] } });
+    const s3 = await snapshot(repo, p, { vda: src3 }, { base: s2.snapshotId, cbtBase: 'ckpt-1' });
+    assert.equal(s3.summaries[0]!.mode, 'read-all');
+    assert.equal(src3.bytesRead, v2.length);
+    assert.equal(s3.summaries[0]!.newChunks, 0);
+  });
+
+  test('a disk that grew is re-read past the old end; allocated extents skip reads of holes', async () => {
+    const { repo } = await newRepo();
+    const p = newHexId();
+    const v1 = makeDisk(CS * 10 + 300, 7);
+    const s1 = await snapshot(repo, p, { vda: new MemDiskSource(v1) });
+    const v2 = Buffer.concat([v1, makeDisk(CS * 3, 8)]);
+    const s2 = await snapshot(repo, p, { vda: new MemDiskSource(v2, 't', { changed: { base: 'c', extents: [] } }) }, { base: s1.snapshotId, cbtBase: 'c' });
+    assert.equal(sha((await restore(repo, s2.snapshotId, 'vda', v2.length)).sink.data), sha(v2));
+    const sparse = Buffer.alloc(CS * 20);
+    randomBytes(CS * 2).copy(sparse, CS * 4);
+    const src = new MemDiskSource(sparse, undefined, { allocated: [{ offset: CS * 4, length: CS * 2 }] });
+    const s3 = await snapshot(repo, p, { vdb: src });
+    assert.equal(src.bytesRead, CS * 2);
+    assert.equal(s3.summaries[0]!.holes, 18);
+    assert.equal(sha((await restore(repo, s3.snapshotId, 'vdb', sparse.length)).sink.data), sha(sparse));
+  });
+
+  test('cancel mid-backup throws an AbortError and leaves no manifest', async () => {
+    const { repo } = await newRepo();
+    const p = newHexId();
+    const ac = new AbortController();
+    const src = new MemDiskSource(makeDisk(CS * 200, 10));
+    const orig = src.read.bind(src);
+    src.read = async (...a) => {
+      if (src.reads === 5) ac.abort();
+      return orig(...a);
+    };
+    const snapshotId = newId();
+    const w = await repo.beginSnapshot({ projectId: p, snapshotId });
+    await assert.rejects(backupDisk({ writer: w, diskKey: 'vda', source: src, pool, signal: ac.signal, batchBytes: CS * 4, maxInFlight: 2 }), { name: 'AbortError' });
+    assert.ok(src.bytesRead < CS * 200);
+    await assert.rejects(w.commit({}), /cannot be committed/);
+    await w.abort();
+    assert.deepEqual(await repo.listSnapshots(), []);
+  });
+
+  test('progress is reported up to the disk size', async () => {
+    const { repo } = await newRepo();
+    const seen: number[] = [];
+    const w = await repo.beginSnapshot({ projectId: newHexId(), snapshotId: newId() });
+    await backupDisk({ writer: w, diskKey: 'd', source: new MemDiskSource(makeDisk(CS * 50, 11)), pool, onProgress: (x) => seen.push(x.bytesDone), batchBytes: CS * 8 });
+    await w.commit(null);
+    assert.ok(seen.length > 3);
+    assert.equal(seen[seen.length - 1], CS * 50);
+    assert.deepEqual([...seen].sort((a, b) => a - b), seen);
+  });
+});
+
+describe('integrity, verify and self-heal', () => {
+  test('a flipped byte in a pack: verify names snapshot and disk; restore fails naming disk and chunk; other disks restore; next backup heals', async () => {
+    const { repo, backend } = await newRepo();
+    const mem = backend as MemBackend;
+    const p = newHexId();
+    const d1 = makeDisk(CS * 8, 12);
+    d1.write('x'.repeat(CS), 0); // a compressible chunk first
+    const d2 = makeDisk(CS * 8, 13);
+    // Two snapshots so that vdb lands in its own pack (the flip must hit only vda's chunks).
+    const s1 = await snapshot(repo, p, { vda: new MemDiskSource(d1) });
+    const s2 = await snapshot(repo, p, { vdb: new MemDiskSource(d2) });
+    const vdaPack = packKeys(mem).find((k) => k.includes(s1.writer.writerId))!;
+    const packBuf = mem.objects.get(vdaPack)!;
+    packBuf[10] = packBuf[10]! ^ 0xff; // inside the first stored chunk
+
+    const v = await repo.verify();
+    assert.equal(v.ok, false);
+    assert.equal(v.problems.length, 1);
+    assert.equal(v.problems[0]!.kind, 'corrupt');
+    assert.deepEqual(v.problems[0]!.affected, [{ snapshotId: s1.snapshotId, diskKey: 'vda' }]);
+    assert.deepEqual(v.failedSnapshots, [s1.snapshotId]);
+    const badChunk = v.problems[0]!.chunk;
+
+    const sink = new MemDiskSink(d1.length);
+    await assert.rejects(restoreDisk({ repo, snapshotId: s1.snapshotId, diskKey: 'vda', sink, pool }), (e: unknown) => {
+      assert.ok(e instanceof IntegrityError);
+      assert.match(e.message, /disk vda/);
+      assert.match(e.message, new RegExp(badChunk));
+      return true;
+    });
+    assert.equal(sink.state, 'aborted');
+    assert.equal(sha((await restore(repo, s2.snapshotId, 'vdb', d2.length)).sink.data), sha(d2));
+
+    // Self-heal: the next backup does not dedup against the bad copy and re-uploads it.
+    const s3 = await snapshot(repo, p, { vda: new MemDiskSource(d1) }, { base: s1.snapshotId });
+    assert.equal(s3.summaries[0]!.newChunks, 1);
+    const v2 = await repo.verify();
+    assert.equal(v2.ok, true, JSON.stringify(v2.problems));
+    assert.equal(v2.healedChunks, 1);
+    // Old snapshot restores again (from the intact copy).
+    assert.equal(sha((await restore(repo, s1.snapshotId, 'vda', d1.length)).sink.data), sha(d1));
+    // GC drops the bad copy's pack (rewriting its live chunks) and verify stays green.
+    const r = await repo.gc({ repackBelow: 1.01 });
+    assert.equal(r.swept, true);
+    assert.ok(!mem.objects.has(vdaPack));
+    const v3 = await repo.verify();
+    assert.equal(v3.ok, true);
+    assert.equal(v3.healedChunks, 0);
+  });
+
+  test('a deleted pack: verify reports missing; GC refuses to delete anything', async () => {
+    const { repo, backend } = await newRepo();
+    const mem = backend as MemBackend;
+    const p = newHexId();
+    const s1 = await snapshot(repo, p, { vda: new MemDiskSource(makeDisk(CS * 8, 14)) });
+    const s2 = await snapshot(repo, p, { vda: new MemDiskSource(makeDisk(CS * 8, 15)) });
+    mem.objects.delete(packKeys(mem).find((k) => k.includes(s1.writer.writerId))!);
+    const v = await repo.verify();
+    assert.equal(v.ok, false);
+    assert.ok(v.problems.length > 0 && v.problems.every((x) => x.kind === 'missing'));
+    assert.deepEqual(v.failedSnapshots, [s1.snapshotId]);
+    await repo.deleteSnapshot(s2.snapshotId);
+    const before = mem.objects.size;
+    const r = await repo.gc();
+    assert.equal(r.swept, false);
+    assert.ok(r.missingChunks.length > 0);
+    assert.equal(mem.objects.size, before);
+  });
+
+  test('truncated or corrupt manifests and indexes give clean errors', async () => {
+    const { repo, backend } = await newRepo();
+    const mem = backend as MemBackend;
+    const s = await snapshot(repo, newHexId(), { vda: new MemDiskSource(makeDisk(CS * 4, 16)) });
+    const mk = `manifests/${s.snapshotId}.json`;
+    const good = mem.objects.get(mk)!;
+    mem.objects.set(mk, good.subarray(0, good.length >> 1));
+    await assert.rejects(repo.readManifest(s.snapshotId), IntegrityError);
+    const edited = Buffer.from(good.toString().replace('"wl-1"', '"wl-2"'));
+    mem.objects.set(mk, edited);
+    await assert.rejects(repo.readManifest(s.snapshotId), /checksum/);
+    mem.objects.set(mk, good);
+    const dk = s.manifest.disks[0]!.index;
+    const di = mem.objects.get(dk)!;
+    mem.objects.set(dk, di.subarray(0, di.length - 7));
+    await assert.rejects(repo.readDiskIndex(dk), IntegrityError);
+    await assert.rejects(restoreDisk({ repo, snapshotId: s.snapshotId, diskKey: 'vda', sink: new MemDiskSink(CS * 4), pool }), IntegrityError);
+    const v = await repo.verify();
+    assert.equal(v.ok, false);
+    assert.equal(v.metadataProblems[0]!.snapshotId, s.snapshotId);
+  });
+});
+
+describe('delete and garbage collection', () => {
+  test('GC after deleting a snapshot frees space but keeps what other manifests reference', async () => {
+    const { repo, backend } = await newRepo();
+    const mem = backend as MemBackend;
+    const p = newHexId();
+    const shared = rnd(CS * 16, 17); // exactly one pack
+    const s1 = await snapshot(repo, p, { vda: new MemDiskSource(Buffer.concat([shared, rnd(CS * 32, 18)])) });
+    const s2 = await snapshot(repo, p, { vda: new MemDiskSource(Buffer.concat([shared, rnd(CS * 32, 19)])) });
+    const size = () => [...mem.objects.values()].reduce((n, b) => n + b.length, 0);
+    const before = size();
+    assert.equal(await repo.deleteSnapshot(s1.snapshotId), true);
+    assert.equal(await repo.deleteSnapshot(s1.snapshotId), false); // idempotent
+    await assert.rejects(repo.readManifest(s1.snapshotId), /could not be found/);
+    const r = await repo.gc();
+    assert.equal(r.swept, true, r.reason ?? '');
+    assert.ok(r.packsDeleted + r.packsRepacked > 0, JSON.stringify(r));
+    assert.ok(size() < before * 0.75, `${size()} vs ${before}`);
+    assert.equal((await repo.verify()).ok, true);
+    const { sink } = await restore(repo, s2.snapshotId, 'vda', CS * 48);
+    assert.equal(sha(sink.data), sha(Buffer.concat([shared, rnd(CS * 32, 19)])));
+    assert.equal(packKeys(mem).filter((k) => k.includes(s1.writer.writerId)).length, 1); // the shared pack
+    // Running GC again changes nothing.
+    const r2 = await repo.gc();
+    assert.equal(r2.packsDeleted + r2.packsRepacked, 0);
+  });
+
+  test('GC deletes nothing when a listing throws, when no manifest exists, or when a known snapshot is missing', async () => {
+    const { repo, backend } = await newRepo();
+    const mem = backend as MemBackend;
+    const p = newHexId();
+    const s1 = await snapshot(repo, p, { vda: new MemDiskSource(makeDisk(CS * 8, 20)) });
+    const s2 = await snapshot(repo, p, { vda: new MemDiskSource(makeDisk(CS * 8, 21)) });
+    await repo.deleteSnapshot(s1.snapshotId);
+    const keysBefore = [...mem.objects.keys()].filter((k) => !k.startsWith('locks/')).sort();
+    const orig = mem.list.bind(mem);
+    mem.list = (prefix: string) => {
+      if (prefix === 'manifests/') throw new Error('S3 ListObjects failed: 503');
+      return orig(prefix);
+    };
+    await assert.rejects(repo.gc(), /503/);
+    mem.list = orig;
+    assert.equal((await repo.gc({ knownSnapshotIds: [s2.snapshotId, newId()] })).swept, false);
+    // A listing that "succeeds" empty while the DB still knows snapshots.
+    mem.list = (prefix: string) => (prefix === 'manifests/' ? (async function* () {})() : orig(prefix));
+    const r = await repo.gc();
+    assert.equal(r.swept, false);
+    assert.match(r.reason!, /no snapshot manifest/);
+    mem.list = orig;
+    assert.deepEqual([...mem.objects.keys()].filter((k) => !k.startsWith('locks/')).sort(), keysBefore);
+  });
+
+  test('GC keeps chunks a running writer may reuse, and sweeps them after it ends', async () => {
+    const { repo } = await newRepo();
+    const p = newHexId();
+    const data = makeDisk(CS * 16, 22);
+    const s1 = await snapshot(repo, p, { vda: new MemDiskSource(data) });
+    const keep = await snapshot(repo, p, { vdz: new MemDiskSource(makeDisk(CS * 2, 23)) }); // so GC is not "empty"
+    await repo.deleteSnapshot(s1.snapshotId);
+    // S2 starts before GC and dedups against S1's now unreferenced chunks.
+    const s2id = newId();
+    const w = await repo.beginSnapshot({ projectId: p, snapshotId: s2id });
+    const r = await repo.gc();
+    assert.equal(r.swept, true);
+    assert.ok(r.pendingPacks > 0);
+    const sum = await backupDisk({ writer: w, diskKey: 'vda', source: new MemDiskSource(data), pool });
+    assert.equal(sum.newChunks, 0); // reused S1's chunks
+    await w.commit(null);
+    assert.equal((await repo.verify()).ok, true);
+    assert.equal(sha((await restore(repo, s2id, 'vda', data.length)).sink.data), sha(data));
+    void keep;
+  });
+
+  test('a writer that starts after GC planned a deletion does not dedup against condemned packs', async () => {
+    const { repo, backend } = await newRepo();
+    const mem = backend as MemBackend;
+    const p = newHexId();
+    const data = rnd(CS * 16, 24); // exactly one pack
+    const s1 = await snapshot(repo, p, { vda: new MemDiskSource(data) });
+    await snapshot(repo, p, { vdz: new MemDiskSource(rnd(CS * 2, 25)) });
+    await repo.deleteSnapshot(s1.snapshotId);
+    // Simulate GC killed right after publishing its plan.
+    const packs = packKeys(mem).filter((k) => k.includes(s1.writer.writerId)).map((k) => k.split('/')[2]!.replace('.pack', ''));
+    await mem.put('gc/plan.json', Buffer.from(JSON.stringify({ planId: 'x'.repeat(32), createdAt: 0, condemned: { [p]: packs } })));
+    const s2 = await snapshot(repo, p, { vda: new MemDiskSource(data) });
+    assert.equal(s2.summaries[0]!.newChunks, 16); // no dedup against the condemned pack
+    const r = await repo.gc(); // a new GC: one of the two identical packs goes
+    assert.equal(r.swept, true);
+    const left = packKeys(mem).filter((k) => k.includes(s1.writer.writerId) || k.includes(s2.writer.writerId));
+    assert.equal(left.length, 1);
+    assert.equal(await mem.stat('gc/plan.json'), null);
+    assert.equal((await repo.verify()).ok, true);
+    assert.equal(sha((await restore(repo, s2.snapshotId, 'vda', data.length)).sink.data), sha(data));
+  });
+
+  test('crash between packs and manifest: repo verifies, next backup works, GC cleans up after the lease expires', async () => {
+    const clock = new ManualClock();
+    const { repo, backend } = await newRepo(new MemBackend(), clock);
+    const mem = backend as MemBackend;
+    const p = newHexId();
+    const ok = await snapshot(repo, p, { vda: new MemDiskSource(makeDisk(CS * 8, 26)) });
+    const w = await repo.beginSnapshot({ projectId: p, snapshotId: newId() });
+    await backupDisk({ writer: w, diskKey: 'vda', source: new MemDiskSource(makeDisk(CS * 40, 27)), pool });
+    await w.abort({ simulateCrash: true }); // packs, pack index and disk index written; no manifest; lease left
+    assert.deepEqual(await repo.listSnapshots(), [ok.snapshotId]);
+    assert.equal((await repo.verify()).ok, true);
+    const s3 = await snapshot(repo, p, { vda: new MemDiskSource(makeDisk(CS * 8, 28)) });
+    assert.equal((await repo.verify()).ok, true);
+    // While the dead writer's lease has not expired, its packs are protected.
+    const r1 = await repo.gc();
+    assert.equal(r1.swept, true);
+    assert.ok(packKeys(mem).some((k) => k.includes(w.writerId)));
+    clock.advance(60_000 + 10_000 + 1);
+    const r2 = await repo.gc();
+    assert.equal(r2.swept, true);
+    assert.ok(!packKeys(mem).some((k) => k.includes(w.writerId)));
+    assert.equal(r2.leasesRemoved, 1);
+    assert.deepEqual(await listAll(mem, `disks/${w.snapshotId}/`), []);
+    assert.equal((await repo.verify()).ok, true);
+    assert.equal(sha((await restore(repo, s3.snapshotId, 'vda', CS * 8)).sink.data), sha(makeDisk(CS * 8, 28)));
+  });
+
+  test('GC killed mid-sweep is resumable', async () => {
+    const { repo, backend } = await newRepo();
+    const mem = backend as MemBackend;
+    const p = newHexId();
+    const shared = rnd(CS * 16, 29);
+    const s1 = await snapshot(repo, p, { vda: new MemDiskSource(Buffer.concat([shared, rnd(CS * 24, 30)])) });
+    const s2 = await snapshot(repo, p, { vda: new MemDiskSource(Buffer.concat([shared, rnd(CS * 8, 31)])) });
+    await repo.deleteSnapshot(s1.snapshotId);
+    // Kill GC at its N-th delete, for several N; after each kill the repo must verify.
+    for (let killAt = 1; killAt < 6; killAt++) {
+      let n = 0;
+      const orig = mem.delete.bind(mem);
+      mem.delete = async (k: string) => {
+        if (!k.startsWith('locks/') && ++n === killAt) throw new Error('killed');
+        return orig(k);
+      };
+      await repo.gc().catch(() => {});
+      mem.delete = orig;
+      const v = await repo.verify();
+      assert.equal(v.ok, true, `killAt=${killAt}: ${JSON.stringify(v.problems.slice(0, 2))}`);
+    }
+    for (const k of [...mem.objects.keys()].filter((x) => x.startsWith('locks/'))) mem.objects.delete(k); // leases of the "killed" GCs
+    assert.equal((await repo.gc()).swept, true);
+    assert.equal((await repo.verify()).ok, true);
+    assert.equal(packKeys(mem).filter((k) => k.includes(s1.writer.writerId)).length, 1); // only the shared pack
+    assert.equal(sha((await restore(repo, s2.snapshotId, 'vda', CS * 24)).sink.data), sha(Buffer.concat([shared, rnd(CS * 8, 31)])));
+  });
+});

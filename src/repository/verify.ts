@@ -1,0 +1,209 @@
+import { listAll } from '../backend/backend.js';
+import { errorMessage, NotFoundError } from '../lib/errors.js';
+import { ChunkCodec, ID_LEN, ZERO_ID } from './chunk-codec.js';
+import { decodeDiskIndex } from './disk-index.format.js';
+import { keys, parse } from './keys.js';
+import { decodeManifest } from './manifest.format.js';
+import { decodePackIndex, type PackIndexEntry } from './pack-index.format.js';
+import type { Repository } from './repository.js';
+
+export interface AffectedDisk {
+  snapshotId: string;
+  diskKey: string;
+}
+
+export interface ChunkProblem {
+  /** Chunk id (hex). */
+  chunk: string;
+  /** Pack holding the bad copy; null when no pack index lists the chunk at all. */
+  pack: string | null;
+  kind: 'missing' | 'corrupt';
+  detail: string;
+  affected: AffectedDisk[];
+}
+
+export interface MetadataProblem {
+  key: string;
+  snapshotId: string | null;
+  message: string;
+}
+
+export interface VerifyResult {
+  ok: boolean;
+  snapshots: number;
+  disks: number;
+  packsRead: number;
+  chunksChecked: number;
+  bytesRead: number;
+  /** Referenced chunks without any intact copy. */
+  problems: ChunkProblem[];
+  /** Unreadable manifests, disk indexes or pack indexes. */
+  metadataProblems: MetadataProblem[];
+  /** Snapshots with at least one problem (for verify_state=failed on exactly those). */
+  failedSnapshots: string[];
+  /** Referenced chunks with a bad copy but also an intact one (self-healed by a later backup). */
+  healedChunks: number;
+  /** New bad-copy markers written (those copies are never deduplicated against again). */
+  badCopiesMarked: number;
+}
+
+/**
+ * Reads every manifest, disk index, pack index and pack, decodes every stored chunk and checks
+ * its keyed hash. Reports which snapshots and disks each missing/corrupt chunk affects. Bad
+ * copies get a marker (`bad/<project>/<chunk>.<pack>`) so no later backup dedups against them:
+ * the next backup of the affected disk re-uploads the chunk (reliability.md §2 B7), after which
+ * verify passes again. Holds a reader lease for all projects, so GC does not sweep meanwhile.
+ * Runs on the calling thread, one pack at a time (memory: one pack + the reference map).
+ */
+export async function verifyRepository(
+  repo: Repository,
+  opts: { markBad?: boolean; onProgress?: (p: { packsDone: number; packsTotal: number }) => void; signal?: AbortSignal } = {},
+): Promise<VerifyResult> {
+  const b = repo.backend;
+  const res: VerifyResult = {
+    ok: false,
+    snapshots: 0,
+    disks: 0,
+    packsRead: 0,
+    chunksChecked: 0,
+    bytesRead: 0,
+    problems: [],
+    metadataProblems: [],
+    failedSnapshots: [],
+    healedChunks: 0,
+    badCopiesMarked: 0,
+  };
+  const failed = new Set<string>();
+  const lease = await repo.acquireLease('reader', null, null);
+  try {
+    // References: projectId → chunk hex → indexes into `disks`.
+    const disks: AffectedDisk[] = [];
+    const refs = new Map<string, Map<string, number[]>>();
+    for (const mk of await listAll(b, 'manifests/')) {
+      const snapshotId = parse.manifest(mk);
+      if (!snapshotId) continue;
+      res.snapshots++;
+      let m;
+      try {
+        m = decodeManifest(mk, await b.get(mk));
+      } catch (e) {
+        if (e instanceof NotFoundError) continue; // deleted meanwhile
+        res.metadataProblems.push({ key: mk, snapshotId, message: errorMessage(e) });
+        failed.add(snapshotId);
+        continue;
+      }
+      let pr = refs.get(m.projectId);
+      if (!pr) refs.set(m.projectId, (pr = new Map()));
+      for (const d of m.disks) {
+        res.disks++;
+        let di;
+        try {
+          di = decodeDiskIndex(d.index, await b.get(d.index));
+        } catch (e) {
+          res.metadataProblems.push({ key: d.index, snapshotId, message: `disk ${d.diskKey}: ${errorMessage(e)}` });
+          failed.add(snapshotId);
+          continue;
+        }
+        const ord = disks.push({ snapshotId, diskKey: d.diskKey }) - 1;
+        for (let i = 0; i < di.header.chunkCount; i++) {
+          const off = i * ID_LEN;
+          if (di.ids.compare(ZERO_ID, 0, ID_LEN, off, off + ID_LEN) === 0) continue;
+          const hex = di.ids.subarray(off, off + ID_LEN).toString('hex');
+          const list = pr.get(hex);
+          if (!list) pr.set(hex, [ord]);
+          else if (list[list.length - 1] !== ord) list.push(ord);
+        }
+      }
+    }
+
+    const codec = new ChunkCodec();
+    const projects = new Set<string>([...refs.keys()]);
+    for (const k of await listAll(b, 'index/')) {
+      const p = parse.packIndex(k);
+      if (p) projects.add(p.projectId);
+    }
+    const packsTotal = (await listAll(b, 'packs/')).length;
+    for (const projectId of projects) {
+      const key = repo.projectKey(projectId);
+      const copies = new Map<string, PackIndexEntry[]>(); // pack → entries
+      for (const k of await listAll(b, `index/${projectId}/`)) {
+        if (!parse.packIndex(k)) continue;
+        try {
+          for (const e of decodePackIndex(k, await b.get(k)).entries) {
+            const l = copies.get(e.pack);
+            if (l) l.push(e);
+            else copies.set(e.pack, [e]);
+          }
+        } catch (e) {
+          res.metadataProblems.push({ key: k, snapshotId: null, message: errorMessage(e) });
+        }
+      }
+      const listed = new Set<string>();
+      for (const k of await listAll(b, `packs/${projectId}/`)) {
+        const p = parse.pack(k);
+        if (p) listed.add(p.packId);
+      }
+      const known = await repo.listBadCopies(projectId);
+      const good = new Set<string>();
+      const bad = new Map<string, { pack: string; kind: 'missing' | 'corrupt'; detail: string }>();
+      const markBad = async (hex: string, pack: string, kind: 'missing' | 'corrupt', detail: string) => {
+        if (!bad.has(hex) || kind === 'corrupt') bad.set(hex, { pack, kind, detail });
+        if (opts.markBad !== false && !known.has(`${hex}.${pack}`)) {
+          await repo.markBadCopy(projectId, hex, pack, `${kind}: ${detail}`);
+          known.add(`${hex}.${pack}`);
+          res.badCopiesMarked++;
+        }
+      };
+      for (const [pack, entries] of copies) {
+        opts.signal?.throwIfAborted();
+        let data: Buffer | null = null;
+        if (listed.has(pack)) {
+          try {
+            data = await b.get(keys.pack(projectId, pack));
+            res.packsRead++;
+            res.bytesRead += data.length;
+          } catch (e) {
+            if (!(e instanceof NotFoundError)) throw e;
+          }
+        }
+        for (const e of entries) {
+          const hex = e.id.toString('hex');
+          res.chunksChecked++;
+          if (!data) {
+            await markBad(hex, pack, 'missing', `pack ${pack} is missing`);
+            continue;
+          }
+          const stored = data.subarray(e.offset, e.offset + e.storedLength);
+          const err =
+            stored.length !== e.storedLength
+              ? `pack ${pack} is truncated`
+              : codec.decodeVerify(stored, e.flags, Buffer.allocUnsafe(e.rawLength), key, e.id);
+          if (err) await markBad(hex, pack, 'corrupt', err);
+          else good.add(hex);
+        }
+        opts.onProgress?.({ packsDone: res.packsRead, packsTotal });
+      }
+      for (const [hex, ords] of refs.get(projectId) ?? []) {
+        if (good.has(hex)) {
+          if (bad.has(hex)) res.healedChunks++;
+          continue;
+        }
+        const b0 = bad.get(hex);
+        const affected = ords.map((o) => disks[o]!);
+        for (const a of affected) failed.add(a.snapshotId);
+        res.problems.push({
+          chunk: hex,
+          pack: b0?.pack ?? null,
+          kind: b0?.kind ?? 'missing',
+          detail: b0?.detail ?? 'no pack index lists this chunk',
+          affected,
+        });
+      }
+    }
+    res.failedSnapshots = [...failed].sort();
+    res.ok = res.problems.length === 0 && res.metadataProblems.length === 0;
+    return res;
+  } finally {
+    await lease.release().catch(() => {});
+  }
+}
