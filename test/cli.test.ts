@@ -255,7 +255,7 @@ describe('lifeboat client commands against a real server', () => {
 
   test('workload-snapshot --wait (plain progress lines off a TTY), snapshot-list/-show/-cancel/-delete (child process for --wait)', async () => {
     const wid = await createWorkload(h.vms[2]!.id, 'snapme');
-    const s = await spawnCli(['workload-snapshot', '--full', '--display-name', 'cli-snap', '--display-description', 'from the cli', '--wait', '--poll-interval', '0.1', wid]);
+    const s = await spawnCli(['workload-snapshot', '--full', '--display-name', 'cli-snap', '--display-description', 'from the cli', '--wait', '--poll-interval', '0.1', '--wait-timeout', '30', wid]);
     assert.equal(s.code, 0, s.stderr);
     const sid = prop(s.stdout, 'id')!;
     assert.equal(prop(s.stdout, 'status'), 'available');
@@ -278,10 +278,8 @@ describe('lifeboat client commands against a real server', () => {
     const list = await run(['snapshot-list', '--workload_id', wid, '-f', 'json']);
     assert.equal(list.code, 0, list.stderr);
     const items = JSON.parse(list.stdout) as Record<string, string>[];
-    assert.deepEqual(
-      items.map((x) => x.ID),
-      [sid, sid2],
-    );
+    // oldest first; both may carry the same second, so only membership is certain
+    assert.deepEqual(items.map((x) => x.ID).sort(), [sid, sid2].sort());
     assert.deepEqual(Object.keys(items[0]!), ['Created At', 'Name', 'ID', 'Workload ID', 'Snapshot Type', 'Status', 'Host']);
     assert.equal(items[0]!.Host, 'TVM1');
     const table = await run(['snapshot-list', '--host', 'TVM1', '--date_from', '2000-01-01T00:00:00']);
@@ -335,7 +333,7 @@ describe('lifeboat client commands against a real server', () => {
     const disk = vm.disks[1]!.path;
     renameSync(disk, `${disk}.away`);
     try {
-      const r = await run(['workload-snapshot', wid, '--full', '--wait', '--poll-interval', '0.05']);
+      const r = await run(['workload-snapshot', wid, '--full', '--wait', '--poll-interval', '0.05', '--wait-timeout', '30']);
       assert.equal(r.code, 7, r.stderr);
       assert.equal(prop(r.stdout, 'status'), 'error');
       assert.match(r.stderr, /ERROR: Snapshot [0-9a-f-]{36} ended in status 'error'/);
@@ -365,7 +363,7 @@ describe('lifeboat client commands against a real server', () => {
     assert.equal(c.code, 0, c.stderr);
     const wid = prop(c.stdout, 'id')!;
     await waitFor(async () => (await h.api(h.bob, 'GET', `/workloads/${wid}`)).json.workload.status === 'available', 10_000, 'available');
-    const s = await run(['workload-snapshot', wid, '--full', '--wait', '--poll-interval', '0.05'], bobEnv);
+    const s = await run(['workload-snapshot', wid, '--full', '--wait', '--poll-interval', '0.05', '--wait-timeout', '30'], bobEnv);
     assert.equal(s.code, 0, s.stderr);
     const sid = prop(s.stdout, 'id')!;
 
@@ -375,7 +373,7 @@ describe('lifeboat client commands against a real server', () => {
       file,
       `{'openstack': {'instances': [{'id': '${vm.id}', 'include': True, 'restore_boot_disk': True, 'name': 'restored-b1', 'availability_zone': 'nova', 'vdisks': []}], 'restore_topology': False, 'networks_mapping': {'networks': []}}, 'restore_type': 'selective', 'type': 'openstack'}`,
     );
-    const sel = await run(['snapshot-selective-restore', sid, '--display-name', 'sel', '--filename', file, '--wait', '--poll-interval', '0.05'], bobEnv);
+    const sel = await run(['snapshot-selective-restore', sid, '--display-name', 'sel', '--filename', file, '--wait', '--poll-interval', '0.05', '--wait-timeout', '30'], bobEnv);
     assert.equal(sel.code, 0, sel.stderr);
     const rid = prop(sel.stdout, 'id')!;
     assert.equal(prop(sel.stdout, 'status'), 'available');
@@ -401,7 +399,7 @@ describe('lifeboat client commands against a real server', () => {
 
     // one-click (originals may still exist; only the exit code contract is checked here)
     await waitFor(async () => (await h.api(h.bob, 'GET', `/snapshots/${sid}`)).json.snapshot.status === 'available', 20_000, 'snapshot available');
-    const one = await run(['snapshot-oneclick-restore', sid, '--display-name', 'one', '--wait', '--poll-interval', '0.05'], bobEnv);
+    const one = await run(['snapshot-oneclick-restore', sid, '--display-name', 'one', '--wait', '--poll-interval', '0.05', '--wait-timeout', '30'], bobEnv);
     assert.ok([0, 5, 7].includes(one.code), one.stderr);
 
     assert.equal((await run(['snapshot-selective-restore', sid, '--display-name', 'x', '--filename', '/nonexistent.json'], bobEnv)).code, 2);

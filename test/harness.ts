@@ -1,7 +1,7 @@
-import { mkdtempSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
+import { closeSync, fstatSync, mkdtempSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { randomBytes, randomUUID } from 'node:crypto';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { createServer } from 'node:net';
 import { loadConfig } from '../src/config/config.js';
 import { startLifeboat, type Lifeboat, type Role } from '../src/app/app.js';
@@ -33,7 +33,7 @@ export interface Harness {
   alice: TestUser; // member of project alpha
   bob: TestUser; // member of project beta
   admin: TestUser; // admin role on project admin
-  vms: TestVm[]; // 3 in alpha, 1 in beta
+  vms: TestVm[]; // alpha: vm-a1 (2 disks), vm-a2 (2 disks), vm-a3; beta: vm-b1
   token(u: TestUser): Promise<string>;
   api(u: TestUser, method: string, path: string, body?: unknown, headers?: Record<string, string>): Promise<ApiResponse>;
   close(): Promise<void>;
@@ -85,7 +85,7 @@ export async function startHarness(opts: { env?: Record<string, string>; role?: 
     vms.push({ id, name, projectId, disks });
   };
   mk('vm-a1', alpha.id, 2);
-  mk('vm-a2', alpha.id, 1);
+  mk('vm-a2', alpha.id, 2);
   mk('vm-a3', alpha.id, 1);
   mk('vm-b1', beta.id, 1);
   const inventory = {
@@ -202,4 +202,23 @@ export function freePort(): Promise<number> {
       srv.close(() => resolve(port));
     });
   });
+}
+
+/** SHA-256 of a file's bytes. */
+export function sha256File(path: string): string {
+  return createHash('sha256').update(readFileSync(path)).digest('hex');
+}
+
+/** Overwrites `count` scattered 4 KiB blocks of a disk image with fresh random bytes. */
+export function mutateDisk(path: string, count: number): void {
+  const fd = openSync(path, 'r+');
+  try {
+    const size = fstatSync(fd).size;
+    for (let i = 0; i < count; i++) {
+      const off = Math.floor(Math.random() * Math.max(1, size - 4096));
+      writeSync(fd, randomBytes(4096), 0, 4096, off);
+    }
+  } finally {
+    closeSync(fd);
+  }
 }

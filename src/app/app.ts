@@ -13,6 +13,9 @@ import { LocalPlatform } from '../platform/local/local.platform.js';
 import { ensureDemoInventory } from '../platform/local/demo-inventory.js';
 import { WorkloadService } from '../services/workload.service.js';
 import { SnapshotService } from '../services/snapshot.service.js';
+import { RestoreService } from '../services/restore.service.js';
+import { restoreJobHandlers } from '../jobs/restore.job.js';
+import { restoreRoutes } from '../http/restores.routes.js';
 import { snapshotJobHandlers } from '../jobs/snapshot.job.js';
 import { snapshotRoutes } from '../http/snapshots.routes.js';
 import { FsBackend } from '../backend/fs.backend.js';
@@ -100,6 +103,7 @@ export async function startLifeboat(config: Config, o: StartOptions): Promise<Li
     mkdirSync(config.target.dir, { recursive: true });
     const repo = await Repository.init(new FsBackend(config.target.dir), {}, { clock, logger: log });
     const workloads = new WorkloadService({ db: store.db, platform, clock });
+    const restores = new RestoreService({ db: store.db, clock });
     const snapshots = new SnapshotService({ db: store.db, clock, targetDescription: `file://${config.target.dir}` });
 
     let runner: JobRunner | null = null;
@@ -114,6 +118,7 @@ export async function startLifeboat(config: Config, o: StartOptions): Promise<Li
         handlers: [
           ...workloadJobHandlers(store.db, platform, clock),
           ...snapshotJobHandlers({ db: store.db, platform, repo, clock, nodeName: config.nodeName }),
+          ...restoreJobHandlers({ db: store.db, platform, repo, clock, nodeName: config.nodeName }),
         ],
       });
       await runner.reconcile();
@@ -129,7 +134,11 @@ export async function startLifeboat(config: Config, o: StartOptions): Promise<Li
         validator,
         policy,
         keystoneUri,
-        v1Routes: [workloadRoutes({ workloads, policy, publicUrl: config.publicUrl }), snapshotRoutes({ snapshots, policy })],
+        v1Routes: [
+          workloadRoutes({ workloads, policy, publicUrl: config.publicUrl }),
+          snapshotRoutes({ snapshots, policy }),
+          restoreRoutes({ restores, policy, publicUrl: config.publicUrl }),
+        ],
         rootMounts: embedded ? [(app) => app.register(identityRoutes, { prefix: '/identity', identity: embedded })] : [],
       });
       // Same-process workers start a job as soon as it is enqueued instead of on the next poll.

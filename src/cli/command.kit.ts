@@ -185,7 +185,8 @@ export function query(params: Record<string, string | undefined>): string {
 export function addWaitOptions(cmd: Command): Command {
   return cmd
     .option('--wait', 'wait until it finishes, showing progress on stderr; exit 7 if it ends in error or cancelled')
-    .option('--poll-interval <seconds>', 'seconds between status polls with --wait', '2');
+    .option('--poll-interval <seconds>', 'seconds between status polls with --wait', '2')
+    .option('--wait-timeout <seconds>', 'give up waiting after this long (exit 6; the operation continues)');
 }
 
 /**
@@ -195,6 +196,12 @@ export function addWaitOptions(cmd: Command): Command {
 export async function awaitOperation(c: Ctx, what: string, id: string, path: string, key: string): Promise<Record<string, unknown>> {
   const secs = Number(c.opts.pollInterval ?? 2);
   if (!Number.isFinite(secs) || secs <= 0) throw usageError(`--poll-interval must be a positive number of seconds, got '${String(c.opts.pollInterval)}'`);
+  let timeoutMs: number | undefined;
+  if (c.opts.waitTimeout !== undefined) {
+    const t = Number(c.opts.waitTimeout);
+    if (!Number.isFinite(t) || t <= 0) throw usageError(`--wait-timeout must be a positive number of seconds, got '${String(c.opts.waitTimeout)}'`);
+    timeoutMs = t * 1000;
+  }
   const s = await c.session();
   const tty = c.io.stderr.isTTY === true;
   return waitForOperation(async () => (await s.request<Record<string, Record<string, unknown>>>('GET', path))[key] ?? {}, {
@@ -203,6 +210,8 @@ export async function awaitOperation(c: Ctx, what: string, id: string, path: str
     intervalMs: secs * 1000,
     stream: c.io.stderr,
     bar: tty,
+    handleSigint: c.io.stderr === process.stderr,
+    ...(timeoutMs !== undefined ? { timeoutMs } : {}),
     ...(c.io.sleep ? { sleep: c.io.sleep } : {}),
   });
 }

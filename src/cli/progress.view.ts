@@ -29,6 +29,11 @@ export interface WaitOptions {
   timeoutMs?: number;
   sleep?: (ms: number) => Promise<void>;
   now?: () => number;
+  /**
+   * Real process only: on Ctrl-C restore the terminal (the bar hides the cursor), say that
+   * the operation goes on server-side, and exit 130 like a shell does.
+   */
+  handleSigint?: boolean;
 }
 
 type Obj = Record<string, unknown>;
@@ -49,17 +54,25 @@ export function progressOf(o: Obj): { percent: number; total: number; done: numb
   return { percent, total, done, status, msg };
 }
 
-/** Bytes/second since the first sample (restarted if the byte count ever goes backwards). */
-class RateMeter {
-  private first: { t: number; done: number } | undefined;
-  private last: { t: number; done: number } | undefined;
+/**
+ * Bytes/second over a sliding window of recent samples (so the rate and ETA follow the
+ * current speed, not the average since the start); restarts if the byte count goes backwards.
+ */
+export class RateMeter {
+  private samples: { t: number; done: number }[] = [];
+  constructor(private readonly windowMs = 10_000) {}
   sample(t: number, done: number): void {
-    if (!this.first || done < (this.last?.done ?? 0)) this.first = { t, done };
-    this.last = { t, done };
+    const last = this.samples[this.samples.length - 1];
+    if (last && done < last.done) this.samples = [];
+    this.samples.push({ t, done });
+    // Keep one sample at or before the window start as the base.
+    while (this.samples.length > 2 && this.samples[1]!.t <= t - this.windowMs) this.samples.shift();
   }
   rate(): number {
-    if (!this.first || !this.last || this.last.t <= this.first.t) return 0;
-    return (this.last.done - this.first.done) / ((this.last.t - this.first.t) / 1000);
+    const first = this.samples[0];
+    const last = this.samples[this.samples.length - 1];
+    if (!first || !last || last.t <= first.t) return 0;
+    return (last.done - first.done) / ((last.t - first.t) / 1000);
   }
 }
 
@@ -100,6 +113,12 @@ export async function waitForOperation(poll: () => Promise<Obj>, opts: WaitOptio
     bar.start(100, 0, { bytes: '-', rate: '-', etaText: '-', status: 'waiting' });
   }
 
+  const onSigint = () => {
+    bar?.stop();
+    opts.stream.write(`\nInterrupted. The ${opts.what.toLowerCase()} ${opts.id} goes on; follow it with ${opts.what.toLowerCase()}-show ${opts.id}\n`);
+    process.exit(130);
+  };
+  if (opts.handleSigint) process.once('SIGINT', onSigint);
   try {
     for (;;) {
       const o = await poll();
@@ -132,6 +151,7 @@ export async function waitForOperation(poll: () => Promise<Obj>, opts: WaitOptio
     }
   } finally {
     bar?.stop();
+    if (opts.handleSigint) process.removeListener('SIGINT', onSigint);
   }
 }
 

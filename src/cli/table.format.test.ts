@@ -57,3 +57,14 @@ test('progressOf estimates bytes from the percent; humanBytes/humanDuration', ()
   assert.equal(humanBytes(10), '10 B');
   assert.equal(humanDuration(75), '1m15s');
 });
+
+test('RateMeter: sliding window follows the current speed', async () => {
+  const { RateMeter } = await import('./progress.view.js');
+  const m = new RateMeter(10_000);
+  m.sample(0, 0);
+  m.sample(10_000, 1000 * 10); // 1000 B/s for 10 s
+  m.sample(20_000, 10_000 + 100 * 10); // then 100 B/s
+  assert.equal(m.rate(), 100);
+  m.sample(21_000, 5); // went backwards: restart
+  assert.equal(m.rate(), 0);
+});

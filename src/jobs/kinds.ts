@@ -9,3 +9,7 @@ export const SNAPSHOT_JOBS = {
   take: 'snapshot.take',
   delete: 'snapshot.delete',
 } as const;
+
+export const RESTORE_JOBS = {
+  run: 'restore.run',
+} as const;

@@ -8,6 +8,7 @@ import { sql } from 'kysely';
 import { openStore, inTransaction, type StoreHandle } from './db.js';
 import { storeKinds } from './testing.js';
 import { enqueueJob, getJob } from './job.store.js';
+import { migrationProvider } from './migrations/index.js';
 
 const pgUrl = process.env.LIFEBOAT_TEST_PG;
 const pgSkip = pgUrl ? false : 'LIFEBOAT_TEST_PG is not set: PostgreSQL store tests skipped';
@@ -28,6 +29,10 @@ async function withAdmin<T>(fn: (h: { q(text: string, params?: unknown[]): Promi
   }
 }
 
+async function allMigrations(): Promise<string[]> {
+  return Object.keys(await migrationProvider.getMigrations()).sort();
+}
+
 async function appliedMigrations(h: StoreHandle): Promise<string[]> {
   const r = await sql<{ name: string }>`SELECT name FROM kysely_migration ORDER BY name`.execute(h.db);
   return r.rows.map((x) => x.name);
@@ -40,7 +45,9 @@ for (const kind of storeKinds()) {
       try {
         const tables = (await h.db.introspection.getTables()).map((t) => t.name).sort();
         for (const t of TABLES) assert.ok(tables.includes(t), `table ${t} missing (have ${tables.join(',')})`);
-        assert.deepEqual(await appliedMigrations(h), ['0001-core']);
+        const applied = await appliedMigrations(h);
+        assert.deepEqual(applied, await allMigrations());
+        assert.ok(applied.includes('0001-core'));
         assert.equal(h.dialect, kind.name);
       } finally {
         await h.close();
@@ -79,7 +86,7 @@ describe('db (sqlite file)', () => {
       const b = await openStore(url);
       try {
         assert.deepEqual((await getJob(b.db, id))?.payload, { n: 1 });
-        assert.deepEqual(await appliedMigrations(b), ['0001-core']);
+        assert.deepEqual(await appliedMigrations(b), await allMigrations());
       } finally {
         await b.close();
       }
@@ -106,7 +113,7 @@ describe('db (postgres only)', { skip: pgSkip }, () => {
       const b = await openStore(url, { schema });
       try {
         assert.ok(await getJob(b.db, id));
-        assert.deepEqual(await appliedMigrations(b), ['0001-core']);
+        assert.deepEqual(await appliedMigrations(b), await allMigrations());
       } finally {
         await b.close();
       }
@@ -158,7 +165,7 @@ describe('db (postgres only)', { skip: pgSkip }, () => {
       try {
         const r = await sql<{ s: string }>`SELECT current_schema() AS s`.execute(h.db);
         assert.equal(r.rows[0]?.s, target);
-        assert.deepEqual(await appliedMigrations(h), ['0001-core']);
+        assert.deepEqual(await appliedMigrations(h), await allMigrations());
         const tables = await withAdmin((c) => c.q('SELECT table_name FROM information_schema.tables WHERE table_schema = $1', [target]));
         assert.ok(tables.rows.some((t) => t.table_name === 'jobs'));
       } finally {
@@ -168,6 +175,39 @@ describe('db (postgres only)', { skip: pgSkip }, () => {
       await withAdmin(async (c) => {
         await c.q(`DROP SCHEMA IF EXISTS ${other} CASCADE`);
         await c.q(`DROP SCHEMA IF EXISTS ${target} CASCADE`);
+      });
+    }
+  });
+
+  it('opens while other schemas of the database are being dropped (parallel test runs, tenants)', async () => {
+    const pg = (await import('pg')).default;
+    const churner = new pg.Client({ connectionString: url });
+    await churner.connect();
+    let stop = false;
+    const churn = (async () => {
+      while (!stop) {
+        const s = schemaName();
+        await churner.query(`CREATE SCHEMA ${s}`);
+        await churner.query(`CREATE TABLE ${s}.x (a integer)`);
+        await churner.query(`DROP SCHEMA ${s} CASCADE`);
+      }
+    })();
+    const mine: string[] = [];
+    try {
+      for (let round = 0; round < 4; round++) {
+        const schema = schemaName();
+        mine.push(schema);
+        const opened = await Promise.allSettled([openStore(url, { schema }), openStore(url, { schema })]);
+        const errors = opened.flatMap((r) => (r.status === 'rejected' ? [String(r.reason)] : []));
+        for (const r of opened) if (r.status === 'fulfilled') await r.value.close();
+        assert.deepEqual(errors, []);
+      }
+    } finally {
+      stop = true;
+      await churn;
+      await churner.end();
+      await withAdmin(async (c) => {
+        for (const s of mine) await c.q(`DROP SCHEMA IF EXISTS ${s} CASCADE`);
       });
     }
   });

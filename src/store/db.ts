@@ -87,8 +87,16 @@ export async function openStore(url: string, opts: OpenOptions = {}): Promise<St
     throw new Error(`unsupported database url ${JSON.stringify(url)}: expected sqlite:<path> or postgres://...`);
   }
   const migrator = new Migrator({ db, provider: migrationProvider, ...(migrationSchema ? { migrationTableSchema: migrationSchema } : {}) });
-  const { error } = await migrator.migrateToLatest();
-  if (error) {
+  for (let attempt = 1; ; attempt++) {
+    const { error } = await migrator.migrateToLatest();
+    if (!error) break;
+    // Kysely's PostgreSQL introspection looks up every schema of the database by name, so a
+    // schema that another process drops meanwhile fails it with 3F000. Migrations run in one
+    // transaction there, so trying again is safe.
+    if (dialect === 'postgres' && (error as { code?: unknown }).code === '3F000' && attempt < 5) {
+      await new Promise((r) => setTimeout(r, 10 * attempt));
+      continue;
+    }
     await db.destroy();
     throw new Error(`database migration failed: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
   }

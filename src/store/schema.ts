@@ -113,6 +113,34 @@ export interface TasksTable {
   finished_at: number | null;
 }
 
+export interface RestoresTable {
+  id: string;
+  project_id: string;
+  user_id: string;
+  snapshot_id: string;
+  workload_id: string;
+  name: string;
+  description: string;
+  status: string;
+  kind: string; // oneclick | selective | inplace
+  options: string; // JSON: the posted options, verbatim
+  host: string;
+  size: number;
+  uploaded_size: number;
+  progress_percent: number;
+  progress_msg: string | null;
+  warning_msg: string | null;
+  error_msg: string | null;
+  time_taken: number;
+  instances: string; // JSON [{id, name, status, metadata}] of restored VMs
+  metadata: string; // JSON [{id, key, value, created_at, updated_at}]
+  created_at: number;
+  updated_at: number | null;
+  finished_at: number | null;
+  deleted: number;
+  deleted_at: number | null;
+}
+
 export interface Database {
   tokens: TokensTable;
   workloads: WorkloadsTable;
@@ -121,4 +149,5 @@ export interface Database {
   snapshot_metadata: SnapshotMetadataTable;
   jobs: JobsTable;
   tasks: TasksTable;
+  restores: RestoresTable;
 }

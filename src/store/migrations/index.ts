@@ -1,5 +1,6 @@
 import type { Migration, MigrationProvider } from 'kysely';
 import * as m0001 from './0001-core.js';
+import * as m0002 from './0002-restores.js';
 
 /**
  * Migrations are listed statically (not read from a folder) so the compiled package needs no
@@ -7,6 +8,7 @@ import * as m0001 from './0001-core.js';
  */
 const migrations: Record<string, Migration> = {
   '0001-core': m0001,
+  '0002-restores': m0002,
 };
 
 export const migrationProvider: MigrationProvider = {

@@ -1,0 +1,397 @@
+/**
+ * `npm run bench`: the Lifeboat benchmark (issue 3, restore line of issue 4), measured through
+ * the real service. See bench/README.md for what is measured and how.
+ *
+ *   node dist/bench/run.js [--runs N] [--size MiB] [--skip-peers] [--skip-api] [--api-seconds S]
+ */
+import { existsSync, mkdirSync, mkdtempSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg, tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { apiBench, type ApiBenchResult } from './api.js';
+import { cleanupAll, dirStats, installCleanupHandlers, MB, MiB, newFiles, now, probe, removeDir, RssSampler, run, summarize, trackDir, type Summary } from './lib.js';
+import { borg, restic, runPeers, type PeerResult, type PeerTool } from './peers.js';
+import { prepareHome, Service } from './service.js';
+
+const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+const sharedBench = resolve(repoRoot, '../shared/bench');
+const dataDir = join(repoRoot, 'bench-data');
+
+// ---------------------------------------------------------------------------------------------
+// Arguments
+
+interface Args {
+  runs: number;
+  sizeMiB: number;
+  skipPeers: boolean;
+  skipApi: boolean;
+  apiSeconds: number;
+}
+
+function parseArgs(argv: string[]): Args {
+  const a: Args = { runs: 3, sizeMiB: 2048, skipPeers: false, skipApi: false, apiSeconds: 10 };
+  const int = (flag: string, v: string | undefined) => {
+    if (v === undefined || !/^\d+$/.test(v) || Number(v) <= 0) throw new Error(`${flag} needs a positive integer, got ${JSON.stringify(v)}`);
+    return Number(v);
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const f = argv[i] as string;
+    const [flag, inline] = f.includes('=') ? [f.slice(0, f.indexOf('=')), f.slice(f.indexOf('=') + 1)] : [f, undefined];
+    const value = () => inline ?? argv[++i];
+    if (flag === '--runs') a.runs = int(flag, value());
+    else if (flag === '--size') a.sizeMiB = int(flag, value());
+    else if (flag === '--skip-peers') a.skipPeers = true;
+    else if (flag === '--skip-api') a.skipApi = true;
+    else if (flag === '--api-seconds') a.apiSeconds = int(flag, value());
+    else if (flag === '--help' || flag === '-h') {
+      process.stdout.write('usage: npm run bench -- [--runs N (3)] [--size MiB (2048)] [--skip-peers] [--skip-api] [--api-seconds S (10)]\n');
+      process.exit(0);
+    } else throw new Error(`unknown argument ${f} (try --help)`);
+  }
+  if (a.sizeMiB < 2) throw new Error('--size must be at least 2 MiB');
+  return a;
+}
+
+const log = (s: string) => process.stdout.write(`${s}\n`);
+
+// ---------------------------------------------------------------------------------------------
+// The disk image
+
+/** bench-data/disk-<size>MiB.img from make-disk.sh (seed 42), built once and reused. */
+async function pristineImage(sizeMiB: number): Promise<string> {
+  mkdirSync(dataDir, { recursive: true });
+  const img = join(dataDir, `disk-${sizeMiB}MiB.img`);
+  if (existsSync(img) && statSync(img).size === sizeMiB * MiB) {
+    log(`disk image: ${img} (cached)`);
+    return img;
+  }
+  const tmp = `${img}.building`;
+  rmSync(tmp, { force: true });
+  log(`disk image: building ${img} with make-disk.sh (${sizeMiB} MiB, seed 42) ...`);
+  const t = now();
+  const r = await run('bash', [join(sharedBench, 'make-disk.sh'), tmp, String(sizeMiB), '42']);
+  log(`  ${r.stdout.trim().split('\n').join('\n  ')}  (${((now() - t) / 1000).toFixed(1)} s)`);
+  renameSync(tmp, img); // only a complete image is ever reused
+  return img;
+}
+
+const sparseCopy = (from: string, to: string) => run('cp', ['--sparse=always', from, to]);
+const mutate1pct = (img: string) => run('bash', [join(sharedBench, 'mutate-disk.sh'), img, '1', '1']);
+
+// ---------------------------------------------------------------------------------------------
+// Lifeboat through the service
+
+interface StepResult {
+  /** POST to `available`, polled every 20 ms, seconds. */
+  wall: number;
+  /** Server-side time_taken of the snapshot (seconds, as the API reports it). */
+  timeTaken?: number;
+  snapshotType?: string;
+  size?: number;
+  /** Target dir growth (du: allocated bytes) and apparent bytes. */
+  growth: number;
+  growthApparent: number;
+  /** Files in the target dir that did not exist before the step. */
+  objects: number;
+  /** Peak RSS of the service process during the step (VmHWM reset at the start), bytes. */
+  peakRss: number;
+}
+
+interface LifeboatRun {
+  idleRss: number;
+  peakRss: number;
+  full: StepResult;
+  incr1: StepResult;
+  incr0: StepResult;
+  restore: (StepResult & { status: string }) | { skipped: string };
+}
+
+async function lifeboatRun(image: string, index: number, total: number): Promise<LifeboatRun> {
+  log(`\nlifeboat run ${index + 1}/${total}`);
+  const home = trackDir(mkdtempSync(join(tmpdir(), 'lifeboat-bench-')));
+  let svc: Service | null = null;
+  let sampler: RssSampler | null = null;
+  try {
+    mkdirSync(join(home, 'disks'));
+    const disk = join(home, 'disks', 'vda.img');
+    await sparseCopy(image, disk);
+    const h = prepareHome(home, disk);
+    svc = await Service.start(h, repoRoot);
+    const s = svc;
+    const smp = (sampler = new RssSampler(s.pid, 20));
+    const idleRss = smp.peak();
+    const wid = await s.createWorkload();
+
+    const measure = async (label: string, post: () => Promise<string>, poll: (id: string) => Promise<{ status: string; detail: any }>) => { // eslint-disable-line @typescript-eslint/no-explicit-any
+      const before = await dirStats(h.targetDir);
+      smp.mark();
+      const t0 = now();
+      const id = await post();
+      const { status, detail } = await poll(id);
+      const wall = (now() - t0) / 1000;
+      const peakRss = smp.peak();
+      const after = await dirStats(h.targetDir);
+      const r = { id, status, detail, wall, peakRss, growth: after.allocated - before.allocated, growthApparent: after.apparent - before.apparent, objects: newFiles(before, after) };
+      log(`  ${label.padEnd(24)} ${wall.toFixed(3)} s  repo +${(r.growth / MB).toFixed(1)} MB (${r.objects} new files)  peak RSS ${(peakRss / MiB).toFixed(0)} MiB  [${status}]`);
+      return r;
+    };
+
+    const snapshot = async (label: string, full: boolean, expectType: string): Promise<StepResult & { id: string }> => {
+      const r = await measure(
+        label,
+        async () => (await s.expect('POST', `/workloads/${wid}${full ? '?full=1' : ''}`, { snapshot: { name: label } }, [200, 202])).json.snapshot.id as string,
+        async (id) => {
+          const d = await s.pollStatus(`/snapshots/${id}`, (j) => j.snapshot.status, ['available', 'error', 'cancelled'], 30 * 60_000);
+          return { status: d.snapshot.status as string, detail: d.snapshot };
+        },
+      );
+      if (r.status !== 'available') throw new Error(`${label}: snapshot ended ${r.status}: ${r.detail.error_msg}\n${s.logTail()}`);
+      if (r.detail.snapshot_type !== expectType) log(`  WARNING: ${label} came out as ${r.detail.snapshot_type}, expected ${expectType}`);
+      return { id: r.id, wall: r.wall, timeTaken: r.detail.time_taken, snapshotType: r.detail.snapshot_type, size: r.detail.size, growth: r.growth, growthApparent: r.growthApparent, objects: r.objects, peakRss: r.peakRss };
+    };
+
+    const full = await snapshot('full snapshot', true, 'full');
+    const m = await mutate1pct(disk);
+    log(`  (${m.stdout.trim()})`);
+    const incr1 = await snapshot('incremental 1 %', false, 'incremental');
+    const incr0 = await snapshot('incremental unchanged', false, 'incremental');
+
+    // Restore of the full snapshot (last: a one-click restore may replace the VM's disk).
+    let restore: LifeboatRun['restore'];
+    const restorePath = `/workloads/${wid}/snapshots/${full.id}/restores`;
+    const body = { restore: { name: 'r', description: 'bench', options: { type: 'openstack', oneclickrestore: true, openstack: {} } } };
+    const probeRes = { status: 0, text: '' };
+    const r = await measure(
+      'restore of the full',
+      async () => {
+        const p = await s.api('POST', restorePath, body);
+        probeRes.status = p.status;
+        probeRes.text = p.text;
+        if (p.status === 404) return '';
+        if (p.status !== 200 && p.status !== 202) throw new Error(`POST ${restorePath} -> ${p.status}: ${p.text.slice(0, 500)}`);
+        return (p.json?.restore?.id as string | undefined) ?? '';
+      },
+      async (rid) => {
+        if (!rid) return { status: 'skipped', detail: null };
+        const d = await s.pollStatus(`/restores/${rid}`, (j) => j.restore.status, ['available', 'error', 'cancelled'], 30 * 60_000);
+        return { status: d.restore.status as string, detail: d.restore };
+      },
+    );
+    if (probeRes.status === 404) {
+      restore = { skipped: `restore endpoint answered 404 (${probeRes.text.slice(0, 120)})` };
+      log(`  restore: SKIPPED — POST ${restorePath.replace(wid, '{wid}').replace(full.id, '{sid}')} answered 404 (endpoint not there yet)`);
+    } else {
+      if (r.status !== 'available') log(`  WARNING: restore ended ${r.status}: ${r.detail?.error_msg ?? ''}`);
+      restore = { status: r.status, wall: r.wall, growth: r.growth, growthApparent: r.growthApparent, objects: r.objects, peakRss: r.peakRss, timeTaken: r.detail?.time_taken };
+    }
+    const peakRss = Math.max(full.peakRss, incr1.peakRss, incr0.peakRss, 'peakRss' in restore ? restore.peakRss : 0, smp.overall);
+    return { idleRss, peakRss, full, incr1, incr0, restore };
+  } finally {
+    sampler?.stop();
+    await svc?.stop();
+    removeDir(home);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Table
+
+interface Row {
+  step: string;
+  lifeboat: string;
+  restic: string;
+  borg: string;
+  target: string;
+  met: string;
+}
+
+function cell(s: Summary | null, unit: string, digits: number, scale = 1): string {
+  if (!s) return '–';
+  const f = (x: number) => (x / scale).toFixed(digits);
+  return s.n > 1 ? `${f(s.median)} ${unit} (${f(s.min)}–${f(s.max)})` : `${f(s.median)} ${unit}`;
+}
+
+function peerCell(s: Summary | null, lb: Summary | null, unit: string, digits: number, scale = 1, ratio = true): string {
+  if (!s) return '–';
+  const base = `${(s.median / scale).toFixed(digits)} ${unit}`;
+  if (!ratio || !lb || lb.median <= 0) return base;
+  return `${base} (${(s.median / lb.median).toFixed(1)}×)`;
+}
+
+const yes = (ok: boolean | null) => (ok === null ? 'n/a' : ok ? 'yes' : 'NO');
+
+function printTable(rows: Row[]): string {
+  const cols: (keyof Row)[] = ['step', 'lifeboat', 'restic', 'borg', 'target', 'met'];
+  const w = cols.map((c) => Math.max(c.length, ...rows.map((r) => r[c].length)));
+  const line = (r: Record<keyof Row, string>) => `| ${cols.map((c, i) => r[c].padEnd(w[i] as number)).join(' | ')} |`;
+  const head = line({ step: 'step', lifeboat: 'lifeboat', restic: 'restic', borg: 'borg', target: 'target', met: 'met?' });
+  const sep = `|${w.map((n) => '-'.repeat(n + 2)).join('|')}|`;
+  return [head, sep, ...rows.map(line)].join('\n');
+}
+
+// ---------------------------------------------------------------------------------------------
+
+async function uptime(): Promise<string> {
+  try {
+    return (await run('uptime', [])).stdout.trim();
+  } catch {
+    return `load average: ${loadavg().map((x) => x.toFixed(2)).join(', ')}`;
+  }
+}
+
+async function main(): Promise<void> {
+  installCleanupHandlers();
+  const args = parseArgs(process.argv.slice(2));
+  const startedAt = new Date().toISOString();
+  const uptimeBefore = await uptime();
+  log(`Lifeboat bench: ${args.sizeMiB} MiB image, ${args.runs} run(s)${args.skipPeers ? ', peers skipped' : ''}; ${cpus().length} CPUs; ${uptimeBefore}`);
+  if (!existsSync(join(repoRoot, 'dist/src/main.js'))) throw new Error('dist/src/main.js missing: run `npm run build` first (npm run bench does)');
+  const image = await pristineImage(args.sizeMiB);
+  const imgStat = statSync(image);
+
+  // --- Lifeboat
+  const runs: LifeboatRun[] = [];
+  for (let i = 0; i < args.runs; i++) runs.push(await lifeboatRun(image, i, args.runs));
+
+  // --- Peers
+  const tools: PeerTool[] = [];
+  const peerNotes: Record<string, string> = {};
+  const peerRuns = new Map<string, PeerResult[]>();
+  if (args.skipPeers) {
+    peerNotes.restic = peerNotes.borg = 'skipped (--skip-peers)';
+  } else {
+    const rv = await probe('restic', ['version']);
+    const bv = await probe('borg', ['--version']);
+    if (rv) tools.push(restic(rv));
+    else peerNotes.restic = 'not installed — skipped';
+    if (bv) tools.push(borg(bv));
+    else peerNotes.borg = 'not installed — skipped';
+    for (const t of ['restic', 'borg']) if (peerNotes[t]) log(`\n${t}: ${peerNotes[t]}`);
+    for (let i = 0; i < args.runs && tools.length > 0; i++) {
+      log(`\npeers run ${i + 1}/${args.runs} (${tools.map((t) => t.version).join('; ')})`);
+      const work = trackDir(mkdtempSync(join(tmpdir(), 'lifeboat-bench-peers-')));
+      try {
+        const img = join(work, 'disk.img');
+        await sparseCopy(image, img);
+        const res = await runPeers(tools, work, img, async () => void (await mutate1pct(img)), log);
+        for (const [k, v] of res) peerRuns.set(k, [...(peerRuns.get(k) ?? []), v]);
+      } finally {
+        removeDir(work);
+      }
+    }
+  }
+
+  // --- API
+  let api: ApiBenchResult | null = null;
+  if (!args.skipApi) {
+    log(`\nAPI benchmark (autocannon, ${args.apiSeconds} s per endpoint)`);
+    const home = trackDir(mkdtempSync(join(tmpdir(), 'lifeboat-bench-api-')));
+    try {
+      api = await apiBench(home, repoRoot, { seconds: args.apiSeconds, count: 1000, log });
+    } finally {
+      removeDir(home);
+    }
+  }
+  const uptimeAfter = await uptime();
+
+  // --- Summaries
+  const lb = {
+    full: summarize(runs.map((r) => r.full.wall)),
+    incr1: summarize(runs.map((r) => r.incr1.wall)),
+    incr0: summarize(runs.map((r) => r.incr0.wall)),
+    repoFull: summarize(runs.map((r) => r.full.growth)),
+    growth1: summarize(runs.map((r) => r.incr1.growth)),
+    growth1Apparent: summarize(runs.map((r) => r.incr1.growthApparent)),
+    objFull: summarize(runs.map((r) => r.full.objects)),
+    obj1: summarize(runs.map((r) => r.incr1.objects)),
+    obj0: summarize(runs.map((r) => r.incr0.objects)),
+    objRestore: summarize(runs.flatMap((r) => ('objects' in r.restore ? [r.restore.objects] : []))),
+    peakRss: summarize(runs.map((r) => r.peakRss)),
+    idleRss: summarize(runs.map((r) => r.idleRss)),
+    restore: summarize(runs.flatMap((r) => ('wall' in r.restore && r.restore.status === 'available' ? [r.restore.wall] : []))),
+  };
+  const restoreSkipped = runs.map((r) => ('skipped' in r.restore ? r.restore.skipped : null)).find((x) => x) ?? null;
+  const restoreFailed = runs.filter((r) => 'status' in r.restore && r.restore.status !== 'available').length;
+  const peer = (name: string, k: keyof PeerResult) => summarize((peerRuns.get(name) ?? []).map((p) => p[k]));
+  const rs = (k: keyof PeerResult) => peer('restic', k);
+  const note = (name: string) => peerNotes[name] ?? '–';
+  const pc = (name: string, k: keyof PeerResult, lbS: Summary | null, unit: string, digits: number, scale = 1, ratio = true) =>
+    peerRuns.has(name) ? peerCell(peer(name, k), lbS, unit, digits, scale, ratio) : note(name);
+
+  const ratioFull = rs('full') && lb.full ? (rs('full') as Summary).median / lb.full.median : null;
+  const rows: Row[] = [];
+  rows.push({
+    step: 'full snapshot (wall)',
+    lifeboat: cell(lb.full, 's', 2),
+    restic: pc('restic', 'full', lb.full, 's', 2),
+    borg: pc('borg', 'full', lb.full, 's', 2),
+    target: '≤ 2.0 s and ≥ 3× restic',
+    met: lb.full ? (ratioFull === null ? `${yes(lb.full.median <= 2.0)} (restic n/a)` : yes(lb.full.median <= 2.0 && ratioFull >= 3)) : 'n/a',
+  });
+  rows.push({ step: 'incremental 1 % (wall)', lifeboat: cell(lb.incr1, 's', 2), restic: pc('restic', 'incr', lb.incr1, 's', 2), borg: pc('borg', 'incr', lb.incr1, 's', 2), target: '≤ 0.8 s', met: yes(lb.incr1 ? lb.incr1.median <= 0.8 : null) });
+  rows.push({ step: 'incremental unchanged (wall)', lifeboat: cell(lb.incr0, 's', 3), restic: '–', borg: '–', target: '≤ 0.1 s', met: yes(lb.incr0 ? lb.incr0.median <= 0.1 : null) });
+  rows.push({ step: 'repo after full (du)', lifeboat: cell(lb.repoFull, 'MB', 0, MB), restic: pc('restic', 'repoAfterFull', null, 'MB', 0, MB, false), borg: pc('borg', 'repoAfterFull', null, 'MB', 0, MB, false), target: '', met: '' });
+  rows.push({ step: 'repo growth, 1 % incr. (du)', lifeboat: cell(lb.growth1, 'MB', 1, MB), restic: pc('restic', 'repoGrowth', null, 'MB', 1, MB, false), borg: pc('borg', 'repoGrowth', null, 'MB', 1, MB, false), target: '≤ 86 MB', met: yes(lb.growth1 ? lb.growth1.median <= 86 * MB : null) });
+  rows.push({ step: 'objects written: full / 1 % / unchanged', lifeboat: `${lb.objFull?.median ?? '–'} / ${lb.obj1?.median ?? '–'} / ${lb.obj0?.median ?? '–'}`, restic: '–', borg: '–', target: '', met: '' });
+  rows.push({
+    step: 'peak RSS (service process)',
+    lifeboat: cell(lb.peakRss, 'MiB', 0, MiB),
+    restic: pc('restic', 'peakRss', null, 'MiB', 0, MiB, false),
+    borg: pc('borg', 'peakRss', null, 'MiB', 0, MiB, false),
+    target: '≤ 256 MiB (worst run)',
+    met: yes(lb.peakRss ? lb.peakRss.max <= 256 * MiB : null),
+  });
+  rows.push({
+    step: 'restore of the full (wall)',
+    lifeboat: lb.restore ? cell(lb.restore, 's', 2) : restoreSkipped ? 'skipped (404)' : restoreFailed ? 'failed' : '–',
+    restic: pc('restic', 'restore', lb.restore, 's', 2),
+    borg: pc('borg', 'restore', lb.restore, 's', 2),
+    target: '≤ 2.0 s',
+    met: lb.restore ? yes(lb.restore.median <= 2.0 && restoreFailed === 0) : restoreFailed ? 'NO' : 'n/a',
+  });
+  if (api) {
+    rows.push({ step: 'GET snapshot (10 conn.)', lifeboat: `${api.getOne.reqPerSec.toFixed(0)} req/s (p50 ${api.getOne.latencyP50} ms, p99 ${api.getOne.latencyP99} ms)`, restic: '–', borg: '–', target: '≥ 3000 req/s', met: yes(api.getOne.reqPerSec >= 3000 && api.getOne.non2xx === 0) });
+    rows.push({ step: `GET list of ${api.snapshots} (1 conn.)`, lifeboat: `p50 ${api.list.latencyP50} ms (p99 ${api.list.latencyP99} ms, ${api.list.reqPerSec.toFixed(0)} req/s)`, restic: '–', borg: '–', target: '≤ 50 ms (p50)', met: yes(api.list.latencyP50 <= 50 && api.list.non2xx === 0) });
+  } else {
+    rows.push({ step: 'API benchmark', lifeboat: 'skipped (--skip-api)', restic: '–', borg: '–', target: '', met: 'n/a' });
+  }
+
+  const table = printTable(rows);
+  log(`\nResults: ${args.sizeMiB} MiB image (${(imgStat.blocks * 512 / MB).toFixed(0)} MB allocated), ${args.runs} run(s); lifeboat = median (min–max); (n×) = peer / lifeboat`);
+  log(table);
+  if (restoreSkipped) log(`restore: skipped — ${restoreSkipped}`);
+  log(`load before: ${uptimeBefore}\nload after:  ${uptimeAfter}`);
+
+  const out = join(dataDir, 'last-run.json');
+  writeFileSync(
+    out,
+    `${JSON.stringify(
+      {
+        startedAt,
+        finishedAt: new Date().toISOString(),
+        args,
+        host: { cpus: cpus().length, node: process.version, uptimeBefore, uptimeAfter },
+        image: { path: image, bytes: imgStat.size, allocated: imgStat.blocks * 512 },
+        tools: Object.fromEntries([...tools.map((t) => [t.name, t.version]), ...Object.entries(peerNotes)]),
+        lifeboat: { runs, summary: lb, restoreSkipped },
+        peers: Object.fromEntries([...peerRuns].map(([k, v]) => [k, { runs: v, summary: { full: peer(k, 'full'), incr: peer(k, 'incr'), restore: peer(k, 'restore'), repoAfterFull: peer(k, 'repoAfterFull'), repoGrowth: peer(k, 'repoGrowth'), peakRss: peer(k, 'peakRss') } }])),
+        api,
+        table: rows,
+      },
+      null,
+      2,
+    )}\n`,
+  );
+  log(`JSON: ${out}`);
+}
+
+main().then(
+  () => {
+    cleanupAll();
+  },
+  (e: unknown) => {
+    process.stderr.write(`bench failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+    cleanupAll();
+    process.exit(1);
+  },
+);

@@ -1,0 +1,195 @@
+import { inTransaction, type Db } from '../store/db.js';
+import { getWorkload, replaceMembers, transitionWorkload } from '../store/workload.store.js';
+import { getSnapshot, transitionSnapshot } from '../store/snapshot.store.js';
+import { getRestore, transitionRestore, updateRestoreFields } from '../store/restore.store.js';
+import type { Platform, PreparedInstance } from '../platform/platform.js';
+import type { Repository } from '../repository/repository.js';
+import { restoreDisk } from '../datamover/restore.js';
+import type { SnapshotInstance } from '../domain/snapshot.js';
+import { RESTORE_LOST_MESSAGE, type RestorePlan, type RestorePlanInstance, type RestoredInstance } from '../domain/restore.js';
+import type { Clock } from '../lib/clock.js';
+import type { Logger } from '../lib/logger.js';
+import { errorMessage } from '../lib/errors.js';
+import { toSecond } from '../lib/time.js';
+import { RESTORE_JOBS } from './kinds.js';
+import { diskKey } from './snapshot.job.js';
+import type { JobHandler } from './runner.js';
+
+export interface RestoreJobDeps {
+  db: Db;
+  platform: Platform;
+  repo: Repository;
+  clock: Clock;
+  nodeName: string;
+  progressEveryMs?: number;
+}
+
+class CancelledError extends Error {
+  constructor() {
+    super('Restore cancelled');
+    this.name = 'CancelledError';
+  }
+}
+
+/** The new instance's description: the snapshot's VM, renamed and re-networked per the plan. */
+function newInstanceSpec(si: SnapshotInstance, p: RestorePlanInstance, sizes: Map<string, number>) {
+  return {
+    name: p.name,
+    availability_zone: p.availability_zone,
+    flavor: { vcpus: Number(si.flavor.vcpus), ram: Number(si.flavor.ram), disk: Number(si.flavor.disk), ephemeral: Number(si.flavor.ephemeral) },
+    security_groups: si.security_group.map((g) => g.name),
+    nics: si.nics.map((n) => {
+      const mapped = p.networkMap[n.network.id];
+      const network = mapped
+        ? { id: mapped.id, name: mapped.name, ...(mapped.subnet ? { subnet: { id: mapped.subnet.id, name: n.network.subnet?.name ?? '', cidr: n.network.subnet?.cidr ?? '', ip_version: n.network.subnet?.ip_version ?? 4, gateway_ip: n.network.subnet?.gateway_ip ?? null } } : {}) }
+        : { id: n.network.id, name: n.network.name, ...(n.network.subnet ? { subnet: { ...n.network.subnet } } : {}) };
+      return { mac_address: n.mac_address, ip_address: n.ip_address, network };
+    }),
+    metadata: { restored_from_snapshot: '', original_instance_id: si.id },
+    disks: si.vdisks
+      .filter((v) => p.devices.includes(v.volume_mountpoint))
+      .map((v) => ({ device: v.volume_mountpoint, format: 'raw', size: sizes.get(v.volume_mountpoint) ?? v.restore_size, ...(v.volume_type ? { volume_type: v.volume_type } : {}) })),
+  };
+}
+
+/**
+ * Runs a restore: for each planned instance, prepare the target (a new instance, or sinks over
+ * the original disks), restore every disk through the datamover (hash-verified, sparse), then
+ * publish the instance. A disk that fails (missing/corrupt chunk) fails its instance only; the
+ * restore then ends `error` naming it, while the other instances are still restored.
+ */
+async function runRestore(d: RestoreJobDeps, restoreId: string, plan: RestorePlan, signal: AbortSignal, log: Logger): Promise<void> {
+  const { db, clock } = d;
+  const r = await getRestore(db, { admin: true }, restoreId);
+  if (!r) return;
+  const started = clock.now();
+  if (r.status === 'cancelling') return finish(d, r.id, r.snapshot_id, r.workload_id, 'cancelled', { progress_msg: 'Restore cancelled' });
+  if (!(await transitionRestore(db, r.id, ['restoring'], 'executing', toSecond(started), { host: d.nodeName, progress_msg: 'Restore from snapshot is starting' }))) return;
+
+  const cancelCtl = new AbortController();
+  const abort = AbortSignal.any([signal, cancelCtl.signal]);
+  let ticker: NodeJS.Timeout | null = null;
+  const failures: string[] = [];
+  const restored: RestoredInstance[] = [];
+  let bytesWritten = 0;
+  try {
+    const snap = await getSnapshot(db, { admin: true }, r.snapshot_id);
+    if (!snap) throw new Error(`Snapshot ${r.snapshot_id} no longer exists`);
+    const manifest = await d.repo.readManifest(snap.id);
+    const sizeOf = new Map(manifest.disks.map((x) => [x.diskKey, x.size]));
+    const total = plan.instances.reduce((a, p) => a + p.devices.reduce((b, dev) => b + (sizeOf.get(diskKey(p.id, dev)) ?? 0), 0), 0);
+    let done = 0;
+    let current = 0;
+    ticker = setInterval(() => {
+      void (async () => {
+        const cur = await getRestore(db, { admin: true }, r.id);
+        if (cur?.status === 'cancelling') cancelCtl.abort(new CancelledError());
+        else await updateRestoreFields(db, r.id, { progress_percent: total === 0 ? 99 : Math.min(99, Math.floor(((done + current) * 100) / total)), updated_at: toSecond(clock.now()) }, ['executing']);
+      })().catch((e: unknown) => log.warn({ err: errorMessage(e) }, 'progress update failed'));
+    }, d.progressEveryMs ?? 500);
+
+    for (const p of plan.instances) {
+      if (abort.aborted) throw abort.reason;
+      const si = snap.instances.find((i) => i.id === p.id);
+      if (!si) throw new Error(`Instance ${p.id} is not in snapshot ${snap.id}`);
+      const sizes = new Map(p.devices.map((dev) => [dev, sizeOf.get(diskKey(p.id, dev)) ?? 0]));
+      let prepared: PreparedInstance;
+      if (plan.kind === 'inplace') {
+        prepared = await d.platform.openInPlaceSinks(r.project_id, p.id, p.devices.map((dev) => ({ device: dev, size: sizes.get(dev) ?? 0 })));
+      } else {
+        const spec = newInstanceSpec(si, p, sizes);
+        spec.metadata.restored_from_snapshot = snap.id;
+        prepared = await d.platform.createInstance(r.project_id, spec);
+      }
+      const failedHere: string[] = [];
+      for (const dev of p.devices) {
+        const sink = prepared.sinks.get(dev);
+        if (!sink) throw new Error(`No target for disk ${dev} of instance ${si.name}`);
+        current = 0;
+        try {
+          const sum = await restoreDisk({ repo: d.repo, snapshotId: snap.id, diskKey: diskKey(p.id, dev), sink, signal: abort, onProgress: (x) => (current = x.bytesDone) });
+          bytesWritten += sum.bytesWritten;
+        } catch (e) {
+          if (abort.aborted) {
+            await prepared.discard().catch(() => undefined);
+            throw abort.reason;
+          }
+          failedHere.push(`disk ${dev} of instance ${si.name} (${si.id}): ${errorMessage(e)}`);
+        }
+        done += sizes.get(dev) ?? 0;
+        current = 0;
+      }
+      if (failedHere.length > 0) {
+        failures.push(...failedHere);
+        // In place, committed disks stay restored and failed ones keep their original content.
+        await prepared.discard().catch(() => undefined);
+        continue;
+      }
+      const inst = await prepared.publish();
+      restored.push({ id: inst.id, name: inst.name, status: 'available', metadata: { ...inst.metadata } });
+    }
+
+    const end = clock.now();
+    const ok = failures.length === 0;
+    await inTransaction(db, async (tx) => {
+      if (ok && plan.kind === 'oneclick') {
+        // The workload now protects the restored VMs (tempest compares the member ids).
+        const w = await getWorkload(tx, { admin: true }, r.workload_id);
+        if (w) await replaceMembers(tx, w.id, w.project_id, restored.map((i) => ({ id: i.id, name: i.name, metadata: {} })));
+      }
+      await finishIn(tx, d, r.id, r.snapshot_id, r.workload_id, ok ? 'available' : 'error', {
+        size: total,
+        uploaded_size: bytesWritten,
+        progress_percent: 100,
+        progress_msg: ok ? 'Restore from snapshot is complete' : 'Restore failed',
+        error_msg: ok ? null : `Restore failed: ${failures.join('; ')}`,
+        time_taken: Math.max(0, Math.round((end - started) / 1000)),
+        instances: JSON.stringify(restored),
+        finished_at: toSecond(end),
+      });
+    });
+    log.info({ restoreId: r.id, kind: plan.kind, instances: restored.length, failures: failures.length }, 'restore finished');
+  } catch (e) {
+    const cancelled = cancelCtl.signal.aborted && !signal.aborted;
+    const msg = cancelled ? null : signal.aborted ? RESTORE_LOST_MESSAGE : `Restore failed: ${errorMessage(e)}`;
+    await finish(d, r.id, r.snapshot_id, r.workload_id, cancelled ? 'cancelled' : 'error', {
+      progress_msg: cancelled ? 'Restore cancelled' : msg,
+      error_msg: msg,
+      instances: JSON.stringify(restored),
+      finished_at: toSecond(clock.now()),
+    });
+    if (!cancelled && !signal.aborted) throw e;
+  } finally {
+    if (ticker) clearInterval(ticker);
+  }
+}
+
+type Fields = Parameters<typeof updateRestoreFields>[2];
+
+async function finishIn(tx: Parameters<Parameters<typeof inTransaction>[1]>[0], d: RestoreJobDeps, id: string, snapshotId: string, workloadId: string, status: 'available' | 'error' | 'cancelled', fields: Fields): Promise<void> {
+  const now = toSecond(d.clock.now());
+  await transitionRestore(tx, id, ['restoring', 'executing', 'cancelling'], status, now, fields);
+  await transitionSnapshot(tx, snapshotId, ['restoring'], 'available', now);
+  await transitionWorkload(tx, workloadId, { admin: true }, ['locked'], 'available', now);
+}
+
+async function finish(d: RestoreJobDeps, id: string, snapshotId: string, workloadId: string, status: 'available' | 'error' | 'cancelled', fields: Fields): Promise<void> {
+  await inTransaction(d.db, (tx) => finishIn(tx, d, id, snapshotId, workloadId, status, fields));
+}
+
+export function restoreJobHandlers(d: RestoreJobDeps): JobHandler[] {
+  const payload = (p: unknown) => p as { restoreId: string; plan: RestorePlan };
+  return [
+    {
+      kind: RESTORE_JOBS.run,
+      run: (job, ctx) => runRestore(d, payload(job.payload).restoreId, payload(job.payload).plan, ctx.signal, ctx.log),
+      // The worker died: the restore is an error, the snapshot and workload usable again.
+      onLost: async (job, nowMs) => {
+        const r = await getRestore(d.db, { admin: true }, payload(job.payload).restoreId);
+        if (!r) return;
+        await finish(d, r.id, r.snapshot_id, r.workload_id, 'error', { error_msg: RESTORE_LOST_MESSAGE, progress_msg: RESTORE_LOST_MESSAGE, finished_at: toSecond(nowMs) });
+      },
+    },
+  ];
+}
+
