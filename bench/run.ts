@@ -103,7 +103,7 @@ interface LifeboatRun {
   full: StepResult;
   incr1: StepResult;
   incr0: StepResult;
-  restore: (StepResult & { status: string }) | { skipped: string };
+  restore: (StepResult & { status: string; verified: boolean | null }) | { skipped: string };
 }
 
 async function lifeboatRun(image: string, index: number, total: number): Promise<LifeboatRun> {
@@ -182,7 +182,15 @@ async function lifeboatRun(image: string, index: number, total: number): Promise
       log(`  restore: SKIPPED — POST ${restorePath.replace(wid, '{wid}').replace(full.id, '{sid}')} answered 404 (endpoint not there yet)`);
     } else {
       if (r.status !== 'available') log(`  WARNING: restore ended ${r.status}: ${r.detail?.error_msg ?? ''}`);
-      restore = { status: r.status, wall: r.wall, growth: r.growth, growthApparent: r.growthApparent, objects: r.objects, peakRss: r.peakRss, timeTaken: r.detail?.time_taken };
+      restore = { status: r.status, wall: r.wall, growth: r.growth, growthApparent: r.growthApparent, objects: r.objects, peakRss: r.peakRss, timeTaken: r.detail?.time_taken, verified: null };
+      if (r.status === 'available') {
+        // Outside the timing: the one-click restore made a new VM whose disk must equal the
+        // pristine image (the full snapshot was taken before the 1 % mutation).
+        const restored = await findFiles(join(home, 'instances'), '.raw');
+        const c = restored.length === 1 ? await run('cmp', ['-s', image, restored[0] as string], { allowFail: true }) : null;
+        restore.verified = c !== null && c.code === 0;
+        log(`  restore check: ${restored.length} restored disk(s); ${restore.verified ? 'byte-identical to the source image' : `NOT identical to the source image (${restored.join(', ') || 'none found'})`}`);
+      }
     }
     const peakRss = Math.max(full.peakRss, incr1.peakRss, incr0.peakRss, 'peakRss' in restore ? restore.peakRss : 0, smp.overall);
     return { idleRss, peakRss, full, incr1, incr0, restore };
@@ -191,6 +199,11 @@ async function lifeboatRun(image: string, index: number, total: number): Promise
     await svc?.stop();
     removeDir(home);
   }
+}
+
+async function findFiles(dir: string, suffix: string): Promise<string[]> {
+  const st = await dirStats(dir);
+  return [...st.files].filter((f) => f.endsWith(suffix)).map((f) => join(dir, f));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -222,9 +235,10 @@ const yes = (ok: boolean | null) => (ok === null ? 'n/a' : ok ? 'yes' : 'NO');
 
 function printTable(rows: Row[]): string {
   const cols: (keyof Row)[] = ['step', 'lifeboat', 'restic', 'borg', 'target', 'met'];
-  const w = cols.map((c) => Math.max(c.length, ...rows.map((r) => r[c].length)));
-  const line = (r: Record<keyof Row, string>) => `| ${cols.map((c, i) => r[c].padEnd(w[i] as number)).join(' | ')} |`;
-  const head = line({ step: 'step', lifeboat: 'lifeboat', restic: 'restic', borg: 'borg', target: 'target', met: 'met?' });
+  const header: Row = { step: 'step', lifeboat: 'lifeboat', restic: 'restic', borg: 'borg', target: 'target', met: 'met?' };
+  const w = cols.map((c) => Math.max(header[c].length, ...rows.map((r) => r[c].length)));
+  const line = (r: Row) => `| ${cols.map((c, i) => r[c].padEnd(w[i] as number)).join(' | ')} |`;
+  const head = line(header);
   const sep = `|${w.map((n) => '-'.repeat(n + 2)).join('|')}|`;
   return [head, sep, ...rows.map(line)].join('\n');
 }
@@ -311,7 +325,7 @@ async function main(): Promise<void> {
     restore: summarize(runs.flatMap((r) => ('wall' in r.restore && r.restore.status === 'available' ? [r.restore.wall] : []))),
   };
   const restoreSkipped = runs.map((r) => ('skipped' in r.restore ? r.restore.skipped : null)).find((x) => x) ?? null;
-  const restoreFailed = runs.filter((r) => 'status' in r.restore && r.restore.status !== 'available').length;
+  const restoreFailed = runs.filter((r) => 'status' in r.restore && (r.restore.status !== 'available' || r.restore.verified === false)).length;
   const peer = (name: string, k: keyof PeerResult) => summarize((peerRuns.get(name) ?? []).map((p) => p[k]));
   const rs = (k: keyof PeerResult) => peer('restic', k);
   const note = (name: string) => peerNotes[name] ?? '–';
@@ -341,9 +355,21 @@ async function main(): Promise<void> {
     target: '≤ 256 MiB (worst run)',
     met: yes(lb.peakRss ? lb.peakRss.max <= 256 * MiB : null),
   });
+  const rssBy = (f: (r: LifeboatRun) => number | null) => {
+    const v = summarize(runs.flatMap((r) => { const x = f(r); return x === null ? [] : [x]; }));
+    return v ? (v.max / MiB).toFixed(0) : '–';
+  };
+  rows.push({
+    step: 'peak RSS by step: full / 1 % / unch. / restore',
+    lifeboat: `${rssBy((r) => r.full.peakRss)} / ${rssBy((r) => r.incr1.peakRss)} / ${rssBy((r) => r.incr0.peakRss)} / ${rssBy((r) => ('peakRss' in r.restore ? r.restore.peakRss : null))} MiB`,
+    restic: '–',
+    borg: '–',
+    target: '',
+    met: '',
+  });
   rows.push({
     step: 'restore of the full (wall)',
-    lifeboat: lb.restore ? cell(lb.restore, 's', 2) : restoreSkipped ? 'skipped (404)' : restoreFailed ? 'failed' : '–',
+    lifeboat: lb.restore ? `${cell(lb.restore, 's', 2)}${restoreFailed ? ` (${restoreFailed} failed/not identical)` : ''}` : restoreSkipped ? 'skipped (404)' : restoreFailed ? 'failed' : '–',
     restic: pc('restic', 'restore', lb.restore, 's', 2),
     borg: pc('borg', 'restore', lb.restore, 's', 2),
     target: '≤ 2.0 s',

@@ -3,6 +3,7 @@ import { Command, Option } from 'commander';
 import { loadConfig, ConfigError, type Config } from './config/config.js';
 import { startLifeboat, type Role } from './app/app.js';
 import type { CreatedCredentials } from './identity/identity-file.js';
+import { formatVerify, gcTarget, verifyTarget } from './app/repo-tools.js';
 
 /** The `lifeboat` command: the service (`serve`) and, later, client and repository tools. */
 const program = new Command('lifeboat').description('Lifeboat: backup and recovery for cloud VM workloads (workloadmgr v1 API)');
@@ -70,6 +71,27 @@ program
     };
     process.on('SIGTERM', () => shutdown('SIGTERM'));
     process.on('SIGINT', () => shutdown('SIGINT'));
+  });
+
+const repoCmd = program.command('repo').description('operator tools on the backup target (LIFEBOAT_TARGET)');
+repoCmd
+  .command('verify')
+  .description('read every object on the target, check every chunk hash, name the snapshots and disks a bad or missing chunk affects')
+  .option('--mark-bad', 'record bad copies so the next backup re-uploads them (self-heal)', false)
+  .option('--json', 'print the result as JSON', false)
+  .action(async (opts: { markBad: boolean; json: boolean }) => {
+    const v = await verifyTarget(config(), { markBad: opts.markBad });
+    process.stdout.write((opts.json ? JSON.stringify(v, null, 2) : formatVerify(v)) + '\n');
+    process.exitCode = v.ok ? 0 : 1;
+  });
+repoCmd
+  .command('gc')
+  .description('free space no snapshot references (never what a manifest or a running snapshot uses)')
+  .option('--dry-run', 'report what would be freed, delete nothing', false)
+  .action(async (opts: { dryRun: boolean }) => {
+    const r = await gcTarget(config(), { dryRun: opts.dryRun });
+    process.stdout.write(JSON.stringify(r, null, 2) + '\n');
+    process.exitCode = r.swept || opts.dryRun ? 0 : 1;
   });
 
 program.parseAsync(process.argv).catch((e: unknown) => {

@@ -396,11 +396,19 @@ describe('lifeboat client commands against a real server', () => {
     assert.equal(inp.code, 0, inp.stderr);
     const rid2 = prop(inp.stdout, 'id')!;
     await waitFor(async () => ['available', 'error'].includes((await h.api(h.bob, 'GET', `/restores/${rid2}`)).json.restore.status), 30_000, 'inplace done');
+    const inpShow = await run(['restore-show', rid2, '-f', 'json'], bobEnv);
+    const inpR = JSON.parse(inpShow.stdout);
+    assert.equal(inpR.status, 'available', inpR.error_msg);
+    assert.equal(inpR.restore_options.restore_type, 'inplace');
+    assert.equal(inpR.name, 'inp');
+    assert.equal(inpR.description, 'd');
 
     // one-click (originals may still exist; only the exit code contract is checked here)
     await waitFor(async () => (await h.api(h.bob, 'GET', `/snapshots/${sid}`)).json.snapshot.status === 'available', 20_000, 'snapshot available');
     const one = await run(['snapshot-oneclick-restore', sid, '--display-name', 'one', '--wait', '--poll-interval', '0.05', '--wait-timeout', '30'], bobEnv);
-    assert.ok([0, 5, 7].includes(one.code), one.stderr);
+    assert.equal(one.code, 0, one.stderr);
+    assert.equal(prop(one.stdout, 'status'), 'available');
+    assert.match(one.stderr, /^Restore [0-9a-f-]{36}: available 100%/m);
 
     assert.equal((await run(['snapshot-selective-restore', sid, '--display-name', 'x', '--filename', '/nonexistent.json'], bobEnv)).code, 2);
     assert.equal((await run(['snapshot-oneclick-restore', sid], bobEnv)).code, 2); // --display-name required

@@ -20,6 +20,7 @@ import { snapshotJobHandlers } from '../jobs/snapshot.job.js';
 import { snapshotRoutes } from '../http/snapshots.routes.js';
 import { FsBackend } from '../backend/fs.backend.js';
 import { Repository } from '../repository/repository.js';
+import { GcScheduler } from '../jobs/gc.js';
 import { JobRunner } from '../jobs/runner.js';
 import { workloadJobHandlers } from '../jobs/workload.job.js';
 import { buildHttpServer } from '../http/server.js';
@@ -107,7 +108,10 @@ export async function startLifeboat(config: Config, o: StartOptions): Promise<Li
     const snapshots = new SnapshotService({ db: store.db, clock, targetDescription: `file://${config.target.dir}` });
 
     let runner: JobRunner | null = null;
+    let gc: GcScheduler | null = null;
     if (o.role !== 'api') {
+      const gcs = new GcScheduler(store.db, repo, log);
+      gc = gcs;
       runner = new JobRunner({
         db: store.db,
         dialect: store.dialect,
@@ -117,13 +121,17 @@ export async function startLifeboat(config: Config, o: StartOptions): Promise<Li
         leaseMs: config.jobLeaseSeconds * 1000,
         handlers: [
           ...workloadJobHandlers(store.db, platform, clock),
-          ...snapshotJobHandlers({ db: store.db, platform, repo, clock, nodeName: config.nodeName }),
+          ...snapshotJobHandlers({ db: store.db, platform, repo, clock, nodeName: config.nodeName, onSnapshotDeleted: () => gcs.request() }),
           ...restoreJobHandlers({ db: store.db, platform, repo, clock, nodeName: config.nodeName }),
         ],
       });
       await runner.reconcile();
       runner.start();
     }
+
+    // Expired tokens are useless; keep the table small.
+    const purge = embedded ? setInterval(() => void embedded?.purgeExpired().catch(() => undefined), 10 * 60_000) : null;
+    purge?.unref();
 
     let http: FastifyInstance | null = null;
     let address: string | null = null;
@@ -165,8 +173,10 @@ export async function startLifeboat(config: Config, o: StartOptions): Promise<Li
       repo,
       address,
       async close() {
+        if (purge) clearInterval(purge);
         await http?.close();
         await runner?.stop();
+        await gc?.stop();
         await store.close();
       },
     };

@@ -91,4 +91,35 @@ export function backendConformance(
     assert.equal(keys.length, 20);
     assert.equal(await b.stat('c/19'), 1019);
   });
+
+  withBackend('openWriter (when offered): invisible until commit, abort leaves nothing, parts may be reused', async (b) => {
+    if (!b.openWriter) return;
+    const w = await b.openWriter('s/one');
+    const part = Buffer.from('abc');
+    await w.write([part, Buffer.alloc(0)]);
+    part.fill(0x7a); // reused by the caller after write resolved
+    await w.write([Buffer.from('de')]);
+    assert.equal(await b.stat('s/one'), null);
+    assert.deepEqual(await listAll(b, 's/'), []);
+    await w.commit();
+    assert.equal((await b.get('s/one')).toString(), 'abcde');
+    await w.abort(); // no-op after commit
+    assert.equal((await b.get('s/one')).toString(), 'abcde');
+    const w2 = await b.openWriter('s/two');
+    await w2.write([Buffer.from('x')]);
+    await w2.abort();
+    await w2.abort();
+    await assert.rejects(w2.write([Buffer.from('y')]));
+    assert.deepEqual(await listAll(b, 's/'), ['s/one']);
+  });
+
+  withBackend('getRangeInto (when offered) fills the buffer or throws like getRange', async (b) => {
+    if (!b.getRangeInto) return;
+    await b.put('r/x', Buffer.from('0123456789'));
+    const dst = Buffer.alloc(6, 0x2e);
+    await b.getRangeInto('r/x', 2, 4, dst);
+    assert.equal(dst.toString(), '2345..');
+    await assert.rejects(b.getRangeInto('r/x', 8, 4, dst), /shorter/);
+    await assert.rejects(b.getRangeInto('r/none', 0, 1, dst), NotFoundError);
+  });
 }

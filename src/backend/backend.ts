@@ -17,11 +17,32 @@
  */
 export interface Backend {
   put(key: string, data: Uint8Array | readonly Uint8Array[]): Promise<void>;
+  /**
+   * Optional streaming form of `put` for large objects (packs): the caller appends parts as
+   * they are produced and need not hold the whole object in memory. Same atomicity and
+   * durability as `put`: nothing is visible under `key` before `commit()` resolves, `abort()`
+   * (or a crash) leaves nothing visible. Parts may be reused once `write` resolves.
+   */
+  openWriter?(key: string): Promise<ObjectWriter>;
+  /**
+   * Optional form of `getRange` that reads into the caller's buffer (no allocation per read):
+   * fills `dst[0, length)` exactly or throws like `getRange`.
+   */
+  getRangeInto?(key: string, offset: number, length: number, dst: Uint8Array): Promise<void>;
   get(key: string): Promise<Buffer>;
   getRange(key: string, offset: number, length: number): Promise<Buffer>;
   stat(key: string): Promise<number | null>;
   list(prefix: string): AsyncIterable<string>;
   delete(key: string): Promise<void>;
+}
+
+export interface ObjectWriter {
+  /** Appends the parts (in order). Not concurrent: await one write before the next. */
+  write(parts: readonly Uint8Array[]): Promise<void>;
+  /** Makes the object durable and visible under its key (atomically). */
+  commit(): Promise<void>;
+  /** Discards everything written; idempotent, a no-op after commit. */
+  abort(): Promise<void>;
 }
 
 /**

@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, readdir, readFile, rename, rm, stat, unlink } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rename, rm, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { dirname, join, relative, sep } from 'node:path';
 import { IntegrityError, NotFoundError } from '../lib/errors.js';
-import { assertValidKey, assertValidPrefix, type Backend } from './backend.js';
+import { assertValidKey, assertValidPrefix, type Backend, type ObjectWriter } from './backend.js';
 
 /** Temp files live beside their final name and start with this; listings never show them. */
 const TMP_PREFIX = '.tmp-';
@@ -27,49 +27,56 @@ export class FsBackend implements Backend {
   }
 
   async put(key: string, data: Uint8Array | readonly Uint8Array[]): Promise<void> {
+    const w = await this.openWriter(key);
+    try {
+      await w.write(data instanceof Uint8Array ? [data] : data);
+      await w.commit();
+    } catch (e) {
+      await w.abort();
+      throw e;
+    }
+  }
+
+  /** Streams an object into a temp file; commit = fsync, rename, fsync the directory (as put). */
+  async openWriter(key: string): Promise<ObjectWriter> {
     const final = this.path(key);
     const dir = dirname(final);
     const created = await mkdir(dir, { recursive: true });
     const tmp = join(dir, `${TMP_PREFIX}${randomBytes(8).toString('hex')}`);
-    const parts = data instanceof Uint8Array ? [data] : data;
-    let published = false;
-    try {
-      const fh = await open(tmp, 'wx', 0o640);
-      try {
-        // writev may write partially; loop until every part is out.
-        let pending = parts.filter((p) => p.length > 0).map((p) => Buffer.from(p.buffer, p.byteOffset, p.length));
-        while (pending.length > 0) {
-          const { bytesWritten } = await fh.writev(pending);
-          let left = bytesWritten;
-          const next: Buffer[] = [];
-          for (const p of pending) {
-            if (left >= p.length) left -= p.length;
-            else {
-              next.push(p.subarray(left));
-              left = 0;
-            }
-          }
-          pending = next;
-        }
+    const fh = await open(tmp, 'wx', 0o640);
+    let state: 'open' | 'committed' | 'aborted' = 'open';
+    let closed = false;
+    const root = this.root;
+    return {
+      async write(parts: readonly Uint8Array[]): Promise<void> {
+        if (state !== 'open') throw new Error(`write to a ${state} object writer (${key})`);
+        await writeAll(fh, parts);
+      },
+      async commit(): Promise<void> {
+        if (state !== 'open') throw new Error(`commit of a ${state} object writer (${key})`);
+        // Any fsync/close failure fails the put; the same fd is never retried.
         await fh.sync();
-      } finally {
+        closed = true;
         await fh.close();
-      }
-      await rename(tmp, final);
-      published = true;
-      await fsyncDir(dir);
-      if (created !== undefined) {
-        // New directories must be made durable in their parents too, up to the root.
-        let d = dir;
-        while (d !== this.root && relative(this.root, d) !== '' && !relative(this.root, d).startsWith('..')) {
-          d = dirname(d);
-          await fsyncDir(d);
+        await rename(tmp, final);
+        state = 'committed';
+        await fsyncDir(dir);
+        if (created !== undefined) {
+          // New directories must be made durable in their parents too, up to the root.
+          let d = dir;
+          while (d !== root && relative(root, d) !== '' && !relative(root, d).startsWith('..')) {
+            d = dirname(d);
+            await fsyncDir(d);
+          }
         }
-      }
-    } catch (e) {
-      if (!published) await rm(tmp, { force: true }).catch(() => {});
-      throw e;
-    }
+      },
+      async abort(): Promise<void> {
+        if (state !== 'open') return;
+        state = 'aborted';
+        if (!closed) await fh.close().catch(() => {});
+        await rm(tmp, { force: true }).catch(() => {});
+      },
+    };
   }
 
   async get(key: string): Promise<Buffer> {
@@ -82,6 +89,13 @@ export class FsBackend implements Backend {
   }
 
   async getRange(key: string, offset: number, length: number): Promise<Buffer> {
+    const buf = Buffer.allocUnsafe(length);
+    await this.getRangeInto(key, offset, length, buf);
+    return buf;
+  }
+
+  async getRangeInto(key: string, offset: number, length: number, dst: Uint8Array): Promise<void> {
+    if (dst.length < length) throw new RangeError(`buffer of ${dst.length} bytes cannot hold ${length}`);
     let fh;
     try {
       fh = await open(this.path(key), 'r');
@@ -90,14 +104,12 @@ export class FsBackend implements Backend {
       throw e;
     }
     try {
-      const buf = Buffer.allocUnsafe(length);
       let got = 0;
       while (got < length) {
-        const { bytesRead } = await fh.read(buf, got, length - got, offset + got);
+        const { bytesRead } = await fh.read(dst, got, length - got, offset + got);
         if (bytesRead === 0) throw new IntegrityError(`object ${key} is shorter than ${offset + length} bytes`);
         got += bytesRead;
       }
-      return buf;
     } finally {
       await fh.close();
     }
@@ -146,6 +158,26 @@ export class FsBackend implements Backend {
     // A deletion that is lost on power failure could resurrect a deleted manifest after GC
     // freed its chunks, so deletions are made durable too.
     await fsyncDir(dirname(p));
+  }
+}
+
+/** writev may write partially; loops until every part is out. */
+async function writeAll(fh: FileHandle, parts: readonly Uint8Array[]): Promise<void> {
+  let pending = parts.filter((p) => p.length > 0).map((p) => Buffer.from(p.buffer, p.byteOffset, p.length));
+  while (pending.length > 0) {
+    // IOV_MAX is 1024 on Linux; Node splits nothing for us.
+    const batch = pending.length > 1024 ? pending.slice(0, 1024) : pending;
+    const { bytesWritten } = await fh.writev(batch);
+    let left = bytesWritten;
+    const next: Buffer[] = [];
+    for (const p of pending) {
+      if (left >= p.length) left -= p.length;
+      else {
+        next.push(left > 0 ? p.subarray(left) : p);
+        left = 0;
+      }
+    }
+    pending = next;
   }
 }
 

@@ -1,5 +1,5 @@
 import { IntegrityError, NotFoundError } from '../lib/errors.js';
-import { assertValidKey, assertValidPrefix, type Backend } from './backend.js';
+import { assertValidKey, assertValidPrefix, type Backend, type ObjectWriter } from './backend.js';
 
 /**
  * In-memory backend for tests and demos. Stores copies, so callers may reuse their buffers.
@@ -12,6 +12,36 @@ export class MemBackend implements Backend {
     assertValidKey(key);
     const buf = data instanceof Uint8Array ? Buffer.from(data) : Buffer.concat(data as Uint8Array[]);
     this.objects.set(key, buf);
+  }
+
+  async openWriter(key: string): Promise<ObjectWriter> {
+    assertValidKey(key);
+    const parts: Buffer[] = [];
+    let state: 'open' | 'committed' | 'aborted' = 'open';
+    return {
+      write: async (data) => {
+        if (state !== 'open') throw new Error(`write to a ${state} object writer (${key})`);
+        for (const p of data) parts.push(Buffer.from(p)); // copies: callers reuse their buffers
+      },
+      commit: async () => {
+        if (state !== 'open') throw new Error(`commit of a ${state} object writer (${key})`);
+        state = 'committed';
+        this.objects.set(key, Buffer.concat(parts));
+      },
+      abort: async () => {
+        if (state === 'open') state = 'aborted';
+      },
+    };
+  }
+
+  async getRangeInto(key: string, offset: number, length: number, dst: Uint8Array): Promise<void> {
+    assertValidKey(key);
+    const b = this.objects.get(key);
+    if (!b) throw new NotFoundError(`object ${key} not found`);
+    if (offset < 0 || length < 0 || offset + length > b.length) {
+      throw new IntegrityError(`object ${key} is shorter than ${offset + length} bytes`);
+    }
+    dst.set(b.subarray(offset, offset + length));
   }
 
   async get(key: string): Promise<Buffer> {

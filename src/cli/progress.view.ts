@@ -81,12 +81,16 @@ export async function waitForOperation(poll: () => Promise<Obj>, opts: WaitOptio
   const now = opts.now ?? Date.now;
   const started = now();
   const meter = new RateMeter();
+  // Percent per second: the ETA when the total bytes are not known yet (a restore's `size`).
+  const pctMeter = new RateMeter();
   let bar: cliProgress.SingleBar | undefined;
   let lastLine = '';
 
   const payload = (p: ReturnType<typeof progressOf>) => {
     const rate = meter.rate();
-    const eta = p.status === 'available' ? 0 : rate > 0 && p.total > 0 ? (p.total - p.done) / rate : NaN;
+    const pctRate = pctMeter.rate();
+    const eta =
+      p.status === 'available' ? 0 : rate > 0 && p.total > 0 ? (p.total - p.done) / rate : pctRate > 0 ? (100 - p.percent) / pctRate : NaN;
     return {
       bytes: p.total > 0 ? `${humanBytes(p.done)}/${humanBytes(p.total)}` : '-',
       rate: rate > 0 ? `${humanBytes(rate)}/s` : '-',
@@ -124,11 +128,13 @@ export async function waitForOperation(poll: () => Promise<Obj>, opts: WaitOptio
       const o = await poll();
       const p = progressOf(o);
       meter.sample(now(), p.done);
+      pctMeter.sample(now(), p.percent);
       const pl = payload(p);
       if (bar) {
         bar.update(p.percent, pl);
       } else {
-        const line = `${opts.what} ${opts.id}: ${p.status} ${p.percent}%${p.total > 0 ? ` (${pl.bytes}, ${pl.rate}, ETA ${pl.etaText})` : ''}${p.msg ? ` ${p.msg}` : ''}`;
+        const detail = p.total > 0 ? ` (${pl.bytes}, ${pl.rate}, ETA ${pl.etaText})` : pl.etaText !== '-' ? ` (ETA ${pl.etaText})` : '';
+        const line = `${opts.what} ${opts.id}: ${p.status} ${p.percent}%${detail}${p.msg ? ` ${p.msg}` : ''}`;
         // One line per change of status/percent/message, not per poll.
         const key = `${p.status}|${p.percent}|${p.msg}`;
         if (key !== lastLine) {

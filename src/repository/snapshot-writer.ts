@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import type { Backend } from '../backend/backend.js';
+import type { Backend, ObjectWriter } from '../backend/backend.js';
 import { InvalidStateError } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import type { Clock } from '../lib/clock.js';
@@ -11,6 +11,27 @@ import type { Lease } from './lease.js';
 import { encodeManifest, MANIFEST_FORMAT, type Manifest, type ManifestDisk } from './manifest.format.js';
 import { encodePackIndex, type PackIndexEntry } from './pack-index.format.js';
 import { encodePackTrailer } from './pack.format.js';
+
+/** One encoded chunk for addChunks: id = id[idOff, idOff+32). */
+export interface NewChunk {
+  id: Uint8Array;
+  idOff: number;
+  stored: Uint8Array;
+  rawLength: number;
+  flags: number;
+}
+
+interface OpenPack {
+  id: string;
+  key: string;
+  entries: PackIndexEntry[];
+  size: number;
+  /** Copies, only for backends without openWriter. */
+  parts: Uint8Array[];
+  writer: ObjectWriter | null;
+  /** Sequential writes into `writer`. */
+  chain: Promise<void>;
+}
 
 export interface WriterStats {
   /** Objects put (packs, pack indexes, disk indexes, manifest); lease heartbeats excluded. */
@@ -32,9 +53,7 @@ export class SnapshotWriter {
   readonly stats: WriterStats = { objectsWritten: 0, bytesWritten: 0, packs: 0 };
   private readonly disks: ManifestDisk[] = [];
   private readonly pending = new Set<string>();
-  private parts: Uint8Array[] = [];
-  private partsEntries: PackIndexEntry[] = [];
-  private partsSize = 0;
+  private open: OpenPack | null = null;
   private seq = 0;
   private unindexed: PackIndexEntry[] = [];
   private upload: Promise<void> = Promise.resolve();
@@ -80,44 +99,113 @@ export class SnapshotWriter {
 
   /** Appends a stored (encoded) chunk to the open pack; waits when an upload is behind. */
   async addChunk(id: Uint8Array, stored: Uint8Array, rawLength: number, flags: number): Promise<void> {
-    this.assertOpen();
-    const idBuf = Buffer.from(id.subarray(0, ID_LEN));
-    const pack = packId(this.writerId, this.seq);
-    const entry: PackIndexEntry = { id: idBuf, pack, offset: this.partsSize, storedLength: stored.length, rawLength, flags };
-    this.parts.push(stored);
-    this.partsEntries.push(entry);
-    this.partsSize += stored.length;
-    this.index.set(idBuf, entry);
-    this.pending.delete(idBuf.toString('hex'));
-    if (this.partsSize >= this.packSize) await this.closePack();
+    await this.addChunks([{ id, idOff: 0, stored, rawLength, flags }]);
   }
 
-  /** Puts the open pack; at most one pack upload runs while the next one fills. */
-  private async closePack(): Promise<void> {
-    if (this.partsEntries.length === 0) return;
-    const parts = this.parts;
-    const entries = this.partsEntries;
+  /**
+   * Appends encoded chunks to the open pack, streaming them to the backend (`openWriter`) so
+   * that no pack is held in memory; resolves once the bytes were handed over (the caller may
+   * then reuse `stored`). Packs close at packSize; at most one closed pack is being made
+   * durable (fsync) while the next one fills, so a slow target slows the caller down.
+   */
+  async addChunks(items: readonly NewChunk[]): Promise<void> {
+    this.assertOpen();
+    this.throwIfUploadFailed();
+    const waits: Promise<void>[] = [];
+    let run: Uint8Array[] = [];
+    let runPack: OpenPack | null = null;
+    const pushRun = () => {
+      if (runPack && run.length > 0) waits.push(this.appendTo(runPack, run));
+      run = [];
+    };
+    for (const it of items) {
+      if (this.open === null) this.open = this.newPack();
+      const pk = this.open;
+      runPack = pk;
+      const idBuf = Buffer.from(it.id.subarray(it.idOff, it.idOff + ID_LEN));
+      const entry: PackIndexEntry = { id: idBuf, pack: pk.id, offset: pk.size, storedLength: it.stored.length, rawLength: it.rawLength, flags: it.flags };
+      pk.entries.push(entry);
+      pk.size += it.stored.length;
+      run.push(it.stored);
+      this.index.set(idBuf, entry);
+      this.pending.delete(idBuf.toString('hex'));
+      if (pk.size >= this.packSize) {
+        pushRun();
+        this.open = null;
+        waits.push(this.closePack(pk));
+      }
+    }
+    pushRun();
+    await Promise.all(waits);
+    this.throwIfUploadFailed();
+  }
+
+  private newPack(): OpenPack {
     const id = packId(this.writerId, this.seq++);
-    this.parts = [];
-    this.partsEntries = [];
-    this.partsSize = 0;
-    // Uploads are chained (one at a time, in order); the caller waits for the previous one,
-    // so at most one pack uploads while the next one fills (bounded memory).
-    const prev = this.upload;
-    this.upload = prev.then(async () => {
+    const key = keys.pack(this.projectId, id);
+    const pk: OpenPack = { id, key, entries: [], size: 0, parts: [], writer: null, chain: Promise.resolve() };
+    if (this.backend.openWriter) {
+      const open = this.backend.openWriter.bind(this.backend);
+      pk.chain = (async () => {
+        this.lease.assertValid();
+        pk.writer = await open(key);
+      })();
+      this.track(pk.chain);
+    }
+    return pk;
+  }
+
+  /** Queues parts on the pack's sequential write chain (offsets were assigned in call order). */
+  private appendTo(pk: OpenPack, parts: Uint8Array[]): Promise<void> {
+    if (!this.backend.openWriter) {
+      for (const p of parts) pk.parts.push(Buffer.from(p)); // copy: the caller reuses its buffer
+      return Promise.resolve();
+    }
+    pk.chain = pk.chain.then(async () => {
       if (this.uploadError) return;
-      this.lease.assertValid();
-      const trailer = encodePackTrailer(this.projectId, entries);
-      await this.backend.put(keys.pack(this.projectId, id), [...parts, trailer]);
-      this.stats.objectsWritten++;
-      this.stats.packs++;
-      this.stats.bytesWritten += entries.reduce((n, e) => n + e.storedLength, 0) + trailer.length;
-      this.unindexed.push(...entries);
-    }).catch((e) => {
+      await pk.writer!.write(parts);
+    });
+    this.track(pk.chain);
+    return pk.chain.catch(() => {});
+  }
+
+  private track(p: Promise<unknown>): void {
+    p.catch((e: unknown) => {
       this.uploadError ??= e;
     });
-    await prev;
-    this.throwIfUploadFailed();
+  }
+
+  /** Makes a pack durable and visible (trailer, then commit/put); chained after the previous one. */
+  private closePack(pk: OpenPack): Promise<void> {
+    const prev = this.upload;
+    const done = (async () => {
+      await pk.chain.catch(() => {});
+      await prev;
+      if (this.uploadError) {
+        await pk.writer?.abort().catch(() => {});
+        return;
+      }
+      const trailer = encodePackTrailer(this.projectId, pk.entries);
+      this.lease.assertValid(); // fencing: nothing becomes visible once the lease may be lost
+      if (pk.writer) {
+        await pk.writer.write([trailer]);
+        this.lease.assertValid();
+        await pk.writer.commit();
+      } else {
+        await this.backend.put(pk.key, [...pk.parts, trailer]);
+        pk.parts = [];
+      }
+      this.stats.objectsWritten++;
+      this.stats.packs++;
+      this.stats.bytesWritten += pk.size + trailer.length;
+      this.unindexed.push(...pk.entries);
+    })().catch(async (e: unknown) => {
+      this.uploadError ??= e;
+      await pk.writer?.abort().catch(() => {});
+    });
+    this.upload = done;
+    // The caller waits for the previous pack only: one pack syncs while the next one fills.
+    return prev;
   }
 
   private throwIfUploadFailed(): void {
@@ -127,7 +215,11 @@ export class SnapshotWriter {
   /** Makes every chunk added so far durable and findable: packs, then one pack index. */
   async flush(): Promise<void> {
     this.assertOpen();
-    await this.closePack();
+    if (this.open) {
+      const pk = this.open;
+      this.open = null;
+      await this.closePack(pk);
+    }
     await this.upload;
     this.throwIfUploadFailed();
     if (this.unindexed.length === 0) return;
@@ -217,6 +309,13 @@ export class SnapshotWriter {
   async abort(opts: { simulateCrash?: boolean } = {}): Promise<void> {
     if (this.state !== 'open') return;
     this.state = 'aborted';
+    this.uploadError ??= new InvalidStateError('snapshot writer aborted');
+    const pk = this.open;
+    this.open = null;
+    if (pk) {
+      await pk.chain.catch(() => {});
+      await pk.writer?.abort().catch(() => {});
+    }
     await this.upload.catch(() => {});
     await this.lease.release(!opts.simulateCrash);
   }

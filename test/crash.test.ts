@@ -1,0 +1,179 @@
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { randomBytes, randomUUID } from 'node:crypto';
+import pg from 'pg';
+import { freePort, sha256File, waitFor } from './harness.js';
+import { runLifeboat, startProcess, writeRandomDisk, type LifeboatProcess } from './process.js';
+
+/**
+ * kill -9 of real worker processes mid-snapshot and mid-restore (reliability.md A1/A4), and two
+ * API processes racing on one PostgreSQL (D15). Each test starts `lifeboat serve` processes.
+ */
+const hex = () => randomBytes(16).toString('hex');
+
+interface Env {
+  home: string;
+  env: Record<string, string>;
+  projectId: string;
+  vmId: string;
+  disk: string;
+  port: number;
+}
+
+async function makeHome(diskMiB: number, extra: Record<string, string> = {}): Promise<Env> {
+  const home = mkdtempSync(join(tmpdir(), 'lifeboat-crash-'));
+  const projectId = hex();
+  writeFileSync(join(home, 'identity.json'), JSON.stringify({ projects: [{ id: projectId, name: 'p' }], users: [{ id: hex(), name: 'u', password: 'pw', roles: [{ project: 'p', role: 'member' }] }] }), { mode: 0o600 });
+  const disk = join(home, 'vm-vda.raw');
+  writeRandomDisk(disk, diskMiB);
+  const vmId = randomUUID();
+  writeFileSync(
+    join(home, 'inventory.json'),
+    JSON.stringify({ instances: [{ id: vmId, name: 'vm', project_id: projectId, flavor: { vcpus: 1, ram: 512, disk: 1, ephemeral: 0 }, disks: [{ device: '/dev/vda', path: disk, format: 'raw' }] }] }),
+  );
+  const port = await freePort();
+  return { home, projectId, vmId, disk, port, env: { LIFEBOAT_HOME: home, LIFEBOAT_LISTEN: `127.0.0.1:${port}`, LIFEBOAT_JOB_LEASE: '2', LIFEBOAT_NODE_NAME: 'crash', ...extra } };
+}
+
+async function client(port: number, projectId: string) {
+  const base = `http://127.0.0.1:${port}`;
+  const r = await fetch(`${base}/identity/v3/auth/tokens`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ auth: { identity: { methods: ['password'], password: { user: { name: 'u', domain: { id: 'default' }, password: 'pw' } } }, scope: { project: { id: projectId } } } }),
+  });
+  const token = r.headers.get('x-subject-token')!;
+  return async (method: string, path: string, body?: unknown, p = port) => {
+    const res = await fetch(`http://127.0.0.1:${p}/v1/${projectId}${path}`, {
+      method,
+      headers: { 'x-auth-token': token, ...(body ? { 'content-type': 'application/json' } : {}) },
+      body: body ? JSON.stringify(body) : undefined,
+    });
+    const text = await res.text();
+    return { status: res.status, json: text ? JSON.parse(text) : undefined };
+  };
+}
+
+describe('kill -9 of the worker', () => {
+  let e: Env;
+  let proc: LifeboatProcess | null = null;
+  before(async () => {
+    e = await makeHome(768);
+  });
+  after(async () => {
+    await proc?.stop();
+    rmSync(e.home, { recursive: true, force: true });
+  });
+
+  test('mid-snapshot: error "Snapshot did not finish successfully", workload available, verify passes, next snapshot succeeds; then mid-restore', async () => {
+    proc = await startProcess(e.env);
+    let api = await client(e.port, e.projectId);
+    const w = await api('POST', '/workloads', { workload: { instances: [{ 'instance-id': e.vmId }] } });
+    const wid = w.json.workload.id;
+    await waitFor(async () => (await api('GET', `/workloads/${wid}`)).json.workload.status === 'available');
+    const s = await api('POST', `/workloads/${wid}?full=1`);
+    const sid = s.json.snapshot.id;
+    await waitFor(async () => (await api('GET', `/snapshots/${sid}`)).json.snapshot.status === 'uploading', 10_000, 'uploading');
+    await proc.kill9();
+
+    proc = await startProcess(e.env);
+    api = await client(e.port, e.projectId);
+    const dead = await waitFor(async () => {
+      const x = (await api('GET', `/snapshots/${sid}`)).json.snapshot;
+      return x.status === 'error' ? x : null;
+    }, 15_000, 'reconciled to error');
+    assert.equal(dead.error_msg, 'Snapshot did not finish successfully');
+    assert.equal((await api('GET', `/workloads/${wid}`)).json.workload.status, 'available');
+    const verify = runLifeboat(e.env, ['repo', 'verify']);
+    assert.equal(verify.status, 0, verify.stdout + verify.stderr);
+    assert.match(verify.stdout, /OK/);
+
+    const hash = sha256File(e.disk);
+    const s2 = await api('POST', `/workloads/${wid}`);
+    assert.equal(s2.status, 200);
+    const done = await waitFor(async () => {
+      const x = (await api('GET', `/snapshots/${s2.json.snapshot.id}`)).json.snapshot;
+      return ['available', 'error'].includes(x.status) ? x : null;
+    }, 30_000, 'second snapshot');
+    assert.equal(done.status, 'available', done.error_msg);
+    assert.equal(done.snapshot_type, 'full', 'the crashed snapshot was not a base');
+    await waitFor(async () => (await api('GET', `/workloads/${wid}`)).json.workload.status === 'available');
+
+    // mid-restore
+    const body = { restore: { options: { type: 'openstack', restore_type: 'oneclick', oneclickrestore: true, openstack: {} } } };
+    const r = await api('POST', `/workloads/${wid}/snapshots/${done.id}/restores`, body);
+    assert.equal(r.status, 202);
+    const rid = r.json.restore.id;
+    await waitFor(async () => (await api('GET', `/restores/${rid}`)).json.restore.status === 'executing', 10_000, 'restore executing');
+    await proc.kill9();
+    proc = await startProcess(e.env);
+    api = await client(e.port, e.projectId);
+    const lost = await waitFor(async () => {
+      const x = (await api('GET', `/restores/${rid}`)).json.restore;
+      return x.status === 'error' ? x : null;
+    }, 15_000, 'restore reconciled');
+    assert.equal(lost.error_msg, 'Restore did not finish successfully');
+    assert.equal((await api('GET', `/snapshots/${done.id}`)).json.snapshot.status, 'available');
+    assert.equal((await api('GET', `/workloads/${wid}`)).json.workload.status, 'available');
+    // a new restore succeeds, byte-exact
+    const r2 = await api('POST', `/workloads/${wid}/snapshots/${done.id}/restores`, body);
+    const ok = await waitFor(async () => {
+      const x = (await api('GET', `/restores/${r2.json.restore.id}`)).json.restore;
+      return ['available', 'error'].includes(x.status) ? x : null;
+    }, 30_000, 'second restore');
+    assert.equal(ok.status, 'available', ok.error_msg);
+    const inv = JSON.parse(readFileSync(join(e.home, 'inventory.json'), 'utf8')).instances;
+    const restored = inv.find((i: { id: string }) => i.id === ok.instances[0].id);
+    assert.equal(sha256File(restored.disks[0].path), hash);
+  });
+});
+
+describe('two API processes on one PostgreSQL', { skip: process.env.LIFEBOAT_TEST_PG ? false : 'LIFEBOAT_TEST_PG is not set' }, () => {
+  const schema = `t_${hex().slice(0, 12)}`;
+  let e: Env;
+  const procs: LifeboatProcess[] = [];
+  before(async () => {
+    const c = new pg.Client({ connectionString: process.env.LIFEBOAT_TEST_PG });
+    await c.connect();
+    await c.query(`CREATE SCHEMA ${schema}`);
+    await c.end();
+    const url = new URL(process.env.LIFEBOAT_TEST_PG!);
+    url.searchParams.set('options', `-c search_path=${schema}`);
+    e = await makeHome(4, { LIFEBOAT_DB: url.toString() });
+  });
+  after(async () => {
+    for (const p of procs) await p.stop();
+    const c = new pg.Client({ connectionString: process.env.LIFEBOAT_TEST_PG });
+    await c.connect();
+    await c.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+    await c.end();
+    rmSync(e.home, { recursive: true, force: true });
+  });
+
+  test('concurrent take-snapshot requests: exactly one 200, one 400, one snapshot row', async () => {
+    const port2 = await freePort();
+    procs.push(await startProcess({ ...e.env, LIFEBOAT_LISTEN: `127.0.0.1:${e.port}` }, ['serve', '--role', 'api']));
+    procs.push(await startProcess({ ...e.env, LIFEBOAT_LISTEN: `127.0.0.1:${port2}` }, ['serve', '--role', 'api']));
+    const worker = await startProcess({ ...e.env, LIFEBOAT_LISTEN: '127.0.0.1:0' }, ['serve', '--role', 'worker']);
+    procs.push(worker);
+    const api = await client(e.port, e.projectId);
+    const w = await api('POST', '/workloads', { workload: { instances: [{ 'instance-id': e.vmId }] } });
+    const wid = w.json.workload.id;
+    await waitFor(async () => (await api('GET', `/workloads/${wid}`)).json.workload.status === 'available');
+    await worker.stop(); // nothing may finish the snapshot while we count
+    for (let round = 0; round < 5; round++) {
+      const [a, b] = await Promise.all([api('POST', `/workloads/${wid}`, undefined, e.port), api('POST', `/workloads/${wid}`, undefined, port2)]);
+      const codes = [a.status, b.status].sort();
+      assert.deepEqual(codes, [200, 400], `round ${round}`);
+      const loser = a.status === 400 ? a : b;
+      assert.equal(loser.json.badRequest.message, "Invalid state: Workload must be in the 'available' state to take a snapshot");
+      const list = (await api('GET', `/snapshots?workload_id=${wid}`)).json.snapshots;
+      assert.equal(list.length, round + 1);
+      // put the workload back for the next round (the snapshot stays queued)
+      assert.equal((await api('POST', `/workloads/${wid}/unlock`)).status, 202);
+    }
+  });
+});
