@@ -131,6 +131,65 @@ describe('kill -9 of the worker', () => {
   });
 });
 
+describe('cancel mid-operation', () => {
+  let e: Env;
+  let proc: LifeboatProcess | null = null;
+  before(async () => {
+    e = await makeHome(768);
+  });
+  after(async () => {
+    await proc?.stop();
+    rmSync(e.home, { recursive: true, force: true });
+  });
+
+  test('a running snapshot ends cancelled with no manifest; a running restore ends cancelled', async () => {
+    proc = await startProcess(e.env);
+    const api = await client(e.port, e.projectId);
+    const w = await api('POST', '/workloads', { workload: { instances: [{ 'instance-id': e.vmId }] } });
+    const wid = w.json.workload.id;
+    await waitFor(async () => (await api('GET', `/workloads/${wid}`)).json.workload.status === 'available');
+    const s = await api('POST', `/workloads/${wid}?full=1`);
+    const sid = s.json.snapshot.id;
+    await waitFor(async () => (await api('GET', `/snapshots/${sid}`)).json.snapshot.status === 'uploading', 10_000, 'uploading');
+    const c = await api('GET', `/snapshots/${sid}/cancel`);
+    assert.equal(c.status, 200);
+    const end = await waitFor(async () => {
+      const x = (await api('GET', `/snapshots/${sid}`)).json.snapshot;
+      return ['cancelled', 'available', 'error'].includes(x.status) ? x : null;
+    }, 15_000, 'cancelled');
+    assert.equal(end.status, 'cancelled');
+    assert.equal(end.metadata.find((m: { key: string }) => m.key === 'cancel_requested').value, '1');
+    assert.equal((await api('GET', `/workloads/${wid}`)).json.workload.status, 'available');
+    const manifests = runLifeboat(e.env, ['repo', 'verify', '--json']);
+    assert.equal(JSON.parse(manifests.stdout).snapshots, 0, 'no manifest was written');
+    // cancel again: a no-op on a final state; the cancelled snapshot can be deleted
+    assert.equal((await api('GET', `/snapshots/${sid}/cancel`)).status, 200);
+    assert.equal((await api('DELETE', `/snapshots/${sid}`)).status, 200);
+    await waitFor(async () => (await api('GET', `/snapshots/${sid}`)).status === 404);
+    await waitFor(async () => (await api('GET', `/workloads/${wid}`)).json.workload.status === 'available');
+
+    const s2 = await api('POST', `/workloads/${wid}`);
+    const ok = await waitFor(async () => {
+      const x = (await api('GET', `/snapshots/${s2.json.snapshot.id}`)).json.snapshot;
+      return ['available', 'error'].includes(x.status) ? x : null;
+    }, 30_000);
+    assert.equal(ok.status, 'available', ok.error_msg);
+    await waitFor(async () => (await api('GET', `/workloads/${wid}`)).json.workload.status === 'available');
+    const r = await api('POST', `/snapshots/${ok.id}`, { restore: { options: { type: 'openstack', restore_type: 'oneclick', openstack: {} } } });
+    assert.equal(r.status, 202);
+    const rid = r.json.restore.id;
+    await waitFor(async () => (await api('GET', `/restores/${rid}`)).json.restore.status === 'executing', 10_000, 'restore executing');
+    assert.equal((await api('GET', `/restores/${rid}/cancel`)).status, 200);
+    const rend = await waitFor(async () => {
+      const x = (await api('GET', `/restores/${rid}`)).json.restore;
+      return ['cancelled', 'available', 'error'].includes(x.status) ? x : null;
+    }, 15_000, 'restore cancelled');
+    assert.equal(rend.status, 'cancelled');
+    assert.equal((await api('GET', `/snapshots/${ok.id}`)).json.snapshot.status, 'available');
+    assert.equal((await api('GET', `/workloads/${wid}`)).json.workload.status, 'available');
+  });
+});
+
 describe('two API processes on one PostgreSQL', { skip: process.env.LIFEBOAT_TEST_PG ? false : 'LIFEBOAT_TEST_PG is not set' }, () => {
   const schema = `t_${hex().slice(0, 12)}`;
   let e: Env;

@@ -96,7 +96,7 @@ async function startRestore(c: Ctx, kind: RestoreKind): Promise<void> {
 export function registerRestoreCommands(program: Command, io: ClientIo): void {
   addFormatOptions(
     addWaitOptions(
-      addCommand(program, io, 'snapshot-oneclick-restore', 'Restore every VM of a snapshot as new VMs (originals must be gone).')
+      addCommand(program, io, 'snapshot-oneclick-restore', 'Restore every VM of a snapshot as new VMs.')
         .argument('<snapshot_id>', 'snapshot id')
         .requiredOption('--display-name <name>', 'restore name')
         .option('--display-description <description>', 'restore description'),

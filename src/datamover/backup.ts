@@ -3,9 +3,12 @@ import { ValidationError } from '../lib/errors.js';
 import { ID_LEN, ZERO_ID } from '../repository/chunk-codec.js';
 import { chunkCountFor, type DiskIndex } from '../repository/disk-index.format.js';
 import type { ManifestDisk } from '../repository/manifest.format.js';
-import type { SnapshotWriter } from '../repository/snapshot-writer.js';
+import type { NewChunk, SnapshotWriter } from '../repository/snapshot-writer.js';
 import { sharedChunkPool, type ChunkPool } from './chunk-pool.js';
-import type { WorkerResponse } from './worker-protocol.js';
+
+/** Default read batch: 32 chunks of 64 KiB; small enough to balance two workers. */
+const DEFAULT_BATCH_BYTES = 2 << 20;
+const ZERO_CHUNK = Buffer.alloc(4 << 20); // largest chunk size the repository allows
 
 export interface Progress {
   bytesDone: number;
@@ -31,7 +34,7 @@ export interface BackupDiskOptions {
   onProgress?: (p: Progress) => void;
   signal?: AbortSignal;
   pool?: ChunkPool;
-  /** Bytes per read batch (a multiple of the chunk size; default 4 MiB). */
+  /** Bytes per read batch (a multiple of the chunk size; default 2 MiB). */
   batchBytes?: number;
   /** Batches in flight (default 2 per worker + 2): bounds memory whatever the disk size. */
   maxInFlight?: number;
@@ -154,7 +157,7 @@ async function run(opts: BackupDiskOptions): Promise<BackupDiskSummary> {
   }
 
   // Batches: runs of consecutive chunks to read, at most batchChunks long.
-  const batchChunks = Math.max(1, Math.floor((opts.batchBytes ?? 4 << 20) / chunkSize));
+  const batchChunks = Math.max(1, Math.floor((opts.batchBytes ?? DEFAULT_BATCH_BYTES) / chunkSize));
   const batches: { first: number; n: number }[] = [];
   for (let i = 0; i < count; ) {
     if (!need[i]) {
@@ -174,15 +177,31 @@ async function run(opts: BackupDiskOptions): Promise<BackupDiskSummary> {
   const progress = () => opts.onProgress?.({ bytesDone, bytesTotal: size });
   progress();
 
-  const free: ArrayBuffer[] = [];
-  const key = writer.projectKey;
+  // Slots: shared memory for the batches in flight (read buffer, encoded output, ids, meta),
+  // allocated once per disk. Memory = maxInFlight × (2 × batchBytes + small), whatever the size.
+  const maxInFlight = Math.max(1, Math.min(opts.maxInFlight ?? pool.size * 2 + 2, batches.length || 1));
+  const batchBytes = batchChunks * chunkSize;
+  const dataSab = new SharedArrayBuffer(maxInFlight * batchBytes);
+  const outSab = new SharedArrayBuffer(maxInFlight * batchBytes);
+  const idsSab = new SharedArrayBuffer(maxInFlight * batchChunks * ID_LEN);
+  const metaSab = new SharedArrayBuffer(maxInFlight * batchChunks * 8);
+  const idsAll = new Uint8Array(idsSab);
+  const metaAll = new Uint32Array(metaSab);
+  const freeSlots: number[] = [];
+  for (let i = maxInFlight - 1; i >= 0; i--) freeSlots.push(i);
+  const key = new Uint8Array(writer.projectKey); // own buffer: posting a pooled view would clone the pool
   const level = writer.zstdLevel;
+  // Compress together with hashing while most chunks turn out new (a full backup), hash first
+  // and compress only the new ones while most are known (an incremental re-read).
+  let seenNew = 0;
+  let seenKnown = 0;
+  const speculate = () => (seenNew + seenKnown < 64 ? !base : seenNew > seenKnown);
 
-  const processBatch = async (b: { first: number; n: number }): Promise<void> => {
+  const processBatch = async (b: { first: number; n: number }, slot: number): Promise<void> => {
     const pos = b.first * chunkSize;
     const length = Math.min(size, (b.first + b.n) * chunkSize) - pos;
-    const ab = free.pop() ?? new ArrayBuffer(batchChunks * chunkSize);
-    const buf = Buffer.from(ab, 0, length);
+    const dataOff = slot * batchBytes;
+    const buf = Buffer.from(dataSab, dataOff, length);
     let got = 0;
     while (got < length) {
       const n = await source.read(buf, got, length - got, pos + got);
@@ -191,59 +210,78 @@ async function run(opts: BackupDiskOptions): Promise<BackupDiskSummary> {
     }
     stats.bytesRead += length;
     signal?.throwIfAborted();
-    const slot = pool.pick();
-    const task = pool.newTask();
-    const h = await pool.call<Extract<WorkerResponse, { op: 'hash' }>>(slot, { op: 'hash', task, buf: ab, length, chunkSize, key }, [ab]);
-    const got_ids = Buffer.from(h.ids);
-    const which: number[] = [];
-    for (let k = 0; k < h.count; k++) {
-      const off = k * ID_LEN;
-      got_ids.copy(ids, (b.first + k) * ID_LEN, off, off + ID_LEN);
-      if (got_ids.compare(ZERO_ID, 0, ID_LEN, off, off + ID_LEN) === 0) continue;
-      if (writer.claim(got_ids, off)) which.push(k);
+    // Zero check here (tens of GB/s): holes never cross to a worker.
+    const nz: number[] = [];
+    for (let k = 0; k < b.n; k++) {
+      const s = k * chunkSize;
+      const e = Math.min(s + chunkSize, length);
+      if (ZERO_CHUNK.compare(buf, s, e, 0, e - s) !== 0) nz.push(k);
     }
-    if (which.length === 0) {
-      const r = await pool.call<Extract<WorkerResponse, { op: 'release' }>>(slot, { op: 'release', task });
-      if (r.buf) free.push(r.buf);
-    } else {
-      const r = await pool.call<Extract<WorkerResponse, { op: 'encode' }>>(slot, {
-        op: 'encode',
-        task,
-        which: Uint32Array.from(which),
-        chunkSize,
-        length,
-        level,
-      });
-      free.push(r.buf);
-      const out = new Uint8Array(r.out);
-      let at = 0;
-      for (let j = 0; j < which.length; j++) {
-        const k = which[j]!;
-        const len = r.meta[j * 2]!;
-        const rawLen = Math.min(chunkSize, length - k * chunkSize);
-        await writer.addChunk(got_ids.subarray(k * ID_LEN, k * ID_LEN + ID_LEN), out.subarray(at, at + len), rawLen, r.meta[j * 2 + 1]!);
-        at += len;
-        stats.bytesStored += len;
-        stats.newChunks++;
+    if (nz.length > 0) {
+      const idsOff = slot * batchChunks * ID_LEN;
+      const metaOff = slot * batchChunks * 2;
+      const outOff = slot * batchBytes;
+      const common = { data: dataSab, dataOff, length, chunkSize, key, ids: idsSab, idsOff, out: outSab, outOff, meta: metaSab, metaOff };
+      const spec = speculate();
+      await pool.call(pool.pick(), { op: 'chunks', task: pool.newTask(), ...common, which: Uint32Array.from(nz), hash: true, level: spec ? level : null });
+      signal?.throwIfAborted();
+      const claimed: number[] = []; // positions in nz
+      for (let j = 0; j < nz.length; j++) {
+        const k = nz[j]!;
+        const off = idsOff + k * ID_LEN;
+        ids.set(idsAll.subarray(off, off + ID_LEN), (b.first + k) * ID_LEN);
+        if (writer.claim(idsAll, off)) claimed.push(j);
+      }
+      seenNew += claimed.length;
+      seenKnown += nz.length - claimed.length;
+      let which = claimed;
+      if (!spec && claimed.length > 0) {
+        const w = Uint32Array.from(claimed, (j) => nz[j]!);
+        await pool.call(pool.pick(), { op: 'chunks', task: pool.newTask(), ...common, which: w, hash: false, level });
+        which = claimed.map((_, i) => i); // meta/out now follow `claimed` order
+      }
+      if (claimed.length > 0) {
+        // Stored chunks lie back to back in the slot's output, in the order they were encoded.
+        const items: NewChunk[] = [];
+        const encoded = spec ? nz.length : claimed.length;
+        let at = outOff;
+        let c = 0;
+        for (let j = 0; j < encoded; j++) {
+          const len = metaAll[metaOff + j * 2]!;
+          if (c < which.length && which[c] === j) {
+            const k = spec ? nz[j]! : nz[claimed[c]!]!;
+            const rawLength = Math.min(chunkSize, length - k * chunkSize);
+            items.push({ id: idsAll, idOff: idsOff + k * ID_LEN, stored: new Uint8Array(outSab, at, len), rawLength, flags: metaAll[metaOff + j * 2 + 1]! });
+            stats.bytesStored += len;
+            stats.newChunks++;
+            c++;
+          }
+          at += len;
+        }
+        await writer.addChunks(items); // resolves once the bytes left the slot
       }
     }
     bytesDone += length;
     progress();
   };
 
-  // Bounded concurrency: at most maxInFlight batches read/hashed/encoded at once.
-  const maxInFlight = opts.maxInFlight ?? pool.size * 2 + 2;
+  // Bounded concurrency: one slot per batch in flight.
   let failure: unknown = null;
   const running = new Set<Promise<void>>();
   for (const b of batches) {
     if (failure || signal?.aborted) break;
-    const p: Promise<void> = processBatch(b)
+    while (freeSlots.length === 0) await Promise.race(running);
+    if (failure || signal?.aborted) break;
+    const slot = freeSlots.pop()!;
+    const p: Promise<void> = processBatch(b, slot)
       .catch((e) => {
         failure ??= e;
       })
-      .finally(() => running.delete(p));
+      .finally(() => {
+        running.delete(p);
+        freeSlots.push(slot);
+      });
     running.add(p);
-    if (running.size >= maxInFlight) await Promise.race(running);
   }
   await Promise.all(running);
   if (failure) throw failure;

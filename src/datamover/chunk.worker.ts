@@ -1,86 +1,77 @@
 /**
- * Worker thread of the chunk pool: the CPU-heavy steps (zero check, keyed hash, zstd encode,
- * decode + verify). Buffers arrive transferred and go back transferred; a batch buffer stays
- * here between `hash` and `encode`/`release`, so it crosses the thread boundary only twice.
+ * Worker thread of the chunk pool: the CPU-heavy steps (keyed hash, zstd encode, decode +
+ * verify). Requests name regions of SharedArrayBuffers owned by the caller (worker-protocol.ts);
+ * the worker reads and writes them in place and answers with a tiny message.
  */
 import { parentPort } from 'node:worker_threads';
-import { ChunkCodec, chunkId, compressBound, ID_LEN } from '../repository/chunk-codec.js';
+import { ChunkCodec, ChunkHasher, compressBound, ID_LEN } from '../repository/chunk-codec.js';
 import type { WorkerRequest, WorkerResponse } from './worker-protocol.js';
 
 const codec = new ChunkCodec();
-const held = new Map<number, ArrayBuffer>();
-let zero = Buffer.alloc(0);
-let scratch = Buffer.alloc(0);
+let scratch = new Uint8Array(0);
+let hasher: ChunkHasher | null = null;
+let hasherKey = Buffer.alloc(0);
 
-function zeros(n: number): Buffer {
-  if (zero.length < n) zero = Buffer.alloc(n);
-  return zero.subarray(0, n);
+function hasherFor(key: Uint8Array): ChunkHasher {
+  if (!hasher || !hasherKey.equals(key)) {
+    hasher = new ChunkHasher(key);
+    hasherKey = Buffer.from(key);
+  }
+  return hasher;
 }
 
-function reply(msg: WorkerResponse, transfer: ArrayBuffer[]): void {
-  parentPort!.postMessage(msg, transfer);
+function reply(msg: WorkerResponse): void {
+  parentPort!.postMessage(msg);
 }
 
 function handle(req: WorkerRequest): void {
   switch (req.op) {
-    case 'hash': {
-      const buf = Buffer.from(req.buf, 0, req.length);
-      const count = Math.ceil(req.length / req.chunkSize);
-      const idsAb = new ArrayBuffer(count * ID_LEN);
-      const ids = Buffer.from(idsAb); // zero id = hole
-      for (let i = 0; i < count; i++) {
-        const start = i * req.chunkSize;
-        const chunk = buf.subarray(start, Math.min(start + req.chunkSize, req.length));
-        if (chunk.equals(zeros(chunk.length))) continue;
-        chunkId(req.key, chunk).copy(ids, i * ID_LEN);
+    case 'chunks': {
+      const { chunkSize, length, which } = req;
+      const data = new Uint8Array(req.data, req.dataOff, length);
+      const h = req.hash ? hasherFor(req.key) : null;
+      const ids = h ? new Uint8Array(req.ids, req.idsOff, Math.ceil(length / chunkSize) * ID_LEN) : null;
+      const encode = req.level !== null;
+      const meta = encode ? new Uint32Array(req.meta, req.metaOff * 4, which.length * 2) : null;
+      const out = encode ? new Uint8Array(req.out, req.outOff, length) : null;
+      if (encode && scratch.length < compressBound(chunkSize)) scratch = new Uint8Array(compressBound(chunkSize));
+      let at = 0;
+      for (let j = 0; j < which.length; j++) {
+        const k = which[j]!;
+        const start = k * chunkSize;
+        const raw = data.subarray(start, Math.min(start + chunkSize, length));
+        if (h) h.idInto(raw, ids!, k * ID_LEN);
+        if (encode) {
+          // Compress into scratch; keep it only when it shrinks the chunk (else store raw).
+          const r = codec.encode(raw, scratch, req.level!);
+          out!.set(r.flags ? scratch.subarray(0, r.length) : raw, at);
+          meta![j * 2] = r.length;
+          meta![j * 2 + 1] = r.flags;
+          at += r.length;
+        }
       }
-      held.set(req.task, req.buf);
-      reply({ op: 'hash', task: req.task, ids: idsAb, count }, [idsAb]);
-      return;
-    }
-    case 'encode': {
-      const ab = held.get(req.task)!;
-      held.delete(req.task);
-      const buf = Buffer.from(ab, 0, req.length);
-      const need = compressBound(req.chunkSize);
-      if (scratch.length < need * req.which.length) scratch = Buffer.allocUnsafe(need * req.which.length);
-      const meta = new Uint32Array(req.which.length * 2);
-      let total = 0;
-      req.which.forEach((i, k) => {
-        const start = i * req.chunkSize;
-        const raw = buf.subarray(start, Math.min(start + req.chunkSize, req.length));
-        const r = codec.encode(raw, scratch.subarray(total, total + need), req.level);
-        meta[k * 2] = r.length;
-        meta[k * 2 + 1] = r.flags;
-        total += r.length;
-      });
-      const out = new ArrayBuffer(total);
-      new Uint8Array(out).set(scratch.subarray(0, total));
-      reply({ op: 'encode', task: req.task, out, meta, buf: ab }, [out, ab]);
-      return;
-    }
-    case 'release': {
-      const ab = held.get(req.task);
-      held.delete(req.task);
-      reply({ op: 'release', task: req.task, buf: ab ?? null }, ab ? [ab] : []);
+      reply({ op: 'chunks', task: req.task });
       return;
     }
     case 'decode': {
-      const stored = Buffer.from(req.stored);
-      const out = new ArrayBuffer(req.rawTotal);
-      const errors: (string | null)[] = [];
-      let rawAt = 0;
-      for (let k = 0; k < req.items.length / 4; k++) {
+      const h = hasherFor(req.key);
+      const stored = new Uint8Array(req.stored, req.storedOff);
+      const n = req.items.length / 4;
+      let rawAt = req.outOff;
+      for (let k = 0; k < n; k++) {
         const off = req.items[k * 4]!;
         const len = req.items[k * 4 + 1]!;
         const rawLen = req.items[k * 4 + 2]!;
         const flags = req.items[k * 4 + 3]!;
-        const dst = new Uint8Array(out, rawAt, rawLen);
-        const id = new Uint8Array(req.ids, k * ID_LEN, ID_LEN);
-        errors.push(codec.decodeVerify(stored.subarray(off, off + len), flags, dst, req.key, id));
+        const dst = new Uint8Array(req.out, rawAt, rawLen);
+        const err = codec.decodeVerify(stored.subarray(off, off + len), flags, dst, h, req.ids.subarray(k * ID_LEN, k * ID_LEN + ID_LEN));
+        if (err) {
+          reply({ op: 'decode', task: req.task, error: [k, err] });
+          return;
+        }
         rawAt += rawLen;
       }
-      reply({ op: 'decode', task: req.task, out, errors }, [out]);
+      reply({ op: 'decode', task: req.task, error: null });
       return;
     }
   }
@@ -90,6 +81,6 @@ parentPort!.on('message', (req: WorkerRequest) => {
   try {
     handle(req);
   } catch (e) {
-    reply({ op: 'error', task: req.task, message: e instanceof Error ? e.message : String(e) }, []);
+    reply({ op: 'error', task: req.task, message: e instanceof Error ? e.message : String(e) });
   }
 });

@@ -15,7 +15,7 @@ export interface RestoreDiskOptions {
   onProgress?: (p: Progress) => void;
   signal?: AbortSignal;
   pool?: ChunkPool;
-  /** Reads in flight (default 8): restore speed comes from parallel fetches (PBS lesson). */
+  /** Reads in flight (default 6): restore speed comes from parallel fetches (PBS lesson). */
   maxInFlight?: number;
   /** Largest single read from a pack (default 4 MiB). */
   readBytes?: number;
@@ -29,6 +29,8 @@ export interface RestoreDiskSummary {
   chunks: number;
   holes: number;
 }
+
+const DEFAULT_IN_FLIGHT = 6;
 
 interface Group {
   first: number; // chunk number
@@ -57,7 +59,7 @@ export async function restoreDisk(opts: RestoreDiskOptions): Promise<RestoreDisk
     }
     if (sink.size !== header.size) throw new ValidationError(`restore target for disk ${diskKey} has size ${sink.size}, expected ${header.size}`);
     const chunks = await repo.loadChunkIndex(manifest.projectId);
-    const key = repo.projectKey(manifest.projectId);
+    const key = new Uint8Array(repo.projectKey(manifest.projectId)); // own buffer: cheap to post
     const pool = opts.pool ?? sharedChunkPool();
     const cs = header.chunkSize;
     const maxRead = opts.readBytes ?? 4 << 20;
@@ -66,10 +68,12 @@ export async function restoreDisk(opts: RestoreDiskOptions): Promise<RestoreDisk
     const fail = (i: number, why: string) =>
       new IntegrityError(`Restore of disk ${diskKey} failed: chunk ${chunkName(i)} at offset ${i * cs} ${why}`);
 
-    // Group consecutive chunks stored back to back in one pack into one read.
+    // Group consecutive chunks stored back to back in one pack into one read of at most
+    // maxRead stored bytes that decodes to at most maxRead raw bytes.
     const groups: Group[] = [];
     let holes = 0;
     let cur: Group | null = null;
+    let curRaw = 0;
     for (let i = 0; i < header.chunkCount; i++) {
       const off = i * ID_LEN;
       if (ids.compare(ZERO_ID, 0, ID_LEN, off, off + ID_LEN) === 0) {
@@ -79,11 +83,21 @@ export async function restoreDisk(opts: RestoreDiskOptions): Promise<RestoreDisk
       }
       const loc = chunks.get(ids, off);
       if (!loc) throw fail(i, 'is missing from the repository (no intact copy)');
+      if (loc.rawLength > cs || loc.storedLength > Math.max(cs, maxRead)) throw fail(i, `has a bad location (${loc.storedLength}/${loc.rawLength} bytes)`);
       const last = cur?.locs[cur.locs.length - 1];
-      if (cur && last && last.pack === loc.pack && last.offset + last.storedLength === loc.offset && loc.offset + loc.storedLength - cur.locs[0]!.offset <= maxRead) {
+      if (
+        cur &&
+        last &&
+        last.pack === loc.pack &&
+        last.offset + last.storedLength === loc.offset &&
+        loc.offset + loc.storedLength - cur.locs[0]!.offset <= maxRead &&
+        curRaw + loc.rawLength <= maxRead
+      ) {
         cur.locs.push(loc);
+        curRaw += loc.rawLength;
       } else {
         cur = { first: i, locs: [loc] };
+        curRaw = loc.rawLength;
         groups.push(cur);
       }
     }
@@ -95,61 +109,77 @@ export async function restoreDisk(opts: RestoreDiskOptions): Promise<RestoreDisk
     bytesDone = holes * cs; // holes count as done (approximate for a partial last hole)
     opts.onProgress?.({ bytesDone: Math.min(bytesDone, total), bytesTotal: total });
 
-    const processGroup = async (g: Group): Promise<void> => {
+    // Slots: shared memory for the groups in flight (stored bytes in, raw bytes out), allocated
+    // once per disk, so memory = maxInFlight × 2 × slotBytes whatever the disk size.
+    const maxInFlight = Math.max(1, Math.min(opts.maxInFlight ?? DEFAULT_IN_FLIGHT, groups.length || 1));
+    const slotBytes = Math.max(cs, maxRead);
+    const storedSab = new SharedArrayBuffer(maxInFlight * slotBytes);
+    const rawSab = new SharedArrayBuffer(maxInFlight * slotBytes);
+    const freeSlots: number[] = [];
+    for (let i = maxInFlight - 1; i >= 0; i--) freeSlots.push(i);
+
+    const processGroup = async (g: Group, slot: number): Promise<void> => {
       const start = g.locs[0]!.offset;
       const end = g.locs[g.locs.length - 1]!.offset + g.locs[g.locs.length - 1]!.storedLength;
-      let stored: Buffer;
+      const storedOff = slot * slotBytes;
       try {
-        stored = await repo.readStored(manifest.projectId, { ...g.locs[0]!, storedLength: end - start });
+        await repo.readStoredInto(manifest.projectId, { ...g.locs[0]!, storedLength: end - start }, new Uint8Array(storedSab, storedOff, end - start));
       } catch (e) {
         if (e instanceof NotFoundError || e instanceof IntegrityError) throw fail(g.first, `cannot be read: ${e.message}`);
         throw e;
       }
-      bytesFetched += stored.length;
+      bytesFetched += end - start;
       signal?.throwIfAborted();
       const items = new Uint32Array(g.locs.length * 4);
       let rawTotal = 0;
-      g.locs.forEach((l, k) => {
+      for (let k = 0; k < g.locs.length; k++) {
+        const l = g.locs[k]!;
         items[k * 4] = l.offset - start;
         items[k * 4 + 1] = l.storedLength;
         items[k * 4 + 2] = l.rawLength;
         items[k * 4 + 3] = l.flags;
         rawTotal += l.rawLength;
-      });
-      const idsAb = new ArrayBuffer(g.locs.length * ID_LEN);
-      new Uint8Array(idsAb).set(ids.subarray(g.first * ID_LEN, (g.first + g.locs.length) * ID_LEN));
-      // Copy out of the (possibly pooled) read buffer into a transferable one.
-      const storedAb = stored.byteOffset === 0 && stored.byteLength === stored.buffer.byteLength ? (stored.buffer as ArrayBuffer) : new Uint8Array(stored).buffer;
-      const slot = pool.pick();
-      const r = await pool.call<Extract<WorkerResponse, { op: 'decode' }>>(
-        slot,
-        { op: 'decode', task: pool.newTask(), stored: storedAb, items, ids: idsAb, key, rawTotal },
-        [storedAb, idsAb],
-      );
-      const bad = r.errors.findIndex((e) => e !== null);
-      if (bad >= 0) throw fail(g.first + bad, `is corrupt: ${r.errors[bad]}`);
+      }
       // The chunks are consecutive on disk: one positional write.
       const expected = Math.min(total, (g.first + g.locs.length) * cs) - g.first * cs;
       if (rawTotal !== expected) throw fail(g.first, `has a wrong length (${rawTotal} bytes for ${expected})`);
+      // A copy: posting a view would clone the whole disk index buffer.
+      const gIds = new Uint8Array(ids.subarray(g.first * ID_LEN, (g.first + g.locs.length) * ID_LEN));
+      const r = await pool.call<Extract<WorkerResponse, { op: 'decode' }>>(pool.pick(), {
+        op: 'decode',
+        task: pool.newTask(),
+        stored: storedSab,
+        storedOff,
+        items,
+        ids: gIds,
+        key,
+        out: rawSab,
+        outOff: slot * slotBytes,
+      });
+      if (r.error) throw fail(g.first + r.error[0], `is corrupt: ${r.error[1]}`);
       signal?.throwIfAborted();
-      await sink.write(Buffer.from(r.out), g.first * cs);
+      await sink.write(Buffer.from(rawSab, slot * slotBytes, rawTotal), g.first * cs);
       bytesWritten += rawTotal;
       bytesDone += rawTotal;
       opts.onProgress?.({ bytesDone: Math.min(bytesDone, total), bytesTotal: total });
     };
 
-    const maxInFlight = opts.maxInFlight ?? 8;
     let failure: unknown = null;
     const running = new Set<Promise<void>>();
     for (const g of groups) {
       if (failure || signal?.aborted) break;
-      const p: Promise<void> = processGroup(g)
+      while (freeSlots.length === 0) await Promise.race(running);
+      if (failure || signal?.aborted) break;
+      const slot = freeSlots.pop()!;
+      const p: Promise<void> = processGroup(g, slot)
         .catch((e) => {
           failure ??= e;
         })
-        .finally(() => running.delete(p));
+        .finally(() => {
+          running.delete(p);
+          freeSlots.push(slot);
+        });
       running.add(p);
-      if (running.size >= maxInFlight) await Promise.race(running);
     }
     await Promise.all(running);
     if (failure) throw failure;

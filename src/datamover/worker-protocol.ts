@@ -1,20 +1,56 @@
-/** Messages between the chunk pool and its worker threads (chunk.worker.ts). */
+/**
+ * Messages between the chunk pool and its worker threads (chunk.worker.ts).
+ *
+ * Bulk data never travels in messages: each backup/restore allocates SharedArrayBuffers once
+ * (its batch slots) and messages only name regions of them, so the steady state allocates
+ * nothing per chunk or per batch on either side (no transfers, no GC pressure from external
+ * memory). A slot is reused only after the worker answered for it.
+ */
 export type WorkerRequest =
-  /** Zero-check and hash every chunk of buf[0, length); the worker keeps buf for the next step. */
-  | { op: 'hash'; task: number; buf: ArrayBuffer; length: number; chunkSize: number; key: Uint8Array }
-  /** Encode chunks `which` (indexes into the held batch); returns the batch buffer too. */
-  | { op: 'encode'; task: number; which: Uint32Array; chunkSize: number; length: number; level: number }
-  /** Nothing to encode: hand the held batch buffer back. */
-  | { op: 'release'; task: number }
+  /**
+   * For each chunk index k in `which` (chunk k = data[dataOff + k*chunkSize, +chunkSize) cut at
+   * `length`): when `hash`, write its id to ids[idsOff + k*32]; when `level` is not null, store
+   * the encoded chunk at out[outOff + ...] (chunks of `which` back to back, each at most
+   * chunkSize bytes) and meta (u32 elements; metaOff counts elements) [metaOff + 2j] = stored
+   * length, [metaOff + 2j + 1] = flags.
+   */
+  | {
+      op: 'chunks';
+      task: number;
+      data: SharedArrayBuffer;
+      dataOff: number;
+      length: number;
+      chunkSize: number;
+      which: Uint32Array;
+      key: Uint8Array;
+      hash: boolean;
+      ids: SharedArrayBuffer;
+      idsOff: number;
+      level: number | null;
+      out: SharedArrayBuffer;
+      outOff: number;
+      meta: SharedArrayBuffer;
+      metaOff: number;
+    }
   /**
    * Decode and verify consecutive stored chunks: items = [offset, storedLength, rawLength,
-   * flags] per chunk in `stored`; ids = 32 bytes per chunk. Output: raw bytes back to back.
+   * flags] per chunk, offsets relative to storedOff; ids = 32 bytes per chunk. Raw bytes go
+   * back to back to out[outOff...].
    */
-  | { op: 'decode'; task: number; stored: ArrayBuffer; items: Uint32Array; ids: ArrayBuffer; key: Uint8Array; rawTotal: number };
+  | {
+      op: 'decode';
+      task: number;
+      stored: SharedArrayBuffer;
+      storedOff: number;
+      items: Uint32Array;
+      ids: Uint8Array;
+      key: Uint8Array;
+      out: SharedArrayBuffer;
+      outOff: number;
+    };
 
 export type WorkerResponse =
-  | { op: 'hash'; task: number; ids: ArrayBuffer; count: number }
-  | { op: 'encode'; task: number; out: ArrayBuffer; meta: Uint32Array; buf: ArrayBuffer }
-  | { op: 'release'; task: number; buf: ArrayBuffer | null }
-  | { op: 'decode'; task: number; out: ArrayBuffer; errors: (string | null)[] }
+  | { op: 'chunks'; task: number }
+  /** errors: null when every chunk verified, else [chunk number within the request, message]. */
+  | { op: 'decode'; task: number; error: [number, string] | null }
   | { op: 'error'; task: number; message: string };

@@ -1,4 +1,4 @@
-import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
+import { createHash, createHmac, timingSafeEqual, type Hash } from 'node:crypto';
 import { createRequire } from 'node:module';
 
 /**
@@ -31,6 +31,38 @@ export function deriveProjectKey(repoSecret: Buffer, projectId: string): Buffer 
 
 export function chunkId(projectKey: Uint8Array, raw: Uint8Array): Buffer {
   return createHmac('sha256', projectKey).update(raw).digest();
+}
+
+/**
+ * HMAC-SHA256 with one key, many messages (RFC 2104 spelled out): the SHA-256 states after the
+ * inner and outer key blocks are computed once and cloned per chunk, which skips the per-call
+ * key import and object setup of createHmac. Same output as chunkId (tested).
+ */
+export class ChunkHasher {
+  private readonly inner: Hash;
+  private readonly outer: Hash;
+
+  constructor(projectKey: Uint8Array) {
+    let k: Buffer = Buffer.from(projectKey);
+    if (k.length > 64) k = createHash('sha256').update(k).digest();
+    const ipad = Buffer.alloc(64, 0x36);
+    const opad = Buffer.alloc(64, 0x5c);
+    for (let i = 0; i < k.length; i++) {
+      ipad[i]! ^= k[i]!;
+      opad[i]! ^= k[i]!;
+    }
+    this.inner = createHash('sha256').update(ipad);
+    this.outer = createHash('sha256').update(opad);
+  }
+
+  id(raw: Uint8Array): Buffer {
+    return this.outer.copy().update(this.inner.copy().update(raw).digest()).digest();
+  }
+
+  /** Writes the id of `raw` to dst[off, off + 32). */
+  idInto(raw: Uint8Array, dst: Uint8Array, off: number): void {
+    dst.set(this.id(raw), off);
+  }
 }
 
 export function sha256(...parts: Uint8Array[]): Buffer {
@@ -71,7 +103,7 @@ export class ChunkCodec {
     stored: Uint8Array,
     flags: number,
     dst: Uint8Array,
-    projectKey: Uint8Array,
+    projectKey: Uint8Array | ChunkHasher,
     expectedId: Uint8Array,
   ): string | null {
     let raw: Uint8Array;
@@ -89,7 +121,8 @@ export class ChunkCodec {
       dst.set(stored);
       raw = dst;
     }
-    if (!idEquals(chunkId(projectKey, raw), expectedId)) return 'content does not match its chunk id';
+    const id = projectKey instanceof ChunkHasher ? projectKey.id(raw) : chunkId(projectKey, raw);
+    if (!idEquals(id, expectedId)) return 'content does not match its chunk id';
     return null;
   }
 }

@@ -181,6 +181,13 @@ export class Repository {
     return this.backend.getRange(keys.pack(projectId, loc.pack), loc.offset, loc.storedLength);
   }
 
+  /** Reads a stored chunk range into `dst` (no allocation when the backend supports it). */
+  async readStoredInto(projectId: string, loc: ChunkLocation, dst: Uint8Array): Promise<void> {
+    const key = keys.pack(projectId, loc.pack);
+    if (this.backend.getRangeInto) await this.backend.getRangeInto(key, loc.offset, loc.storedLength, dst);
+    else dst.set(await this.backend.getRange(key, loc.offset, loc.storedLength));
+  }
+
   async readManifest(snapshotId: string): Promise<Manifest> {
     assertId('snapshot', snapshotId);
     const key = keys.manifest(snapshotId);
