@@ -4,6 +4,7 @@ import { loadConfig, ConfigError, type Config } from './config/config.js';
 import { startLifeboat, type Role } from './app/app.js';
 import type { CreatedCredentials } from './identity/identity-file.js';
 import { formatVerify, gcTarget, verifyTarget } from './app/repo-tools.js';
+import { registerClientCommands } from './cli/commands.js';
 
 /** The `lifeboat` command: the service (`serve`) and, later, client and repository tools. */
 const program = new Command('lifeboat').description('Lifeboat: backup and recovery for cloud VM workloads (workloadmgr v1 API)');
@@ -72,6 +73,9 @@ program
     process.on('SIGTERM', () => shutdown('SIGTERM'));
     process.on('SIGINT', () => shutdown('SIGINT'));
   });
+
+// Client commands (workloadmgr names: workload-list, workload-snapshot, snapshot-list, ...).
+registerClientCommands(program);
 
 const repoCmd = program.command('repo').description('operator tools on the backup target (LIFEBOAT_TARGET)');
 repoCmd

@@ -78,13 +78,20 @@ async function runRestore(d: RestoreJobDeps, restoreId: string, plan: RestorePla
     const manifest = await d.repo.readManifest(snap.id);
     const sizeOf = new Map(manifest.disks.map((x) => [x.diskKey, x.size]));
     const total = plan.instances.reduce((a, p) => a + p.devices.reduce((b, dev) => b + (sizeOf.get(diskKey(p.id, dev)) ?? 0), 0), 0);
+    await updateRestoreFields(db, r.id, { size: total }, ['executing']);
     let done = 0;
     let current = 0;
     ticker = setInterval(() => {
       void (async () => {
         const cur = await getRestore(db, { admin: true }, r.id);
         if (cur?.status === 'cancelling') cancelCtl.abort(new CancelledError());
-        else await updateRestoreFields(db, r.id, { progress_percent: total === 0 ? 99 : Math.min(99, Math.floor(((done + current) * 100) / total)), updated_at: toSecond(clock.now()) }, ['executing']);
+        else
+          await updateRestoreFields(
+            db,
+            r.id,
+            { progress_percent: total === 0 ? 99 : Math.min(99, Math.floor(((done + current) * 100) / total)), uploaded_size: done + current, updated_at: toSecond(clock.now()) },
+            ['executing'],
+          );
       })().catch((e: unknown) => log.warn({ err: errorMessage(e) }, 'progress update failed'));
     }, d.progressEveryMs ?? 500);
 
