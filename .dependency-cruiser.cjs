@@ -50,7 +50,8 @@ forbidden.push({
   to: { path: '^src/jobs/', pathNot: '^src/jobs/kinds\\.ts$' },
 });
 // No import cycles anywhere.
-forbidden.push({ name: 'no-circular', severity: 'error', from: {}, to: { circular: true } });
+// (type-only edges do not run, so a cycle through them is harmless)
+forbidden.push({ name: 'no-circular', severity: 'error', from: {}, to: { circular: true, viaOnly: { dependencyTypesNot: ['type-only'] } } });
 
 module.exports = {
   forbidden,

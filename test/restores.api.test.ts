@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { mutateDisk, sha256File, startHarness, waitFor, type Harness } from './harness.js';
+import { runLifeboat } from './process.js';
 
 /**
  * Restores over HTTP with tempest's payloads (F7 one-click, F8 selective, F9 in-place), checked
@@ -274,6 +275,10 @@ describe('restores over HTTP', () => {
     const hit = affected.find((a) => a.snapshotId === s1 || a.snapshotId === s3);
     assert.ok(hit, `verify names a snapshot of the workload: ${JSON.stringify(v.problems)}`);
     assert.ok(!affected.some((a) => a.snapshotId === t2), 'the other workload is not affected');
+    // the operator command says the same, and fails
+    const cli = runLifeboat({ LIFEBOAT_HOME: h.home }, ['repo', 'verify']);
+    assert.equal(cli.status, 1, cli.stderr);
+    assert.match(cli.stdout, new RegExp(`CORRUPT chunk ${hit.chunk}.*snapshot ${hit.snapshotId} disk ${hit.diskKey.replace(/[/]/g, '\\/')}`));
 
     const r = await restore(hit.snapshotId, oneclick());
     assert.equal(r.status, 'error');

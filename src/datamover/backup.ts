@@ -1,6 +1,6 @@
 import type { DiskSource, Extent } from '../lib/disk-io.js';
 import { ValidationError } from '../lib/errors.js';
-import { ID_LEN, ZERO_ID } from '../repository/chunk-codec.js';
+import { ID_LEN, isZeroId } from '../repository/chunk-codec.js';
 import { chunkCountFor, type DiskIndex } from '../repository/disk-index.format.js';
 import type { ManifestDisk } from '../repository/manifest.format.js';
 import type { NewChunk, SnapshotWriter } from '../repository/snapshot-writer.js';
@@ -143,7 +143,7 @@ async function run(opts: BackupDiskOptions): Promise<BackupDiskSummary> {
         continue;
       }
       const off = i * ID_LEN;
-      const isHole = base.ids.compare(ZERO_ID, 0, ID_LEN, off, off + ID_LEN) === 0;
+      const isHole = isZeroId(base.ids, off);
       if (!isHole && !writer.hasChunk(base.ids, off)) need[i] = 1; // bad, condemned or gone: re-read
       else base.ids.copy(ids, off, off, off + ID_LEN);
     }
@@ -289,7 +289,7 @@ async function run(opts: BackupDiskOptions): Promise<BackupDiskSummary> {
 
   let holes = 0;
   for (let i = 0; i < count; i++) {
-    if (ids.compare(ZERO_ID, 0, ID_LEN, i * ID_LEN, i * ID_LEN + ID_LEN) === 0) holes++;
+    if (isZeroId(ids, i * ID_LEN)) holes++;
   }
   const disk = await writer.writeDiskIndex(
     {

@@ -1,6 +1,6 @@
 import type { DiskSink } from '../lib/disk-io.js';
 import { IntegrityError, NotFoundError, ValidationError } from '../lib/errors.js';
-import { ID_LEN, ZERO_ID } from '../repository/chunk-codec.js';
+import { ID_LEN, isZeroId } from '../repository/chunk-codec.js';
 import type { ChunkLocation } from '../repository/pack-index.format.js';
 import type { Repository } from '../repository/repository.js';
 import type { Progress } from './backup.js';
@@ -76,7 +76,7 @@ export async function restoreDisk(opts: RestoreDiskOptions): Promise<RestoreDisk
     let curRaw = 0;
     for (let i = 0; i < header.chunkCount; i++) {
       const off = i * ID_LEN;
-      if (ids.compare(ZERO_ID, 0, ID_LEN, off, off + ID_LEN) === 0) {
+      if (isZeroId(ids, off)) {
         holes++;
         cur = null;
         continue;

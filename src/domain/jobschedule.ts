@@ -1,5 +1,6 @@
 import { ValidationError } from '../lib/errors.js';
 import type { JobSchedule } from './workload.js';
+import type { SnapshotStatus, SnapshotType } from './snapshot.js';
 
 /**
  * Parsing of the `jobschedule` object of workload create/modify (workloadmgr-api §2.3).
@@ -163,7 +164,16 @@ export function applyJobSchedule(base: JobSchedule, input: unknown): { schedule:
         break;
     }
   }
+  if ((changed.includes('start_date') || changed.includes('end_date')) && out.end_date !== 'No End' && dateOrdinal(out.end_date) < dateOrdinal(out.start_date)) {
+    throw new ValidationError(`Invalid end_date: ${out.end_date} is before start_date ${out.start_date}`);
+  }
   return { schedule: out, changed };
+}
+
+/** MM/DD/YYYY → YYYYMMDD as a number, for ordering canonical dates. */
+function dateOrdinal(mmddyyyy: string): number {
+  const [m, d, y] = mmddyyyy.split('/').map(Number) as [number, number, number];
+  return y * 10_000 + m * 100 + d;
 }
 
 function isTimeZone(tz: string): boolean {
@@ -210,7 +220,17 @@ export function scheduleStartMs(s: JobSchedule): number {
   if (tm?.[3] === 'PM') h += 12;
   const mi = tm ? Number(tm[2]) : 0;
   const wall = Date.UTC(y, mo - 1, d, h, mi, 0);
-  return wall - tzOffsetMs(s.timezone, wall);
+  return wallToUtc(s.timezone, wall);
+}
+
+/**
+ * A wall-clock time in `tz` (given as if it were UTC) → the instant. The offset is taken at the
+ * first guess and then again at the corrected instant, so times near a DST change use the
+ * offset in force at that time (a wall time skipped by a spring-forward lands an hour later).
+ */
+function wallToUtc(tz: string, wall: number): number {
+  const first = wall - tzOffsetMs(tz, wall);
+  return wall - tzOffsetMs(tz, first);
 }
 
 /** Epoch ms of the next run strictly after `now`, or null when the schedule has ended. */
@@ -221,8 +241,76 @@ export function nextRunMs(s: JobSchedule, now: number): number | null {
   if (now >= start) next = start + (Math.floor((now - start) / every) + 1) * every;
   if (s.end_date !== 'No End') {
     const [mo, d, y] = s.end_date.split('/').map(Number) as [number, number, number];
-    const end = Date.UTC(y, mo - 1, d, 23, 59, 59);
-    if (next > end - tzOffsetMs(s.timezone, end)) return null;
+    if (next > scheduleEndMs(s.timezone, y, mo, d)) return null;
   }
   return next;
+}
+
+/** The last instant of `end_date` (23:59:59 local) in the schedule's timezone. */
+function scheduleEndMs(tz: string, y: number, mo: number, d: number): number {
+  return wallToUtc(tz, Date.UTC(y, mo - 1, d, 23, 59, 59));
+}
+
+/**
+ * Fingerprint of the fields that decide WHEN runs happen. The scheduler re-plans a workload
+ * (next run computed from "now", old slots dropped) whenever this changes: edit, pause, resume.
+ * Retention and fullbackup_interval are read at run time and are not part of it.
+ */
+export function scheduleKey(s: JobSchedule): string {
+  return JSON.stringify([s.enabled, s.start_date, s.start_time, s.end_date, s.interval, s.timezone]);
+}
+
+/**
+ * Type of a scheduled snapshot by `fullbackup_interval` (§2.3): "-1" never forces a full, "0"
+ * makes every one full, N allows N incrementals between fulls. `incrementalsSinceFull` counts
+ * the workload's successful incrementals newer than its newest successful full; null when it
+ * has no full at all (the first snapshot is full anyway).
+ */
+export function scheduledSnapshotType(fullbackupInterval: string, incrementalsSinceFull: number | null): SnapshotType {
+  if (incrementalsSinceFull === null) return 'full';
+  const n = Number(fullbackupInterval);
+  if (!Number.isInteger(n) || n < 0) return 'incremental';
+  if (n === 0) return 'full';
+  return incrementalsSinceFull >= n ? 'full' : 'incremental';
+}
+
+export interface RetentionCandidate {
+  id: string;
+  status: SnapshotStatus;
+  created_at: number;
+  pinned: boolean;
+}
+
+/** States in which a snapshot holds a usable restore point (counted as "kept"). */
+const GOOD_STATES: readonly SnapshotStatus[] = ['available', 'restoring'];
+/** States retention may delete (the normal delete path's precondition). */
+const RETENTION_DELETABLE: readonly SnapshotStatus[] = ['available', 'error', 'cancelled'];
+
+/**
+ * Which snapshots retention deletes, oldest first (§3.2, tempest F12).
+ *
+ * * "Number of Snapshots to Keep" N: the newest N good snapshots (available, or being restored)
+ *   are kept; every deletable snapshot older than the oldest kept one goes (failed and
+ *   cancelled ones older than the window too). Fewer than N good ones: nothing goes.
+ * * "Number of days to retain Snapshots" D: deletable snapshots created more than D days
+ *   before `nowMs` go.
+ *
+ * Never a victim: `keepId` (the snapshot just taken), a pinned snapshot (pinned ones are also
+ * not counted toward N), or one that is not deletable right now (being restored, running,
+ * already deleting) — the latter is reconsidered after the next snapshot.
+ */
+export function retentionVictims(snaps: RetentionCandidate[], policy: { type: string; value: string }, nowMs: number, keepId: string | null): string[] {
+  const value = Number(policy.value);
+  if (!Number.isInteger(value) || value < 1) return [];
+  const ordered = snaps.filter((x) => !x.pinned).sort((a, b) => a.created_at - b.created_at || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  const deletable = (x: RetentionCandidate) => x.id !== keepId && RETENTION_DELETABLE.includes(x.status);
+  if (policy.type === RETENTION_TYPES[1]) {
+    const cutoff = nowMs - value * 86_400_000;
+    return ordered.filter((x) => x.created_at < cutoff && deletable(x)).map((x) => x.id);
+  }
+  const good = ordered.filter((x) => x.id === keepId || GOOD_STATES.includes(x.status));
+  if (good.length <= value) return [];
+  const oldestKept = good[good.length - value]!;
+  const idx = ordered.indexOf(oldestKept);
+  return ordered.slice(0, idx).filter(deletable).map((x) => x.id);
 }

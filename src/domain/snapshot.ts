@@ -107,3 +107,12 @@ export interface Task {
   updated_at: number | null;
   finished_at: number | null;
 }
+
+/** Filters of the snapshot list (workloadmgr-api §4.2.1); dates are epoch ms, inclusive. */
+export interface SnapshotFilter {
+  workloadId?: string;
+  host?: string;
+  dateFrom?: number;
+  dateTo?: number;
+  status?: string;
+}

@@ -1,6 +1,6 @@
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import type { SnapshotService } from '../services/snapshot.service.js';
-import type { SnapshotFilter } from '../store/snapshot.store.js';
+import type { SnapshotFilter } from '../domain/snapshot.js';
 import { ForbiddenError, ValidationError } from '../lib/errors.js';
 import { parseQueryDate } from '../lib/time.js';
 import type { RequestContext } from '../domain/context.js';

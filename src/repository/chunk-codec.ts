@@ -25,6 +25,12 @@ export const FLAG_COMPRESSED = 1;
 export const ID_LEN = 32;
 export const ZERO_ID = Buffer.alloc(ID_LEN);
 
+/** True when ids[off, off + 32) is the zero id (a hole). A plain loop: no native call per id. */
+export function isZeroId(ids: Uint8Array, off: number): boolean {
+  for (let i = off; i < off + ID_LEN; i++) if (ids[i] !== 0) return false;
+  return true;
+}
+
 export function deriveProjectKey(repoSecret: Buffer, projectId: string): Buffer {
   return createHmac('sha256', repoSecret).update(`lifeboat/chunk-id/v1/${projectId}`).digest();
 }

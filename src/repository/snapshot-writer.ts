@@ -3,7 +3,7 @@ import type { Backend, ObjectWriter } from '../backend/backend.js';
 import { InvalidStateError } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import type { Clock } from '../lib/clock.js';
-import { ID_LEN, ZERO_ID } from './chunk-codec.js';
+import { ID_LEN, isZeroId } from './chunk-codec.js';
 import type { ChunkIndex } from './chunk-index.js';
 import { encodeDiskIndex, type DiskIndex } from './disk-index.format.js';
 import { keys, packId } from './keys.js';
@@ -246,7 +246,7 @@ export class SnapshotWriter {
     await this.flush();
     for (let i = 0; i < header.chunkCount; i++) {
       const off = i * ID_LEN;
-      if (ids.compare(ZERO_ID, 0, ID_LEN, off, off + ID_LEN) === 0) continue;
+      if (isZeroId(ids, off)) continue;
       if (!this.index.has(ids, off)) throw new Error(`disk ${header.diskKey}: chunk ${i} is not stored (internal error)`);
     }
     const diskHash = createHash('sha256').update(header.diskKey).digest('hex').slice(0, 32);

@@ -1,11 +1,14 @@
 import { listAll } from '../backend/backend.js';
-import { errorMessage, NotFoundError } from '../lib/errors.js';
-import { ChunkCodec, ID_LEN, ZERO_ID } from './chunk-codec.js';
+import { errorMessage, IntegrityError, NotFoundError } from '../lib/errors.js';
+import { ChunkCodec, ChunkHasher, ID_LEN, ZERO_ID } from './chunk-codec.js';
 import { decodeDiskIndex } from './disk-index.format.js';
 import { keys, parse } from './keys.js';
 import { decodeManifest } from './manifest.format.js';
 import { decodePackIndex, type PackIndexEntry } from './pack-index.format.js';
 import type { Repository } from './repository.js';
+
+/** Largest read from a pack (bytes). */
+const WINDOW = 4 << 20;
 
 export interface AffectedDisk {
   snapshotId: string;
@@ -117,6 +120,14 @@ export async function verifyRepository(
     }
 
     const codec = new ChunkCodec();
+    let raw = Buffer.alloc(0);
+    let windowBuf = Buffer.alloc(0);
+    const readRange = async (key: string, offset: number, length: number): Promise<Buffer> => {
+      if (!b.getRangeInto) return b.getRange(key, offset, length);
+      if (windowBuf.length < length) windowBuf = Buffer.allocUnsafe(Math.max(length, WINDOW));
+      await b.getRangeInto(key, offset, length, windowBuf);
+      return windowBuf.subarray(0, length);
+    };
     const projects = new Set<string>([...refs.keys()]);
     for (const k of await listAll(b, 'index/')) {
       const p = parse.packIndex(k);
@@ -124,7 +135,7 @@ export async function verifyRepository(
     }
     const packsTotal = (await listAll(b, 'packs/')).length;
     for (const projectId of projects) {
-      const key = repo.projectKey(projectId);
+      const hasher = new ChunkHasher(repo.projectKey(projectId));
       const copies = new Map<string, PackIndexEntry[]>(); // pack → entries
       for (const k of await listAll(b, `index/${projectId}/`)) {
         if (!parse.packIndex(k)) continue;
@@ -156,30 +167,58 @@ export async function verifyRepository(
       };
       for (const [pack, entries] of copies) {
         opts.signal?.throwIfAborted();
-        let data: Buffer | null = null;
-        if (listed.has(pack)) {
-          try {
-            data = await b.get(keys.pack(projectId, pack));
-            res.packsRead++;
-            res.bytesRead += data.length;
-          } catch (e) {
-            if (!(e instanceof NotFoundError)) throw e;
+        const packKey = keys.pack(projectId, pack);
+        const present = listed.has(pack) && (await b.stat(packKey)) !== null;
+        if (present) res.packsRead++;
+        // Windows of consecutive entries read into one reused buffer: memory stays at
+        // WINDOW + one chunk whatever the pack or repository size.
+        entries.sort((x, y) => x.offset - y.offset);
+        for (let i = 0; i < entries.length; ) {
+          let j = i + 1;
+          const from = entries[i]!.offset;
+          let to = from + entries[i]!.storedLength;
+          while (j < entries.length && entries[j]!.offset >= from && entries[j]!.offset + entries[j]!.storedLength - from <= WINDOW) {
+            to = Math.max(to, entries[j]!.offset + entries[j]!.storedLength);
+            j++;
           }
-        }
-        for (const e of entries) {
-          const hex = e.id.toString('hex');
-          res.chunksChecked++;
-          if (!data) {
-            await markBad(hex, pack, 'missing', `pack ${pack} is missing`);
-            continue;
+          const win = entries.slice(i, j);
+          i = j;
+          let window: Buffer | null = null;
+          let readErr: string | null = present ? null : `pack ${pack} is missing`;
+          if (present) {
+            try {
+              window = await readRange(packKey, from, to - from);
+              res.bytesRead += to - from;
+            } catch (e) {
+              if (e instanceof NotFoundError) readErr = `pack ${pack} is missing`;
+              else if (e instanceof IntegrityError) readErr = null; // truncated: check entry by entry
+              else throw e;
+            }
           }
-          const stored = data.subarray(e.offset, e.offset + e.storedLength);
-          const err =
-            stored.length !== e.storedLength
-              ? `pack ${pack} is truncated`
-              : codec.decodeVerify(stored, e.flags, Buffer.allocUnsafe(e.rawLength), key, e.id);
-          if (err) await markBad(hex, pack, 'corrupt', err);
-          else good.add(hex);
+          for (const e of win) {
+            const hex = e.id.toString('hex');
+            res.chunksChecked++;
+            if (readErr) {
+              await markBad(hex, pack, 'missing', readErr);
+              continue;
+            }
+            let stored: Buffer | null = window ? window.subarray(e.offset - from, e.offset - from + e.storedLength) : null;
+            if (!stored) {
+              try {
+                stored = Buffer.from(await b.getRange(packKey, e.offset, e.storedLength));
+                res.bytesRead += e.storedLength;
+              } catch (err) {
+                if (!(err instanceof IntegrityError) && !(err instanceof NotFoundError)) throw err;
+              }
+            }
+            if (raw.length < e.rawLength) raw = Buffer.allocUnsafe(e.rawLength);
+            const err =
+              stored === null || stored.length !== e.storedLength
+                ? `pack ${pack} is truncated`
+                : codec.decodeVerify(stored, e.flags, raw.subarray(0, e.rawLength), hasher, e.id);
+            if (err) await markBad(hex, pack, 'corrupt', err);
+            else good.add(hex);
+          }
         }
         opts.onProgress?.({ packsDone: res.packsRead, packsTotal });
       }

@@ -10,8 +10,8 @@ import {
   setSnapshotMetadata,
   snapshotMetadata,
   transitionSnapshot,
-  type SnapshotFilter,
 } from '../store/snapshot.store.js';
+import type { SnapshotFilter } from '../domain/snapshot.js';
 import { enqueueJob } from '../store/job.store.js';
 import { SNAPSHOT_JOBS } from '../jobs/kinds.js';
 import type { Clock } from '../lib/clock.js';

@@ -1,6 +1,6 @@
 import type { DbOrTx } from './db.js';
 import type { SnapshotsTable } from './schema.js';
-import type { Snapshot, SnapshotInstance, SnapshotMetadataRecord, SnapshotStatus, SnapshotType, Task } from '../domain/snapshot.js';
+import type { Snapshot, SnapshotFilter, SnapshotInstance, SnapshotMetadataRecord, SnapshotStatus, SnapshotType, Task } from '../domain/snapshot.js';
 import type { Scope } from './workload.store.js';
 import { newId } from '../lib/ids.js';
 
@@ -74,13 +74,6 @@ export async function getSnapshot(db: DbOrTx, scope: Scope, id: string): Promise
   return r ? toSnapshot(r) : null;
 }
 
-export interface SnapshotFilter {
-  workloadId?: string;
-  host?: string;
-  dateFrom?: number;
-  dateTo?: number;
-  status?: string;
-}
 
 /** Ascending created_at (the view order tempest relies on). */
 export async function listSnapshots(db: DbOrTx, scope: Scope, f: SnapshotFilter): Promise<Snapshot[]> {

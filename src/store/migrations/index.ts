@@ -1,6 +1,7 @@
 import type { Migration, MigrationProvider } from 'kysely';
 import * as m0001 from './0001-core.js';
 import * as m0002 from './0002-restores.js';
+import * as m0003 from './0003-scheduler.js';
 
 /**
  * Migrations are listed statically (not read from a folder) so the compiled package needs no
@@ -9,6 +10,7 @@ import * as m0002 from './0002-restores.js';
 const migrations: Record<string, Migration> = {
   '0001-core': m0001,
   '0002-restores': m0002,
+  '0003-scheduler': m0003,
 };
 
 export const migrationProvider: MigrationProvider = {
