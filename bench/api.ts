@@ -10,9 +10,6 @@
 import { createRequire } from 'node:module';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { openStore } from '../src/store/db.js';
-import { getSnapshot, insertSnapshot } from '../src/store/snapshot.store.js';
-import { newId } from '../src/lib/ids.js';
 import { Service, prepareHome } from './service.js';
 
 interface AcHistogram {
@@ -98,19 +95,9 @@ export async function apiBench(home: string, repoRoot: string, opts: { seconds: 
     await svc.stop();
   }
 
-  // Service stopped: add count-1 rows directly into its DB.
-  const store = await openStore(h.dbUrl);
-  try {
-    const orig = await getSnapshot(store.db, { admin: true }, sid);
-    if (!orig) throw new Error('API bench: snapshot row not found in the DB');
-    await store.db.transaction().execute(async (tx) => {
-      for (let i = 1; i < opts.count; i++) {
-        await insertSnapshot(tx, { ...orig, id: newId(), name: `bench-${i}`, created_at: orig.created_at + i, updated_at: orig.created_at + i, finished_at: orig.created_at + i });
-      }
-    });
-  } finally {
-    await store.close();
-  }
+  // Service stopped: add count-1 rows directly into its DB (store code loaded only now).
+  const { seedSnapshots } = await import('./seed.js');
+  await seedSnapshots(h.dbUrl, sid, opts.count);
   opts.log(`  ${opts.count} snapshot rows in ${h.dbUrl.slice('sqlite:'.length)}`);
 
   svc = await Service.start(h, repoRoot);

@@ -132,7 +132,7 @@ async function lifeboatRun(image: string, index: number, total: number): Promise
       const peakRss = smp.peak();
       const after = await dirStats(h.targetDir);
       const r = { id, status, detail, wall, peakRss, growth: after.allocated - before.allocated, growthApparent: after.apparent - before.apparent, objects: newFiles(before, after) };
-      log(`  ${label.padEnd(24)} ${wall.toFixed(3)} s  repo +${(r.growth / MB).toFixed(1)} MB (${r.objects} new files)  peak RSS ${(peakRss / MiB).toFixed(0)} MiB  [${status}]`);
+      if (status !== 'skipped') log(`  ${label.padEnd(24)} ${wall.toFixed(3)} s  repo +${(r.growth / MB).toFixed(1)} MB (${r.objects} new files)  peak RSS ${(peakRss / MiB).toFixed(0)} MiB  [${status}]`);
       return r;
     };
 
@@ -271,6 +271,7 @@ async function main(): Promise<void> {
   const tools: PeerTool[] = [];
   const peerNotes: Record<string, string> = {};
   const peerRuns = new Map<string, PeerResult[]>();
+  const errors: string[] = [];
   if (args.skipPeers) {
     peerNotes.restic = peerNotes.borg = 'skipped (--skip-peers)';
   } else {
@@ -289,6 +290,10 @@ async function main(): Promise<void> {
         await sparseCopy(image, img);
         const res = await runPeers(tools, work, img, async () => void (await mutate1pct(img)), log);
         for (const [k, v] of res) peerRuns.set(k, [...(peerRuns.get(k) ?? []), v]);
+      } catch (e) {
+        const msg = e instanceof Error ? e.message : String(e);
+        errors.push(`peers run ${i + 1}: ${msg}`);
+        log(`  peers run ${i + 1} FAILED: ${msg}`);
       } finally {
         removeDir(work);
       }
@@ -297,11 +302,16 @@ async function main(): Promise<void> {
 
   // --- API
   let api: ApiBenchResult | null = null;
+  let apiError: string | null = null;
   if (!args.skipApi) {
     log(`\nAPI benchmark (autocannon, ${args.apiSeconds} s per endpoint)`);
     const home = trackDir(mkdtempSync(join(tmpdir(), 'lifeboat-bench-api-')));
     try {
       api = await apiBench(home, repoRoot, { seconds: args.apiSeconds, count: 1000, log });
+    } catch (e) {
+      apiError = e instanceof Error ? e.message : String(e);
+      errors.push(`API benchmark: ${apiError}`);
+      log(`  API benchmark FAILED: ${apiError}`);
     } finally {
       removeDir(home);
     }
@@ -379,7 +389,7 @@ async function main(): Promise<void> {
     rows.push({ step: 'GET snapshot (10 conn.)', lifeboat: `${api.getOne.reqPerSec.toFixed(0)} req/s (p50 ${api.getOne.latencyP50} ms, p99 ${api.getOne.latencyP99} ms)`, restic: '–', borg: '–', target: '≥ 3000 req/s', met: yes(api.getOne.reqPerSec >= 3000 && api.getOne.non2xx === 0) });
     rows.push({ step: `GET list of ${api.snapshots} (1 conn.)`, lifeboat: `p50 ${api.list.latencyP50} ms (p99 ${api.list.latencyP99} ms, ${api.list.reqPerSec.toFixed(0)} req/s)`, restic: '–', borg: '–', target: '≤ 50 ms (p50)', met: yes(api.list.latencyP50 <= 50 && api.list.non2xx === 0) });
   } else {
-    rows.push({ step: 'API benchmark', lifeboat: 'skipped (--skip-api)', restic: '–', borg: '–', target: '', met: 'n/a' });
+    rows.push({ step: 'API benchmark', lifeboat: apiError ? `FAILED: ${apiError.split('\n')[0]?.slice(0, 80)}` : 'skipped (--skip-api)', restic: '–', borg: '–', target: '', met: apiError ? 'NO' : 'n/a' });
   }
 
   const table = printTable(rows);
@@ -402,6 +412,7 @@ async function main(): Promise<void> {
         lifeboat: { runs, summary: lb, restoreSkipped },
         peers: Object.fromEntries([...peerRuns].map(([k, v]) => [k, { runs: v, summary: { full: peer(k, 'full'), incr: peer(k, 'incr'), restore: peer(k, 'restore'), repoAfterFull: peer(k, 'repoAfterFull'), repoGrowth: peer(k, 'repoGrowth'), peakRss: peer(k, 'peakRss') } }])),
         api,
+        errors,
         table: rows,
       },
       null,
@@ -409,6 +420,10 @@ async function main(): Promise<void> {
     )}\n`,
   );
   log(`JSON: ${out}`);
+  if (errors.length > 0) {
+    log(`\n${errors.length} part(s) failed:\n  ${errors.join('\n  ')}`);
+    process.exitCode = 1;
+  }
 }
 
 main().then(
