@@ -4,7 +4,7 @@ import { ID_LEN, isZeroId } from '../repository/chunk-codec.js';
 import { chunkCountFor, type DiskIndex } from '../repository/disk-index.format.js';
 import type { ManifestDisk } from '../repository/manifest.format.js';
 import type { NewChunk, SnapshotWriter } from '../repository/snapshot-writer.js';
-import { sharedChunkPool, type ChunkPool } from './chunk-pool.js';
+import { acquireSlotMemory, releaseSlotMemory, sharedChunkPool, type ChunkPool } from './chunk-pool.js';
 
 /** Default read batch: 32 chunks of 64 KiB; small enough to balance two workers. */
 const DEFAULT_BATCH_BYTES = 2 << 20;
@@ -181,12 +181,17 @@ async function run(opts: BackupDiskOptions): Promise<BackupDiskSummary> {
   // allocated once per disk. Memory = maxInFlight × (2 × batchBytes + small), whatever the size.
   const maxInFlight = Math.max(1, Math.min(opts.maxInFlight ?? pool.size * 2 + 2, batches.length || 1));
   const batchBytes = batchChunks * chunkSize;
-  const dataSab = new SharedArrayBuffer(maxInFlight * batchBytes);
-  const outSab = new SharedArrayBuffer(maxInFlight * batchBytes);
-  const idsSab = new SharedArrayBuffer(maxInFlight * batchChunks * ID_LEN);
-  const metaSab = new SharedArrayBuffer(maxInFlight * batchChunks * 8);
-  const idsAll = new Uint8Array(idsSab);
-  const metaAll = new Uint32Array(metaSab);
+  // One buffer: [data slots | output slots | id slots | meta slots].
+  const outBase = maxInFlight * batchBytes;
+  const idsBase = 2 * outBase;
+  const metaBase = idsBase + maxInFlight * batchChunks * ID_LEN; // a multiple of 4
+  const mem = batches.length > 0 ? acquireSlotMemory(metaBase + maxInFlight * batchChunks * 8) : new SharedArrayBuffer(8);
+  const dataSab = mem;
+  const outSab = mem;
+  const idsSab = mem;
+  const metaSab = mem;
+  const idsAll = new Uint8Array(mem);
+  const metaAll = new Uint32Array(mem);
   const freeSlots: number[] = [];
   for (let i = maxInFlight - 1; i >= 0; i--) freeSlots.push(i);
   const key = new Uint8Array(writer.projectKey); // own buffer: posting a pooled view would clone the pool
@@ -218,9 +223,9 @@ async function run(opts: BackupDiskOptions): Promise<BackupDiskSummary> {
       if (ZERO_CHUNK.compare(buf, s, e, 0, e - s) !== 0) nz.push(k);
     }
     if (nz.length > 0) {
-      const idsOff = slot * batchChunks * ID_LEN;
-      const metaOff = slot * batchChunks * 2;
-      const outOff = slot * batchBytes;
+      const idsOff = idsBase + slot * batchChunks * ID_LEN;
+      const metaOff = metaBase / 4 + slot * batchChunks * 2; // u32 elements
+      const outOff = outBase + slot * batchBytes;
       const common = { data: dataSab, dataOff, length, chunkSize, key, ids: idsSab, idsOff, out: outSab, outOff, meta: metaSab, metaOff };
       const spec = speculate();
       await pool.call(pool.pick(), { op: 'chunks', task: pool.newTask(), ...common, which: Uint32Array.from(nz), hash: true, level: spec ? level : null });
@@ -283,7 +288,8 @@ async function run(opts: BackupDiskOptions): Promise<BackupDiskSummary> {
       });
     running.add(p);
   }
-  await Promise.all(running);
+  await Promise.all(running); // every worker request has been answered: the memory is free
+  if (batches.length > 0) releaseSlotMemory(mem);
   if (failure) throw failure;
   signal?.throwIfAborted();
 

@@ -13,8 +13,9 @@ interface Slot {
 /**
  * A small pool of chunk workers (default: one per core, at least 2). Create one per process
  * and share it between backups and restores; `close()` ends the threads. Idle workers are
- * unref'd, so an unused pool never keeps the process alive. Requests of one batch are pinned
- * to one worker (`pick` then `call` with that slot) because the worker holds the batch buffer.
+ * unref'd, so an unused pool never keeps the process alive. Workers hold no state between
+ * requests (data lives in the caller's SharedArrayBuffers), so any request may go to any worker:
+ * `pick` returns the least busy one.
  */
 export class ChunkPool {
   private readonly slots: Slot[] = [];
@@ -93,4 +94,24 @@ let shared: ChunkPool | null = null;
 export function sharedChunkPool(): ChunkPool {
   shared ??= new ChunkPool();
   return shared;
+}
+
+/**
+ * Shared memory for batch slots, reused across backups and restores: a disk's slots are
+ * allocated once and handed to the next disk afterwards, so RSS stays flat over many disks
+ * instead of waiting for GC to free each disk's buffers. At most `KEEP` idle buffers are kept.
+ */
+const idleSlots: SharedArrayBuffer[] = [];
+const KEEP = 2;
+
+export function acquireSlotMemory(bytes: number): SharedArrayBuffer {
+  const i = idleSlots.findIndex((b) => b.byteLength === bytes);
+  if (i >= 0) return idleSlots.splice(i, 1)[0]!;
+  return new SharedArrayBuffer(bytes);
+}
+
+/** Only after every worker request naming this memory has been answered. */
+export function releaseSlotMemory(sab: SharedArrayBuffer): void {
+  idleSlots.push(sab);
+  if (idleSlots.length > KEEP) idleSlots.shift();
 }

@@ -4,7 +4,7 @@ import { ID_LEN, isZeroId } from '../repository/chunk-codec.js';
 import type { ChunkLocation } from '../repository/pack-index.format.js';
 import type { Repository } from '../repository/repository.js';
 import type { Progress } from './backup.js';
-import { sharedChunkPool, type ChunkPool } from './chunk-pool.js';
+import { acquireSlotMemory, releaseSlotMemory, sharedChunkPool, type ChunkPool } from './chunk-pool.js';
 import type { WorkerResponse } from './worker-protocol.js';
 
 export interface RestoreDiskOptions {
@@ -113,8 +113,11 @@ export async function restoreDisk(opts: RestoreDiskOptions): Promise<RestoreDisk
     // once per disk, so memory = maxInFlight × 2 × slotBytes whatever the disk size.
     const maxInFlight = Math.max(1, Math.min(opts.maxInFlight ?? DEFAULT_IN_FLIGHT, groups.length || 1));
     const slotBytes = Math.max(cs, maxRead);
-    const storedSab = new SharedArrayBuffer(maxInFlight * slotBytes);
-    const rawSab = new SharedArrayBuffer(maxInFlight * slotBytes);
+    // One buffer: [stored slots | raw slots].
+    const mem = acquireSlotMemory(2 * maxInFlight * slotBytes);
+    const storedSab = mem;
+    const rawSab = mem;
+    const rawBase = maxInFlight * slotBytes;
     const freeSlots: number[] = [];
     for (let i = maxInFlight - 1; i >= 0; i--) freeSlots.push(i);
 
@@ -154,11 +157,11 @@ export async function restoreDisk(opts: RestoreDiskOptions): Promise<RestoreDisk
         ids: gIds,
         key,
         out: rawSab,
-        outOff: slot * slotBytes,
+        outOff: rawBase + slot * slotBytes,
       });
       if (r.error) throw fail(g.first + r.error[0], `is corrupt: ${r.error[1]}`);
       signal?.throwIfAborted();
-      await sink.write(Buffer.from(rawSab, slot * slotBytes, rawTotal), g.first * cs);
+      await sink.write(Buffer.from(rawSab, rawBase + slot * slotBytes, rawTotal), g.first * cs);
       bytesWritten += rawTotal;
       bytesDone += rawTotal;
       opts.onProgress?.({ bytesDone: Math.min(bytesDone, total), bytesTotal: total });
@@ -181,7 +184,8 @@ export async function restoreDisk(opts: RestoreDiskOptions): Promise<RestoreDisk
         });
       running.add(p);
     }
-    await Promise.all(running);
+    await Promise.all(running); // every worker request has been answered: the memory is free
+    releaseSlotMemory(mem);
     if (failure) throw failure;
     signal?.throwIfAborted();
     await sink.commit();

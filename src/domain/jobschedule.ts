@@ -302,14 +302,18 @@ const RETENTION_DELETABLE: readonly SnapshotStatus[] = ['available', 'error', 'c
 export function retentionVictims(snaps: RetentionCandidate[], policy: { type: string; value: string }, nowMs: number, keepId: string | null): string[] {
   const value = Number(policy.value);
   if (!Number.isInteger(value) || value < 1) return [];
-  const ordered = snaps.filter((x) => !x.pinned).sort((a, b) => a.created_at - b.created_at || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  // The snapshot just taken is the newest whatever its created_at says (clock skew, ties).
+  const rank = (x: RetentionCandidate) => (x.id === keepId ? 1 : 0);
+  const ordered = snaps
+    .filter((x) => !x.pinned)
+    .sort((a, b) => rank(a) - rank(b) || a.created_at - b.created_at || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   const deletable = (x: RetentionCandidate) => x.id !== keepId && RETENTION_DELETABLE.includes(x.status);
   if (policy.type === RETENTION_TYPES[1]) {
     const cutoff = nowMs - value * 86_400_000;
     return ordered.filter((x) => x.created_at < cutoff && deletable(x)).map((x) => x.id);
   }
   const good = ordered.filter((x) => x.id === keepId || GOOD_STATES.includes(x.status));
-  if (good.length <= value) return [];
+  if (good.length < value) return [];
   const oldestKept = good[good.length - value]!;
   const idx = ordered.indexOf(oldestKept);
   return ordered.slice(0, idx).filter(deletable).map((x) => x.id);

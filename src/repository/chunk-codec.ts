@@ -15,7 +15,12 @@ import { createRequire } from 'node:module';
 // zstd-napi's low-level binding lets us compress into preallocated buffers (no per-chunk alloc).
 const require = createRequire(import.meta.url);
 interface ZstdBinding {
-  CCtx: new () => { compress(dst: Uint8Array, src: Uint8Array, level: number): number };
+  CCtx: new () => {
+    compress(dst: Uint8Array, src: Uint8Array, level: number): number;
+    compress2(dst: Uint8Array, src: Uint8Array): number;
+    setParameter(param: number, value: number): void;
+  };
+  CParameter: { compressionLevel: number; minMatch: number };
   DCtx: new () => { decompress(dst: Uint8Array, src: Uint8Array): number };
   compressBound(n: number): number;
 }
@@ -89,13 +94,27 @@ export function compressBound(n: number): number {
 export class ChunkCodec {
   private readonly cctx = new zstd.CCtx();
   private readonly dctx = new zstd.DCtx();
+  private level: number | null = null;
+
+  /**
+   * zstd parameters for `level`. Levels 1 and below (the "fast" strategy) get minMatch 7: on the
+   * bench disk's text 10-15 % faster for +2 % compressed size (+0.7 % repository); the frame
+   * format is unchanged, so readers need nothing.
+   */
+  private setLevel(level: number): void {
+    if (this.level === level) return;
+    this.cctx.setParameter(zstd.CParameter.compressionLevel, level);
+    this.cctx.setParameter(zstd.CParameter.minMatch, level <= 1 ? 7 : 0); // 0 = the level's default
+    this.level = level;
+  }
 
   /**
    * Compresses `raw` into `dst` (which must hold compressBound(raw.length)); returns the
    * stored length and flags. When zstd does not shrink the data the raw bytes are copied.
    */
   encode(raw: Uint8Array, dst: Uint8Array, level: number): { length: number; flags: number } {
-    const n = this.cctx.compress(dst, raw, level);
+    this.setLevel(level);
+    const n = this.cctx.compress2(dst, raw);
     if (n < raw.length) return { length: n, flags: FLAG_COMPRESSED };
     dst.set(raw);
     return { length: raw.length, flags: 0 };

@@ -1,0 +1,252 @@
+import { inTransaction, type Db, type DbOrTx } from '../store/db.js';
+import {
+  countProjectWorkloads,
+  deleteQuota,
+  getQuota,
+  getQuotaOfType,
+  insertQuota,
+  listQuotas,
+  lockQuotas,
+  projectSnapshotUsage,
+  protectedInstanceIds,
+  updateQuotaValues,
+  workloadInstanceIds,
+  type AllowedQuota,
+} from '../store/quota.store.js';
+import type { Platform } from '../platform/platform.js';
+import type { Clock } from '../lib/clock.js';
+import { ForbiddenError, NotFoundError, ValidationError } from '../lib/errors.js';
+import { isUuid, newId } from '../lib/ids.js';
+import { toSecond } from '../lib/time.js';
+import { requireObject } from './input.js';
+import type { ProjectDirectory } from './policy.service.js';
+
+export type { AllowedQuota } from '../store/quota.store.js';
+
+/** The built-in quota types with the fixed ids of TrilioVault 4.1 (workloadmgr-api §2.8). */
+export const QUOTA_TYPE_IDS = {
+  workloads: '1c5d4290-2e08-11ea-889c-7440bb00b67d',
+  snapshots: 'b7273a06-2e08-11ea-889c-7440bb00b67d',
+  vms: 'be323f58-2e08-11ea-889c-7440bb00b67d',
+  volumes: 'c61324d0-2e08-11ea-889c-7440bb00b67d',
+  storage: 'f02dd7a6-2e08-11ea-889c-7440bb00b67d',
+} as const;
+
+export interface QuotaType {
+  id: string;
+  display_name: string;
+  display_description: string;
+}
+
+export const QUOTA_TYPES: readonly QuotaType[] = Object.freeze([
+  { id: QUOTA_TYPE_IDS.workloads, display_name: 'Workloads', display_description: 'Total number of workload creation allowed per project' },
+  { id: QUOTA_TYPE_IDS.snapshots, display_name: 'Snapshots', display_description: 'Total number of snapshot creation allowed per project' },
+  { id: QUOTA_TYPE_IDS.vms, display_name: 'VMs', display_description: 'Total number of VMs allowed per project' },
+  { id: QUOTA_TYPE_IDS.volumes, display_name: 'Volumes', display_description: 'Total number of volume attachments allowed per project' },
+  { id: QUOTA_TYPE_IDS.storage, display_name: 'Storage', display_description: 'Total storage (in Bytes) allowed per project' },
+]);
+
+export function quotaTypeName(typeId: string): string {
+  return QUOTA_TYPES.find((q) => q.id === typeId)?.display_name ?? typeId;
+}
+
+export interface QuotaServiceDeps {
+  db: Db;
+  clock: Clock;
+  projects?: ProjectDirectory;
+}
+
+/** A non-negative integer, given as a JSON number or a digit string (CLI arguments). */
+function quotaNumber(v: unknown, field: string): number {
+  const n = typeof v === 'number' ? v : typeof v === 'string' && /^\s*\d+\s*$/.test(v) ? Number(v) : NaN;
+  if (!Number.isSafeInteger(n) || n < 0) throw new ValidationError(`Invalid ${field}: expected a non-negative integer, got ${JSON.stringify(v)}`);
+  return n;
+}
+
+function checkWatermark(allowed: number, high: number): void {
+  if (high > allowed) throw new ValidationError(`Invalid high_watermark: ${high} is greater than allowed_value ${allowed}`);
+}
+
+/**
+ * Project quota use cases. Who may change quotas is decided by the routes (admin rules); the
+ * service validates and stores. Creating a quota for a (project, type) that already has one
+ * updates that quota in place (same id): create is idempotent, and one limit per type is
+ * what enforcement reads.
+ */
+export class QuotaService {
+  constructor(private readonly deps: QuotaServiceDeps) {}
+
+  private now(): number {
+    return toSecond(this.deps.clock.now());
+  }
+
+  listTypes(): readonly QuotaType[] {
+    return QUOTA_TYPES;
+  }
+
+  getType(id: string): QuotaType {
+    const t = QUOTA_TYPES.find((q) => q.id === id.toLowerCase());
+    if (!t) throw NotFoundError.of('Quota type', id);
+    return t;
+  }
+
+  async create(projectId: string, body: unknown): Promise<AllowedQuota[]> {
+    if (this.deps.projects && (await this.deps.projects.projectName(projectId)) === null) throw NotFoundError.of('Project', projectId);
+    if (!Array.isArray(body)) throw new ValidationError('Invalid allowed_quotas: expected a list of {"quota_type_id", "allowed_value", "high_watermark"}');
+    if (body.length === 0 || body.length > QUOTA_TYPES.length) throw new ValidationError(`Invalid allowed_quotas: expected 1 to ${QUOTA_TYPES.length} items`);
+    const items: { typeId: string; allowed: number; high: number }[] = [];
+    for (const raw of body) {
+      const o = requireObject(raw, 'allowed_quotas item');
+      const typeId = typeof o.quota_type_id === 'string' ? o.quota_type_id.toLowerCase() : '';
+      if (!QUOTA_TYPES.some((q) => q.id === typeId)) throw new ValidationError(`Invalid quota_type_id: ${JSON.stringify(o.quota_type_id)} is not a quota type`);
+      if (items.some((i) => i.typeId === typeId)) throw new ValidationError(`Invalid allowed_quotas: quota type ${typeId} is listed twice`);
+      if (o.project_id !== undefined && o.project_id !== null && o.project_id !== projectId) {
+        throw new ValidationError(`Invalid project_id: ${JSON.stringify(o.project_id)} does not match the project in the URL`);
+      }
+      const allowed = quotaNumber(o.allowed_value, 'allowed_value');
+      const high = o.high_watermark === undefined || o.high_watermark === null ? allowed : quotaNumber(o.high_watermark, 'high_watermark');
+      checkWatermark(allowed, high);
+      items.push({ typeId, allowed, high });
+    }
+    const now = this.now();
+    const ids = await inTransaction(this.deps.db, async (tx) => {
+      const out: string[] = [];
+      for (const it of items) {
+        const existing = await getQuotaOfType(tx, projectId, it.typeId);
+        if (existing) {
+          await updateQuotaValues(tx, existing.id, { allowed_value: it.allowed, high_watermark: it.high }, now);
+          out.push(existing.id);
+        } else {
+          const id = newId();
+          await insertQuota(tx, { id, project_id: projectId, quota_type_id: it.typeId, allowed_value: it.allowed, high_watermark: it.high, created_at: now, updated_at: now });
+          out.push(id);
+        }
+      }
+      return out;
+    });
+    const all = await listQuotas(this.deps.db, projectId);
+    return ids.map((id) => all.find((q) => q.id === id)!);
+  }
+
+  async list(projectId: string): Promise<AllowedQuota[]> {
+    return listQuotas(this.deps.db, projectId);
+  }
+
+  /** The quota whatever its project; the route decides whether the caller may see it. */
+  async find(id: string): Promise<AllowedQuota | null> {
+    return isUuid(id) ? getQuota(this.deps.db, id.toLowerCase()) : null;
+  }
+
+  async update(q: AllowedQuota, body: Record<string, unknown>): Promise<AllowedQuota> {
+    if (body.project_id !== undefined && body.project_id !== null && body.project_id !== q.project_id) {
+      throw new ValidationError(`Invalid project_id: ${JSON.stringify(body.project_id)} is not the project of quota ${q.id}`);
+    }
+    if (body.quota_type_id !== undefined && body.quota_type_id !== null && String(body.quota_type_id).toLowerCase() !== q.quota_type_id) {
+      throw new ValidationError('Invalid quota_type_id: the type of a quota cannot change');
+    }
+    if (body.allowed_value === undefined && body.high_watermark === undefined) throw new ValidationError('Please provide allowed_value or high_watermark');
+    const allowed = body.allowed_value === undefined ? q.allowed_value : quotaNumber(body.allowed_value, 'allowed_value');
+    // A lowered allowed_value drags an unspecified watermark down with it.
+    const high = body.high_watermark === undefined ? Math.min(q.high_watermark, allowed) : quotaNumber(body.high_watermark, 'high_watermark');
+    checkWatermark(allowed, high);
+    await updateQuotaValues(this.deps.db, q.id, { allowed_value: allowed, high_watermark: high }, this.now());
+    return (await getQuota(this.deps.db, q.id)) ?? { ...q, allowed_value: allowed, high_watermark: high };
+  }
+
+  async delete(q: AllowedQuota): Promise<void> {
+    if (!(await deleteQuota(this.deps.db, q.id))) throw NotFoundError.of('Allowed quota', q.id);
+  }
+}
+
+// ---- enforcement -----------------------------------------------------------------------------
+
+/**
+ * Over-quota is 403 Forbidden: the request is well-formed but the project may not do this now
+ * (Nova answers quota exhaustion with 403 too; 413 would carry Retry-After, which a quota
+ * never satisfies by waiting, and 400 would blame the request body).
+ */
+export class QuotaExceededError extends ForbiddenError {
+  constructor(
+    readonly quotaType: string,
+    allowed: number,
+    inUse: number,
+    requested: number,
+    unit = '',
+  ) {
+    super(`Quota exceeded for ${quotaType}: allowed ${allowed}${unit}, in use ${inUse}${unit}, requested ${requested}${unit} more.`);
+  }
+}
+
+export interface WorkloadQuotaInput {
+  projectId: string;
+  /** The workload being modified; null on create. */
+  workloadId: string | null;
+  /** The workload's full member list after the change. */
+  instanceIds: string[];
+  /** Counts volume attachments for the Volumes quota (skipped without it). */
+  platform?: Platform;
+}
+
+/**
+ * Workload create/modify: Workloads (create only), VMs (protected VMs across the project's
+ * workloads) and Volumes (volume-backed disks of those VMs). Call inside the transaction that
+ * writes the workload, before the write: the project's quota rows are locked, so concurrent
+ * creates cannot both pass. A change that does not grow the usage is always allowed, so a
+ * lowered quota never blocks renaming or rescheduling an existing workload.
+ */
+export async function enforceWorkloadQuotas(db: DbOrTx, q: WorkloadQuotaInput): Promise<void> {
+  const quotas = await lockQuotas(db, q.projectId, [QUOTA_TYPE_IDS.workloads, QUOTA_TYPE_IDS.vms, QUOTA_TYPE_IDS.volumes]);
+  if (quotas.length === 0) return;
+  const limit = (typeId: string) => quotas.find((x) => x.quota_type_id === typeId);
+
+  const wq = limit(QUOTA_TYPE_IDS.workloads);
+  if (wq && q.workloadId === null) {
+    const n = await countProjectWorkloads(db, q.projectId);
+    if (n + 1 > wq.allowed_value) throw new QuotaExceededError('Workloads', wq.allowed_value, n, 1);
+  }
+
+  const vq = limit(QUOTA_TYPE_IDS.vms);
+  const volq = q.platform ? limit(QUOTA_TYPE_IDS.volumes) : undefined;
+  if (!vq && !volq) return;
+  const others = new Set(await protectedInstanceIds(db, q.projectId, q.workloadId));
+  const current = q.workloadId === null ? [] : await workloadInstanceIds(db, q.workloadId);
+  const after = [...new Set(q.instanceIds)].filter((id) => !others.has(id));
+  if (vq) {
+    const before = others.size + current.length;
+    const total = others.size + after.length;
+    if (total > vq.allowed_value && total > before) throw new QuotaExceededError('VMs', vq.allowed_value, before, total - before);
+  }
+  if (volq && q.platform) {
+    const platform = q.platform;
+    const volumesOf = async (ids: Iterable<string>) => {
+      let n = 0;
+      for (const id of ids) {
+        const inst = await platform.getInstance(q.projectId, id);
+        n += inst ? inst.disks.filter((d) => d.volume_id !== undefined).length : 0;
+      }
+      return n;
+    };
+    const base = await volumesOf(others);
+    const before = base + (await volumesOf(current));
+    const total = base + (await volumesOf(after));
+    if (total > volq.allowed_value && total > before) throw new QuotaExceededError('Volumes', volq.allowed_value, before, total - before);
+  }
+}
+
+/**
+ * Snapshot create: Snapshots (live snapshots of the project + 1) and Storage (bytes the
+ * project's snapshots hold on the target; a new snapshot is refused once usage reached the
+ * limit, since its own size is only known when it finishes). Call inside the transaction that
+ * inserts the snapshot.
+ */
+export async function enforceSnapshotQuotas(db: DbOrTx, projectId: string): Promise<void> {
+  const quotas = await lockQuotas(db, projectId, [QUOTA_TYPE_IDS.snapshots, QUOTA_TYPE_IDS.storage]);
+  if (quotas.length === 0) return;
+  const usage = await projectSnapshotUsage(db, projectId);
+  const sq = quotas.find((x) => x.quota_type_id === QUOTA_TYPE_IDS.snapshots);
+  if (sq && usage.count + 1 > sq.allowed_value) throw new QuotaExceededError('Snapshots', sq.allowed_value, usage.count, 1);
+  const stq = quotas.find((x) => x.quota_type_id === QUOTA_TYPE_IDS.storage);
+  if (stq && usage.bytes >= stq.allowed_value) {
+    throw new ForbiddenError(`Quota exceeded for Storage: allowed ${stq.allowed_value} bytes, in use ${usage.bytes} bytes.`);
+  }
+}

@@ -1,0 +1,255 @@
+import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { dirname } from 'node:path';
+import { inTransaction, type Db } from '../store/db.js';
+import {
+  deleteSetting,
+  getSetting,
+  isSecretSettingName,
+  listSettings,
+  readSmtpSettings,
+  sealSecret,
+  secretAad,
+  settingsKeyFrom,
+  upsertSetting,
+  type SettingRow,
+  type SmtpSettings,
+} from '../store/setting.store.js';
+import type { Clock } from '../lib/clock.js';
+import type { RequestContext } from '../domain/context.js';
+import { NotFoundError, ValidationError } from '../lib/errors.js';
+import { toSecond } from '../lib/time.js';
+import { optionalText, requireObject } from './input.js';
+
+export type { SettingRow, SmtpSettings } from '../store/setting.store.js';
+
+/** What a secret setting's value looks like in every answer. */
+export const MASKED_VALUE = '********';
+
+export interface MailMessage {
+  to: string[];
+  subject: string;
+  text: string;
+}
+
+/** Sends one message through the given SMTP settings (jobs/notify.ts `smtpMailer`). */
+export interface Mailer {
+  send(smtp: SmtpSettings, msg: MailMessage): Promise<void>;
+}
+
+export interface SettingServiceDeps {
+  db: Db;
+  clock: Clock;
+  /** 32-byte key that seals secret settings (loadOrCreateSettingsKey). */
+  secretKey: Buffer;
+  mailer: Mailer;
+}
+
+/**
+ * The settings key: the file's content (created with 32 random bytes, mode 0600, when missing)
+ * hashed to an AES-256 key. Every process that sends mail (api and worker roles) must read the
+ * same file, or sealed passwords cannot be opened (mail is then skipped and logged).
+ */
+export function loadOrCreateSettingsKey(path: string): Buffer {
+  let material: string;
+  try {
+    material = readFileSync(path, 'utf8').trim();
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+    mkdirSync(dirname(path), { recursive: true });
+    material = randomBytes(32).toString('hex');
+    try {
+      writeFileSync(path, `${material}\n`, { mode: 0o600, flag: 'wx' });
+    } catch (e2) {
+      // Another process created it first: use theirs.
+      if ((e2 as NodeJS.ErrnoException).code !== 'EEXIST') throw e2;
+      material = readFileSync(path, 'utf8').trim();
+    }
+    chmodSync(path, 0o600);
+  }
+  if (material.length < 32) throw new Error(`settings key file ${path} holds fewer than 32 characters`);
+  return settingsKeyFrom(material);
+}
+
+/** The wire form of a setting (§2.9) with secrets masked; views format the timestamps. */
+export interface SettingView {
+  row: SettingRow;
+  value: string;
+}
+
+const NAME_RE = /^[A-Za-z0-9_.:-]{1,255}$/;
+const EMAIL_RE = /^[^\s@<>(),;:"]+@[^\s@<>(),;:"]+$/;
+const HOST_RE = /^[A-Za-z0-9.-]{1,253}$|^\[[0-9A-Fa-f:.]+\]$|^[0-9A-Fa-f:]+$/;
+
+function scalarText(v: unknown, field: string): string {
+  if (v === undefined || v === null) return '';
+  if (typeof v === 'string') return optionalText(v, field, 4096) ?? '';
+  if (typeof v === 'number' || typeof v === 'boolean') return String(v);
+  throw new ValidationError(`Invalid ${field}: expected a string`);
+}
+
+function intIn(v: string, field: string, min: number, max: number): string {
+  if (!/^\d+$/.test(v.trim()) || Number(v) < min || Number(v) > max) throw new ValidationError(`Invalid ${field}: expected an integer from ${min} to ${max}, got ${JSON.stringify(v)}`);
+  return String(Number(v));
+}
+
+/** Checks and canonicalizes the values of the e-mail settings; other names are free text. */
+export function settingValue(name: string, raw: unknown): string {
+  const v = scalarText(raw, name);
+  if (v === '' && name !== 'smtp_email_enable') return v;
+  switch (name) {
+    case 'smtp_port':
+      return intIn(v, name, 1, 65535);
+    case 'smtp_timeout':
+      return intIn(v, name, 1, 10);
+    case 'smtp_email_enable': {
+      const s = v.trim().toLowerCase();
+      if (['1', 'true', 'yes', 'on'].includes(s)) return '1';
+      if (['0', 'false', 'no', 'off', ''].includes(s)) return '0';
+      throw new ValidationError(`Invalid smtp_email_enable: expected "1" or "0", got ${JSON.stringify(raw)}`);
+    }
+    case 'smtp_default_sender':
+      if (!EMAIL_RE.test(v.trim())) throw new ValidationError(`Invalid smtp_default_sender: ${JSON.stringify(v)} is not an e-mail address`);
+      return v.trim();
+    case 'smtp_default_recipient': {
+      const list = v.split(/[,;]/).map((s) => s.trim()).filter((s) => s !== '');
+      if (list.length === 0 || list.some((a) => !EMAIL_RE.test(a))) throw new ValidationError(`Invalid smtp_default_recipient: expected e-mail addresses separated by commas`);
+      return list.join(',');
+    }
+    case 'smtp_server_name':
+      if (!HOST_RE.test(v.trim())) throw new ValidationError(`Invalid smtp_server_name: ${JSON.stringify(v)} is not a host name`);
+      return v.trim();
+    default:
+      return v;
+  }
+}
+
+function flag(v: unknown, field: string): boolean {
+  if (v === undefined || v === null) return false;
+  if (typeof v === 'boolean') return v;
+  if (typeof v === 'number' && (v === 0 || v === 1)) return v === 1;
+  if (typeof v === 'string' && ['true', '1', 'false', '0', ''].includes(v.trim().toLowerCase())) return ['true', '1'].includes(v.trim().toLowerCase());
+  throw new ValidationError(`Invalid ${field}: expected true or false`);
+}
+
+function metadataObject(v: unknown): Record<string, unknown> {
+  if (v === undefined || v === null) return {};
+  // Trust metadata arrives as a dict; a list of {key, value} records is accepted too.
+  if (Array.isArray(v)) {
+    const out: Record<string, unknown> = {};
+    for (const r of v) {
+      const o = requireObject(r, 'metadata item');
+      if (typeof o.key !== 'string') throw new ValidationError('Invalid metadata: expected {"key": ..., "value": ...} records');
+      out[o.key] = o.value;
+    }
+    return out;
+  }
+  const o = requireObject(v, 'metadata');
+  if (JSON.stringify(o).length > 16384) throw new ValidationError('Invalid metadata: too large');
+  return o;
+}
+
+/**
+ * Project settings and the e-mail test. Secret values (names matching /password|secret/) are
+ * sealed before storage and come back masked from every read; nothing here logs them.
+ */
+export class SettingService {
+  constructor(private readonly deps: SettingServiceDeps) {}
+
+  private now(): number {
+    return toSecond(this.deps.clock.now());
+  }
+
+  private view(row: SettingRow): SettingView {
+    return { row, value: row.secret && row.value !== '' ? MASKED_VALUE : row.value };
+  }
+
+  private rowOf(ctx: RequestContext, item: unknown, now: number): SettingRow {
+    const o = requireObject(item, 'settings item');
+    const name = typeof o.name === 'string' ? o.name.trim() : '';
+    if (!NAME_RE.test(name)) throw new ValidationError(`Invalid setting name: ${JSON.stringify(o.name)} (letters, digits, "_", ".", ":" and "-", at most 255)`);
+    const value = settingValue(name, o.value);
+    const secret = isSecretSettingName(name) && value !== '';
+    return {
+      project_id: ctx.projectId,
+      name,
+      value: secret ? sealSecret(this.deps.secretKey, secretAad(ctx.projectId, name), value) : value,
+      secret: secret ? 1 : 0,
+      description: scalarText(o.description, 'description'),
+      category: scalarText(o.category, 'category'),
+      type: scalarText(o.type, 'type'),
+      is_public: flag(o.is_public, 'is_public') ? 1 : 0,
+      is_hidden: flag(o.is_hidden, 'is_hidden') ? 1 : 0,
+      metadata: JSON.stringify(metadataObject(o.metadata)),
+      user_id: ctx.userId,
+      created_at: now,
+      updated_at: now,
+    };
+  }
+
+  /** Creates or replaces each setting; the answer lists them in request order. */
+  async save(ctx: RequestContext, items: unknown): Promise<SettingView[]> {
+    if (!Array.isArray(items)) throw new ValidationError('Invalid settings: expected a list of {"name": ..., "value": ...}');
+    if (items.length === 0 || items.length > 100) throw new ValidationError('Invalid settings: expected 1 to 100 items');
+    const now = this.now();
+    const rows = items.map((i) => this.rowOf(ctx, i, now));
+    const names = rows.map((r) => r.name);
+    const dup = names.find((n, i) => names.indexOf(n) !== i);
+    if (dup !== undefined) throw new ValidationError(`Invalid settings: ${dup} is listed twice`);
+    const saved = await inTransaction(this.deps.db, async (tx) => {
+      const out: SettingRow[] = [];
+      for (const r of rows) out.push(await upsertSetting(tx, r));
+      return out;
+    });
+    return saved.map((r) => this.view(r));
+  }
+
+  /** `{"name": value}` form of POST /workloads/settings. */
+  async saveMap(ctx: RequestContext, map: unknown): Promise<Record<string, string>> {
+    const o = requireObject(map, 'settings');
+    const items = Object.entries(o).map(([name, value]) => ({ name, value }));
+    if (items.length > 0) await this.save(ctx, items);
+    return this.map(ctx);
+  }
+
+  async list(ctx: RequestContext, opts: { hidden: boolean }): Promise<SettingView[]> {
+    return (await listSettings(this.deps.db, ctx.projectId, opts)).map((r) => this.view(r));
+  }
+
+  /** Every stored setting of the project as name → value (secrets masked); all deletable. */
+  async map(ctx: RequestContext): Promise<Record<string, string>> {
+    const out: Record<string, string> = {};
+    for (const v of await this.list(ctx, { hidden: true })) out[v.row.name] = v.value;
+    return out;
+  }
+
+  async get(ctx: RequestContext, name: string): Promise<SettingView> {
+    const r = await getSetting(this.deps.db, ctx.projectId, name);
+    if (!r) throw NotFoundError.of('Setting', name);
+    return this.view(r);
+  }
+
+  async delete(ctx: RequestContext, name: string): Promise<void> {
+    if (!(await deleteSetting(this.deps.db, ctx.projectId, name))) throw NotFoundError.of('Setting', name);
+  }
+
+  /**
+   * Sends a test message to the project's recipients with its saved settings (whether or not
+   * notifications are enabled). Errors name the cause, never the password.
+   */
+  async sendTestEmail(ctx: RequestContext): Promise<void> {
+    const r = await readSmtpSettings(this.deps.db, ctx.projectId, this.deps.secretKey);
+    if (!r.ok) {
+      throw new ValidationError(
+        r.reason === 'missing'
+          ? 'Required e-mail settings not found. Save them first.'
+          : 'The saved smtp_server_password cannot be read with this server\'s settings key. Save it again.',
+      );
+    }
+    await this.deps.mailer.send(r.smtp, {
+      to: r.smtp.recipients,
+      subject: 'Lifeboat test e-mail',
+      text: `This is a test message from Lifeboat for project ${ctx.projectName} (${ctx.projectId}).\nE-mail notifications are ${r.smtp.enabled ? 'enabled' : 'disabled'} (smtp_email_enable).\n`,
+    });
+  }
+}

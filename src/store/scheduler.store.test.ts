@@ -1,0 +1,184 @@
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { storeKinds } from './testing.js';
+import { inTransaction, openStore, type StoreHandle } from './db.js';
+import { getWorkload, insertWorkload } from './workload.store.js';
+import { insertSnapshot, listSnapshots } from './snapshot.store.js';
+import {
+  claimScheduledRun,
+  createSnapshotRecord,
+  getGlobalJobScheduler,
+  getScheduleState,
+  incrementalsSinceFull,
+  insertScheduleState,
+  replanSchedule,
+  setGlobalJobScheduler,
+  swapJobSchedule,
+} from './scheduler.store.js';
+import { defaultJobSchedule } from '../domain/jobschedule.js';
+import type { Workload } from '../domain/workload.js';
+import type { Snapshot } from '../domain/snapshot.js';
+import { newId } from '../lib/ids.js';
+
+const T0 = Date.UTC(2026, 0, 1);
+
+function workload(over: Partial<Workload> = {}): Workload {
+  return {
+    id: newId(),
+    project_id: 'p'.repeat(32),
+    user_id: 'u'.repeat(32),
+    name: 'w',
+    description: 'd',
+    workload_type_id: 'f82ce76f-17fe-438b-aa37-7a023058e50d',
+    source_platform: 'openstack',
+    status: 'available',
+    error_msg: null,
+    availability_zone: null,
+    jobschedule: defaultJobSchedule(T0),
+    metadata: { policy_id: 'pol' },
+    force_full: false,
+    created_at: T0,
+    updated_at: T0,
+    instances: [{ id: newId(), name: 'vm1', metadata: {} }],
+    ...over,
+  };
+}
+
+function snapshot(w: Workload, over: Partial<Snapshot> = {}): Snapshot {
+  return {
+    id: newId(),
+    workload_id: w.id,
+    project_id: w.project_id,
+    user_id: w.user_id,
+    name: 'jobscheduler',
+    description: '-',
+    status: 'creating',
+    snapshot_type: 'incremental',
+    is_scheduled: true,
+    host: '',
+    size: 0,
+    restore_size: 0,
+    uploaded_size: 0,
+    progress_percent: 0,
+    progress_msg: null,
+    warning_msg: null,
+    error_msg: null,
+    time_taken: 0,
+    pinned: false,
+    instances: [],
+    created_at: T0,
+    updated_at: null,
+    finished_at: null,
+    ...over,
+  };
+}
+
+describe('global job scheduler switch persists across a restart (SQLite file)', () => {
+  it('disable, reopen, still disabled; enable, reopen, enabled', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'lifeboat-sched-'));
+    try {
+      const url = `sqlite:${join(dir, 'db.sqlite')}`;
+      let h = await openStore(url);
+      assert.equal(await getGlobalJobScheduler(h.db), true, 'seeded enabled');
+      await setGlobalJobScheduler(h.db, false, T0, 'admin');
+      await h.close();
+      h = await openStore(url);
+      assert.equal(await getGlobalJobScheduler(h.db), false);
+      await setGlobalJobScheduler(h.db, true, T0, 'admin');
+      await h.close();
+      h = await openStore(url);
+      assert.equal(await getGlobalJobScheduler(h.db), true);
+      await h.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+for (const kind of storeKinds()) {
+  describe(`scheduler store (${kind.name})`, { skip: kind.skip }, () => {
+    let h: StoreHandle;
+    before(async () => {
+      h = await kind.open();
+    });
+    after(async () => {
+      await h.close();
+    });
+
+    it('global switch: default on, upsert both ways', async () => {
+      assert.equal(await getGlobalJobScheduler(h.db), true);
+      await setGlobalJobScheduler(h.db, false, T0, null);
+      assert.equal(await getGlobalJobScheduler(h.db), false);
+      await setGlobalJobScheduler(h.db, true, T0, null);
+      assert.equal(await getGlobalJobScheduler(h.db), true);
+    });
+
+    it('plan insert is first-wins; replan and claim are conditional', async () => {
+      const w = workload();
+      await insertWorkload(h.db, w);
+      await Promise.all([insertScheduleState(h.db, w.id, 'k1', 100, T0), insertScheduleState(h.db, w.id, 'k1', 200, T0)]);
+      const first = (await getScheduleState(h.db, w.id))!.nextRunAt;
+      assert.ok(first === 100 || first === 200);
+      await replanSchedule(h.db, w.id, 'k1', 'k1', 100, T0);
+      assert.equal(await claimScheduledRun(h.db, w.id, 'k0', 100, 200, T0), false, 'stale key');
+      const claims = await Promise.all([1, 2, 3, 4].map(() => claimScheduledRun(h.db, w.id, 'k1', 100, 200, T0)));
+      assert.equal(claims.filter(Boolean).length, 1);
+      const st = await getScheduleState(h.db, w.id);
+      assert.equal(st?.nextRunAt, 200);
+      assert.equal(st?.lastDueAt, 100);
+      assert.equal(await replanSchedule(h.db, w.id, 'k0', 'k2', 300, T0), false, 'replan from a stale key');
+      assert.equal(await replanSchedule(h.db, w.id, 'k1', 'k2', null, T0), true);
+      assert.equal((await getScheduleState(h.db, w.id))?.nextRunAt, null);
+    });
+
+    it('incrementalsSinceFull counts successful incrementals after the newest successful full', async () => {
+      const w = workload();
+      await insertWorkload(h.db, w);
+      assert.equal(await incrementalsSinceFull(h.db, w.id), null);
+      const add = (t: number, type: 'full' | 'incremental', status: Snapshot['status'] = 'available') =>
+        insertSnapshot(h.db, snapshot(w, { created_at: T0 + t, snapshot_type: type, status }));
+      await add(1, 'incremental');
+      assert.equal(await incrementalsSinceFull(h.db, w.id), null);
+      await add(2, 'full');
+      await add(3, 'incremental');
+      await add(4, 'incremental', 'error');
+      await add(5, 'full', 'error');
+      await add(6, 'incremental');
+      assert.equal(await incrementalsSinceFull(h.db, w.id), 2);
+      await add(7, 'full');
+      assert.equal(await incrementalsSinceFull(h.db, w.id), 0);
+    });
+
+    it('createSnapshotRecord: locks, forces full on the first snapshot, writes row + metadata + job; busy → nothing', async () => {
+      const w = workload();
+      await insertWorkload(h.db, w);
+      const s = snapshot(w);
+      assert.equal(await inTransaction(h.db, (tx) => createSnapshotRecord(tx, { workload: w, snapshot: s, targetDescription: 'file:///t', jobKind: 'snapshot.take' })), true);
+      assert.equal(s.snapshot_type, 'full');
+      assert.equal((await getWorkload(h.db, { admin: true }, w.id))?.status, 'locked');
+      const md = await h.db.selectFrom('snapshot_metadata').select(['key', 'value']).where('snapshot_id', '=', s.id).execute();
+      assert.equal(md.find((m) => m.key === 'backup_media_target')?.value, 'file:///t');
+      assert.equal(md.find((m) => m.key === 'policy_id')?.value, 'pol');
+      const job = await h.db.selectFrom('jobs').selectAll().where('resource_id', '=', s.id).executeTakeFirst();
+      assert.equal(job?.kind, 'snapshot.take');
+      assert.deepEqual(JSON.parse(job!.payload), { snapshotId: s.id });
+
+      const s2 = snapshot(w);
+      assert.equal(await inTransaction(h.db, (tx) => createSnapshotRecord(tx, { workload: w, snapshot: s2, targetDescription: 'x', jobKind: 'snapshot.take' })), false);
+      assert.equal((await listSnapshots(h.db, { admin: true }, { workloadId: w.id })).length, 1);
+      assert.equal(await h.db.selectFrom('jobs').select('id').where('resource_id', '=', s2.id).executeTakeFirst(), undefined);
+    });
+
+    it('swapJobSchedule is compare-and-swap', async () => {
+      const w = workload();
+      await insertWorkload(h.db, w);
+      const off = { ...w.jobschedule, enabled: false };
+      assert.equal(await swapJobSchedule(h.db, w.id, w.jobschedule, off, T0), true);
+      assert.equal(await swapJobSchedule(h.db, w.id, w.jobschedule, off, T0), false, 'stale before');
+      assert.equal((await getWorkload(h.db, { admin: true }, w.id))?.jobschedule.enabled, false);
+    });
+  });
+}
