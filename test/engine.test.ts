@@ -1,16 +1,16 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { after, describe, test } from 'node:test';
-import { MemBackend } from '../backend/mem.backend.js';
-import { listAll, type Backend } from '../backend/backend.js';
-import { ManualClock } from '../lib/clock.js';
-import { IntegrityError } from '../lib/errors.js';
-import { newHexId, newId } from '../lib/ids.js';
-import { Repository } from '../repository/repository.js';
-import { backupDisk } from './backup.js';
-import { ChunkPool } from './chunk-pool.js';
-import { restoreDisk } from './restore.js';
-import { MemDiskSink, MemDiskSource } from './testing.js';
+import { MemBackend } from '../src/backend/mem.backend.js';
+import { listAll, type Backend } from '../src/backend/backend.js';
+import { ManualClock } from '../src/lib/clock.js';
+import { IntegrityError } from '../src/lib/errors.js';
+import { newHexId, newId } from '../src/lib/ids.js';
+import { Repository } from '../src/repository/repository.js';
+import { backupDisk } from '../src/datamover/backup.js';
+import { ChunkPool } from '../src/datamover/chunk-pool.js';
+import { restoreDisk } from '../src/datamover/restore.js';
+import { MemDiskSink, MemDiskSource } from '../src/datamover/testing.js';
 
 const CS = 16 * 1024; // small chunks keep the tests fast
 const pool = new ChunkPool(2);
