@@ -54,6 +54,8 @@ class FileDiskSource implements DiskSource {
 /** Sinks skip zero data at this granularity (the usual filesystem block size). */
 const BLOCK = 4096;
 const ZERO_BLOCK = Buffer.alloc(BLOCK);
+/** Start a background fdatasync after this many bytes written (overlaps writeback with decoding). */
+const FLUSH_EVERY = 128 * 1024 * 1024;
 
 /**
  * Sorted, disjoint, coalesced byte ranges [start, end). Remembers where a sink wrote data, so a
@@ -110,6 +112,11 @@ export type SinkState = 'open' | 'committing' | 'committed' | 'aborted';
 export class FileDiskSink implements DiskSink {
   private state: SinkState = 'open';
   private readonly written = new RangeSet();
+  /** Bytes written since the last background flush was started. */
+  private unflushed = 0;
+  /** A background fdatasync in flight: writeback overlaps the restore instead of piling up for commit. */
+  private flushing: Promise<unknown> | null = null;
+  private flushError: unknown = null;
 
   private constructor(
     private readonly fh: FileHandle,
@@ -148,11 +155,13 @@ export class FileDiskSink implements DiskSink {
     }
     let runStart = -1; // start (in buf) of the pending run of blocks that must be written
     let off = 0;
+    // Usual case: nothing was written in this range before, so only zero blocks decide.
+    const rewrite = this.written.overlaps(position, position + buf.length);
     while (off < buf.length) {
       // Blocks are aligned to the file, not to the buffer, so holes line up with fs blocks.
       const end = Math.min(buf.length, off + BLOCK - ((position + off) % BLOCK));
-      const zero = buf.subarray(off, end).equals(ZERO_BLOCK.subarray(0, end - off));
-      const mustWrite = !zero || this.written.overlaps(position + off, position + end);
+      const zero = ZERO_BLOCK.compare(buf, off, end, 0, end - off) === 0;
+      const mustWrite = !zero || (rewrite && this.written.overlaps(position + off, position + end));
       if (mustWrite && runStart < 0) runStart = off;
       if (!mustWrite && runStart >= 0) {
         await this.writeRun(buf, runStart, off, position);
@@ -171,6 +180,14 @@ export class FileDiskSink implements DiskSink {
       if (bytesWritten <= 0) throw new AppError('internal', `short write to ${this.tempPath}`);
       done += bytesWritten;
     }
+    this.unflushed += to - from;
+    if (this.unflushed >= FLUSH_EVERY && !this.flushing) {
+      this.unflushed = 0;
+      this.flushing = this.fh
+        .datasync()
+        .catch((e: unknown) => (this.flushError ??= e))
+        .finally(() => (this.flushing = null));
+    }
   }
 
   /** fsync, rename over the target, fsync the directory. After this the target is the new image. */
@@ -178,6 +195,8 @@ export class FileDiskSink implements DiskSink {
     if (this.state !== 'open') throw new AppError('internal', `commit of a ${this.state} disk sink (${path.basename(this.target)})`);
     this.state = 'committing';
     try {
+      await this.flushing;
+      if (this.flushError) throw this.flushError;
       await this.fh.sync();
       await this.fh.close();
       await rename(this.tempPath, this.target);
@@ -195,6 +214,7 @@ export class FileDiskSink implements DiskSink {
   async abort(): Promise<void> {
     if (this.state === 'committed' || this.state === 'aborted') return;
     this.state = 'aborted';
+    await this.flushing;
     await this.fh.close().catch(() => {});
     await unlink(this.tempPath).catch(() => {});
   }
