@@ -2,6 +2,7 @@ import type { Migration, MigrationProvider } from 'kysely';
 import * as m0001 from './0001-core.js';
 import * as m0002 from './0002-restores.js';
 import * as m0003 from './0003-scheduler.js';
+import * as m0004 from './0004-policies-quotas-settings.js';
 
 /**
  * Migrations are listed statically (not read from a folder) so the compiled package needs no
@@ -11,6 +12,7 @@ const migrations: Record<string, Migration> = {
   '0001-core': m0001,
   '0002-restores': m0002,
   '0003-scheduler': m0003,
+  '0004-policies-quotas-settings': m0004,
 };
 
 export const migrationProvider: MigrationProvider = {
