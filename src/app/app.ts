@@ -21,6 +21,13 @@ import { snapshotRoutes } from '../http/snapshots.routes.js';
 import { FsBackend } from '../backend/fs.backend.js';
 import { Repository } from '../repository/repository.js';
 import { GcScheduler } from '../jobs/gc.js';
+import { PolicyService } from '../services/policy.service.js';
+import { QuotaService } from '../services/quota.service.js';
+import { SettingService, loadOrCreateSettingsKey } from '../services/setting.service.js';
+import { smtpMailer, notifySnapshotFinished, notifyRestoreFinished } from '../jobs/notify.js';
+import { policyRoutes } from '../http/policies.routes.js';
+import { quotaRoutes } from '../http/quotas.routes.js';
+import { settingRoutes } from '../http/settings.routes.js';
 import { JobRunner } from '../jobs/runner.js';
 import { workloadJobHandlers } from '../jobs/workload.job.js';
 import { buildHttpServer } from '../http/server.js';
@@ -106,6 +113,13 @@ export async function startLifeboat(config: Config, o: StartOptions): Promise<Li
     const workloads = new WorkloadService({ db: store.db, platform, clock });
     const restores = new RestoreService({ db: store.db, clock });
     const snapshots = new SnapshotService({ db: store.db, clock, targetDescription: `file://${config.target.dir}` });
+    const secretKey = loadOrCreateSettingsKey(join(config.home, 'settings.key'));
+    const idf = identityFile;
+    const projects = idf ? { projectName: async (id: string) => idf.identity.projectById(id)?.name ?? null } : undefined;
+    const policies = new PolicyService({ db: store.db, clock, projects });
+    const quotas = new QuotaService({ db: store.db, clock, projects });
+    const settings = new SettingService({ db: store.db, clock, secretKey, mailer: smtpMailer });
+    const notify = { db: store.db, secretKey, log };
 
     let runner: JobRunner | null = null;
     let gc: GcScheduler | null = null;
@@ -121,8 +135,11 @@ export async function startLifeboat(config: Config, o: StartOptions): Promise<Li
         leaseMs: config.jobLeaseSeconds * 1000,
         handlers: [
           ...workloadJobHandlers(store.db, platform, clock),
-          ...snapshotJobHandlers({ db: store.db, platform, repo, clock, nodeName: config.nodeName, onSnapshotDeleted: () => gcs.request() }),
-          ...restoreJobHandlers({ db: store.db, platform, repo, clock, nodeName: config.nodeName }),
+          ...snapshotJobHandlers({ db: store.db, platform, repo, clock, nodeName: config.nodeName,
+            onSnapshotDeleted: () => gcs.request(),
+            onSnapshotFinished: (id) => void notifySnapshotFinished(notify, id),
+          }),
+          ...restoreJobHandlers({ db: store.db, platform, repo, clock, nodeName: config.nodeName, onRestoreFinished: (id) => void notifyRestoreFinished(notify, id) }),
         ],
       });
       await runner.reconcile();
@@ -146,6 +163,9 @@ export async function startLifeboat(config: Config, o: StartOptions): Promise<Li
           workloadRoutes({ workloads, policy, publicUrl: config.publicUrl }),
           snapshotRoutes({ snapshots, policy }),
           restoreRoutes({ restores, policy, publicUrl: config.publicUrl }),
+          policyRoutes({ policies, policy }),
+          quotaRoutes({ quotas, policy }),
+          settingRoutes({ settings, policy }),
         ],
         rootMounts: embedded ? [(app) => app.register(identityRoutes, { prefix: '/identity', identity: embedded })] : [],
       });

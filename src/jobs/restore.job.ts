@@ -22,6 +22,8 @@ export interface RestoreJobDeps {
   clock: Clock;
   nodeName: string;
   progressEveryMs?: number;
+  /** Called when a restore ends available or error (e-mail notification; best effort). */
+  onRestoreFinished?: (restoreId: string) => void;
 }
 
 class CancelledError extends Error {
@@ -156,6 +158,7 @@ async function runRestore(d: RestoreJobDeps, restoreId: string, plan: RestorePla
       });
     });
     log.info({ restoreId: r.id, kind: plan.kind, instances: restored.length, failures: failures.length }, 'restore finished');
+    d.onRestoreFinished?.(r.id);
   } catch (e) {
     const cancelled = cancelCtl.signal.aborted && !signal.aborted;
     const msg = cancelled ? null : signal.aborted ? RESTORE_LOST_MESSAGE : `Restore failed: ${errorMessage(e)}`;
@@ -165,6 +168,7 @@ async function runRestore(d: RestoreJobDeps, restoreId: string, plan: RestorePla
       instances: JSON.stringify(restored),
       finished_at: toSecond(clock.now()),
     });
+    if (!cancelled) d.onRestoreFinished?.(r.id);
     if (!cancelled && !signal.aborted) throw e;
   } finally {
     if (ticker) clearInterval(ticker);
@@ -195,6 +199,7 @@ export function restoreJobHandlers(d: RestoreJobDeps): JobHandler[] {
         const r = await getRestore(d.db, { admin: true }, payload(job.payload).restoreId);
         if (!r) return;
         await finish(d, r.id, r.snapshot_id, r.workload_id, 'error', { error_msg: RESTORE_LOST_MESSAGE, progress_msg: RESTORE_LOST_MESSAGE, finished_at: toSecond(nowMs) });
+        d.onRestoreFinished?.(r.id);
       },
     },
   ];

@@ -25,6 +25,8 @@ export interface SnapshotJobDeps {
   nodeName: string;
   /** How often progress is written and cancellation is checked (ms). */
   progressEveryMs?: number;
+  /** Called when a snapshot ends available or error (e-mail notification; best effort). */
+  onSnapshotFinished?: (snapshotId: string) => void;
   /** Called after a snapshot delete so space can be reclaimed (GC runs outside the job). */
   onSnapshotDeleted?: () => void;
 }
@@ -168,6 +170,7 @@ async function takeSnapshot(d: SnapshotJobDeps, snapshotId: string, signal: Abor
       await transitionWorkload(tx, w.id, { admin: true }, ['locked'], 'available', toSecond(end));
     });
     log.info({ snapshotId: s.id, type: s.snapshot_type, bytes: total, stored, modes: summaries.map((x) => x.mode) }, 'snapshot available');
+    d.onSnapshotFinished?.(s.id);
   } catch (e) {
     if (writer) await writer.abort().catch(() => undefined);
     const now = toSecond(clock.now());
@@ -181,6 +184,7 @@ async function takeSnapshot(d: SnapshotJobDeps, snapshotId: string, signal: Abor
       await transitionSnapshot(tx, s.id, [...RUNNING_SNAPSHOT_STATES, 'cancelling'], 'error', now, { error_msg: msg, progress_msg: msg, finished_at: now });
       await transitionWorkload(tx, s.workload_id, { admin: true }, ['locked'], 'available', now);
     });
+    d.onSnapshotFinished?.(s.id);
     if (!signal.aborted) throw e;
   } finally {
     if (ticker) clearInterval(ticker);
@@ -232,6 +236,7 @@ export function snapshotJobHandlers(d: SnapshotJobDeps): JobHandler[] {
           });
           if (changed) await transitionWorkload(tx, s.workload_id, { admin: true }, ['locked'], 'available', now);
         });
+        d.onSnapshotFinished?.(s.id);
       },
     },
     {

@@ -32,6 +32,7 @@ import { isUuid, newId } from '../lib/ids.js';
 import { toSecond } from '../lib/time.js';
 import { textOrDefault } from './input.js';
 import { ownScope } from './workload.service.js';
+import { enforceSnapshotQuotas } from './quota.service.js';
 
 export interface SnapshotServiceDeps {
   db: Db;
@@ -107,6 +108,7 @@ export class SnapshotService {
     await inTransaction(this.deps.db, async (tx) => {
       const locked = await transitionWorkload(tx, w.id, scope, ['available'], 'locked', toSecond(now));
       if (!locked) throw new InvalidStateError("Workload must be in the 'available' state to take a snapshot");
+      await enforceSnapshotQuotas(tx, w.project_id);
       // The first snapshot, and the first after a reset, is full whatever was asked.
       const fresh = await getWorkload(tx, scope, w.id);
       if (fresh?.force_full || !(await latestAvailableSnapshot(tx, w.id))) snap.snapshot_type = 'full';

@@ -23,6 +23,8 @@ import { InvalidStateError, NotFoundError, ValidationError } from '../lib/errors
 import { isUuid, newId } from '../lib/ids.js';
 import { toSecond } from '../lib/time.js';
 import { instanceIdList, optionalText, stringMap, textOrDefault } from './input.js';
+import { workloadPolicyOnCreate, workloadPolicyOnModify } from './policy.service.js';
+import { enforceWorkloadQuotas } from './quota.service.js';
 
 export interface WorkloadServiceDeps {
   db: Db;
@@ -134,6 +136,14 @@ export class WorkloadService {
     };
     try {
       await inTransaction(this.deps.db, async (tx) => {
+        // A workload policy's four schedule fields overwrite the given ones.
+        const pf = await workloadPolicyOnCreate(tx, ctx.projectId, w.metadata);
+        if (pf) {
+          const { policy_id, ...fields } = pf;
+          w.metadata = { ...w.metadata, policy_id };
+          w.jobschedule = { ...w.jobschedule, ...fields };
+        }
+        await enforceWorkloadQuotas(tx, { projectId: ctx.projectId, workloadId: null, instanceIds: ids, platform: this.deps.platform });
         await insertWorkload(tx, w);
         await enqueueJob(tx, { kind: WORKLOAD_JOBS.create, payload: { workloadId: w.id }, resourceId: w.id, now });
       });
@@ -159,14 +169,23 @@ export class WorkloadService {
         // Only an idle workload may change; the conditional update is the lock.
         const ok = await transitionWorkload(tx, w.id, ownScope(ctx), ['available', 'error'], w.status === 'error' ? 'error' : 'available', now);
         if (!ok) throw new InvalidStateError("Workload must be in the 'available' state to modify");
+        const pf = await workloadPolicyOnModify(tx, ctx.projectId, body.metadata === undefined ? undefined : stringMap(body.metadata, 'metadata'));
+        if (members) await enforceWorkloadQuotas(tx, { projectId: w.project_id, workloadId: w.id, instanceIds: members.map((m) => m.id), platform: this.deps.platform });
+        let js = changed.length > 0 ? schedule : undefined;
+        let md = metadata;
+        if (pf) {
+          const { policy_id, ...fields } = pf;
+          js = { ...(js ?? w.jobschedule), ...fields };
+          md = { ...(md ?? w.metadata), policy_id };
+        }
         await updateWorkloadFields(
           tx,
           w.id,
           {
             ...(name !== undefined && name.trim() !== '' ? { name } : {}),
             ...(description !== undefined && description.trim() !== '' ? { description } : {}),
-            ...(changed.length > 0 ? { jobschedule: schedule } : {}),
-            ...(metadata ? { metadata } : {}),
+            ...(js ? { jobschedule: js } : {}),
+            ...(md ? { metadata: md } : {}),
           },
           now,
         );
