@@ -21,6 +21,10 @@ import { snapshotRoutes } from '../http/snapshots.routes.js';
 import { FsBackend } from '../backend/fs.backend.js';
 import { Repository } from '../repository/repository.js';
 import { GcScheduler } from '../jobs/gc.js';
+import { Scheduler } from '../jobs/scheduler.js';
+import { retentionJobHandlers } from '../jobs/retention.js';
+import { SchedulerService } from '../services/scheduler.service.js';
+import { schedulerRoutes } from '../http/scheduler.routes.js';
 import { PolicyService } from '../services/policy.service.js';
 import { QuotaService } from '../services/quota.service.js';
 import { SettingService, loadOrCreateSettingsKey } from '../services/setting.service.js';
@@ -113,6 +117,7 @@ export async function startLifeboat(config: Config, o: StartOptions): Promise<Li
     const workloads = new WorkloadService({ db: store.db, platform, clock });
     const restores = new RestoreService({ db: store.db, clock });
     const snapshots = new SnapshotService({ db: store.db, clock, targetDescription: `file://${config.target.dir}` });
+    const schedulerService = new SchedulerService({ db: store.db, clock });
     const secretKey = loadOrCreateSettingsKey(join(config.home, 'settings.key'));
     const idf = identityFile;
     const projects = idf ? { projectName: async (id: string) => idf.identity.projectById(id)?.name ?? null } : undefined;
@@ -123,6 +128,7 @@ export async function startLifeboat(config: Config, o: StartOptions): Promise<Li
 
     let runner: JobRunner | null = null;
     let gc: GcScheduler | null = null;
+    let scheduler: Scheduler | null = null;
     if (o.role !== 'api') {
       const gcs = new GcScheduler(store.db, repo, log);
       gc = gcs;
@@ -139,11 +145,15 @@ export async function startLifeboat(config: Config, o: StartOptions): Promise<Li
             onSnapshotDeleted: () => gcs.request(),
             onSnapshotFinished: (id) => void notifySnapshotFinished(notify, id),
           }),
+          ...retentionJobHandlers({ db: store.db, repo, clock, onSnapshotDeleted: () => gcs.request() }),
           ...restoreJobHandlers({ db: store.db, platform, repo, clock, nodeName: config.nodeName, onRestoreFinished: (id) => void notifyRestoreFinished(notify, id) }),
         ],
       });
       await runner.reconcile();
       runner.start();
+      const r = runner;
+      scheduler = new Scheduler({ db: store.db, clock, log, targetDescription: `file://${config.target.dir}`, onQueued: () => r.poke() });
+      scheduler.start();
     }
 
     // Expired tokens are useless; keep the table small.
@@ -163,6 +173,7 @@ export async function startLifeboat(config: Config, o: StartOptions): Promise<Li
           workloadRoutes({ workloads, policy, publicUrl: config.publicUrl }),
           snapshotRoutes({ snapshots, policy }),
           restoreRoutes({ restores, policy, publicUrl: config.publicUrl }),
+          schedulerRoutes({ scheduler: schedulerService, policy }),
           policyRoutes({ policies, policy }),
           quotaRoutes({ quotas, policy }),
           settingRoutes({ settings, policy }),
@@ -195,6 +206,7 @@ export async function startLifeboat(config: Config, o: StartOptions): Promise<Li
       async close() {
         if (purge) clearInterval(purge);
         await http?.close();
+        await scheduler?.stop();
         await runner?.stop();
         await gc?.stop();
         await store.close();

@@ -1,12 +1,12 @@
 import type { Snapshot, SnapshotMetadataRecord, Task } from '../domain/snapshot.js';
 import { WLM_VERSION } from '../domain/snapshot.js';
-import { formatWireTime } from '../lib/time.js';
+import { formatWireTime, toSecond } from '../lib/time.js';
 
 /** Wire shapes of the GUIDE (snapshots-api.md): summary (8 keys) and detail. */
 export function snapshotSummary(s: Snapshot, withInstances = false) {
   const base = {
     id: s.id,
-    created_at: formatWireTime(s.created_at),
+    created_at: formatWireTime(toSecond(s.created_at)),
     status: s.status,
     snapshot_type: s.snapshot_type,
     workload_id: s.workload_id,
@@ -36,7 +36,7 @@ export function metadataRecordView(m: SnapshotMetadataRecord) {
 export function snapshotDetail(s: Snapshot, metadata: SnapshotMetadataRecord[]) {
   return {
     id: s.id,
-    created_at: formatWireTime(s.created_at),
+    created_at: formatWireTime(toSecond(s.created_at)),
     updated_at: formatWireTime(s.updated_at),
     finished_at: formatWireTime(s.finished_at),
     user_id: s.user_id,

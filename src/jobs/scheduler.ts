@@ -1,8 +1,8 @@
 import { inTransaction, type Db } from '../store/db.js';
 import { getWorkload } from '../store/workload.store.js';
+import { createSnapshotRecord } from '../store/snapshot.store.js';
 import {
   claimScheduledRun,
-  createSnapshotRecord,
   deleteOrphanScheduleStates,
   getGlobalJobScheduler,
   incrementalsSinceFull,
@@ -17,7 +17,7 @@ import { DEFAULT_DESCRIPTION } from '../domain/workload.js';
 import type { Snapshot } from '../domain/snapshot.js';
 import type { Clock } from '../lib/clock.js';
 import type { Logger } from '../lib/logger.js';
-import { errorMessage } from '../lib/errors.js';
+import { errorMessage, QuotaExceededError } from '../lib/errors.js';
 import { newId } from '../lib/ids.js';
 import { formatWireTime, toSecond } from '../lib/time.js';
 import { SNAPSHOT_JOBS } from './kinds.js';
@@ -171,7 +171,13 @@ export class Scheduler {
       if (!w) return null;
       const snap = scheduledSnapshot(w.id, w.project_id, w.user_id, toSecond(now));
       snap.snapshot_type = scheduledSnapshotType(w.jobschedule.fullbackup_interval, await incrementalsSinceFull(tx, w.id));
-      const started = await createSnapshotRecord(tx, { workload: w, snapshot: snap, targetDescription: this.o.targetDescription, jobKind: SNAPSHOT_JOBS.take });
+      let started: boolean;
+      try {
+        started = await createSnapshotRecord(tx, { workload: w, snapshot: snap, targetDescription: this.o.targetDescription, jobKind: SNAPSHOT_JOBS.take });
+      } catch (e) {
+        if (e instanceof QuotaExceededError) return skip(e.message);
+        throw e;
+      }
       if (!started) return skip(`workload is ${w.status}`);
       await recordScheduleOutcome(tx, w.id, { snapshotId: snap.id }, toSecond(now));
       return { workloadId: w.id, kind: 'fired', snapshotId: snap.id, type: snap.snapshot_type, due };

@@ -15,6 +15,7 @@ import { errorMessage } from '../lib/errors.js';
 import { newId } from '../lib/ids.js';
 import { toSecond } from '../lib/time.js';
 import { SNAPSHOT_JOBS } from './kinds.js';
+import { releaseWorkloadWithRetention } from './retention.js';
 import type { JobHandler } from './runner.js';
 
 export interface SnapshotJobDeps {
@@ -167,7 +168,8 @@ async function takeSnapshot(d: SnapshotJobDeps, snapshotId: string, signal: Abor
       });
       await setSnapshotMetadata(tx, s.id, { data_transfer_time: String(transferSeconds), workload_approx_backup_size: String(Math.ceil(stored / 2 ** 20)) }, toSecond(end));
       if (s.snapshot_type === 'full') await updateWorkloadFields(tx, w.id, { force_full: false }, toSecond(end));
-      await transitionWorkload(tx, w.id, { admin: true }, ['locked'], 'available', toSecond(end));
+      // Unlocks the workload, and starts deleting snapshots beyond its retention in the same transaction.
+      await releaseWorkloadWithRetention(tx, w.id, s.id, end);
     });
     log.info({ snapshotId: s.id, type: s.snapshot_type, bytes: total, stored, modes: summaries.map((x) => x.mode) }, 'snapshot available');
     d.onSnapshotFinished?.(s.id);

@@ -60,6 +60,23 @@ export class ForbiddenError extends AppError {
   }
 }
 
+/**
+ * Over-quota is 403 Forbidden: the request is well-formed but the project may not do this now
+ * (Nova answers quota exhaustion with 403 too; 413 would carry Retry-After, which a quota
+ * never satisfies by waiting, and 400 would blame the request body).
+ */
+export class QuotaExceededError extends ForbiddenError {
+  constructor(
+    readonly quotaType: string,
+    allowed: number,
+    inUse: number,
+    requested: number,
+    unit = '',
+  ) {
+    super(`Quota exceeded for ${quotaType}: allowed ${allowed}${unit}, in use ${inUse}${unit}, requested ${requested}${unit} more.`);
+  }
+}
+
 export class ConflictError extends AppError {
   constructor(message: string) {
     super('conflict', message);

@@ -7,7 +7,6 @@ import {
   insertQuota,
   listQuotas,
   lockQuotas,
-  projectSnapshotUsage,
   protectedInstanceIds,
   updateQuotaValues,
   workloadInstanceIds,
@@ -15,36 +14,16 @@ import {
 } from '../store/quota.store.js';
 import type { Platform } from '../platform/platform.js';
 import type { Clock } from '../lib/clock.js';
-import { ForbiddenError, NotFoundError, ValidationError } from '../lib/errors.js';
+import { NotFoundError, QuotaExceededError, ValidationError } from '../lib/errors.js';
+import { QUOTA_TYPE_IDS, QUOTA_TYPES, type QuotaType } from '../domain/quota.js';
+export { QUOTA_TYPE_IDS, QUOTA_TYPES, QuotaExceededError, type QuotaType };
+export { enforceSnapshotQuotas } from '../store/quota.store.js';
 import { isUuid, newId } from '../lib/ids.js';
 import { toSecond } from '../lib/time.js';
 import { requireObject } from './input.js';
 import type { ProjectDirectory } from './policy.service.js';
 
 export type { AllowedQuota } from '../store/quota.store.js';
-
-/** The built-in quota types with the fixed ids of TrilioVault 4.1 (workloadmgr-api §2.8). */
-export const QUOTA_TYPE_IDS = {
-  workloads: '1c5d4290-2e08-11ea-889c-7440bb00b67d',
-  snapshots: 'b7273a06-2e08-11ea-889c-7440bb00b67d',
-  vms: 'be323f58-2e08-11ea-889c-7440bb00b67d',
-  volumes: 'c61324d0-2e08-11ea-889c-7440bb00b67d',
-  storage: 'f02dd7a6-2e08-11ea-889c-7440bb00b67d',
-} as const;
-
-export interface QuotaType {
-  id: string;
-  display_name: string;
-  display_description: string;
-}
-
-export const QUOTA_TYPES: readonly QuotaType[] = Object.freeze([
-  { id: QUOTA_TYPE_IDS.workloads, display_name: 'Workloads', display_description: 'Total number of workload creation allowed per project' },
-  { id: QUOTA_TYPE_IDS.snapshots, display_name: 'Snapshots', display_description: 'Total number of snapshot creation allowed per project' },
-  { id: QUOTA_TYPE_IDS.vms, display_name: 'VMs', display_description: 'Total number of VMs allowed per project' },
-  { id: QUOTA_TYPE_IDS.volumes, display_name: 'Volumes', display_description: 'Total number of volume attachments allowed per project' },
-  { id: QUOTA_TYPE_IDS.storage, display_name: 'Storage', display_description: 'Total storage (in Bytes) allowed per project' },
-]);
 
 export function quotaTypeName(typeId: string): string {
   return QUOTA_TYPES.find((q) => q.id === typeId)?.display_name ?? typeId;
@@ -160,23 +139,6 @@ export class QuotaService {
 
 // ---- enforcement -----------------------------------------------------------------------------
 
-/**
- * Over-quota is 403 Forbidden: the request is well-formed but the project may not do this now
- * (Nova answers quota exhaustion with 403 too; 413 would carry Retry-After, which a quota
- * never satisfies by waiting, and 400 would blame the request body).
- */
-export class QuotaExceededError extends ForbiddenError {
-  constructor(
-    readonly quotaType: string,
-    allowed: number,
-    inUse: number,
-    requested: number,
-    unit = '',
-  ) {
-    super(`Quota exceeded for ${quotaType}: allowed ${allowed}${unit}, in use ${inUse}${unit}, requested ${requested}${unit} more.`);
-  }
-}
-
 export interface WorkloadQuotaInput {
   projectId: string;
   /** The workload being modified; null on create. */
@@ -239,14 +201,3 @@ export async function enforceWorkloadQuotas(db: DbOrTx, q: WorkloadQuotaInput): 
  * limit, since its own size is only known when it finishes). Call inside the transaction that
  * inserts the snapshot.
  */
-export async function enforceSnapshotQuotas(db: DbOrTx, projectId: string): Promise<void> {
-  const quotas = await lockQuotas(db, projectId, [QUOTA_TYPE_IDS.snapshots, QUOTA_TYPE_IDS.storage]);
-  if (quotas.length === 0) return;
-  const usage = await projectSnapshotUsage(db, projectId);
-  const sq = quotas.find((x) => x.quota_type_id === QUOTA_TYPE_IDS.snapshots);
-  if (sq && usage.count + 1 > sq.allowed_value) throw new QuotaExceededError('Snapshots', sq.allowed_value, usage.count, 1);
-  const stq = quotas.find((x) => x.quota_type_id === QUOTA_TYPE_IDS.storage);
-  if (stq && usage.bytes >= stq.allowed_value) {
-    throw new ForbiddenError(`Quota exceeded for Storage: allowed ${stq.allowed_value} bytes, in use ${usage.bytes} bytes.`);
-  }
-}

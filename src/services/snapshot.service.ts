@@ -1,11 +1,10 @@
 import { inTransaction, type Db } from '../store/db.js';
 import { getWorkload, transitionWorkload, type Scope } from '../store/workload.store.js';
 import {
+  createSnapshotRecord,
   getSnapshot,
   getTask,
-  insertSnapshot,
   insertTask,
-  latestAvailableSnapshot,
   listSnapshots,
   setSnapshotMetadata,
   snapshotMetadata,
@@ -32,7 +31,6 @@ import { isUuid, newId } from '../lib/ids.js';
 import { toSecond } from '../lib/time.js';
 import { textOrDefault } from './input.js';
 import { ownScope } from './workload.service.js';
-import { enforceSnapshotQuotas } from './quota.service.js';
 
 export interface SnapshotServiceDeps {
   db: Db;
@@ -101,39 +99,17 @@ export class SnapshotService {
       time_taken: 0,
       pinned: false,
       instances: [],
-      created_at: toSecond(now),
+      // Stored to the millisecond so snapshots taken within one second still list in order;
+      // views print whole seconds (`.000000`), as every workloadmgr GET does.
+      created_at: now,
       updated_at: null,
       finished_at: null,
     };
     await inTransaction(this.deps.db, async (tx) => {
-      const locked = await transitionWorkload(tx, w.id, scope, ['available'], 'locked', toSecond(now));
-      if (!locked) throw new InvalidStateError("Workload must be in the 'available' state to take a snapshot");
-      await enforceSnapshotQuotas(tx, w.project_id);
-      // The first snapshot, and the first after a reset, is full whatever was asked.
-      const fresh = await getWorkload(tx, scope, w.id);
-      if (fresh?.force_full || !(await latestAvailableSnapshot(tx, w.id))) snap.snapshot_type = 'full';
-      await insertSnapshot(tx, snap);
-      await setSnapshotMetadata(
-        tx,
-        snap.id,
-        {
-          backup_media_target: this.deps.targetDescription,
-          cancel_requested: '0',
-          data_transfer_time: '0',
-          object_store_transfer_time: '0',
-          hostnames: JSON.stringify(w.instances.map((i) => i.name)),
-          pause_at_snapshot: '0',
-          policy_id: w.metadata.policy_id ?? '',
-          preferredgroup: '[]',
-          topology: JSON.stringify('""'),
-          workload_approx_backup_size: '0',
-        },
-        snap.created_at,
-      );
-      await enqueueJob(tx, { kind: SNAPSHOT_JOBS.take, payload: { snapshotId: snap.id }, resourceId: snap.id, now: snap.created_at });
+      const started = await createSnapshotRecord(tx, { workload: w, snapshot: snap, targetDescription: this.deps.targetDescription, jobKind: SNAPSHOT_JOBS.take });
+      if (!started) throw new InvalidStateError("Workload must be in the 'available' state to take a snapshot");
     });
-    // The take response echoes the in-memory object (the GUIDE shows real microseconds).
-    return { ...snap, created_at: now };
+    return snap;
   }
 
   async list(ctx: RequestContext, opts: { all: boolean; filter: SnapshotFilter }): Promise<Snapshot[]> {

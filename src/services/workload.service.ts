@@ -18,12 +18,14 @@ import type { Platform } from '../platform/platform.js';
 import type { Clock } from '../lib/clock.js';
 import type { RequestContext } from '../domain/context.js';
 import { DEFAULT_DESCRIPTION, DEFAULT_WORKLOAD_NAME, DEFAULT_WORKLOAD_TYPE_ID, WORKLOAD_TYPES, type Workload, type WorkloadMember } from '../domain/workload.js';
-import { applyJobSchedule, defaultJobSchedule, nextRunMs } from '../domain/jobschedule.js';
+import { applyJobSchedule, defaultJobSchedule } from '../domain/jobschedule.js';
 import { InvalidStateError, NotFoundError, ValidationError } from '../lib/errors.js';
 import { isUuid, newId } from '../lib/ids.js';
 import { toSecond } from '../lib/time.js';
 import { instanceIdList, optionalText, stringMap, textOrDefault } from './input.js';
 import { workloadPolicyOnCreate, workloadPolicyOnModify } from './policy.service.js';
+import { assertScheduleChangeAllowed, scheduleViewFields } from './scheduler.service.js';
+import { getGlobalJobScheduler } from '../store/scheduler.store.js';
 import { enforceWorkloadQuotas } from './quota.service.js';
 
 export interface WorkloadServiceDeps {
@@ -77,14 +79,8 @@ export class WorkloadService {
 
   private async detailOf(w: Workload): Promise<WorkloadDetail> {
     const now = this.deps.clock.now();
-    const globalJobScheduler = true; // the global scheduler switch arrives with schedules (issue 6)
-    const next = w.jobschedule.enabled ? nextRunMs(w.jobschedule, now) : null;
-    return {
-      workload: w,
-      storageUsage: await workloadStorageUsage(this.deps.db, w.id),
-      globalJobScheduler,
-      nextRunSeconds: next === null ? null : Math.max(0, Math.round((next - now) / 10) / 100),
-    };
+    const schedule = scheduleViewFields(w.jobschedule, await getGlobalJobScheduler(this.deps.db), now);
+    return { workload: w, storageUsage: await workloadStorageUsage(this.deps.db, w.id), ...schedule };
   }
 
   /** Resolves instance ids in the caller's project; a foreign or unknown id is the same 400. */
@@ -113,7 +109,9 @@ export class WorkloadService {
     if (body.instances === undefined) throw new ValidationError('Invalid instances: the instances list is required');
     const ids = instanceIdList(body.instances);
     const now = this.now();
-    const { schedule } = applyJobSchedule(defaultJobSchedule(now), body.jobschedule);
+    const baseSchedule = defaultJobSchedule(now);
+    const { schedule, changed } = applyJobSchedule(baseSchedule, body.jobschedule);
+    await assertScheduleChangeAllowed(this.deps.db, baseSchedule, schedule, changed);
     const metadata = stringMap(body.metadata, 'metadata');
     const members = await this.resolveMembers(ctx, ids, null);
     const w: Workload = {
@@ -160,6 +158,7 @@ export class WorkloadService {
     const name = optionalText(body.name, 'name');
     const description = optionalText(body.description, 'description');
     const { schedule, changed } = applyJobSchedule(w.jobschedule, body.jobschedule);
+    await assertScheduleChangeAllowed(this.deps.db, w.jobschedule, schedule, changed);
     const metadata = body.metadata === undefined ? undefined : { ...w.metadata, ...stringMap(body.metadata, 'metadata') };
     const ids = body.instances === undefined ? undefined : instanceIdList(body.instances);
     const members = ids ? await this.resolveMembers(ctx, ids, w.id) : undefined;

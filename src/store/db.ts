@@ -1,4 +1,4 @@
-import { Kysely, Migrator, PostgresDialect, SqliteDialect, type Transaction } from 'kysely';
+import { Kysely, Migrator, PostgresDialect, SqliteDialect, sql, type Transaction } from 'kysely';
 import SqliteDatabase from 'better-sqlite3';
 import pg from 'pg';
 import { mkdirSync } from 'node:fs';
@@ -87,6 +87,31 @@ export async function openStore(url: string, opts: OpenOptions = {}): Promise<St
     throw new Error(`unsupported database url ${JSON.stringify(url)}: expected sqlite:<path> or postgres://...`);
   }
   const migrator = new Migrator({ db, provider: migrationProvider, ...(migrationSchema ? { migrationTableSchema: migrationSchema } : {}) });
+  // Kysely creates its migration tables before taking its own lock, so processes starting
+  // together on a fresh schema could interleave there. A session advisory lock per schema,
+  // held on one connection across the whole migration, makes them take turns.
+  try {
+    if (dialect === 'postgres' && migrationSchema) {
+      const key = `lifeboat-migrate:${migrationSchema}`;
+      await db.connection().execute(async (conn) => {
+        await sql`SELECT pg_advisory_lock(hashtext(${key}))`.execute(conn);
+        try {
+          await migrate(dialect, migrator);
+        } finally {
+          await sql`SELECT pg_advisory_unlock(hashtext(${key}))`.execute(conn).catch(() => undefined);
+        }
+      });
+    } else {
+      await migrate(dialect, migrator);
+    }
+  } catch (e) {
+    await db.destroy();
+    throw e;
+  }
+  return { db, dialect, close: () => db.destroy() };
+}
+
+async function migrate(dialect: DialectName, migrator: Migrator): Promise<void> {
   for (let attempt = 1; ; attempt++) {
     const { error } = await migrator.migrateToLatest();
     if (!error) break;
@@ -97,10 +122,8 @@ export async function openStore(url: string, opts: OpenOptions = {}): Promise<St
       await new Promise((r) => setTimeout(r, 10 * attempt));
       continue;
     }
-    await db.destroy();
     throw new Error(`database migration failed: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
   }
-  return { db, dialect, close: () => db.destroy() };
 }
 
 /** Runs `fn` in a transaction; state change and job rows commit together or not at all. */

@@ -6,10 +6,9 @@ import { join } from 'node:path';
 import { storeKinds } from './testing.js';
 import { inTransaction, openStore, type StoreHandle } from './db.js';
 import { getWorkload, insertWorkload } from './workload.store.js';
-import { insertSnapshot, listSnapshots } from './snapshot.store.js';
+import { createSnapshotRecord, insertSnapshot, listSnapshots } from './snapshot.store.js';
 import {
   claimScheduledRun,
-  createSnapshotRecord,
   getGlobalJobScheduler,
   getScheduleState,
   incrementalsSinceFull,

@@ -1,11 +1,8 @@
 import type { Kysely } from 'kysely';
 import type { DbOrTx } from './db.js';
 import type { Database } from './schema.js';
-import { getWorkload, transitionWorkload } from './workload.store.js';
-import { insertSnapshot, latestAvailableSnapshot, setSnapshotMetadata } from './snapshot.store.js';
-import { enqueueJob } from './job.store.js';
-import type { JobSchedule, Workload } from '../domain/workload.js';
-import type { Snapshot, SnapshotStatus } from '../domain/snapshot.js';
+import type { JobSchedule } from '../domain/workload.js';
+import type { SnapshotStatus } from '../domain/snapshot.js';
 import type { RetentionCandidate } from '../domain/jobschedule.js';
 
 /**
@@ -212,48 +209,6 @@ export async function retentionCandidates(db: DbOrTx, workloadId: string): Promi
   return rows.map((r) => ({ id: r.id, status: r.status as SnapshotStatus, created_at: r.created_at, pinned: r.pinned === 1 }));
 }
 
-export interface SnapshotRecordInput {
-  workload: Workload;
-  snapshot: Snapshot;
-  /** Where snapshots are stored, for the backup_media_target metadata record. */
-  targetDescription: string;
-  /** The job kind that runs the snapshot (jobs/kinds.ts SNAPSHOT_JOBS.take; store cannot import jobs/). */
-  jobKind: string;
-}
-
-/**
- * The state change of "take a snapshot", shared by the API and the scheduler. Run it in a
- * transaction: conditionally locks the workload (false, and nothing written, when it is not
- * `available`), forces `full` for the first snapshot and after a reset, inserts the snapshot
- * row with its metadata records and enqueues the job. Mutates `snapshot.snapshot_type`.
- */
-export async function createSnapshotRecord(tx: DbOrTx, input: SnapshotRecordInput): Promise<boolean> {
-  const { workload: w, snapshot: snap } = input;
-  const locked = await transitionWorkload(tx, w.id, { projectId: w.project_id }, ['available'], 'locked', snap.created_at);
-  if (!locked) return false;
-  const fresh = await getWorkload(tx, { projectId: w.project_id }, w.id);
-  if (fresh?.force_full || !(await latestAvailableSnapshot(tx, w.id))) snap.snapshot_type = 'full';
-  await insertSnapshot(tx, snap);
-  await setSnapshotMetadata(
-    tx,
-    snap.id,
-    {
-      backup_media_target: input.targetDescription,
-      cancel_requested: '0',
-      data_transfer_time: '0',
-      object_store_transfer_time: '0',
-      hostnames: JSON.stringify(w.instances.map((i) => i.name)),
-      pause_at_snapshot: '0',
-      policy_id: w.metadata.policy_id ?? '',
-      preferredgroup: '[]',
-      topology: JSON.stringify('""'),
-      workload_approx_backup_size: '0',
-    },
-    snap.created_at,
-  );
-  await enqueueJob(tx, { kind: input.jobKind, payload: { snapshotId: snap.id }, resourceId: snap.id, now: snap.created_at });
-  return true;
-}
 
 /**
  * Compare-and-swap of the stored jobschedule (pause/resume): false when the row changed since
