@@ -8,7 +8,7 @@ import { sql } from 'kysely';
 import { openStore, inTransaction, type StoreHandle } from './db.js';
 import { storeKinds } from './testing.js';
 import { enqueueJob, getJob } from './job.store.js';
-import { migrationProvider } from './migrations/index.js';
+import { migrationNames } from './migrations/index.js';
 
 const pgUrl = process.env.LIFEBOAT_TEST_PG;
 const pgSkip = pgUrl ? false : 'LIFEBOAT_TEST_PG is not set: PostgreSQL store tests skipped';
@@ -30,11 +30,11 @@ async function withAdmin<T>(fn: (h: { q(text: string, params?: unknown[]): Promi
 }
 
 async function allMigrations(): Promise<string[]> {
-  return Object.keys(await migrationProvider.getMigrations()).sort();
+  return migrationNames();
 }
 
 async function appliedMigrations(h: StoreHandle): Promise<string[]> {
-  const r = await sql<{ name: string }>`SELECT name FROM kysely_migration ORDER BY name`.execute(h.db);
+  const r = await sql<{ name: string }>`SELECT name FROM lifeboat_migrations ORDER BY name`.execute(h.db);
   return r.rows.map((x) => x.name);
 }
 

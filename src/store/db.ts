@@ -1,10 +1,10 @@
-import { Kysely, Migrator, PostgresDialect, SqliteDialect, sql, type Transaction } from 'kysely';
+import { Kysely, PostgresDialect, SqliteDialect, sql, type Transaction } from 'kysely';
 import SqliteDatabase from 'better-sqlite3';
 import pg from 'pg';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Database } from './schema.js';
-import { migrationProvider } from './migrations/index.js';
+import { migrationNames, migrations } from './migrations/index.js';
 
 export type Db = Kysely<Database>;
 export type Tx = Transaction<Database>;
@@ -68,8 +68,7 @@ export async function openStore(url: string, opts: OpenOptions = {}): Promise<St
         }
         migrationSchema = opts.schema;
       } else {
-        // Kysely's migrator, given no schema, takes a kysely_migration table in ANY schema of
-        // the database for its own; pin it to the schema this connection actually uses.
+        // The schema this connection's unqualified names land in: the migration lock's key.
         const r = await c.query<{ s: string | null }>('SELECT current_schema() AS s');
         const s = r.rows[0]?.s;
         if (!s) throw new Error('database has no current schema (check search_path)');
@@ -86,43 +85,43 @@ export async function openStore(url: string, opts: OpenOptions = {}): Promise<St
   } else {
     throw new Error(`unsupported database url ${JSON.stringify(url)}: expected sqlite:<path> or postgres://...`);
   }
-  const migrator = new Migrator({ db, provider: migrationProvider, ...(migrationSchema ? { migrationTableSchema: migrationSchema } : {}) });
-  // Kysely creates its migration tables before taking its own lock, so processes starting
-  // together on a fresh schema could interleave there. A session advisory lock per schema,
-  // held on one connection across the whole migration, makes them take turns.
+  // Processes starting together on one fresh PostgreSQL schema take turns: a session advisory
+  // lock per schema, held on one connection across the whole migration.
   try {
     if (dialect === 'postgres' && migrationSchema) {
       const key = `lifeboat-migrate:${migrationSchema}`;
       await db.connection().execute(async (conn) => {
         await sql`SELECT pg_advisory_lock(hashtext(${key}))`.execute(conn);
         try {
-          await migrate(dialect, migrator);
+          await migrate(db);
         } finally {
           await sql`SELECT pg_advisory_unlock(hashtext(${key}))`.execute(conn).catch(() => undefined);
         }
       });
     } else {
-      await migrate(dialect, migrator);
+      await migrate(db);
     }
   } catch (e) {
     await db.destroy();
-    throw e;
+    throw new Error(`database migration failed: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
   }
   return { db, dialect, close: () => db.destroy() };
 }
 
-async function migrate(dialect: DialectName, migrator: Migrator): Promise<void> {
-  for (let attempt = 1; ; attempt++) {
-    const { error } = await migrator.migrateToLatest();
-    if (!error) break;
-    // Kysely's PostgreSQL introspection looks up every schema of the database by name, so a
-    // schema that another process drops meanwhile fails it with 3F000. Migrations run in one
-    // transaction there, so trying again is safe.
-    if (dialect === 'postgres' && (error as { code?: unknown }).code === '3F000' && attempt < 5) {
-      await new Promise((r) => setTimeout(r, 10 * attempt));
-      continue;
-    }
-    throw new Error(`database migration failed: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+/**
+ * Applies pending migrations, each in its own transaction with its bookkeeping row. A small
+ * migrator of our own: unqualified table names follow the connection's schema, and nothing
+ * introspects other schemas of the database (which another process may be dropping).
+ */
+async function migrate(db: Db): Promise<void> {
+  await sql`CREATE TABLE IF NOT EXISTS lifeboat_migrations (name text PRIMARY KEY, applied_at bigint NOT NULL)`.execute(db);
+  const applied = new Set((await sql<{ name: string }>`SELECT name FROM lifeboat_migrations`.execute(db)).rows.map((r) => r.name));
+  for (const name of migrationNames()) {
+    if (applied.has(name)) continue;
+    await db.transaction().execute(async (tx) => {
+      await migrations[name]!.up(tx as unknown as Kysely<unknown>);
+      await sql`INSERT INTO lifeboat_migrations (name, applied_at) VALUES (${name}, ${Date.now()})`.execute(tx);
+    });
   }
 }
 

@@ -1,4 +1,4 @@
-import type { Migration, MigrationProvider } from 'kysely';
+import type { Kysely } from 'kysely';
 import * as m0001 from './0001-core.js';
 import * as m0002 from './0002-restores.js';
 import * as m0003 from './0003-scheduler.js';
@@ -8,15 +8,18 @@ import * as m0004 from './0004-policies-quotas-settings.js';
  * Migrations are listed statically (not read from a folder) so the compiled package needs no
  * file lookups; names sort in application order. Add new ones at the end, never edit old ones.
  */
-const migrations: Record<string, Migration> = {
+export interface Migration {
+  up(db: Kysely<unknown>): Promise<void>;
+}
+
+export const migrations: Readonly<Record<string, Migration>> = {
   '0001-core': m0001,
   '0002-restores': m0002,
   '0003-scheduler': m0003,
   '0004-policies-quotas-settings': m0004,
 };
 
-export const migrationProvider: MigrationProvider = {
-  async getMigrations() {
-    return migrations;
-  },
-};
+/** Migration names in application order. */
+export function migrationNames(): string[] {
+  return Object.keys(migrations).sort();
+}
