@@ -15,21 +15,19 @@ import { quotaRoutes } from '../src/http/quotas.routes.js';
 import { settingRoutes } from '../src/http/settings.routes.js';
 import { Policy } from '../src/identity/policy.js';
 import { storeKinds } from '../src/store/testing.js';
-import type { Db, StoreHandle } from '../src/store/db.js';
+import type { StoreHandle } from '../src/store/db.js';
 import { transitionSnapshot, updateSnapshotFields } from '../src/store/snapshot.store.js';
 import { insertRestore } from '../src/store/restore.store.js';
 import { LocalPlatform } from '../src/platform/local/local.platform.js';
-import type { Platform } from '../src/platform/platform.js';
 import { WorkloadService } from '../src/services/workload.service.js';
-import { SnapshotService, type TakeSnapshotInput } from '../src/services/snapshot.service.js';
-import { PolicyService, workloadPolicyOnCreate, workloadPolicyOnModify } from '../src/services/policy.service.js';
-import { QuotaService, QUOTA_TYPE_IDS, enforceSnapshotQuotas, enforceWorkloadQuotas } from '../src/services/quota.service.js';
+import { SnapshotService } from '../src/services/snapshot.service.js';
+import { PolicyService } from '../src/services/policy.service.js';
+import { QuotaService, QUOTA_TYPE_IDS } from '../src/services/quota.service.js';
 import { SettingService, loadOrCreateSettingsKey } from '../src/services/setting.service.js';
-import { instanceIdList, stringMap } from '../src/services/input.js';
 import { notifyRestoreFinished, notifySnapshotFinished, smtpMailer, type NotifyDeps } from '../src/jobs/notify.js';
 import { JobRunner } from '../src/jobs/runner.js';
 import { workloadJobHandlers } from '../src/jobs/workload.job.js';
-import { systemClock, type Clock } from '../src/lib/clock.js';
+import { systemClock } from '../src/lib/clock.js';
 import { UnauthenticatedError } from '../src/lib/errors.js';
 import type { Logger } from '../src/lib/logger.js';
 import type { RequestContext } from '../src/domain/context.js';
@@ -72,50 +70,6 @@ const validator = {
     return { ...u.ctx };
   },
 };
-
-/** Stand-in for the lead's WorkloadService wiring (policy fields + workload quotas). */
-class WiredWorkloads extends WorkloadService {
-  constructor(
-    private readonly store: Db,
-    private readonly plat: Platform,
-    clock: Clock,
-  ) {
-    super({ db: store, platform: plat, clock });
-  }
-  override async create(ctx: RequestContext, body: Record<string, unknown>) {
-    const metadata = stringMap(body.metadata, 'metadata');
-    const pf = await workloadPolicyOnCreate(this.store, ctx.projectId, metadata);
-    await enforceWorkloadQuotas(this.store, { projectId: ctx.projectId, workloadId: null, instanceIds: Array.isArray(body.instances) ? instanceIdList(body.instances) : [], platform: this.plat });
-    if (!pf) return super.create(ctx, body);
-    const { policy_id, ...fields } = pf;
-    const js = typeof body.jobschedule === 'object' && body.jobschedule !== null ? body.jobschedule : {};
-    return super.create(ctx, { ...body, metadata: { ...metadata, policy_id }, jobschedule: { ...js, ...fields } });
-  }
-  override async modify(ctx: RequestContext, id: string, body: Record<string, unknown>) {
-    const w = await this.get(ctx, id);
-    const metadata = body.metadata === undefined ? undefined : stringMap(body.metadata, 'metadata');
-    const pf = await workloadPolicyOnModify(this.store, ctx.projectId, metadata);
-    if (body.instances !== undefined) await enforceWorkloadQuotas(this.store, { projectId: ctx.projectId, workloadId: w.id, instanceIds: instanceIdList(body.instances), platform: this.plat });
-    if (!pf) return super.modify(ctx, id, body);
-    const { policy_id, ...fields } = pf;
-    const js = typeof body.jobschedule === 'object' && body.jobschedule !== null ? body.jobschedule : {};
-    return super.modify(ctx, id, { ...body, metadata: { ...metadata, policy_id }, jobschedule: { ...js, ...fields } });
-  }
-}
-
-/** Stand-in for the lead's SnapshotService wiring (snapshot quotas). */
-class WiredSnapshots extends SnapshotService {
-  constructor(
-    private readonly store: Db,
-    clock: Clock,
-  ) {
-    super({ db: store, clock, targetDescription: 'mem://test' });
-  }
-  override async take(ctx: RequestContext, workloadId: string, input: TakeSnapshotInput) {
-    await enforceSnapshotQuotas(this.store, ctx.projectId);
-    return super.take(ctx, workloadId, input);
-  }
-}
 
 interface Received {
   from: string;
@@ -255,8 +209,8 @@ for (const kind of storeKinds()) {
         keystoneUri: 'http://lb.test:8780/identity/v3',
         fastifyLogger: { level: 'debug', stream: sink },
         v1Routes: [
-          workloadRoutes({ workloads: new WiredWorkloads(h.db, platform, clock), policy, publicUrl: 'http://lb.test:8780' }),
-          snapshotRoutes({ snapshots: new WiredSnapshots(h.db, clock), policy }),
+          workloadRoutes({ workloads: new WorkloadService({ db: h.db, platform, clock }), policy, publicUrl: 'http://lb.test:8780' }),
+          snapshotRoutes({ snapshots: new SnapshotService({ db: h.db, clock, targetDescription: 'mem://test' }), policy }),
           policyRoutes({ policies: new PolicyService({ db: h.db, clock, projects }), policy }),
           quotaRoutes({ quotas: new QuotaService({ db: h.db, clock, projects }), policy }),
           settingRoutes({ settings: new SettingService({ db: h.db, clock, secretKey, mailer: smtpMailer }), policy }),
