@@ -1,6 +1,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, renameSync } from 'node:fs';
+import { SMTPServer } from 'smtp-server';
 import { join } from 'node:path';
 import { startHarness, waitFor, type Harness, type TestUser } from './harness.js';
 
@@ -146,6 +147,72 @@ describe('schedules, policies, quotas and settings on the real service', () => {
     assert.equal((await h.api(h.admin, 'DELETE', `/project_allowed_quotas/${qid}`)).status, 202);
     await remove(h.alice, w1);
     await remove(h.alice, w2);
+  });
+
+  test('a failed snapshot is mailed to the project with the workload name, snapshot id and error', async () => {
+    const mails: string[] = [];
+    const server = new SMTPServer({
+      disabledCommands: ['STARTTLS'],
+      allowInsecureAuth: true,
+      logger: false,
+      onAuth(auth, _s, cb) {
+        if (auth.username === 'mailer' && auth.password === 'smtp-pw') cb(null, { user: 'mailer' });
+        else cb(new Error('Invalid username or password'));
+      },
+      onData(stream, _s, cb) {
+        const chunks: Buffer[] = [];
+        stream.on('data', (c: Buffer) => chunks.push(c));
+        stream.on('end', () => {
+          mails.push(Buffer.concat(chunks).toString('utf8'));
+          cb();
+        });
+      },
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    const port = (server.server.address() as { port: number }).port;
+    try {
+      const set = (name: string, value: string) => ({ name, value, category: '', is_public: false, is_hidden: false, metadata: {}, type: '', description: '' });
+      const r = await h.api(h.alice, 'POST', '/settings', {
+        settings: [
+          set('smtp_default_recipient', 'ops@example.com'),
+          set('smtp_default_sender', 'lifeboat@example.com'),
+          set('smtp_port', String(port)),
+          set('smtp_server_name', '127.0.0.1'),
+          set('smtp_server_password', 'smtp-pw'),
+          set('smtp_server_username', 'mailer'),
+          set('smtp_timeout', '10'),
+          set('smtp_email_enable', '1'),
+        ],
+      });
+      assert.equal(r.status, 200, r.text);
+      const vm = h.vms[2]!;
+      const w = (await create(h.alice, [vm.id], { name: 'payroll-db' })).json.workload.id;
+      await available(h.alice, w);
+      renameSync(vm.disks[0]!.path, `${vm.disks[0]!.path}.gone`); // the disk vanishes: the snapshot fails
+      try {
+        const s = await h.api(h.alice, 'POST', `/workloads/${w}?full=1`);
+        const sid = s.json.snapshot.id;
+        const failed = await waitFor(async () => {
+          const x = (await h.api(h.alice, 'GET', `/snapshots/${sid}`)).json.snapshot;
+          return x.status === 'error' ? x : null;
+        }, 20_000, 'snapshot error');
+        const raw = await waitFor(async () => mails.find((m) => m.includes(sid)), 20_000, 'failure e-mail');
+        // quoted-printable body: join soft line breaks, decode =XX
+        const mail = raw.replace(/=\r?\n/g, '').replace(/=([0-9A-F]{2})/g, (_m, hx: string) => String.fromCharCode(parseInt(hx, 16)));
+        assert.match(mail, /payroll-db/);
+        assert.match(mail, /failed/);
+        assert.ok(mail.includes(failed.error_msg.slice(0, 40)), `error message in mail: ${failed.error_msg}`);
+        assert.match(mail, /To: .*ops@example\.com/);
+        assert.ok(!mail.includes('smtp-pw'));
+      } finally {
+        renameSync(`${vm.disks[0]!.path}.gone`, vm.disks[0]!.path);
+      }
+      for (const name of Object.keys((await h.api(h.alice, 'POST', '/workloads/settings')).json.settings)) await h.api(h.alice, 'DELETE', `/settings/${name}`);
+      await available(h.alice, w);
+      await remove(h.alice, w);
+    } finally {
+      await new Promise<void>((r) => server.close(() => r()));
+    }
   });
 
   test('F17: settings map, SMTP settings without echoing the password, delete answers exactly 200', async () => {

@@ -7,7 +7,6 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import { openStore, type StoreHandle } from '../src/store/db.js';
 import { getWorkload } from '../src/store/workload.store.js';
-import { getSnapshot } from '../src/store/snapshot.store.js';
 import { Policy } from '../src/identity/policy.js';
 import { LocalPlatform } from '../src/platform/local/local.platform.js';
 import { MemBackend } from '../src/backend/mem.backend.js';
@@ -18,9 +17,8 @@ import { SchedulerService, GLOBAL_SCHEDULER_DISABLED_MESSAGE } from '../src/serv
 import { JobRunner, type JobHandler } from '../src/jobs/runner.js';
 import { workloadJobHandlers } from '../src/jobs/workload.job.js';
 import { snapshotJobHandlers } from '../src/jobs/snapshot.job.js';
-import { SNAPSHOT_JOBS } from '../src/jobs/kinds.js';
 import { Scheduler } from '../src/jobs/scheduler.js';
-import { applyRetention, retentionJobHandlers } from '../src/jobs/retention.js';
+import { retentionJobHandlers } from '../src/jobs/retention.js';
 import { buildHttpServer } from '../src/http/server.js';
 import { workloadRoutes } from '../src/http/workloads.routes.js';
 import { snapshotRoutes } from '../src/http/snapshots.routes.js';
@@ -31,15 +29,10 @@ import { silentLogger } from '../src/lib/logger.js';
 import { makeDisk } from './harness.js';
 
 /**
- * Schedules end to end on a composed app (app.ts does not wire the scheduler yet): the real
- * HTTP routes, services, job runner, snapshot job, local platform and repository (mem backend),
- * plus the Scheduler driven by a ManualClock and the retention job. Retention after a completed
- * snapshot is emulated by wrapping the snapshot.take handler (applyRetention once it is done)
- * until snapshot.job.ts calls releaseWorkloadWithRetention in its completing transaction.
- *
- * Once app.ts wires it (see the lead's report), the same checks run through test/harness.ts:
- * GET/POST /global_job_scheduler (F13, 403 for members), pause/resume 200 with an empty body,
- * detail `enabled`/`nextrun`/`global_jobscheduler` (F14), and the F2 + F12 scheduled flow.
+ * Schedules end to end on an app composed like app.ts but driven by a ManualClock: the real
+ * HTTP routes, services, job runner, snapshot job (which applies retention when a snapshot
+ * completes), local platform and repository (mem backend), plus the Scheduler ticked by the
+ * test. The same endpoints on the real service: test/issue6.flows.test.ts.
  */
 const HOUR = 3_600_000;
 const T0 = Date.UTC(2026, 0, 15, 12, 0, 0);
@@ -110,18 +103,7 @@ describe('schedules, global job scheduler and retention over HTTP (composed app)
     const platform = await LocalPlatform.open({ inventoryPath: join(home, 'inventory.json'), restoreDir: join(home, 'restores'), logger: silentLogger });
     repo = await Repository.init(new MemBackend(), {}, { clock, logger: silentLogger });
     const policy = Policy.fromRules({}, { log: silentLogger });
-    const snapHandlers: JobHandler[] = snapshotJobHandlers({ db: store.db, platform, repo, clock, nodeName: 'TVM1' }).map((h) =>
-      h.kind !== SNAPSHOT_JOBS.take
-        ? h
-        : {
-            ...h,
-            run: async (job, c) => {
-              await h.run(job, c);
-              const s = await getSnapshot(store.db, { admin: true }, (job.payload as { snapshotId: string }).snapshotId);
-              if (s?.status === 'available') await applyRetention(store.db, s.workload_id, clock.now());
-            },
-          },
-    );
+    const snapHandlers: JobHandler[] = snapshotJobHandlers({ db: store.db, platform, repo, clock, nodeName: 'TVM1' });
     runner = new JobRunner({
       db: store.db,
       dialect: store.dialect,

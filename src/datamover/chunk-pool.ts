@@ -105,8 +105,14 @@ const idleSlots: SharedArrayBuffer[] = [];
 const KEEP = 2;
 
 export function acquireSlotMemory(bytes: number): SharedArrayBuffer {
-  const i = idleSlots.findIndex((b) => b.byteLength === bytes);
-  if (i >= 0) return idleSlots.splice(i, 1)[0]!;
+  // The smallest idle buffer that fits and wastes at most a quarter: a restore (2 × 6 × 2 MiB)
+  // runs in the memory a backup (6 × (2 × 2 MiB + ids/meta)) left, instead of adding its own.
+  let best = -1;
+  for (let i = 0; i < idleSlots.length; i++) {
+    const n = idleSlots[i]!.byteLength;
+    if (n >= bytes && n - bytes <= bytes / 4 && (best < 0 || n < idleSlots[best]!.byteLength)) best = i;
+  }
+  if (best >= 0) return idleSlots.splice(best, 1)[0]!;
   return new SharedArrayBuffer(bytes);
 }
 

@@ -17,7 +17,7 @@ export interface RestoreDiskOptions {
   pool?: ChunkPool;
   /** Reads in flight (default 6): restore speed comes from parallel fetches (PBS lesson). */
   maxInFlight?: number;
-  /** Largest single read from a pack (default 4 MiB). */
+  /** Largest single read from a pack (default 2 MiB: slots = the backup's, shared via the slot cache). */
   readBytes?: number;
 }
 
@@ -31,6 +31,7 @@ export interface RestoreDiskSummary {
 }
 
 const DEFAULT_IN_FLIGHT = 6;
+const DEFAULT_READ_BYTES = 2 << 20;
 
 interface Group {
   first: number; // chunk number
@@ -62,7 +63,7 @@ export async function restoreDisk(opts: RestoreDiskOptions): Promise<RestoreDisk
     const key = new Uint8Array(repo.projectKey(manifest.projectId)); // own buffer: cheap to post
     const pool = opts.pool ?? sharedChunkPool();
     const cs = header.chunkSize;
-    const maxRead = opts.readBytes ?? 4 << 20;
+    const maxRead = opts.readBytes ?? DEFAULT_READ_BYTES;
 
     const chunkName = (i: number) => ids.subarray(i * ID_LEN, i * ID_LEN + ID_LEN).toString('hex');
     const fail = (i: number, why: string) =>

@@ -131,13 +131,13 @@ describe('schedule math across timezones', () => {
 });
 
 describe('scheduledSnapshotType (fullbackup_interval)', () => {
-  it('-1 never forces; 0 always full; N allows N incrementals; no full yet → full', () => {
+  it('-1 never forces (the snapshot start makes the first one full); 0 always full; N allows N incrementals; no full left → full', () => {
     assert.equal(scheduledSnapshotType('-1', 50), 'incremental');
     assert.equal(scheduledSnapshotType('0', 0), 'full');
     assert.equal(scheduledSnapshotType('2', 0), 'incremental');
     assert.equal(scheduledSnapshotType('2', 1), 'incremental');
     assert.equal(scheduledSnapshotType('2', 2), 'full');
-    assert.equal(scheduledSnapshotType('-1', null), 'full');
+    assert.equal(scheduledSnapshotType('-1', null), 'incremental');
     assert.equal(scheduledSnapshotType('5', null), 'full');
   });
 });

@@ -264,12 +264,15 @@ export function scheduleKey(s: JobSchedule): string {
  * Type of a scheduled snapshot by `fullbackup_interval` (§2.3): "-1" never forces a full, "0"
  * makes every one full, N allows N incrementals between fulls. `incrementalsSinceFull` counts
  * the workload's successful incrementals newer than its newest successful full; null when it
- * has no full at all (the first snapshot is full anyway).
+ * has no full at all (with N ≥ 0 the next one is then full).
  */
 export function scheduledSnapshotType(fullbackupInterval: string, incrementalsSinceFull: number | null): SnapshotType {
-  if (incrementalsSinceFull === null) return 'full';
   const n = Number(fullbackupInterval);
+  // "-1": only the very first snapshot (and the first after a reset) is full, which the
+  // snapshot start forces anyway. Every snapshot is self-contained, so a full that retention
+  // removed needs no replacement.
   if (!Number.isInteger(n) || n < 0) return 'incremental';
+  if (incrementalsSinceFull === null) return 'full';
   if (n === 0) return 'full';
   return incrementalsSinceFull >= n ? 'full' : 'incremental';
 }
