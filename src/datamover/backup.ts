@@ -6,8 +6,11 @@ import type { ManifestDisk } from '../repository/manifest.format.js';
 import type { NewChunk, SnapshotWriter } from '../repository/snapshot-writer.js';
 import { acquireSlotMemory, releaseSlotMemory, sharedChunkPool, type ChunkPool } from './chunk-pool.js';
 
-/** Default read batch: 32 chunks of 64 KiB; small enough to balance two workers. */
-const DEFAULT_BATCH_BYTES = 2 << 20;
+/**
+ * Default read batch: 64 chunks of 64 KiB. Halving the messages, wake-ups and reads of 2 MiB
+ * batches costs ~6 % less CPU on a re-read incremental (which is CPU-bound on small boxes).
+ */
+const DEFAULT_BATCH_BYTES = 4 << 20;
 const ZERO_CHUNK = Buffer.alloc(4 << 20); // largest chunk size the repository allows
 
 export interface Progress {
@@ -34,9 +37,12 @@ export interface BackupDiskOptions {
   onProgress?: (p: Progress) => void;
   signal?: AbortSignal;
   pool?: ChunkPool;
-  /** Bytes per read batch (a multiple of the chunk size; default 2 MiB). */
+  /** Bytes per read batch (a multiple of the chunk size; default 4 MiB). */
   batchBytes?: number;
-  /** Batches in flight (default 2 per worker + 2): bounds memory whatever the disk size. */
+  /**
+   * Batches in flight (default 1 per worker + 3): bounds memory whatever the disk size. With
+   * two workers the slots are 5 × (4 + 4) MiB, the same memory a restore's slots take.
+   */
   maxInFlight?: number;
 }
 
@@ -179,7 +185,7 @@ async function run(opts: BackupDiskOptions): Promise<BackupDiskSummary> {
 
   // Slots: shared memory for the batches in flight (read buffer, encoded output, ids, meta),
   // allocated once per disk. Memory = maxInFlight × (2 × batchBytes + small), whatever the size.
-  const maxInFlight = Math.max(1, Math.min(opts.maxInFlight ?? pool.size * 2 + 2, batches.length || 1));
+  const maxInFlight = Math.max(1, Math.min(opts.maxInFlight ?? pool.size + 3, batches.length || 1));
   const batchBytes = batchChunks * chunkSize;
   // One buffer: [data slots | output slots | id slots | meta slots].
   const outBase = maxInFlight * batchBytes;

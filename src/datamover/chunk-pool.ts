@@ -105,8 +105,8 @@ const idleSlots: SharedArrayBuffer[] = [];
 const KEEP = 2;
 
 export function acquireSlotMemory(bytes: number): SharedArrayBuffer {
-  // The smallest idle buffer that fits and wastes at most a quarter: a restore (2 × 6 × 2 MiB)
-  // runs in the memory a backup (6 × (2 × 2 MiB + ids/meta)) left, instead of adding its own.
+  // The smallest idle buffer that fits and wastes at most a quarter: a restore (2 × 5 × 4 MiB)
+  // runs in the memory a backup (5 × (2 × 4 MiB) + ids/meta) left, instead of adding its own.
   let best = -1;
   for (let i = 0; i < idleSlots.length; i++) {
     const n = idleSlots[i]!.byteLength;

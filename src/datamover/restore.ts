@@ -15,9 +15,13 @@ export interface RestoreDiskOptions {
   onProgress?: (p: Progress) => void;
   signal?: AbortSignal;
   pool?: ChunkPool;
-  /** Reads in flight (default 6): restore speed comes from parallel fetches (PBS lesson). */
+  /**
+   * Reads in flight (default 5): restore speed comes from parallel fetches (PBS lesson). 5 × 2 ×
+   * 4 MiB is the memory a backup's slots take (two workers), so a restore reuses it (slot
+   * cache) instead of adding its own; measured as fast as 6 in flight.
+   */
   maxInFlight?: number;
-  /** Largest single read from a pack (default 2 MiB: slots = the backup's, shared via the slot cache). */
+  /** Largest single read from a pack (default 4 MiB). */
   readBytes?: number;
 }
 
@@ -30,8 +34,8 @@ export interface RestoreDiskSummary {
   holes: number;
 }
 
-const DEFAULT_IN_FLIGHT = 6;
-const DEFAULT_READ_BYTES = 2 << 20;
+const DEFAULT_IN_FLIGHT = 5;
+const DEFAULT_READ_BYTES = 4 << 20;
 
 interface Group {
   first: number; // chunk number

@@ -9,7 +9,7 @@ import type { SnapshotInstance } from '../domain/snapshot.js';
 import { RESTORE_LOST_MESSAGE, type RestorePlan, type RestorePlanInstance, type RestoredInstance } from '../domain/restore.js';
 import type { Clock } from '../lib/clock.js';
 import type { Logger } from '../lib/logger.js';
-import { errorMessage } from '../lib/errors.js';
+import { CancelledError, errorMessage } from '../lib/errors.js';
 import { toSecond } from '../lib/time.js';
 import { RESTORE_JOBS } from './kinds.js';
 import { diskKey } from './snapshot.job.js';
@@ -26,12 +26,6 @@ export interface RestoreJobDeps {
   onRestoreFinished?: (restoreId: string) => void;
 }
 
-class CancelledError extends Error {
-  constructor() {
-    super('Restore cancelled');
-    this.name = 'CancelledError';
-  }
-}
 
 /** The new instance's description: the snapshot's VM, renamed and re-networked per the plan. */
 function newInstanceSpec(si: SnapshotInstance, p: RestorePlanInstance, sizes: Map<string, number>) {
@@ -86,7 +80,7 @@ async function runRestore(d: RestoreJobDeps, restoreId: string, plan: RestorePla
     ticker = setInterval(() => {
       void (async () => {
         const cur = await getRestore(db, { admin: true }, r.id);
-        if (cur?.status === 'cancelling') cancelCtl.abort(new CancelledError());
+        if (cur?.status === 'cancelling') cancelCtl.abort(new CancelledError('Restore'));
         else
           await updateRestoreFields(
             db,

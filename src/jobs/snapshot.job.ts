@@ -5,13 +5,14 @@ import type { Platform } from '../platform/platform.js';
 import type { Repository } from '../repository/repository.js';
 import type { Manifest } from '../repository/manifest.format.js';
 import type { DiskIndex } from '../repository/disk-index.format.js';
+import type { DiskSource } from '../lib/disk-io.js';
 import { backupDisk, type BackupDiskSummary } from '../datamover/backup.js';
 import type { Instance } from '../domain/instance.js';
 import { RUNNING_SNAPSHOT_STATES, SNAPSHOT_LOST_MESSAGE, type Snapshot, type SnapshotInstance } from '../domain/snapshot.js';
 import { snapshotInstanceView } from '../domain/snapshot-instance.js';
 import type { Clock } from '../lib/clock.js';
 import type { Logger } from '../lib/logger.js';
-import { errorMessage } from '../lib/errors.js';
+import { CancelledError, errorMessage } from '../lib/errors.js';
 import { newId } from '../lib/ids.js';
 import { toSecond } from '../lib/time.js';
 import { SNAPSHOT_JOBS } from './kinds.js';
@@ -37,12 +38,6 @@ export function diskKey(instanceId: string, device: string): string {
   return `${instanceId}:${device}`;
 }
 
-class CancelledError extends Error {
-  constructor() {
-    super('Snapshot cancelled');
-    this.name = 'CancelledError';
-  }
-}
 
 /**
  * Runs a snapshot: every disk of every member VM into the repository, then the manifest
@@ -65,10 +60,15 @@ async function takeSnapshot(d: SnapshotJobDeps, snapshotId: string, signal: Abor
   const cancelCtl = new AbortController();
   const abort = AbortSignal.any([signal, cancelCtl.signal]);
   let writer: Awaited<ReturnType<Repository['beginSnapshot']>> | null = null;
+  let writerStart: ReturnType<Repository['beginSnapshot']> | null = null;
   let ticker: NodeJS.Timeout | null = null;
   try {
     const w = await getWorkload(db, { admin: true }, s.workload_id);
     if (!w) throw new Error(`Workload ${s.workload_id} no longer exists`);
+    // The writer (lease, GC plan, the project's chunk index) loads while the platform and the
+    // base are consulted: it is independent of both, and taking the lease earlier is only safer.
+    writerStart = repo.beginSnapshot({ projectId: w.project_id, snapshotId: s.id });
+    writerStart.catch(() => undefined); // awaited below, or aborted in the catch
     const instances: Instance[] = [];
     for (const m of w.instances) {
       const inst = await d.platform.getInstance(w.project_id, m.id);
@@ -87,7 +87,7 @@ async function takeSnapshot(d: SnapshotJobDeps, snapshotId: string, signal: Abor
     }
 
     // Open every disk first: sizes give restore_size and the progress total.
-    const sources = [];
+    const sources: { inst: Instance; disk: Instance['disks'][number]; source: DiskSource }[] = [];
     for (const inst of instances) for (const disk of inst.disks) sources.push({ inst, disk, source: await d.platform.openDiskSource(inst, disk) });
     const total = sources.reduce((a, x) => a + x.source.size, 0);
     let doneBefore = 0;
@@ -98,20 +98,28 @@ async function takeSnapshot(d: SnapshotJobDeps, snapshotId: string, signal: Abor
     ticker = setInterval(() => {
       void (async () => {
         const cur = await getSnapshot(db, { admin: true }, s.id);
-        if (cur?.status === 'cancelling') cancelCtl.abort(new CancelledError());
+        if (cur?.status === 'cancelling') cancelCtl.abort(new CancelledError('Snapshot'));
         else await updateSnapshotFields(db, s.id, { progress_percent: percent(), updated_at: toSecond(clock.now()) }, ['uploading']);
       })().catch((e: unknown) => log.warn({ err: errorMessage(e) }, 'progress update failed'));
     }, d.progressEveryMs ?? 500);
 
-    writer = await repo.beginSnapshot({ projectId: w.project_id, snapshotId: s.id });
+    // Base disk indexes: the next one is read while the current disk runs (at most two held).
+    const baseIndexOf = (i: number): Promise<DiskIndex | null> => {
+      const x = sources[i];
+      const bd = x ? base?.disks.find((y) => y.diskKey === diskKey(x.inst.id, x.disk.device)) : undefined;
+      return bd ? repo.readDiskIndex(bd.index).catch(() => null) : Promise.resolve(null);
+    };
+    let nextBase = baseIndexOf(0);
+    writer = await writerStart;
+    writerStart = null;
     const summaries: BackupDiskSummary[] = [];
     const dataStart = clock.now();
     try {
-      for (const { inst, disk, source } of sources) {
+      for (let i = 0; i < sources.length; i++) {
+        const { inst, disk, source } = sources[i]!;
         const key = diskKey(inst.id, disk.device);
-        let baseIndex: DiskIndex | null = null;
-        const bd = base?.disks.find((x) => x.diskKey === key);
-        if (bd) baseIndex = await repo.readDiskIndex(bd.index).catch(() => null);
+        const baseIndex = await nextBase;
+        nextBase = baseIndexOf(i + 1);
         current = 0;
         const sum = await backupDisk({
           writer,
@@ -174,6 +182,7 @@ async function takeSnapshot(d: SnapshotJobDeps, snapshotId: string, signal: Abor
     log.info({ snapshotId: s.id, type: s.snapshot_type, bytes: total, stored, modes: summaries.map((x) => x.mode) }, 'snapshot available');
     d.onSnapshotFinished?.(s.id);
   } catch (e) {
+    if (!writer && writerStart) writer = await writerStart.catch(() => null);
     if (writer) await writer.abort().catch(() => undefined);
     const now = toSecond(clock.now());
     const cancelled = cancelCtl.signal.aborted && !signal.aborted;

@@ -95,6 +95,14 @@ export class IntegrityError extends AppError {
   }
 }
 
+/** A running operation stopped because a user asked (snapshot/restore cancel); never shown as a fault. */
+export class CancelledError extends Error {
+  constructor(what: string) {
+    super(`${what} cancelled`);
+    this.name = 'CancelledError';
+  }
+}
+
 export function isAppError(e: unknown): e is AppError {
   return e instanceof AppError;
 }

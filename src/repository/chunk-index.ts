@@ -54,6 +54,14 @@ export class ChunkIndex {
     };
   }
 
+  /** Makes room for `total` entries at once (one rehash instead of a doubling series). */
+  reserve(total: number): void {
+    if (total * 10 <= this.cap * 7) return;
+    let c = this.cap;
+    while (total * 10 > c * 7) c *= 2;
+    this.rehash(c);
+  }
+
   /** Adds a location; an id already present keeps its first location unless `replace`. */
   set(id: Uint8Array, loc: ChunkLocation, idOff = 0, replace = false): void {
     if ((this.n + 1) * 10 > this.cap * 7) this.grow();
@@ -78,10 +86,14 @@ export class ChunkIndex {
   }
 
   private grow(): void {
+    this.rehash(this.cap * 2);
+  }
+
+  private rehash(cap: number): void {
     const oldIds = this.ids;
     const oldVals = this.vals;
     const oldCap = this.cap;
-    this.cap *= 2;
+    this.cap = cap;
     this.ids = Buffer.alloc(this.cap * ID_LEN);
     this.vals = new Uint32Array(this.cap * 5);
     for (let i = 0; i < oldCap; i++) {

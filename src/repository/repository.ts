@@ -104,8 +104,16 @@ export class Repository {
     try {
       const plan = await this.readGcPlan();
       lease.record.gcPlanSeen = plan?.planId ?? null;
-      await lease.beat(); // publish which plan this writer honours
-      const index = await this.loadChunkIndex(args.projectId, { excludePacks: new Set(plan?.condemned[args.projectId] ?? []) });
+      // Publish which plan this writer honours while the chunk index loads (reads only; the
+      // plan is already fixed, and until the beat lands GC sees a writer that has not seen its
+      // plan, which only makes it more careful). Both settle before the writer exists.
+      const [beat, loaded] = await Promise.allSettled([
+        lease.beat(),
+        this.loadChunkIndex(args.projectId, { excludePacks: new Set(plan?.condemned[args.projectId] ?? []) }),
+      ]);
+      if (beat.status === 'rejected') throw beat.reason;
+      if (loaded.status === 'rejected') throw loaded.reason;
+      const index = loaded.value;
       return new SnapshotWriter(
         this.backend,
         this.clock,
@@ -148,6 +156,7 @@ export class Repository {
         for (const key of await listAll(this.backend, `index/${projectId}/`)) {
           if (!parse.packIndex(key)) continue;
           const { entries } = decodePackIndex(key, await this.backend.get(key));
+          index.reserve(index.size + entries.length);
           for (const e of entries) {
             if (opts.excludePacks?.has(e.pack)) continue;
             if (bad.size > 0 && bad.has(`${e.id.toString('hex')}.${e.pack}`)) continue;
