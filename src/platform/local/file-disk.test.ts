@@ -5,6 +5,9 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { FileDiskSink, RangeSet, openFileDiskSource } from './file-disk.js';
+import { sparseExtentsAvailable } from './sparse-extents.js';
+import { closeSync, ftruncateSync, mkdtempSync, openSync, rmSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
 
 const MiB = 1024 * 1024;
 
@@ -122,5 +125,35 @@ describe('file disks', () => {
     await sink.abort(); // idempotent
     assert.equal(await readFile(target, 'utf8'), 'original');
     assert.deepEqual(await readdir(dir).then((l) => l.filter((n) => n.includes('keep'))), ['keep.raw']);
+  });
+});
+
+describe('sparse extents (lseek SEEK_DATA/SEEK_HOLE helper)', () => {
+  it('is built by npm ci and reports exactly where a sparse file holds data', async () => {
+    assert.equal(sparseExtentsAvailable(), true, 'build/Release/sparse_extents.node missing: npm ci did not build it');
+    const dir = mkdtempSync(join(tmpdir(), 'lifeboat-extents-'));
+    try {
+      const f = join(dir, 'sparse.raw');
+      const size = 64 * 1024 * 1024;
+      const fd = openSync(f, 'w');
+      ftruncateSync(fd, size);
+      writeSync(fd, Buffer.alloc(1024 * 1024, 7), 0, 1024 * 1024, 8 * 1024 * 1024);
+      writeSync(fd, Buffer.alloc(4096, 9), 0, 4096, size - 4096);
+      closeSync(fd);
+      const src = await openFileDiskSource(f);
+      try {
+        assert.ok(src.allocatedExtents, 'the source offers allocatedExtents');
+        const ext = await src.allocatedExtents!();
+        const covered = (off: number) => ext.some((e) => off >= e.offset && off < e.offset + e.length);
+        assert.ok(covered(8 * 1024 * 1024) && covered(9 * 1024 * 1024 - 1) && covered(size - 1));
+        assert.ok(!covered(0) && !covered(32 * 1024 * 1024), JSON.stringify(ext));
+        const total = ext.reduce((a, e) => a + e.length, 0);
+        assert.ok(total < 4 * 1024 * 1024, `data extents cover ${total} bytes`);
+      } finally {
+        await src.close();
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -1,15 +1,16 @@
 import { chmod, open, rename, unlink, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
-import type { DiskSink, DiskSource } from '../../lib/disk-io.js';
+import type { DiskSink, DiskSource, Extent } from '../../lib/disk-io.js';
 import { AppError } from '../../lib/errors.js';
 import { fileKey, fsyncDir, tempPathBeside } from './atomic-file.js';
+import { fileExtents } from './sparse-extents.js';
 
 /**
  * Raw image files as DiskSource / DiskSink.
  *
- * Sources give no allocatedExtents(): Node has no lseek(SEEK_DATA/SEEK_HOLE), so we cannot ask
- * the filesystem for holes; the datamover reads everything and its zero detection keeps holes
- * cheap in the repository. They give no changedExtentsSince() either (no CBT for plain files).
+ * Sources give allocatedExtents() when the sparse-extents helper is built (lseek SEEK_DATA/
+ * SEEK_HOLE), so the datamover never reads holes; otherwise it reads everything and its zero
+ * detection keeps holes cheap in the repository. No changedExtentsSince(): plain files have no CBT.
  */
 
 /** Opens `file` read-only. The caller maps ENOENT etc. to a message naming the instance. */
@@ -18,7 +19,10 @@ export async function openFileDiskSource(file: string): Promise<DiskSource> {
   try {
     const st = await fh.stat({ bigint: true });
     if (!st.isFile()) throw new AppError('validation', `${file} is not a regular file`);
-    return new FileDiskSource(fh, Number(st.size), fileKey(st));
+    const src = new FileDiskSource(fh, Number(st.size), fileKey(st));
+    // Offer extents only when the filesystem can tell; absent means "read everything".
+    if (fileExtents(fh.fd, src.size) !== null) src.allocatedExtents = async () => fileExtents(fh.fd, src.size) ?? [{ offset: 0, length: src.size }];
+    return src;
   } catch (e) {
     await fh.close();
     throw e;
@@ -27,6 +31,7 @@ export async function openFileDiskSource(file: string): Promise<DiskSource> {
 
 class FileDiskSource implements DiskSource {
   private closed = false;
+  allocatedExtents?: () => Promise<Extent[]>;
   /**
    * @param changeToken `${dev}:${ino}:${size}:${mtimeNs}` at open time: a rename-replace changes
    * ino, a write changes mtime (nanoseconds) and usually size. Equal tokens = same content,

@@ -1,0 +1,44 @@
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+import type { Extent } from '../../lib/disk-io.js';
+
+/**
+ * Where a file holds data, from lseek(SEEK_DATA/SEEK_HOLE) through a tiny native helper
+ * (native/sparse_extents.c, built by `npm ci` with node-gyp from the Node headers on the machine).
+ * Node's fs cannot ask this; without it every hole of a sparse image is read and zero-checked.
+ *
+ * Contract: ranges outside the returned extents read as zeros. null = unknown (helper not built,
+ * or the filesystem cannot tell): the caller must then read everything.
+ */
+interface Native {
+  extents(fd: number, size: number): number[] | null;
+}
+
+let native: Native | null | undefined;
+
+function load(): Native | null {
+  if (native !== undefined) return native;
+  try {
+    // dist/src/platform/local/ → <package>/build/Release/
+    const path = fileURLToPath(new URL('../../../../build/Release/sparse_extents.node', import.meta.url));
+    native = createRequire(import.meta.url)(path) as Native;
+  } catch {
+    native = null;
+  }
+  return native;
+}
+
+/** True when the helper is available (for a startup note). */
+export function sparseExtentsAvailable(): boolean {
+  return load() !== null;
+}
+
+export function fileExtents(fd: number, size: number): Extent[] | null {
+  const n = load();
+  if (!n) return null;
+  const flat = n.extents(fd, size);
+  if (!flat) return null;
+  const out: Extent[] = [];
+  for (let i = 0; i + 1 < flat.length; i += 2) out.push({ offset: flat[i]!, length: flat[i + 1]! });
+  return out;
+}
