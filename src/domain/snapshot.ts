@@ -116,3 +116,34 @@ export interface SnapshotFilter {
   dateTo?: number;
   status?: string;
 }
+
+/** A snapshot as it is created (status `creating`, nothing measured yet). */
+export function newSnapshotRecord(f: {
+  id: string;
+  workload_id: string;
+  project_id: string;
+  user_id: string;
+  name: string;
+  description: string;
+  snapshot_type: SnapshotType;
+  is_scheduled: boolean;
+  created_at: number;
+}): Snapshot {
+  return {
+    ...f,
+    status: 'creating',
+    host: '',
+    size: 0,
+    restore_size: 0,
+    uploaded_size: 0,
+    progress_percent: 0,
+    progress_msg: 'Snapshot operation is scheduled',
+    warning_msg: null,
+    error_msg: null,
+    time_taken: 0,
+    pinned: false,
+    instances: [],
+    updated_at: null,
+    finished_at: null,
+  };
+}

@@ -14,7 +14,7 @@ import {
 } from '../store/scheduler.store.js';
 import { intervalMs, nextRunMs, scheduleKey, scheduledSnapshotType } from '../domain/jobschedule.js';
 import { DEFAULT_DESCRIPTION } from '../domain/workload.js';
-import type { Snapshot } from '../domain/snapshot.js';
+import { newSnapshotRecord, type Snapshot } from '../domain/snapshot.js';
 import type { Clock } from '../lib/clock.js';
 import type { Logger } from '../lib/logger.js';
 import { errorMessage, QuotaExceededError } from '../lib/errors.js';
@@ -192,29 +192,15 @@ export class Scheduler {
 }
 
 function scheduledSnapshot(workloadId: string, projectId: string, userId: string, now: number): Snapshot {
-  return {
+  return newSnapshotRecord({
     id: newId(),
     workload_id: workloadId,
     project_id: projectId,
     user_id: userId,
     name: SCHEDULED_SNAPSHOT_NAME,
     description: DEFAULT_DESCRIPTION,
-    status: 'creating',
     snapshot_type: 'incremental',
     is_scheduled: true,
-    host: '',
-    size: 0,
-    restore_size: 0,
-    uploaded_size: 0,
-    progress_percent: 0,
-    progress_msg: 'Snapshot operation is scheduled',
-    warning_msg: null,
-    error_msg: null,
-    time_taken: 0,
-    pinned: false,
-    instances: [],
     created_at: now,
-    updated_at: null,
-    finished_at: null,
-  };
+  });
 }

@@ -17,6 +17,7 @@ import type { Clock } from '../lib/clock.js';
 import type { RequestContext } from '../domain/context.js';
 import {
   DEFAULT_SNAPSHOT_NAME,
+  newSnapshotRecord,
   DELETABLE_SNAPSHOT_STATES,
   RUNNING_SNAPSHOT_STATES,
   type Snapshot,
@@ -78,33 +79,19 @@ export class SnapshotService {
       requested = b.snapshot_type;
     }
     const now = this.deps.clock.now();
-    const snap: Snapshot = {
+    // created_at is stored to the millisecond so snapshots taken within one second still list
+    // in order; views print whole seconds (`.000000`), as every workloadmgr GET does.
+    const snap = newSnapshotRecord({
       id: newId(),
       workload_id: w.id,
       project_id: w.project_id,
       user_id: ctx.userId,
       name,
       description,
-      status: 'creating',
       snapshot_type: requested,
       is_scheduled: isScheduled,
-      host: '',
-      size: 0,
-      restore_size: 0,
-      uploaded_size: 0,
-      progress_percent: 0,
-      progress_msg: 'Snapshot operation is scheduled',
-      warning_msg: null,
-      error_msg: null,
-      time_taken: 0,
-      pinned: false,
-      instances: [],
-      // Stored to the millisecond so snapshots taken within one second still list in order;
-      // views print whole seconds (`.000000`), as every workloadmgr GET does.
       created_at: now,
-      updated_at: null,
-      finished_at: null,
-    };
+    });
     await inTransaction(this.deps.db, async (tx) => {
       const started = await createSnapshotRecord(tx, { workload: w, snapshot: snap, targetDescription: this.deps.targetDescription, jobKind: SNAPSHOT_JOBS.take });
       if (!started) throw new InvalidStateError("Workload must be in the 'available' state to take a snapshot");
