@@ -57,6 +57,33 @@ async function client(port: number, projectId: string) {
   };
 }
 
+
+type Api = Awaited<ReturnType<typeof client>>;
+
+/** A workload of the one VM, available. */
+async function workloadOf(api: Api, vmId: string): Promise<string> {
+  const w = await api('POST', '/workloads', { workload: { instances: [{ 'instance-id': vmId }] } });
+  const wid = w.json.workload.id as string;
+  await waitFor(async () => (await api('GET', `/workloads/${wid}`)).json.workload.status === 'available');
+  return wid;
+}
+
+/** Starts a full snapshot and returns its id once data is moving. */
+async function snapshotUploading(api: Api, wid: string): Promise<string> {
+  const s = await api('POST', `/workloads/${wid}?full=1`);
+  const sid = s.json.snapshot.id as string;
+  await waitFor(async () => (await api('GET', `/snapshots/${sid}`)).json.snapshot.status === 'uploading', 10_000, 'uploading');
+  return sid;
+}
+
+/** Polls `path` until its `key` object reaches one of `states`; returns that object. */
+function until(api: Api, path: string, key: 'snapshot' | 'restore', states: string[], ms = 30_000) {
+  return waitFor(async () => {
+    const x = (await api('GET', path)).json[key];
+    return states.includes(x.status) ? x : null;
+  }, ms, `${path} ${states.join('|')}`);
+}
+
 describe('kill -9 of the worker', () => {
   let e: Env;
   let proc: LifeboatProcess | null = null;
@@ -71,20 +98,13 @@ describe('kill -9 of the worker', () => {
   test('mid-snapshot: error "Snapshot did not finish successfully", workload available, verify passes, next snapshot succeeds; then mid-restore', async () => {
     proc = await startProcess(e.env);
     let api = await client(e.port, e.projectId);
-    const w = await api('POST', '/workloads', { workload: { instances: [{ 'instance-id': e.vmId }] } });
-    const wid = w.json.workload.id;
-    await waitFor(async () => (await api('GET', `/workloads/${wid}`)).json.workload.status === 'available');
-    const s = await api('POST', `/workloads/${wid}?full=1`);
-    const sid = s.json.snapshot.id;
-    await waitFor(async () => (await api('GET', `/snapshots/${sid}`)).json.snapshot.status === 'uploading', 10_000, 'uploading');
+    const wid = await workloadOf(api, e.vmId);
+    const sid = await snapshotUploading(api, wid);
     await proc.kill9();
 
     proc = await startProcess(e.env);
     api = await client(e.port, e.projectId);
-    const dead = await waitFor(async () => {
-      const x = (await api('GET', `/snapshots/${sid}`)).json.snapshot;
-      return x.status === 'error' ? x : null;
-    }, 15_000, 'reconciled to error');
+    const dead = await until(api, `/snapshots/${sid}`, 'snapshot', ['error'], 15_000);
     assert.equal(dead.error_msg, 'Snapshot did not finish successfully');
     assert.equal((await api('GET', `/workloads/${wid}`)).json.workload.status, 'available');
     const verify = runLifeboat(e.env, ['repo', 'verify']);
@@ -94,10 +114,7 @@ describe('kill -9 of the worker', () => {
     const hash = sha256File(e.disk);
     const s2 = await api('POST', `/workloads/${wid}`);
     assert.equal(s2.status, 200);
-    const done = await waitFor(async () => {
-      const x = (await api('GET', `/snapshots/${s2.json.snapshot.id}`)).json.snapshot;
-      return ['available', 'error'].includes(x.status) ? x : null;
-    }, 30_000, 'second snapshot');
+    const done = await until(api, `/snapshots/${s2.json.snapshot.id}`, 'snapshot', ['available', 'error']);
     assert.equal(done.status, 'available', done.error_msg);
     assert.equal(done.snapshot_type, 'full', 'the crashed snapshot was not a base');
     await waitFor(async () => (await api('GET', `/workloads/${wid}`)).json.workload.status === 'available');
@@ -111,19 +128,13 @@ describe('kill -9 of the worker', () => {
     await proc.kill9();
     proc = await startProcess(e.env);
     api = await client(e.port, e.projectId);
-    const lost = await waitFor(async () => {
-      const x = (await api('GET', `/restores/${rid}`)).json.restore;
-      return x.status === 'error' ? x : null;
-    }, 15_000, 'restore reconciled');
+    const lost = await until(api, `/restores/${rid}`, 'restore', ['error'], 15_000);
     assert.equal(lost.error_msg, 'Restore did not finish successfully');
     assert.equal((await api('GET', `/snapshots/${done.id}`)).json.snapshot.status, 'available');
     assert.equal((await api('GET', `/workloads/${wid}`)).json.workload.status, 'available');
     // a new restore succeeds, byte-exact
     const r2 = await api('POST', `/workloads/${wid}/snapshots/${done.id}/restores`, body);
-    const ok = await waitFor(async () => {
-      const x = (await api('GET', `/restores/${r2.json.restore.id}`)).json.restore;
-      return ['available', 'error'].includes(x.status) ? x : null;
-    }, 30_000, 'second restore');
+    const ok = await until(api, `/restores/${r2.json.restore.id}`, 'restore', ['available', 'error']);
     assert.equal(ok.status, 'available', ok.error_msg);
     const inv = JSON.parse(readFileSync(join(e.home, 'inventory.json'), 'utf8')).instances;
     const restored = inv.find((i: { id: string }) => i.id === ok.instances[0].id);
@@ -145,18 +156,11 @@ describe('cancel mid-operation', () => {
   test('a running snapshot ends cancelled with no manifest; a running restore ends cancelled', async () => {
     proc = await startProcess(e.env);
     const api = await client(e.port, e.projectId);
-    const w = await api('POST', '/workloads', { workload: { instances: [{ 'instance-id': e.vmId }] } });
-    const wid = w.json.workload.id;
-    await waitFor(async () => (await api('GET', `/workloads/${wid}`)).json.workload.status === 'available');
-    const s = await api('POST', `/workloads/${wid}?full=1`);
-    const sid = s.json.snapshot.id;
-    await waitFor(async () => (await api('GET', `/snapshots/${sid}`)).json.snapshot.status === 'uploading', 10_000, 'uploading');
+    const wid = await workloadOf(api, e.vmId);
+    const sid = await snapshotUploading(api, wid);
     const c = await api('GET', `/snapshots/${sid}/cancel`);
     assert.equal(c.status, 200);
-    const end = await waitFor(async () => {
-      const x = (await api('GET', `/snapshots/${sid}`)).json.snapshot;
-      return ['cancelled', 'available', 'error'].includes(x.status) ? x : null;
-    }, 15_000, 'cancelled');
+    const end = await until(api, `/snapshots/${sid}`, 'snapshot', ['cancelled', 'available', 'error'], 15_000);
     assert.equal(end.status, 'cancelled');
     assert.equal(end.metadata.find((m: { key: string }) => m.key === 'cancel_requested').value, '1');
     assert.equal((await api('GET', `/workloads/${wid}`)).json.workload.status, 'available');
@@ -169,10 +173,7 @@ describe('cancel mid-operation', () => {
     await waitFor(async () => (await api('GET', `/workloads/${wid}`)).json.workload.status === 'available');
 
     const s2 = await api('POST', `/workloads/${wid}`);
-    const ok = await waitFor(async () => {
-      const x = (await api('GET', `/snapshots/${s2.json.snapshot.id}`)).json.snapshot;
-      return ['available', 'error'].includes(x.status) ? x : null;
-    }, 30_000);
+    const ok = await until(api, `/snapshots/${s2.json.snapshot.id}`, 'snapshot', ['available', 'error']);
     assert.equal(ok.status, 'available', ok.error_msg);
     await waitFor(async () => (await api('GET', `/workloads/${wid}`)).json.workload.status === 'available');
     const r = await api('POST', `/snapshots/${ok.id}`, { restore: { options: { type: 'openstack', restore_type: 'oneclick', openstack: {} } } });
@@ -180,10 +181,7 @@ describe('cancel mid-operation', () => {
     const rid = r.json.restore.id;
     await waitFor(async () => (await api('GET', `/restores/${rid}`)).json.restore.status === 'executing', 10_000, 'restore executing');
     assert.equal((await api('GET', `/restores/${rid}/cancel`)).status, 200);
-    const rend = await waitFor(async () => {
-      const x = (await api('GET', `/restores/${rid}`)).json.restore;
-      return ['cancelled', 'available', 'error'].includes(x.status) ? x : null;
-    }, 15_000, 'restore cancelled');
+    const rend = await until(api, `/restores/${rid}`, 'restore', ['cancelled', 'available', 'error'], 15_000);
     assert.equal(rend.status, 'cancelled');
     assert.equal((await api('GET', `/snapshots/${ok.id}`)).json.snapshot.status, 'available');
     assert.equal((await api('GET', `/workloads/${wid}`)).json.workload.status, 'available');
