@@ -1,6 +1,5 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import pino from 'pino';
 import type { FastifyInstance } from 'fastify';
@@ -113,10 +112,11 @@ export async function startLifeboat(config: Config, o: StartOptions): Promise<Li
     }
 
     mkdirSync(config.target.dir, { recursive: true });
+    const targetDescription = `file://${config.target.dir}`;
     const repo = await Repository.init(new FsBackend(config.target.dir), {}, { clock, logger: log });
     const workloads = new WorkloadService({ db: store.db, platform, clock });
     const restores = new RestoreService({ db: store.db, clock });
-    const snapshots = new SnapshotService({ db: store.db, clock, targetDescription: `file://${config.target.dir}` });
+    const snapshots = new SnapshotService({ db: store.db, clock, targetDescription });
     const schedulerService = new SchedulerService({ db: store.db, clock });
     const secretKey = loadOrCreateSettingsKey(join(config.home, 'settings.key'));
     const idf = identityFile;
@@ -141,7 +141,12 @@ export async function startLifeboat(config: Config, o: StartOptions): Promise<Li
         leaseMs: config.jobLeaseSeconds * 1000,
         handlers: [
           ...workloadJobHandlers(store.db, platform, clock),
-          ...snapshotJobHandlers({ db: store.db, platform, repo, clock, nodeName: config.nodeName,
+          ...snapshotJobHandlers({
+            db: store.db,
+            platform,
+            repo,
+            clock,
+            nodeName: config.nodeName,
             onSnapshotDeleted: () => gcs.request(),
             onSnapshotFinished: (id) => void notifySnapshotFinished(notify, id),
           }),
@@ -152,7 +157,7 @@ export async function startLifeboat(config: Config, o: StartOptions): Promise<Li
       await runner.reconcile();
       runner.start();
       const r = runner;
-      scheduler = new Scheduler({ db: store.db, clock, log, targetDescription: `file://${config.target.dir}`, onQueued: () => r.poke() });
+      scheduler = new Scheduler({ db: store.db, clock, log, targetDescription, onQueued: () => r.poke() });
       scheduler.start();
     }
 
@@ -216,8 +221,4 @@ export async function startLifeboat(config: Config, o: StartOptions): Promise<Li
     await store.close();
     throw e;
   }
-}
-
-export function defaultNodeName(): string {
-  return hostname();
 }
