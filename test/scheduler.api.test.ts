@@ -32,7 +32,7 @@ import { makeDisk } from './harness.js';
  * Schedules end to end on an app composed like app.ts but driven by a ManualClock: the real
  * HTTP routes, services, job runner, snapshot job (which applies retention when a snapshot
  * completes), local platform and repository (mem backend), plus the Scheduler ticked by the
- * test. The same endpoints on the real service: test/issue6.flows.test.ts.
+ * test. The same endpoints on the real service: test/schedules-policies-quotas-settings.service.test.ts.
  */
 const HOUR = 3_600_000;
 const T0 = Date.UTC(2026, 0, 15, 12, 0, 0);

@@ -20,7 +20,7 @@ import { silentLogger } from '../src/lib/logger.js';
 import { makeDisk } from './harness.js';
 
 /**
- * Issue 6 acceptance: two workers (each its own store connection pool, job runner and
+ * Two workers (each its own store connection pool, job runner and
  * scheduler, as two processes would have) on one PostgreSQL, a 1-hour interval driven through
  * 24 simulated hours: every workload gets exactly 24 scheduled snapshots, full/incremental as
  * fullbackup_interval says, and retention keeps exactly retention_policy_value of them.
