@@ -15,7 +15,8 @@ const ALLOWED = {
   platform: ['lib', 'domain'],
   store: ['lib', 'domain'],
   identity: ['lib', 'domain', 'store'],
-  jobs: ['lib', 'domain', 'repository', 'datamover', 'platform', 'store'],
+  // services: the scheduler starts snapshots through the one snapshot-start use case (rule below).
+  jobs: ['lib', 'domain', 'repository', 'datamover', 'platform', 'store', 'services'],
   services: ['lib', 'domain', 'platform', 'store', 'jobs'],
   http: ['lib', 'domain', 'services', 'identity'],
   cli: ['lib'],
@@ -48,6 +49,23 @@ forbidden.push({
   severity: 'error',
   from: { path: '^src/services/' },
   to: { path: '^src/jobs/', pathNot: '^src/jobs/kinds\\.ts$' },
+});
+// jobs/ may use services/ only where a job-side driver starts a use case the API also starts:
+// the scheduler fires scheduled snapshots through services/snapshot-start.service.ts, the same
+// code path as POST /workloads/{id}. No other jobs/ file imports services/.
+forbidden.push({
+  name: 'jobs-services-snapshot-start-only',
+  comment: 'only jobs/scheduler.ts may import services/, and only services/snapshot-start.service.ts',
+  severity: 'error',
+  from: { path: '^src/jobs/', pathNot: '^src/jobs/scheduler\\.ts$' },
+  to: { path: '^src/services/' },
+});
+forbidden.push({
+  name: 'jobs-scheduler-snapshot-start-only',
+  comment: 'jobs/scheduler.ts may import services/snapshot-start.service.ts only',
+  severity: 'error',
+  from: { path: '^src/jobs/scheduler\\.ts$' },
+  to: { path: '^src/services/', pathNot: '^src/services/snapshot-start\\.service\\.ts$' },
 });
 // No import cycles anywhere.
 // (type-only edges do not run, so a cycle through them is harmless)

@@ -45,3 +45,15 @@ test('datamover/ may not reach the backends directly; allowed imports pass', () 
   const ok = cruise({ 'src/lib/l.ts': 'export const L = 1;\n', 'src/domain/d.ts': "import { L } from '../lib/l.js';\nexport const d = L;\n" });
   assert.equal(ok.status, 0, ok.out);
 });
+
+test('jobs/ may reach services/ only from the scheduler, and only the snapshot-start use case', () => {
+  const start = { 'src/services/snapshot-start.service.ts': 'export const S = 1;\n', 'src/services/other.service.ts': 'export const O = 1;\n' };
+  const ok = cruise({ ...start, 'src/jobs/scheduler.ts': "import { S } from '../services/snapshot-start.service.js';\nexport const s = S;\n" });
+  assert.equal(ok.status, 0, ok.out);
+  const otherService = cruise({ ...start, 'src/jobs/scheduler.ts': "import { O } from '../services/other.service.js';\nexport const s = O;\n" });
+  assert.notEqual(otherService.status, 0, otherService.out);
+  assert.match(otherService.out, /jobs-scheduler-snapshot-start-only/);
+  const otherJob = cruise({ ...start, 'src/jobs/x.job.ts': "import { S } from '../services/snapshot-start.service.js';\nexport const s = S;\n" });
+  assert.notEqual(otherJob.status, 0, otherJob.out);
+  assert.match(otherJob.out, /jobs-services-snapshot-start-only/);
+});

@@ -5,6 +5,8 @@ import type { Db, StoreHandle } from '../store/db.js';
 import { getWorkload, insertWorkload, transitionWorkload, updateWorkloadFields } from '../store/workload.store.js';
 import { getSnapshot, listSnapshots, transitionSnapshot } from '../store/snapshot.store.js';
 import { getScheduleState, setGlobalJobScheduler } from '../store/scheduler.store.js';
+import { deleteQuota, insertQuota } from '../store/quota.store.js';
+import { QUOTA_TYPE_IDS } from '../domain/quota.js';
 import { defaultJobSchedule } from '../domain/jobschedule.js';
 import type { JobSchedule, Workload } from '../domain/workload.js';
 import { ManualClock } from '../lib/clock.js';
@@ -174,6 +176,26 @@ for (const kind of storeKinds()) {
       clock.set(START + HOUR);
       assert.equal(fired((await s.tick()).outcomes).length, 1);
       assert.equal((await getScheduleState(h.db, w.id))?.note, null, 'a started run clears the note');
+    });
+
+    it('over the Storage or Snapshots quota: the slot is skipped with the quota message, nothing locked; the next slot fires', async () => {
+      const w = await mkWorkload(h.db);
+      const s = mk();
+      await s.tick();
+      const quotaId = newId();
+      await insertQuota(h.db, { id: quotaId, project_id: PROJECT, quota_type_id: QUOTA_TYPE_IDS.storage, allowed_value: 0, high_watermark: 0, created_at: T0, updated_at: T0 });
+      try {
+        clock.set(START);
+        const r = await s.tick();
+        assert.equal(fired(r.outcomes).length, 0);
+        assert.equal(skipped(r.outcomes)[0]?.reason, 'Quota exceeded for Storage: allowed 0 bytes, in use 0 bytes.');
+        assert.equal((await getWorkload(h.db, { admin: true }, w.id))?.status, 'available');
+        assert.equal((await getScheduleState(h.db, w.id))?.nextRunAt, START + HOUR, 'the refused slot is consumed, not retried every tick');
+      } finally {
+        await deleteQuota(h.db, quotaId);
+      }
+      clock.set(START + HOUR);
+      assert.equal(fired((await s.tick()).outcomes).length, 1);
     });
 
     it('no burst after downtime: a long-missed slot is skipped and the plan moves to the next future slot', async () => {

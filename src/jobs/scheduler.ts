@@ -1,6 +1,6 @@
 import { inTransaction, type Db } from '../store/db.js';
 import { getWorkload } from '../store/workload.store.js';
-import { createSnapshotRecord } from '../store/snapshot.store.js';
+import { startSnapshot } from '../services/snapshot-start.service.js';
 import {
   claimScheduledRun,
   deleteOrphanScheduleStates,
@@ -14,13 +14,11 @@ import {
 } from '../store/scheduler.store.js';
 import { intervalMs, nextRunMs, scheduleKey, scheduledSnapshotType } from '../domain/jobschedule.js';
 import { DEFAULT_DESCRIPTION } from '../domain/workload.js';
-import { newSnapshotRecord, type Snapshot } from '../domain/snapshot.js';
+import type { Snapshot } from '../domain/snapshot.js';
 import type { Clock } from '../lib/clock.js';
 import type { Logger } from '../lib/logger.js';
-import { errorMessage, QuotaExceededError } from '../lib/errors.js';
-import { newId } from '../lib/ids.js';
+import { errorMessage, ForbiddenError } from '../lib/errors.js';
 import { formatWireTime, toSecond } from '../lib/time.js';
-import { SNAPSHOT_JOBS } from './kinds.js';
 
 /** Name of every scheduled snapshot (workloadmgr-api §3.2; tempest's is_schedule_running looks for it). */
 export const SCHEDULED_SNAPSHOT_NAME = 'jobscheduler';
@@ -169,16 +167,25 @@ export class Scheduler {
       if (!(await getGlobalJobScheduler(tx))) return skip('global job scheduler is disabled');
       const w = await getWorkload(tx, { admin: true }, c.workloadId);
       if (!w) return null;
-      const snap = scheduledSnapshot(w.id, w.project_id, w.user_id, toSecond(now));
-      snap.snapshot_type = scheduledSnapshotType(w.jobschedule.fullbackup_interval, await incrementalsSinceFull(tx, w.id));
-      let started: boolean;
+      const type = scheduledSnapshotType(w.jobschedule.fullbackup_interval, await incrementalsSinceFull(tx, w.id));
+      let snap: Snapshot | null;
       try {
-        started = await createSnapshotRecord(tx, { workload: w, snapshot: snap, targetDescription: this.o.targetDescription, jobKind: SNAPSHOT_JOBS.take });
+        snap = await startSnapshot(tx, {
+          workload: w,
+          userId: w.user_id,
+          name: SCHEDULED_SNAPSHOT_NAME,
+          description: DEFAULT_DESCRIPTION,
+          type,
+          isScheduled: true,
+          createdAt: toSecond(now),
+          targetDescription: this.o.targetDescription,
+        });
       } catch (e) {
-        if (e instanceof QuotaExceededError) return skip(e.message);
+        // Over a Snapshots or Storage quota: this slot is skipped (with a note), not retried.
+        if (e instanceof ForbiddenError) return skip(e.message);
         throw e;
       }
-      if (!started) return skip(`workload is ${w.status}`);
+      if (!snap) return skip(`workload is ${w.status}`);
       await recordScheduleOutcome(tx, w.id, { snapshotId: snap.id }, toSecond(now));
       return { workloadId: w.id, kind: 'fired', snapshotId: snap.id, type: snap.snapshot_type, due };
     });
@@ -189,18 +196,4 @@ export class Scheduler {
     }
     return next;
   }
-}
-
-function scheduledSnapshot(workloadId: string, projectId: string, userId: string, now: number): Snapshot {
-  return newSnapshotRecord({
-    id: newId(),
-    workload_id: workloadId,
-    project_id: projectId,
-    user_id: userId,
-    name: SCHEDULED_SNAPSHOT_NAME,
-    description: DEFAULT_DESCRIPTION,
-    snapshot_type: 'incremental',
-    is_scheduled: true,
-    created_at: now,
-  });
 }

@@ -7,6 +7,7 @@ import {
   insertQuota,
   listQuotas,
   lockQuotas,
+  projectSnapshotUsage,
   protectedInstanceIds,
   updateQuotaValues,
   workloadInstanceIds,
@@ -14,10 +15,9 @@ import {
 } from '../store/quota.store.js';
 import type { Platform } from '../platform/platform.js';
 import type { Clock } from '../lib/clock.js';
-import { NotFoundError, QuotaExceededError, ValidationError } from '../lib/errors.js';
+import { ForbiddenError, NotFoundError, QuotaExceededError, ValidationError } from '../lib/errors.js';
 import { QUOTA_TYPE_IDS, QUOTA_TYPES, type QuotaType } from '../domain/quota.js';
 export { QUOTA_TYPE_IDS, QUOTA_TYPES, QuotaExceededError, type QuotaType };
-export { enforceSnapshotQuotas } from '../store/quota.store.js';
 import { isUuid, newId } from '../lib/ids.js';
 import { toSecond } from '../lib/time.js';
 import { requireObject } from './input.js';
@@ -201,3 +201,14 @@ export async function enforceWorkloadQuotas(db: DbOrTx, q: WorkloadQuotaInput): 
  * limit, since its own size is only known when it finishes). Call inside the transaction that
  * inserts the snapshot.
  */
+export async function enforceSnapshotQuotas(db: DbOrTx, projectId: string): Promise<void> {
+  const quotas = await lockQuotas(db, projectId, [QUOTA_TYPE_IDS.snapshots, QUOTA_TYPE_IDS.storage]);
+  if (quotas.length === 0) return;
+  const usage = await projectSnapshotUsage(db, projectId);
+  const sq = quotas.find((x) => x.quota_type_id === QUOTA_TYPE_IDS.snapshots);
+  if (sq && usage.count + 1 > sq.allowed_value) throw new QuotaExceededError('Snapshots', sq.allowed_value, usage.count, 1);
+  const stq = quotas.find((x) => x.quota_type_id === QUOTA_TYPE_IDS.storage);
+  if (stq && usage.bytes >= stq.allowed_value) {
+    throw new ForbiddenError(`Quota exceeded for Storage: allowed ${stq.allowed_value} bytes, in use ${usage.bytes} bytes.`);
+  }
+}

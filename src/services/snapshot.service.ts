@@ -1,7 +1,6 @@
 import { inTransaction, type Db } from '../store/db.js';
 import { getWorkload, transitionWorkload, type Scope } from '../store/workload.store.js';
 import {
-  createSnapshotRecord,
   getSnapshot,
   getTask,
   insertTask,
@@ -17,7 +16,6 @@ import type { Clock } from '../lib/clock.js';
 import type { RequestContext } from '../domain/context.js';
 import {
   DEFAULT_SNAPSHOT_NAME,
-  newSnapshotRecord,
   DELETABLE_SNAPSHOT_STATES,
   RUNNING_SNAPSHOT_STATES,
   type Snapshot,
@@ -32,6 +30,7 @@ import { isUuid, newId } from '../lib/ids.js';
 import { toSecond } from '../lib/time.js';
 import { textOrDefault } from './input.js';
 import { ownScope } from './workload.service.js';
+import { startSnapshot } from './snapshot-start.service.js';
 
 export interface SnapshotServiceDeps {
   db: Db;
@@ -78,25 +77,12 @@ export class SnapshotService {
       if (b.snapshot_type !== 'full' && b.snapshot_type !== 'incremental') throw new ValidationError('Invalid snapshot_type: expected "full" or "incremental"');
       requested = b.snapshot_type;
     }
-    const now = this.deps.clock.now();
-    // created_at is stored to the millisecond so snapshots taken within one second still list
-    // in order; views print whole seconds (`.000000`), as every workloadmgr GET does.
-    const snap = newSnapshotRecord({
-      id: newId(),
-      workload_id: w.id,
-      project_id: w.project_id,
-      user_id: ctx.userId,
-      name,
-      description,
-      snapshot_type: requested,
-      is_scheduled: isScheduled,
-      created_at: now,
+    const createdAt = this.deps.clock.now();
+    return inTransaction(this.deps.db, async (tx) => {
+      const snap = await startSnapshot(tx, { workload: w, userId: ctx.userId, name, description, type: requested, isScheduled, createdAt, targetDescription: this.deps.targetDescription });
+      if (!snap) throw new InvalidStateError("Workload must be in the 'available' state to take a snapshot");
+      return snap;
     });
-    await inTransaction(this.deps.db, async (tx) => {
-      const started = await createSnapshotRecord(tx, { workload: w, snapshot: snap, targetDescription: this.deps.targetDescription, jobKind: SNAPSHOT_JOBS.take });
-      if (!started) throw new InvalidStateError("Workload must be in the 'available' state to take a snapshot");
-    });
-    return snap;
   }
 
   async list(ctx: RequestContext, opts: { all: boolean; filter: SnapshotFilter }): Promise<Snapshot[]> {

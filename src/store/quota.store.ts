@@ -1,5 +1,3 @@
-import { ForbiddenError, QuotaExceededError } from '../lib/errors.js';
-import { QUOTA_TYPE_IDS } from '../domain/quota.js';
 import type { DbOrTx } from './db.js';
 
 /**
@@ -99,20 +97,4 @@ export async function projectSnapshotUsage(db: DbOrTx, projectId: string): Promi
     .where('deleted', '=', 0)
     .executeTakeFirstOrThrow();
   return { count: Number(r.n), bytes: Number(r.bytes ?? 0) };
-}
-
-/**
- * Snapshots and Storage quotas of a project, checked before a snapshot is created (API or
- * scheduler). Locks the quota rows, so concurrent creates cannot slip past a limit.
- */
-export async function enforceSnapshotQuotas(db: DbOrTx, projectId: string): Promise<void> {
-  const quotas = await lockQuotas(db, projectId, [QUOTA_TYPE_IDS.snapshots, QUOTA_TYPE_IDS.storage]);
-  if (quotas.length === 0) return;
-  const usage = await projectSnapshotUsage(db, projectId);
-  const sq = quotas.find((x) => x.quota_type_id === QUOTA_TYPE_IDS.snapshots);
-  if (sq && usage.count + 1 > sq.allowed_value) throw new QuotaExceededError('Snapshots', sq.allowed_value, usage.count, 1);
-  const stq = quotas.find((x) => x.quota_type_id === QUOTA_TYPE_IDS.storage);
-  if (stq && usage.bytes >= stq.allowed_value) {
-    throw new ForbiddenError(`Quota exceeded for Storage: allowed ${stq.allowed_value} bytes, in use ${usage.bytes} bytes.`);
-  }
 }

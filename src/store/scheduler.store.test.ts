@@ -4,9 +4,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { storeKinds } from './testing.js';
-import { inTransaction, openStore, type StoreHandle } from './db.js';
+import { openStore, type StoreHandle } from './db.js';
 import { getWorkload, insertWorkload } from './workload.store.js';
-import { createSnapshotRecord, insertSnapshot, listSnapshots } from './snapshot.store.js';
+import { insertSnapshot } from './snapshot.store.js';
 import {
   claimScheduledRun,
   getGlobalJobScheduler,
@@ -149,26 +149,6 @@ for (const kind of storeKinds()) {
       assert.equal(await incrementalsSinceFull(h.db, w.id), 2);
       await add(7, 'full');
       assert.equal(await incrementalsSinceFull(h.db, w.id), 0);
-    });
-
-    it('createSnapshotRecord: locks, forces full on the first snapshot, writes row + metadata + job; busy → nothing', async () => {
-      const w = workload();
-      await insertWorkload(h.db, w);
-      const s = snapshot(w);
-      assert.equal(await inTransaction(h.db, (tx) => createSnapshotRecord(tx, { workload: w, snapshot: s, targetDescription: 'file:///t', jobKind: 'snapshot.take' })), true);
-      assert.equal(s.snapshot_type, 'full');
-      assert.equal((await getWorkload(h.db, { admin: true }, w.id))?.status, 'locked');
-      const md = await h.db.selectFrom('snapshot_metadata').select(['key', 'value']).where('snapshot_id', '=', s.id).execute();
-      assert.equal(md.find((m) => m.key === 'backup_media_target')?.value, 'file:///t');
-      assert.equal(md.find((m) => m.key === 'policy_id')?.value, 'pol');
-      const job = await h.db.selectFrom('jobs').selectAll().where('resource_id', '=', s.id).executeTakeFirst();
-      assert.equal(job?.kind, 'snapshot.take');
-      assert.deepEqual(JSON.parse(job!.payload), { snapshotId: s.id });
-
-      const s2 = snapshot(w);
-      assert.equal(await inTransaction(h.db, (tx) => createSnapshotRecord(tx, { workload: w, snapshot: s2, targetDescription: 'x', jobKind: 'snapshot.take' })), false);
-      assert.equal((await listSnapshots(h.db, { admin: true }, { workloadId: w.id })).length, 1);
-      assert.equal(await h.db.selectFrom('jobs').select('id').where('resource_id', '=', s2.id).executeTakeFirst(), undefined);
     });
 
     it('swapJobSchedule is compare-and-swap', async () => {

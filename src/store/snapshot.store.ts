@@ -3,11 +3,6 @@ import type { SnapshotsTable } from './schema.js';
 import type { Snapshot, SnapshotFilter, SnapshotInstance, SnapshotMetadataRecord, SnapshotStatus, SnapshotType, Task } from '../domain/snapshot.js';
 import type { Scope } from './workload.store.js';
 import { newId } from '../lib/ids.js';
-import { toSecond } from '../lib/time.js';
-import type { Workload } from '../domain/workload.js';
-import { getWorkload, transitionWorkload } from './workload.store.js';
-import { enqueueJob } from './job.store.js';
-import { enforceSnapshotQuotas } from './quota.store.js';
 
 /** Snapshots, their metadata records and tasks. Reads are scoped like workloads. */
 
@@ -227,50 +222,4 @@ export async function finishTask(db: DbOrTx, id: string, status: string, message
 export async function committedSnapshotIds(db: DbOrTx): Promise<string[]> {
   const rows = await db.selectFrom('snapshots').select('id').where('deleted', '=', 0).where('status', 'in', ['available', 'restoring']).execute();
   return rows.map((r) => r.id);
-}
-
-export interface SnapshotRecordInput {
-  workload: Workload;
-  snapshot: Snapshot;
-  /** Where snapshots are stored, for the backup_media_target metadata record. */
-  targetDescription: string;
-  /** The job kind that runs the snapshot (jobs/kinds.ts SNAPSHOT_JOBS.take; store cannot import jobs/). */
-  jobKind: string;
-}
-
-/**
- * The state change of "take a snapshot", shared by the API and the scheduler. Run it in a
- * transaction: checks the Snapshots/Storage quotas (QuotaExceededError), conditionally locks the workload (false, and nothing written, when it is not
- * `available`), forces `full` for the first snapshot and after a reset, inserts the snapshot
- * row with its metadata records and enqueues the job. Mutates `snapshot.snapshot_type`.
- */
-export async function createSnapshotRecord(tx: DbOrTx, input: SnapshotRecordInput): Promise<boolean> {
-  const { workload: w, snapshot: snap } = input;
-  // Quotas first: a refusal must leave the workload unlocked.
-  await enforceSnapshotQuotas(tx, w.project_id);
-  const at = toSecond(snap.created_at);
-  const locked = await transitionWorkload(tx, w.id, { projectId: w.project_id }, ['available'], 'locked', at);
-  if (!locked) return false;
-  const fresh = await getWorkload(tx, { projectId: w.project_id }, w.id);
-  if (fresh?.force_full || !(await latestAvailableSnapshot(tx, w.id))) snap.snapshot_type = 'full';
-  await insertSnapshot(tx, snap);
-  await setSnapshotMetadata(
-    tx,
-    snap.id,
-    {
-      backup_media_target: input.targetDescription,
-      cancel_requested: '0',
-      data_transfer_time: '0',
-      object_store_transfer_time: '0',
-      hostnames: JSON.stringify(w.instances.map((i) => i.name)),
-      pause_at_snapshot: '0',
-      policy_id: w.metadata.policy_id ?? '',
-      preferredgroup: '[]',
-      topology: JSON.stringify('""'),
-      workload_approx_backup_size: '0',
-    },
-    at,
-  );
-  await enqueueJob(tx, { kind: input.jobKind, payload: { snapshotId: snap.id }, resourceId: snap.id, now: at });
-  return true;
 }
