@@ -38,7 +38,7 @@ import { workloadRoutes } from '../http/workloads.routes.js';
 import { identityRoutes } from '../http/identity.routes.js';
 import { systemClock, type Clock } from '../lib/clock.js';
 import type { Logger } from '../lib/logger.js';
-import type { TokenValidator } from '../http/types.js';
+import type { TokenValidator } from '../identity/token-validator.js';
 
 /**
  * The composition root: builds store, identity, policy, platform, services, job runner and

@@ -10,7 +10,7 @@ import type { ErrorKind } from '../lib/errors.js';
  *   2  usage: bad/missing arguments or options, unreadable --filename, missing credentials
  *   3  authentication/authorization: HTTP 401 (bad credentials/token), 403 (policy denial)
  *   4  not found: HTTP 404 (unknown or foreign id), no `workloads` endpoint in the catalog
- *   5  bad request / invalid state: HTTP 400, 409, 413, 415 and any other 4xx
+ *   5  bad request / invalid state: HTTP 400, 409, 413, 415, 429 and any other 4xx
  *   6  server or service unavailable: HTTP 5xx, connection refused, timeout, non-JSON answer
  *   7  the awaited operation (--wait) ended in `error` or `cancelled`
  *
@@ -32,7 +32,9 @@ export const EXIT_CODES: Readonly<Record<CliErrorKind, number>> = {
   conflict: 5,
   'too-large': 5,
   'unsupported-media': 5,
+  'rate-limited': 5,
   unavailable: 6,
+  upstream: 6,
   integrity: 6,
   internal: 6,
   'operation-failed': 7,
@@ -80,6 +82,10 @@ export function kindOfStatus(status: number, message: string): CliErrorKind {
       return 'too-large';
     case 415:
       return 'unsupported-media';
+    case 429:
+      return 'rate-limited';
+    case 502:
+      return 'upstream';
     case 503:
       return 'unavailable';
     default:

@@ -77,6 +77,14 @@ describe('applyJobSchedule: every format tempest sends', () => {
     assert.throws(() => applyJobSchedule(base(), []), ValidationError);
   });
 
+  it('refuses absurd intervals (above 366 days, or digits enough to overflow) and keeps the bounds inclusive', () => {
+    for (const interval of ['99999999999999999999 hrs', '367 days', '53 weeks', '9000 hrs', 1e21, '100000000000 min']) {
+      assert.throws(() => applyJobSchedule(base(), { interval }), ValidationError, String(interval));
+    }
+    assert.equal(applyJobSchedule(base(), { interval: '1 min' }).schedule.interval, '1 min');
+    assert.equal(applyJobSchedule(base(), { interval: '366 days' }).schedule.interval, '366 days');
+  });
+
   it('end_date equal to start_date and "no end" (any case) are accepted', () => {
     assert.equal(applyJobSchedule(base(), { start_date: '01/10/2026', end_date: '01/10/2026' }).schedule.end_date, '01/10/2026');
     assert.equal(applyJobSchedule(base(), { end_date: 'no end' }).schedule.end_date, 'No End');

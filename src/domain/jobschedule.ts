@@ -99,12 +99,21 @@ export function parseScheduleTime(v: unknown): string {
   return `${String(h12).padStart(2, '0')}:${String(mi).padStart(2, '0')} ${ampm}`;
 }
 
-/** `"1 hrs"`, `"24hr"`, `"30 min"`, `"2 days"` → canonical text kept as sent (validated). */
+/** Schedule intervals outside these bounds are refused: shorter floods the queue, longer never runs. */
+export const MIN_INTERVAL_MS = 60_000;
+export const MAX_INTERVAL_MS = 366 * 86_400_000;
+
+/**
+ * `"1 hrs"`, `"24hr"`, `"30 min"`, `"2 days"` → canonical text kept as sent (validated, and
+ * between 1 minute and 366 days).
+ */
 export function parseInterval(v: unknown): string {
   if (typeof v !== 'string' && typeof v !== 'number') throw new ValidationError(`Invalid interval: ${JSON.stringify(v)}`);
   const s = String(v).trim();
-  const m = /^(\d+)\s*(hr|hrs|hour|hours|h|min|mins|minute|minutes|m|day|days|d|week|weeks|w)?$/i.exec(s);
-  if (!m || Number(m[1]) <= 0) throw new ValidationError(`Invalid interval: expected e.g. "1 hrs" or "24hr", got ${JSON.stringify(v)}`);
+  const m = /^(\d{1,9})\s*(hr|hrs|hour|hours|h|min|mins|minute|minutes|m|day|days|d|week|weeks|w)?$/i.exec(s);
+  if (!m || Number(m[1]) <= 0) throw new ValidationError(`Invalid interval: expected e.g. "1 hrs" or "24hr", got ${JSON.stringify(String(v).slice(0, 64))}`);
+  const ms = intervalMs(s);
+  if (ms < MIN_INTERVAL_MS || ms > MAX_INTERVAL_MS) throw new ValidationError(`Invalid interval: must be from 1 minute to 366 days, got ${JSON.stringify(s)}`);
   return s;
 }
 

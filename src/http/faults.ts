@@ -1,5 +1,5 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { AppError, type ErrorKind } from '../lib/errors.js';
+import { AppError, RateLimitedError, type ErrorKind } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 
 /**
@@ -16,7 +16,9 @@ const KIND_STATUS: Record<ErrorKind, number> = {
   conflict: 409,
   'too-large': 413,
   'unsupported-media': 415,
+  'rate-limited': 429,
   unavailable: 503,
+  upstream: 502,
   integrity: 500,
   internal: 500,
 };
@@ -27,16 +29,34 @@ const FAULT_NAME: Record<number, string> = {
   403: 'forbidden',
   404: 'itemNotFound',
   405: 'badMethod',
+  408: 'requestTimeout',
   409: 'conflictingRequest',
   413: 'overLimit',
+  414: 'uriTooLong',
   415: 'badMediaType',
+  // nova answers rate limiting with an overLimit fault too (429 since Icehouse).
+  429: 'overLimit',
+  431: 'headersTooLarge',
   501: 'notImplemented',
+  502: 'badGateway',
   503: 'serviceUnavailable',
 };
 
+/**
+ * Absolute file paths (`/var/lib/...`, `file:///...`) in a message are replaced by `[path]`:
+ * a fault never tells a tenant where the server keeps its files. Only a run of at least two
+ * path segments counts, so `MM/DD/YYYY` or `a/b` stay readable; guest device names
+ * (`/dev/vda`) are the tenant's own vocabulary and stay too.
+ */
+export function redactPaths(message: string): string {
+  return message.replace(/(^|[\s'"(=:,])(\/{1,3}[^\s'"/,)]+(?:\/[^\s'"/,)]*)+)/g, (all, pre: string, path: string) =>
+    /^\/dev\/[A-Za-z0-9]+$/.test(path) ? all : `${pre}[path]`,
+  );
+}
+
 export function faultBody(status: number, message: string): Record<string, unknown> {
   const name = FAULT_NAME[status] ?? 'Error';
-  const inner: Record<string, unknown> = { code: status, message };
+  const inner: Record<string, unknown> = { code: status, message: redactPaths(message) };
   return { [name]: inner };
 }
 
@@ -55,6 +75,10 @@ function fromFastifyError(e: FastifyError): { status: number; message: string } 
       return { status: 400, message: 'Malformed request body' };
     case 'FST_ERR_VALIDATION':
       return { status: 400, message: e.message };
+    case 'FST_ERR_BAD_URL':
+      return { status: 400, message: 'Malformed request url' };
+    case 'FST_ERR_MAX_PARAM_LENGTH':
+      return { status: 414, message: 'Request-URI too long: a path element is longer than the server accepts.' };
     default:
       break;
   }
@@ -81,14 +105,18 @@ export interface FaultOptions {
   keystoneUri: string;
 }
 
-/** Installs the error and not-found handlers that turn everything into faults. */
-export function installFaultHandling(app: FastifyInstance, opts: FaultOptions): void {
-  app.setErrorHandler((err: unknown, req: FastifyRequest, reply: FastifyReply) => {
+/**
+ * The error → fault renderer, for the app's error handler and for errors raised before any
+ * route matched (server.ts frameworkErrors), which Fastify hands over outside that handler.
+ */
+export function faultRenderer(opts: FaultOptions): (err: unknown, req: FastifyRequest, reply: FastifyReply) => FastifyReply {
+  return (err, req, reply) => {
     if (err instanceof AppError) {
       const status = KIND_STATUS[err.kind];
+      if (err instanceof RateLimitedError) reply.header('retry-after', String(Math.max(1, Math.ceil(err.retryAfterSeconds))));
       if (status >= 500) {
         opts.log.error({ reqId: req.id, err: { message: err.message, kind: err.kind } }, 'request failed');
-        const msg = err.kind === 'unavailable' ? err.message : `The server has either erred or is incapable of performing the requested operation. (Request-ID: ${req.id})`;
+        const msg = err.kind === 'unavailable' || err.kind === 'upstream' ? err.message : `The server has either erred or is incapable of performing the requested operation. (Request-ID: ${req.id})`;
         return sendFault(reply, status, msg);
       }
       return sendFault(reply, status, err.kind === 'unauthenticated' ? KEYSTONE_401_MESSAGE : err.message, opts.keystoneUri);
@@ -97,8 +125,32 @@ export function installFaultHandling(app: FastifyInstance, opts: FaultOptions): 
     if (mapped) return sendFault(reply, mapped.status, mapped.message, opts.keystoneUri);
     opts.log.error({ reqId: req.id, err: err instanceof Error ? { message: err.message, stack: err.stack } : String(err) }, 'unhandled error');
     return sendFault(reply, 500, `The server has either erred or is incapable of performing the requested operation. (Request-ID: ${req.id})`);
-  });
+  };
+}
+
+/** Installs the error and not-found handlers that turn everything into faults. */
+export function installFaultHandling(app: FastifyInstance, opts: FaultOptions): void {
+  app.setErrorHandler(faultRenderer(opts));
   app.setNotFoundHandler((req, reply) => {
     sendFault(reply, 404, `The resource could not be found.`);
   });
+}
+
+/**
+ * The raw HTTP answer to a request Node's parser refused before Fastify saw it (headers too
+ * large → 431, request timeout → 408, anything else → 400), in the fault envelope and with a
+ * request id like every other answer. Nothing of the request is echoed.
+ */
+export function clientErrorResponse(errCode: string | undefined, requestId: string): string {
+  const [status, reason, message] =
+    errCode === 'HPE_HEADER_OVERFLOW'
+      ? [431, 'Request Header Fields Too Large', 'Request header fields too large.']
+      : errCode === 'ERR_HTTP_REQUEST_TIMEOUT'
+        ? [408, 'Request Timeout', 'The request was not received in time.']
+        : [400, 'Bad Request', 'Malformed request'];
+  const body = JSON.stringify(faultBody(status, message));
+  return (
+    `HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
+    `x-openstack-request-id: ${requestId}\r\nx-compute-request-id: ${requestId}\r\nConnection: close\r\n\r\n${body}`
+  );
 }

@@ -1,10 +1,12 @@
-import Fastify, { type FastifyInstance, type FastifyPluginAsync, type FastifyRequest } from 'fastify';
+import type { Socket } from 'node:net';
+import Fastify, { type FastifyError, type FastifyInstance, type FastifyPluginAsync, type FastifyReply, type FastifyRequest } from 'fastify';
 import { newRequestId } from '../lib/ids.js';
 import { UnauthenticatedError, ValidationError } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import type { RequestContext } from '../domain/context.js';
-import { installFaultHandling } from './faults.js';
-import type { PolicyEnforcer, TokenValidator } from './types.js';
+import type { TokenValidator } from '../identity/token-validator.js';
+import { clientErrorResponse, faultRenderer, installFaultHandling, sendFault } from './faults.js';
+import type { PolicyEnforcer } from './types.js';
 
 /** The legacy request body limit (osapi_max_request_body_size). */
 export const BODY_LIMIT = 114688;
@@ -24,6 +26,68 @@ export interface HttpOptions {
   fastifyLogger?: object | false;
 }
 
+/** The /v1 auth check: a valid token whose project is the tenant in the URL. */
+async function authenticate(o: HttpOptions, req: FastifyRequest, tenant: string | undefined): Promise<RequestContext> {
+  const token = req.headers['x-auth-token'];
+  if (typeof token !== 'string' || token === '') throw new UnauthenticatedError();
+  const ctx = await o.validator.validate(token, req.id);
+  ctx.requestId = req.id;
+  if (tenant !== ctx.projectId) throw new ValidationError('Malformed request url');
+  return ctx;
+}
+
+/** True for URLs of the authenticated /v1/{tenant_id}/... tree. */
+function isV1Tree(url: string): boolean {
+  return /^\/+v1\/+[^/?#]/.test(url);
+}
+
+/**
+ * Errors the router raises before any route matched (bad %-encoding → 400, a path element
+ * longer than maxParamLength → 414). Under /v1 the token is checked first, so an
+ * unauthenticated caller learns nothing beyond "401" about URLs it may not use.
+ */
+function frameworkErrors(o: HttpOptions) {
+  const render = faultRenderer({ log: o.log, keystoneUri: o.keystoneUri });
+  return (err: FastifyError, req: FastifyRequest, reply: FastifyReply): void => {
+    const url = req.raw.url ?? '';
+    const check = isV1Tree(url) ? authenticate(o, req, '').catch((e: unknown) => (e instanceof ValidationError ? undefined : e)) : Promise.resolve(undefined);
+    void check.then((authErr) => {
+      reply.header('x-compute-request-id', req.id).header('x-openstack-request-id', req.id);
+      render(authErr ?? err, req, reply);
+    });
+  };
+}
+
+/** Node's HTTP parser refused the request (e.g. headers too large): answer with a fault. */
+function clientErrorHandler(o: HttpOptions) {
+  return (err: NodeJS.ErrnoException, socket: Socket): void => {
+    if (err.code === 'ECONNRESET' || socket.destroyed) return;
+    const requestId = newRequestId();
+    o.log.info({ reqId: requestId, remoteAddress: socket.remoteAddress, code: err.code }, 'request refused by the HTTP parser');
+    if (socket.writable) socket.write(clientErrorResponse(err.code, requestId));
+    socket.destroy(err);
+  };
+}
+
+/**
+ * One access-log line per answered request: client address, method, route template (never
+ * the raw URL with its ids or query, never a header, so never a token), status, latency and
+ * request id.
+ */
+function logAccess(log: Logger, req: FastifyRequest, reply: FastifyReply): void {
+  log.info(
+    {
+      reqId: req.id,
+      remoteAddress: req.ip,
+      method: req.method,
+      route: req.routeOptions?.url ?? '(no route)',
+      status: reply.statusCode,
+      ms: Math.round(reply.elapsedTime * 10) / 10,
+    },
+    'request',
+  );
+}
+
 /**
  * Builds the HTTP server: OpenStack conventions on every answer (request ids, JSON faults,
  * body limit, trailing slashes), version discovery without auth, and the /v1/{tenant_id}
@@ -40,12 +104,14 @@ export async function buildHttpServer(o: HttpOptions): Promise<FastifyInstance> 
     onConstructorPoisoning: 'error',
     return503OnClosing: true,
     forceCloseConnections: 'idle',
+    frameworkErrors: frameworkErrors(o),
+    clientErrorHandler: clientErrorHandler(o),
   });
 
-  // JSON only. An empty body is allowed (clients send Content-Type on body-less POSTs);
-  // everything else goes through Fastify's poisoning-safe parser.
+  // JSON only (any other body type → 415). An empty body is allowed (clients send
+  // Content-Type on body-less POSTs); everything else goes through Fastify's poisoning-safe parser.
   const defaultJson = app.getDefaultJsonParser('error', 'error');
-  app.removeContentTypeParser(['application/json']);
+  app.removeContentTypeParser(['application/json', 'text/plain']);
   app.addContentTypeParser('application/json', { parseAs: 'string', bodyLimit: BODY_LIMIT }, (req, body, done) => {
     const text = String(body);
     if (text.trim() === '') return done(null, undefined);
@@ -61,6 +127,7 @@ export async function buildHttpServer(o: HttpOptions): Promise<FastifyInstance> 
     if (!reply.hasHeader('content-type')) reply.header('content-type', 'application/json');
     return payload;
   });
+  app.addHook('onResponse', async (req, reply) => logAccess(o.log, req, reply));
 
   installFaultHandling(app, { log: o.log, keystoneUri: o.keystoneUri });
 
@@ -75,14 +142,10 @@ export async function buildHttpServer(o: HttpOptions): Promise<FastifyInstance> 
   await app.register(
     async (v1) => {
       v1.addHook('onRequest', async (req: FastifyRequest) => {
-        const token = req.headers['x-auth-token'];
-        if (typeof token !== 'string' || token === '') throw new UnauthenticatedError();
-        const ctx = await o.validator.validate(token, req.id);
-        ctx.requestId = req.id;
-        const tenant = (req.params as { tenant_id?: string }).tenant_id;
-        if (tenant !== ctx.projectId) throw new ValidationError('Malformed request url');
-        req.ctx = ctx;
+        req.ctx = await authenticate(o, req, (req.params as { tenant_id?: string }).tenant_id);
       });
+      // Unknown URLs under /v1 answer 404 only to an authenticated caller (the hook above runs first).
+      v1.setNotFoundHandler((_req, reply) => void sendFault(reply, 404, 'The resource could not be found.'));
       for (const r of o.v1Routes) await v1.register(r);
     },
     { prefix: '/v1/:tenant_id' },

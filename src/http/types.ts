@@ -1,10 +1,5 @@
 import type { RequestContext } from '../domain/context.js';
 
-/** What http/ needs from identity/ (structural, so tests can pass fakes below the layer). */
-export interface TokenValidator {
-  validate(token: string, requestId: string): Promise<RequestContext>;
-}
-
 export interface PolicyEnforcer {
   /** Throws ForbiddenError("Policy doesn't allow <action> to be performed.") on denial. */
   enforce(action: string, ctx: RequestContext, target: { project_id: string }): void;

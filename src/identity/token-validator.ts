@@ -2,8 +2,9 @@ import { createHash } from 'node:crypto';
 import type { RequestContext } from '../domain/context.js';
 
 /**
- * What the /v1 auth hook calls. Implemented by the embedded identity and by the external
- * Keystone validator, so the hook does not care which one is configured.
+ * THE token-validator interface (the only one): what the /v1 auth hook calls. Implemented by
+ * the embedded identity and by the external Keystone validator, so the hook does not care
+ * which one is configured; tests pass structural fakes.
  *
  * Contract: resolves to the context of a valid, project-scoped, unexpired, unrevoked token;
  * rejects with UnauthenticatedError for a missing/invalid/expired/revoked token (→ 401) and
@@ -11,7 +12,7 @@ import type { RequestContext } from '../domain/context.js';
  * only from the token, never from client headers.
  */
 export interface TokenValidator {
-  validate(token: string | undefined, requestId: string): Promise<RequestContext>;
+  validate(token: string, requestId: string): Promise<RequestContext>;
 }
 
 /** sha256 hex of a token: the only form in which tokens are stored, cached or logged. */

@@ -13,6 +13,8 @@ export type ErrorKind =
   | 'too-large' // 413 overLimit
   | 'unsupported-media' // 415 badMediaType
   | 'unavailable' // a dependency is down: 503 serviceUnavailable
+  | 'rate-limited' // too many requests of this kind: 429 overLimit (+ Retry-After)
+  | 'upstream' // a remote server the caller pointed us at failed: 502 badGateway
   | 'integrity' // stored data failed a hash check
   | 'internal';
 
@@ -86,6 +88,23 @@ export class ConflictError extends AppError {
 export class UnavailableError extends AppError {
   constructor(message: string, options?: { cause?: unknown }) {
     super('unavailable', message, options);
+  }
+}
+
+/** Too many attempts; `retryAfterSeconds` goes into the Retry-After header. */
+export class RateLimitedError extends AppError {
+  constructor(
+    message: string,
+    readonly retryAfterSeconds: number,
+  ) {
+    super('rate-limited', message);
+  }
+}
+
+/** A remote server named by the caller (e.g. their SMTP server) failed or answered nonsense. */
+export class UpstreamError extends AppError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('upstream', message, options);
   }
 }
 
