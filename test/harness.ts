@@ -34,7 +34,8 @@ export interface Harness {
   bob: TestUser; // member of project beta
   admin: TestUser; // admin role on project admin
   vms: TestVm[]; // alpha: vm-a1 (2 disks), vm-a2 (2 disks), vm-a3; beta: vm-b1
-  token(u: TestUser): Promise<string>;
+  /** A token for `u`, issued once and cached; `fresh` issues a new one (e.g. to time its TTL). */
+  token(u: TestUser, fresh?: boolean): Promise<string>;
   api(u: TestUser, method: string, path: string, body?: unknown, headers?: Record<string, string>): Promise<ApiResponse>;
   close(): Promise<void>;
 }
@@ -124,9 +125,9 @@ export async function startHarness(opts: { env?: Record<string, string>; role?: 
   const admin = mkUser('admin', 'admin-pw', adminP);
   const tokens = new Map<string, string>();
 
-  const token = async (u: TestUser): Promise<string> => {
+  const token = async (u: TestUser, fresh = false): Promise<string> => {
     const cached = tokens.get(u.name);
-    if (cached) return cached;
+    if (cached && !fresh) return cached;
     const r = await fetch(`${url}/identity/v3/auth/tokens`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
@@ -139,7 +140,7 @@ export async function startHarness(opts: { env?: Record<string, string>; role?: 
     });
     if (r.status !== 201) throw new Error(`auth failed for ${u.name}: ${r.status} ${await r.text()}`);
     const t = r.headers.get('x-subject-token')!;
-    tokens.set(u.name, t);
+    if (!cached) tokens.set(u.name, t);
     return t;
   };
 

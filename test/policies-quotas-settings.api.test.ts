@@ -31,6 +31,7 @@ import { systemClock } from '../src/lib/clock.js';
 import { UnauthenticatedError } from '../src/lib/errors.js';
 import type { Logger } from '../src/lib/logger.js';
 import type { RequestContext } from '../src/domain/context.js';
+import { waitFor } from './harness.js';
 
 /**
  * Workload policies (F15), project quotas (F16) and e-mail settings (F17) over real HTTP, a
@@ -126,16 +127,6 @@ function subjectOf(raw: string): string {
     .replace(/\r\n[ \t]/g, ' ')
     .replace(/=\?UTF-8\?Q\?(.*?)\?=\s*/gi, (_all, q: string) => q.replace(/_/g, ' ').replace(/=([0-9A-F]{2})/gi, (_m, hex: string) => String.fromCharCode(parseInt(hex, 16))))
     .trim();
-}
-
-async function waitFor<T>(fn: () => Promise<T | null | undefined | false>, what: string, ms = 10_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
 }
 
 for (const kind of storeKinds()) {
@@ -252,12 +243,12 @@ for (const kind of storeKinds()) {
       const r = await api(u, 'POST', '/workloads', workloadBody(vms, metadata));
       assert.equal(r.status, 202, r.text);
       const id = r.json.workload.id as string;
-      await waitFor(async () => (await api(u, 'GET', `/workloads/${id}`)).json.workload.status === 'available', 'workload available');
+      await waitFor(async () => (await api(u, 'GET', `/workloads/${id}`)).json.workload.status === 'available', 10_000, 'workload available');
       return id;
     }
     async function deleteWorkload(u: User, id: string) {
       assert.equal((await api(u, 'DELETE', `/workloads/${id}`)).status, 202);
-      await waitFor(async () => (await api(u, 'GET', `/workloads/${id}`)).status === 404, 'workload deleted');
+      await waitFor(async () => (await api(u, 'GET', `/workloads/${id}`)).status === 404, 10_000, 'workload deleted');
     }
     const fault = (r: { json: any }) => (Object.values(r.json ?? {})[0] as { code: number; message: string } | undefined) ?? { code: 0, message: '' }; // eslint-disable-line @typescript-eslint/no-explicit-any
 

@@ -8,35 +8,53 @@ export const MAIN = fileURLToPath(new URL('../src/main.js', import.meta.url));
 
 export interface LifeboatProcess {
   child: ChildProcess;
+  /** `http://host:port` the API listens on, from the readiness line (null for `--role worker`). */
+  url: string | null;
   output(): string;
   kill9(): Promise<void>;
   stop(): Promise<void>;
 }
 
-export async function startProcess(env: Record<string, string>, args: string[] = ['serve']): Promise<LifeboatProcess> {
+/**
+ * The one line `lifeboat serve` writes to stdout once it serves (src/main.ts): after the job
+ * runner reconciled and started and the HTTP server listens. Anchored at the start of a line:
+ * JSON log lines (which may well contain "running", e.g. a reconcile warning "… not
+ * re-running") never match.
+ */
+export const READY_LINE = /^lifeboat (?:api|worker|all) running(?: on (http:\/\/\S+))? \(store \w+, node [^)]*\)$/;
+
+/**
+ * Starts `lifeboat <args>` and resolves once its stdout carries the readiness line; rejects if
+ * the process exits first or `timeoutMs` passes (generous: a loaded machine starts slowly).
+ */
+export async function startProcess(env: Record<string, string>, args: string[] = ['serve'], timeoutMs = 60_000): Promise<LifeboatProcess> {
   const child = spawn(process.execPath, [MAIN, ...args], { env: { ...process.env, LIFEBOAT_LOG_LEVEL: 'warn', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  child.stdout!.setEncoding('utf8');
+  child.stderr!.setEncoding('utf8');
   let out = '';
-  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-  child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+  child.stdout!.on('data', (d: string) => (out += d));
+  child.stderr!.on('data', (d: string) => (out += d));
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  await new Promise<void>((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`lifeboat did not start:\n${out}`)), 15_000);
-    const check = () => {
-      if (/running/.test(out)) {
-        clearTimeout(t);
-        resolve();
-      }
-    };
-    child.stdout!.on('data', check);
-    child.once('exit', (code) => {
+  const url = await new Promise<string | null>((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`lifeboat printed no readiness line within ${timeoutMs} ms:\n${out}`)), timeoutMs);
+    onStdoutLines(child, (line) => {
+      const m = READY_LINE.exec(line);
+      if (!m) return false;
       clearTimeout(t);
-      reject(new Error(`lifeboat exited with ${code}:\n${out}`));
+      resolve(m[1] ?? null);
+      return true;
+    });
+    child.once('exit', (code, signal) => {
+      clearTimeout(t);
+      reject(new Error(`lifeboat exited (${signal ?? code}) before it was ready:\n${out}`));
     });
   });
   return {
     child,
+    url,
     output: () => out,
     async kill9() {
+      if (child.exitCode !== null || child.signalCode !== null) return;
       child.kill('SIGKILL');
       await exited;
     },
@@ -46,6 +64,25 @@ export async function startProcess(env: Record<string, string>, args: string[] =
       await exited;
     },
   };
+}
+
+/**
+ * Calls `onLine` with each whole line of the child's stdout (a chunk may end mid-line) until it
+ * returns true. The stream keeps flowing afterwards: the child never blocks on a full pipe.
+ */
+function onStdoutLines(child: ChildProcess, onLine: (line: string) => boolean): void {
+  let partial = '';
+  const onData = (d: string) => {
+    const lines = (partial + d).split('\n');
+    partial = lines.pop()!;
+    for (const line of lines) {
+      if (onLine(line)) {
+        child.stdout!.off('data', onData);
+        return;
+      }
+    }
+  };
+  child.stdout!.on('data', onData);
 }
 
 /** Runs a lifeboat command to completion (e.g. `repo verify`). */
