@@ -3,7 +3,7 @@ import { Command, Option } from 'commander';
 import { loadConfig, ConfigError, type Config } from './config/config.js';
 import { startLifeboat, type Role } from './app/app.js';
 import type { CreatedCredentials } from './identity/identity-file.js';
-import { formatVerify, gcTarget, verifyTarget } from './app/repo-tools.js';
+import { formatRepairIndex, formatVerify, gcTarget, repairIndexTarget, verifyTarget } from './app/repo-tools.js';
 import { registerClientCommands } from './cli/commands.js';
 
 /** The `lifeboat` command: the service (`serve`) and, later, client and repository tools. */
@@ -87,6 +87,15 @@ repoCmd
     const v = await verifyTarget(config(), { markBad: opts.markBad });
     process.stdout.write((opts.json ? JSON.stringify(v, null, 2) : formatVerify(v)) + '\n');
     process.exitCode = v.ok ? 0 : 1;
+  });
+repoCmd
+  .command('repair-index')
+  .description('rebuild unreadable or missing pack indexes from the packs themselves (like restic repair index); safe while the service runs')
+  .option('--json', 'print the result as JSON', false)
+  .action(async (opts: { json: boolean }) => {
+    const r = await repairIndexTarget(config());
+    process.stdout.write((opts.json ? JSON.stringify(r, null, 2) : formatRepairIndex(r)) + '\n');
+    process.exitCode = r.some((x) => x.repair.unreadablePacks.length > 0) ? 1 : 0;
   });
 repoCmd
   .command('gc')

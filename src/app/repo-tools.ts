@@ -17,6 +17,25 @@ export async function verifyTarget(config: Config, opts: { markBad: boolean }): 
   return verifyRepository(await openRepo(config), { markBad: opts.markBad });
 }
 
+/** `lifeboat repo repair-index`: rebuild unreadable or missing pack indexes from the packs. */
+export async function repairIndexTarget(config: Config): Promise<Awaited<ReturnType<Repository['repairIndex']>>> {
+  return (await openRepo(config)).repairIndex();
+}
+
+/** One line per project: what repair-index found and did. */
+export function formatRepairIndex(r: Awaited<ReturnType<Repository['repairIndex']>>): string {
+  const lines = r.map(({ projectId, repair, lostPacks }) => {
+    const parts = [
+      `project ${projectId}: ${repair.unreadableIndexes.length} unreadable pack index(es) removed`,
+      `${repair.packsReindexed} pack(s) re-indexed${repair.written ? ` into ${repair.written}` : ''}`,
+    ];
+    if (repair.unreadablePacks.length > 0) parts.push(`${repair.unreadablePacks.length} pack(s) unreadable: ${repair.unreadablePacks.map((p) => p.pack).join(', ')}`);
+    if (lostPacks.length > 0) parts.push(`${lostPacks.length} indexed pack(s) missing or truncated: ${lostPacks.map((p) => p.reason).join('; ')}`);
+    return parts.join('; ');
+  });
+  return lines.length > 0 ? lines.join('\n') : 'no project data on the target';
+}
+
 export async function gcTarget(config: Config, opts: { dryRun: boolean }): Promise<GcReport> {
   const repo = await openRepo(config);
   const store = await openStore(config.db);

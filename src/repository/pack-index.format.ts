@@ -5,9 +5,12 @@ import { isPackId } from './keys.js';
 
 /**
  * Pack index object (`index/<project>/<id>.pidx`): where each chunk of some packs lives.
- * Header JSON: { projectId, packs: [packId...], createdAt }. Body: one 52-byte record per chunk
- * copy: id[32] | u32 packOrdinal (into header.packs) | u32 offset | u32 storedLength |
- * u32 rawLength | u32 flags. The same chunk may appear in several packs (GC keeps one).
+ * Header JSON: { projectId, packs: [packId...], createdAt, packLengths?: [bytes...] }. Body: one
+ * 52-byte record per chunk copy: id[32] | u32 packOrdinal (into header.packs) | u32 offset |
+ * u32 storedLength | u32 rawLength | u32 flags. The same chunk may appear in several packs (GC
+ * keeps one). `packLengths` (parallel to `packs`, written since the pack-existence check) is the
+ * exact object length of each pack; older indexes lack it (readers then use a lower bound, see
+ * minPackLength). Adding an optional header field keeps the magic: old readers ignore it.
  */
 export const PACK_INDEX_MAGIC = 'LBPIDX01';
 const REC = ID_LEN + 20;
@@ -28,9 +31,35 @@ export interface PackIndexHeader {
   projectId: string;
   packs: string[];
   createdAt: number;
+  /** Exact byte length of each pack in `packs` (same order); absent in older indexes. */
+  packLengths?: number[];
 }
 
-export function encodePackIndex(projectId: string, createdAt: number, entries: readonly PackIndexEntry[]): Uint8Array[] {
+/** Bytes of a pack trailer holding `count` entries, minus its JSON header. */
+const TRAILER_FIXED = 8 + 4 + 32 + 4;
+const TRAILER_REC = ID_LEN + 16;
+
+/**
+ * The smallest length a pack can have when its chunks are at `entries`: every stored chunk plus
+ * a trailer with at least these records. Used when an index does not record the exact length.
+ */
+export function minPackLength(entries: readonly ChunkLocation[]): number {
+  let end = 0;
+  const offsets = new Set<number>(); // an index may list the same copy twice (interrupted GC)
+  for (const e of entries) {
+    end = Math.max(end, e.offset + e.storedLength);
+    offsets.add(e.offset);
+  }
+  return end + TRAILER_FIXED + offsets.size * TRAILER_REC;
+}
+
+export function encodePackIndex(
+  projectId: string,
+  createdAt: number,
+  entries: readonly PackIndexEntry[],
+  /** Exact pack lengths, when known for every pack of `entries` (else none is recorded). */
+  packLengths?: ReadonlyMap<string, number>,
+): Uint8Array[] {
   const packs: string[] = [];
   const ord = new Map<string, number>();
   const body = Buffer.alloc(entries.length * REC);
@@ -49,13 +78,19 @@ export function encodePackIndex(projectId: string, createdAt: number, entries: r
     body.writeUInt32LE(e.rawLength, at + 44);
     body.writeUInt32LE(e.flags, at + 48);
   });
-  return encodeFramed(PACK_INDEX_MAGIC, { projectId, packs, createdAt } satisfies PackIndexHeader, [body]);
+  const header: PackIndexHeader = { projectId, packs, createdAt };
+  if (packLengths && packs.every((p) => packLengths.has(p))) header.packLengths = packs.map((p) => packLengths.get(p)!);
+  return encodeFramed(PACK_INDEX_MAGIC, header, [body]);
 }
 
 export function decodePackIndex(what: string, data: Buffer): { header: PackIndexHeader; entries: PackIndexEntry[] } {
   const { header, body } = decodeFramed<PackIndexHeader>(what, PACK_INDEX_MAGIC, data);
   if (!Array.isArray(header.packs) || !header.packs.every((p) => typeof p === 'string' && isPackId(p))) {
     throw new IntegrityError(`${what} has a bad pack list`);
+  }
+  const lens = header.packLengths;
+  if (lens !== undefined && !(Array.isArray(lens) && lens.length === header.packs.length && lens.every((n) => Number.isSafeInteger(n) && n >= 0))) {
+    throw new IntegrityError(`${what} has a bad pack length list`);
   }
   if (body.length % REC !== 0) throw new IntegrityError(`${what} has a bad body length`);
   const entries: PackIndexEntry[] = [];

@@ -4,13 +4,14 @@ import { systemClock, type Clock } from '../lib/clock.js';
 import { NotFoundError, ValidationError } from '../lib/errors.js';
 import { silentLogger, type Logger } from '../lib/logger.js';
 import { deriveProjectKey } from './chunk-codec.js';
-import { ChunkIndex } from './chunk-index.js';
+import type { ChunkIndex } from './chunk-index.js';
 import { newConfig, readConfig, type InitOptions, type RepoConfig } from './config.js';
 import { decodeDiskIndex, type DiskIndex } from './disk-index.format.js';
 import { assertId, CONFIG_KEY, GC_PLAN_KEY, keys, parse } from './keys.js';
 import { Lease, type LeaseKind } from './lease.js';
 import { decodeManifest, type Manifest } from './manifest.format.js';
-import { decodePackIndex, type ChunkLocation } from './pack-index.format.js';
+import { type ChunkLocation } from './pack-index.format.js';
+import { loadIndexOnce, type IndexRepair, type LoadedIndex, type LoadIndexOptions, type LostPack } from './index-load.js';
 import { collectGarbage, type GcOptions, type GcReport } from './gc.js';
 import { newLeaseId, SnapshotWriter } from './snapshot-writer.js';
 import { verifyRepository, type VerifyResult } from './verify.js';
@@ -109,11 +110,20 @@ export class Repository {
       // plan, which only makes it more careful). Both settle before the writer exists.
       const [beat, loaded] = await Promise.allSettled([
         lease.beat(),
-        this.loadChunkIndex(args.projectId, { excludePacks: new Set(plan?.condemned[args.projectId] ?? []) }),
+        this.loadProjectIndex(args.projectId, {
+          excludePacks: new Set(plan?.condemned[args.projectId] ?? []),
+          checkPacks: true,
+          repair: 'write',
+          repairId: lease.record.id,
+          assertCanWrite: () => lease.assertValid(),
+        }),
       ]);
       if (beat.status === 'rejected') throw beat.reason;
       if (loaded.status === 'rejected') throw loaded.reason;
-      const index = loaded.value;
+      const { index, ...integrity } = loaded.value;
+      if (integrity.lostPacks?.length || integrity.repair) {
+        this.logger.warn({ projectId: args.projectId, lostPacks: integrity.lostPacks, lostChunks: integrity.lostChunks.length, repair: integrity.repair }, 'backup target damage found; the snapshot re-uploads what it needs');
+      }
       return new SnapshotWriter(
         this.backend,
         this.clock,
@@ -126,6 +136,7 @@ export class Repository {
         this.config.chunkSize,
         this.config.zstdLevel,
         this.config.packSize,
+        integrity,
       );
     } catch (e) {
       await lease.release().catch(() => {});
@@ -143,32 +154,72 @@ export class Repository {
   }
 
   /**
-   * The project's chunk index: every copy listed in its pack indexes, minus copies marked bad
-   * by verify and packs in `excludePacks`. Retries when a pack index vanishes meanwhile (GC
-   * consolidating indexes). A listing or read failure throws.
+   * The project's chunk index for reading: every copy listed in its pack indexes, minus copies
+   * marked bad, copies in packs that are missing or have the wrong length (so a restore reads
+   * an intact copy when one exists), and packs in `excludePacks`; an unreadable pack index is
+   * rebuilt from the packs in memory (index-load.ts). Retries when a pack index vanishes meanwhile (GC consolidating
+   * indexes). A listing or read failure throws.
    */
   async loadChunkIndex(projectId: string, opts: { excludePacks?: ReadonlySet<string> } = {}): Promise<ChunkIndex> {
+    return (await this.loadProjectIndex(projectId, { ...opts, checkPacks: true, repair: 'memory' })).index;
+  }
+
+  /** loadChunkIndex with the pack check and index repair options of index-load.ts. */
+  async loadProjectIndex(projectId: string, opts: LoadIndexOptions): Promise<LoadedIndex> {
     assertId('project', projectId);
     for (let attempt = 0; ; attempt++) {
       try {
         const bad = await this.listBadCopies(projectId);
-        const index = new ChunkIndex();
-        for (const key of await listAll(this.backend, `index/${projectId}/`)) {
-          if (!parse.packIndex(key)) continue;
-          const { entries } = decodePackIndex(key, await this.backend.get(key));
-          index.reserve(index.size + entries.length);
-          for (const e of entries) {
-            if (opts.excludePacks?.has(e.pack)) continue;
-            if (bad.size > 0 && bad.has(`${e.id.toString('hex')}.${e.pack}`)) continue;
-            index.set(e.id, e);
-          }
-        }
-        return index;
+        return await loadIndexOnce(this.backend, projectId, bad, { clockNow: () => this.clock.now(), ...opts });
       } catch (e) {
         if (e instanceof NotFoundError && attempt < 3) continue;
         throw e;
       }
     }
+  }
+
+  /**
+   * `lifeboat repo repair-index`: per project (all when none given), drops unreadable pack
+   * indexes and indexes every pack no readable index covers, from the pack trailers. Runs as a
+   * writer (lease, GC plan honoured), so GC treats it like a backup in progress.
+   */
+  async repairIndex(projectIds?: readonly string[]): Promise<{ projectId: string; repair: IndexRepair; lostPacks: LostPack[] }[]> {
+    const projects = projectIds ? [...projectIds] : await this.listProjects();
+    const out: { projectId: string; repair: IndexRepair; lostPacks: LostPack[] }[] = [];
+    for (const projectId of projects) {
+      const lease = await this.acquireLease('writer', projectId, null);
+      try {
+        const plan = await this.readGcPlan();
+        lease.record.gcPlanSeen = plan?.planId ?? null;
+        await lease.beat();
+        const r = await this.loadProjectIndex(projectId, {
+          excludePacks: new Set(plan?.condemned[projectId] ?? []),
+          checkPacks: true,
+          repair: 'write',
+          reindexUncovered: true,
+          repairId: lease.record.id,
+          assertCanWrite: () => lease.assertValid(),
+        });
+        out.push({ projectId, repair: r.repair!, lostPacks: r.lostPacks ?? [] });
+      } finally {
+        await lease.release().catch(() => {});
+      }
+    }
+    return out;
+  }
+
+  /** Projects with pack indexes or packs on the target. */
+  async listProjects(): Promise<string[]> {
+    const out = new Set<string>();
+    for (const k of await listAll(this.backend, 'index/')) {
+      const p = parse.packIndex(k);
+      if (p) out.add(p.projectId);
+    }
+    for (const k of await listAll(this.backend, 'packs/')) {
+      const p = parse.pack(k);
+      if (p) out.add(p.projectId);
+    }
+    return [...out].sort();
   }
 
   /** `<chunkHex>.<packId>` of every copy verify found bad in this project. */

@@ -11,6 +11,7 @@ import type { Lease } from './lease.js';
 import { encodeManifest, MANIFEST_FORMAT, type Manifest, type ManifestDisk } from './manifest.format.js';
 import { encodePackIndex, type PackIndexEntry } from './pack-index.format.js';
 import { encodePackTrailer } from './pack.format.js';
+import type { LoadedIndex } from './index-load.js';
 
 /** One encoded chunk for addChunks: id = id[idOff, idOff+32). */
 export interface NewChunk {
@@ -56,6 +57,8 @@ export class SnapshotWriter {
   private open: OpenPack | null = null;
   private seq = 0;
   private unindexed: PackIndexEntry[] = [];
+  /** Exact length of every pack this writer made durable (recorded in its pack indexes). */
+  private readonly packLengths = new Map<string, number>();
   private upload: Promise<void> = Promise.resolve();
   private uploadError: unknown = null;
   private failed: string | null = null;
@@ -74,6 +77,12 @@ export class SnapshotWriter {
     readonly chunkSize: number,
     readonly zstdLevel: number,
     private readonly packSize: number,
+    /**
+     * What the pack check and index repair found when this writer loaded its index: lost packs
+     * are not deduplicated against (their chunks are uploaded again), and callers use
+     * `lostChunks` to mark the older snapshots that still lack them.
+     */
+    readonly integrity: Omit<LoadedIndex, 'index'> = { lostPacks: [], lostChunks: [], packsChecked: 0, checkMs: 0, repair: null },
   ) {}
 
   get writerId(): string {
@@ -198,6 +207,7 @@ export class SnapshotWriter {
       this.stats.objectsWritten++;
       this.stats.packs++;
       this.stats.bytesWritten += pk.size + trailer.length;
+      this.packLengths.set(pk.id, pk.size + trailer.length);
       this.unindexed.push(...pk.entries);
     })().catch(async (e: unknown) => {
       this.uploadError ??= e;
@@ -227,7 +237,7 @@ export class SnapshotWriter {
     this.unindexed = [];
     this.lease.assertValid();
     // The pack index is named after the first pack it covers (unique per writer).
-    const body = encodePackIndex(this.projectId, this.clock.now(), entries);
+    const body = encodePackIndex(this.projectId, this.clock.now(), entries, this.packLengths);
     await this.backend.put(keys.packIndex(this.projectId, entries[0]!.pack), body);
     this.stats.objectsWritten++;
     this.stats.bytesWritten += body.reduce((n, b) => n + b.length, 0);

@@ -1,0 +1,247 @@
+import { listAll, type Backend } from '../backend/backend.js';
+import { errorMessage, IntegrityError, NotFoundError } from '../lib/errors.js';
+import { ChunkIndex } from './chunk-index.js';
+import { keys, packId, parse } from './keys.js';
+import { decodePackIndex, encodePackIndex, minPackLength, type PackIndexEntry, type PackIndexHeader } from './pack-index.format.js';
+import { decodePackTrailer } from './pack.format.js';
+
+/**
+ * Loading a project's chunk index (every copy its pack indexes list), with the two checks that
+ * keep a backup from deduplicating against data that is not there:
+ *
+ * - **pack check** (`checkPacks`): ONE listing of `packs/<project>/` plus one stat per pack
+ *   (never per chunk) — every pack an index references must exist with the indexed length
+ *   (exact when the index records it, else at least `minPackLength`). Copies in a lost pack are
+ *   left out, so the writer re-uploads those chunks. Condemned packs (GC plan) are not checked:
+ *   GC may delete them at any time and the writer ignores them anyway.
+ * - **index repair**: an unreadable (truncated, corrupt) pack index no longer blocks the
+ *   project. Its packs are found by listing (packs no readable index covers) and re-indexed
+ *   from their self-describing trailers (`pack.format.ts`), like `restic repair index`. With
+ *   `repair: 'write'` the rebuilt index is put (under a fresh id) BEFORE the unreadable ones
+ *   are deleted, so a crash in between only leaves a duplicate entry. With 'memory' (readers)
+ *   nothing is written.
+ *
+ * Order matters: indexes are listed before packs, and a pack is always put before its index,
+ * so every pack a listed index names was durable before the pack listing started.
+ */
+export interface LoadIndexOptions {
+  /** Packs never to dedup against or check (GC-condemned). */
+  excludePacks?: ReadonlySet<string>;
+  checkPacks?: boolean;
+  /** What to do with unreadable pack indexes: rebuild in memory only, or also write the result. */
+  repair?: 'memory' | 'write';
+  /** Re-index every pack no readable index covers, even when no index is unreadable (repair-index). */
+  reindexUncovered?: boolean;
+  /** Fencing for 'write': throws when the caller's lease may be lost. */
+  assertCanWrite?: () => void;
+  /** Writer id to name a rebuilt index after (`<id>-999998.pidx`). */
+  repairId?: string;
+  clockNow?: () => number;
+}
+
+export interface LostPack {
+  pack: string;
+  reason: string;
+  /** Chunk copies the index lists in it. */
+  chunks: number;
+}
+
+export interface IndexRepair {
+  /** Unreadable pack indexes found (deleted when the repair was written). */
+  unreadableIndexes: { key: string; reason: string }[];
+  /** Packs re-indexed from their trailers. */
+  packsReindexed: number;
+  /** Packs no index covers whose trailer could not be read (their chunks stay unusable). */
+  unreadablePacks: { pack: string; reason: string }[];
+  /** Key of the rebuilt pack index, when one was written. */
+  written: string | null;
+}
+
+export interface LoadedIndex {
+  index: ChunkIndex;
+  /** Pack check result (null when not requested). */
+  lostPacks: LostPack[] | null;
+  /** Hex ids of chunks whose every indexed copy is in a lost pack. */
+  lostChunks: string[];
+  packsChecked: number;
+  /** Milliseconds the pack listing + stats took. */
+  checkMs: number;
+  repair: IndexRepair | null;
+}
+
+interface ReadIndex {
+  header: Pick<PackIndexHeader, 'packs' | 'packLengths'>;
+  entries: PackIndexEntry[];
+}
+
+const STAT_CONCURRENCY = 16;
+
+/** Lengths of every pack of the project: one listing, then one stat per pack. */
+export async function packLengths(backend: Backend, projectId: string): Promise<Map<string, number>> {
+  const out = new Map<string, number>();
+  const ids: string[] = [];
+  for (const k of await listAll(backend, `packs/${projectId}/`)) {
+    const p = parse.pack(k);
+    if (p) ids.push(p.packId);
+  }
+  let next = 0;
+  const work = async () => {
+    while (next < ids.length) {
+      const id = ids[next++]!;
+      const n = await backend.stat(keys.pack(projectId, id));
+      if (n !== null) out.set(id, n);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(STAT_CONCURRENCY, ids.length) }, work));
+  return out;
+}
+
+/**
+ * Reads a pack's trailer (two range reads: the length word, then the trailer) and checks
+ * that every entry lies inside the pack's data area. Throws IntegrityError when it cannot.
+ */
+export async function readPackEntries(backend: Backend, projectId: string, pack: string, size: number): Promise<PackIndexEntry[]> {
+  const key = keys.pack(projectId, pack);
+  if (size < 4) throw new IntegrityError(`pack ${pack} is truncated (${size} bytes)`);
+  const len = (await backend.getRange(key, size - 4, 4)).readUInt32LE(0);
+  if (len + 4 > size) throw new IntegrityError(`pack ${pack} has a bad trailer length`);
+  const tail = await backend.getRange(key, size - 4 - len, len + 4);
+  const entries = decodePackTrailer(`pack ${pack}`, tail);
+  const dataEnd = size - 4 - len;
+  for (const e of entries) {
+    if (e.offset + e.storedLength > dataEnd) throw new IntegrityError(`pack ${pack} trailer points past its data`);
+  }
+  return entries.map((e) => ({ ...e, pack }));
+}
+
+async function readIndexes(backend: Backend, projectId: string): Promise<{ ok: ReadIndex[]; bad: { key: string; reason: string }[] }> {
+  const ok: ReadIndex[] = [];
+  const bad: { key: string; reason: string }[] = [];
+  for (const key of await listAll(backend, `index/${projectId}/`)) {
+    if (!parse.packIndex(key)) continue;
+    try {
+      ok.push(decodePackIndex(key, await backend.get(key)));
+    } catch (e) {
+      if (!(e instanceof IntegrityError)) throw e; // NotFound: GC consolidated meanwhile → caller retries
+      bad.push({ key, reason: errorMessage(e) });
+    }
+  }
+  return { ok, bad };
+}
+
+/** Re-indexes the packs no readable index covers; writes the result when asked. */
+async function repairIndexes(
+  backend: Backend,
+  projectId: string,
+  read: { ok: ReadIndex[]; bad: { key: string; reason: string }[] },
+  sizes: Map<string, number>,
+  opts: LoadIndexOptions,
+): Promise<{ repair: IndexRepair; rebuilt: ReadIndex | null }> {
+  const covered = new Set(read.ok.flatMap((x) => x.header.packs));
+  const repair: IndexRepair = { unreadableIndexes: read.bad, packsReindexed: 0, unreadablePacks: [], written: null };
+  const entries: PackIndexEntry[] = [];
+  const lengths = new Map<string, number>();
+  for (const [pack, size] of sizes) {
+    if (covered.has(pack) || opts.excludePacks?.has(pack)) continue;
+    try {
+      entries.push(...(await readPackEntries(backend, projectId, pack, size)));
+      lengths.set(pack, size);
+      repair.packsReindexed++;
+    } catch (e) {
+      if (e instanceof NotFoundError) continue; // deleted meanwhile (GC of an orphan)
+      if (!(e instanceof IntegrityError)) throw e;
+      repair.unreadablePacks.push({ pack, reason: errorMessage(e) });
+    }
+  }
+  if (opts.repair === 'write') {
+    if (entries.length > 0) {
+      opts.assertCanWrite?.();
+      const key = keys.packIndex(projectId, packId(opts.repairId!, 999998));
+      await backend.put(key, encodePackIndex(projectId, opts.clockNow?.() ?? Date.now(), entries, lengths));
+      repair.written = key;
+    }
+    for (const b of read.bad) {
+      opts.assertCanWrite?.();
+      await backend.delete(b.key);
+    }
+  }
+  if (entries.length === 0) return { repair, rebuilt: null };
+  const packs = [...lengths.keys()];
+  return { repair, rebuilt: { header: { packs, packLengths: packs.map((p) => lengths.get(p)!) }, entries } };
+}
+
+/** Why a pack an index references cannot be trusted, or null when it looks whole. */
+function packProblem(pack: string, actual: number | undefined, expected: number | undefined, minimum: number): string | null {
+  if (actual === undefined) return `pack ${pack} is missing`;
+  if (expected !== undefined && actual !== expected) return `pack ${pack} has ${actual} bytes, the index says ${expected}`;
+  if (expected === undefined && actual < minimum) return `pack ${pack} has ${actual} bytes, its chunks need at least ${minimum}`;
+  return null;
+}
+
+/** Packs of `idx` that failed the check (pack → problem). */
+function checkIndexPacks(idx: ReadIndex, sizes: Map<string, number>, exclude: ReadonlySet<string> | undefined): Map<string, string> {
+  const byPack = new Map<string, PackIndexEntry[]>();
+  if (!idx.header.packLengths) {
+    for (const e of idx.entries) {
+      const l = byPack.get(e.pack);
+      if (l) l.push(e);
+      else byPack.set(e.pack, [e]);
+    }
+  }
+  const out = new Map<string, string>();
+  idx.header.packs.forEach((pack, i) => {
+    if (exclude?.has(pack)) return;
+    const why = packProblem(pack, sizes.get(pack), idx.header.packLengths?.[i], minPackLength(byPack.get(pack) ?? []));
+    if (why) out.set(pack, why);
+  });
+  return out;
+}
+
+/**
+ * One pass of loading (see the module comment). `bad` = `<chunkHex>.<pack>` copies verify or a
+ * restore found bad; they are never in the result.
+ */
+export async function loadIndexOnce(backend: Backend, projectId: string, bad: ReadonlySet<string>, opts: LoadIndexOptions): Promise<LoadedIndex> {
+  const read = await readIndexes(backend, projectId);
+  const wantRepair = read.bad.length > 0 || opts.reindexUncovered === true;
+  const t0 = performance.now();
+  const sizes = opts.checkPacks || wantRepair ? await packLengths(backend, projectId) : null;
+  const checkMs = performance.now() - t0;
+  let repair: IndexRepair | null = null;
+  const all = [...read.ok];
+  if (wantRepair && sizes) {
+    const r = await repairIndexes(backend, projectId, read, sizes, opts);
+    repair = r.repair;
+    if (r.rebuilt) all.push(r.rebuilt);
+  }
+  const lost = new Map<string, LostPack>();
+  const lostEntries: PackIndexEntry[] = [];
+  const index = new ChunkIndex();
+  for (const idx of all) {
+    const problems = opts.checkPacks && sizes ? checkIndexPacks(idx, sizes, opts.excludePacks) : null;
+    index.reserve(index.size + idx.entries.length);
+    for (const e of idx.entries) {
+      if (opts.excludePacks?.has(e.pack)) continue;
+      const why = problems?.get(e.pack);
+      if (why) {
+        const l = lost.get(e.pack) ?? { pack: e.pack, reason: why, chunks: 0 };
+        l.chunks++;
+        lost.set(e.pack, l);
+        lostEntries.push(e);
+        continue;
+      }
+      if (bad.size > 0 && bad.has(`${e.id.toString('hex')}.${e.pack}`)) continue;
+      index.set(e.id, e);
+    }
+  }
+  const lostChunks = new Set<string>();
+  for (const e of lostEntries) if (!index.has(e.id)) lostChunks.add(e.id.toString('hex'));
+  return {
+    index,
+    lostPacks: opts.checkPacks ? [...lost.values()] : null,
+    lostChunks: [...lostChunks],
+    packsChecked: sizes?.size ?? 0,
+    checkMs,
+    repair,
+  };
+}
