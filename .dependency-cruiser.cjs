@@ -2,7 +2,7 @@
  * The layer table of ../shared/ARCHITECTURE.md §2, enforced: each layer may import only the
  * layers listed for it. `npm run lint` fails on any other import between src/ folders.
  */
-const LAYERS = ['lib', 'domain', 'config', 'backend', 'repository', 'datamover', 'platform', 'store', 'jobs', 'services', 'identity', 'http', 'cli', 'app'];
+const LAYERS = ['lib', 'nbd', 'domain', 'config', 'backend', 'repository', 'datamover', 'platform', 'store', 'jobs', 'services', 'identity', 'http', 'cli', 'app'];
 
 // from -> the src/ folders it may import (besides itself)
 const ALLOWED = {
@@ -12,7 +12,8 @@ const ALLOWED = {
   backend: ['lib'],
   repository: ['lib', 'backend'],
   datamover: ['lib', 'repository'],
-  platform: ['lib', 'domain'],
+  nbd: ['lib'], // the NBD protocol, self-contained (ARCHITECTURE.md §3b)
+  platform: ['lib', 'domain', 'nbd'],
   store: ['lib', 'domain'],
   identity: ['lib', 'domain', 'store'],
   // services: the scheduler starts snapshots through the one snapshot-start use case (rule below).
