@@ -43,13 +43,14 @@ forbidden.push({
   from: { path: '^src/', pathNot: '^src/(main\\.ts|app/)' },
   to: { path: '^src/app/' },
 });
-// services may use jobs/ only to enqueue: the job kind list, never handlers or the runner.
+// services may use jobs/ only to enqueue: the job kind list and the typed enqueue, never
+// handlers or the runner.
 forbidden.push({
   name: 'services-jobs-enqueue-only',
-  comment: 'services/ may import jobs/kinds.ts only (enqueue), not handlers or the runner',
+  comment: 'services/ may import jobs/kinds.ts and jobs/queue.ts only (enqueue), not handlers or the runner',
   severity: 'error',
   from: { path: '^src/services/' },
-  to: { path: '^src/jobs/', pathNot: '^src/jobs/kinds\\.ts$' },
+  to: { path: '^src/jobs/', pathNot: '^src/jobs/(kinds|queue)\\.ts$' },
 });
 // jobs/ may use services/ only where a job-side driver starts a use case the API also starts:
 // the scheduler fires scheduled snapshots through services/snapshot-start.service.ts, the same

@@ -32,8 +32,12 @@ test('store/ importing http/ fails the layer check', () => {
   assert.match(r.out, /layer-store/);
 });
 
-test('services/ may use jobs/kinds.ts but not a job handler', () => {
-  const ok = cruise({ 'src/jobs/kinds.ts': 'export const K = 1;\n', 'src/services/a.ts': "import { K } from '../jobs/kinds.js';\nexport const a = K;\n" });
+test('services/ may use jobs/kinds.ts and jobs/queue.ts but not a job handler', () => {
+  const ok = cruise({
+    'src/jobs/kinds.ts': 'export const K = 1;\n',
+    'src/jobs/queue.ts': 'export const Q = 1;\n',
+    'src/services/a.ts': "import { K } from '../jobs/kinds.js';\nimport { Q } from '../jobs/queue.js';\nexport const a = K + Q;\n",
+  });
   assert.equal(ok.status, 0, ok.out);
   const bad = cruise({ 'src/jobs/runner.ts': 'export const R = 1;\n', 'src/services/a.ts': "import { R } from '../jobs/runner.js';\nexport const a = R;\n" });
   assert.notEqual(bad.status, 0, bad.out);

@@ -14,7 +14,7 @@ import { Repository } from '../src/repository/repository.js';
 import { WorkloadService } from '../src/services/workload.service.js';
 import { SnapshotService } from '../src/services/snapshot.service.js';
 import { SchedulerService, GLOBAL_SCHEDULER_DISABLED_MESSAGE } from '../src/services/scheduler.service.js';
-import { JobRunner, type JobHandler } from '../src/jobs/runner.js';
+import { JobRunner, type AnyJobHandler } from '../src/jobs/runner.js';
 import { workloadJobHandlers } from '../src/jobs/workload.job.js';
 import { snapshotJobHandlers } from '../src/jobs/snapshot.job.js';
 import { Scheduler } from '../src/jobs/scheduler.js';
@@ -103,7 +103,7 @@ describe('schedules, global job scheduler and retention over HTTP (composed app)
     const platform = await LocalPlatform.open({ inventoryPath: join(home, 'inventory.json'), restoreDir: join(home, 'restores'), logger: silentLogger });
     repo = await Repository.init(new MemBackend(), {}, { clock, logger: silentLogger });
     const policy = Policy.fromRules({}, { log: silentLogger });
-    const snapHandlers: JobHandler[] = snapshotJobHandlers({ db: store.db, platform, repo, clock, nodeName: 'TVM1' });
+    const snapHandlers: AnyJobHandler[] = snapshotJobHandlers({ db: store.db, platform, repo, clock, nodeName: 'TVM1' });
     runner = new JobRunner({
       db: store.db,
       dialect: store.dialect,

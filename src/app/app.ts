@@ -139,6 +139,7 @@ export async function startLifeboat(config: Config, o: StartOptions): Promise<Li
         log,
         owner: `${config.nodeName}:${process.pid}:${randomBytes(4).toString('hex')}`,
         leaseMs: config.jobLeaseSeconds * 1000,
+        nodeName: config.nodeName,
         handlers: [
           ...workloadJobHandlers(store.db, platform, clock),
           ...snapshotJobHandlers({

@@ -13,7 +13,7 @@ import { CancelledError, errorMessage } from '../lib/errors.js';
 import { toSecond } from '../lib/time.js';
 import { RESTORE_JOBS } from './kinds.js';
 import { diskKey } from './snapshot.job.js';
-import type { JobHandler } from './runner.js';
+import type { AnyJobHandler } from './runner.js';
 
 export interface RestoreJobDeps {
   db: Db;
@@ -182,15 +182,14 @@ async function finish(d: RestoreJobDeps, id: string, snapshotId: string, workloa
   await inTransaction(d.db, (tx) => finishIn(tx, d, id, snapshotId, workloadId, status, fields));
 }
 
-export function restoreJobHandlers(d: RestoreJobDeps): JobHandler[] {
-  const payload = (p: unknown) => p as { restoreId: string; plan: RestorePlan };
+export function restoreJobHandlers(d: RestoreJobDeps): AnyJobHandler[] {
   return [
     {
       kind: RESTORE_JOBS.run,
-      run: (job, ctx) => runRestore(d, payload(job.payload).restoreId, payload(job.payload).plan, ctx.signal, ctx.log),
+      run: (job, ctx) => runRestore(d, job.payload.restoreId, job.payload.plan, ctx.signal, ctx.log),
       // The worker died: the restore is an error, the snapshot and workload usable again.
       onLost: async (job, nowMs) => {
-        const r = await getRestore(d.db, { admin: true }, payload(job.payload).restoreId);
+        const r = await getRestore(d.db, { admin: true }, job.payload.restoreId);
         if (!r) return;
         await finish(d, r.id, r.snapshot_id, r.workload_id, 'error', { error_msg: RESTORE_LOST_MESSAGE, progress_msg: RESTORE_LOST_MESSAGE, finished_at: toSecond(nowMs) });
         d.onRestoreFinished?.(r.id);

@@ -11,7 +11,8 @@ import { ManualClock } from '../lib/clock.js';
 import { silentLogger } from '../lib/logger.js';
 import { newId } from '../lib/ids.js';
 import { JobRunner } from './runner.js';
-import { applyRetention, releaseWorkloadWithRetention, retentionJobHandlers, runRetentionDelete, RETENTION_JOBS, type RetentionDeleteJobPayload } from './retention.js';
+import { applyRetention, releaseWorkloadWithRetention, retentionJobHandlers, runRetentionDelete, type RetentionDeleteJobPayload } from './retention.js';
+import { RETENTION_JOBS } from './kinds.js';
 
 const T0 = Date.UTC(2026, 0, 15, 12, 0, 0);
 const HOUR = 3_600_000;

@@ -1,7 +1,6 @@
 import { inTransaction, type Db, type DbOrTx } from '../store/db.js';
 import { getWorkload, transitionWorkload } from '../store/workload.store.js';
 import { getSnapshot, markSnapshotDeleted, transitionSnapshot } from '../store/snapshot.store.js';
-import { enqueueJob } from '../store/job.store.js';
 import { retentionCandidates } from '../store/scheduler.store.js';
 import { retentionVictims } from '../domain/jobschedule.js';
 import { DELETABLE_SNAPSHOT_STATES } from '../domain/snapshot.js';
@@ -9,7 +8,9 @@ import type { Clock } from '../lib/clock.js';
 import { silentLogger, type Logger } from '../lib/logger.js';
 import { errorMessage } from '../lib/errors.js';
 import { toSecond } from '../lib/time.js';
-import type { JobHandler } from './runner.js';
+import type { AnyJobHandler } from './runner.js';
+import { RETENTION_JOBS, type JobPayloads } from './kinds.js';
+import { enqueue } from './queue.js';
 
 /**
  * Retention (workloadmgr-api §3.2, tempest F12): after a snapshot of a workload completes, the
@@ -19,15 +20,7 @@ import type { JobHandler } from './runner.js';
  * `available` and GC reclaims the space. Victims are chosen by domain/jobschedule
  * retentionVictims (never the snapshot just taken, a pinned one or one being restored).
  */
-export const RETENTION_JOBS = {
-  /** Payload { workloadId, snapshotIds }: deletes snapshots already moved to `deleting`. */
-  delete: 'retention.delete',
-} as const;
-
-export interface RetentionDeleteJobPayload {
-  workloadId: string;
-  snapshotIds: string[];
-}
+export type RetentionDeleteJobPayload = JobPayloads['retention.delete'];
 
 /**
  * Moves the workload's retention victims to `deleting` and enqueues the job that deletes them.
@@ -46,8 +39,7 @@ export async function planRetention(tx: DbOrTx, workloadId: string, keepSnapshot
     if (await transitionSnapshot(tx, id, DELETABLE_SNAPSHOT_STATES, 'deleting', now, { progress_msg: 'Deleting snapshot (retention policy)' })) victims.push(id);
   }
   if (victims.length > 0) {
-    const payload: RetentionDeleteJobPayload = { workloadId, snapshotIds: victims };
-    await enqueueJob(tx, { kind: RETENTION_JOBS.delete, payload, resourceId: workloadId, now });
+    await enqueue(tx, RETENTION_JOBS.delete, { workloadId, snapshotIds: victims }, { resourceId: workloadId, now });
   }
   return victims;
 }
@@ -123,13 +115,12 @@ export async function runRetentionDelete(d: RetentionJobDeps, p: RetentionDelete
   }
 }
 
-export function retentionJobHandlers(d: RetentionJobDeps): JobHandler[] {
-  const payload = (p: unknown) => p as RetentionDeleteJobPayload;
+export function retentionJobHandlers(d: RetentionJobDeps): AnyJobHandler[] {
   return [
     {
       kind: RETENTION_JOBS.delete,
-      run: (job, ctx) => runRetentionDelete(d, payload(job.payload), ctx.log),
-      onLost: (job) => runRetentionDelete(d, payload(job.payload), silentLogger),
+      run: (job, ctx) => runRetentionDelete(d, job.payload, ctx.log),
+      onLost: (job) => runRetentionDelete(d, job.payload, silentLogger),
     },
   ];
 }

@@ -4,10 +4,10 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { KyselyPlugin, PluginTransformQueryArgs, PluginTransformResultArgs, QueryResult, RootOperationNode, UnknownRow } from 'kysely';
-import { JobRunner, type JobHandler, type RunnerOptions } from './runner.js';
+import { JobRunner, type AnyJobHandler, type JobHandler, type KindJob, type RunnerOptions } from './runner.js';
 import { storeKinds, type StoreKind } from '../store/testing.js';
 import { openStore, type Db, type StoreHandle } from '../store/db.js';
-import { claimJob, enqueueJob, getJob, type Job } from '../store/job.store.js';
+import { claimJob, enqueueJob, getJob } from '../store/job.store.js';
 import { ManualClock } from '../lib/clock.js';
 import { silentLogger } from '../lib/logger.js';
 
@@ -27,19 +27,21 @@ function deferred<T = void>() {
   return { promise, resolve };
 }
 
+/** The kind the probe handles in these tests (any kind of the list would do). */
+const PROBE = 'workload.create';
+type ProbeJob = KindJob<typeof PROBE>;
+
 /** A handler whose runs the test drives: each run waits for `release(id)` (or its signal). */
-class Probe implements JobHandler {
-  readonly runs: Job[] = [];
-  readonly lost: Job[] = [];
+class Probe implements JobHandler<typeof PROBE> {
+  readonly kind = PROBE;
+  readonly runs: ProbeJob[] = [];
+  readonly lost: ProbeJob[] = [];
   readonly settled = new Set<string>();
   readonly signals = new Map<string, AbortSignal>();
   running = 0;
   maxRunning = 0;
   private readonly gates = new Map<string, ReturnType<typeof deferred<'ok' | Error>>>();
-  constructor(
-    readonly kind = 'probe',
-    private readonly body?: (job: Job, signal: AbortSignal) => Promise<void>,
-  ) {}
+  constructor(private readonly body?: (job: ProbeJob, signal: AbortSignal) => Promise<void>) {}
 
   release(id: string, outcome: 'ok' | Error = 'ok'): void {
     this.gate(id).resolve(outcome);
@@ -51,7 +53,7 @@ class Probe implements JobHandler {
     return g;
   }
 
-  async run(job: Job, ctx: { signal: AbortSignal }): Promise<void> {
+  async run(job: ProbeJob, ctx: { signal: AbortSignal }): Promise<void> {
     this.runs.push(job);
     this.signals.set(job.id, ctx.signal);
     this.running++;
@@ -71,7 +73,7 @@ class Probe implements JobHandler {
     }
   }
 
-  async onLost(job: Job): Promise<void> {
+  async onLost(job: ProbeJob): Promise<void> {
     this.lost.push(job);
   }
 }
@@ -137,12 +139,12 @@ for (const kind of storeKinds()) {
       await h.db.deleteFrom('jobs').execute();
     });
 
-    function runner(over: Partial<RunnerOptions> & { handlers: JobHandler[] }, db: Db = h.db): JobRunner {
+    function runner(over: Partial<RunnerOptions> & { handlers: AnyJobHandler[] }, db: Db = h.db): JobRunner {
       const r = new JobRunner({ db, dialect: h.dialect, clock, log: silentLogger, owner: `w-${runners.length}`, leaseMs: LEASE, pollMs: 10, reconcileMs: 60_000, ...over });
       runners.push(r);
       return r;
     }
-    const enqueue = (kindName = 'probe', db: Db = h.db) => enqueueJob(db, { kind: kindName, payload: { x: 1 }, resourceId: 'res-1', now: clock.now() });
+    const enqueue = (kindName: string = PROBE, db: Db = h.db) => enqueueJob(db, { kind: kindName, payload: { workloadId: 'res-1' }, resourceId: 'res-1', now: clock.now() });
     const status = async (id: string, db: Db = h.db) => (await getJob(db, id))?.status;
 
     it('runs a handler and marks its job done', async () => {
@@ -151,11 +153,25 @@ for (const kind of storeKinds()) {
       const id = await enqueue();
       runner({ handlers: [p] }).start();
       await waitFor('handler start', () => p.runs.length === 1);
-      assert.deepEqual(p.runs[0]?.payload, { x: 1 });
+      assert.deepEqual(p.runs[0]?.payload, { workloadId: 'res-1' });
       assert.equal(await status(id), 'running');
       p.release(id);
       await waitFor('done', async () => (await status(id)) === 'done');
       assert.equal((await getJob(h.db, id))?.error, null);
+    });
+
+    it('a job targeted at a node runs only on the runner of that node; two handlers for one kind are refused', async () => {
+      clock = new ManualClock();
+      const onA = new Probe();
+      const onB = new Probe();
+      const id = await enqueueJob(h.db, { kind: PROBE, payload: { workloadId: 'res-1' }, resourceId: 'res-1', now: clock.now(), targetNode: 'host-b' });
+      runner({ handlers: [onA], nodeName: 'host-a' }).start();
+      runner({ handlers: [onB], nodeName: 'host-b' }).start();
+      await waitFor('host-b runs it', () => onB.runs.length === 1);
+      onB.release(id);
+      await waitFor('done', async () => (await status(id)) === 'done');
+      assert.equal(onA.runs.length, 0);
+      assert.throws(() => runner({ handlers: [new Probe(), new Probe()] }), /two handlers for job kind workload\.create/);
     });
 
     it('a throwing handler fails the job with its message; an unknown kind fails too', async () => {
@@ -249,7 +265,7 @@ for (const kind of storeKinds()) {
     it('stop() aborts running handlers and waits until they settle', async () => {
       clock = new ManualClock();
       let cleanedUp = false;
-      const p = new Probe('probe', async (_job, signal) => {
+      const p = new Probe(async (_job, signal) => {
         await new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
         await new Promise((r) => setTimeout(r, 50)); // cleanup after abort takes a while
         cleanedUp = true;
@@ -342,7 +358,7 @@ for (const kind of storeKinds()) {
           const g = gate.arm();
           r.poke();
           await g.hit; // the claim saw an empty queue and is about to return
-          const id = await enqueue('probe', pair.aux.db);
+          const id = await enqueue(PROBE, pair.aux.db);
           r.poke();
           g.release();
           await waitFor('poked job start', () => p.runs.length === 1, 1500);
@@ -363,7 +379,7 @@ for (const kind of storeKinds()) {
           const r = runner({ handlers: [p], pollMs: 60_000, db: pair.db.db.withPlugin(gate), dialect: pair.db.dialect });
           r.start();
           await new Promise((res) => setTimeout(res, 30));
-          const id = await enqueue('probe', pair.aux.db);
+          const id = await enqueue(PROBE, pair.aux.db);
           const g = gate.arm();
           r.poke();
           await g.hit;

@@ -3,16 +3,37 @@ import { claimJob, failExpiredJob, finishJob, listExpiredJobs, releaseJob, renew
 import type { Clock } from '../lib/clock.js';
 import type { Logger } from '../lib/logger.js';
 import { errorMessage } from '../lib/errors.js';
+import { isJobKind, type JobKind, type JobPayloads } from './kinds.js';
+
+/** A job as its handler sees it: kind and payload typed by jobs/kinds.ts. */
+export type KindJob<K extends JobKind> = Omit<Job, 'kind' | 'payload'> & { kind: K; payload: JobPayloads[K] };
+
+export interface JobRunContext {
+  /** Aborted when the lease is lost (job cancelled or taken by the reconciler) or the worker stops. */
+  signal: AbortSignal;
+  log: Logger;
+}
 
 /**
- * A job handler. `run` does the work (it must watch `signal`: aborted when the lease is lost
- * or the worker stops). `onLost` repairs the resource when the job's worker died: the job is
- * never re-run silently (ARCHITECTURE invariant "nothing runs twice").
+ * The handler of one job kind. `run` does the work (it must watch `ctx.signal`). `onLost`
+ * repairs the resource when the job's worker died: the job is never re-run silently
+ * (ARCHITECTURE invariant "nothing runs twice").
  */
-export interface JobHandler {
-  kind: string;
-  run(job: Job, ctx: { signal: AbortSignal; log: Logger }): Promise<void>;
-  onLost(job: Job, now: number): Promise<void>;
+export interface JobHandler<K extends JobKind> {
+  readonly kind: K;
+  run(job: KindJob<K>, ctx: JobRunContext): Promise<void>;
+  onLost(job: KindJob<K>, now: number): Promise<void>;
+}
+
+/** A handler of any kind; a list of them mixes kinds, each typed by its own `kind`. */
+export type AnyJobHandler = { [K in JobKind]: JobHandler<K> }[JobKind];
+
+/**
+ * The one place a stored job becomes typed: its kind is checked against the list, and its
+ * payload is trusted to be what `enqueue` (jobs/queue.ts) type-checked when it was written.
+ */
+function asKindJob(job: Job): KindJob<JobKind> | null {
+  return isJobKind(job.kind) ? (job as KindJob<JobKind>) : null;
 }
 
 export interface RunnerOptions {
@@ -22,14 +43,18 @@ export interface RunnerOptions {
   log: Logger;
   owner: string; // node name + pid + random: unique per worker process
   leaseMs: number;
-  handlers: JobHandler[];
+  handlers: AnyJobHandler[];
+  /** This worker's node name: it also claims the jobs targeted at this node. */
+  nodeName?: string;
   concurrency?: number;
   pollMs?: number;
   reconcileMs?: number;
 }
 
 export class JobRunner {
-  private readonly handlers = new Map<string, JobHandler>();
+  // Each handler's methods take its own kind's job; stored as the widest kind, and fed only jobs
+  // of that kind by the lookup below.
+  private readonly handlers = new Map<string, JobHandler<JobKind>>();
   private readonly active = new Map<string, { ctl: AbortController; done: Promise<void> }>();
   private stopped = true;
   private loop: Promise<void> | null = null;
@@ -40,7 +65,10 @@ export class JobRunner {
   private reconciling: Promise<unknown> | null = null;
 
   constructor(private readonly o: RunnerOptions) {
-    for (const h of o.handlers) this.handlers.set(h.kind, h);
+    for (const h of o.handlers) {
+      if (this.handlers.has(h.kind)) throw new Error(`two handlers for job kind ${h.kind}`);
+      this.handlers.set(h.kind, h);
+    }
   }
 
   start(): void {
@@ -92,8 +120,9 @@ export class JobRunner {
       n++;
       this.o.log.warn({ jobId: job.id, kind: job.kind, resourceId: job.resourceId }, 'job lost with its worker; not re-running');
       const h = this.handlers.get(job.kind);
+      const typed = asKindJob(job);
       try {
-        await h?.onLost(job, now);
+        if (h && typed) await h.onLost(typed, now);
       } catch (e) {
         this.o.log.error({ jobId: job.id, err: errorMessage(e) }, 'repair after lost job failed');
       }
@@ -109,7 +138,7 @@ export class JobRunner {
       let claimed: Job | null = null;
       if (this.active.size < limit) {
         try {
-          claimed = await claimJob(this.o.db, this.o.dialect, this.o.owner, this.o.leaseMs, this.o.clock.now());
+          claimed = await claimJob(this.o.db, this.o.dialect, this.o.owner, this.o.leaseMs, this.o.clock.now(), this.o.nodeName ?? null);
         } catch (e) {
           this.o.log.error({ err: errorMessage(e) }, 'claiming a job failed');
         }
@@ -150,9 +179,10 @@ export class JobRunner {
     }, heartbeatEvery);
     const done = (async () => {
       const h = this.handlers.get(job.kind);
+      const typed = asKindJob(job);
       try {
-        if (!h) throw new Error(`no handler for job kind ${job.kind}`);
-        await h.run(job, { signal: ctl.signal, log });
+        if (!h || !typed) throw new Error(`no handler for job kind ${job.kind}`);
+        await h.run(typed, { signal: ctl.signal, log });
         await finishJob(this.o.db, job.id, this.o.owner, { status: 'done' }, this.o.clock.now());
       } catch (e) {
         log.error({ err: errorMessage(e) }, 'job failed');

@@ -17,7 +17,7 @@ import { newId } from '../lib/ids.js';
 import { toSecond } from '../lib/time.js';
 import { SNAPSHOT_JOBS } from './kinds.js';
 import { releaseWorkloadWithRetention } from './retention.js';
-import type { JobHandler } from './runner.js';
+import type { AnyJobHandler } from './runner.js';
 
 export interface SnapshotJobDeps {
   db: Db;
@@ -228,16 +228,15 @@ async function deleteSnapshot(d: SnapshotJobDeps, snapshotId: string, taskId: st
   d.onSnapshotDeleted?.();
 }
 
-export function snapshotJobHandlers(d: SnapshotJobDeps): JobHandler[] {
-  const sid = (p: unknown) => (p as { snapshotId: string }).snapshotId;
+export function snapshotJobHandlers(d: SnapshotJobDeps): AnyJobHandler[] {
   return [
     {
       kind: SNAPSHOT_JOBS.take,
-      run: (job, ctx) => takeSnapshot(d, sid(job.payload), ctx.signal, ctx.log),
+      run: (job, ctx) => takeSnapshot(d, job.payload.snapshotId, ctx.signal, ctx.log),
       // The worker died: never re-run; the snapshot is an error and the workload usable again.
       onLost: async (job, nowMs) => {
         const now = toSecond(nowMs);
-        const s = await getSnapshot(d.db, { admin: true }, sid(job.payload));
+        const s = await getSnapshot(d.db, { admin: true }, job.payload.snapshotId);
         if (!s) return;
         await inTransaction(d.db, async (tx) => {
           const changed = await transitionSnapshot(tx, s.id, [...RUNNING_SNAPSHOT_STATES, 'cancelling'], 'error', now, {
@@ -252,8 +251,8 @@ export function snapshotJobHandlers(d: SnapshotJobDeps): JobHandler[] {
     },
     {
       kind: SNAPSHOT_JOBS.delete,
-      run: (job) => deleteSnapshot(d, sid(job.payload), (job.payload as { taskId?: string }).taskId),
-      onLost: (job) => deleteSnapshot(d, sid(job.payload), (job.payload as { taskId?: string }).taskId),
+      run: (job) => deleteSnapshot(d, job.payload.snapshotId, job.payload.taskId),
+      onLost: (job) => deleteSnapshot(d, job.payload.snapshotId, job.payload.taskId),
     },
   ];
 }

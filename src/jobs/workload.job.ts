@@ -4,7 +4,7 @@ import type { Platform } from '../platform/platform.js';
 import type { Clock } from '../lib/clock.js';
 import { toSecond } from '../lib/time.js';
 import { WORKLOAD_JOBS } from './kinds.js';
-import type { JobHandler } from './runner.js';
+import type { AnyJobHandler, KindJob } from './runner.js';
 
 /** Creating → available once every member VM is confirmed by the platform (else error). */
 export async function completeWorkloadCreate(db: Db, platform: Platform, workloadId: string, now: number): Promise<void> {
@@ -34,19 +34,18 @@ export async function recoverWorkload(db: Db, workloadId: string, now: number): 
 }
 
 /** Handlers that finish workload create, reset and delete. */
-export function workloadJobHandlers(db: Db, platform: Platform, clock: Clock): JobHandler[] {
+export function workloadJobHandlers(db: Db, platform: Platform, clock: Clock): AnyJobHandler[] {
   const now = () => toSecond(clock.now());
-  const wid = (p: unknown) => (p as { workloadId: string }).workloadId;
-  const onLost = async (job: { payload: unknown }) => recoverWorkload(db, wid(job.payload), now());
+  const onLost = async (job: KindJob<'workload.create' | 'workload.reset' | 'workload.delete'>) => recoverWorkload(db, job.payload.workloadId, now());
   return [
-    { kind: WORKLOAD_JOBS.create, run: async (job) => completeWorkloadCreate(db, platform, wid(job.payload), now()), onLost },
+    { kind: WORKLOAD_JOBS.create, run: async (job) => completeWorkloadCreate(db, platform, job.payload.workloadId, now()), onLost },
     {
       kind: WORKLOAD_JOBS.reset,
       run: async (job) => {
-        await transitionWorkload(db, wid(job.payload), { admin: true }, ['resetting'], 'available', now());
+        await transitionWorkload(db, job.payload.workloadId, { admin: true }, ['resetting'], 'available', now());
       },
       onLost,
     },
-    { kind: WORKLOAD_JOBS.delete, run: async (job) => completeWorkloadDelete(db, wid(job.payload), now()), onLost },
+    { kind: WORKLOAD_JOBS.delete, run: async (job) => completeWorkloadDelete(db, job.payload.workloadId, now()), onLost },
   ];
 }

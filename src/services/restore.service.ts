@@ -2,8 +2,8 @@ import { inTransaction, type Db } from '../store/db.js';
 import { getWorkload, transitionWorkload } from '../store/workload.store.js';
 import { getSnapshot, transitionSnapshot } from '../store/snapshot.store.js';
 import { deleteRestoreRecord, getRestore, insertRestore, listRestores, transitionRestore } from '../store/restore.store.js';
-import { enqueueJob } from '../store/job.store.js';
 import { RESTORE_JOBS } from '../jobs/kinds.js';
+import { enqueue } from '../jobs/queue.js';
 import type { Clock } from '../lib/clock.js';
 import type { RequestContext } from '../domain/context.js';
 import type { Snapshot } from '../domain/snapshot.js';
@@ -159,7 +159,7 @@ export class RestoreService {
         throw new InvalidStateError("Workload must be in the 'available' state to restore");
       }
       await insertRestore(tx, r);
-      await enqueueJob(tx, { kind: RESTORE_JOBS.run, payload: { restoreId: r.id, plan }, resourceId: r.id, now });
+      await enqueue(tx, RESTORE_JOBS.run, { restoreId: r.id, plan }, { resourceId: r.id, now });
     });
     return r;
   }

@@ -1,8 +1,8 @@
 import type { DbOrTx } from '../store/db.js';
 import { getWorkload, transitionWorkload } from '../store/workload.store.js';
 import { insertSnapshot, latestAvailableSnapshot, setSnapshotMetadata } from '../store/snapshot.store.js';
-import { enqueueJob } from '../store/job.store.js';
 import { SNAPSHOT_JOBS } from '../jobs/kinds.js';
+import { enqueue } from '../jobs/queue.js';
 import { newSnapshotRecord, type Snapshot, type SnapshotType } from '../domain/snapshot.js';
 import type { Workload } from '../domain/workload.js';
 import { newId } from '../lib/ids.js';
@@ -58,7 +58,7 @@ export async function startSnapshot(tx: DbOrTx, req: SnapshotStartRequest): Prom
   });
   await insertSnapshot(tx, snap);
   await setSnapshotMetadata(tx, snap.id, initialSnapshotMetadata(w, req.targetDescription), at);
-  await enqueueJob(tx, { kind: SNAPSHOT_JOBS.take, payload: { snapshotId: snap.id }, resourceId: snap.id, now: at });
+  await enqueue(tx, SNAPSHOT_JOBS.take, { snapshotId: snap.id }, { resourceId: snap.id, now: at });
   return snap;
 }
 

@@ -10,8 +10,8 @@ import {
   transitionSnapshot,
 } from '../store/snapshot.store.js';
 import type { SnapshotFilter } from '../domain/snapshot.js';
-import { enqueueJob } from '../store/job.store.js';
 import { SNAPSHOT_JOBS } from '../jobs/kinds.js';
+import { enqueue } from '../jobs/queue.js';
 import type { Clock } from '../lib/clock.js';
 import type { RequestContext } from '../domain/context.js';
 import {
@@ -139,7 +139,7 @@ export class SnapshotService {
       const locked = await transitionWorkload(tx, s.workload_id, ownScope(ctx), ['available'], 'locked_for_delete', now);
       if (!locked) throw new InvalidStateError("Workload must be in the 'available' state to delete a snapshot");
       await insertTask(tx, task);
-      await enqueueJob(tx, { kind: SNAPSHOT_JOBS.delete, payload: { snapshotId: s.id, taskId: task.id }, resourceId: s.id, now });
+      await enqueue(tx, SNAPSHOT_JOBS.delete, { snapshotId: s.id, taskId: task.id }, { resourceId: s.id, now });
     });
     return task;
   }

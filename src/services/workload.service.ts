@@ -12,8 +12,8 @@ import {
   type Scope,
 } from '../store/workload.store.js';
 import { countLiveSnapshots, workloadStorageUsage, type StorageUsage } from '../store/snapshot.store.js';
-import { enqueueJob } from '../store/job.store.js';
 import { WORKLOAD_JOBS } from '../jobs/kinds.js';
+import { enqueue } from '../jobs/queue.js';
 import type { Platform } from '../platform/platform.js';
 import type { Clock } from '../lib/clock.js';
 import type { RequestContext } from '../domain/context.js';
@@ -143,7 +143,7 @@ export class WorkloadService {
         }
         await enforceWorkloadQuotas(tx, { projectId: ctx.projectId, workloadId: null, instanceIds: ids, platform: this.deps.platform });
         await insertWorkload(tx, w);
-        await enqueueJob(tx, { kind: WORKLOAD_JOBS.create, payload: { workloadId: w.id }, resourceId: w.id, now });
+        await enqueue(tx, WORKLOAD_JOBS.create, { workloadId: w.id }, { resourceId: w.id, now });
       });
     } catch (e) {
       // Another request took one of these VMs between our check and the insert.
@@ -205,7 +205,7 @@ export class WorkloadService {
       }
       const ok = await transitionWorkload(tx, w.id, ownScope(ctx), ['available', 'error'], 'deleting', now);
       if (!ok) throw new InvalidStateError("Workload status must be 'available' or 'error'");
-      await enqueueJob(tx, { kind: WORKLOAD_JOBS.delete, payload: { workloadId: w.id }, resourceId: w.id, now });
+      await enqueue(tx, WORKLOAD_JOBS.delete, { workloadId: w.id }, { resourceId: w.id, now });
     });
   }
 
@@ -223,7 +223,7 @@ export class WorkloadService {
     await inTransaction(this.deps.db, async (tx) => {
       const ok = await transitionWorkload(tx, w.id, ownScope(ctx), ['available', 'error'], 'resetting', now, { force_full: 1 });
       if (!ok) throw new InvalidStateError("Workload must be in the 'available' state to reset");
-      await enqueueJob(tx, { kind: WORKLOAD_JOBS.reset, payload: { workloadId: w.id }, resourceId: w.id, now });
+      await enqueue(tx, WORKLOAD_JOBS.reset, { workloadId: w.id }, { resourceId: w.id, now });
     });
   }
 }

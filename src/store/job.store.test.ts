@@ -42,6 +42,7 @@ for (const kind of storeKinds()) {
         attempts: 0,
         error: null,
         createdAt: T0,
+        targetNode: null,
       } satisfies Job);
       let lost = '';
       await assert.rejects(
@@ -70,6 +71,18 @@ for (const kind of storeKinds()) {
       const ids = [await enqueue(T0), await enqueue(T0), await enqueue(T0)].sort();
       const order = [(await claim('w', T0))?.id, (await claim('w', T0))?.id, (await claim('w', T0))?.id];
       assert.deepEqual(order, ids);
+    });
+
+    it('a job with a target node is claimed only by that node; untargeted jobs by any worker', async () => {
+      await reset();
+      const forB = await enqueueJob(h.db, { kind: 'k', payload: {}, resourceId: 'r', now: T0, targetNode: 'host-b' });
+      const any = await enqueue(T0 + 1);
+      assert.equal((await getJob(h.db, forB))?.targetNode, 'host-b');
+      // A worker without a node name and one on host-a both skip the older job for host-b.
+      assert.equal((await claimJob(h.db, h.dialect, 'w-none', LEASE, T0 + 5))?.id, any);
+      assert.equal(await claimJob(h.db, h.dialect, 'w-a', LEASE, T0 + 5, 'host-a'), null);
+      const b = await claimJob(h.db, h.dialect, 'w-b', LEASE, T0 + 5, 'host-b');
+      assert.deepEqual([b?.id, b?.leaseOwner, b?.targetNode], [forB, 'w-b', 'host-b']);
     });
 
     it('concurrent claimers on one handle take every job exactly once', async () => {

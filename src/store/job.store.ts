@@ -19,6 +19,16 @@ export interface Job {
   attempts: number;
   error: string | null;
   createdAt: number;
+  /** The node name of the only worker that may claim this job; null: any worker. */
+  targetNode: string | null;
+}
+
+export interface NewJob {
+  kind: string;
+  payload: unknown;
+  resourceId: string;
+  now: number;
+  targetNode?: string | null;
 }
 
 function toJob(r: JobsTable): Job {
@@ -33,10 +43,12 @@ function toJob(r: JobsTable): Job {
     attempts: r.attempts,
     error: r.error,
     createdAt: r.created_at,
+    targetNode: r.target_node,
   };
 }
 
-export async function enqueueJob(db: DbOrTx, job: { kind: string; payload: unknown; resourceId: string; now: number }): Promise<string> {
+/** Untyped: services and handlers enqueue through jobs/queue.ts, which checks kind and payload. */
+export async function enqueueJob(db: DbOrTx, job: NewJob): Promise<string> {
   const id = newId();
   await db
     .insertInto('jobs')
@@ -52,29 +64,40 @@ export async function enqueueJob(db: DbOrTx, job: { kind: string; payload: unkno
       error: null,
       created_at: job.now,
       updated_at: job.now,
+      target_node: job.targetNode ?? null,
     })
     .execute();
   return id;
 }
 
 /**
- * Claims the oldest queued job. PostgreSQL: one statement with FOR UPDATE SKIP LOCKED, so many
- * workers never block on or double-claim a row. SQLite: a conditional update on the chosen row
- * (one process writes at a time; the condition still protects a second process).
+ * Claims the oldest queued job this worker may run: one without a target node, or one for
+ * `node`. PostgreSQL: one statement with FOR UPDATE SKIP LOCKED, so many workers never block on
+ * or double-claim a row. SQLite: a conditional update on the chosen row (one process writes at
+ * a time; the condition still protects a second process).
  */
-export async function claimJob(db: Db, dialect: DialectName, owner: string, leaseMs: number, now: number): Promise<Job | null> {
+export async function claimJob(db: Db, dialect: DialectName, owner: string, leaseMs: number, now: number, node: string | null = null): Promise<Job | null> {
   const expires = now + leaseMs;
   if (dialect === 'postgres') {
     const r = await sql<JobsTable>`
       UPDATE jobs SET status = 'running', lease_owner = ${owner}, lease_expires_at = ${expires},
              attempts = attempts + 1, updated_at = ${now}
-      WHERE id = (SELECT id FROM jobs WHERE status = 'queued' ORDER BY created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED)
+      WHERE id = (SELECT id FROM jobs WHERE status = 'queued' AND (target_node IS NULL OR target_node = ${node})
+                  ORDER BY created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED)
       RETURNING *`.execute(db);
     const row = r.rows[0];
     return row ? toJob(row) : null;
   }
   for (let tries = 0; tries < 5; tries++) {
-    const cand = await db.selectFrom('jobs').select('id').where('status', '=', 'queued').orderBy('created_at').orderBy('id').limit(1).executeTakeFirst();
+    const cand = await db
+      .selectFrom('jobs')
+      .select('id')
+      .where('status', '=', 'queued')
+      .where((eb) => (node === null ? eb('target_node', 'is', null) : eb.or([eb('target_node', 'is', null), eb('target_node', '=', node)])))
+      .orderBy('created_at')
+      .orderBy('id')
+      .limit(1)
+      .executeTakeFirst();
     if (!cand) return null;
     const res = await db
       .updateTable('jobs')

@@ -99,6 +99,8 @@ export interface JobsTable {
   error: string | null;
   created_at: number;
   updated_at: number;
+  /** Only the worker with this node name may claim the job; null: any worker (migration 0005). */
+  target_node: string | null;
 }
 
 export interface TasksTable {

@@ -3,6 +3,7 @@ import * as m0001 from './0001-core.js';
 import * as m0002 from './0002-restores.js';
 import * as m0003 from './0003-scheduler.js';
 import * as m0004 from './0004-policies-quotas-settings.js';
+import * as m0005 from './0005-job-target-node.js';
 
 /**
  * Migrations are listed statically (not read from a folder) so the compiled package needs no
@@ -17,6 +18,7 @@ export const migrations: Readonly<Record<string, Migration>> = {
   '0002-restores': m0002,
   '0003-scheduler': m0003,
   '0004-policies-quotas-settings': m0004,
+  '0005-job-target-node': m0005,
 };
 
 /** Migration names in application order. */
