@@ -5,6 +5,11 @@ import { startLifeboat, type Role } from './app/app.js';
 import type { CreatedCredentials } from './identity/identity-file.js';
 import { formatRepairIndex, formatVerify, gcTarget, repairIndexTarget, verifyTarget } from './app/repo-tools.js';
 import { registerClientCommands } from './cli/commands.js';
+import { writePrivateFile } from './app/file-modes.js';
+import { join } from 'node:path';
+
+/** Where the first start keeps the generated credentials (in LIFEBOAT_HOME, mode 0600). */
+const FIRST_START_FILE = 'first-start-credentials.txt';
 
 /** The `lifeboat` command: the service (`serve`) and, later, client and repository tools. */
 const program = new Command('lifeboat').description('Lifeboat: backup and recovery for cloud VM workloads (workloadmgr v1 API)');
@@ -21,10 +26,15 @@ function config(): Config {
   }
 }
 
+/**
+ * The first-start welcome. It carries generated passwords, so it goes to the terminal (stderr)
+ * and to a 0600 file in LIFEBOAT_HOME, never to stdout, where the JSON log stream goes.
+ */
 function printWelcome(cfg: Config, created: CreatedCredentials[], demoVms: string[]): void {
   const out: string[] = ['', '=== Lifeboat: first start ==='];
   if (created.length > 0) {
-    out.push(`Created ${cfg.identity} with these users (passwords are shown only now):`);
+    const saved = join(cfg.home, FIRST_START_FILE);
+    out.push(`Created ${cfg.identity} with these users (passwords are shown only now, and kept in ${saved}, mode 0600: delete it once noted):`);
     for (const c of created) out.push(`  user ${c.user}  password ${c.password}  project ${c.project}`);
   }
   if (demoVms.length > 0) out.push(`Demo VMs in ${cfg.inventory}: ${demoVms.join(', ')}`);
@@ -42,7 +52,9 @@ function printWelcome(cfg: Config, created: CreatedCredentials[], demoVms: strin
       '',
     );
   }
-  process.stdout.write(out.join('\n') + '\n');
+  const text = out.join('\n') + '\n';
+  if (created.length > 0) writePrivateFile(join(cfg.home, FIRST_START_FILE), text);
+  process.stderr.write(text);
 }
 
 program

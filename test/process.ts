@@ -10,7 +10,10 @@ export interface LifeboatProcess {
   child: ChildProcess;
   /** `http://host:port` the API listens on, from the readiness line (null for `--role worker`). */
   url: string | null;
+  /** Everything it wrote so far, stdout and stderr interleaved. */
   output(): string;
+  stdout(): string;
+  stderr(): string;
   kill9(): Promise<void>;
   stop(): Promise<void>;
 }
@@ -32,8 +35,16 @@ export async function startProcess(env: Record<string, string>, args: string[] =
   child.stdout!.setEncoding('utf8');
   child.stderr!.setEncoding('utf8');
   let out = '';
-  child.stdout!.on('data', (d: string) => (out += d));
-  child.stderr!.on('data', (d: string) => (out += d));
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.on('data', (d: string) => {
+    out += d;
+    stdout += d;
+  });
+  child.stderr!.on('data', (d: string) => {
+    out += d;
+    stderr += d;
+  });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   const url = await new Promise<string | null>((resolve, reject) => {
     const t = setTimeout(() => reject(new Error(`lifeboat printed no readiness line within ${timeoutMs} ms:\n${out}`)), timeoutMs);
@@ -53,6 +64,8 @@ export async function startProcess(env: Record<string, string>, args: string[] =
     child,
     url,
     output: () => out,
+    stdout: () => stdout,
+    stderr: () => stderr,
     async kill9() {
       if (child.exitCode !== null || child.signalCode !== null) return;
       child.kill('SIGKILL');

@@ -132,6 +132,8 @@ describe('restores over HTTP', () => {
     assert.ok(r.size > 0 && typeof r.time_taken === 'number' && typeof r.uploaded_size === 'number');
     for (const k of ['id', 'created_at', 'updated_at', 'finished_at', 'user_id', 'project_id', 'status', 'restore_type', 'snapshot_id', 'workload_id', 'links', 'name', 'description', 'host', 'size', 'uploaded_size', 'progress_percent', 'progress_msg', 'warning_msg', 'error_msg', 'time_taken', 'restore_options', 'metadata', 'instances', 'networks', 'subnets', 'routers', 'flavors']) assert.ok(k in r, k);
     for (const i of r.instances) assert.match(i.id, UUID);
+    // The harness wrote the inventory 0644; the restore's rewrite leaves it owner-only.
+    assert.equal(statSync(join(h.home, 'inventory.json')).mode & 0o777, 0o600);
     checkNewInstances(s1, r.instances, [
       { from: vm1().id, devices: ['/dev/vda', '/dev/vdb'] },
       { from: vm2().id, devices: ['/dev/vda', '/dev/vdb'] },

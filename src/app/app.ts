@@ -5,6 +5,7 @@ import pino from 'pino';
 import type { FastifyInstance } from 'fastify';
 import type { Config } from '../config/config.js';
 import { openStore, type StoreHandle } from '../store/db.js';
+import { loosePermissionWarnings, preparePrivateFiles } from './file-modes.js';
 import { loadOrCreateIdentityFile, type CreatedCredentials } from '../identity/identity-file.js';
 import { EmbeddedIdentity } from '../identity/embedded-identity.js';
 import { Policy } from '../identity/policy.js';
@@ -79,7 +80,7 @@ export function createLogger(level: string): Logger {
 export async function startLifeboat(config: Config, o: StartOptions): Promise<Lifeboat> {
   const clock = o.clock ?? systemClock;
   const log = o.log ?? createLogger(config.logLevel);
-  mkdirSync(config.home, { recursive: true });
+  preparePrivateFiles(config);
 
   const identityFile = config.keystone ? null : loadOrCreateIdentityFile(config.identity, { demo: o.demo });
   const store = await openStore(config.db);
@@ -93,6 +94,7 @@ export async function startLifeboat(config: Config, o: StartOptions): Promise<Li
       }
     }
     if (identityFile && (identityFile.created.length > 0 || demoVms.length > 0)) o.onCredentials?.(identityFile.created, demoVms);
+    for (const w of [...(identityFile?.warnings ?? []), ...loosePermissionWarnings(config)]) log.warn(w);
 
     const platform = await LocalPlatform.open({ inventoryPath: config.inventory, restoreDir: config.restoreDir, logger: log });
     const policy = Policy.load(config.policy ?? undefined, { log });

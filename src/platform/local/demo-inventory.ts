@@ -112,7 +112,7 @@ export async function ensureDemoInventory(opts: DemoInventoryOptions): Promise<D
   await mkdir(diskDir, { recursive: true });
   await Promise.all(instances.map((inst) => writeDemoDisk((inst.disks[0] as { path: string }).path, inst.name, sizeMiB)));
   try {
-    await writeFileAtomic(inventoryPath, `${JSON.stringify({ instances }, null, 2)}\n`, { noClobber: true });
+    await writeFileAtomic(inventoryPath, `${JSON.stringify({ instances }, null, 2)}\n`, { noClobber: true, mode: 0o600 });
   } catch (e) {
     if (hasCode(e, 'EEXIST')) return { created: false, inventoryPath, instances: [] };
     throw e;
@@ -198,7 +198,7 @@ async function writeDemoDisk(file: string, seed: string, sizeMiB: number): Promi
   const zeros = Buffer.alloc(MiB);
   const buf = Buffer.allocUnsafe(MiB);
 
-  const fh = await open(file, 'w', 0o644);
+  const fh = await open(file, 'w', 0o600); // a tenant's disk: owner only
   try {
     await fh.truncate(sizeMiB * MiB);
     let mib = 0;

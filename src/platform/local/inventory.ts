@@ -413,7 +413,7 @@ export class InventoryFile {
     }
     change(doc.instances);
     const instances = validateInventory(doc, this.path);
-    const st = await writeFileAtomic(this.path, `${JSON.stringify(doc, null, 2)}\n`);
+    const st = await writeFileAtomic(this.path, `${JSON.stringify(doc, null, 2)}\n`, { mode: 0o600 }); // names tenants' VMs and disks: owner only
     this.cache = instances;
     this.key = fileKey(st);
   }
