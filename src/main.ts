@@ -89,6 +89,21 @@ program
 // Client commands (workloadmgr names: workload-list, workload-snapshot, snapshot-list, ...).
 registerClientCommands(program);
 
+program
+  .command('hash-password')
+  .description('read a password from stdin (first line) and print its scrypt hash for the identity file')
+  .action(async () => {
+    const { hashPassword } = await import('./identity/password-hash.js');
+    const chunks: Buffer[] = [];
+    for await (const c of process.stdin) chunks.push(c as Buffer);
+    const password = Buffer.concat(chunks).toString('utf8').split(/\r?\n/)[0] ?? '';
+    if (password === '') {
+      process.stderr.write('lifeboat hash-password: no password on stdin\n');
+      process.exit(2);
+    }
+    process.stdout.write(`${await hashPassword(password)}\n`);
+  });
+
 const repoCmd = program.command('repo').description('operator tools on the backup target (LIFEBOAT_TARGET)');
 repoCmd
   .command('verify')

@@ -8,6 +8,7 @@ import { openStore, type StoreHandle } from '../store/db.js';
 import { loosePermissionWarnings, preparePrivateFiles } from './file-modes.js';
 import { loadOrCreateIdentityFile, type CreatedCredentials } from '../identity/identity-file.js';
 import { EmbeddedIdentity } from '../identity/embedded-identity.js';
+import { IdentitySource } from '../identity/identity-source.js';
 import { Policy } from '../identity/policy.js';
 import { LocalPlatform } from '../platform/local/local.platform.js';
 import { ensureDemoInventory } from '../platform/local/demo-inventory.js';
@@ -102,8 +103,18 @@ export async function startLifeboat(config: Config, o: StartOptions): Promise<Li
     let validator: TokenValidator;
     let embedded: EmbeddedIdentity | null = null;
     let keystoneUri: string;
-    if (identityFile) {
-      embedded = new EmbeddedIdentity({ db: store.db, identity: identityFile.identity, publicUrl: config.publicUrl, clock, tokenTtlSeconds: config.tokenTtlSeconds, log });
+    // The identity file is followed as it changes (identity-source.ts).
+    const identitySource = identityFile ? new IdentitySource(config.identity, identityFile.identity, log) : null;
+    if (identitySource) {
+      embedded = new EmbeddedIdentity({
+        db: store.db,
+        identity: () => identitySource.current(),
+        publicUrl: config.publicUrl,
+        clock,
+        tokenTtlSeconds: config.tokenTtlSeconds,
+        loginLimits: config.login,
+        log,
+      });
       validator = embedded;
       keystoneUri = embedded.identityV3Url;
     } else {
@@ -121,8 +132,8 @@ export async function startLifeboat(config: Config, o: StartOptions): Promise<Li
     const snapshots = new SnapshotService({ db: store.db, clock, targetDescription });
     const schedulerService = new SchedulerService({ db: store.db, clock });
     const secretKey = loadOrCreateSettingsKey(join(config.home, 'settings.key'));
-    const idf = identityFile;
-    const projects = idf ? { projectName: async (id: string) => idf.identity.projectById(id)?.name ?? null } : undefined;
+    const ids = identitySource;
+    const projects = ids ? { projectName: async (id: string) => ids.current().projectById(id)?.name ?? null } : undefined;
     const policies = new PolicyService({ db: store.db, clock, projects });
     const quotas = new QuotaService({ db: store.db, clock, projects });
     const settings = new SettingService({ db: store.db, clock, secretKey, mailer: smtpMailer });

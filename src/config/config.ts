@@ -20,6 +20,8 @@ export interface Config {
   nodeName: string;
   restoreDir: string;
   tokenTtlSeconds: number;
+  /** Brute-force limits of the embedded identity (identity/login-guard.ts); 0 disables one. */
+  login: { userFailures: number; addressFailures: number; lockoutMs: number; issuesPerMinute: number };
   /** A worker that has not renewed its job lease for this long is considered dead. */
   jobLeaseSeconds: number;
   logLevel: string;
@@ -48,6 +50,13 @@ function positiveInt(env: Env, name: string, dflt: number): number {
   const v = nonEmpty(env, name);
   if (v === undefined) return dflt;
   if (!/^\d+$/.test(v) || Number(v) <= 0) throw new ConfigError(`${name} must be a positive integer, got ${JSON.stringify(v)}`);
+  return Number(v);
+}
+
+function nonNegativeInt(env: Env, name: string, dflt: number): number {
+  const v = nonEmpty(env, name);
+  if (v === undefined) return dflt;
+  if (!/^\d{1,9}$/.test(v)) throw new ConfigError(`${name} must be a non-negative integer (0 disables), got ${JSON.stringify(v)}`);
   return Number(v);
 }
 
@@ -114,6 +123,12 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
     nodeName: nonEmpty(env, 'LIFEBOAT_NODE_NAME') ?? hostname(),
     restoreDir: resolve(cwd, nonEmpty(env, 'LIFEBOAT_RESTORE_DIR') ?? join(home, 'instances')),
     tokenTtlSeconds: positiveInt(env, 'LIFEBOAT_TOKEN_TTL', 3600),
+    login: {
+      userFailures: nonNegativeInt(env, 'LIFEBOAT_LOCKOUT_FAILURES', 6),
+      addressFailures: nonNegativeInt(env, 'LIFEBOAT_LOCKOUT_ADDRESS_FAILURES', 30),
+      lockoutMs: positiveInt(env, 'LIFEBOAT_LOCKOUT_DURATION', 900) * 1000,
+      issuesPerMinute: nonNegativeInt(env, 'LIFEBOAT_TOKEN_RATE', 120),
+    },
     jobLeaseSeconds: positiveInt(env, 'LIFEBOAT_JOB_LEASE', 30),
     logLevel,
   };

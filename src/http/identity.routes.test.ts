@@ -109,7 +109,7 @@ for (const kind of storeKinds()) {
     });
 
     it('GET validates: needs X-Auth-Token; 200 echoes X-Subject-Token; invalid subject → 404', async () => {
-      const mine = await login(app);
+      const mine = await login(app, 'root', 'root-pw', 'demo');
       const subject = await login(app, 'root', 'root-pw', 'admin');
       const ok = await app.inject({ method: 'GET', url: '/identity/v3/auth/tokens', headers: { 'x-auth-token': mine, 'x-subject-token': subject } });
       assert.equal(ok.statusCode, 200);
@@ -128,6 +128,24 @@ for (const kind of storeKinds()) {
       assert.equal(bogus.json().itemNotFound.code, 404);
       const missing = await app.inject({ method: 'GET', url: '/identity/v3/auth/tokens', headers: { 'x-auth-token': mine } });
       assert.equal(missing.statusCode, 404);
+    });
+
+    it("another user's token: GET, HEAD and DELETE → 403 (Keystone: owner, admin or service only); the admin may", async () => {
+      const alice = await login(app);
+      const root = await login(app, 'root', 'root-pw', 'admin');
+      const as = (token: string, subject: string, method: 'GET' | 'HEAD' | 'DELETE') =>
+        app.inject({ method, url: '/identity/v3/auth/tokens', headers: { 'x-auth-token': token, 'x-subject-token': subject } });
+      const get = await as(alice, root, 'GET');
+      assert.equal(get.statusCode, 403);
+      assert.deepEqual(get.json(), { forbidden: { code: 403, message: 'You are not authorized to perform the requested action: identity:validate_token.' } });
+      const head = await as(alice, root, 'HEAD');
+      assert.equal(head.statusCode, 403);
+      assert.equal(head.body, '');
+      assert.equal((await as(alice, root, 'DELETE')).statusCode, 403);
+      assert.equal((await as(root, root, 'GET')).statusCode, 200, 'root still holds a valid token');
+      assert.equal((await as(root, alice, 'GET')).statusCode, 200, 'an admin may inspect any token');
+      assert.equal((await as(root, alice, 'DELETE')).statusCode, 204, 'and revoke it');
+      assert.equal((await as(root, alice, 'GET')).statusCode, 404);
     });
 
     it('HEAD → 200/404 without body; DELETE → 204, then the token is gone', async () => {
@@ -152,6 +170,35 @@ for (const kind of storeKinds()) {
       assert.equal(selfDel.statusCode, 204);
       const dead = await app.inject({ method: 'HEAD', url: '/identity/v3/auth/tokens', headers: { 'x-auth-token': mine, 'x-subject-token': mine } });
       assert.equal(dead.statusCode, 401);
+    });
+
+    it('lockout per client address and issuance rate over HTTP: same 401 body; 429 overLimit with Retry-After', async () => {
+      const idp = new EmbeddedIdentity({
+        db: h.db,
+        identity: testIdentity(),
+        publicUrl: PUBLIC,
+        clock: new ManualClock(),
+        loginLimits: { userFailures: 0, addressFailures: 3, lockoutMs: 60_000, issuesPerMinute: 2 },
+      });
+      const app2 = Fastify();
+      installFaultHandling(app2, { log: silentLogger, keystoneUri: `${PUBLIC}/identity/v3` });
+      await app2.register(identityRoutes, { prefix: '/identity', identity: idp });
+      try {
+        const post = (user: string, pw: string, remoteAddress: string) =>
+          app2.inject({ method: 'POST', url: '/identity/v3/auth/tokens', payload: passwordAuth(user, pw, 'demo'), remoteAddress });
+        for (let i = 0; i < 3; i++) assert.equal((await post('alice', 'wrong', '203.0.113.5')).statusCode, 401);
+        const locked = await post('root', 'root-pw', '203.0.113.5');
+        assert.equal(locked.statusCode, 401);
+        assert.deepEqual(locked.json(), KEYSTONE_401);
+        assert.equal((await post('alice', 'alice-pw', '192.0.2.8')).statusCode, 201);
+        assert.equal((await post('alice', 'alice-pw', '192.0.2.8')).statusCode, 201);
+        const limited = await post('alice', 'alice-pw', '192.0.2.8');
+        assert.equal(limited.statusCode, 429);
+        assert.equal(limited.headers['retry-after'], '60');
+        assert.equal(limited.json().overLimit.code, 429);
+      } finally {
+        await app2.close();
+      }
     });
 
     it('expiry via ManualClock: validation answers 404 from expires_at on', async () => {
@@ -224,7 +271,7 @@ describe('KeystoneValidator against the embedded identity on a real HTTP server'
     const v = validator();
     await assert.rejects(v.validate('no-such-token', 'r'), (e: unknown) => e instanceof UnauthenticatedError);
     const t = await userToken();
-    await idp.revoke(t);
+    await idp.revoke(t, { userId: U_ALICE, roles: ['member'], isAdmin: false });
     await assert.rejects(v.validate(t, 'r'), (e: unknown) => e instanceof UnauthenticatedError);
   });
 

@@ -1,7 +1,7 @@
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import type { EmbeddedIdentity } from '../identity/embedded-identity.js';
 import { identityV3Version } from '../identity/keystone-token.js';
-import { NotFoundError } from '../lib/errors.js';
+import { ForbiddenError, NotFoundError } from '../lib/errors.js';
 
 /**
  * The embedded Keystone v3 subset over HTTP. Register with prefix `/identity`:
@@ -31,33 +31,35 @@ export const identityRoutes: FastifyPluginAsync<IdentityRoutesOptions> = async (
   if (!routerOpts?.ignoreTrailingSlash) app.get('/v3/', async () => ({ version: version() }));
 
   app.post('/v3/auth/tokens', async (req, reply) => {
-    const { token, body } = await idp.authenticate(req.body);
+    const { token, body } = await idp.authenticate(req.body, { address: req.ip });
     return reply.code(201).header('x-subject-token', token).header('vary', 'X-Auth-Token').send(body);
   });
 
-  // GET/HEAD/DELETE need a valid X-Auth-Token (any project) and act on X-Subject-Token.
+  // GET/HEAD/DELETE need a valid X-Auth-Token (any project) and act on X-Subject-Token,
+  // which must be the caller's own token unless the caller is an admin or a service (403).
   app.get('/v3/auth/tokens', { exposeHeadRoute: false }, async (req, reply) => {
-    await idp.validate(header(req, 'x-auth-token'), String(req.id));
+    const caller = await idp.validate(header(req, 'x-auth-token'), String(req.id));
     const subject = header(req, 'x-subject-token');
-    const body = await idp.inspect(subject);
+    const body = await idp.inspect(subject, caller);
     return reply.code(200).header('x-subject-token', subject).send(body);
   });
 
   app.head('/v3/auth/tokens', async (req, reply) => {
-    await idp.validate(header(req, 'x-auth-token'), String(req.id));
+    const caller = await idp.validate(header(req, 'x-auth-token'), String(req.id));
     const subject = header(req, 'x-subject-token');
     try {
-      await idp.inspect(subject);
+      await idp.inspect(subject, caller);
     } catch (e) {
       if (e instanceof NotFoundError) return reply.code(404).send();
+      if (e instanceof ForbiddenError) return reply.code(403).send();
       throw e;
     }
     return reply.code(200).header('x-subject-token', subject).send();
   });
 
   app.delete('/v3/auth/tokens', async (req, reply) => {
-    await idp.validate(header(req, 'x-auth-token'), String(req.id));
-    await idp.revoke(header(req, 'x-subject-token'));
+    const caller = await idp.validate(header(req, 'x-auth-token'), String(req.id));
+    await idp.revoke(header(req, 'x-subject-token'), caller);
     return reply.code(204).send();
   });
 };

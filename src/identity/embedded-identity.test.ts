@@ -13,6 +13,8 @@ import { hashToken } from './token-validator.js';
 const isUnauth = (e: unknown) => e instanceof UnauthenticatedError;
 const isNotFound = (e: unknown) => e instanceof NotFoundError;
 const isValidation = (e: unknown) => e instanceof ValidationError;
+/** The caller owning alice's tokens (inspection/revocation need the owner, an admin or a service). */
+const ALICE = { userId: U_ALICE, roles: ['member'], isAdmin: false };
 
 for (const kind of storeKinds()) {
   describe(`EmbeddedIdentity (${kind.name})`, { skip: kind.skip }, () => {
@@ -130,11 +132,11 @@ for (const kind of storeKinds()) {
       await idp.validate(token, 'r');
       clock.advance(4999);
       await idp.validate(token, 'r');
-      await idp.inspect(token);
+      await idp.inspect(token, ALICE);
       clock.advance(1);
       await assert.rejects(idp.validate(token, 'r'), isUnauth);
-      await assert.rejects(idp.inspect(token), isNotFound);
-      await assert.rejects(idp.revoke(token), isNotFound);
+      await assert.rejects(idp.inspect(token, ALICE), isNotFound);
+      await assert.rejects(idp.revoke(token, ALICE), isNotFound);
     });
 
     it('validate rejects missing and unknown tokens', async () => {
@@ -142,17 +144,17 @@ for (const kind of storeKinds()) {
       await assert.rejects(idp.validate(undefined, 'r'), isUnauth);
       await assert.rejects(idp.validate('', 'r'), isUnauth);
       await assert.rejects(idp.validate('not-a-token', 'r'), isUnauth);
-      await assert.rejects(idp.inspect('not-a-token'), isNotFound);
+      await assert.rejects(idp.inspect('not-a-token', ALICE), isNotFound);
     });
 
     it('revocation in this process is immediate; revoking twice is 404', async () => {
       const idp = make(new ManualClock(), { cacheWindowMs: 60_000 });
       const { token } = await idp.authenticate(passwordAuth('alice', 'alice-pw', 'demo'));
       await idp.validate(token, 'r'); // now cached
-      await idp.revoke(token);
+      await idp.revoke(token, ALICE);
       await assert.rejects(idp.validate(token, 'r'), isUnauth);
-      await assert.rejects(idp.inspect(token), isNotFound);
-      await assert.rejects(idp.revoke(token), isNotFound);
+      await assert.rejects(idp.inspect(token, ALICE), isNotFound);
+      await assert.rejects(idp.revoke(token, ALICE), isNotFound);
     });
 
     it('cross-process: another instance over the same store validates, and sees revocation within its cache window', async () => {
@@ -161,10 +163,10 @@ for (const kind of storeKinds()) {
       const b = make(clock, { cacheWindowMs: 2000 });
       const { token } = await a.authenticate(passwordAuth('alice', 'alice-pw', 'demo'));
       assert.equal((await b.validate(token, 'r')).projectId, P_DEMO);
-      await a.revoke(token);
+      await a.revoke(token, ALICE);
       // b still holds its positive cache entry: that is the documented window...
       await b.validate(token, 'r');
-      await assert.rejects(b.inspect(token), isNotFound, 'inspect is never cached');
+      await assert.rejects(b.inspect(token, ALICE), isNotFound, 'inspect is never cached');
       // ...and no longer.
       clock.advance(2000);
       await assert.rejects(b.validate(token, 'r'), isUnauth);
@@ -184,7 +186,7 @@ for (const kind of storeKinds()) {
       assert.deepEqual((await idp.validate(second.token, 'r')).roles, ['backup']);
       // No role on admin; a revoked source token cannot be re-scoped.
       await assert.rejects(idp.authenticate({ auth: { identity: { methods: ['token'], token: { id: first.token } }, scope: { project: { id: P_ADMIN } } } }), isUnauth);
-      await idp.revoke(first.token);
+      await idp.revoke(first.token, ALICE);
       await assert.rejects(idp.authenticate({ auth: { identity: { methods: ['token'], token: { id: first.token } }, scope: { project: { id: P_DEMO } } } }), isUnauth);
     });
 

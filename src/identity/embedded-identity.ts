@@ -1,13 +1,14 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { RequestContext } from '../domain/context.js';
 import { systemClock, type Clock } from '../lib/clock.js';
-import { NotFoundError, UnauthenticatedError, ValidationError } from '../lib/errors.js';
+import { ForbiddenError, NotFoundError, UnauthenticatedError, ValidationError } from '../lib/errors.js';
 import { silentLogger, type Logger } from '../lib/logger.js';
 import { formatKeystoneTime } from '../lib/time.js';
 import type { Db } from '../store/db.js';
 import { findTokenByHash, insertToken, purgeExpiredTokens, revokeToken, type TokenRecord } from '../store/token.store.js';
 import { DEFAULT_DOMAIN, roleId, type IdentityDirectory, type Project, type User } from './identity-file.js';
 import type { KeystoneCatalogEntry, KeystoneEndpoint, KeystoneTokenBody } from './keystone-token.js';
+import { LoginGuard, type LoginLimits } from './login-guard.js';
 import { TokenCache } from './token-cache.js';
 import { hashToken, type CachedIdentity, type TokenValidator } from './token-validator.js';
 
@@ -20,6 +21,15 @@ import { hashToken, type CachedIdentity, type TokenValidator } from './token-val
  * usable tokens. Positive validations are cached in-process for `cacheWindowMs` (default
  * 2 s, never past expires_at): a revocation made by ANOTHER process takes effect here within
  * that window; one made by this process takes effect at once.
+ *
+ * Tokens follow the identity file: every validation (cached or not), inspection and re-scope
+ * re-checks the token against the directory as it is now — the user and the project must
+ * still exist and the user must still hold every role the token carries — so a user removed
+ * or demoted in the file loses access on the next request, not at the token's expiry
+ * (Keystone revokes tokens on such changes too). Roles gained later are not added to old tokens.
+ *
+ * Password logins are limited per user and per client address (login-guard.ts); every
+ * refusal is the same 401, the log says why.
  *
  * Legacy rule made explicit: a user holding `admin` on any project gets the `admin` role in
  * every token they obtain, so "admin anywhere is admin everywhere" holds for the policy
@@ -40,6 +50,21 @@ export interface EmbeddedIdentityOptions {
   cacheMaxEntries?: number;
   region?: string;
   log?: Logger;
+  /** Lockout and issuance limits (login-guard.ts DEFAULT_LOGIN_LIMITS when absent). */
+  loginLimits?: LoginLimits;
+}
+
+/** Who asks, for the token inspection/revocation rule (owner, admin or service). */
+export interface TokenCaller {
+  userId: string;
+  roles: readonly string[];
+  isAdmin: boolean;
+}
+
+/** What the HTTP layer knows about a login attempt beyond its body. */
+export interface LoginMeta {
+  /** Client address (the socket peer), for the per-address lockout. */
+  address?: string;
 }
 
 export interface IssuedToken {
@@ -59,6 +84,21 @@ function stableId(s: string): string {
   return createHash('sha256').update(`lifeboat-catalog:${s}`).digest('hex').slice(0, 32);
 }
 
+/** The roles a token for `user` on `projectId` carries: the file's roles, plus `admin` for admins anywhere. */
+function currentRoles(dir: IdentityDirectory, user: User, projectId: string): string[] {
+  const roles = dir.rolesOn(user, projectId);
+  if (roles.length > 0 && dir.isAdmin(user) && !roles.includes('admin')) roles.push('admin');
+  return roles;
+}
+
+/** Whether the user still exists, the project too, and the user still holds every role of the token. */
+function stillEntitled(dir: IdentityDirectory, t: { userId: string; projectId: string; roles: readonly string[] }): boolean {
+  const user = dir.userById(t.userId);
+  if (!user || !dir.projectById(t.projectId)) return false;
+  const held = currentRoles(dir, user, t.projectId);
+  return t.roles.every((r) => held.includes(r));
+}
+
 function isDefaultDomain(d: unknown, where: string): boolean {
   if (!isObject(d)) throw new ValidationError(`Invalid input for field '${where}': expecting an object with "id" or "name".`);
   if (typeof d.id === 'string') return d.id === DEFAULT_DOMAIN.id;
@@ -75,6 +115,7 @@ export class EmbeddedIdentity implements TokenValidator {
   private readonly cache: TokenCache<CachedIdentity & { expiresAt: number }>;
   private readonly region: string;
   private readonly log: Logger;
+  private readonly guard: LoginGuard;
   readonly publicUrl: string;
 
   constructor(opts: EmbeddedIdentityOptions) {
@@ -89,6 +130,7 @@ export class EmbeddedIdentity implements TokenValidator {
     this.cache = new TokenCache(this.clock, opts.cacheMaxEntries ?? 10_000);
     this.region = opts.region ?? 'RegionOne';
     this.log = opts.log ?? silentLogger;
+    this.guard = new LoginGuard(this.clock, opts.loginLimits);
     this.publicUrl = opts.publicUrl.replace(/\/+$/, '');
   }
 
@@ -101,10 +143,11 @@ export class EmbeddedIdentity implements TokenValidator {
    * `POST /v3/auth/tokens`. Accepts the password method (user by id, or by name + default
    * domain) and the token method (re-scope), with a project scope (by id, or by name +
    * default domain). Malformed body → ValidationError (400); bad credentials, unsupported
-   * method, missing scope or no role on the project → UnauthenticatedError (401). A
-   * re-scoped token never outlives the token it came from.
+   * method, missing scope, no role on the project or a locked-out user/address →
+   * UnauthenticatedError (401); too many tokens for one user in a minute → RateLimitedError
+   * (429). A re-scoped token never outlives the token it came from.
    */
-  async authenticate(body: unknown): Promise<IssuedToken> {
+  async authenticate(body: unknown, meta: LoginMeta = {}): Promise<IssuedToken> {
     if (!isObject(body) || !isObject(body.auth)) throw new ValidationError("Invalid input for field 'auth': expecting an object.");
     const auth = body.auth;
     if (!isObject(auth.identity)) throw new ValidationError("Invalid input for field 'auth.identity': expecting an object.");
@@ -124,11 +167,11 @@ export class EmbeddedIdentity implements TokenValidator {
     let notAfter = Infinity;
     let auditChain: string[] = [];
     if (method === 'password') {
-      user = this.passwordUser(dir, identity.password);
+      user = await this.passwordUser(dir, identity.password, meta.address);
     } else {
       const t = identity.token;
       if (!isObject(t) || typeof t.id !== 'string' || t.id === '') throw new ValidationError("Invalid input for field 'auth.identity.token.id': expecting a string.");
-      const rec = await this.liveRecord(t.id, now);
+      const rec = await this.liveRecord(t.id, now, dir);
       const u = rec ? dir.userById(rec.userId) : undefined;
       if (!rec || !u) throw new UnauthenticatedError();
       user = u;
@@ -137,12 +180,12 @@ export class EmbeddedIdentity implements TokenValidator {
     }
 
     const project = this.scopedProject(dir, auth.scope);
-    const roleNames = dir.rolesOn(user, project.id);
+    const roleNames = currentRoles(dir, user, project.id);
     if (roleNames.length === 0) {
       this.log.info({ userId: user.id, projectId: project.id }, 'token refused: user has no role on the project');
       throw new UnauthenticatedError();
     }
-    if (dir.isAdmin(user) && !roleNames.includes('admin')) roleNames.push('admin');
+    this.guard.takeIssuance(user.id);
 
     const token = randomBytes(32).toString('base64url');
     const rec: TokenRecord = {
@@ -165,7 +208,7 @@ export class EmbeddedIdentity implements TokenValidator {
     return { token, body: body2 };
   }
 
-  private passwordUser(dir: IdentityDirectory, password: unknown): User {
+  private async passwordUser(dir: IdentityDirectory, password: unknown, address: string | undefined): Promise<User> {
     if (!isObject(password) || !isObject(password.user)) {
       throw new ValidationError("Invalid input for field 'auth.identity.password.user': expecting an object.");
     }
@@ -180,13 +223,22 @@ export class EmbeddedIdentity implements TokenValidator {
     } else {
       throw new ValidationError("Invalid input for field 'auth.identity.password.user': expecting 'id' or 'name'.");
     }
-    // Unknown user and wrong password answer alike. The comparison runs for unknown users
-    // too, against a dummy, so timing does not reveal which user names exist.
-    const ok = dir.checkPassword(user ?? { id: '', name: '', password: '\u0000', roles: [] }, u.password);
-    if (!user || !ok) {
-      this.log.info({ userId: user?.id ?? null }, 'password authentication failed');
+    // Unknown user, wrong password and lockout answer alike. The comparison runs for unknown
+    // users too, against a dummy, so timing does not reveal which user names exist; unknown
+    // names are counted for lockout like real ones.
+    const key = user ? `id:${user.id}` : `unknown:${typeof u.id === 'string' ? u.id : String(u.name)}`;
+    const locked = this.guard.lockReason(key, address);
+    if (locked) {
+      this.log.warn({ userId: user?.id ?? null, address, reason: locked }, 'password authentication refused: locked out');
       throw new UnauthenticatedError();
     }
+    if (!(await dir.checkPassword(user, u.password)) || !user) {
+      const { userLocked, addressLocked } = this.guard.failed(key, address);
+      this.log.info({ userId: user?.id ?? null, address }, 'password authentication failed');
+      if (userLocked || addressLocked) this.log.warn({ userId: user?.id ?? null, address, userLocked, addressLocked }, 'too many failed logins: locked out');
+      throw new UnauthenticatedError();
+    }
+    this.guard.succeeded(key);
     return user;
   }
 
@@ -205,34 +257,53 @@ export class EmbeddedIdentity implements TokenValidator {
     return project;
   }
 
-  /** The stored record when the token is known, unrevoked and unexpired at `now`. Never cached. */
-  private async liveRecord(token: string, now: number): Promise<TokenRecord | undefined> {
+  /**
+   * The stored record when the token is known, unrevoked, unexpired at `now` and still
+   * entitled by the directory. Never cached.
+   */
+  private async liveRecord(token: string, now: number, dir = this.directory()): Promise<TokenRecord | undefined> {
     const rec = await findTokenByHash(this.db, hashToken(token));
     if (!rec || rec.revoked || now >= rec.expiresAt) return undefined;
+    if (!stillEntitled(dir, { userId: rec.userId, projectId: rec.projectId, roles: rec.roles.map((r) => r.name) })) return undefined;
+    return rec;
+  }
+
+  /**
+   * The subject token's record for `caller`, Keystone's rule for validate/revoke: invalid →
+   * NotFoundError (404); valid but neither the caller's own token nor the caller admin or
+   * service → ForbiddenError (403).
+   */
+  private async subjectRecord(subjectToken: string | undefined, caller: TokenCaller, action: string): Promise<TokenRecord> {
+    const rec = subjectToken ? await this.liveRecord(subjectToken, this.clock.now()) : undefined;
+    if (!rec) throw new NotFoundError(TOKEN_NOT_FOUND);
+    if (rec.userId !== caller.userId && !caller.isAdmin && !caller.roles.includes('service')) {
+      this.log.info({ userId: caller.userId, subjectUserId: rec.userId, action }, 'token access refused: not the owner, an admin or a service');
+      throw new ForbiddenError(`You are not authorized to perform the requested action: ${action}.`);
+    }
     return rec;
   }
 
   /**
    * `GET /v3/auth/tokens` body for a subject token, read fresh from the store (no cache, so a
-   * remote validator sees revocations at once). Invalid/expired/revoked → NotFoundError (404).
+   * remote validator sees revocations at once). See subjectRecord for 404/403.
    */
-  async inspect(subjectToken: string | undefined): Promise<KeystoneTokenBody> {
-    const rec = subjectToken ? await this.liveRecord(subjectToken, this.clock.now()) : undefined;
-    if (!rec) throw new NotFoundError(TOKEN_NOT_FOUND);
-    return this.tokenBody(rec);
+  async inspect(subjectToken: string | undefined, caller: TokenCaller): Promise<KeystoneTokenBody> {
+    return this.tokenBody(await this.subjectRecord(subjectToken, caller, 'identity:validate_token'));
   }
 
-  /** `DELETE /v3/auth/tokens`: revokes the subject token. Unknown or already invalid → NotFoundError. */
-  async revoke(subjectToken: string | undefined): Promise<void> {
-    const rec = subjectToken ? await this.liveRecord(subjectToken, this.clock.now()) : undefined;
-    if (!rec || !(await revokeToken(this.db, rec.idHash))) throw new NotFoundError(TOKEN_NOT_FOUND);
+  /** `DELETE /v3/auth/tokens`: revokes the subject token. See subjectRecord for 404/403. */
+  async revoke(subjectToken: string | undefined, caller: TokenCaller): Promise<void> {
+    const rec = await this.subjectRecord(subjectToken, caller, 'identity:revoke_token');
+    if (!(await revokeToken(this.db, rec.idHash))) throw new NotFoundError(TOKEN_NOT_FOUND);
     this.cache.delete(rec.idHash);
     this.log.info({ userId: rec.userId, projectId: rec.projectId }, 'token revoked');
   }
 
   /**
-   * The /v1 auth hook's check. Missing, unknown, expired or revoked → UnauthenticatedError.
-   * Cached per token hash for at most cacheWindowMs and never past expires_at.
+   * The /v1 auth hook's check. Missing, unknown, expired or revoked → UnauthenticatedError;
+   * so is a token whose user, project or roles the identity file no longer grants (checked on
+   * every call, cache or not). The store lookup is cached per token hash for at most
+   * cacheWindowMs and never past expires_at.
    */
   async validate(token: string | undefined, requestId: string): Promise<RequestContext> {
     if (!token) throw new UnauthenticatedError();
@@ -253,6 +324,10 @@ export class EmbeddedIdentity implements TokenValidator {
         expiresAt: rec.expiresAt,
       };
       this.cache.set(key, id, Math.min(now + this.cacheWindowMs, rec.expiresAt));
+    }
+    if (!stillEntitled(this.directory(), id)) {
+      this.log.info({ userId: id.userId, projectId: id.projectId }, 'token refused: the identity file no longer grants its user, project or roles');
+      throw new UnauthenticatedError();
     }
     return {
       requestId,

@@ -62,18 +62,18 @@ describe('identity file: validation', () => {
     assert.throws(() => loadIdentityFile(join(d, 'bad.json')), /identity file .*bad\.json is not valid JSON/);
   });
 
-  it('compares passwords correctly whatever their lengths', () => {
+  it('compares passwords correctly whatever their lengths', async () => {
     const dir = testIdentity();
     const alice = dir.userByName('alice')!;
-    assert.equal(dir.checkPassword(alice, 'alice-pw'), true);
-    assert.equal(dir.checkPassword(alice, 'alice-p'), false);
-    assert.equal(dir.checkPassword(alice, 'alice-pw '), false);
-    assert.equal(dir.checkPassword(alice, ''), false);
+    assert.equal(await dir.checkPassword(alice, 'alice-pw'), true);
+    assert.equal(await dir.checkPassword(alice, 'alice-p'), false);
+    assert.equal(await dir.checkPassword(alice, 'alice-pw '), false);
+    assert.equal(await dir.checkPassword(alice, ''), false);
   });
 });
 
 describe('identity file: creation', () => {
-  it('creates a missing file 0600 with admin credentials, returned once', () => {
+  it('creates a missing file 0600 with admin credentials (stored as scrypt hashes), returned once', async () => {
     const d = mkdtempSync(join(tmpdir(), 'lb-idf-'));
     const path = join(d, 'sub', 'identity.json');
     const first = loadOrCreateIdentityFile(path);
@@ -88,15 +88,17 @@ describe('identity file: creation', () => {
     // The file on disk is the documented format and yields the same identity.
     const onDisk = JSON.parse(readFileSync(path, 'utf8'));
     assert.deepEqual(onDisk.users[0].roles, [{ project: 'admin', role: 'admin' }]);
+    assert.match(onDisk.users[0].password, /^\$scrypt\$ln=15,r=8,p=1\$/, 'no plain-text password on disk');
+    assert.deepEqual(first.identity.plainTextUsers(), []);
     const admin = first.identity.userByName('admin')!;
-    assert.equal(first.identity.checkPassword(admin, cred.password), true);
+    assert.equal(await first.identity.checkPassword(admin, cred.password), true);
     assert.equal(first.identity.isAdmin(admin), true);
 
     // Second start: loaded, nothing generated, same password works.
     const second = loadOrCreateIdentityFile(path);
     assert.deepEqual(second.created, []);
     assert.deepEqual(second.warnings, []);
-    assert.equal(second.identity.checkPassword(second.identity.userByName('admin')!, cred.password), true);
+    assert.equal(await second.identity.checkPassword(second.identity.userByName('admin')!, cred.password), true);
   });
 
   it('adds project and user demo (member) with the demo option', () => {

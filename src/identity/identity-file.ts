@@ -1,7 +1,8 @@
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { closeSync, fsyncSync, linkSync, mkdirSync, openSync, readFileSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { dirname, join, basename } from 'node:path';
 import { isHexId, newHexId } from '../lib/ids.js';
+import { hashPasswordSync, passwordKind, verifyPassword } from './password-hash.js';
 
 /**
  * Users, projects and role assignments of the embedded identity, read from a JSON file
@@ -12,8 +13,10 @@ import { isHexId, newHexId } from '../lib/ids.js';
  *               "roles": [{"project": "demo", "role": "member"}]}]}
  *
  * `project` names a project by id or by name (id wins). Everything lives in the Keystone
- * domain `default`. The file holds plain-text passwords, so it is created 0600 and should be
- * kept that way. Legacy rule: a user with role `admin` on ANY project is a cloud admin.
+ * domain `default`. `password` is an scrypt or bcrypt hash or plain text (see
+ * password-hash.ts; plain text is accepted with a warning). The file may hold passwords, so it
+ * is created 0600 and should be kept that way. Legacy rule: a user with role `admin` on ANY
+ * project is a cloud admin.
  */
 
 export const DEFAULT_DOMAIN = { id: 'default', name: 'Default' } as const;
@@ -50,9 +53,11 @@ export function roleId(name: string): string {
   return createHash('sha256').update(`lifeboat-role:${name}`).digest('hex').slice(0, 32);
 }
 
-function digest(s: string): Buffer {
-  return createHash('sha256').update(s, 'utf8').digest();
-}
+/**
+ * Checked for unknown users, so that a login for a name that does not exist costs as much as
+ * one with a wrong password (ln=15 scrypt, like hashPassword's).
+ */
+const DUMMY_HASH = '$scrypt$ln=15,r=8,p=1$bGlmZWJvYXQtZHVtbXk$3q2+7wAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA';
 
 /** Read-only view over the identity data with the lookups authentication needs. */
 export class IdentityDirectory {
@@ -86,11 +91,17 @@ export class IdentityDirectory {
   }
 
   /**
-   * Constant-time password check: both sides are hashed first, so neither the content nor
-   * the length of the stored password leaks through timing.
+   * Password check against the stored hash or plain text (constant time per form). Without a
+   * user, a dummy scrypt hash is checked so unknown names take as long as known ones.
    */
-  checkPassword(user: User, password: string): boolean {
-    return timingSafeEqual(digest(user.password), digest(password));
+  async checkPassword(user: User | undefined, password: string): Promise<boolean> {
+    const ok = await verifyPassword(user?.password ?? DUMMY_HASH, password);
+    return ok && user !== undefined;
+  }
+
+  /** Names of users whose password is stored as plain text (for the loader's warning). */
+  plainTextUsers(): string[] {
+    return this.data.users.filter((u) => passwordKind(u.password) === 'plain').map((u) => u.name);
   }
 
   /** Role names the user holds on the project (deduplicated, file order). */
@@ -162,6 +173,12 @@ export function parseIdentityData(raw: unknown, source = 'identity file'): Ident
       if (typeof u.password !== 'string' || u.password.length === 0) {
         errors.push(`${at}.password: must be a non-empty string`);
         ok = false;
+      } else {
+        const kind = passwordKind(u.password);
+        if (typeof kind === 'object') {
+          errors.push(`${at}.password: ${kind.error}`);
+          ok = false;
+        }
       }
       const roles: RoleAssignment[] = [];
       if (!Array.isArray(u.roles)) {
@@ -233,20 +250,23 @@ function generatePassword(): string {
   return randomBytes(18).toString('base64url');
 }
 
-/** The initial identity: project+user `admin` (role admin), and with `demo` project+user `demo` (role member). */
+/**
+ * The initial identity: project+user `admin` (role admin), and with `demo` project+user `demo`
+ * (role member). Passwords are generated, returned in `created` once and stored only as scrypt hashes.
+ */
 export function initialIdentity(opts: { demo?: boolean } = {}): { data: IdentityData; created: CreatedCredentials[] } {
   const adminProject = { id: newHexId(), name: 'admin' };
   const adminPw = generatePassword();
   const data: IdentityData = {
     projects: [adminProject],
-    users: [{ id: newHexId(), name: 'admin', password: adminPw, roles: [{ projectId: adminProject.id, role: 'admin' }] }],
+    users: [{ id: newHexId(), name: 'admin', password: hashPasswordSync(adminPw), roles: [{ projectId: adminProject.id, role: 'admin' }] }],
   };
   const created: CreatedCredentials[] = [{ user: 'admin', password: adminPw, project: 'admin' }];
   if (opts.demo) {
     const demoProject = { id: newHexId(), name: 'demo' };
     const demoPw = generatePassword();
     data.projects.push(demoProject);
-    data.users.push({ id: newHexId(), name: 'demo', password: demoPw, roles: [{ projectId: demoProject.id, role: 'member' }] });
+    data.users.push({ id: newHexId(), name: 'demo', password: hashPasswordSync(demoPw), roles: [{ projectId: demoProject.id, role: 'member' }] });
     created.push({ user: 'demo', password: demoPw, project: 'demo' });
   }
   return { data, created };
