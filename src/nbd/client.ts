@@ -30,7 +30,7 @@ export interface StatusExtent {
 }
 
 export interface PipelineOptions {
-  /** Bytes per NBD_CMD_READ; default 4 MiB, at most the export's maximum block size. */
+  /** Bytes per NBD_CMD_READ; default 2 MiB (fastest of 0.25–32 MiB against qemu-nbd here), at most the export's maximum block size. */
   requestSize?: number;
   /** Requests in flight at once; default 8. */
   depth?: number;
@@ -236,7 +236,7 @@ export class NbdClient {
 
   private pipeline(opts: PipelineOptions): { requestSize: number; depth: number } {
     const max = this.info.blockSize.maximum;
-    const requestSize = Math.min(opts.requestSize ?? 4 * 1024 * 1024, max);
+    const requestSize = Math.min(opts.requestSize ?? 2 * 1024 * 1024, max);
     const depth = opts.depth ?? 8;
     if (!Number.isInteger(requestSize) || requestSize < 1) throw new ValidationError('NBD requestSize must be a positive integer');
     if (!Number.isInteger(depth) || depth < 1) throw new ValidationError('NBD depth must be a positive integer');

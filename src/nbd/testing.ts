@@ -9,7 +9,16 @@ import { delimiter, join } from 'node:path';
  */
 
 /** Debian package of each tool the tests run. */
-const PACKAGE_OF: Record<string, string> = { 'qemu-nbd': 'qemu-utils', 'qemu-img': 'qemu-utils', 'qemu-io': 'qemu-utils', nbdkit: 'nbdkit' };
+const PACKAGE_OF: Record<string, string> = {
+  'qemu-nbd': 'qemu-utils',
+  'qemu-img': 'qemu-utils',
+  'qemu-io': 'qemu-utils',
+  nbdkit: 'nbdkit',
+  libvirtd: 'libvirt-daemon-system',
+  virtlogd: 'libvirt-daemon-system',
+  virsh: 'libvirt-clients',
+  'qemu-system-x86_64': 'qemu-system-x86',
+};
 
 export function onPath(tool: string): boolean {
   return (process.env.PATH ?? '').split(delimiter).some((dir) => {
@@ -53,8 +62,14 @@ export interface ServerProcess {
  * Starts `cmd args` in the foreground and waits until `ready()` is true (polled every 20 ms,
  * at most `timeoutMs`). Fails early, with the server's stderr, if it exits first.
  */
-export async function startServer(cmd: string, args: string[], ready: () => Promise<boolean>, timeoutMs = 15_000): Promise<ServerProcess> {
-  const child: ChildProcess = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+export async function startServer(
+  cmd: string,
+  args: string[],
+  ready: () => Promise<boolean>,
+  timeoutMs = 15_000,
+  as: { env?: NodeJS.ProcessEnv; uid?: number; gid?: number } = {},
+): Promise<ServerProcess> {
+  const child: ChildProcess = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'], ...as });
   let stderr = '';
   child.stderr!.on('data', (b: Buffer) => (stderr = (stderr + b.toString()).slice(-2000)));
   let gone = false;
