@@ -1,49 +1,34 @@
 import type { DbOrTx } from './db.js';
+import type { ProjectAllowedQuotasTable } from './schema.js';
 
 /**
  * Project allowed quotas (workloadmgr-api §2.8) and the usage counts they limit. At most one
  * quota per (project, type) — a unique index enforces it.
  */
-export interface ProjectAllowedQuotasTable {
-  id: string;
-  project_id: string;
-  quota_type_id: string;
-  allowed_value: number;
-  high_watermark: number;
-  created_at: number;
-  updated_at: number;
-}
-
-type QuotaTables = {
-  project_allowed_quotas: ProjectAllowedQuotasTable;
-};
-
-const t = (db: DbOrTx) => db.withTables<QuotaTables>();
-
 export type AllowedQuota = ProjectAllowedQuotasTable;
 
 export async function getQuota(db: DbOrTx, id: string): Promise<AllowedQuota | null> {
-  return (await t(db).selectFrom('project_allowed_quotas').selectAll().where('id', '=', id).executeTakeFirst()) ?? null;
+  return (await db.selectFrom('project_allowed_quotas').selectAll().where('id', '=', id).executeTakeFirst()) ?? null;
 }
 
 export async function getQuotaOfType(db: DbOrTx, projectId: string, typeId: string): Promise<AllowedQuota | null> {
-  return (await t(db).selectFrom('project_allowed_quotas').selectAll().where('project_id', '=', projectId).where('quota_type_id', '=', typeId).executeTakeFirst()) ?? null;
+  return (await db.selectFrom('project_allowed_quotas').selectAll().where('project_id', '=', projectId).where('quota_type_id', '=', typeId).executeTakeFirst()) ?? null;
 }
 
 export async function listQuotas(db: DbOrTx, projectId: string): Promise<AllowedQuota[]> {
-  return t(db).selectFrom('project_allowed_quotas').selectAll().where('project_id', '=', projectId).orderBy('created_at').orderBy('quota_type_id').execute();
+  return db.selectFrom('project_allowed_quotas').selectAll().where('project_id', '=', projectId).orderBy('created_at').orderBy('quota_type_id').execute();
 }
 
 export async function insertQuota(db: DbOrTx, q: AllowedQuota): Promise<void> {
-  await t(db).insertInto('project_allowed_quotas').values(q).execute();
+  await db.insertInto('project_allowed_quotas').values(q).execute();
 }
 
 export async function updateQuotaValues(db: DbOrTx, id: string, v: { allowed_value: number; high_watermark: number }, now: number): Promise<void> {
-  await t(db).updateTable('project_allowed_quotas').set({ ...v, updated_at: now }).where('id', '=', id).execute();
+  await db.updateTable('project_allowed_quotas').set({ ...v, updated_at: now }).where('id', '=', id).execute();
 }
 
 export async function deleteQuota(db: DbOrTx, id: string): Promise<boolean> {
-  const r = await t(db).deleteFrom('project_allowed_quotas').where('id', '=', id).executeTakeFirst();
+  const r = await db.deleteFrom('project_allowed_quotas').where('id', '=', id).executeTakeFirst();
   return Number(r.numDeletedRows) === 1;
 }
 
@@ -54,14 +39,14 @@ export async function deleteQuota(db: DbOrTx, id: string): Promise<boolean> {
  */
 export async function lockQuotas(db: DbOrTx, projectId: string, typeIds: string[]): Promise<AllowedQuota[]> {
   if (typeIds.length === 0) return [];
-  const res = await t(db)
+  const res = await db
     .updateTable('project_allowed_quotas')
     .set((eb) => ({ updated_at: eb.ref('updated_at') }))
     .where('project_id', '=', projectId)
     .where('quota_type_id', 'in', typeIds)
     .executeTakeFirst();
   if (Number(res.numUpdatedRows) === 0) return [];
-  return t(db).selectFrom('project_allowed_quotas').selectAll().where('project_id', '=', projectId).where('quota_type_id', 'in', typeIds).execute();
+  return db.selectFrom('project_allowed_quotas').selectAll().where('project_id', '=', projectId).where('quota_type_id', 'in', typeIds).execute();
 }
 
 // ---- usage -------------------------------------------------------------------------------

@@ -1,6 +1,5 @@
-import type { Kysely } from 'kysely';
 import type { DbOrTx } from './db.js';
-import type { Database } from './schema.js';
+import type { WorkloadScheduleStateTable } from './schema.js';
 import type { JobSchedule } from '../domain/workload.js';
 import type { SnapshotStatus } from '../domain/snapshot.js';
 import type { RetentionCandidate } from '../domain/jobschedule.js';
@@ -10,44 +9,16 @@ import type { RetentionCandidate } from '../domain/jobschedule.js';
  * 0003). The claim of a due run is a conditional update on `next_run_at`, so several worker
  * processes on one PostgreSQL fire a slot at most once (reliability D17).
  */
-export interface WorkloadScheduleStateTable {
-  workload_id: string;
-  schedule_key: string;
-  next_run_at: number | null;
-  last_due_at: number | null;
-  last_snapshot_id: string | null;
-  note: string | null;
-  note_at: number | null;
-  updated_at: number;
-}
-
-export interface JobSchedulerGlobalTable {
-  id: string;
-  enabled: number;
-  updated_by: string | null;
-  updated_at: number;
-}
-
-/** The tables of migration 0003; to be folded into schema.ts `Database`. */
-export interface SchedulerTables {
-  workload_schedule_state: WorkloadScheduleStateTable;
-  job_scheduler_global: JobSchedulerGlobalTable;
-}
-
-type SchedDb = Kysely<Database & SchedulerTables>;
-// Transaction<DB> extends Kysely<DB>, so both views of the handle are the same object.
-const sdb = (db: DbOrTx): SchedDb => db as unknown as SchedDb;
-
 const GLOBAL_ID = 'global';
 
 /** The global job scheduler switch (true when the row is missing: the default is on). */
 export async function getGlobalJobScheduler(db: DbOrTx): Promise<boolean> {
-  const r = await sdb(db).selectFrom('job_scheduler_global').select('enabled').where('id', '=', GLOBAL_ID).executeTakeFirst();
+  const r = await db.selectFrom('job_scheduler_global').select('enabled').where('id', '=', GLOBAL_ID).executeTakeFirst();
   return r ? r.enabled === 1 : true;
 }
 
 export async function setGlobalJobScheduler(db: DbOrTx, enabled: boolean, now: number, userId: string | null): Promise<void> {
-  await sdb(db)
+  await db
     .insertInto('job_scheduler_global')
     .values({ id: GLOBAL_ID, enabled: enabled ? 1 : 0, updated_by: userId, updated_at: now })
     .onConflict((oc) => oc.column('id').doUpdateSet({ enabled: enabled ? 1 : 0, updated_by: userId, updated_at: now }))
@@ -77,7 +48,7 @@ function toState(r: WorkloadScheduleStateTable): ScheduleState {
 }
 
 export async function getScheduleState(db: DbOrTx, workloadId: string): Promise<ScheduleState | null> {
-  const r = await sdb(db).selectFrom('workload_schedule_state').selectAll().where('workload_id', '=', workloadId).executeTakeFirst();
+  const r = await db.selectFrom('workload_schedule_state').selectAll().where('workload_id', '=', workloadId).executeTakeFirst();
   return r ? toState(r) : null;
 }
 
@@ -90,7 +61,7 @@ export interface ScheduleCandidate {
 
 /** Every live workload with its run plan (if the scheduler has seen it yet). */
 export async function listScheduleCandidates(db: DbOrTx): Promise<ScheduleCandidate[]> {
-  const rows = await sdb(db)
+  const rows = await db
     .selectFrom('workloads as w')
     .leftJoin('workload_schedule_state as s', 's.workload_id', 'w.id')
     .select([
@@ -129,7 +100,7 @@ export async function listScheduleCandidates(db: DbOrTx): Promise<ScheduleCandid
 
 /** First plan for a workload; a concurrent first plan by another process wins silently. */
 export async function insertScheduleState(db: DbOrTx, workloadId: string, scheduleKey: string, nextRunAt: number | null, now: number): Promise<void> {
-  await sdb(db)
+  await db
     .insertInto('workload_schedule_state')
     .values({ workload_id: workloadId, schedule_key: scheduleKey, next_run_at: nextRunAt, last_due_at: null, last_snapshot_id: null, note: null, note_at: null, updated_at: now })
     .onConflict((oc) => oc.column('workload_id').doNothing())
@@ -138,7 +109,7 @@ export async function insertScheduleState(db: DbOrTx, workloadId: string, schedu
 
 /** Re-plans after the schedule changed; conditional on the key this process saw. */
 export async function replanSchedule(db: DbOrTx, workloadId: string, oldKey: string, newKey: string, nextRunAt: number | null, now: number): Promise<boolean> {
-  const res = await sdb(db)
+  const res = await db
     .updateTable('workload_schedule_state')
     .set({ schedule_key: newKey, next_run_at: nextRunAt, updated_at: now })
     .where('workload_id', '=', workloadId)
@@ -153,7 +124,7 @@ export async function replanSchedule(db: DbOrTx, workloadId: string, oldKey: str
  * re-checks the WHERE against the committed row (READ COMMITTED), finding it moved.
  */
 export async function claimScheduledRun(db: DbOrTx, workloadId: string, scheduleKey: string, due: number, next: number | null, now: number): Promise<boolean> {
-  const res = await sdb(db)
+  const res = await db
     .updateTable('workload_schedule_state')
     .set({ next_run_at: next, last_due_at: due, updated_at: now })
     .where('workload_id', '=', workloadId)
@@ -165,7 +136,7 @@ export async function claimScheduledRun(db: DbOrTx, workloadId: string, schedule
 
 /** Records the outcome of a claimed run: a skip note, or the snapshot it started (note cleared). */
 export async function recordScheduleOutcome(db: DbOrTx, workloadId: string, outcome: { note: string } | { snapshotId: string }, now: number): Promise<void> {
-  await sdb(db)
+  await db
     .updateTable('workload_schedule_state')
     .set('note' in outcome ? { note: outcome.note, note_at: now, updated_at: now } : { last_snapshot_id: outcome.snapshotId, note: null, note_at: null, updated_at: now })
     .where('workload_id', '=', workloadId)
@@ -174,7 +145,7 @@ export async function recordScheduleOutcome(db: DbOrTx, workloadId: string, outc
 
 /** Drops plans of workloads that are gone. */
 export async function deleteOrphanScheduleStates(db: DbOrTx): Promise<number> {
-  const res = await sdb(db)
+  const res = await db
     .deleteFrom('workload_schedule_state')
     .where('workload_id', 'not in', (eb) => eb.selectFrom('workloads').select('id').where('deleted', '=', 0))
     .executeTakeFirst();

@@ -143,6 +143,85 @@ export interface RestoresTable {
   deleted_at: number | null;
 }
 
+/** Scheduler plan per workload (migration 0003); `next_run_at` is the claim token of a due run. */
+export interface WorkloadScheduleStateTable {
+  workload_id: string;
+  schedule_key: string;
+  next_run_at: number | null;
+  last_due_at: number | null;
+  last_snapshot_id: string | null;
+  note: string | null;
+  note_at: number | null;
+  updated_at: number;
+}
+
+/** The global job scheduler switch: one row, id 'global' (migration 0003). */
+export interface JobSchedulerGlobalTable {
+  id: string;
+  enabled: number;
+  updated_by: string | null;
+  updated_at: number;
+}
+
+/** Workload policies, their schedule fields and project assignments (migration 0004). */
+export interface WorkloadPoliciesTable {
+  id: string;
+  project_id: string;
+  user_id: string;
+  name: string;
+  description: string;
+  status: string;
+  metadata: string; // JSON string→string
+  created_at: number;
+  updated_at: number;
+}
+
+export interface WorkloadPolicyFieldsTable {
+  id: string;
+  policy_id: string;
+  field_name: string;
+  value: string;
+  created_at: number;
+  updated_at: number | null;
+}
+
+export interface WorkloadPolicyAssignmentsTable {
+  id: string;
+  policy_id: string;
+  project_id: string;
+  project_name: string;
+  created_at: number;
+}
+
+/** At most one quota per (project, type): a unique index enforces it (migration 0004). */
+export interface ProjectAllowedQuotasTable {
+  id: string;
+  project_id: string;
+  quota_type_id: string;
+  allowed_value: number;
+  high_watermark: number;
+  created_at: number;
+  updated_at: number;
+}
+
+/** Per-project settings; secret values are sealed by setting.store.ts before they get here (migration 0004). */
+export interface SettingsTable {
+  project_id: string;
+  name: string;
+  value: string;
+  secret: number;
+  description: string;
+  category: string;
+  type: string;
+  is_public: number;
+  is_hidden: number;
+  metadata: string; // JSON object
+  user_id: string;
+  created_at: number;
+  updated_at: number | null;
+}
+
+/** Every table, as Kysely sees it: the one type of `Db` (db.ts). A new migration's tables go here. */
 export interface Database {
   tokens: TokensTable;
   workloads: WorkloadsTable;
@@ -152,4 +231,11 @@ export interface Database {
   jobs: JobsTable;
   tasks: TasksTable;
   restores: RestoresTable;
+  workload_schedule_state: WorkloadScheduleStateTable;
+  job_scheduler_global: JobSchedulerGlobalTable;
+  workload_policies: WorkloadPoliciesTable;
+  workload_policy_fields: WorkloadPolicyFieldsTable;
+  workload_policy_assignments: WorkloadPolicyAssignmentsTable;
+  project_allowed_quotas: ProjectAllowedQuotasTable;
+  settings: SettingsTable;
 }

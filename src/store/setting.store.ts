@@ -1,5 +1,6 @@
 import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
 import type { DbOrTx } from './db.js';
+import type { SettingsTable } from './schema.js';
 
 /**
  * Per-project settings (workloadmgr-api §2.9): e-mail configuration, the notification switch
@@ -7,28 +8,6 @@ import type { DbOrTx } from './db.js';
  * sealed with AES-256-GCM under the service's settings key before they reach the database,
  * and only `openSecret` (the mail sender) ever turns them back into text.
  */
-export interface SettingsTable {
-  project_id: string;
-  name: string;
-  value: string;
-  secret: number;
-  description: string;
-  category: string;
-  type: string;
-  is_public: number;
-  is_hidden: number;
-  metadata: string; // JSON object
-  user_id: string;
-  created_at: number;
-  updated_at: number | null;
-}
-
-type SettingTables = {
-  settings: SettingsTable;
-};
-
-const t = (db: DbOrTx) => db.withTables<SettingTables>();
-
 export type SettingRow = SettingsTable;
 
 export function isSecretSettingName(name: string): boolean {
@@ -75,11 +54,11 @@ export function secretAad(projectId: string, name: string): string {
 // ---- rows --------------------------------------------------------------------------------
 
 export async function getSetting(db: DbOrTx, projectId: string, name: string): Promise<SettingRow | null> {
-  return (await t(db).selectFrom('settings').selectAll().where('project_id', '=', projectId).where('name', '=', name).executeTakeFirst()) ?? null;
+  return (await db.selectFrom('settings').selectAll().where('project_id', '=', projectId).where('name', '=', name).executeTakeFirst()) ?? null;
 }
 
 export async function listSettings(db: DbOrTx, projectId: string, opts: { hidden: boolean }): Promise<SettingRow[]> {
-  let q = t(db).selectFrom('settings').selectAll().where('project_id', '=', projectId);
+  let q = db.selectFrom('settings').selectAll().where('project_id', '=', projectId);
   if (!opts.hidden) q = q.where('is_hidden', '=', 0);
   return q.orderBy('name').execute();
 }
@@ -89,15 +68,15 @@ export async function upsertSetting(db: DbOrTx, row: SettingRow): Promise<Settin
   const existing = await getSetting(db, row.project_id, row.name);
   if (existing) {
     const { project_id: _p, name: _n, created_at: _c, ...rest } = row;
-    await t(db).updateTable('settings').set(rest).where('project_id', '=', row.project_id).where('name', '=', row.name).execute();
+    await db.updateTable('settings').set(rest).where('project_id', '=', row.project_id).where('name', '=', row.name).execute();
     return { ...row, created_at: existing.created_at };
   }
-  await t(db).insertInto('settings').values({ ...row, updated_at: null }).execute();
+  await db.insertInto('settings').values({ ...row, updated_at: null }).execute();
   return { ...row, updated_at: null };
 }
 
 export async function deleteSetting(db: DbOrTx, projectId: string, name: string): Promise<boolean> {
-  const r = await t(db).deleteFrom('settings').where('project_id', '=', projectId).where('name', '=', name).executeTakeFirst();
+  const r = await db.deleteFrom('settings').where('project_id', '=', projectId).where('name', '=', name).executeTakeFirst();
   return Number(r.numDeletedRows) === 1;
 }
 
@@ -124,7 +103,7 @@ export type SmtpReadResult = { ok: true; smtp: SmtpSettings } | { ok: false; rea
  * recipient is not set; `undecryptable` when the stored password was sealed under another key.
  */
 export async function readSmtpSettings(db: DbOrTx, projectId: string, key: Buffer): Promise<SmtpReadResult> {
-  const rows = await t(db).selectFrom('settings').selectAll().where('project_id', '=', projectId).where('name', 'in', [...SMTP_KEYS]).execute();
+  const rows = await db.selectFrom('settings').selectAll().where('project_id', '=', projectId).where('name', 'in', [...SMTP_KEYS]).execute();
   const v = new Map(rows.map((r) => [r.name, r]));
   const text = (n: string) => (v.get(n)?.secret ? '' : (v.get(n)?.value ?? '').trim());
   const host = text('smtp_server_name');
