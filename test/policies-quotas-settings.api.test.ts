@@ -62,7 +62,9 @@ const ADMIN = mkUser('admin', P.admin, ['admin']);
 const ALICE = mkUser('alice', P.demo, ['member']);
 const BOB = mkUser('bob', P.other, ['member']);
 const CAROL = mkUser('carol', P.vms, ['member']);
-const USERS = [ADMIN, ALICE, BOB, CAROL];
+/** An admin scoped to alice's project: SMTP server, port and the test e-mail are admin_api. */
+const ROOT_DEMO = mkUser('root', P.demo, ['admin', 'member']);
+const USERS = [ADMIN, ALICE, BOB, CAROL, ROOT_DEMO];
 
 const validator = {
   async validate(token: string) {
@@ -646,9 +648,16 @@ for (const kind of storeKinds()) {
       assert.deepEqual(m0.json, { settings: {} });
       await deleteAllSettings(ALICE);
 
-      // 2. the 7 SMTP items; name → value (minus the password) equals what was sent
+      // 2. the 7 SMTP items; name → value (minus the password) equals what was sent. A member
+      // may not point the server at a host:port (SSRF): 403, nothing saved; an admin may.
       const items = smtpItems(smtp.port);
-      const c = await api(ALICE, 'POST', '/settings', { settings: items });
+      const denied = await api(ALICE, 'POST', '/settings', { settings: items });
+      assert.equal(denied.status, 403, denied.text);
+      assert.equal(fault(denied).message, "Policy doesn't allow workload:settings_smtp_update to be performed.");
+      assert.equal((await api(ALICE, 'PUT', '/settings', { settings: [{ name: 'smtp_port', value: '25' }] })).status, 403);
+      assert.equal((await api(ALICE, 'POST', '/workloads/settings', { settings: { smtp_server_name: '169.254.169.254' } })).status, 403);
+      assert.deepEqual((await api(ALICE, 'POST', '/workloads/settings')).json, { settings: {} });
+      const c = await api(ROOT_DEMO, 'POST', '/settings', { settings: items });
       assert.equal(c.status, 200, c.text);
       assert.deepEqual(c.json.settings.map((s: { name: string }) => s.name), items.map((i) => i.name));
       const sent = Object.fromEntries(items.filter((i) => i.name !== 'smtp_server_password').map((i) => [i.name, i.value]));
@@ -669,9 +678,12 @@ for (const kind of storeKinds()) {
       assert.equal(en.json.settings[0].name, 'smtp_email_enable');
       assert.equal(String(en.json.settings[0].value), '1');
 
-      // 4. the test e-mail reaches the SMTP server, authenticated with the stored password
+      // 4. the test e-mail reaches the SMTP server, authenticated with the stored password; a
+      // member may not trigger it (it opens a connection): 403
       const before = smtp.received.length;
-      const t = await api(ALICE, 'GET', '/workloads/email/test_email');
+      assert.equal((await api(ALICE, 'GET', '/workloads/email/test_email')).status, 403);
+      assert.equal(smtp.received.length, before);
+      const t = await api(ROOT_DEMO, 'GET', '/workloads/email/test_email');
       assert.equal(t.status, 200, t.text);
       assert.equal(smtp.received.length, before + 1);
       const msg = smtp.received.at(-1)!;
@@ -748,17 +760,18 @@ for (const kind of storeKinds()) {
 
     test('F17 errors: test e-mail failures, malformed settings, unknown names, hidden settings', async () => {
       // wrong password (left by the previous test) → 400 naming the cause
-      const auth = await api(ALICE, 'GET', '/workloads/email/test_email');
+      const auth = await api(ROOT_DEMO, 'GET', '/workloads/email/test_email');
       assert.equal(auth.status, 400);
       assert.equal(fault(auth).message, 'SMTP authentication failed: check smtp_server_username and smtp_server_password');
-      // nothing listening → 503
-      assert.equal((await api(ALICE, 'POST', '/settings', { settings: smtpItems(await closedPort()) })).status, 200);
-      const down = await api(ALICE, 'GET', '/workloads/email/test_email');
-      assert.equal(down.status, 503);
-      assert.match(fault(down).message, /^SMTP server is unreachable: 127\.0\.0\.1:\d+ \(.*ECONNREFUSED.*\)$/);
+      // nothing listening → 502 badGateway (the project's server failed, not this service)
+      const port = await closedPort();
+      assert.equal((await api(ROOT_DEMO, 'POST', '/settings', { settings: smtpItems(port) })).status, 200);
+      const down = await api(ROOT_DEMO, 'GET', '/workloads/email/test_email');
+      assert.equal(down.status, 502);
+      assert.deepEqual(down.json, { badGateway: { code: 502, message: `SMTP server 127.0.0.1:${port} cannot be reached.` } });
       // no settings at all
       await deleteAllSettings(ALICE);
-      const missing = await api(ALICE, 'GET', '/workloads/email/test_email');
+      const missing = await api(ROOT_DEMO, 'GET', '/workloads/email/test_email');
       assert.equal(missing.status, 400);
       assert.equal(fault(missing).message, 'Required e-mail settings not found. Save them first.');
 
@@ -780,7 +793,7 @@ for (const kind of storeKinds()) {
         [{ setting: [] }, /Incorrect request body format/],
       ];
       for (const [b, msg] of bad) {
-        const r = await api(ALICE, 'POST', '/settings', b);
+        const r = await api(ROOT_DEMO, 'POST', '/settings', b);
         assert.equal(r.status, 400, JSON.stringify(b));
         assert.match(fault(r).message, msg);
       }

@@ -1,6 +1,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync, renameSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { SMTPServer } from 'smtp-server';
 import { join } from 'node:path';
 import { startHarness, waitFor, type Harness, type TestUser } from './harness.js';
@@ -28,7 +29,11 @@ describe('schedules, policies, quotas and settings on the real service', () => {
   };
 
   before(async () => {
-    h = await startHarness();
+    // This operator lets project members choose their SMTP server and send the test e-mail
+    // (admin-only by default: see test/smtp-targets.test.ts).
+    const policy = join(mkdtempSync(join(tmpdir(), 'lifeboat-policy-')), 'policy.yaml');
+    writeFileSync(policy, "'workload:settings_smtp_update': 'rule:admin_or_owner'\n'workload:settings_email_test': 'rule:admin_or_owner'\n");
+    h = await startHarness({ env: { LIFEBOAT_POLICY: policy } });
   });
   after(async () => h.close());
 

@@ -29,7 +29,7 @@ import { schedulerRoutes } from '../http/scheduler.routes.js';
 import { PolicyService } from '../services/policy.service.js';
 import { QuotaService } from '../services/quota.service.js';
 import { SettingService, loadOrCreateSettingsKey } from '../services/setting.service.js';
-import { smtpMailer, notifySnapshotFinished, notifyRestoreFinished } from '../jobs/notify.js';
+import { createSmtpMailer, notifySnapshotFinished, notifyRestoreFinished } from '../jobs/notify.js';
 import { policyRoutes } from '../http/policies.routes.js';
 import { quotaRoutes } from '../http/quotas.routes.js';
 import { settingRoutes } from '../http/settings.routes.js';
@@ -136,8 +136,9 @@ export async function startLifeboat(config: Config, o: StartOptions): Promise<Li
     const projects = ids ? { projectName: async (id: string) => ids.current().projectById(id)?.name ?? null } : undefined;
     const policies = new PolicyService({ db: store.db, clock, projects });
     const quotas = new QuotaService({ db: store.db, clock, projects });
-    const settings = new SettingService({ db: store.db, clock, secretKey, mailer: smtpMailer });
-    const notify = { db: store.db, secretKey, log };
+    const mailer = createSmtpMailer({ allow: config.smtpAllow, log });
+    const settings = new SettingService({ db: store.db, clock, secretKey, mailer });
+    const notify = { db: store.db, secretKey, log, mailer };
 
     let runner: JobRunner | null = null;
     let gc: GcScheduler | null = null;

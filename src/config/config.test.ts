@@ -53,3 +53,38 @@ test('postgres url and keystone settings are taken as given', () => {
   assert.equal(c.nodeName, 'TVM1');
   assert.equal(c.listen.port, 9000);
 });
+
+test('login limits and the SMTP allowlist: defaults, parsing, refusals', () => {
+  const d = loadConfig({}, '/srv');
+  assert.deepEqual(d.login, { userFailures: 6, addressFailures: 30, lockoutMs: 900_000, issuesPerMinute: 120 });
+  assert.equal(d.smtpAllow, null, 'unset: no list, only admins can save a target');
+  const c = loadConfig(
+    {
+      LIFEBOAT_LOCKOUT_FAILURES: '0',
+      LIFEBOAT_LOCKOUT_ADDRESS_FAILURES: '12',
+      LIFEBOAT_LOCKOUT_DURATION: '60',
+      LIFEBOAT_TOKEN_RATE: '5',
+      LIFEBOAT_SMTP_ALLOW: 'Mail.Example.com:587, relay.internal., 192.0.2.5:25,[2001:db8::1]:465,::1',
+    },
+    '/srv',
+  );
+  assert.deepEqual(c.login, { userFailures: 0, addressFailures: 12, lockoutMs: 60_000, issuesPerMinute: 5 });
+  assert.deepEqual(c.smtpAllow, [
+    { host: 'mail.example.com', port: 587 },
+    { host: 'relay.internal', port: null },
+    { host: '192.0.2.5', port: 25 },
+    { host: '2001:db8::1', port: 465 },
+    { host: '::1', port: null },
+  ]);
+  for (const env of [
+    { LIFEBOAT_SMTP_ALLOW: 'mail.example.com:0' },
+    { LIFEBOAT_SMTP_ALLOW: 'a b' },
+    { LIFEBOAT_SMTP_ALLOW: 'mail.example.com,' },
+    { LIFEBOAT_LOCKOUT_FAILURES: '-1' },
+    { LIFEBOAT_LOCKOUT_DURATION: '0' },
+    { LIFEBOAT_TOKEN_RATE: 'lots' },
+  ]) {
+    const name = Object.keys(env)[0]!;
+    assert.throws(() => loadConfig(env, '/srv'), (e: unknown) => e instanceof ConfigError && e.message.includes(name), JSON.stringify(env));
+  }
+});

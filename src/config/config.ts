@@ -20,6 +20,8 @@ export interface Config {
   nodeName: string;
   restoreDir: string;
   tokenTtlSeconds: number;
+  /** LIFEBOAT_SMTP_ALLOW: SMTP targets the server may connect to; null = any an admin saved. */
+  smtpAllow: { host: string; port: number | null }[] | null;
   /** Brute-force limits of the embedded identity (identity/login-guard.ts); 0 disables one. */
   login: { userFailures: number; addressFailures: number; lockoutMs: number; issuesPerMinute: number };
   /** A worker that has not renewed its job lease for this long is considered dead. */
@@ -51,6 +53,26 @@ function positiveInt(env: Env, name: string, dflt: number): number {
   if (v === undefined) return dflt;
   if (!/^\d+$/.test(v) || Number(v) <= 0) throw new ConfigError(`${name} must be a positive integer, got ${JSON.stringify(v)}`);
   return Number(v);
+}
+
+/**
+ * LIFEBOAT_SMTP_ALLOW: comma-separated `host`, `host:port`, `[ipv6]` or `[ipv6]:port`; a host
+ * name or IP literal, compared case-insensitively, no wildcards. Unset → null (no list).
+ */
+function parseSmtpAllow(env: Env): Config['smtpAllow'] {
+  const v = nonEmpty(env, 'LIFEBOAT_SMTP_ALLOW');
+  if (v === undefined) return null;
+  return v.split(',').map((raw) => {
+    const e = raw.trim();
+    const m = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]{1,253}|[0-9A-Fa-f:]*:[0-9A-Fa-f:]*)(?::(\d{1,5}))?$/.exec(e);
+    const bracketless = m && !m[1]!.startsWith('[') && m[1]!.includes(':');
+    if (!m || (bracketless && m[2] !== undefined)) {
+      throw new ConfigError(`LIFEBOAT_SMTP_ALLOW entries must be host, host:port, [ipv6] or [ipv6]:port; got ${JSON.stringify(e)}`);
+    }
+    const port = m[2] === undefined ? null : Number(m[2]);
+    if (port !== null && (port < 1 || port > 65535)) throw new ConfigError(`LIFEBOAT_SMTP_ALLOW port must be 1..65535, got ${JSON.stringify(e)}`);
+    return { host: m[1]!.replace(/^\[|\]$/g, '').toLowerCase().replace(/\.$/, ''), port };
+  });
 }
 
 function nonNegativeInt(env: Env, name: string, dflt: number): number {
@@ -123,6 +145,7 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
     nodeName: nonEmpty(env, 'LIFEBOAT_NODE_NAME') ?? hostname(),
     restoreDir: resolve(cwd, nonEmpty(env, 'LIFEBOAT_RESTORE_DIR') ?? join(home, 'instances')),
     tokenTtlSeconds: positiveInt(env, 'LIFEBOAT_TOKEN_TTL', 3600),
+    smtpAllow: parseSmtpAllow(env),
     login: {
       userFailures: nonNegativeInt(env, 'LIFEBOAT_LOCKOUT_FAILURES', 6),
       addressFailures: nonNegativeInt(env, 'LIFEBOAT_LOCKOUT_ADDRESS_FAILURES', 30),

@@ -1,5 +1,5 @@
 import type { FastifyPluginAsync } from 'fastify';
-import type { SettingService } from '../services/setting.service.js';
+import { touchesSmtpTarget, type SettingService } from '../services/setting.service.js';
 import { ValidationError } from '../lib/errors.js';
 import type { RequestContext } from '../domain/context.js';
 import { ctxOf } from './server.js';
@@ -25,17 +25,22 @@ function settingsList(body: unknown): unknown {
 export function settingRoutes(d: SettingRoutesDeps): FastifyPluginAsync {
   return async (app) => {
     const allow = (action: string, ctx: RequestContext) => d.policy.enforce(action, ctx, { project_id: ctx.projectId });
+    // Pointing the server at an SMTP host:port is an admin's right by default (no SSRF by tenants).
+    const allowSmtpTarget = (ctx: RequestContext, settings: unknown) => {
+      if (touchesSmtpTarget(settings)) allow('workload:settings_smtp_update', ctx);
+      return settings;
+    };
 
     app.post('/settings', async (req) => {
       const ctx = ctxOf(req);
       allow('workload:settings_create', ctx);
-      return { settings: (await d.settings.save(ctx, settingsList(req.body))).map(settingView) };
+      return { settings: (await d.settings.save(ctx, allowSmtpTarget(ctx, settingsList(req.body)))).map(settingView) };
     });
 
     app.put('/settings', async (req) => {
       const ctx = ctxOf(req);
       allow('workload:settings_update', ctx);
-      return { settings: (await d.settings.save(ctx, settingsList(req.body))).map(settingView) };
+      return { settings: (await d.settings.save(ctx, allowSmtpTarget(ctx, settingsList(req.body)))).map(settingView) };
     });
 
     app.get('/settings', async (req) => {
@@ -68,12 +73,12 @@ export function settingRoutes(d: SettingRoutesDeps): FastifyPluginAsync {
         return { settings: await d.settings.map(ctx) };
       }
       allow('workload:settings_create', ctx);
-      return { settings: await d.settings.saveMap(ctx, settingsList(body)) };
+      return { settings: await d.settings.saveMap(ctx, allowSmtpTarget(ctx, settingsList(body))) };
     });
 
     app.get('/workloads/email/test_email', async (req, reply) => {
       const ctx = ctxOf(req);
-      allow('workload:settings_get', ctx);
+      allow('workload:settings_email_test', ctx);
       await d.settings.sendTestEmail(ctx);
       return reply.code(200).send();
     });

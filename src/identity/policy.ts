@@ -80,6 +80,10 @@ export const DEFAULT_RULES: Readonly<Record<string, string>> = Object.freeze({
   'workload:settings_create': 'rule:admin_or_owner',
   'workload:settings_get': 'rule:admin_or_owner',
   'workload:settings_update': 'rule:admin_or_owner',
+  // Where the server opens SMTP connections (server name, port) and the test e-mail that
+  // opens one: operator-only, so no tenant can aim the server at an arbitrary host:port.
+  'workload:settings_smtp_update': 'rule:admin_api',
+  'workload:settings_email_test': 'rule:admin_api',
   'workload:trust_create': 'rule:admin_or_owner',
   'workload:trust_delete': 'rule:admin_or_owner',
   'workload:trust_get': 'rule:admin_api',

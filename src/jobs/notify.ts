@@ -4,8 +4,8 @@ import { getSnapshot } from '../store/snapshot.store.js';
 import { getRestore } from '../store/restore.store.js';
 import { getWorkload } from '../store/workload.store.js';
 import { readSmtpSettings, type SmtpSettings } from '../store/setting.store.js';
-import type { Logger } from '../lib/logger.js';
-import { UnavailableError, ValidationError, errorMessage } from '../lib/errors.js';
+import { silentLogger, type Logger } from '../lib/logger.js';
+import { UpstreamError, ValidationError, errorMessage } from '../lib/errors.js';
 import { formatWireTime } from '../lib/time.js';
 
 /**
@@ -37,40 +37,94 @@ function scrub(text: string, smtp: SmtpSettings): string {
 
 const UNREACHABLE = new Set(['ECONNECTION', 'ETIMEDOUT', 'ESOCKET', 'EDNS', 'ECONNREFUSED', 'ENOTFOUND', 'EHOSTUNREACH', 'ECONNRESET', 'EPROXY']);
 
+/** One LIFEBOAT_SMTP_ALLOW entry: a host name or IP literal (lower case), any port when null. */
+export interface SmtpAllowEntry {
+  host: string;
+  port: number | null;
+}
+
+function normalHost(host: string): string {
+  return host.trim().toLowerCase().replace(/\.$/, '').replace(/^\[(.*)\]$/, '$1');
+}
+
 /**
- * Sends one message over SMTP (nodemailer; STARTTLS when the server offers it, implicit TLS on
- * port 465; every phase bounded by smtp_timeout). Failures become AppErrors whose messages
- * name the cause: 503 when the server cannot be reached, 400 for rejected credentials or
- * addresses.
+ * Whether the server may open an SMTP connection to host:port. `allow` null (LIFEBOAT_SMTP_ALLOW
+ * unset): any target, since only callers allowed `workload:settings_smtp_update` (admins by
+ * default) can save one. Otherwise the host must equal an entry's host (case-insensitive,
+ * no DNS lookup, no wildcards) and the port the entry's port when it names one.
  */
-export const smtpMailer = {
-  async send(smtp: SmtpSettings, msg: MailMessage): Promise<void> {
-    const ms = smtp.timeoutSeconds * 1000;
-    const transport = createTransport({
-      host: smtp.host,
-      port: smtp.port,
-      secure: smtp.port === 465,
-      connectionTimeout: ms,
-      greetingTimeout: ms,
-      socketTimeout: ms,
-      dnsTimeout: ms,
-      logger: false,
-      debug: false,
-      ...(smtp.username !== '' ? { auth: { user: smtp.username, pass: smtp.password } } : {}),
-    });
-    try {
-      await transport.sendMail({ from: smtp.sender, to: msg.to, subject: msg.subject, text: msg.text });
-    } catch (e) {
-      const code = (e as { code?: string }).code ?? '';
-      const detail = scrub(errorMessage(e), smtp);
-      if (UNREACHABLE.has(code)) throw new UnavailableError(`SMTP server is unreachable: ${smtp.host}:${smtp.port} (${detail})`);
-      if (code === 'EAUTH') throw new ValidationError('SMTP authentication failed: check smtp_server_username and smtp_server_password');
-      throw new ValidationError(`Sending e-mail failed: ${detail}`);
-    } finally {
-      transport.close();
-    }
-  },
-};
+export function smtpTargetAllowed(allow: readonly SmtpAllowEntry[] | null, host: string, port: number): boolean {
+  if (allow === null) return true;
+  const h = normalHost(host);
+  return allow.some((e) => normalHost(e.host) === h && (e.port === null || e.port === port));
+}
+
+/**
+ * The failure of one SMTP exchange as an AppError whose message names our side of it only:
+ * never the remote server's banner or reply text (the target may be any TCP service), never
+ * the password. Unreachable, TLS and protocol failures are 502; refusals of what the project
+ * configured (credentials, addresses, message) are 400.
+ */
+function smtpFailure(e: unknown, where: string): Error {
+  const code = (e as { code?: string }).code ?? '';
+  if (UNREACHABLE.has(code)) return new UpstreamError(`SMTP server ${where} cannot be reached.`);
+  if (code === 'ETLS') return new UpstreamError(`TLS with SMTP server ${where} failed.`);
+  if (code === 'EAUTH') return new ValidationError('SMTP authentication failed: check smtp_server_username and smtp_server_password');
+  if (code === 'EENVELOPE') return new ValidationError('The SMTP server refused the sender or a recipient address: check smtp_default_sender and smtp_default_recipient');
+  if (code === 'EMESSAGE') return new ValidationError('The SMTP server refused the message.');
+  return new UpstreamError(`SMTP server ${where} did not answer as an SMTP server.`);
+}
+
+export interface SmtpMailerOptions {
+  /** LIFEBOAT_SMTP_ALLOW (config.ts): null = no allowlist. */
+  allow: readonly SmtpAllowEntry[] | null;
+  /** Failure details (scrubbed of the password) go here, for the operator; never to the caller. */
+  log?: Logger;
+}
+
+/**
+ * Sends over SMTP (nodemailer; STARTTLS when the server offers it, implicit TLS on port 465;
+ * every phase bounded by smtp_timeout), only to targets the allowlist permits (else a 400
+ * naming LIFEBOAT_SMTP_ALLOW, before any connection). Failures: see smtpFailure.
+ */
+export function createSmtpMailer(o: SmtpMailerOptions) {
+  const log = o.log ?? silentLogger;
+  return {
+    permits(host: string, port: number): boolean {
+      return smtpTargetAllowed(o.allow, host, port);
+    },
+    async send(smtp: SmtpSettings, msg: MailMessage): Promise<void> {
+      const where = `${smtp.host}:${smtp.port}`;
+      if (!smtpTargetAllowed(o.allow, smtp.host, smtp.port)) {
+        throw new ValidationError(`SMTP server ${where} is not allowed on this server (LIFEBOAT_SMTP_ALLOW).`);
+      }
+      const ms = smtp.timeoutSeconds * 1000;
+      const transport = createTransport({
+        host: smtp.host,
+        port: smtp.port,
+        secure: smtp.port === 465,
+        connectionTimeout: ms,
+        greetingTimeout: ms,
+        socketTimeout: ms,
+        dnsTimeout: ms,
+        logger: false,
+        debug: false,
+        ...(smtp.username !== '' ? { auth: { user: smtp.username, pass: smtp.password } } : {}),
+      });
+      try {
+        await transport.sendMail({ from: smtp.sender, to: msg.to, subject: msg.subject, text: msg.text });
+      } catch (e) {
+        log.warn({ smtp: where, code: (e as { code?: string }).code, err: scrub(errorMessage(e), smtp).slice(0, 300) }, 'SMTP exchange failed');
+        throw smtpFailure(e, where);
+      } finally {
+        transport.close();
+      }
+    },
+  };
+}
+
+/** A mailer without an allowlist (tools and tests); the service builds its own from config. */
+export const smtpMailer = createSmtpMailer({ allow: null });
 
 export interface NotifyDeps {
   db: Db;

@@ -32,9 +32,30 @@ export interface MailMessage {
   text: string;
 }
 
-/** Sends one message through the given SMTP settings (jobs/notify.ts `smtpMailer`). */
+/** Sends one message through the given SMTP settings (jobs/notify.ts `createSmtpMailer`). */
 export interface Mailer {
+  /** Whether this server may connect to host:port at all (LIFEBOAT_SMTP_ALLOW). */
+  permits(host: string, port: number): boolean;
   send(smtp: SmtpSettings, msg: MailMessage): Promise<void>;
+}
+
+/**
+ * Settings that decide where the server opens connections (the SSRF surface of settings):
+ * changing them needs the policy action `workload:settings_smtp_update` (admin_api by
+ * default) on top of the usual one, and the target must pass the mailer's allowlist.
+ */
+export const SMTP_TARGET_SETTINGS: readonly string[] = ['smtp_server_name', 'smtp_port'];
+
+/**
+ * Whether a settings body (the `[{name, value}]` list or the `{name: value}` map) sets an
+ * SMTP target setting to a non-empty value. Clearing one is harmless and needs no extra right.
+ */
+export function touchesSmtpTarget(settings: unknown): boolean {
+  const set = (name: unknown, value: unknown) =>
+    typeof name === 'string' && SMTP_TARGET_SETTINGS.includes(name.trim()) && value !== undefined && value !== null && String(value).trim() !== '';
+  if (Array.isArray(settings)) return settings.some((i) => typeof i === 'object' && i !== null && set((i as { name?: unknown }).name, (i as { value?: unknown }).value));
+  if (typeof settings === 'object' && settings !== null) return Object.entries(settings).some(([k, v]) => set(k, v));
+  return false;
 }
 
 export interface SettingServiceDeps {
@@ -196,12 +217,28 @@ export class SettingService {
     const names = rows.map((r) => r.name);
     const dup = names.find((n, i) => names.indexOf(n) !== i);
     if (dup !== undefined) throw new ValidationError(`Invalid settings: ${dup} is listed twice`);
+    await this.checkSmtpTarget(ctx, rows);
     const saved = await inTransaction(this.deps.db, async (tx) => {
       const out: SettingRow[] = [];
       for (const r of rows) out.push(await upsertSetting(tx, r));
       return out;
     });
     return saved.map((r) => this.view(r));
+  }
+
+  /**
+   * When `rows` set the SMTP server or port, the resulting target (new values over the stored
+   * ones; port 25 by default, as readSmtpSettings) must pass the mailer's allowlist.
+   */
+  private async checkSmtpTarget(ctx: RequestContext, rows: SettingRow[]): Promise<void> {
+    const given = (name: string) => rows.find((r) => r.name === name)?.value;
+    if (given('smtp_server_name') === undefined && given('smtp_port') === undefined) return;
+    const stored = async (name: string) => (await getSetting(this.deps.db, ctx.projectId, name))?.value ?? '';
+    const host = given('smtp_server_name') ?? (await stored('smtp_server_name'));
+    const port = Number((given('smtp_port') ?? (await stored('smtp_port'))) || '25');
+    if (host !== '' && !this.deps.mailer.permits(host, port)) {
+      throw new ValidationError(`SMTP server ${host}:${port} is not allowed on this server (LIFEBOAT_SMTP_ALLOW).`);
+    }
   }
 
   /** `{"name": value}` form of POST /workloads/settings. */
@@ -235,7 +272,9 @@ export class SettingService {
 
   /**
    * Sends a test message to the project's recipients with its saved settings (whether or not
-   * notifications are enabled). Errors name the cause, never the password.
+   * notifications are enabled). Errors name the cause, never the password nor anything the
+   * remote server said: 400 for missing settings, a target outside the allowlist or a refusal
+   * of credentials/addresses, 502 when the server cannot be reached or is no SMTP server.
    */
   async sendTestEmail(ctx: RequestContext): Promise<void> {
     const r = await readSmtpSettings(this.deps.db, ctx.projectId, this.deps.secretKey);
