@@ -3,7 +3,7 @@ import { Command, Option } from 'commander';
 import { loadConfig, ConfigError, type Config } from './config/config.js';
 import { startLifeboat, type Role } from './app/app.js';
 import type { CreatedCredentials } from './identity/identity-file.js';
-import { formatRepairIndex, formatVerify, gcTarget, repairIndexTarget, verifyTarget } from './app/repo-tools.js';
+import { formatRepairIndex, formatVerify, gcTarget, parseDataSubset, repairIndexTarget, verifyTarget } from './app/repo-tools.js';
 import { registerClientCommands } from './cli/commands.js';
 import { writePrivateFile } from './app/file-modes.js';
 import { join } from 'node:path';
@@ -107,11 +107,14 @@ program
 const repoCmd = program.command('repo').description('operator tools on the backup target (LIFEBOAT_TARGET)');
 repoCmd
   .command('verify')
-  .description('read every object on the target, check every chunk hash, name the snapshots and disks a bad or missing chunk affects')
-  .option('--mark-bad', 'record bad copies so the next backup re-uploads them (self-heal)', false)
+  .description('read every object on the target, check every chunk hash, name the snapshots and disks a bad or missing chunk affects (and record it on those snapshots)')
+  .option('--mark-bad', 'record bad copies so the next backup re-uploads them (self-heal; the default)', true)
+  .option('--no-mark-bad', 'only report: write no bad-copy markers')
+  .option('--read-data-subset <percent>', 'read the data of only about this share of the packs, chosen at random (e.g. 10%); every pack is still checked for presence and length')
   .option('--json', 'print the result as JSON', false)
-  .action(async (opts: { markBad: boolean; json: boolean }) => {
-    const v = await verifyTarget(config(), { markBad: opts.markBad });
+  .action(async (opts: { markBad: boolean; json: boolean; readDataSubset?: string }) => {
+    const subset = opts.readDataSubset === undefined ? undefined : parseDataSubset(opts.readDataSubset);
+    const v = await verifyTarget(config(), { markBad: opts.markBad, readDataSubset: subset });
     process.stdout.write((opts.json ? JSON.stringify(v, null, 2) : formatVerify(v)) + '\n');
     process.exitCode = v.ok ? 0 : 1;
   });

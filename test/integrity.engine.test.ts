@@ -50,6 +50,9 @@ async function restoredSha(repo: Repository, snapshotId: string, size: number): 
   return sha(sink.data);
 }
 
+const flip = (b: Buffer, at: number) => {
+  b[at] = b[at]! ^ 0xff;
+};
 const packsOf = (mem: MemBackend, writerId: string) => [...mem.objects.keys()].filter((k) => k.startsWith('packs/') && k.includes(writerId));
 
 describe('pack check: a snapshot never deduplicates against a lost pack', () => {
@@ -158,5 +161,42 @@ describe('index repair', () => {
     assert.equal(v.ok, true, JSON.stringify(v.problems.slice(0, 2)));
     const s2 = await snapshot(repo, p, data, { full: true });
     assert.equal(s2.summary.newChunks, 0);
+  });
+});
+
+describe('sampled verify (--read-data-subset)', () => {
+  test('reads about the share asked for, finds damage in what it reads, checks every pack for presence and length', async () => {
+    const { repo, mem } = await newRepo();
+    const p = newHexId();
+    const data = rnd(CS * 8 * 40, 7); // 40 packs of 8 chunks (128 KiB)
+    const s1 = await snapshot(repo, p, data);
+    const packKeys = packsOf(mem, s1.writer.writerId);
+    assert.equal(packKeys.length, 40);
+    const full = await repo.verify({ markBad: false });
+    assert.equal(full.ok, true);
+    const part = await repo.verify({ markBad: false, readDataSubset: 0.25 });
+    assert.equal(part.ok, true);
+    assert.equal(part.sampled, 0.25);
+    assert.equal(part.packsRead, 10);
+    assert.ok(Math.abs(part.bytesRead / full.bytesRead - 0.25) < 0.01, `read ${part.bytesRead} of ${full.bytesRead}`);
+    assert.equal(part.chunksChecked + part.chunksSkipped, full.chunksChecked);
+
+    // One flipped chunk per pack: a sample finds exactly the damage in the packs it read.
+    for (const k of packKeys) flip(mem.objects.get(k)!, 10);
+    const bad = await repo.verify({ markBad: false, readDataSubset: 0.25 });
+    assert.equal(bad.ok, false);
+    assert.equal(bad.problems.length, 10);
+    assert.ok(bad.problems.every((x) => x.kind === 'corrupt'));
+    assert.deepEqual(bad.failedSnapshots, [s1.snapshotId]);
+
+    // A truncated pack is found whether or not the sample reads it (length from the index).
+    for (const k of packKeys) flip(mem.objects.get(k)!, 10);
+    mem.objects.set(packKeys[0]!, mem.objects.get(packKeys[0]!)!.subarray(0, CS));
+    for (let i = 0; i < 3; i++) {
+      const t = await repo.verify({ markBad: false, readDataSubset: 0.05 });
+      assert.equal(t.ok, false);
+      assert.ok(t.problems.length >= 8 && t.problems.some((x) => /bytes/.test(x.detail)), JSON.stringify(t.problems[0]));
+    }
+    await assert.rejects(repo.verify({ readDataSubset: 0 }), /readDataSubset/);
   });
 });

@@ -6,6 +6,8 @@ import { verifyRepository, type VerifyResult } from '../repository/verify.js';
 import type { GcReport } from '../repository/gc.js';
 import { openStore } from '../store/db.js';
 import { committedSnapshotIds } from '../store/snapshot.store.js';
+import { recordVerifyResult } from '../jobs/damage.job.js';
+import { errorMessage, ValidationError } from '../lib/errors.js';
 
 /** Operator tools on the backup target (`lifeboat repo verify|gc`), outside the service. */
 async function openRepo(config: Config): Promise<Repository> {
@@ -13,8 +15,37 @@ async function openRepo(config: Config): Promise<Repository> {
   return Repository.open(new FsBackend(config.target.dir));
 }
 
-export async function verifyTarget(config: Config, opts: { markBad: boolean }): Promise<VerifyResult> {
-  return verifyRepository(await openRepo(config), { markBad: opts.markBad });
+export interface VerifyReport extends VerifyResult {
+  /** Snapshots whose API record now names the damage, damage warnings cleared; or why the DB could not be updated. */
+  recorded: { marked: string[]; cleared: number } | { error: string };
+}
+
+/**
+ * `lifeboat repo verify`: checks the target, then records the outcome on the snapshots in the
+ * DB (warning_msg names the damaged disks; a complete verify clears older damage warnings).
+ */
+export async function verifyTarget(config: Config, opts: { markBad: boolean; readDataSubset?: number }): Promise<VerifyReport> {
+  const v = await verifyRepository(await openRepo(config), { markBad: opts.markBad, readDataSubset: opts.readDataSubset });
+  let recorded: VerifyReport['recorded'];
+  try {
+    const store = await openStore(config.db);
+    try {
+      recorded = await recordVerifyResult(store.db, v, Date.now());
+    } finally {
+      await store.close();
+    }
+  } catch (e) {
+    recorded = { error: `snapshot records not updated: ${errorMessage(e)}` };
+  }
+  return { ...v, recorded };
+}
+
+/** `--read-data-subset=N%` → N/100 (0 < N ≤ 100). */
+export function parseDataSubset(text: string): number {
+  const m = /^(\d+(?:\.\d+)?)%?$/.exec(text.trim());
+  const n = m ? Number(m[1]) : NaN;
+  if (!(n > 0 && n <= 100)) throw new ValidationError(`--read-data-subset must be a percentage in (0, 100], e.g. 10%; got ${JSON.stringify(text).slice(0, 40)}`);
+  return n / 100;
 }
 
 /** `lifeboat repo repair-index`: rebuild unreadable or missing pack indexes from the packs. */
@@ -48,10 +79,11 @@ export async function gcTarget(config: Config, opts: { dryRun: boolean }): Promi
 }
 
 /** Human-readable verify report: one line per problem naming the snapshots and disks it affects. */
-export function formatVerify(v: VerifyResult): string {
+export function formatVerify(v: VerifyReport): string {
   const lines = [
     `verified ${v.snapshots} snapshots, ${v.disks} disks, ${v.chunksChecked} chunks in ${v.packsRead} packs (${(v.bytesRead / 2 ** 20).toFixed(1)} MiB read)`,
   ];
+  if (v.sampled !== null) lines.push(`sampled ${(v.sampled * 100).toFixed(1)}% of the packs: ${v.chunksSkipped} chunks in unread packs were checked for presence and length only`);
   for (const p of v.problems) {
     const aff = p.affected.map((a) => `snapshot ${a.snapshotId} disk ${a.diskKey}`).join(', ');
     lines.push(`${p.kind.toUpperCase()} chunk ${p.chunk} (pack ${p.pack}): ${p.detail}; affects ${aff || 'no snapshot'}`);
@@ -59,5 +91,7 @@ export function formatVerify(v: VerifyResult): string {
   for (const m of v.metadataProblems) lines.push(`BAD METADATA ${JSON.stringify(m)}`);
   if (v.healedChunks > 0) lines.push(`${v.healedChunks} chunks have a bad copy but an intact one too`);
   lines.push(v.ok ? 'OK: every referenced chunk is present and intact' : `FAILED: ${v.failedSnapshots.length} snapshot(s) affected: ${v.failedSnapshots.join(', ')}`);
+  if ('error' in v.recorded) lines.push(v.recorded.error);
+  else if (v.recorded.marked.length + v.recorded.cleared > 0) lines.push(`snapshot records: ${v.recorded.marked.length} marked damaged, ${v.recorded.cleared} damage warning(s) cleared`);
   return lines.join('\n');
 }

@@ -5,6 +5,7 @@ import { chunkCountFor, type DiskIndex } from '../repository/disk-index.format.j
 import type { ManifestDisk } from '../repository/manifest.format.js';
 import type { NewChunk, SnapshotWriter } from '../repository/snapshot-writer.js';
 import { acquireSlotMemory, releaseSlotMemory, sharedChunkPool, type ChunkPool } from './chunk-pool.js';
+import { ReuseProof, type ReuseProofStats } from './reuse-proof.js';
 
 /**
  * Default read batch: 64 chunks of 64 KiB. Halving the messages, wake-ups and reads of 2 MiB
@@ -58,6 +59,8 @@ export interface BackupDiskSummary {
   newChunks: number;
   reusedChunks: number;
   holes: number;
+  /** Full snapshots: earlier copies read back before reuse (see reuse-proof.ts). */
+  reuseProof: ReuseProofStats | null;
   /** Manifest entry (includes the disk index key). */
   disk: ManifestDisk;
 }
@@ -207,6 +210,8 @@ async function run(opts: BackupDiskOptions): Promise<BackupDiskSummary> {
   let seenNew = 0;
   let seenKnown = 0;
   const speculate = () => (seenNew + seenKnown < 64 ? !base : seenNew > seenKnown);
+  // A full snapshot trusts no stored copy it has not read back (the heal for bit flips).
+  const proof = opts.full && batches.length > 0 ? new ReuseProof(writer, pool, key, batchBytes, maxInFlight) : null;
 
   const processBatch = async (b: { first: number; n: number }, slot: number): Promise<void> => {
     const pos = b.first * chunkSize;
@@ -236,6 +241,7 @@ async function run(opts: BackupDiskOptions): Promise<BackupDiskSummary> {
       const spec = speculate();
       await pool.call(pool.pick(), { op: 'chunks', task: pool.newTask(), ...common, which: Uint32Array.from(nz), hash: true, level: spec ? level : null });
       signal?.throwIfAborted();
+      if (proof) await proof.check(slot, idsAll, nz.map((k) => idsOff + k * ID_LEN));
       const claimed: number[] = []; // positions in nz
       for (let j = 0; j < nz.length; j++) {
         const k = nz[j]!;
@@ -296,6 +302,7 @@ async function run(opts: BackupDiskOptions): Promise<BackupDiskSummary> {
   }
   await Promise.all(running); // every worker request has been answered: the memory is free
   if (batches.length > 0) releaseSlotMemory(mem);
+  proof?.close();
   if (failure) throw failure;
   signal?.throwIfAborted();
 
@@ -329,6 +336,7 @@ async function run(opts: BackupDiskOptions): Promise<BackupDiskSummary> {
     newChunks: stats.newChunks,
     reusedChunks: count - holes - stats.newChunks,
     holes,
+    reuseProof: proof?.stats ?? null,
     disk,
   };
 }

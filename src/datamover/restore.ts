@@ -3,6 +3,7 @@ import { IntegrityError, NotFoundError, ValidationError } from '../lib/errors.js
 import { ID_LEN, isZeroId } from '../repository/chunk-codec.js';
 import type { ChunkLocation } from '../repository/pack-index.format.js';
 import type { Repository } from '../repository/repository.js';
+import { DataDamageError } from '../repository/damage.js';
 import type { Progress } from './backup.js';
 import { acquireSlotMemory, releaseSlotMemory, sharedChunkPool, type ChunkPool } from './chunk-pool.js';
 import type { WorkerResponse } from './worker-protocol.js';
@@ -70,8 +71,18 @@ export async function restoreDisk(opts: RestoreDiskOptions): Promise<RestoreDisk
     const maxRead = opts.readBytes ?? DEFAULT_READ_BYTES;
 
     const chunkName = (i: number) => ids.subarray(i * ID_LEN, i * ID_LEN + ID_LEN).toString('hex');
-    const fail = (i: number, why: string) =>
-      new IntegrityError(`Restore of disk ${diskKey} failed: chunk ${chunkName(i)} at offset ${i * cs} ${why}`);
+    const fail = (i: number, why: string, pack: string | null = null, kind: 'missing' | 'corrupt' = 'missing') =>
+      new DataDamageError(`Restore of disk ${diskKey} failed: chunk ${chunkName(i)} at offset ${i * cs} ${why}`, {
+        projectId: manifest.projectId,
+        chunk: chunkName(i),
+        pack,
+        kind,
+      });
+    // A corrupt copy is marked bad, so the next backup uploads the chunk again (self-heal).
+    const corrupt = async (i: number, pack: string, why: string) => {
+      await repo.markBadCopy(manifest.projectId, chunkName(i), pack, `restore: ${why}`).catch(() => undefined);
+      return fail(i, `is corrupt: ${why}`, pack, 'corrupt');
+    };
 
     // Group consecutive chunks stored back to back in one pack into one read of at most
     // maxRead stored bytes that decodes to at most maxRead raw bytes.
@@ -133,7 +144,7 @@ export async function restoreDisk(opts: RestoreDiskOptions): Promise<RestoreDisk
       try {
         await repo.readStoredInto(manifest.projectId, { ...g.locs[0]!, storedLength: end - start }, new Uint8Array(storedSab, storedOff, end - start));
       } catch (e) {
-        if (e instanceof NotFoundError || e instanceof IntegrityError) throw fail(g.first, `cannot be read: ${e.message}`);
+        if (e instanceof NotFoundError || e instanceof IntegrityError) throw fail(g.first, `cannot be read: ${e.message}`, g.locs[0]!.pack);
         throw e;
       }
       bytesFetched += end - start;
@@ -164,7 +175,7 @@ export async function restoreDisk(opts: RestoreDiskOptions): Promise<RestoreDisk
         out: rawSab,
         outOff: rawBase + slot * slotBytes,
       });
-      if (r.error) throw fail(g.first + r.error[0], `is corrupt: ${r.error[1]}`);
+      if (r.error) throw await corrupt(g.first + r.error[0], g.locs[r.error[0]]!.pack, r.error[1]);
       signal?.throwIfAborted();
       await sink.write(Buffer.from(rawSab, rawBase + slot * slotBytes, rawTotal), g.first * cs);
       bytesWritten += rawTotal;

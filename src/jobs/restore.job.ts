@@ -14,6 +14,7 @@ import { toSecond } from '../lib/time.js';
 import { RESTORE_JOBS } from './kinds.js';
 import { diskKey } from './snapshot.job.js';
 import type { AnyJobHandler } from './runner.js';
+import { reportRestoreDamage } from './damage.job.js';
 
 export interface RestoreJobDeps {
   db: Db;
@@ -118,6 +119,7 @@ async function runRestore(d: RestoreJobDeps, restoreId: string, plan: RestorePla
             throw abort.reason;
           }
           failedHere.push(`disk ${dev} of instance ${si.name} (${si.id}): ${errorMessage(e)}`);
+          await reportRestoreDamage(db, d.repo, e, clock.now()).catch((err: unknown) => log.warn({ err: errorMessage(err) }, 'damage report failed'));
         }
         done += sizes.get(dev) ?? 0;
         current = 0;

@@ -17,6 +17,7 @@ import { newId } from '../lib/ids.js';
 import { toSecond } from '../lib/time.js';
 import { SNAPSHOT_JOBS } from './kinds.js';
 import { releaseWorkloadWithRetention } from './retention.js';
+import { reportWriterDamage } from './damage.job.js';
 import type { AnyJobHandler } from './runner.js';
 
 export interface SnapshotJobDeps {
@@ -159,6 +160,7 @@ async function takeSnapshot(d: SnapshotJobDeps, snapshotId: string, signal: Abor
       instances: views,
       disks: sources.map((x) => ({ instanceId: x.inst.id, device: x.disk.device, size: x.source.size, format: x.disk.format })),
     });
+    const committed = writer;
     writer = null;
 
     const stored = summaries.reduce((a, x) => a + x.bytesStored, 0);
@@ -180,6 +182,8 @@ async function takeSnapshot(d: SnapshotJobDeps, snapshotId: string, signal: Abor
       await releaseWorkloadWithRetention(tx, w.id, s.id, end);
     });
     log.info({ snapshotId: s.id, type: s.snapshot_type, bytes: total, stored, modes: summaries.map((x) => x.mode) }, 'snapshot available');
+    // Older snapshots that lost data (lost packs, copies the read-back found corrupt) say so.
+    await reportWriterDamage(db, repo, committed, clock.now()).catch((e: unknown) => log.warn({ err: errorMessage(e) }, 'damage report failed'));
     d.onSnapshotFinished?.(s.id);
   } catch (e) {
     if (!writer && writerStart) writer = await writerStart.catch(() => null);

@@ -1,6 +1,9 @@
 import { ID_LEN } from './chunk-codec.js';
 import type { ChunkLocation } from './pack-index.format.js';
 
+/** High bit of the flags slot: this copy was read back and verified by the current writer (memory only). */
+const PROVEN = 0x8000_0000;
+
 /**
  * Chunk id → location, as a compact open-addressing hash table (about 56 bytes per chunk, no
  * per-entry JS objects), because a project's whole index is held while a backup runs. Ids are
@@ -50,8 +53,20 @@ export class ChunkIndex {
       offset: this.vals[s + 1]!,
       storedLength: this.vals[s + 2]!,
       rawLength: this.vals[s + 3]!,
-      flags: this.vals[s + 4]!,
+      flags: this.vals[s + 4]! & 0x7fff_ffff,
     };
+  }
+
+  /** True when markProven was called for the id's current copy. */
+  isProven(id: Uint8Array, idOff = 0): boolean {
+    const s = this.slot(id, idOff) * 5;
+    return this.vals[s] !== 0 && (this.vals[s + 4]! & PROVEN) !== 0;
+  }
+
+  /** Marks the id's current copy as read back and verified (cleared when the copy is replaced). */
+  markProven(id: Uint8Array, idOff = 0): void {
+    const s = this.slot(id, idOff) * 5;
+    if (this.vals[s] !== 0) this.vals[s + 4] = (this.vals[s + 4]! | PROVEN) >>> 0;
   }
 
   /** Makes room for `total` entries at once (one rehash instead of a doubling series). */

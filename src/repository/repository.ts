@@ -1,10 +1,11 @@
 import type { Backend } from '../backend/backend.js';
 import { listAll } from '../backend/backend.js';
 import { systemClock, type Clock } from '../lib/clock.js';
-import { NotFoundError, ValidationError } from '../lib/errors.js';
+import { IntegrityError, NotFoundError, ValidationError } from '../lib/errors.js';
 import { silentLogger, type Logger } from '../lib/logger.js';
 import { deriveProjectKey } from './chunk-codec.js';
-import type { ChunkIndex } from './chunk-index.js';
+import { ChunkIndex } from './chunk-index.js';
+import { ID_LEN, isZeroId } from './chunk-codec.js';
 import { newConfig, readConfig, type InitOptions, type RepoConfig } from './config.js';
 import { decodeDiskIndex, type DiskIndex } from './disk-index.format.js';
 import { assertId, CONFIG_KEY, GC_PLAN_KEY, keys, parse } from './keys.js';
@@ -302,6 +303,49 @@ export class Repository {
     }
     const d = m.disks.find((x) => x.diskKey === diskKey);
     return d ? this.readDiskIndex(d.index) : null;
+  }
+
+  /**
+   * Which committed snapshots of the project reference any of `chunks` (hex ids), per disk key:
+   * how many, and how many of those are among `lost`. Reads every manifest and the project's
+   * disk indexes, so it is for damage reports only, never on a backup's normal path.
+   */
+  async snapshotsReferencing(projectId: string, chunks: readonly string[], lost: readonly string[]): Promise<Map<string, Map<string, { total: number; lost: number }>>> {
+    const asSet = (hexes: readonly string[]) => {
+      const set = new ChunkIndex(hexes.length);
+      for (const h of hexes) set.set(Buffer.from(h, 'hex'), { pack: '', offset: 0, storedLength: 0, rawLength: 0, flags: 0 });
+      return set;
+    };
+    const want = asSet(chunks);
+    const lostSet = asSet(lost);
+    const out = new Map<string, Map<string, { total: number; lost: number }>>();
+    for (const snapshotId of await this.listSnapshots()) {
+      const m = await this.readManifest(snapshotId).catch((e: unknown) => {
+        if (e instanceof NotFoundError || e instanceof IntegrityError) return null; // deleted meanwhile, or unreadable (verify reports it)
+        throw e;
+      });
+      if (!m || m.projectId !== projectId) continue;
+      for (const d of m.disks) {
+        const di = await this.readDiskIndex(d.index).catch((e: unknown) => {
+          if (e instanceof NotFoundError || e instanceof IntegrityError) return null;
+          throw e;
+        });
+        if (!di) continue;
+        let total = 0;
+        let nLost = 0;
+        for (let i = 0; i < di.header.chunkCount; i++) {
+          const off = i * ID_LEN;
+          if (isZeroId(di.ids, off) || !want.has(di.ids, off)) continue;
+          total++;
+          if (lostSet.has(di.ids, off)) nLost++;
+        }
+        if (total === 0) continue;
+        const disks = out.get(snapshotId) ?? new Map<string, { total: number; lost: number }>();
+        disks.set(d.diskKey, { total, lost: nLost });
+        out.set(snapshotId, disks);
+      }
+    }
+    return out;
   }
 
   /** Mark-and-sweep garbage collection (gc.ts). */

@@ -6,10 +6,10 @@ import type { Clock } from '../lib/clock.js';
 import { ID_LEN, isZeroId } from './chunk-codec.js';
 import type { ChunkIndex } from './chunk-index.js';
 import { encodeDiskIndex, type DiskIndex } from './disk-index.format.js';
-import { keys, packId } from './keys.js';
+import { keys, packId, packOwner } from './keys.js';
 import type { Lease } from './lease.js';
 import { encodeManifest, MANIFEST_FORMAT, type Manifest, type ManifestDisk } from './manifest.format.js';
-import { encodePackIndex, type PackIndexEntry } from './pack-index.format.js';
+import { encodePackIndex, type ChunkLocation, type PackIndexEntry } from './pack-index.format.js';
 import { encodePackTrailer } from './pack.format.js';
 import type { LoadedIndex } from './index-load.js';
 
@@ -54,6 +54,10 @@ export class SnapshotWriter {
   readonly stats: WriterStats = { objectsWritten: 0, bytesWritten: 0, packs: 0 };
   private readonly disks: ManifestDisk[] = [];
   private readonly pending = new Set<string>();
+  /** Hex ids whose indexed copy failed a read-back: never deduplicated until stored again. */
+  private readonly distrusted = new Set<string>();
+  /** Every chunk distrusted during this snapshot (hex → why), for the damage report. */
+  readonly badCopiesFound = new Map<string, string>();
   private open: OpenPack | null = null;
   private seq = 0;
   private unindexed: PackIndexEntry[] = [];
@@ -91,7 +95,45 @@ export class SnapshotWriter {
 
   /** True when a good copy of the chunk is stored, or this writer has stored/claimed it. */
   hasChunk(id: Uint8Array, off = 0): boolean {
-    return this.index.has(id, off) || this.pending.has(Buffer.from(id.subarray(off, off + ID_LEN)).toString('hex'));
+    if (this.index.has(id, off) && !this.isDistrusted(id, off)) return true;
+    return this.pending.has(Buffer.from(id.subarray(off, off + ID_LEN)).toString('hex'));
+  }
+
+  private isDistrusted(id: Uint8Array, off: number): boolean {
+    return this.distrusted.size > 0 && this.distrusted.has(Buffer.from(id.subarray(off, off + ID_LEN)).toString('hex'));
+  }
+
+  /**
+   * The copy a reuse of this chunk would rely on, when an earlier snapshot stored it and this
+   * writer has not verified it yet (ReuseProof); null for unknown, own, proven or distrusted ids.
+   */
+  unprovenCopy(id: Uint8Array, off = 0): ChunkLocation | null {
+    const loc = this.index.get(id, off);
+    if (!loc || packOwner(loc.pack) === this.writerId || this.index.isProven(id, off) || this.isDistrusted(id, off)) return null;
+    return loc;
+  }
+
+  markProven(id: Uint8Array, off = 0): void {
+    this.index.markProven(id, off);
+  }
+
+  /**
+   * A copy failed its read-back: mark it bad on the target (nothing dedups against it again,
+   * restore and verify skip it) and stop deduplicating the chunk here, so it is uploaded again.
+   */
+  async distrust(id: Uint8Array, off: number, loc: ChunkLocation, reason: string): Promise<void> {
+    const hex = Buffer.from(id.subarray(off, off + ID_LEN)).toString('hex');
+    this.distrusted.add(hex);
+    this.badCopiesFound.set(hex, reason);
+    this.lease.assertValid();
+    await this.backend.put(keys.bad(this.projectId, hex, loc.pack), Buffer.from(JSON.stringify({ reason, at: this.clock.now() })));
+  }
+
+  /** Reads stored bytes of an indexed copy (for ReuseProof). */
+  async readStoredInto(loc: ChunkLocation, dst: Uint8Array): Promise<void> {
+    const key = keys.pack(this.projectId, loc.pack);
+    if (this.backend.getRangeInto) await this.backend.getRangeInto(key, loc.offset, loc.storedLength, dst);
+    else dst.set(await this.backend.getRange(key, loc.offset, loc.storedLength));
   }
 
   /**
@@ -99,7 +141,7 @@ export class SnapshotWriter {
    * (dedup inside a running backup). A claimed chunk must be passed to addChunk before commit.
    */
   claim(id: Uint8Array, off = 0): boolean {
-    if (this.index.has(id, off)) return false;
+    if (this.index.has(id, off) && !this.isDistrusted(id, off)) return false;
     const hex = Buffer.from(id.subarray(off, off + ID_LEN)).toString('hex');
     if (this.pending.has(hex)) return false;
     this.pending.add(hex);
@@ -136,8 +178,10 @@ export class SnapshotWriter {
       pk.entries.push(entry);
       pk.size += it.stored.length;
       run.push(it.stored);
-      this.index.set(idBuf, entry);
-      this.pending.delete(idBuf.toString('hex'));
+      const hex = idBuf.toString('hex');
+      this.index.set(idBuf, entry, 0, true); // replaces a distrusted copy
+      this.pending.delete(hex);
+      if (this.distrusted.size > 0) this.distrusted.delete(hex);
       if (pk.size >= this.packSize) {
         pushRun();
         this.open = null;

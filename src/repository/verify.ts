@@ -1,5 +1,5 @@
 import { listAll } from '../backend/backend.js';
-import { errorMessage, IntegrityError, NotFoundError } from '../lib/errors.js';
+import { errorMessage, IntegrityError, NotFoundError, ValidationError } from '../lib/errors.js';
 import { ChunkCodec, ChunkHasher, ID_LEN, ZERO_ID } from './chunk-codec.js';
 import { decodeDiskIndex } from './disk-index.format.js';
 import { keys, parse } from './keys.js';
@@ -33,6 +33,12 @@ export interface MetadataProblem {
 
 export interface VerifyResult {
   ok: boolean;
+  /** Share of packs whose data was read (0..1), or null for a complete verify. */
+  sampled: number | null;
+  /** Every snapshot whose manifest was read (those not in failedSnapshots are whole, as far as read). */
+  snapshotIds: string[];
+  /** Chunks in packs the sample left unread (existence and length still checked). */
+  chunksSkipped: number;
   snapshots: number;
   disks: number;
   packsRead: number;
@@ -60,11 +66,22 @@ export interface VerifyResult {
  */
 export async function verifyRepository(
   repo: Repository,
-  opts: { markBad?: boolean; onProgress?: (p: { packsDone: number; packsTotal: number }) => void; signal?: AbortSignal } = {},
+  opts: {
+    markBad?: boolean;
+    /** Read the data of about this share (0 < x ≤ 1) of the packs, chosen at random (restic's --read-data-subset=x%). */
+    readDataSubset?: number;
+    onProgress?: (p: { packsDone: number; packsTotal: number }) => void;
+    signal?: AbortSignal;
+  } = {},
 ): Promise<VerifyResult> {
+  const subset = opts.readDataSubset;
+  if (subset !== undefined && !(subset > 0 && subset <= 1)) throw new ValidationError('readDataSubset must be in (0, 1]');
   const b = repo.backend;
   const res: VerifyResult = {
     ok: false,
+    sampled: subset ?? null,
+    snapshotIds: [],
+    chunksSkipped: 0,
     snapshots: 0,
     disks: 0,
     packsRead: 0,
@@ -95,6 +112,7 @@ export async function verifyRepository(
         failed.add(snapshotId);
         continue;
       }
+      res.snapshotIds.push(snapshotId);
       let pr = refs.get(m.projectId);
       if (!pr) refs.set(m.projectId, (pr = new Map()));
       for (const d of m.disks) {
@@ -133,14 +151,19 @@ export async function verifyRepository(
       const p = parse.packIndex(k);
       if (p) projects.add(p.projectId);
     }
-    const packsTotal = (await listAll(b, 'packs/')).length;
+    const allPacks = await listAll(b, 'packs/');
+    const packsTotal = allPacks.length;
+    const chosen = subset === undefined ? null : samplePacks(allPacks, subset);
     for (const projectId of projects) {
       const hasher = new ChunkHasher(repo.projectKey(projectId));
       const copies = new Map<string, PackIndexEntry[]>(); // pack → entries
+      const lengths = new Map<string, number>(); // pack → length its index records
       for (const k of await listAll(b, `index/${projectId}/`)) {
         if (!parse.packIndex(k)) continue;
         try {
-          for (const e of decodePackIndex(k, await b.get(k)).entries) {
+          const { header, entries } = decodePackIndex(k, await b.get(k));
+          header.packLengths?.forEach((n, i) => lengths.set(header.packs[i]!, n));
+          for (const e of entries) {
             const l = copies.get(e.pack);
             if (l) l.push(e);
             else copies.set(e.pack, [e]);
@@ -156,6 +179,7 @@ export async function verifyRepository(
       }
       const known = await repo.listBadCopies(projectId);
       const good = new Set<string>();
+      const unchecked = new Set<string>(); // chunks with a present copy the sample left unread
       const bad = new Map<string, { pack: string; kind: 'missing' | 'corrupt'; detail: string }>();
       const markBad = async (hex: string, pack: string, kind: 'missing' | 'corrupt', detail: string) => {
         if (!bad.has(hex) || kind === 'corrupt') bad.set(hex, { pack, kind, detail });
@@ -168,7 +192,15 @@ export async function verifyRepository(
       for (const [pack, entries] of copies) {
         opts.signal?.throwIfAborted();
         const packKey = keys.pack(projectId, pack);
-        const present = listed.has(pack) && (await b.stat(packKey)) !== null;
+        const size = listed.has(pack) ? await b.stat(packKey) : null;
+        const expected = lengths.get(pack);
+        const present = size !== null;
+        const wrongLength = present && expected !== undefined && size !== expected ? `pack ${pack} has ${size} bytes, its index says ${expected}` : null;
+        if (present && !wrongLength && chosen !== null && !chosen.has(packKey)) {
+          for (const e of entries) unchecked.add(e.id.toString('hex'));
+          res.chunksSkipped += entries.length;
+          continue;
+        }
         if (present) res.packsRead++;
         // Windows of consecutive entries read into one reused buffer: memory stays at
         // WINDOW + one chunk whatever the pack or repository size.
@@ -184,8 +216,8 @@ export async function verifyRepository(
           const win = entries.slice(i, j);
           i = j;
           let window: Buffer | null = null;
-          let readErr: string | null = present ? null : `pack ${pack} is missing`;
-          if (present) {
+          let readErr: string | null = present ? wrongLength : `pack ${pack} is missing`;
+          if (present && !wrongLength) {
             try {
               window = await readRange(packKey, from, to - from);
               res.bytesRead += to - from;
@@ -227,6 +259,7 @@ export async function verifyRepository(
           if (bad.has(hex)) res.healedChunks++;
           continue;
         }
+        if (unchecked.has(hex)) continue; // an unread copy exists: not judged by this sample
         const b0 = bad.get(hex);
         const affected = ords.map((o) => disks[o]!);
         for (const a of affected) failed.add(a.snapshotId);
@@ -245,4 +278,15 @@ export async function verifyRepository(
   } finally {
     await lease.release().catch(() => {});
   }
+}
+
+/** About `share` of the pack keys (at least one when there is any), chosen uniformly at random. */
+function samplePacks(packKeys: readonly string[], share: number): Set<string> {
+  const keysLeft = [...packKeys];
+  const want = Math.min(keysLeft.length, Math.max(1, Math.round(keysLeft.length * share)));
+  for (let i = 0; i < want; i++) {
+    const j = i + Math.floor(Math.random() * (keysLeft.length - i));
+    [keysLeft[i], keysLeft[j]] = [keysLeft[j]!, keysLeft[i]!];
+  }
+  return new Set(keysLeft.slice(0, want));
 }

@@ -139,6 +139,28 @@ export async function updateSnapshotFields(db: DbOrTx, id: string, fields: Parti
   return Number(res.numUpdatedRows) === 1;
 }
 
+/**
+ * Records damage found on the backup target in `warning_msg` (the status is left alone: the
+ * snapshot's other disks may still restore). False when the snapshot does not exist.
+ */
+export async function setSnapshotDamage(db: DbOrTx, id: string, message: string, now: number): Promise<boolean> {
+  const res = await db.updateTable('snapshots').set({ warning_msg: message, updated_at: now }).where('id', '=', id).where('deleted', '=', 0).executeTakeFirst();
+  return Number(res.numUpdatedRows) === 1;
+}
+
+/** Clears a damage warning (prefix `prefix`) from snapshots a full verify found whole. */
+export async function clearSnapshotDamage(db: DbOrTx, ids: readonly string[], prefix: string, now: number): Promise<number> {
+  if (ids.length === 0) return 0;
+  const res = await db
+    .updateTable('snapshots')
+    .set({ warning_msg: null, updated_at: now })
+    .where('id', 'in', [...ids])
+    .where('deleted', '=', 0)
+    .where('warning_msg', 'like', `${prefix}%`)
+    .executeTakeFirst();
+  return Number(res.numUpdatedRows);
+}
+
 export async function markSnapshotDeleted(db: DbOrTx, id: string, now: number): Promise<void> {
   await db.updateTable('snapshots').set({ deleted: 1, deleted_at: now, updated_at: now }).where('id', '=', id).execute();
 }
