@@ -153,6 +153,10 @@ describe('NBD client against misbehaving servers', () => {
     await c.close();
   });
 
+  test('no server at the socket: a closed error that names the cause but not the path', async () => {
+    await assert.rejects(NbdClient.connect({ socketPath: '/nonexistent/lifeboat-nbd.sock' }), (e: unknown) => isFailure('closed', /ENOENT/)(e) && !/nonexistent/.test((e as Error).message));
+  });
+
   test('a server that never answers fails the request after the timeout', async () => {
     onRequest = () => undefined;
     const c = await connect(200);

@@ -25,7 +25,8 @@ export class SocketReader {
     socket.on('data', (b: Buffer) => this.onData(b));
     socket.on('end', () => this.fail(new NbdError('closed', 'the server closed the connection')));
     socket.on('close', () => this.fail(new NbdError('closed', 'the connection closed')));
-    socket.on('error', (e) => this.fail(new NbdError('closed', `connection failed: ${e.message}`, { cause: e })));
+    // The code only (ECONNREFUSED, ENOENT, …): Node's message would carry the socket path.
+    socket.on('error', (e: NodeJS.ErrnoException) => this.fail(new NbdError('closed', `connection failed (${e.code ?? 'socket error'})`, { cause: e })));
   }
 
   /** True while reads are paused because the consumer is behind (not the server's fault). */
