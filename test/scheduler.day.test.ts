@@ -18,6 +18,7 @@ import { applyJobSchedule, defaultJobSchedule } from '../src/domain/jobschedule.
 import { ManualClock } from '../src/lib/clock.js';
 import { silentLogger } from '../src/lib/logger.js';
 import { makeDisk } from './harness.js';
+import { testWorkload } from '../src/domain/testing.js';
 
 /**
  * Two workers (each its own store connection pool, job runner and
@@ -82,24 +83,10 @@ describe('24 scheduled hours on two workers sharing one PostgreSQL', { skip: pro
         retention_policy_type: 'Number of Snapshots to Keep',
         retention_policy_value: String(p.keep),
       });
-      await insertWorkload(first.db, {
-        id: p.id,
-        project_id: project,
-        user_id: hex(),
-        name: p.name,
-        description: 'd',
-        workload_type_id: 'f82ce76f-17fe-438b-aa37-7a023058e50d',
-        source_platform: 'openstack',
-        status: 'available',
-        error_msg: null,
-        availability_zone: null,
-        jobschedule: schedule,
-        metadata: {},
-        force_full: true,
-        created_at: START - HOUR,
-        updated_at: START - HOUR,
-        instances: [{ id: p.vm, name: p.name, metadata: {} }],
-      });
+      await insertWorkload(
+        first.db,
+        testWorkload({ id: p.id, project_id: project, user_id: hex(), name: p.name, jobschedule: schedule, force_full: true, created_at: START - HOUR, instances: [{ id: p.vm, name: p.name, metadata: {} }] }),
+      );
     }
   });
 

@@ -9,10 +9,10 @@ import type { JobSchedule, Workload } from '../domain/workload.js';
 import type { Snapshot } from '../domain/snapshot.js';
 import { ManualClock } from '../lib/clock.js';
 import { silentLogger } from '../lib/logger.js';
-import { newId } from '../lib/ids.js';
 import { JobRunner } from './runner.js';
 import { applyRetention, releaseWorkloadWithRetention, retentionJobHandlers, runRetentionDelete, type RetentionDeleteJobPayload } from './retention.js';
 import { RETENTION_JOBS } from './kinds.js';
+import { testSnapshot, testWorkload } from '../domain/testing.js';
 
 const T0 = Date.UTC(2026, 0, 15, 12, 0, 0);
 const HOUR = 3_600_000;
@@ -20,55 +20,13 @@ const DAY = 86_400_000;
 const PROJECT = 'p'.repeat(32);
 
 async function mkWorkload(db: Db, sched: Partial<JobSchedule>, status: Workload['status'] = 'locked'): Promise<Workload> {
-  const w: Workload = {
-    id: newId(),
-    project_id: PROJECT,
-    user_id: 'u'.repeat(32),
-    name: 'w',
-    description: 'd',
-    workload_type_id: 'f82ce76f-17fe-438b-aa37-7a023058e50d',
-    source_platform: 'openstack',
-    status,
-    error_msg: null,
-    availability_zone: null,
-    jobschedule: { ...defaultJobSchedule(T0), ...sched },
-    metadata: {},
-    force_full: false,
-    created_at: T0,
-    updated_at: T0,
-    instances: [],
-  };
+  const w = testWorkload({ project_id: PROJECT, status, created_at: T0, jobschedule: { ...defaultJobSchedule(T0), ...sched } });
   await insertWorkload(db, w);
   return w;
 }
 
 async function mkSnap(db: Db, w: Workload, createdAt: number, over: Partial<Snapshot> = {}): Promise<Snapshot> {
-  const s: Snapshot = {
-    id: newId(),
-    workload_id: w.id,
-    project_id: w.project_id,
-    user_id: w.user_id,
-    name: 'Snapshot',
-    description: '-',
-    status: 'available',
-    snapshot_type: 'full',
-    is_scheduled: false,
-    host: 'n',
-    size: 0,
-    restore_size: 0,
-    uploaded_size: 0,
-    progress_percent: 100,
-    progress_msg: null,
-    warning_msg: null,
-    error_msg: null,
-    time_taken: 0,
-    pinned: false,
-    instances: [],
-    created_at: createdAt,
-    updated_at: null,
-    finished_at: createdAt,
-    ...over,
-  };
+  const s = testSnapshot(w, { host: 'n', progress_percent: 100, created_at: createdAt, finished_at: createdAt, ...over });
   await insertSnapshot(db, s);
   return s;
 }

@@ -14,6 +14,7 @@ import { silentLogger } from '../lib/logger.js';
 import { newId } from '../lib/ids.js';
 import { Scheduler, SCHEDULED_SNAPSHOT_NAME, type TickOutcome } from './scheduler.js';
 import { SNAPSHOT_JOBS } from './kinds.js';
+import { testWorkload } from '../domain/testing.js';
 
 const HOUR = 3_600_000;
 // Schedules below start 2026-01-15 13:00 UTC, every hour; the clock starts at 12:00.
@@ -22,24 +23,13 @@ const START = Date.UTC(2026, 0, 15, 13, 0, 0);
 const PROJECT = 'p'.repeat(32);
 
 async function mkWorkload(db: Db, over: Partial<JobSchedule> = {}, status: Workload['status'] = 'available'): Promise<Workload> {
-  const w: Workload = {
-    id: newId(),
+  const w = testWorkload({
     project_id: PROJECT,
-    user_id: 'u'.repeat(32),
-    name: 'w',
-    description: 'd',
-    workload_type_id: 'f82ce76f-17fe-438b-aa37-7a023058e50d',
-    source_platform: 'openstack',
     status,
-    error_msg: null,
-    availability_zone: null,
-    jobschedule: { ...defaultJobSchedule(T0), start_date: '01/15/2026', start_time: '01:00 PM', interval: '1 hrs', ...over },
-    metadata: {},
-    force_full: false,
     created_at: T0,
-    updated_at: T0,
+    jobschedule: { ...defaultJobSchedule(T0), start_date: '01/15/2026', start_time: '01:00 PM', interval: '1 hrs', ...over },
     instances: [{ id: newId(), name: 'vm1', metadata: {} }],
-  };
+  });
   await insertWorkload(db, w);
   return w;
 }

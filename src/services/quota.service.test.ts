@@ -6,18 +6,13 @@ import { insertWorkload } from '../store/workload.store.js';
 import { ManualClock } from '../lib/clock.js';
 import { newId } from '../lib/ids.js';
 import type { Workload } from '../domain/workload.js';
-import { defaultJobSchedule } from '../domain/jobschedule.js';
 import { QUOTA_TYPE_IDS, QuotaExceededError, QuotaService, enforceWorkloadQuotas } from './quota.service.js';
+import { testWorkload } from '../domain/testing.js';
 
 const PROJECT = 'c'.repeat(32);
 
 function workload(instanceId: string): Workload {
-  const now = Date.UTC(2026, 0, 1);
-  return {
-    id: newId(), project_id: PROJECT, user_id: 'u', name: 'w', description: 'd', workload_type_id: 'f82ce76f-17fe-438b-aa37-7a023058e50d', source_platform: 'openstack',
-    status: 'available', error_msg: null, availability_zone: null, jobschedule: defaultJobSchedule(now), metadata: {}, force_full: true, created_at: now, updated_at: now,
-    instances: [{ id: instanceId, name: 'vm', metadata: {} }],
-  };
+  return testWorkload({ project_id: PROJECT, user_id: 'u', force_full: true, instances: [{ id: instanceId, name: 'vm', metadata: {} }] });
 }
 
 for (const kind of storeKinds()) {

@@ -11,30 +11,14 @@ import { ManualClock } from '../lib/clock.js';
 import { NotFoundError, ValidationError } from '../lib/errors.js';
 import { newId } from '../lib/ids.js';
 import { assertScheduleChangeAllowed, GLOBAL_SCHEDULER_DISABLED_MESSAGE, scheduleViewFields, SchedulerService } from './scheduler.service.js';
+import { testWorkload } from '../domain/testing.js';
 
 const T0 = Date.UTC(2026, 0, 15, 12, 0, 0);
 const PROJECT = 'a'.repeat(32);
 const ctx = (projectId = PROJECT): RequestContext => ({ requestId: 'r', userId: 'u', userName: 'u', projectId, projectName: 'p', roles: ['member'], isAdmin: false });
 
 function workload(): Workload {
-  return {
-    id: newId(),
-    project_id: PROJECT,
-    user_id: 'u',
-    name: 'w',
-    description: 'd',
-    workload_type_id: 'f82ce76f-17fe-438b-aa37-7a023058e50d',
-    source_platform: 'openstack',
-    status: 'available',
-    error_msg: null,
-    availability_zone: null,
-    jobschedule: { ...defaultJobSchedule(T0), start_date: '01/15/2026', start_time: '01:00 PM', interval: '1 hrs' },
-    metadata: {},
-    force_full: false,
-    created_at: T0,
-    updated_at: T0,
-    instances: [],
-  };
+  return testWorkload({ project_id: PROJECT, user_id: 'u', created_at: T0, jobschedule: { ...defaultJobSchedule(T0), start_date: '01/15/2026', start_time: '01:00 PM', interval: '1 hrs' } });
 }
 
 const rejectsDisabled = (p: Promise<unknown>) => assert.rejects(p, (e: unknown) => e instanceof ValidationError && e.message === GLOBAL_SCHEDULER_DISABLED_MESSAGE);

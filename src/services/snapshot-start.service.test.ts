@@ -5,35 +5,18 @@ import { inTransaction, type StoreHandle } from '../store/db.js';
 import { getWorkload, insertWorkload, transitionWorkload, updateWorkloadFields } from '../store/workload.store.js';
 import { listSnapshots, transitionSnapshot } from '../store/snapshot.store.js';
 import { deleteQuota, insertQuota } from '../store/quota.store.js';
-import { defaultJobSchedule } from '../domain/jobschedule.js';
 import { QUOTA_TYPE_IDS } from '../domain/quota.js';
 import type { Workload } from '../domain/workload.js';
 import { QuotaExceededError } from '../lib/errors.js';
 import { newId } from '../lib/ids.js';
 import { SNAPSHOT_JOBS } from '../jobs/kinds.js';
 import { startSnapshot, type SnapshotStartRequest } from './snapshot-start.service.js';
+import { testWorkload } from '../domain/testing.js';
 
 const T0 = Date.UTC(2026, 0, 1);
 
 function workload(): Workload {
-  return {
-    id: newId(),
-    project_id: newId().replace(/-/g, ''),
-    user_id: 'u'.repeat(32),
-    name: 'w',
-    description: 'd',
-    workload_type_id: 'f82ce76f-17fe-438b-aa37-7a023058e50d',
-    source_platform: 'openstack',
-    status: 'available',
-    error_msg: null,
-    availability_zone: null,
-    jobschedule: defaultJobSchedule(T0),
-    metadata: { policy_id: 'pol' },
-    force_full: false,
-    created_at: T0,
-    updated_at: T0,
-    instances: [{ id: newId(), name: 'vm1', metadata: {} }],
-  };
+  return testWorkload({ project_id: newId().replace(/-/g, ''), metadata: { policy_id: 'pol' }, instances: [{ id: newId(), name: 'vm1', metadata: {} }] });
 }
 
 function request(w: Workload, over: Partial<SnapshotStartRequest> = {}): SnapshotStartRequest {

@@ -17,62 +17,19 @@ import {
   setGlobalJobScheduler,
   swapJobSchedule,
 } from './scheduler.store.js';
-import { defaultJobSchedule } from '../domain/jobschedule.js';
 import type { Workload } from '../domain/workload.js';
 import type { Snapshot } from '../domain/snapshot.js';
 import { newId } from '../lib/ids.js';
+import { testSnapshot, testWorkload } from '../domain/testing.js';
 
 const T0 = Date.UTC(2026, 0, 1);
 
 function workload(over: Partial<Workload> = {}): Workload {
-  return {
-    id: newId(),
-    project_id: 'p'.repeat(32),
-    user_id: 'u'.repeat(32),
-    name: 'w',
-    description: 'd',
-    workload_type_id: 'f82ce76f-17fe-438b-aa37-7a023058e50d',
-    source_platform: 'openstack',
-    status: 'available',
-    error_msg: null,
-    availability_zone: null,
-    jobschedule: defaultJobSchedule(T0),
-    metadata: { policy_id: 'pol' },
-    force_full: false,
-    created_at: T0,
-    updated_at: T0,
-    instances: [{ id: newId(), name: 'vm1', metadata: {} }],
-    ...over,
-  };
+  return testWorkload({ metadata: { policy_id: 'pol' }, instances: [{ id: newId(), name: 'vm1', metadata: {} }], ...over });
 }
 
 function snapshot(w: Workload, over: Partial<Snapshot> = {}): Snapshot {
-  return {
-    id: newId(),
-    workload_id: w.id,
-    project_id: w.project_id,
-    user_id: w.user_id,
-    name: 'jobscheduler',
-    description: '-',
-    status: 'creating',
-    snapshot_type: 'incremental',
-    is_scheduled: true,
-    host: '',
-    size: 0,
-    restore_size: 0,
-    uploaded_size: 0,
-    progress_percent: 0,
-    progress_msg: null,
-    warning_msg: null,
-    error_msg: null,
-    time_taken: 0,
-    pinned: false,
-    instances: [],
-    created_at: T0,
-    updated_at: null,
-    finished_at: null,
-    ...over,
-  };
+  return testSnapshot(w, { name: 'jobscheduler', status: 'creating', snapshot_type: 'incremental', is_scheduled: true, host: '', ...over });
 }
 
 describe('global job scheduler switch persists across a restart (SQLite file)', () => {

@@ -20,6 +20,7 @@ import {
 } from './snapshot.store.js';
 import type { Snapshot, SnapshotInstance, SnapshotStatus, Task } from '../domain/snapshot.js';
 import { newHexId, newId } from '../lib/ids.js';
+import { testSnapshot } from '../domain/testing.js';
 
 const T0 = Date.UTC(2026, 0, 1);
 
@@ -35,32 +36,7 @@ const INSTANCE: SnapshotInstance = {
 };
 
 function snap(projectId: string, workloadId: string, over: Partial<Snapshot> = {}): Snapshot {
-  return {
-    id: newId(),
-    workload_id: workloadId,
-    project_id: projectId,
-    user_id: 'u'.repeat(32),
-    name: 'Snapshot',
-    description: '-',
-    status: 'available',
-    snapshot_type: 'full',
-    is_scheduled: false,
-    host: 'node-a',
-    size: 0,
-    restore_size: 0,
-    uploaded_size: 0,
-    progress_percent: 0,
-    progress_msg: null,
-    warning_msg: null,
-    error_msg: null,
-    time_taken: 0,
-    pinned: false,
-    instances: [],
-    created_at: T0,
-    updated_at: null,
-    finished_at: null,
-    ...over,
-  };
+  return testSnapshot({ id: workloadId, project_id: projectId, user_id: 'u'.repeat(32) }, over);
 }
 
 for (const kind of storeKinds()) {

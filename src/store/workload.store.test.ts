@@ -14,22 +14,17 @@ import {
   transitionWorkload,
   updateWorkloadFields,
 } from './workload.store.js';
-import { DEFAULT_WORKLOAD_TYPE_ID, type Workload, type WorkloadMember } from '../domain/workload.js';
+import type { Workload, WorkloadMember } from '../domain/workload.js';
 import { newHexId, newId } from '../lib/ids.js';
+import { testWorkload } from '../domain/testing.js';
 
 const T0 = Date.UTC(2026, 0, 1);
 
 function workload(projectId: string, over: Partial<Workload> = {}): Workload {
-  return {
-    id: newId(),
+  return testWorkload({
     project_id: projectId,
-    user_id: 'u'.repeat(32),
     name: 'wl',
     description: 'no-description',
-    workload_type_id: DEFAULT_WORKLOAD_TYPE_ID,
-    source_platform: 'openstack',
-    status: 'available',
-    error_msg: null,
     availability_zone: 'nova',
     jobschedule: {
       enabled: false,
@@ -44,11 +39,8 @@ function workload(projectId: string, over: Partial<Workload> = {}): Workload {
     },
     metadata: { k: 'v' },
     force_full: true,
-    created_at: T0,
-    updated_at: T0,
-    instances: [],
     ...over,
-  };
+  });
 }
 
 function vm(name = 'vm'): WorkloadMember {
