@@ -26,7 +26,17 @@ interface Env {
 async function makeHome(diskMiB: number, extra: Record<string, string> = {}): Promise<Env> {
   const home = mkdtempSync(join(tmpdir(), 'lifeboat-crash-'));
   const projectId = hex();
-  writeFileSync(join(home, 'identity.json'), JSON.stringify({ projects: [{ id: projectId, name: 'p' }], users: [{ id: hex(), name: 'u', password: 'pw', roles: [{ project: 'p', role: 'member' }] }] }), { mode: 0o600 });
+  writeFileSync(
+    join(home, 'identity.json'),
+    JSON.stringify({
+      projects: [{ id: projectId, name: 'p' }],
+      users: [
+        { id: hex(), name: 'u', password: 'pw', roles: [{ project: 'p', role: 'member' }] },
+        { id: hex(), name: 'a', password: 'pw', roles: [{ project: 'p', role: 'admin' }] },
+      ],
+    }),
+    { mode: 0o600 },
+  );
   const disk = join(home, 'vm-vda.raw');
   writeRandomDisk(disk, diskMiB);
   const vmId = randomUUID();
@@ -63,14 +73,14 @@ function homeForBlock(diskMiB: number, extra: Record<string, string> = {}) {
   return block;
 }
 
-/** A signed-in client of one process: `url` is the address from its readiness line. */
-async function client(proc: LifeboatProcess, projectId: string) {
+/** A signed-in client of one process (user `u`, a member; `a` is an admin): `url` is the address from its readiness line. */
+async function client(proc: LifeboatProcess, projectId: string, user: 'u' | 'a' = 'u') {
   const url = proc.url;
   if (!url) throw new Error('this process serves no API');
   const r = await fetch(`${url}/identity/v3/auth/tokens`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ auth: { identity: { methods: ['password'], password: { user: { name: 'u', domain: { id: 'default' }, password: 'pw' } } }, scope: { project: { id: projectId } } } }),
+    body: JSON.stringify({ auth: { identity: { methods: ['password'], password: { user: { name: user, domain: { id: 'default' }, password: 'pw' } } }, scope: { project: { id: projectId } } } }),
   });
   const token = r.headers.get('x-subject-token')!;
   return async (method: string, path: string, body?: unknown, base = url) => {
@@ -224,6 +234,7 @@ describe('two API processes on one PostgreSQL', { skip: process.env.LIFEBOAT_TES
     const second = await block.start({ LIFEBOAT_LISTEN: `127.0.0.1:${await freePort()}` }, ['serve', '--role', 'api']);
     const worker = await block.start({ LIFEBOAT_LISTEN: '127.0.0.1:0' }, ['serve', '--role', 'worker']);
     const api = await client(first, e.projectId);
+    const admin = await client(second, e.projectId, 'a');
     const w = await api('POST', '/workloads', { workload: { instances: [{ 'instance-id': e.vmId }] } });
     const wid = w.json.workload.id;
     await waitFor(async () => (await api('GET', `/workloads/${wid}`)).json.workload.status === 'available');
@@ -236,8 +247,14 @@ describe('two API processes on one PostgreSQL', { skip: process.env.LIFEBOAT_TES
       assert.equal(loser.json.badRequest.message, "Invalid state: Workload must be in the 'available' state to take a snapshot");
       const list = (await api('GET', `/snapshots?workload_id=${wid}`)).json.snapshots;
       assert.equal(list.length, round + 1);
-      // put the workload back for the next round (the snapshot stays queued)
-      assert.equal((await api('POST', `/workloads/${wid}/unlock`)).status, 202);
+      // Put the workload back for the next round. Its snapshot job stays queued (no worker), so
+      // the lock holds against a member (400 naming the job); an admin's unlock cancels the job.
+      const sid = (a.status === 200 ? a : b).json.snapshot.id as string;
+      const refused = await api('POST', `/workloads/${wid}/unlock`);
+      assert.equal(refused.status, 400);
+      assert.match(refused.json.badRequest.message, new RegExp(`^Invalid state: Workload cannot be unlocked while job [0-9a-f-]{36} \\(snapshot\\.take of snapshot ${sid}\\) is queued`));
+      assert.equal((await admin('POST', `/workloads/${wid}/unlock`)).status, 202);
+      assert.equal((await api('GET', `/snapshots/${sid}`)).json.snapshot.status, 'cancelled');
     }
   });
 });

@@ -175,7 +175,8 @@ type Fields = Parameters<typeof updateRestoreFields>[2];
 
 async function finishIn(tx: Parameters<Parameters<typeof inTransaction>[1]>[0], d: RestoreJobDeps, id: string, snapshotId: string, workloadId: string, status: 'available' | 'error' | 'cancelled', fields: Fields): Promise<void> {
   const now = toSecond(d.clock.now());
-  await transitionRestore(tx, id, ['restoring', 'executing', 'cancelling'], status, now, fields);
+  // Not ours any more (an admin's unlock cancelled it): the snapshot and workload are not ours to release.
+  if (!(await transitionRestore(tx, id, ['restoring', 'executing', 'cancelling'], status, now, fields))) return;
   await transitionSnapshot(tx, snapshotId, ['restoring'], 'available', now);
   await transitionWorkload(tx, workloadId, { admin: true }, ['locked'], 'available', now);
 }

@@ -166,7 +166,8 @@ async function takeSnapshot(d: SnapshotJobDeps, snapshotId: string, signal: Abor
     const stored = summaries.reduce((a, x) => a + x.bytesStored, 0);
     const end = clock.now();
     await inTransaction(db, async (tx) => {
-      await transitionSnapshot(tx, s.id, ['uploading', 'cancelling'], 'available', toSecond(end), {
+      // Not ours any more (an admin's unlock cancelled it): the workload's lock is not ours to release.
+      const committed = await transitionSnapshot(tx, s.id, ['uploading', 'cancelling'], 'available', toSecond(end), {
         size: stored,
         uploaded_size: stored,
         restore_size: total,
@@ -176,6 +177,7 @@ async function takeSnapshot(d: SnapshotJobDeps, snapshotId: string, signal: Abor
         finished_at: toSecond(end),
         instances: JSON.stringify(views),
       });
+      if (!committed) return;
       await setSnapshotMetadata(tx, s.id, { data_transfer_time: String(transferSeconds), workload_approx_backup_size: String(Math.ceil(stored / 2 ** 20)) }, toSecond(end));
       if (s.snapshot_type === 'full') await updateWorkloadFields(tx, w.id, { force_full: false }, toSecond(end));
       // Unlocks the workload, and starts deleting snapshots beyond its retention in the same transaction.
@@ -196,8 +198,8 @@ async function takeSnapshot(d: SnapshotJobDeps, snapshotId: string, signal: Abor
     }
     const msg = signal.aborted ? SNAPSHOT_LOST_MESSAGE : `Snapshot failed: ${errorMessage(e)}`;
     await inTransaction(db, async (tx) => {
-      await transitionSnapshot(tx, s.id, [...RUNNING_SNAPSHOT_STATES, 'cancelling'], 'error', now, { error_msg: msg, progress_msg: msg, finished_at: now });
-      await transitionWorkload(tx, s.workload_id, { admin: true }, ['locked'], 'available', now);
+      const changed = await transitionSnapshot(tx, s.id, [...RUNNING_SNAPSHOT_STATES, 'cancelling'], 'error', now, { error_msg: msg, progress_msg: msg, finished_at: now });
+      if (changed) await transitionWorkload(tx, s.workload_id, { admin: true }, ['locked'], 'available', now);
     });
     d.onSnapshotFinished?.(s.id);
     if (!signal.aborted) throw e;
@@ -209,8 +211,8 @@ async function takeSnapshot(d: SnapshotJobDeps, snapshotId: string, signal: Abor
 async function finishCancelled(d: SnapshotJobDeps, s: Snapshot): Promise<void> {
   const now = toSecond(d.clock.now());
   await inTransaction(d.db, async (tx) => {
-    await transitionSnapshot(tx, s.id, [...RUNNING_SNAPSHOT_STATES, 'cancelling'], 'cancelled', now, { progress_msg: 'Snapshot cancelled', finished_at: now });
-    await transitionWorkload(tx, s.workload_id, { admin: true }, ['locked'], 'available', now);
+    const changed = await transitionSnapshot(tx, s.id, [...RUNNING_SNAPSHOT_STATES, 'cancelling'], 'cancelled', now, { progress_msg: 'Snapshot cancelled', finished_at: now });
+    if (changed) await transitionWorkload(tx, s.workload_id, { admin: true }, ['locked'], 'available', now);
   });
 }
 

@@ -1,4 +1,5 @@
-import type { Db } from '../store/db.js';
+import type { Db, DbOrTx } from '../store/db.js';
+import { activeJobsOfWorkload } from '../store/job.store.js';
 import { inTransaction } from '../store/db.js';
 import {
   findMemberships,
@@ -17,7 +18,7 @@ import { enqueue } from '../jobs/queue.js';
 import type { Platform } from '../platform/platform.js';
 import type { Clock } from '../lib/clock.js';
 import type { RequestContext } from '../domain/context.js';
-import { DEFAULT_DESCRIPTION, DEFAULT_WORKLOAD_NAME, DEFAULT_WORKLOAD_TYPE_ID, WORKLOAD_TYPES, type Workload, type WorkloadMember } from '../domain/workload.js';
+import { DEFAULT_DESCRIPTION, DEFAULT_WORKLOAD_NAME, DEFAULT_WORKLOAD_TYPE_ID, WORKLOAD_TYPES, type Workload, type WorkloadMember, type WorkloadStatus } from '../domain/workload.js';
 import { applyJobSchedule, defaultJobSchedule } from '../domain/jobschedule.js';
 import { InvalidStateError, NotFoundError, ValidationError } from '../lib/errors.js';
 import { isUuid, newId } from '../lib/ids.js';
@@ -27,6 +28,7 @@ import { workloadPolicyOnCreate, workloadPolicyOnModify } from './policy.service
 import { assertScheduleChangeAllowed, scheduleViewFields } from './scheduler.service.js';
 import { getGlobalJobScheduler } from '../store/scheduler.store.js';
 import { enforceWorkloadQuotas } from './quota.service.js';
+import { cancelJobsInFlight, describeJob } from './job-cancel.service.js';
 
 export interface WorkloadServiceDeps {
   db: Db;
@@ -209,22 +211,61 @@ export class WorkloadService {
     });
   }
 
-  /** Forces the workload back to `available` (operator escape hatch for a stuck lock). */
+  /**
+   * Forces the workload back to `available` (operator escape hatch for a stuck lock). A lock
+   * that a job in flight still holds stays: refused (400 naming the job) unless the caller is
+   * an admin, and then the job is cancelled first, in the same transaction.
+   */
   async unlock(ctx: RequestContext, id: string): Promise<void> {
     const w = await this.get(ctx, id);
-    const ok = await transitionWorkload(this.deps.db, w.id, ownScope(ctx), ['available', 'locked', 'locked_for_delete', 'resetting', 'error', 'creating'], 'available', this.now());
-    if (!ok) throw new InvalidStateError(`Workload cannot be unlocked while ${w.status}`);
+    const now = this.now();
+    await inTransaction(this.deps.db, async (tx) => {
+      // Already available: no lock to break, whatever job is finishing (its row ends just after).
+      if (await transitionWorkload(tx, w.id, ownScope(ctx), ['available'], 'available', now)) return;
+      await this.releaseJobsInFlight(tx, ctx, w.id, 'unlock', now);
+      const ok = await transitionWorkload(tx, w.id, ownScope(ctx), UNLOCKABLE_STATES, 'available', now);
+      if (!ok) throw new InvalidStateError(`Workload cannot be unlocked while ${w.status}`);
+    });
   }
 
-  /** Marks the workload so its next snapshot is full; resetting → available through a job. */
+  /**
+   * Marks the workload so its next snapshot is full; resetting → available through a job. Only
+   * an idle workload resets, except that an admin may reset one a job holds: the job is
+   * cancelled first, as for unlock.
+   */
   async reset(ctx: RequestContext, id: string): Promise<void> {
     const w = await this.get(ctx, id);
     const now = this.now();
     await inTransaction(this.deps.db, async (tx) => {
-      const ok = await transitionWorkload(tx, w.id, ownScope(ctx), ['available', 'error'], 'resetting', now, { force_full: 1 });
-      if (!ok) throw new InvalidStateError("Workload must be in the 'available' state to reset");
+      const idle = await transitionWorkload(tx, w.id, ownScope(ctx), ['available', 'error'], 'resetting', now, { force_full: 1 });
+      if (!idle) {
+        const cancelled = await this.releaseJobsInFlight(tx, ctx, w.id, 'reset', now);
+        const ok = cancelled && (await transitionWorkload(tx, w.id, ownScope(ctx), UNLOCKABLE_STATES, 'resetting', now, { force_full: 1 }));
+        if (!ok) throw new InvalidStateError("Workload must be in the 'available' state to reset");
+      }
       await enqueue(tx, WORKLOAD_JOBS.reset, { workloadId: w.id }, { resourceId: w.id, now });
     });
   }
+
+  /**
+   * Jobs still working on the workload (or its snapshots and restores) hold its lock: a
+   * member's unlock/reset is refused naming the oldest; an admin's cancels them all. True when
+   * jobs were cancelled.
+   */
+  private async releaseJobsInFlight(tx: DbOrTx, ctx: RequestContext, workloadId: string, action: 'unlock' | 'reset', now: number): Promise<boolean> {
+    const jobs = await activeJobsOfWorkload(tx, workloadId);
+    const first = jobs[0];
+    if (!first) return false;
+    const done = action === 'unlock' ? 'unlocked' : 'reset';
+    if (!ctx.isAdmin) {
+      throw new InvalidStateError(
+        `Workload cannot be ${done} while job ${first.id} (${describeJob(first)}) is ${first.status}; an admin can ${action} it, which cancels the job`,
+      );
+    }
+    await cancelJobsInFlight(tx, jobs, `workload ${done} by ${ctx.userName}`, now);
+    return true;
+  }
 }
 
+/** Every state a forced unlock (or an admin's reset over a cancelled job) may leave. */
+const UNLOCKABLE_STATES: WorkloadStatus[] = ['available', 'locked', 'locked_for_delete', 'resetting', 'error', 'creating'];

@@ -180,3 +180,40 @@ export async function purgeFinishedJobs(db: Db, before: number): Promise<number>
   const res = await db.deleteFrom('jobs').where('status', 'in', ['done', 'failed']).where('updated_at', '<', before).executeTakeFirst();
   return Number(res.numDeletedRows);
 }
+
+/**
+ * Queued or running jobs acting on a workload: on the workload itself (create, reset, delete,
+ * retention) or on one of its snapshots or restores. Oldest first.
+ */
+export async function activeJobsOfWorkload(db: DbOrTx, workloadId: string): Promise<Job[]> {
+  const rows = await db
+    .selectFrom('jobs')
+    .selectAll()
+    .where('status', 'in', ['queued', 'running'])
+    .where((eb) =>
+      eb.or([
+        eb('resource_id', '=', workloadId),
+        eb('resource_id', 'in', eb.selectFrom('snapshots').select('id').where('workload_id', '=', workloadId)),
+        eb('resource_id', 'in', eb.selectFrom('restores').select('id').where('workload_id', '=', workloadId)),
+      ]),
+    )
+    .orderBy('created_at')
+    .orderBy('id')
+    .execute();
+  return rows.map(toJob);
+}
+
+/**
+ * Ends a queued or running job without running (the rest of) it: `failed` with `reason`. A
+ * worker running it loses its lease at its next heartbeat (renewLease → false) and aborts; its
+ * finishJob then changes nothing. False when the job had already ended (conditional update).
+ */
+export async function cancelJob(db: DbOrTx, id: string, reason: string, now: number): Promise<boolean> {
+  const res = await db
+    .updateTable('jobs')
+    .set({ status: 'failed', error: reason, lease_expires_at: null, updated_at: now })
+    .where('id', '=', id)
+    .where('status', 'in', ['queued', 'running'])
+    .executeTakeFirst();
+  return Number(res.numUpdatedRows) === 1;
+}
