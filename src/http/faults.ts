@@ -1,6 +1,7 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { AppError, RateLimitedError, type ErrorKind } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
+import { redactPaths } from '../lib/redact.js';
 
 /**
  * THE error → fault table. Every error a route throws ends here and leaves as an OpenStack
@@ -41,18 +42,6 @@ const FAULT_NAME: Record<number, string> = {
   502: 'badGateway',
   503: 'serviceUnavailable',
 };
-
-/**
- * Absolute file paths (`/var/lib/...`, `file:///...`) in a message are replaced by `[path]`:
- * a fault never tells a tenant where the server keeps its files. Only a run of at least two
- * path segments counts, so `MM/DD/YYYY` or `a/b` stay readable; guest device names
- * (`/dev/vda`) are the tenant's own vocabulary and stay too.
- */
-export function redactPaths(message: string): string {
-  return message.replace(/(^|[\s'"(=:,])(\/{1,3}[^\s'"/,)]+(?:\/[^\s'"/,)]*)+)/g, (all, pre: string, path: string) =>
-    /^\/dev\/[A-Za-z0-9]+$/.test(path) ? all : `${pre}[path]`,
-  );
-}
 
 export function faultBody(status: number, message: string): Record<string, unknown> {
   const name = FAULT_NAME[status] ?? 'Error';

@@ -1,4 +1,5 @@
 import type { Restore } from '../domain/restore.js';
+import { redactPathsOrNull } from '../lib/redact.js';
 import { WLM_VERSION } from '../domain/snapshot.js';
 import { formatWireTime } from '../lib/time.js';
 
@@ -44,9 +45,9 @@ export function restoreDetail(baseUrl: string, r: Restore) {
     size: r.size,
     uploaded_size: r.uploaded_size,
     progress_percent: r.progress_percent,
-    progress_msg: r.progress_msg,
-    warning_msg: r.warning_msg,
-    error_msg: r.error_msg,
+    progress_msg: redactPathsOrNull(r.progress_msg),
+    warning_msg: redactPathsOrNull(r.warning_msg),
+    error_msg: redactPathsOrNull(r.error_msg),
     time_taken: r.time_taken,
     restore_options: { ...r.options, restore_type: r.kind },
     metadata: r.metadata.map((m) => ({

@@ -5,7 +5,7 @@ import type { FastifyInstance } from 'fastify';
 import type { RequestContext } from '../domain/context.js';
 import { UnauthenticatedError } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
-import { redactPaths } from './faults.js';
+import { redactPaths } from '../lib/redact.js';
 import { buildHttpServer } from './server.js';
 
 /**

@@ -1,4 +1,5 @@
 import type { Snapshot, SnapshotMetadataRecord, Task } from '../domain/snapshot.js';
+import { redactPaths, redactPathsOrNull } from '../lib/redact.js';
 import { WLM_VERSION } from '../domain/snapshot.js';
 import { formatWireTime, toSecond } from '../lib/time.js';
 
@@ -19,6 +20,7 @@ export function snapshotSummary(s: Snapshot, withInstances = false) {
   return { ...base, instances: s.instances.map(({ security_group: _sg, ...rest }) => rest) };
 }
 
+/** Metadata values pass through redactPaths: `backup_media_target` must not show a tenant the target's directory. */
 export function metadataRecordView(m: SnapshotMetadataRecord) {
   return {
     created_at: formatWireTime(m.created_at),
@@ -29,7 +31,7 @@ export function metadataRecordView(m: SnapshotMetadataRecord) {
     id: m.id,
     snapshot_id: m.snapshot_id,
     key: m.key,
-    value: m.value,
+    value: typeof m.value === 'string' ? redactPaths(m.value) : m.value,
   };
 }
 
@@ -52,9 +54,9 @@ export function snapshotDetail(s: Snapshot, metadata: SnapshotMetadataRecord[]) 
     restore_size: s.restore_size,
     uploaded_size: Math.min(s.uploaded_size, s.size),
     progress_percent: s.progress_percent,
-    progress_msg: s.progress_msg,
-    warning_msg: s.warning_msg,
-    error_msg: s.error_msg,
+    progress_msg: redactPathsOrNull(s.progress_msg),
+    warning_msg: redactPathsOrNull(s.warning_msg),
+    error_msg: redactPathsOrNull(s.error_msg),
     time_taken: s.time_taken,
     pinned: s.pinned,
     metadata: metadata.map(metadataRecordView),

@@ -1,4 +1,5 @@
 import type { Workload } from '../domain/workload.js';
+import { redactPathsOrNull } from '../lib/redact.js';
 import { formatWireTime } from '../lib/time.js';
 
 /** Wire shapes of workloadmgr-api §2.1 (summary) and §2.2 (detail). */
@@ -51,7 +52,7 @@ export function workloadDetail(baseUrl: string, w: Workload, x: WorkloadDetailEx
     availability_zone: w.availability_zone,
     workload_type_id: w.workload_type_id,
     status: w.status,
-    error_msg: w.error_msg,
+    error_msg: redactPathsOrNull(w.error_msg),
     interval: null,
     storage_usage: x.storageUsage,
     instances: w.instances.map((m) => ({ id: m.id, name: m.name, metadata: m.metadata })),

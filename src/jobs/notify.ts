@@ -7,6 +7,7 @@ import { readSmtpSettings, type SmtpSettings } from '../store/setting.store.js';
 import { silentLogger, type Logger } from '../lib/logger.js';
 import { UpstreamError, ValidationError, errorMessage } from '../lib/errors.js';
 import { formatWireTime } from '../lib/time.js';
+import { redactPathsOrNull } from '../lib/redact.js';
 
 /**
  * E-mail notifications at the end of snapshots and restores (workloadmgr-api §4.8): when the
@@ -180,7 +181,7 @@ export async function notifySnapshotFinished(d: NotifyDeps, snapshotId: string):
         ['Finished', formatWireTime(s.finished_at)],
         ['Time taken (s)', s.time_taken],
         ['Stored bytes', ok ? s.size : null],
-        ['Error', s.error_msg],
+        ['Error', redactPathsOrNull(s.error_msg)],
         ['Project', s.project_id],
       ]),
     }));
@@ -210,7 +211,7 @@ export async function notifyRestoreFinished(d: NotifyDeps, restoreId: string): P
         ['Finished', formatWireTime(r.finished_at)],
         ['Time taken (s)', r.time_taken],
         ['Restored VMs', r.instances.map((i) => `${i.name} (${i.id})`).join(', ')],
-        ['Error', r.error_msg],
+        ['Error', redactPathsOrNull(r.error_msg)],
         ['Project', r.project_id],
       ]),
     }));
