@@ -116,6 +116,7 @@ describe('backup target damage is visible and healed (issue 10.1)', () => {
     const marked = [];
     for (const sid of before) if (/lost|damaged/i.test((await getSnap(sid)).warning_msg ?? '')) marked.push(sid);
     assert.ok(marked.length > 0, 'an older snapshot names the lost data');
+    assert.equal(files(join(target(), 'bad')).filter((f) => /lost-/.test(f)).length, 1, 'the loss is recorded as reported');
     assert.equal((await getSnap(s3)).warning_msg, null);
     assert.equal((await restore(s3)).sha, truth);
   });

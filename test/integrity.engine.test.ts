@@ -94,6 +94,24 @@ describe('pack check: a snapshot never deduplicates against a lost pack', () => 
     assert.equal(await restoredSha(repo, s2, data.length), sha(data));
   });
 
+  test('a lost pack whose loss was reported is not reported again (its chunks stay excluded)', async () => {
+    const { repo, mem } = await newRepo();
+    const p = newHexId();
+    const s1 = await snapshot(repo, p, rnd(CS * 10, 8));
+    const lostKey = packsOf(mem, s1.writer.writerId)[0]!;
+    mem.objects.delete(lostKey);
+    const s2 = await snapshot(repo, p, rnd(CS * 10, 9)); // other data: nothing heals the loss
+    const lost = s2.writer.integrity.lostPacks!;
+    assert.equal(lost.length, 1);
+    assert.equal(lost[0]!.reported, false);
+    assert.equal(s2.writer.integrity.lostChunks.length, lost[0]!.chunks);
+    await repo.markLostPackReported(p, lost[0]!.pack, lost[0]!.reason);
+    const s3 = await snapshot(repo, p, rnd(CS * 10, 9));
+    assert.equal(s3.writer.integrity.lostPacks![0]!.reported, true);
+    assert.deepEqual(s3.writer.integrity.lostChunks, []);
+    assert.equal(s3.summary.newChunks, 0);
+  });
+
   test('a truncated pack (length differs from the index) is not trusted', async () => {
     const { repo, mem } = await newRepo();
     const p = newHexId();

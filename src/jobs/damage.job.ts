@@ -56,7 +56,7 @@ export async function markDamagedSnapshots(db: Db, repo: Repository, report: Dam
  * stored the data again. Best effort: the new snapshot is already safe.
  */
 export async function reportWriterDamage(db: Db, repo: Repository, writer: SnapshotWriter, nowMs: number): Promise<string[]> {
-  const lost = writer.integrity.lostPacks ?? [];
+  const lost = (writer.integrity.lostPacks ?? []).filter((p) => !p.reported);
   const chunks = [...new Set([...writer.integrity.lostChunks, ...writer.badCopiesFound.keys()])];
   if (chunks.length === 0) return [];
   const causes = [
@@ -65,12 +65,15 @@ export async function reportWriterDamage(db: Db, repo: Repository, writer: Snaps
     ...(writer.badCopiesFound.size > 0 ? [`${writer.badCopiesFound.size} corrupt copy(ies) found by read-back`] : []),
   ];
   const healed = new Set(chunks.filter((c) => writer.hasChunk(Buffer.from(c, 'hex'))));
-  return markDamagedSnapshots(
+  const marked = await markDamagedSnapshots(
     db,
     repo,
     { projectId: writer.projectId, chunks, cause: causes.join('; '), healed: { snapshotId: writer.snapshotId, chunks: healed }, skip: [writer.snapshotId] },
     nowMs,
   );
+  // Reported once: later snapshots skip the scan of every disk index for the same loss.
+  for (const p of lost) await repo.markLostPackReported(writer.projectId, p.pack, p.reason);
+  return marked;
 }
 
 /** A restore failed on damaged data: mark every snapshot referencing that chunk. */

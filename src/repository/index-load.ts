@@ -42,6 +42,8 @@ export interface LoadIndexOptions {
 export interface LostPack {
   pack: string;
   reason: string;
+  /** Its loss was already reported on the affected snapshots (`bad/<project>/lost-<pack>`). */
+  reported: boolean;
   /** Chunk copies the index lists in it. */
   chunks: number;
 }
@@ -61,7 +63,7 @@ export interface LoadedIndex {
   index: ChunkIndex;
   /** Pack check result (null when not requested). */
   lostPacks: LostPack[] | null;
-  /** Hex ids of chunks whose every indexed copy is in a lost pack. */
+  /** Hex ids of chunks whose every indexed copy is in a lost pack not reported yet. */
   lostChunks: string[];
   packsChecked: number;
   /** Milliseconds the pack listing + stats took. */
@@ -106,7 +108,7 @@ export async function readPackEntries(backend: Backend, projectId: string, pack:
   const len = (await backend.getRange(key, size - 4, 4)).readUInt32LE(0);
   if (len + 4 > size) throw new IntegrityError(`pack ${pack} has a bad trailer length`);
   const tail = await backend.getRange(key, size - 4 - len, len + 4);
-  const entries = decodePackTrailer(`pack ${pack}`, tail);
+  const entries = decodePackTrailer(`pack ${pack}`, tail, projectId);
   const dataEnd = size - 4 - len;
   for (const e of entries) {
     if (e.offset + e.storedLength > dataEnd) throw new IntegrityError(`pack ${pack} trailer points past its data`);
@@ -198,10 +200,17 @@ function checkIndexPacks(idx: ReadIndex, sizes: Map<string, number>, exclude: Re
 }
 
 /**
- * One pass of loading (see the module comment). `bad` = `<chunkHex>.<pack>` copies verify or a
- * restore found bad; they are never in the result.
+ * One pass of loading (see the module comment). `markers.badCopies` = `<chunkHex>.<pack>` copies
+ * verify or a restore found bad; they are never in the result. Chunks of lost packs in
+ * `markers.reportedLostPacks` are left out of `lostChunks` (their loss was reported before).
  */
-export async function loadIndexOnce(backend: Backend, projectId: string, bad: ReadonlySet<string>, opts: LoadIndexOptions): Promise<LoadedIndex> {
+export async function loadIndexOnce(
+  backend: Backend,
+  projectId: string,
+  markers: { badCopies: ReadonlySet<string>; reportedLostPacks: ReadonlySet<string> },
+  opts: LoadIndexOptions,
+): Promise<LoadedIndex> {
+  const bad = markers.badCopies;
   const read = await readIndexes(backend, projectId);
   const wantRepair = read.bad.length > 0 || opts.reindexUncovered === true;
   const t0 = performance.now();
@@ -224,7 +233,7 @@ export async function loadIndexOnce(backend: Backend, projectId: string, bad: Re
       if (opts.excludePacks?.has(e.pack)) continue;
       const why = problems?.get(e.pack);
       if (why) {
-        const l = lost.get(e.pack) ?? { pack: e.pack, reason: why, chunks: 0 };
+        const l = lost.get(e.pack) ?? { pack: e.pack, reason: why, reported: markers.reportedLostPacks.has(e.pack), chunks: 0 };
         l.chunks++;
         lost.set(e.pack, l);
         lostEntries.push(e);
@@ -235,7 +244,7 @@ export async function loadIndexOnce(backend: Backend, projectId: string, bad: Re
     }
   }
   const lostChunks = new Set<string>();
-  for (const e of lostEntries) if (!index.has(e.id)) lostChunks.add(e.id.toString('hex'));
+  for (const e of lostEntries) if (!index.has(e.id) && !lost.get(e.pack)!.reported) lostChunks.add(e.id.toString('hex'));
   return {
     index,
     lostPacks: opts.checkPacks ? [...lost.values()] : null,

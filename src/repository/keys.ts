@@ -41,6 +41,8 @@ export const keys = {
   diskIndex: (snapshotId: string, writerId: string, diskHash: string) => `disks/${snapshotId}/${writerId}.${diskHash}.didx`,
   lease: (leaseId: string) => `locks/${leaseId}.json`,
   bad: (projectId: string, chunkHex: string, pack: string) => `bad/${projectId}/${chunkHex}.${pack}`,
+  /** Marker: the loss of this pack was reported on the snapshots it affects (not reported again). */
+  lostPack: (projectId: string, pack: string) => `bad/${projectId}/lost-${pack}`,
 };
 
 /** Parses keys back; null when a key does not have the expected shape (foreign files are ignored). */
@@ -64,6 +66,10 @@ export const parse = {
   lease(key: string): string | null {
     const m = /^locks\/([0-9a-f]{32})\.json$/.exec(key);
     return m ? m[1]! : null;
+  },
+  lostPack(key: string): { projectId: string; packId: string } | null {
+    const m = /^bad\/([0-9a-f-]+)\/lost-([0-9a-f]{32}-[0-9]{6})$/.exec(key);
+    return m ? { projectId: m[1]!, packId: m[2]! } : null;
   },
   bad(key: string): { projectId: string; chunkHex: string; packId: string } | null {
     const m = /^bad\/([0-9a-f-]+)\/([0-9a-f]{64})\.([0-9a-f]{32}-[0-9]{6})$/.exec(key);

@@ -1,4 +1,5 @@
 import { ID_LEN } from './chunk-codec.js';
+import { IntegrityError } from '../lib/errors.js';
 import { decodeFramed, encodeFramed } from './framing.js';
 
 /**
@@ -37,10 +38,16 @@ export function encodePackTrailer(projectId: string, entries: readonly PackTrail
   return Buffer.concat([framed, len]);
 }
 
-export function decodePackTrailer(what: string, pack: Buffer): PackTrailerEntry[] {
+/**
+ * Entries of a pack's trailer; `pack` may be the whole pack or just its tail (trailer + length
+ * word). With `projectId`, a trailer of another project is refused (IntegrityError).
+ */
+export function decodePackTrailer(what: string, pack: Buffer, projectId?: string): PackTrailerEntry[] {
   const len = pack.length >= 4 ? pack.readUInt32LE(pack.length - 4) : 0;
   const framed = pack.subarray(Math.max(0, pack.length - 4 - len), pack.length - 4);
-  const { body } = decodeFramed<{ count: number }>(`${what} trailer`, PACK_MAGIC, framed);
+  const { header, body } = decodeFramed<{ projectId?: unknown; count?: unknown }>(`${what} trailer`, PACK_MAGIC, framed);
+  if (projectId !== undefined && header.projectId !== projectId) throw new IntegrityError(`${what} belongs to another project`);
+  if (body.length % REC !== 0 || header.count !== body.length / REC) throw new IntegrityError(`${what} trailer has a bad record count`);
   const out: PackTrailerEntry[] = [];
   for (let at = 0; at + REC <= body.length; at += REC) {
     out.push({

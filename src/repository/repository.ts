@@ -170,8 +170,8 @@ export class Repository {
     assertId('project', projectId);
     for (let attempt = 0; ; attempt++) {
       try {
-        const bad = await this.listBadCopies(projectId);
-        return await loadIndexOnce(this.backend, projectId, bad, { clockNow: () => this.clock.now(), ...opts });
+        const markers = await this.listDamageMarkers(projectId);
+        return await loadIndexOnce(this.backend, projectId, markers, { clockNow: () => this.clock.now(), ...opts });
       } catch (e) {
         if (e instanceof NotFoundError && attempt < 3) continue;
         throw e;
@@ -225,12 +225,25 @@ export class Repository {
 
   /** `<chunkHex>.<packId>` of every copy verify found bad in this project. */
   async listBadCopies(projectId: string): Promise<Set<string>> {
-    const out = new Set<string>();
+    return (await this.listDamageMarkers(projectId)).badCopies;
+  }
+
+  /** Bad-copy markers (`<chunkHex>.<packId>`) and lost packs already reported, from one listing. */
+  async listDamageMarkers(projectId: string): Promise<{ badCopies: Set<string>; reportedLostPacks: Set<string> }> {
+    const badCopies = new Set<string>();
+    const reportedLostPacks = new Set<string>();
     for (const key of await listAll(this.backend, `bad/${projectId}/`)) {
       const p = parse.bad(key);
-      if (p) out.add(`${p.chunkHex}.${p.packId}`);
+      if (p) badCopies.add(`${p.chunkHex}.${p.packId}`);
+      const l = parse.lostPack(key);
+      if (l) reportedLostPacks.add(l.packId);
     }
-    return out;
+    return { badCopies, reportedLostPacks };
+  }
+
+  /** Records that a lost pack's damage was reported, so later snapshots do not report it again. */
+  async markLostPackReported(projectId: string, pack: string, reason: string): Promise<void> {
+    await this.backend.put(keys.lostPack(projectId, pack), Buffer.from(JSON.stringify({ reason, at: this.clock.now() })));
   }
 
   async markBadCopy(projectId: string, chunkHex: string, pack: string, reason: string): Promise<void> {
