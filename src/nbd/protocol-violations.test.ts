@@ -153,6 +153,21 @@ describe('NBD client against misbehaving servers', () => {
     await c.close();
   });
 
+  test('replies in reverse order reach the request they answer (matched by handle)', async () => {
+    const held: [Socket, Req][] = [];
+    onRequest = (s, r) => {
+      held.push([s, r]);
+      if (held.length < 4) return;
+      for (const [sock, req] of held.reverse()) sock.write(dataChunk(req, req.offset, Buffer.alloc(req.length, req.offset / 4096)));
+    };
+    const c = await connect();
+    const reads = [0, 1, 2, 3].map((i) => c.read(i * 4096, 4096));
+    assert.equal(c.inFlight, 4);
+    const bufs = await Promise.all(reads);
+    bufs.forEach((b, i) => assert.ok(b.every((x) => x === i), `read ${i} got another request's data`));
+    await c.close();
+  });
+
   test('no server at the socket: a closed error that names the cause but not the path', async () => {
     await assert.rejects(NbdClient.connect({ socketPath: '/nonexistent/lifeboat-nbd.sock' }), (e: unknown) => isFailure('closed', /ENOENT/)(e) && !/nonexistent/.test((e as Error).message));
   });

@@ -34,6 +34,11 @@ export class SocketReader {
     return this.paused;
   }
 
+  /** Bytes received and not yet consumed. */
+  get bufferedBytes(): number {
+    return this.buffered;
+  }
+
   /** The first error that ended the stream, if any. */
   get error(): Error | null {
     return this.failure;
