@@ -7,7 +7,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { mkdirSync, rmSync } from 'node:fs';
-import { FsBackend } from '../src/backend/fs.backend.js';
+import { FsBackend } from '../src/backend/fs/fs.backend.js';
 import { backupDisk } from '../src/datamover/backup.js';
 import { ChunkPool } from '../src/datamover/chunk-pool.js';
 import { restoreDisk } from '../src/datamover/restore.js';

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { after, describe, test } from 'node:test';
-import { MemBackend } from '../src/backend/mem.backend.js';
+import { MemBackend } from '../src/backend/mem/mem.backend.js';
 import { listAll, type Backend } from '../src/backend/backend.js';
 import { ManualClock } from '../src/lib/clock.js';
 import { IntegrityError } from '../src/lib/errors.js';

@@ -9,7 +9,7 @@ import { openStore, type StoreHandle } from '../src/store/db.js';
 import { getWorkload } from '../src/store/workload.store.js';
 import { Policy } from '../src/identity/policy.js';
 import { LocalPlatform } from '../src/platform/local/local.platform.js';
-import { MemBackend } from '../src/backend/mem.backend.js';
+import { MemBackend } from '../src/backend/mem/mem.backend.js';
 import { Repository } from '../src/repository/repository.js';
 import { WorkloadService } from '../src/services/workload.service.js';
 import { SnapshotService } from '../src/services/snapshot.service.js';

@@ -8,7 +8,7 @@ import { openTestPg } from '../src/store/testing.js';
 import { openStore, type StoreHandle } from '../src/store/db.js';
 import { insertWorkload } from '../src/store/workload.store.js';
 import { LocalPlatform } from '../src/platform/local/local.platform.js';
-import { MemBackend } from '../src/backend/mem.backend.js';
+import { MemBackend } from '../src/backend/mem/mem.backend.js';
 import { Repository } from '../src/repository/repository.js';
 import { JobRunner } from '../src/jobs/runner.js';
 import { snapshotJobHandlers } from '../src/jobs/snapshot.job.js';

@@ -19,7 +19,8 @@ import { restoreJobHandlers } from '../jobs/restore.job.js';
 import { restoreRoutes } from '../http/restores.routes.js';
 import { snapshotJobHandlers } from '../jobs/snapshot.job.js';
 import { snapshotRoutes } from '../http/snapshots.routes.js';
-import { FsBackend } from '../backend/fs.backend.js';
+import { openBackend } from '../backend/open.js';
+import { describeTarget } from '../lib/target.js';
 import { Repository } from '../repository/repository.js';
 import { GcScheduler } from '../jobs/gc.js';
 import { Scheduler } from '../jobs/scheduler.js';
@@ -40,6 +41,7 @@ import { workloadRoutes } from '../http/workloads.routes.js';
 import { identityRoutes } from '../http/identity.routes.js';
 import { systemClock, type Clock } from '../lib/clock.js';
 import type { Logger } from '../lib/logger.js';
+import { errorMessage } from '../lib/errors.js';
 import type { TokenValidator } from '../identity/token-validator.js';
 
 /**
@@ -124,9 +126,13 @@ export async function startLifeboat(config: Config, o: StartOptions): Promise<Li
       keystoneUri = k.url;
     }
 
-    mkdirSync(config.target.dir, { recursive: true });
-    const targetDescription = `file://${config.target.dir}`;
-    const repo = await Repository.init(new FsBackend(config.target.dir), {}, { clock, logger: log });
+    const targetDescription = describeTarget(config.target);
+    const backend = await openBackend(config.target, {
+      create: true,
+      connections: config.targetConnections,
+      retry: { onRetry: (r) => log.warn({ op: r.op, key: r.key, attempt: r.attempt, delayMs: r.delayMs, err: errorMessage(r.error) }, 'backup target request failed; retrying') },
+    });
+    const repo = await Repository.init(backend, {}, { clock, logger: log });
     const workloads = new WorkloadService({ db: store.db, platform, clock });
     const restores = new RestoreService({ db: store.db, clock });
     const snapshots = new SnapshotService({ db: store.db, clock, targetDescription });

@@ -1,6 +1,5 @@
-import { existsSync } from 'node:fs';
 import type { Config } from '../config/config.js';
-import { FsBackend } from '../backend/fs.backend.js';
+import { openBackend } from '../backend/open.js';
 import { Repository } from '../repository/repository.js';
 import { verifyRepository, type VerifyResult } from '../repository/verify.js';
 import type { GcReport } from '../repository/gc.js';
@@ -9,10 +8,14 @@ import { committedSnapshotIds } from '../store/snapshot.store.js';
 import { recordVerifyResult } from '../jobs/damage.job.js';
 import { errorMessage, ValidationError } from '../lib/errors.js';
 
-/** Operator tools on the backup target (`lifeboat repo verify|gc`), outside the service. */
+/**
+ * Operator tools on the backup target (`lifeboat repo verify|gc`), outside the service. They
+ * open the target exactly as the service does (openBackend), but never create it: a tool
+ * pointed at a wrong path must fail, not start an empty repository.
+ */
 async function openRepo(config: Config): Promise<Repository> {
-  if (!existsSync(config.target.dir)) throw new Error(`backup target ${config.target.dir} does not exist`);
-  return Repository.open(new FsBackend(config.target.dir));
+  const backend = await openBackend(config.target, { create: false, connections: config.targetConnections });
+  return Repository.open(backend);
 }
 
 export interface VerifyReport extends VerifyResult {

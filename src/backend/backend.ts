@@ -1,3 +1,5 @@
+import { UnavailableError } from '../lib/errors.js';
+
 /**
  * The object-storage seam under the repository: a flat namespace of named objects, modelled
  * on restic's Backend so that a directory (local or NFS), S3 and memory all fit.
@@ -13,6 +15,9 @@
  *   particular order. A listing that cannot be completed THROWS; it never ends early or yields
  *   nothing, because GC treats a listing as the truth (restic #4612).
  * - `delete` is idempotent: deleting a missing key succeeds.
+ * - A failure that may succeed when simply tried again (a timeout, a reset connection, a
+ *   throttled or 5xx answer, a busy file) is thrown as a TransientError; every other error is
+ *   permanent. The retry wrapper (retry.backend.ts) retries only transient ones.
  * No rename, no append, no partial overwrite: S3 has none of them.
  */
 export interface Backend {
@@ -34,6 +39,12 @@ export interface Backend {
   stat(key: string): Promise<number | null>;
   list(prefix: string): AsyncIterable<string>;
   delete(key: string): Promise<void>;
+  /**
+   * Optional housekeeping: removes what crashed writers left OUTSIDE the object namespace and
+   * is older than `olderThanMs` (fs: `.tmp-*` files of interrupted puts; S3 would abort stale
+   * multipart uploads). Never touches an object. Returns how many leftovers were removed.
+   */
+  sweepLeftovers?(olderThanMs: number): Promise<number>;
 }
 
 export interface ObjectWriter {
@@ -80,4 +91,20 @@ export async function listAll(backend: Backend, prefix: string): Promise<string[
   const out: string[] = [];
   for await (const k of backend.list(prefix)) out.push(k);
   return out;
+}
+
+/**
+ * A backend failure worth retrying as is: the same request may succeed a moment later. It is
+ * an UnavailableError, so when retries run out the caller sees "a dependency is down" (503),
+ * never a bad-request fault. `cause` keeps the original error for logs.
+ */
+export class TransientError extends UnavailableError {
+  readonly transient = true;
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+  }
+}
+
+export function isTransient(e: unknown): boolean {
+  return e instanceof TransientError;
 }

@@ -7,7 +7,8 @@ test('defaults live under LIFEBOAT_HOME', () => {
   assert.equal(c.home, '/srv/.lifeboat');
   assert.deepEqual(c.listen, { host: '127.0.0.1', port: 8780 });
   assert.equal(c.db, 'sqlite:/srv/.lifeboat/lifeboat.db');
-  assert.deepEqual(c.target, { kind: 'file', dir: '/srv/.lifeboat/target' });
+  assert.deepEqual(c.target, { kind: 'file', path: '/srv/.lifeboat/target' });
+  assert.equal(c.targetConnections, null);
   assert.equal(c.inventory, '/srv/.lifeboat/inventory.json');
   assert.equal(c.identity, '/srv/.lifeboat/identity.json');
   assert.equal(c.restoreDir, '/srv/.lifeboat/instances');
@@ -22,8 +23,18 @@ test('bad values name the variable', () => {
     { LIFEBOAT_LISTEN: '127.0.0.1:99999' },
     { LIFEBOAT_DB: 'mysql://x' },
     { LIFEBOAT_DB: 'sqlite:' },
-    { LIFEBOAT_TARGET: 's3://bucket' },
     { LIFEBOAT_TARGET: 'file://relative/dir' },
+    { LIFEBOAT_TARGET: 'nfs://server/export' },
+    { LIFEBOAT_TARGET: '/srv/backups' },
+    { LIFEBOAT_TARGET: 's3://Bad_Bucket' },
+    { LIFEBOAT_TARGET: 's3://bucket:9000/x' },
+    { LIFEBOAT_TARGET: 's3://key:secret@bucket/x' },
+    { LIFEBOAT_TARGET: 's3://bucket/a%20b' },
+    { LIFEBOAT_TARGET: 's3://bucket?endpoint=ftp://x' },
+    { LIFEBOAT_TARGET: 's3://bucket?endpoint=http://u:p@minio:9000' },
+    { LIFEBOAT_TARGET: 's3://bucket?acl=public' },
+    { LIFEBOAT_TARGET: 's3://bucket?region=Mars%201' },
+    { LIFEBOAT_TARGET_CONNECTIONS: '0' },
     { LIFEBOAT_KEYSTONE_URL: 'http://k:5000/v3' },
     { LIFEBOAT_KEYSTONE_URL: 'not a url', LIFEBOAT_KEYSTONE_USER: 'u', LIFEBOAT_KEYSTONE_PASSWORD: 'p', LIFEBOAT_KEYSTONE_PROJECT: 's' },
     { LIFEBOAT_TOKEN_TTL: '-5' },
@@ -31,7 +42,7 @@ test('bad values name the variable', () => {
   ];
   for (const env of bad) {
     const name = Object.keys(env)[0]!;
-    assert.throws(() => loadConfig(env, '/srv'), (e: unknown) => e instanceof ConfigError && e.message.includes(name), name);
+    assert.throws(() => loadConfig(env, '/srv'), (e: unknown) => e instanceof ConfigError && e.message.includes(name), JSON.stringify(env));
   }
 });
 
@@ -87,4 +98,23 @@ test('login limits and the SMTP allowlist: defaults, parsing, refusals', () => {
     const name = Object.keys(env)[0]!;
     assert.throws(() => loadConfig(env, '/srv'), (e: unknown) => e instanceof ConfigError && e.message.includes(name), JSON.stringify(env));
   }
+});
+
+test('LIFEBOAT_TARGET: the scheme picks the kind; s3 URLs parse into the union (opened later by the backend)', () => {
+  const t = (v: string) => loadConfig({ LIFEBOAT_TARGET: v }, '/srv').target;
+  assert.deepEqual(t('file:///var/backups/'), { kind: 'file', path: '/var/backups' });
+  assert.deepEqual(t('s3://lifeboat-backups'), { kind: 's3', bucket: 'lifeboat-backups', prefix: '', endpoint: null, region: null });
+  assert.deepEqual(t('s3://lb.backups/site-1/prod/?endpoint=http://127.0.0.1:9000/&region=eu-west-1'), {
+    kind: 's3',
+    bucket: 'lb.backups',
+    prefix: 'site-1/prod',
+    endpoint: 'http://127.0.0.1:9000',
+    region: 'eu-west-1',
+  });
+  assert.equal(loadConfig({ LIFEBOAT_TARGET_CONNECTIONS: '4' }, '/srv').targetConnections, 4);
+  // A credential in the URL is refused without being echoed.
+  assert.throws(
+    () => loadConfig({ LIFEBOAT_TARGET: 's3://AKIAXXX:topsecret@bucket/x' }, '/srv'),
+    (e: unknown) => e instanceof ConfigError && !e.message.includes('topsecret') && /AWS_ACCESS_KEY_ID/.test(e.message),
+  );
 });

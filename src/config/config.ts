@@ -1,5 +1,6 @@
 import { hostname } from 'node:os';
 import { isAbsolute, join, resolve } from 'node:path';
+import type { BackupTarget } from '../lib/target.js';
 
 /**
  * The one place configuration comes from: LIFEBOAT_* environment variables, validated at
@@ -12,7 +13,10 @@ export interface Config {
   /** Base URL clients reach this service at (for links and the Keystone catalog). */
   publicUrl: string;
   db: string;
-  target: { kind: 'file'; dir: string };
+  /** Where backups go; the URL scheme of LIFEBOAT_TARGET picks the kind (backend/open.ts opens it). */
+  target: BackupTarget;
+  /** Most backend requests in flight at once per process; null: the backend kind's default. */
+  targetConnections: number | null;
   inventory: string;
   identity: string;
   keystone: { url: string; user: string; password: string; project: string } | null;
@@ -98,12 +102,8 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
     throw new ConfigError(`LIFEBOAT_DB must be sqlite:<path> or postgres://..., got ${JSON.stringify(dbRaw)}`);
   }
 
-  const targetRaw = nonEmpty(env, 'LIFEBOAT_TARGET') ?? `file://${join(home, 'target')}`;
-  if (!targetRaw.startsWith('file://')) {
-    throw new ConfigError(`LIFEBOAT_TARGET must be file://<absolute dir> (S3 comes later), got ${JSON.stringify(targetRaw)}`);
-  }
-  const targetDir = targetRaw.slice('file://'.length);
-  if (!isAbsolute(targetDir)) throw new ConfigError(`LIFEBOAT_TARGET must name an absolute directory, got ${JSON.stringify(targetRaw)}`);
+  const target = parseTarget(nonEmpty(env, 'LIFEBOAT_TARGET') ?? `file://${join(home, 'target')}`);
+  const targetConnections = env.LIFEBOAT_TARGET_CONNECTIONS === undefined ? null : positiveInt(env, 'LIFEBOAT_TARGET_CONNECTIONS', 1);
 
   const kUrl = nonEmpty(env, 'LIFEBOAT_KEYSTONE_URL');
   let keystone: Config['keystone'] = null;
@@ -137,7 +137,8 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
     listen,
     publicUrl,
     db,
-    target: { kind: 'file', dir: targetDir },
+    target,
+    targetConnections,
     inventory: resolve(cwd, nonEmpty(env, 'LIFEBOAT_INVENTORY') ?? join(home, 'inventory.json')),
     identity: resolve(cwd, nonEmpty(env, 'LIFEBOAT_IDENTITY') ?? join(home, 'identity.json')),
     keystone,
@@ -155,4 +156,69 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
     jobLeaseSeconds: positiveInt(env, 'LIFEBOAT_JOB_LEASE', 30),
     logLevel,
   };
+}
+
+const TARGET_HELP = 'file://<absolute dir> or s3://<bucket>[/<prefix>][?endpoint=<http(s) url>&region=<name>]';
+
+/**
+ * LIFEBOAT_TARGET → BackupTarget. The scheme picks the kind; each kind's URL is checked in full
+ * here so a typo stops the process at start, not at the first backup. Credentials never go in
+ * the URL (it is shown in snapshot records and logs): S3 takes them from the AWS variables.
+ */
+export function parseTarget(raw: string): BackupTarget {
+  const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(raw)?.[1]?.toLowerCase();
+  if (scheme === 'file') {
+    const path = raw.slice('file://'.length);
+    if (!isAbsolute(path)) throw new ConfigError(`LIFEBOAT_TARGET must name an absolute directory (file:///srv/backups), got ${JSON.stringify(raw)}`);
+    return { kind: 'file', path: resolve(path) };
+  }
+  if (scheme === 's3') return parseS3Target(raw);
+  throw new ConfigError(`LIFEBOAT_TARGET must be ${TARGET_HELP}; unknown scheme in ${JSON.stringify(raw)}`);
+}
+
+const S3_BUCKET_RE = /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/;
+const S3_PREFIX_SEGMENT_RE = /^[A-Za-z0-9_-][A-Za-z0-9._-]*$/;
+
+function parseS3Target(raw: string): BackupTarget {
+  let u: URL;
+  try {
+    u = new URL(raw);
+  } catch {
+    throw new ConfigError(`LIFEBOAT_TARGET is not a valid URL; expected ${TARGET_HELP}`);
+  }
+  if (u.username || u.password) {
+    throw new ConfigError('LIFEBOAT_TARGET must not carry credentials; S3 keys come from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or the AWS credentials file');
+  }
+  const bucket = u.hostname;
+  if (!S3_BUCKET_RE.test(bucket) || u.port !== '') {
+    throw new ConfigError(`LIFEBOAT_TARGET s3:// needs a bucket name (3-63 of a-z 0-9 . -), got ${JSON.stringify(u.host)}; put the server in ?endpoint=`);
+  }
+  const prefix = u.pathname.replace(/^\/+|\/+$/g, '');
+  if (prefix !== '' && !prefix.split('/').every((seg) => S3_PREFIX_SEGMENT_RE.test(seg))) {
+    throw new ConfigError(`LIFEBOAT_TARGET s3:// prefix may hold only /-separated segments of A-Z a-z 0-9 . _ -, got ${JSON.stringify(prefix)}`);
+  }
+  if (u.hash) throw new ConfigError('LIFEBOAT_TARGET s3:// takes no #fragment');
+  let endpoint: string | null = null;
+  let region: string | null = null;
+  for (const [name, value] of u.searchParams) {
+    if (name === 'endpoint') endpoint = checkEndpoint(value);
+    else if (name === 'region') {
+      if (!/^[a-z0-9-]{1,64}$/.test(value)) throw new ConfigError(`LIFEBOAT_TARGET region must be like us-east-1, got ${JSON.stringify(value)}`);
+      region = value;
+    } else throw new ConfigError(`LIFEBOAT_TARGET s3:// knows only ?endpoint= and ?region=, got ?${name}=`);
+  }
+  return { kind: 's3', bucket, prefix, endpoint, region };
+}
+
+function checkEndpoint(v: string): string {
+  let e: URL;
+  try {
+    e = new URL(v);
+  } catch {
+    throw new ConfigError(`LIFEBOAT_TARGET endpoint is not a URL: ${JSON.stringify(v)}`);
+  }
+  if ((e.protocol !== 'http:' && e.protocol !== 'https:') || e.username || e.password || e.search || e.hash) {
+    throw new ConfigError('LIFEBOAT_TARGET endpoint must be http(s)://host[:port][/path], without credentials or query');
+  }
+  return v.replace(/\/+$/, '');
 }

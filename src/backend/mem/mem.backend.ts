@@ -1,5 +1,5 @@
-import { IntegrityError, NotFoundError } from '../lib/errors.js';
-import { assertValidKey, assertValidPrefix, type Backend, type ObjectWriter } from './backend.js';
+import { IntegrityError, NotFoundError } from '../../lib/errors.js';
+import { assertValidKey, assertValidPrefix, type Backend, type ObjectWriter } from '../backend.js';
 
 /**
  * In-memory backend for tests and demos. Stores copies, so callers may reuse their buffers.

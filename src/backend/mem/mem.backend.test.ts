@@ -1,4 +1,4 @@
-import { backendConformance } from './backend.conformance.js';
+import { backendConformance } from '../backend.conformance.js';
 import { MemBackend } from './mem.backend.js';
 
 backendConformance('mem', async () => ({ backend: new MemBackend() }));

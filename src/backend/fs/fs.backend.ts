@@ -1,14 +1,36 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, readdir, readFile, rename, rm, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { lstat, mkdir, open, readdir, readFile, rename, rm, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { dirname, join, relative, sep } from 'node:path';
-import { IntegrityError, NotFoundError } from '../lib/errors.js';
-import { assertValidKey, assertValidPrefix, type Backend, type ObjectWriter } from './backend.js';
+import { IntegrityError, NotFoundError } from '../../lib/errors.js';
+import { assertValidKey, assertValidPrefix, TransientError, type Backend, type ObjectWriter } from '../backend.js';
 
 /** Temp files live beside their final name and start with this; listings never show them. */
 const TMP_PREFIX = '.tmp-';
 
 function isErrno(e: unknown, code: string): boolean {
   return typeof e === 'object' && e !== null && (e as { code?: string }).code === code;
+}
+
+/**
+ * Errors a second try may not see: a busy or interrupted call, descriptor exhaustion, and what
+ * an NFS mount reports for a server that did not answer in time (soft mounts give EIO or
+ * ETIMEDOUT, a handle invalidated by the server ESTALE). Each try of a put writes a new temp
+ * file from the caller's bytes, so retrying after a failed fsync re-sends the data rather than
+ * trusting the page cache (the fd that failed is never used again).
+ */
+const TRANSIENT_CODES = new Set(['EAGAIN', 'EBUSY', 'EINTR', 'EMFILE', 'ENFILE', 'ETIMEDOUT', 'ESTALE', 'EIO']);
+
+/**
+ * Turns a system error into one that names the object key and the errno, never the file path
+ * (messages reach job records a tenant can read): TransientError for TRANSIENT_CODES, a plain
+ * Error otherwise. Errors without an errno (key checks, integrity) pass unchanged.
+ */
+function classify(e: unknown, op: string, key: string): unknown {
+  const code = typeof e === 'object' && e !== null ? (e as { code?: unknown }).code : undefined;
+  if (typeof code !== 'string') return e;
+  const message = `fs backend: ${op} ${key || '/'} failed (${code})`;
+  if (TRANSIENT_CODES.has(code)) return new TransientError(message, { cause: e });
+  return new Error(message, { cause: e });
 }
 
 /**
@@ -27,13 +49,14 @@ export class FsBackend implements Backend {
   }
 
   async put(key: string, data: Uint8Array | readonly Uint8Array[]): Promise<void> {
-    const w = await this.openWriter(key);
+    let w: ObjectWriter | null = null;
     try {
+      w = await this.openWriter(key);
       await w.write(data instanceof Uint8Array ? [data] : data);
       await w.commit();
     } catch (e) {
-      await w.abort();
-      throw e;
+      await w?.abort();
+      throw classify(e, 'put', key);
     }
   }
 
@@ -41,34 +64,30 @@ export class FsBackend implements Backend {
   async openWriter(key: string): Promise<ObjectWriter> {
     const final = this.path(key);
     const dir = dirname(final);
-    const created = await mkdir(dir, { recursive: true });
     const tmp = join(dir, `${TMP_PREFIX}${randomBytes(8).toString('hex')}`);
-    const fh = await open(tmp, 'wx', 0o640);
+    let created: string | undefined;
+    let fh: FileHandle;
+    try {
+      created = await mkdir(dir, { recursive: true });
+      fh = await open(tmp, 'wx', 0o640);
+    } catch (e) {
+      throw classify(e, 'put', key);
+    }
     let state: 'open' | 'committed' | 'aborted' = 'open';
     let closed = false;
     const root = this.root;
     return {
       async write(parts: readonly Uint8Array[]): Promise<void> {
         if (state !== 'open') throw new Error(`write to a ${state} object writer (${key})`);
-        await writeAll(fh, parts);
+        await writeAll(fh, parts).catch((e: unknown) => {
+          throw classify(e, 'put', key);
+        });
       },
       async commit(): Promise<void> {
         if (state !== 'open') throw new Error(`commit of a ${state} object writer (${key})`);
-        // Any fsync/close failure fails the put; the same fd is never retried.
-        await fh.sync();
-        closed = true;
-        await fh.close();
-        await rename(tmp, final);
-        state = 'committed';
-        await fsyncDir(dir);
-        if (created !== undefined) {
-          // New directories must be made durable in their parents too, up to the root.
-          let d = dir;
-          while (d !== root && relative(root, d) !== '' && !relative(root, d).startsWith('..')) {
-            d = dirname(d);
-            await fsyncDir(d);
-          }
-        }
+        await publish().catch((e: unknown) => {
+          throw classify(e, 'put', key);
+        });
       },
       async abort(): Promise<void> {
         if (state !== 'open') return;
@@ -77,6 +96,24 @@ export class FsBackend implements Backend {
         await rm(tmp, { force: true }).catch(() => {});
       },
     };
+    /** fsync, rename over the final name, fsync the directory (and any directory created). */
+    async function publish(): Promise<void> {
+      // Any fsync/close failure fails the put; the same fd is never retried.
+      await fh.sync();
+      closed = true;
+      await fh.close();
+      await rename(tmp, final);
+      state = 'committed';
+      await fsyncDir(dir);
+      if (created !== undefined) {
+        // New directories must be made durable in their parents too, up to the root.
+        let d = dir;
+        while (d !== root && relative(root, d) !== '' && !relative(root, d).startsWith('..')) {
+          d = dirname(d);
+          await fsyncDir(d);
+        }
+      }
+    }
   }
 
   async get(key: string): Promise<Buffer> {
@@ -84,7 +121,7 @@ export class FsBackend implements Backend {
       return await readFile(this.path(key));
     } catch (e) {
       if (isErrno(e, 'ENOENT')) throw new NotFoundError(`object ${key} not found`);
-      throw e;
+      throw classify(e, 'get', key);
     }
   }
 
@@ -101,12 +138,14 @@ export class FsBackend implements Backend {
       fh = await open(this.path(key), 'r');
     } catch (e) {
       if (isErrno(e, 'ENOENT')) throw new NotFoundError(`object ${key} not found`);
-      throw e;
+      throw classify(e, 'get', key);
     }
     try {
       let got = 0;
       while (got < length) {
-        const { bytesRead } = await fh.read(dst, got, length - got, offset + got);
+        const { bytesRead } = await fh.read(dst, got, length - got, offset + got).catch((e: unknown) => {
+          throw classify(e, 'get', key);
+        });
         if (bytesRead === 0) throw new IntegrityError(`object ${key} is shorter than ${offset + length} bytes`);
         got += bytesRead;
       }
@@ -120,7 +159,7 @@ export class FsBackend implements Backend {
       return (await stat(this.path(key))).size;
     } catch (e) {
       if (isErrno(e, 'ENOENT')) return null;
-      throw e;
+      throw classify(e, 'stat', key);
     }
   }
 
@@ -136,7 +175,7 @@ export class FsBackend implements Backend {
         entries = await readdir(dir, { withFileTypes: true });
       } catch (e) {
         if (isErrno(e, 'ENOENT') && dir === base) return;
-        throw e;
+        throw classify(e, 'list', prefix);
       }
       for (const ent of entries) {
         if (ent.name.startsWith('.')) continue; // temp files and foreign dotfiles
@@ -153,11 +192,41 @@ export class FsBackend implements Backend {
       await unlink(p);
     } catch (e) {
       if (isErrno(e, 'ENOENT')) return;
-      throw e;
+      throw classify(e, 'delete', key);
     }
     // A deletion that is lost on power failure could resurrect a deleted manifest after GC
     // freed its chunks, so deletions are made durable too.
-    await fsyncDir(dirname(p));
+    await fsyncDir(dirname(p)).catch((e: unknown) => {
+      throw classify(e, 'delete', key);
+    });
+  }
+
+  /**
+   * Removes `.tmp-*` files whose last write is older than `olderThanMs`: what a put or a pack
+   * stream leaves when its process is killed before commit or abort. A live writer touches its
+   * temp file with every write, so only a writer stalled for longer than the grace period can
+   * lose its file — its commit then fails loudly (rename of a missing file), never silently.
+   * Objects and foreign dotfiles are never touched. Returns the number of files removed.
+   */
+  async sweepLeftovers(olderThanMs: number): Promise<number> {
+    const cutoff = Date.now() - olderThanMs;
+    let removed = 0;
+    const stack: string[] = [this.root];
+    while (stack.length > 0) {
+      const dir = stack.pop()!;
+      for (const ent of await readdir(dir, { withFileTypes: true })) {
+        const p = join(dir, ent.name);
+        if (ent.isDirectory() && !ent.name.startsWith('.')) stack.push(p);
+        else if (ent.isFile() && ent.name.startsWith(TMP_PREFIX)) {
+          const st = await lstat(p).catch(() => null); // committed or aborted meanwhile
+          if (st && st.mtimeMs < cutoff) {
+            await rm(p, { force: true });
+            removed++;
+          }
+        }
+      }
+    }
+    return removed;
   }
 }
 

@@ -1,0 +1,87 @@
+import assert from 'node:assert/strict';
+import { mkdtemp, readdir, rm, writeFile, mkdir, chmod, utimes } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { listAll } from '../backend.js';
+import { backendConformance } from '../backend.conformance.js';
+import { FsBackend } from './fs.backend.js';
+
+async function fresh() {
+  const dir = await mkdtemp(join(tmpdir(), 'lb-fsb-'));
+  return { dir, backend: new FsBackend(dir), cleanup: () => rm(dir, { recursive: true, force: true }) };
+}
+
+backendConformance('fs', fresh);
+
+test('fs: a put leaves no temp file behind and listings skip crash leftovers', async () => {
+  const { dir, backend, cleanup } = await fresh();
+  try {
+    await backend.put('x/obj', Buffer.from('data'));
+    assert.deepEqual(await readdir(join(dir, 'x')), ['obj']);
+    await writeFile(join(dir, 'x', '.tmp-deadbeef'), 'partial'); // a writer killed mid-put
+    assert.deepEqual(await listAll(backend, 'x/'), ['x/obj']);
+  } finally {
+    await cleanup();
+  }
+});
+
+test('fs: a listing that fails throws instead of looking empty', { skip: process.getuid?.() === 0 }, async () => {
+  const { dir, backend, cleanup } = await fresh();
+  try {
+    await backend.put('locked/a', Buffer.from('1'));
+    await chmod(join(dir, 'locked'), 0o000);
+    await assert.rejects(listAll(backend, 'locked/'));
+  } finally {
+    await chmod(join(dir, 'locked'), 0o755);
+    await cleanup();
+  }
+});
+
+test('fs: a prefix that is a file, not a folder, makes list throw', async () => {
+  const { dir, backend, cleanup } = await fresh();
+  try {
+    await mkdir(join(dir, 'a'), { recursive: true });
+    await writeFile(join(dir, 'a', 'b'), 'x');
+    await assert.rejects(listAll(backend, 'a/b/'));
+  } finally {
+    await cleanup();
+  }
+});
+
+test('fs: temp files of killed writers are swept once older than the grace period, nothing else', async () => {
+  const { dir, backend, cleanup } = await fresh();
+  const packDir = join(dir, 'packs', 'p');
+  const tmpNames = async () => (await readdir(packDir)).filter((n) => n.startsWith('.tmp-')).sort();
+  try {
+    await backend.put('packs/p/obj', Buffer.from('kept'));
+    // A writer killed mid-stream neither commits nor aborts: its temp file is left behind.
+    const killed = await backend.openWriter('packs/p/killed');
+    await killed.write([Buffer.from('partial pack')]);
+    const [killedTmp] = await tmpNames();
+    assert.ok(killedTmp, 'the leftover exists');
+    const live = await backend.openWriter('packs/p/live');
+    await live.write([Buffer.from('still ')]);
+    const liveTmp = (await tmpNames()).find((n) => n !== killedTmp)!;
+    await writeFile(join(dir, 'packs', '.foreign'), 'not ours');
+    // The killed writer's last write was two hours ago.
+    const old = new Date(Date.now() - 2 * 3600_000);
+    await utimes(join(packDir, killedTmp), old, old);
+
+    assert.equal(await backend.sweepLeftovers(3600_000), 1);
+    assert.deepEqual(await tmpNames(), [liveTmp]);
+    assert.equal(await backend.sweepLeftovers(3600_000), 0); // a young temp file is a live writer's
+    assert.deepEqual((await readdir(join(dir, 'packs'))).sort(), ['.foreign', 'p']);
+    assert.equal((await backend.get('packs/p/obj')).toString(), 'kept');
+    // The live writer is unaffected; a writer whose file was swept fails loudly at commit.
+    await live.write([Buffer.from('uploading')]);
+    await live.commit();
+    assert.equal((await backend.get('packs/p/live')).toString(), 'still uploading');
+    await assert.rejects(killed.commit(), /ENOENT/);
+    await killed.abort();
+    assert.equal(await backend.stat('packs/p/killed'), null);
+    assert.deepEqual(await tmpNames(), []);
+  } finally {
+    await cleanup();
+  }
+});

@@ -1,0 +1,78 @@
+import type { Backend, ObjectWriter } from './backend.js';
+
+/** A counting semaphore with a FIFO queue: waiters are served in arrival order. */
+class Slots {
+  private free: number;
+  private readonly waiters: (() => void)[] = [];
+  constructor(readonly size: number) {
+    this.free = size;
+  }
+  private async acquire(): Promise<void> {
+    if (this.free > 0) {
+      this.free--;
+      return;
+    }
+    await new Promise<void>((resolve) => this.waiters.push(resolve));
+  }
+  private release(): void {
+    const next = this.waiters.shift();
+    if (next) next(); // the slot passes straight to the next waiter
+    else this.free++;
+  }
+  async run<T>(fn: () => Promise<T>): Promise<T> {
+    await this.acquire();
+    try {
+      return await fn();
+    } finally {
+      this.release();
+    }
+  }
+}
+
+/**
+ * Wraps a backend so that at most `connections` requests run at once (S3 and NFS servers
+ * throttle or stall beyond a point; restic's `-o s3.connections`). Every request holds one
+ * slot while it runs. Streams hold a slot per step, never across steps: one per `next()` of a
+ * listing and one per `write`/`commit`/`abort` of a writer, so a caller that reads objects
+ * while iterating a listing, or keeps several writers open, cannot deadlock the limiter.
+ *
+ * Put the retry wrapper OUTSIDE this one (`withRetry(withConcurrencyLimit(b, n))`): a request
+ * waiting out its backoff then holds no slot.
+ */
+export function withConcurrencyLimit(inner: Backend, connections: number): Backend {
+  if (!Number.isInteger(connections) || connections < 1) throw new RangeError(`connections must be a positive integer, got ${connections}`);
+  const slots = new Slots(connections);
+
+  async function* list(prefix: string): AsyncIterable<string> {
+    const it = inner.list(prefix)[Symbol.asyncIterator]();
+    try {
+      for (;;) {
+        const r = await slots.run(() => it.next());
+        if (r.done) return;
+        yield r.value;
+      }
+    } finally {
+      await it.return?.();
+    }
+  }
+
+  const limitWriter = (w: ObjectWriter): ObjectWriter => ({
+    write: (parts) => slots.run(() => w.write(parts)),
+    commit: () => slots.run(() => w.commit()),
+    abort: () => slots.run(() => w.abort()),
+  });
+
+  const b: Backend = {
+    put: (key, data) => slots.run(() => inner.put(key, data)),
+    get: (key) => slots.run(() => inner.get(key)),
+    getRange: (key, offset, length) => slots.run(() => inner.getRange(key, offset, length)),
+    stat: (key) => slots.run(() => inner.stat(key)),
+    list,
+    delete: (key) => slots.run(() => inner.delete(key)),
+  };
+  const { openWriter, getRangeInto, sweepLeftovers } = inner;
+  if (openWriter) b.openWriter = async (key) => limitWriter(await slots.run(() => openWriter.call(inner, key)));
+  if (getRangeInto) b.getRangeInto = (key, o, l, dst) => slots.run(() => getRangeInto.call(inner, key, o, l, dst));
+  if (sweepLeftovers) b.sweepLeftovers = (ms) => slots.run(() => sweepLeftovers.call(inner, ms));
+  return b;
+}
