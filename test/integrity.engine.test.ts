@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { after, describe, test } from 'node:test';
-import { MemBackend } from '../src/backend/mem.backend.js';
+import { MemBackend } from '../src/backend/mem/mem.backend.js';
 import { ManualClock } from '../src/lib/clock.js';
 import { newHexId, newId } from '../src/lib/ids.js';
 import { Repository } from '../src/repository/repository.js';
