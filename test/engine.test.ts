@@ -1,12 +1,17 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
+import { mkdtemp, readdir, rm, utimes } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { MemBackend } from '../src/backend/mem/mem.backend.js';
+import { FsBackend } from '../src/backend/fs/fs.backend.js';
 import { listAll, type Backend } from '../src/backend/backend.js';
 import { ManualClock } from '../src/lib/clock.js';
-import { IntegrityError } from '../src/lib/errors.js';
+import { ConflictError, CorruptMetadataError, IntegrityError } from '../src/lib/errors.js';
 import { newHexId, newId } from '../src/lib/ids.js';
 import { Repository } from '../src/repository/repository.js';
+import { decodePackIndex } from '../src/repository/pack-index.format.js';
 import { backupDisk } from '../src/datamover/backup.js';
 import { ChunkPool } from '../src/datamover/chunk-pool.js';
 import { restoreDisk } from '../src/datamover/restore.js';
@@ -320,7 +325,12 @@ describe('integrity, verify and self-heal', () => {
     await assert.rejects(repo.readManifest(s.snapshotId), IntegrityError);
     const edited = Buffer.from(good.toString().replace('"wl-1"', '"wl-2"'));
     mem.objects.set(mk, edited);
-    await assert.rejects(repo.readManifest(s.snapshotId), /checksum/);
+    await assert.rejects(repo.readManifest(s.snapshotId), (e: unknown) => e instanceof CorruptMetadataError && e.kind === 'corrupt-metadata' && /checksum/.test(e.message));
+    // A manifest stored under another snapshot's name is corrupt metadata, not a bad request.
+    const other = newId();
+    mem.objects.set(`manifests/${other}.json`, good);
+    await assert.rejects(repo.readManifest(other), (e: unknown) => e instanceof CorruptMetadataError && e.kind === 'corrupt-metadata');
+    mem.objects.delete(`manifests/${other}.json`);
     mem.objects.set(mk, good);
     const dk = s.manifest.disks[0]!.index;
     const di = mem.objects.get(dk)!;
@@ -480,5 +490,133 @@ describe('delete and garbage collection', () => {
     assert.equal((await repo.verify()).ok, true);
     assert.equal(packKeys(mem).filter((k) => k.includes(s1.writer.writerId)).length, 1); // only the shared pack
     assert.equal(sha((await restore(repo, s2.snapshotId, 'vda', CS * 24)).sink.data), sha(Buffer.concat([shared, rnd(CS * 8, 31)])));
+  });
+});
+
+describe('garbage collection: plan, decide, execute', () => {
+  test('the report counts what was planned (dry run, nothing deleted) and then done', async () => {
+    const { repo, backend } = await newRepo();
+    const mem = backend as MemBackend;
+    const p = newHexId();
+    const shared = rnd(CS * 16, 40); // exactly one pack, kept by s2
+    const s1 = await snapshot(repo, p, { vda: new MemDiskSource(Buffer.concat([shared, rnd(CS * 32, 41)])) });
+    await snapshot(repo, p, { vda: new MemDiskSource(Buffer.concat([shared, rnd(CS * 8, 42)])) });
+    await repo.deleteSnapshot(s1.snapshotId);
+    const before = new Map(mem.objects);
+    const dry = await repo.gc({ dryRun: true });
+    assert.equal(dry.swept, false);
+    assert.equal(dry.reason, 'dry run');
+    assert.ok(dry.packsDeleted + dry.packsRepacked >= 2, JSON.stringify(dry)); // s1's unshared data
+    assert.deepEqual([...mem.objects.keys()].filter((k) => !k.startsWith('locks/')).sort(), [...before.keys()].filter((k) => !k.startsWith('locks/')).sort());
+    assert.equal(await mem.stat('gc/plan.json'), null); // a dry run publishes no plan either
+
+    const r = await repo.gc();
+    assert.equal(r.swept, true, r.reason ?? '');
+    assert.equal(r.reason, null);
+    assert.equal(r.manifests, 1);
+    assert.equal(r.packsDeleted, dry.packsDeleted); // the dry run predicted the real one
+    assert.equal(r.packsRepacked, dry.packsRepacked);
+    assert.equal(r.bytesFreed, [...before].filter(([k]) => k.startsWith('packs/') && !mem.objects.has(k)).reduce((n, [, v]) => n + v.length, 0));
+    assert.ok(r.bytesFreed >= CS * 32);
+    assert.equal(r.packIndexesRewritten, 1);
+    assert.equal(r.pendingPacks, 0);
+    assert.deepEqual(r.missingChunks, []);
+    // One consolidated index for the project, recording the exact length of every pack it names
+    // (writers check packs against it before they dedup).
+    const idx = [...mem.objects.keys()].filter((k) => k.startsWith(`index/${p}/`));
+    assert.equal(idx.length, 1);
+    const { header } = decodePackIndex(idx[0]!, mem.objects.get(idx[0]!)!);
+    assert.deepEqual(header.packLengths, header.packs.map((pk) => mem.objects.get(`packs/${p}/${pk}.pack`)!.length));
+    assert.equal((await repo.verify()).ok, true);
+  });
+
+  test('orphan packs of a dead writer (no pack index, no manifest) are collected once its lease is older than ttl + grace', async () => {
+    const clock = new ManualClock();
+    const { repo, backend } = await newRepo(new MemBackend(), clock);
+    const mem = backend as MemBackend;
+    const p = newHexId();
+    await snapshot(repo, p, { vda: new MemDiskSource(rnd(CS * 4, 43)) }); // so GC is not "empty"
+    // A writer killed right after putting a pack: no pack index, no disk index, no manifest,
+    // and its lease stays behind (no heartbeat any more).
+    const dead = await repo.acquireLease('writer', p, newId());
+    const orphan = `packs/${p}/${dead.record.id}-000000.pack`;
+    await mem.put(orphan, rnd(CS * 3, 44));
+    await dead.release(false);
+    // The leftover exists, and while the lease may still be live GC must not touch it.
+    const r1 = await repo.gc();
+    assert.equal(r1.swept, true);
+    assert.ok(mem.objects.has(orphan));
+    assert.equal(r1.pendingPacks, 1);
+    clock.advance(60_000); // ttl: not yet dead (grace left)
+    assert.ok((await repo.gc()).pendingPacks === 1 && mem.objects.has(orphan));
+    clock.advance(10_000 + 1); // past ttl + grace since the last heartbeat
+    const r2 = await repo.gc();
+    assert.equal(r2.swept, true);
+    assert.ok(!mem.objects.has(orphan));
+    assert.equal(r2.packsDeleted, 1);
+    assert.equal(r2.leasesRemoved, 1);
+    assert.equal(r2.pendingPacks, 0);
+    assert.equal(await mem.stat(`locks/${dead.record.id}.json`), null);
+  });
+
+  test('temp files of killed fs writers are removed by GC once older than the leftover grace', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'lb-gc-fs-'));
+    try {
+      const fs = new FsBackend(dir);
+      const { repo } = await newRepo(fs);
+      const p = newHexId();
+      await snapshot(repo, p, { vda: new MemDiskSource(rnd(CS * 4, 45)) });
+      // A pack stream killed mid-write leaves its temp file; another one is still being written.
+      const killed = await fs.openWriter(`packs/${p}/${newHexId()}-000000.pack`);
+      await killed.write([rnd(CS, 46)]);
+      const tmpOf = async () => (await readdir(join(dir, 'packs', p))).filter((n) => n.startsWith('.tmp-'));
+      const [leftover] = await tmpOf();
+      assert.ok(leftover);
+      const live = await fs.openWriter(`packs/${p}/${newHexId()}-000000.pack`);
+      await live.write([rnd(CS, 47)]);
+      const old = new Date(Date.now() - 2 * 3600_000);
+      await utimes(join(dir, 'packs', p, leftover), old, old);
+      const r = await repo.gc({ leftoverGraceMs: 3600_000 });
+      assert.equal(r.swept, true);
+      assert.equal(r.leftoversRemoved, 1);
+      assert.equal((await tmpOf()).length, 1); // the live writer's
+      await live.abort();
+      await killed.abort();
+      assert.equal((await repo.verify()).ok, true);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('a damaged chunk met while repacking stops GC with an integrity error; nothing is deleted', async () => {
+    const { repo, backend } = await newRepo();
+    const mem = backend as MemBackend;
+    const p = newHexId();
+    const keep = rnd(CS * 4, 48);
+    const s1 = await snapshot(repo, p, { vda: new MemDiskSource(Buffer.concat([keep, rnd(CS * 12, 49)])) });
+    const s2 = await snapshot(repo, p, { vda: new MemDiskSource(keep) });
+    await repo.deleteSnapshot(s1.snapshotId);
+    // Flip a byte of a chunk s2 still uses (verify has not run, so no bad-marker warns GC).
+    const id = (await repo.readDiskIndex(s2.manifest.disks[0]!.index)).ids.subarray(0, 32);
+    const entry = [...mem.objects]
+      .filter(([k]) => k.startsWith(`index/${p}/`))
+      .flatMap(([k, v]) => decodePackIndex(k, v).entries)
+      .find((e) => e.id.equals(id))!;
+    const packBytes = mem.objects.get(`packs/${p}/${entry.pack}.pack`)!;
+    packBytes[entry.offset + 5] = packBytes[entry.offset + 5]! ^ 0xff;
+    const before = [...mem.objects.keys()].filter((k) => !k.startsWith('locks/'));
+    await assert.rejects(repo.gc({ repackBelow: 1.01 }), (e: unknown) => e instanceof IntegrityError && /damaged/.test(e.message));
+    for (const k of before) assert.ok(mem.objects.has(k), `${k} survives`);
+  });
+
+  test('a second GC while one runs is refused with a conflict, and leaves no lease behind', async () => {
+    const { repo, backend } = await newRepo();
+    const mem = backend as MemBackend;
+    await snapshot(repo, newHexId(), { vda: new MemDiskSource(rnd(CS * 2, 50)) });
+    const first = await repo.acquireLease('gc', null, null); // a running GC
+    await assert.rejects(repo.gc(), ConflictError);
+    assert.deepEqual(await listAll(mem, 'locks/'), [`locks/${first.record.id}.json`]);
+    await first.release();
+    assert.equal((await repo.gc()).swept, true);
   });
 });

@@ -36,6 +36,8 @@ export const EXIT_CODES: Readonly<Record<CliErrorKind, number>> = {
   unavailable: 6,
   upstream: 6,
   integrity: 6,
+  'corrupt-metadata': 6,
+  'missing-object': 6,
   internal: 6,
   'operation-failed': 7,
 };

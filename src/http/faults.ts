@@ -1,5 +1,5 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { AppError, RateLimitedError, type ErrorKind } from '../lib/errors.js';
+import { AppError, isEngineFault, RateLimitedError, type ErrorKind } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import { redactPaths } from '../lib/redact.js';
 
@@ -21,6 +21,8 @@ const KIND_STATUS: Record<ErrorKind, number> = {
   unavailable: 503,
   upstream: 502,
   integrity: 500,
+  'corrupt-metadata': 500,
+  'missing-object': 500,
   internal: 500,
 };
 
@@ -88,6 +90,10 @@ export function sendFault(reply: FastifyReply, status: number, message: string, 
   return reply.code(status).type('application/json').send(faultBody(status, message));
 }
 
+/** Engine faults name no object of the target to a tenant; the log line keeps the detail. */
+const ENGINE_FAULT_MESSAGE =
+  'The backup data this request needs is damaged or missing on the backup target; an administrator should run `lifeboat repo verify`.';
+
 export interface FaultOptions {
   log: Logger;
   /** The Keystone URI for WWW-Authenticate on 401s. */
@@ -105,7 +111,12 @@ export function faultRenderer(opts: FaultOptions): (err: unknown, req: FastifyRe
       if (err instanceof RateLimitedError) reply.header('retry-after', String(Math.max(1, Math.ceil(err.retryAfterSeconds))));
       if (status >= 500) {
         opts.log.error({ reqId: req.id, err: { message: err.message, kind: err.kind } }, 'request failed');
-        const msg = err.kind === 'unavailable' || err.kind === 'upstream' ? err.message : `The server has either erred or is incapable of performing the requested operation. (Request-ID: ${req.id})`;
+        const msg =
+          err.kind === 'unavailable' || err.kind === 'upstream'
+            ? err.message
+            : isEngineFault(err)
+              ? `${ENGINE_FAULT_MESSAGE} (Request-ID: ${req.id})`
+              : `The server has either erred or is incapable of performing the requested operation. (Request-ID: ${req.id})`;
         return sendFault(reply, status, msg);
       }
       return sendFault(reply, status, err.kind === 'unauthenticated' ? KEYSTONE_401_MESSAGE : err.message, opts.keystoneUri);

@@ -15,8 +15,22 @@ export type ErrorKind =
   | 'unavailable' // a dependency is down: 503 serviceUnavailable
   | 'rate-limited' // too many requests of this kind: 429 overLimit (+ Retry-After)
   | 'upstream' // a remote server the caller pointed us at failed: 502 badGateway
-  | 'integrity' // stored data failed a hash check
+  // Engine faults (EngineFaultKind): the backup target holds damaged or incomplete data.
+  | 'integrity' // stored data failed a hash or length check: 500
+  | 'corrupt-metadata' // a manifest, index or repository config is unreadable or inconsistent: 500
+  | 'missing-object' // an object the repository references is absent from the target: 500, never 404
   | 'internal';
+
+/**
+ * Faults of the backup engine, not of the request: never answered as 4xx (a corrupt manifest
+ * is not a bad request, a lost pack is not an unknown id). http/ answers them 500 with a
+ * message telling an operator to run `lifeboat repo verify`; job records keep the detail.
+ */
+export type EngineFaultKind = 'integrity' | 'corrupt-metadata' | 'missing-object';
+
+export function isEngineFault(e: unknown): e is AppError & { kind: EngineFaultKind } {
+  return e instanceof AppError && (e.kind === 'integrity' || e.kind === 'corrupt-metadata' || e.kind === 'missing-object');
+}
 
 export class AppError extends Error {
   readonly kind: ErrorKind;
@@ -41,8 +55,8 @@ export class InvalidStateError extends AppError {
 }
 
 export class NotFoundError extends AppError {
-  constructor(message: string) {
-    super('not-found', message);
+  constructor(message: string, kind: 'not-found' | 'missing-object' = 'not-found') {
+    super(kind, message);
   }
   /** `Workload <id> could not be found.` — the same text for unknown and foreign ids. */
   static of(resource: string, id: string): NotFoundError {
@@ -108,9 +122,28 @@ export class UpstreamError extends AppError {
   }
 }
 
+/** Stored data failed a hash or length check (engine fault). */
 export class IntegrityError extends AppError {
+  constructor(message: string, kind: 'integrity' | 'corrupt-metadata' = 'integrity') {
+    super(kind, message);
+  }
+}
+
+/** A manifest, index, pack trailer or repository config is unreadable or inconsistent (engine fault). */
+export class CorruptMetadataError extends IntegrityError {
   constructor(message: string) {
-    super('integrity', message);
+    super(message, 'corrupt-metadata');
+  }
+}
+
+/**
+ * A key is absent from the backup target. A NotFoundError, so code for which absence is a
+ * normal answer (no GC plan yet, a lease released meanwhile) catches it as such; when it
+ * escapes to a client it is an engine fault (500), never a 404 about the client's id.
+ */
+export class MissingObjectError extends NotFoundError {
+  constructor(message: string) {
+    super(message, 'missing-object');
   }
 }
 

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { Backend } from '../backend/backend.js';
-import { IntegrityError, NotFoundError, ValidationError } from '../lib/errors.js';
+import { CorruptMetadataError, NotFoundError, ValidationError } from '../lib/errors.js';
 import { CONFIG_KEY } from './keys.js';
 
 /**
@@ -67,11 +67,11 @@ export async function readConfig(backend: Backend): Promise<RepoConfig | null> {
   try {
     c = JSON.parse(data.toString('utf8')) as RepoConfig;
   } catch {
-    throw new IntegrityError('repository config is not valid JSON');
+    throw new CorruptMetadataError('repository config is not valid JSON');
   }
-  if (c.format !== REPO_FORMAT) throw new IntegrityError(`unsupported repository format ${JSON.stringify(c.format)}`);
+  if (c.format !== REPO_FORMAT) throw new CorruptMetadataError(`unsupported repository format ${JSON.stringify(c.format)}`);
   if (typeof c.secret !== 'string' || Buffer.from(c.secret, 'base64').length !== 32 || !(c.chunkSize > 0)) {
-    throw new IntegrityError('repository config is damaged');
+    throw new CorruptMetadataError('repository config is damaged');
   }
   return c;
 }

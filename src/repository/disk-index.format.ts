@@ -1,4 +1,4 @@
-import { IntegrityError } from '../lib/errors.js';
+import { CorruptMetadataError } from '../lib/errors.js';
 import { ID_LEN } from './chunk-codec.js';
 import { decodeFramed, encodeFramed } from './framing.js';
 
@@ -46,6 +46,6 @@ export function decodeDiskIndex(what: string, data: Buffer): DiskIndex {
     header.chunkSize > 0 &&
     header.chunkCount === chunkCountFor(header.size, header.chunkSize) &&
     body.length === header.chunkCount * ID_LEN;
-  if (!ok) throw new IntegrityError(`${what} has an inconsistent header`);
+  if (!ok) throw new CorruptMetadataError(`${what} has an inconsistent header`);
   return { header, ids: Buffer.from(body) };
 }

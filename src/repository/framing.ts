@@ -1,4 +1,4 @@
-import { IntegrityError } from '../lib/errors.js';
+import { CorruptMetadataError } from '../lib/errors.js';
 import { sha256 } from './chunk-codec.js';
 
 /**
@@ -21,20 +21,20 @@ export function encodeFramed(magic: string, header: unknown, body: readonly Uint
 }
 
 export function decodeFramed<H>(what: string, magic: string, data: Buffer): { header: H; body: Buffer } {
-  if (data.length < 8 + 4 + 32) throw new IntegrityError(`${what} is truncated (${data.length} bytes)`);
+  if (data.length < 8 + 4 + 32) throw new CorruptMetadataError(`${what} is truncated (${data.length} bytes)`);
   const sum = data.subarray(data.length - 32);
   const content = data.subarray(0, data.length - 32);
-  if (!sha256(content).equals(sum)) throw new IntegrityError(`${what} is corrupt or truncated (checksum mismatch)`);
+  if (!sha256(content).equals(sum)) throw new CorruptMetadataError(`${what} is corrupt or truncated (checksum mismatch)`);
   const m = content.subarray(0, 8).toString('ascii');
-  if (m !== magic) throw new IntegrityError(`${what} has unknown format ${JSON.stringify(m)} (expected ${magic})`);
+  if (m !== magic) throw new CorruptMetadataError(`${what} has unknown format ${JSON.stringify(m)} (expected ${magic})`);
   const hlen = content.readUInt32LE(8);
-  if (12 + hlen > content.length) throw new IntegrityError(`${what} has a bad header length`);
+  if (12 + hlen > content.length) throw new CorruptMetadataError(`${what} has a bad header length`);
   let header: H;
   try {
     header = JSON.parse(content.subarray(12, 12 + hlen).toString('utf8')) as H;
   } catch {
-    throw new IntegrityError(`${what} has an unreadable header`);
+    throw new CorruptMetadataError(`${what} has an unreadable header`);
   }
-  if (typeof header !== 'object' || header === null) throw new IntegrityError(`${what} has an unreadable header`);
+  if (typeof header !== 'object' || header === null) throw new CorruptMetadataError(`${what} has an unreadable header`);
   return { header, body: content.subarray(12 + hlen) };
 }

@@ -1,15 +1,21 @@
 import { randomBytes } from 'node:crypto';
-import { listAll } from '../backend/backend.js';
-import { ConflictError, NotFoundError } from '../lib/errors.js';
+import { listAll, type Backend } from '../backend/backend.js';
+import { ConflictError, IntegrityError, NotFoundError } from '../lib/errors.js';
 import { ChunkCodec, ID_LEN, ZERO_ID } from './chunk-codec.js';
 import { ChunkIndex } from './chunk-index.js';
 import { decodeDiskIndex } from './disk-index.format.js';
 import { GC_PLAN_KEY, keys, packId, packOwner, parse } from './keys.js';
 import { isLive, listLeases, type Lease } from './lease.js';
 import { decodeManifest } from './manifest.format.js';
-import { decodePackIndex, encodePackIndex, type PackIndexEntry } from './pack-index.format.js';
+import { decodePackIndex, encodePackIndex, type ChunkLocation, type PackIndexEntry } from './pack-index.format.js';
 import { encodePackTrailer } from './pack.format.js';
 import type { GcPlan, Repository } from './repository.js';
+
+/**
+ * How long a leftover outside the object namespace (an fs `.tmp-*` file of a killed writer)
+ * must sit untouched before GC removes it: far beyond any pause of a live writer.
+ */
+export const LEFTOVER_GRACE_MS = 24 * 3600_000;
 
 export interface GcOptions {
   /** Rewrite a pack whose live bytes are below this fraction of its chunk bytes (default 0.5). */
@@ -18,16 +24,21 @@ export interface GcOptions {
   knownSnapshotIds?: readonly string[];
   /** Allow a sweep when the repository has no manifest at all (default false: restic #4619). */
   allowEmpty?: boolean;
-  /** Compute and report, delete nothing. */
+  /** Plan and report, delete nothing. */
   dryRun?: boolean;
+  /** Age after which backend leftovers are removed (default LEFTOVER_GRACE_MS). */
+  leftoverGraceMs?: number;
 }
 
+/** What one GC run found and did. */
 export interface GcReport {
-  /** False when GC refused to sweep (reason set); nothing was deleted then. */
+  /** False when GC refused to sweep (reason set) or ran dry; nothing was deleted then. */
   swept: boolean;
   reason: string | null;
   manifests: number;
+  /** Packs deleted outright (no live chunk), or planned to be in a dry run. */
   packsDeleted: number;
+  /** Packs rewritten (live chunks copied to new packs, old pack deleted), or planned to be. */
   packsRepacked: number;
   bytesFreed: number;
   packIndexesRewritten: number;
@@ -35,36 +46,70 @@ export interface GcReport {
   pendingPacks: number;
   /** Referenced chunks with no intact copy (sweep refused). */
   missingChunks: string[];
+  /** Leases of holders dead for longer than ttl + grace. */
   leasesRemoved: number;
+  /** Disk indexes of writers that died before their manifest. */
+  diskIndexesRemoved: number;
+  /** `bad/` markers of copies that went with their pack. */
+  badMarkersRemoved: number;
+  /** Backend leftovers of killed writers (fs temp files) older than the leftover grace. */
+  leftoversRemoved: number;
 }
 
 /**
- * Mark-and-sweep GC. Never blocks backups: writers keep running; GC only excludes other GCs.
+ * Mark-and-sweep GC in three phases — plan (read only), decide (publish the plan, then read
+ * leases), execute (crash-safe sweep) — under a 'gc' lease. It never blocks backups: writers
+ * keep running; GC only excludes other GCs.
  *
- * 1. Take a 'gc' lease; refuse (ConflictError) if another live GC lease is older.
- * 2. LIST packs and pack indexes (before leases: a writer puts its lease before its first pack,
- *    so every pack seen here has a visible lease if its writer still runs).
- * 3. MARK: list manifests and load every disk index → referenced ids per project. Any listing
+ * PLAN
+ * 1. Inventory: list pack indexes and packs, then leases (a writer puts its lease before its
+ *    first pack, so every pack seen here has a visible lease if its writer still runs).
+ * 2. Mark: list manifests and load every disk index → referenced ids per project. Any listing
  *    or read failure aborts (throws). Zero manifests → refuse unless allowEmpty; a known
  *    snapshot without manifest → refuse. A referenced chunk without an intact indexed copy in
  *    an existing pack → refuse (restic #3239): report, delete nothing.
- * 4. PLAN: per pack, live bytes = referenced chunks whose kept copy is in it. Dead packs are
- *    deleted, sparse ones (live < repackBelow) rewritten. Packs of live writers are never
- *    touched. The plan (condemned packs) is put at gc/plan.json BEFORE leases are read:
- *    a writer that starts later reads the plan and never dedups against condemned packs.
- * 5. LEASES: a project with a live writer/reader that has not seen this plan is left alone
- *    this round (its condemned packs are reported as pending): it may reuse any chunk.
- * 6. SWEEP, in crash-safe order: write repacked packs + their pack index → write one
- *    consolidated pack index per project (all surviving entries) → delete the old pack
- *    indexes → delete condemned packs → delete dead leases and stale bad-markers → remove plan.
- *    A crash anywhere leaves duplicates or orphans, never a referenced chunk without a copy;
- *    re-running GC converges (resumable).
+ * 3. Per project, keep one intact copy of each referenced chunk (the one in the pack with most
+ *    live bytes). Packs with no kept copy are condemned; packs whose live bytes are below
+ *    `repackBelow` are condemned and their kept copies moved (repack).
+ * DECIDE
+ * 4. The plan (condemned packs) is put at gc/plan.json BEFORE leases are read again: a writer
+ *    that starts later reads the plan and never dedups against condemned packs.
+ * 5. A project with a live writer/reader that has not seen this plan is left alone this round
+ *    (its condemned packs are pending): it may reuse any chunk. So are packs of live writers.
+ *    An unreadable lease, or a manifest committed since the mark, refuses the whole run.
+ * EXECUTE, in crash-safe order: write repacked packs → one consolidated pack index per project
+ *    → delete the old pack indexes → delete condemned packs and their bad-markers → dead
+ *    leases, orphan disk indexes, backend leftovers → remove the plan. A crash anywhere leaves
+ *    duplicates or orphans, never a referenced chunk without a copy; re-running converges.
+ *
+ * A dead writer's packs, pack indexes and disk indexes are thus collected by the first GC that
+ * runs once its lease is older than ttl + grace (see Repository options).
  */
 export async function collectGarbage(repo: Repository, opts: GcOptions = {}): Promise<GcReport> {
-  const report: GcReport = {
+  const lease = await acquireGcLease(repo);
+  try {
+    const plan = await planGc(repo, opts);
+    if ('refused' in plan) return { ...emptyReport(plan.manifests), reason: plan.refused, missingChunks: plan.missingChunks };
+    const report = emptyReport(plan.mark.manifestKeys.length);
+    if (opts.dryRun) {
+      for (const p of plan.projects) countCondemned(p, report);
+      return { ...report, reason: 'dry run' };
+    }
+    const decision = await decide(repo, plan);
+    if ('refused' in decision) return { ...report, reason: decision.refused };
+    report.pendingPacks = decision.pendingPacks;
+    await executeGc(repo, lease, plan, decision, opts, report);
+    return { ...report, swept: true };
+  } finally {
+    await lease.release().catch(() => {});
+  }
+}
+
+function emptyReport(manifests: number): GcReport {
+  return {
     swept: false,
     reason: null,
-    manifests: 0,
+    manifests,
     packsDeleted: 0,
     packsRepacked: 0,
     bytesFreed: 0,
@@ -72,231 +117,203 @@ export async function collectGarbage(repo: Repository, opts: GcOptions = {}): Pr
     pendingPacks: 0,
     missingChunks: [],
     leasesRemoved: 0,
+    diskIndexesRemoved: 0,
+    badMarkersRemoved: 0,
+    leftoversRemoved: 0,
   };
-  const b = repo.backend;
-  const lease = await repo.acquireLease('gc', null, null);
-  try {
-    const now0 = repo.clock.now();
-    const others = (await listLeases(b)).filter(
-      (l) => l.record?.kind === 'gc' && l.record.id !== lease.record.id && isLive(l.record, now0, repo.graceMs),
-    );
-    if (others.some((l) => l.record!.startedAt <= lease.record.startedAt)) throw new ConflictError('another garbage collection is running');
+}
 
-    // 2. Inventory: pack indexes first, then packs (a pack is put before its index).
-    const pidx: { key: string; projectId: string; entries: PackIndexEntry[] }[] = [];
-    for (const key of await listAll(b, 'index/')) {
-      const p = parse.packIndex(key);
-      if (!p) continue;
-      const { entries } = decodePackIndex(key, await b.get(key));
-      pidx.push({ key, projectId: p.projectId, entries });
-    }
-
-    const packKeys = new Map<string, { projectId: string; key: string; size: number | null }>();
-    for (const key of await listAll(b, 'packs/')) {
-      const p = parse.pack(key);
-      if (p) packKeys.set(p.packId, { projectId: p.projectId, key, size: null });
-    }
-    // Leases seen between the inventory and the manifest listing: a writer that committed after
-    // the manifest listing was live here, so its packs and project are protected.
-    const leases1 = await listLeases(b);
-
-    // 3. Mark.
-    const manifestKeys = (await listAll(b, 'manifests/')).filter((k) => parse.manifest(k));
-    report.manifests = manifestKeys.length;
-    if (opts.knownSnapshotIds) {
-      const have = new Set(manifestKeys.map((k) => parse.manifest(k)));
-      const lost = opts.knownSnapshotIds.filter((id) => !have.has(id));
-      if (lost.length > 0) return refuse(report, `snapshots known to the caller have no manifest: ${lost.slice(0, 5).join(', ')}`);
-    }
-    if (manifestKeys.length === 0 && !opts.allowEmpty) {
-      return refuse(report, 'the repository lists no snapshot manifest; refusing to sweep (pass allowEmpty to override)');
-    }
-    const referenced = new Map<string, ChunkIndex>(); // projectId → set of ids (location unused)
-    const liveManifests = new Set<string>();
-    for (const mk of manifestKeys) {
-      const m = decodeManifest(mk, await b.get(mk));
-      liveManifests.add(m.snapshotId);
-      let set = referenced.get(m.projectId);
-      if (!set) referenced.set(m.projectId, (set = new ChunkIndex()));
-      for (const d of m.disks) {
-        const di = decodeDiskIndex(d.index, await b.get(d.index));
-        for (let i = 0; i < di.header.chunkCount; i++) {
-          const off = i * ID_LEN;
-          if (di.ids.compare(ZERO_ID, 0, ID_LEN, off, off + ID_LEN) === 0) continue;
-          set.set(di.ids, { pack: '', offset: 0, storedLength: 0, rawLength: 0, flags: 0 }, off);
-        }
-      }
-    }
-
-    // 4. Keep one intact copy of every referenced chunk; prefer the pack with most live data.
-    const projects = new Set<string>([...referenced.keys(), ...pidx.map((p) => p.projectId), ...[...packKeys.values()].map((p) => p.projectId)]);
-    const condemned = new Map<string, Set<string>>(); // projectId → packs to delete or rewrite
-    const repackKeep = new Map<string, PackIndexEntry[]>(); // pack → live entries to copy out
-    const entriesByProject = new Map<string, PackIndexEntry[]>();
-    for (const projectId of projects) {
-      const bad = await repo.listBadCopies(projectId);
-      const refs = referenced.get(projectId) ?? new ChunkIndex();
-      const entries = pidx.filter((p) => p.projectId === projectId).flatMap((p) => p.entries);
-      entriesByProject.set(projectId, entries);
-      const usable = (e: PackIndexEntry) => packKeys.has(e.pack) && !bad.has(`${e.id.toString('hex')}.${e.pack}`);
-      const refBytes = new Map<string, number>();
-      for (const e of entries) if (usable(e) && refs.has(e.id)) refBytes.set(e.pack, (refBytes.get(e.pack) ?? 0) + e.storedLength);
-      const keeper = new ChunkIndex(); // id → kept copy
-      for (const e of entries) {
-        if (!usable(e) || !refs.has(e.id)) continue;
-        const cur = keeper.get(e.id);
-        if (!cur || (refBytes.get(e.pack) ?? 0) > (refBytes.get(cur.pack) ?? 0)) keeper.set(e.id, e, 0, true);
-      }
-      if (keeper.size < refs.size) {
-        // Some referenced chunk has no intact copy: find which, report, refuse.
-        report.missingChunks.push(...(await missingIds(repo, manifestKeys, projectId, keeper)));
-        continue;
-      }
-      const live = new Map<string, number>();
-      const total = new Map<string, number>();
-      for (const e of entries) {
-        total.set(e.pack, (total.get(e.pack) ?? 0) + e.storedLength);
-        const k = keeper.get(e.id);
-        if (k && k.pack === e.pack && k.offset === e.offset) live.set(e.pack, (live.get(e.pack) ?? 0) + e.storedLength);
-      }
-      const cond = new Set<string>();
-      for (const [pack, info] of packKeys) {
-        if (info.projectId !== projectId) continue;
-        const l = live.get(pack) ?? 0;
-        const t = total.get(pack) ?? 0; // 0: no pack index lists it (crashed writer's orphan)
-        if (l === 0) cond.add(pack);
-        else if (l < (opts.repackBelow ?? 0.5) * t) {
-          cond.add(pack);
-          repackKeep.set(pack, entries.filter((e) => e.pack === pack && keeper.get(e.id)?.pack === pack && keeper.get(e.id)?.offset === e.offset));
-        }
-      }
-      if (cond.size > 0) condemned.set(projectId, cond);
-    }
-    if (report.missingChunks.length > 0) {
-      return refuse(report, `${report.missingChunks.length} referenced chunks have no intact copy; run verify; nothing deleted`);
-    }
-
-    // 4b. Publish the plan before reading leases (see contract above).
-    const plan: GcPlan = {
-      planId: randomBytes(16).toString('hex'),
-      createdAt: repo.clock.now(),
-      condemned: Object.fromEntries([...condemned].map(([p, s]) => [p, [...s]])),
-    };
-    if (opts.dryRun) {
-      report.packsDeleted = [...condemned.values()].reduce((n, s) => n + s.size, 0);
-      return refuse(report, 'dry run');
-    }
-    if (condemned.size > 0) await b.put(GC_PLAN_KEY, Buffer.from(JSON.stringify(plan)));
-
-    // 5. Leases: protect live holders' packs, and projects whose holders may reuse condemned packs.
-    const now = repo.clock.now();
-    const leases2 = await listLeases(b);
-    const live = (ls: typeof leases2) => ls.filter((l) => !l.record || isLive(l.record, now, repo.graceMs)).map((l) => l.record);
-    const live1 = live(leases1);
-    const live2 = live(leases2);
-    if ([...live1, ...live2].some((l) => l === null)) return refuse(report, 'an unreadable lease exists; refusing to sweep');
-    // A snapshot committed since the mark phase may reference condemned packs: try again later.
-    const manifestsNow = (await listAll(b, 'manifests/')).filter((k) => parse.manifest(k));
-    const marked = new Set(manifestKeys);
-    if (manifestsNow.some((k) => !marked.has(k))) return refuse(report, 'snapshots were committed during GC; run it again');
-    const liveIds = new Set([...live1, ...live2].map((l) => l!.id));
-    const holders = [...live1.map((l) => l!), ...live2.filter((l) => l!.gcPlanSeen !== plan.planId).map((l) => l!)].filter((l) => l.kind !== 'gc');
-    const blockAll = holders.some((l) => l.projectId === null);
-    const blockedProjects = new Set(holders.map((l) => l.projectId));
-    for (const [projectId, cond] of condemned) {
-      for (const pack of [...cond]) {
-        if (blockAll || blockedProjects.has(projectId) || liveIds.has(packOwner(pack))) {
-          cond.delete(pack);
-          repackKeep.delete(pack);
-          report.pendingPacks++;
-        }
-      }
-    }
-
-    // 6. Sweep.
-    const codec = new ChunkCodec();
-    for (const [projectId, cond] of condemned) {
-      if (cond.size === 0) continue;
-      const key = repo.projectKey(projectId);
-      const moved: PackIndexEntry[] = [];
-      let seq = 0;
-      let parts: Uint8Array[] = [];
-      let partEntries: PackIndexEntry[] = [];
-      let size = 0;
-      const flushPack = async () => {
-        if (partEntries.length === 0) return;
-        lease.assertValid();
-        await b.put(keys.pack(projectId, packId(lease.record.id, seq++)), [...parts, encodePackTrailer(projectId, partEntries)]);
-        moved.push(...partEntries);
-        parts = [];
-        partEntries = [];
-        size = 0;
-      };
-      for (const pack of cond) {
-        const keep = repackKeep.get(pack);
-        if (!keep || keep.length === 0) continue;
-        const data = await b.get(keys.pack(projectId, pack));
-        for (const e of keep) {
-          const stored = data.subarray(e.offset, e.offset + e.storedLength);
-          // Repack only copies verified data; a bad copy keeps its pack alive (verify reports it).
-          const err = stored.length === e.storedLength ? codec.decodeVerify(stored, e.flags, Buffer.allocUnsafe(e.rawLength), key, e.id) : 'truncated';
-          if (err) throw new Error(`GC: chunk ${e.id.toString('hex')} in pack ${pack} is damaged (${err}); run verify`);
-          partEntries.push({ ...e, pack: packId(lease.record.id, seq), offset: size });
-          parts.push(stored);
-          size += stored.length;
-          if (size >= repo.config.packSize) await flushPack();
-        }
-        report.packsRepacked++;
-      }
-      await flushPack();
-      // Consolidated pack index: every surviving entry of this project's listed indexes, plus moved ones.
-      const survivors = (entriesByProject.get(projectId) ?? []).filter((e) => !cond.has(e.pack)).concat(moved);
-      const oldKeys = pidx.filter((p) => p.projectId === projectId).map((p) => p.key);
-      if (survivors.length > 0) {
-        lease.assertValid();
-        await b.put(keys.packIndex(projectId, packId(lease.record.id, 999999)), encodePackIndex(projectId, repo.clock.now(), survivors));
-        report.packIndexesRewritten++;
-      }
-      for (const k of oldKeys) if (k !== keys.packIndex(projectId, packId(lease.record.id, 999999))) await b.delete(k);
-      for (const pack of cond) {
-        lease.assertValid();
-        const k = keys.pack(projectId, pack);
-        report.bytesFreed += (await b.stat(k)) ?? 0;
-        await b.delete(k);
-        if (!repackKeep.has(pack)) report.packsDeleted++;
-      }
-      for (const k of await listAll(b, `bad/${projectId}/`)) {
-        const p = parse.bad(k);
-        if (p && cond.has(p.packId)) await b.delete(k);
-      }
-    }
-    // Dead leases (crashed holders) and orphan disk indexes of crashed writers.
-    for (const l of leases2) {
-      if (l.record && !isLive(l.record, now, repo.graceMs)) {
-        await b.delete(l.key);
-        report.leasesRemoved++;
-      }
-    }
-    for (const k of await listAll(b, 'disks/')) {
-      const p = parse.diskIndex(k);
-      if (p && !liveManifests.has(p.snapshotId) && !liveIds.has(p.writerId) && (await b.stat(keys.manifest(p.snapshotId))) === null) {
-        await b.delete(k);
-      }
-    }
-    if (condemned.size > 0) await b.delete(GC_PLAN_KEY);
-    report.swept = true;
-    return report;
-  } finally {
-    await lease.release().catch(() => {});
+function countCondemned(p: ProjectPlan, report: GcReport): void {
+  for (const pack of p.condemned) {
+    if (p.repack.has(pack)) report.packsRepacked++;
+    else report.packsDeleted++;
   }
 }
 
-function refuse(report: GcReport, reason: string): GcReport {
-  report.swept = false;
-  report.reason = reason;
-  return report;
+/** Takes the 'gc' lease; ConflictError when an older live GC holds one (it goes first). */
+async function acquireGcLease(repo: Repository): Promise<Lease> {
+  const lease = await repo.acquireLease('gc', null, null);
+  const now = repo.clock.now();
+  const others = (await listLeases(repo.backend)).filter(
+    (l) => l.record?.kind === 'gc' && l.record.id !== lease.record.id && isLive(l.record, now, repo.graceMs),
+  );
+  if (others.some((l) => l.record!.startedAt <= lease.record.startedAt)) {
+    await lease.release().catch(() => {});
+    throw new ConflictError('another garbage collection is running');
+  }
+  return lease;
 }
 
+// ---------------------------------------------------------------- plan
+
+type LeaseEntry = Awaited<ReturnType<typeof listLeases>>[number];
+
+interface Inventory {
+  /** Every pack index listed; `packLengths` as recorded in its header (older indexes lack it). */
+  indexes: { key: string; projectId: string; entries: PackIndexEntry[]; packLengths: Map<string, number> }[];
+  /** packId → projectId of every pack listed. */
+  packs: Map<string, string>;
+  /** Leases listed after the packs and before the mark. */
+  leases: LeaseEntry[];
+}
+
+interface Mark {
+  manifestKeys: string[];
+  /** projectId → ids some manifest references (a ChunkIndex used as a compact id set). */
+  referenced: Map<string, ChunkIndex>;
+  snapshotIds: Set<string>;
+}
+
+/** What GC intends to do in one project. */
+interface ProjectPlan {
+  projectId: string;
+  /** Packs to delete; those in `repack` have their kept copies moved out first. */
+  condemned: Set<string>;
+  /** Condemned pack → the chunk copies to move to new packs. */
+  repack: Map<string, PackIndexEntry[]>;
+  /** Every entry of the project's listed pack indexes, the keys of those indexes, and the pack lengths they record. */
+  entries: PackIndexEntry[];
+  indexKeys: string[];
+  packLengths: Map<string, number>;
+}
+
+interface Plan {
+  inventory: Inventory;
+  mark: Mark;
+  projects: ProjectPlan[];
+}
+
+interface Refusal {
+  refused: string;
+  manifests: number;
+  missingChunks: string[];
+}
+
+/** The id-set use of ChunkIndex stores no location; this one marks "referenced". */
+const REFERENCED: ChunkLocation = { pack: '', offset: 0, storedLength: 0, rawLength: 0, flags: 0 };
+
+async function planGc(repo: Repository, opts: GcOptions): Promise<Plan | Refusal> {
+  const inventory = await takeInventory(repo.backend);
+  const mark = await markReferenced(repo.backend);
+  const refuse = (refused: string, missingChunks: string[] = []): Refusal => ({ refused, manifests: mark.manifestKeys.length, missingChunks });
+  const insane = checkMark(mark, opts);
+  if (insane) return refuse(insane);
+  const projects: ProjectPlan[] = [];
+  const missing: string[] = [];
+  const projectIds = new Set([...mark.referenced.keys(), ...inventory.indexes.map((p) => p.projectId), ...inventory.packs.values()]);
+  for (const projectId of projectIds) {
+    const refs = mark.referenced.get(projectId) ?? new ChunkIndex();
+    const planned = await planProject(repo, projectId, inventory, refs, opts.repackBelow ?? 0.5);
+    if (planned.keeper.size < refs.size) missing.push(...(await missingIds(repo, mark.manifestKeys, projectId, planned.keeper)));
+    else projects.push(planned.plan);
+  }
+  if (missing.length > 0) return refuse(`${missing.length} referenced chunks have no intact copy; run verify; nothing deleted`, missing);
+  return { inventory, mark, projects };
+}
+
+/** Pack indexes first, then packs (a pack is put before its index), then leases. */
+async function takeInventory(b: Backend): Promise<Inventory> {
+  const indexes: Inventory['indexes'] = [];
+  for (const key of await listAll(b, 'index/')) {
+    const p = parse.packIndex(key);
+    if (!p) continue;
+    const { header, entries } = decodePackIndex(key, await b.get(key));
+    const packLengths = new Map(header.packLengths ? header.packs.map((pack, i) => [pack, header.packLengths![i]!] as const) : []);
+    indexes.push({ key, projectId: p.projectId, entries, packLengths });
+  }
+  const packs = new Map<string, string>();
+  for (const key of await listAll(b, 'packs/')) {
+    const p = parse.pack(key);
+    if (p) packs.set(p.packId, p.projectId);
+  }
+  // A writer that commits after the mark's manifest listing was live here, so its packs and
+  // project are protected in the decide phase.
+  return { indexes, packs, leases: await listLeases(b) };
+}
+
+async function markReferenced(b: Backend): Promise<Mark> {
+  const manifestKeys = (await listAll(b, 'manifests/')).filter((k) => parse.manifest(k));
+  const referenced = new Map<string, ChunkIndex>();
+  const snapshotIds = new Set<string>();
+  for (const mk of manifestKeys) {
+    const m = decodeManifest(mk, await b.get(mk));
+    snapshotIds.add(m.snapshotId);
+    let set = referenced.get(m.projectId);
+    if (!set) referenced.set(m.projectId, (set = new ChunkIndex()));
+    for (const d of m.disks) {
+      const di = decodeDiskIndex(d.index, await b.get(d.index));
+      for (let off = 0; off < di.header.chunkCount * ID_LEN; off += ID_LEN) {
+        if (di.ids.compare(ZERO_ID, 0, ID_LEN, off, off + ID_LEN) !== 0) set.set(di.ids, REFERENCED, off);
+      }
+    }
+  }
+  return { manifestKeys, referenced, snapshotIds };
+}
+
+/** A reason not to trust the mark (a listing that looks empty or lost snapshots), or null. */
+function checkMark(mark: Mark, opts: GcOptions): string | null {
+  if (opts.knownSnapshotIds) {
+    const have = new Set(mark.manifestKeys.map((k) => parse.manifest(k)));
+    const lost = opts.knownSnapshotIds.filter((id) => !have.has(id));
+    if (lost.length > 0) return `snapshots known to the caller have no manifest: ${lost.slice(0, 5).join(', ')}`;
+  }
+  if (mark.manifestKeys.length === 0 && !opts.allowEmpty) {
+    return 'the repository lists no snapshot manifest; refusing to sweep (pass allowEmpty to override)';
+  }
+  return null;
+}
+
+/**
+ * Keeps one intact copy of every referenced chunk (preferring the pack with most referenced
+ * bytes, so sparse packs empty out) and condemns the packs that keep nothing or too little.
+ * `keeper.size < refs.size` tells the caller some referenced chunk has no intact copy.
+ */
+async function planProject(
+  repo: Repository,
+  projectId: string,
+  inv: Inventory,
+  refs: ChunkIndex,
+  repackBelow: number,
+): Promise<{ plan: ProjectPlan; keeper: ChunkIndex }> {
+  const bad = await repo.listBadCopies(projectId);
+  const own = inv.indexes.filter((p) => p.projectId === projectId);
+  const entries = own.flatMap((p) => p.entries);
+  const usable = (e: PackIndexEntry) => inv.packs.has(e.pack) && !bad.has(`${e.id.toString('hex')}.${e.pack}`) && refs.has(e.id);
+  const refBytes = sumByPack(entries.filter(usable));
+  const keeper = new ChunkIndex();
+  for (const e of entries) {
+    if (!usable(e)) continue;
+    const cur = keeper.get(e.id);
+    if (!cur || (refBytes.get(e.pack) ?? 0) > (refBytes.get(cur.pack) ?? 0)) keeper.set(e.id, e, 0, true);
+  }
+  const kept = (e: PackIndexEntry) => {
+    const k = keeper.get(e.id);
+    return k !== undefined && k.pack === e.pack && k.offset === e.offset;
+  };
+  const live = sumByPack(entries.filter(kept));
+  const total = sumByPack(entries);
+  const packLengths = new Map(own.flatMap((p) => [...p.packLengths]));
+  const plan: ProjectPlan = { projectId, condemned: new Set(), repack: new Map(), entries, indexKeys: own.map((p) => p.key), packLengths };
+  for (const [pack, owner] of inv.packs) {
+    if (owner !== projectId) continue;
+    const l = live.get(pack) ?? 0;
+    // total 0: no pack index lists the pack (a crashed writer's orphan): it keeps nothing.
+    if (l === 0) plan.condemned.add(pack);
+    else if (l < repackBelow * (total.get(pack) ?? 0)) {
+      plan.condemned.add(pack);
+      plan.repack.set(pack, entries.filter((e) => e.pack === pack && kept(e)));
+    }
+  }
+  return { plan, keeper };
+}
+
+function sumByPack(entries: readonly PackIndexEntry[]): Map<string, number> {
+  const m = new Map<string, number>();
+  for (const e of entries) m.set(e.pack, (m.get(e.pack) ?? 0) + e.storedLength);
+  return m;
+}
+
+/** Hex ids of the project's referenced chunks that have no kept copy (for the refusal report). */
 async function missingIds(repo: Repository, manifestKeys: string[], projectId: string, keeper: ChunkIndex): Promise<string[]> {
   const out = new Set<string>();
   for (const mk of manifestKeys) {
@@ -310,14 +327,185 @@ async function missingIds(repo: Repository, manifestKeys: string[], projectId: s
     if (m.projectId !== projectId) continue;
     for (const d of m.disks) {
       const di = decodeDiskIndex(d.index, await repo.backend.get(d.index));
-      for (let i = 0; i < di.header.chunkCount; i++) {
-        const off = i * ID_LEN;
+      for (let off = 0; off < di.header.chunkCount * ID_LEN; off += ID_LEN) {
         if (di.ids.compare(ZERO_ID, 0, ID_LEN, off, off + ID_LEN) === 0) continue;
         if (!keeper.has(di.ids, off)) out.add(di.ids.subarray(off, off + ID_LEN).toString('hex'));
       }
     }
   }
   return [...out];
+}
+
+// ---------------------------------------------------------------- decide
+
+interface Decision {
+  /** The plans, minus packs that must wait (they are counted in pendingPacks). */
+  projects: ProjectPlan[];
+  pendingPacks: number;
+  /** Whether gc/plan.json was published (and must be removed at the end). */
+  planPublished: boolean;
+  /** Leases whose holders are dead (heartbeat older than ttl + grace). */
+  deadLeases: LeaseEntry[];
+  /** Ids of every live lease seen in either listing. */
+  liveLeaseIds: Set<string>;
+}
+
+/**
+ * Publishes the plan, then reads leases again and removes from the plan whatever a live
+ * holder may still use. Refuses when a lease is unreadable or a snapshot was committed since
+ * the mark (it may reference condemned packs: the next run will see it).
+ */
+async function decide(repo: Repository, plan: Plan): Promise<Decision | Refusal> {
+  const b = repo.backend;
+  const refuse = (refused: string): Refusal => ({ refused, manifests: plan.mark.manifestKeys.length, missingChunks: [] });
+  const published: GcPlan = {
+    planId: randomBytes(16).toString('hex'),
+    createdAt: repo.clock.now(),
+    condemned: Object.fromEntries(plan.projects.filter((p) => p.condemned.size > 0).map((p) => [p.projectId, [...p.condemned]])),
+  };
+  const planPublished = Object.keys(published.condemned).length > 0;
+  if (planPublished) await b.put(GC_PLAN_KEY, Buffer.from(JSON.stringify(published)));
+
+  const now = repo.clock.now();
+  const leasesNow = await listLeases(b);
+  const liveOf = (ls: LeaseEntry[]) => ls.filter((l) => !l.record || isLive(l.record, now, repo.graceMs));
+  const before = liveOf(plan.inventory.leases);
+  const after = liveOf(leasesNow);
+  if ([...before, ...after].some((l) => l.record === null)) return refuse('an unreadable lease exists; refusing to sweep');
+  const marked = new Set(plan.mark.manifestKeys);
+  if ((await listAll(b, 'manifests/')).some((k) => parse.manifest(k) && !marked.has(k))) {
+    return refuse('snapshots were committed during GC; run it again');
+  }
+  const liveLeaseIds = new Set([...before, ...after].map((l) => l.record!.id));
+  // Holders that may reuse any chunk: everyone live before the plan existed, and everyone
+  // live now that has not read this plan. GC leases hold nothing.
+  const holders = [...before, ...after.filter((l) => l.record!.gcPlanSeen !== published.planId)].map((l) => l.record!).filter((r) => r.kind !== 'gc');
+  const blockAll = holders.some((r) => r.projectId === null);
+  const blocked = new Set(holders.map((r) => r.projectId));
+  let pendingPacks = 0;
+  for (const p of plan.projects) {
+    for (const pack of [...p.condemned]) {
+      if (blockAll || blocked.has(p.projectId) || liveLeaseIds.has(packOwner(pack))) {
+        p.condemned.delete(pack);
+        p.repack.delete(pack);
+        pendingPacks++;
+      }
+    }
+  }
+  const deadLeases = leasesNow.filter((l) => l.record !== null && !isLive(l.record, now, repo.graceMs));
+  return { projects: plan.projects, pendingPacks, planPublished, deadLeases, liveLeaseIds };
+}
+
+// ---------------------------------------------------------------- execute
+
+async function executeGc(repo: Repository, lease: Lease, plan: Plan, d: Decision, opts: GcOptions, report: GcReport): Promise<void> {
+  const b = repo.backend;
+  // One sequence for every object this run writes: ids `<gc lease id>-<seq>` never collide.
+  let seq = 0;
+  const nextId = () => packId(lease.record.id, seq++);
+  for (const p of d.projects) {
+    if (p.condemned.size > 0) await sweepProject(repo, lease, p, nextId, report);
+  }
+  for (const l of d.deadLeases) {
+    await b.delete(l.key);
+    report.leasesRemoved++;
+  }
+  report.diskIndexesRemoved = await removeOrphanDiskIndexes(b, plan.mark.snapshotIds, d.liveLeaseIds);
+  report.leftoversRemoved = (await b.sweepLeftovers?.(opts.leftoverGraceMs ?? LEFTOVER_GRACE_MS)) ?? 0;
+  if (d.planPublished) await b.delete(GC_PLAN_KEY);
+}
+
+/** Repack → consolidated index → delete old indexes → delete condemned packs and their markers. */
+async function sweepProject(repo: Repository, lease: Lease, p: ProjectPlan, nextId: () => string, report: GcReport): Promise<void> {
+  const b = repo.backend;
+  const moved = await repackProject(repo, lease, p, nextId, report);
+  const survivors = p.entries.filter((e) => !p.condemned.has(e.pack)).concat(moved);
+  if (survivors.length > 0) {
+    const lengths = await survivorLengths(b, p, survivors);
+    lease.assertValid();
+    await b.put(keys.packIndex(p.projectId, nextId()), encodePackIndex(p.projectId, repo.clock.now(), survivors, lengths));
+    report.packIndexesRewritten++;
+  }
+  for (const k of p.indexKeys) await b.delete(k);
+  for (const pack of p.condemned) {
+    lease.assertValid();
+    const k = keys.pack(p.projectId, pack);
+    report.bytesFreed += (await b.stat(k)) ?? 0;
+    await b.delete(k);
+    if (!p.repack.has(pack)) report.packsDeleted++;
+  }
+  for (const k of await listAll(b, `bad/${p.projectId}/`)) {
+    const bad = parse.bad(k);
+    if (bad && p.condemned.has(bad.packId)) {
+      await b.delete(k);
+      report.badMarkersRemoved++;
+    }
+  }
+}
+
+/**
+ * Exact length of every pack the consolidated index names (writers check packs against it):
+ * as recorded by the old indexes and by the repack, else one stat per pack.
+ */
+async function survivorLengths(b: Backend, p: ProjectPlan, survivors: readonly PackIndexEntry[]): Promise<Map<string, number>> {
+  const lengths = new Map(p.packLengths);
+  for (const pack of new Set(survivors.map((e) => e.pack))) {
+    if (lengths.has(pack)) continue;
+    const n = await b.stat(keys.pack(p.projectId, pack));
+    if (n !== null) lengths.set(pack, n);
+  }
+  return lengths;
+}
+
+/**
+ * Copies the kept chunks of the packs in `p.repack` into new packs (each chunk verified
+ * first: a damaged copy stops the run rather than spreading) and returns their new entries.
+ */
+async function repackProject(repo: Repository, lease: Lease, p: ProjectPlan, nextId: () => string, report: GcReport): Promise<PackIndexEntry[]> {
+  const b = repo.backend;
+  const key = repo.projectKey(p.projectId);
+  const codec = new ChunkCodec();
+  const moved: PackIndexEntry[] = [];
+  let open: { id: string; parts: Uint8Array[]; entries: PackIndexEntry[]; size: number } | null = null;
+  const flush = async () => {
+    if (!open) return;
+    lease.assertValid();
+    const trailer = encodePackTrailer(p.projectId, open.entries);
+    await b.put(keys.pack(p.projectId, open.id), [...open.parts, trailer]);
+    p.packLengths.set(open.id, open.size + trailer.length);
+    moved.push(...open.entries);
+    open = null;
+  };
+  for (const [pack, keep] of p.repack) {
+    if (keep.length === 0) continue;
+    const data = await b.get(keys.pack(p.projectId, pack));
+    for (const e of keep) {
+      const stored = data.subarray(e.offset, e.offset + e.storedLength);
+      const err = stored.length === e.storedLength ? codec.decodeVerify(stored, e.flags, Buffer.allocUnsafe(e.rawLength), key, e.id) : 'truncated';
+      if (err) throw new IntegrityError(`GC: chunk ${e.id.toString('hex')} in pack ${pack} is damaged (${err}); run verify`);
+      open ??= { id: nextId(), parts: [], entries: [], size: 0 };
+      open.entries.push({ ...e, pack: open.id, offset: open.size });
+      open.parts.push(stored);
+      open.size += stored.length;
+      if (open.size >= repo.config.packSize) await flush();
+    }
+    report.packsRepacked++;
+  }
+  await flush();
+  return moved;
+}
+
+/** Disk indexes of snapshots that have no manifest and whose writer is not live (it died). */
+async function removeOrphanDiskIndexes(b: Backend, snapshotIds: ReadonlySet<string>, liveLeaseIds: ReadonlySet<string>): Promise<number> {
+  let n = 0;
+  for (const k of await listAll(b, 'disks/')) {
+    const p = parse.diskIndex(k);
+    if (p && !snapshotIds.has(p.snapshotId) && !liveLeaseIds.has(p.writerId) && (await b.stat(keys.manifest(p.snapshotId))) === null) {
+      await b.delete(k);
+      n++;
+    }
+  }
+  return n;
 }
 
 export type { Lease };

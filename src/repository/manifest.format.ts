@@ -1,4 +1,4 @@
-import { IntegrityError } from '../lib/errors.js';
+import { CorruptMetadataError } from '../lib/errors.js';
 import { sha256 } from './chunk-codec.js';
 
 /**
@@ -48,18 +48,18 @@ export function decodeManifest(what: string, data: Buffer): Manifest {
   try {
     parsed = JSON.parse(data.toString('utf8')) as Record<string, unknown>;
   } catch {
-    throw new IntegrityError(`${what} is truncated or not JSON`);
+    throw new CorruptMetadataError(`${what} is truncated or not JSON`);
   }
   if (typeof parsed !== 'object' || parsed === null || parsed.format !== MANIFEST_FORMAT) {
-    throw new IntegrityError(`${what} is not a ${MANIFEST_FORMAT} manifest`);
+    throw new CorruptMetadataError(`${what} is not a ${MANIFEST_FORMAT} manifest`);
   }
   const { checksum, ...rest } = parsed;
   if (sha256(Buffer.from(JSON.stringify(rest), 'utf8')).toString('hex') !== checksum) {
-    throw new IntegrityError(`${what} is corrupt (checksum mismatch)`);
+    throw new CorruptMetadataError(`${what} is corrupt (checksum mismatch)`);
   }
   const m = rest as unknown as Manifest;
   if (typeof m.snapshotId !== 'string' || typeof m.projectId !== 'string' || !Array.isArray(m.disks)) {
-    throw new IntegrityError(`${what} lacks required fields`);
+    throw new CorruptMetadataError(`${what} lacks required fields`);
   }
   return m;
 }

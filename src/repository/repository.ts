@@ -1,7 +1,7 @@
 import type { Backend } from '../backend/backend.js';
 import { listAll } from '../backend/backend.js';
 import { systemClock, type Clock } from '../lib/clock.js';
-import { IntegrityError, NotFoundError, ValidationError } from '../lib/errors.js';
+import { CorruptMetadataError, IntegrityError, NotFoundError, ValidationError } from '../lib/errors.js';
 import { silentLogger, type Logger } from '../lib/logger.js';
 import { deriveProjectKey } from './chunk-codec.js';
 import { ChunkIndex } from './chunk-index.js';
@@ -273,7 +273,7 @@ export class Repository {
       throw e;
     }
     const m = decodeManifest(key, data);
-    if (m.snapshotId !== snapshotId) throw new ValidationError(`${key} describes snapshot ${m.snapshotId}`);
+    if (m.snapshotId !== snapshotId) throw new CorruptMetadataError(`${key} describes snapshot ${m.snapshotId}`);
     return m;
   }
 

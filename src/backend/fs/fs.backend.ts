@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { lstat, mkdir, open, readdir, readFile, rename, rm, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { dirname, join, relative, sep } from 'node:path';
-import { IntegrityError, NotFoundError } from '../../lib/errors.js';
+import { IntegrityError, MissingObjectError } from '../../lib/errors.js';
 import { assertValidKey, assertValidPrefix, TransientError, type Backend, type ObjectWriter } from '../backend.js';
 
 /** Temp files live beside their final name and start with this; listings never show them. */
@@ -120,7 +120,7 @@ export class FsBackend implements Backend {
     try {
       return await readFile(this.path(key));
     } catch (e) {
-      if (isErrno(e, 'ENOENT')) throw new NotFoundError(`object ${key} not found`);
+      if (isErrno(e, 'ENOENT')) throw new MissingObjectError(`object ${key} not found`);
       throw classify(e, 'get', key);
     }
   }
@@ -137,7 +137,7 @@ export class FsBackend implements Backend {
     try {
       fh = await open(this.path(key), 'r');
     } catch (e) {
-      if (isErrno(e, 'ENOENT')) throw new NotFoundError(`object ${key} not found`);
+      if (isErrno(e, 'ENOENT')) throw new MissingObjectError(`object ${key} not found`);
       throw classify(e, 'get', key);
     }
     try {

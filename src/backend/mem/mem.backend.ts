@@ -1,4 +1,4 @@
-import { IntegrityError, NotFoundError } from '../../lib/errors.js';
+import { IntegrityError, MissingObjectError } from '../../lib/errors.js';
 import { assertValidKey, assertValidPrefix, type Backend, type ObjectWriter } from '../backend.js';
 
 /**
@@ -37,7 +37,7 @@ export class MemBackend implements Backend {
   async getRangeInto(key: string, offset: number, length: number, dst: Uint8Array): Promise<void> {
     assertValidKey(key);
     const b = this.objects.get(key);
-    if (!b) throw new NotFoundError(`object ${key} not found`);
+    if (!b) throw new MissingObjectError(`object ${key} not found`);
     if (offset < 0 || length < 0 || offset + length > b.length) {
       throw new IntegrityError(`object ${key} is shorter than ${offset + length} bytes`);
     }
@@ -47,14 +47,14 @@ export class MemBackend implements Backend {
   async get(key: string): Promise<Buffer> {
     assertValidKey(key);
     const b = this.objects.get(key);
-    if (!b) throw new NotFoundError(`object ${key} not found`);
+    if (!b) throw new MissingObjectError(`object ${key} not found`);
     return Buffer.from(b);
   }
 
   async getRange(key: string, offset: number, length: number): Promise<Buffer> {
     assertValidKey(key);
     const b = this.objects.get(key);
-    if (!b) throw new NotFoundError(`object ${key} not found`);
+    if (!b) throw new MissingObjectError(`object ${key} not found`);
     if (offset < 0 || length < 0 || offset + length > b.length) {
       throw new IntegrityError(`object ${key} is shorter than ${offset + length} bytes`);
     }
