@@ -1,4 +1,4 @@
-import { inTransaction, type Db } from '../store/db.js';
+import { inTransaction, type Db, type Tx } from '../store/db.js';
 import { getWorkload } from '../store/workload.store.js';
 import { startSnapshot } from '../services/snapshot-start.service.js';
 import {
@@ -13,7 +13,7 @@ import {
   type ScheduleCandidate,
 } from '../store/scheduler.store.js';
 import { intervalMs, nextRunMs, scheduleKey, scheduledSnapshotType } from '../domain/jobschedule.js';
-import { DEFAULT_DESCRIPTION } from '../domain/workload.js';
+import { DEFAULT_DESCRIPTION, type Workload } from '../domain/workload.js';
 import type { Snapshot } from '../domain/snapshot.js';
 import type { Clock } from '../lib/clock.js';
 import type { Logger } from '../lib/logger.js';
@@ -167,25 +167,8 @@ export class Scheduler {
       if (!(await getGlobalJobScheduler(tx))) return skip('global job scheduler is disabled');
       const w = await getWorkload(tx, { admin: true }, c.workloadId);
       if (!w) return null;
-      const type = scheduledSnapshotType(w.jobschedule.fullbackup_interval, await incrementalsSinceFull(tx, w.id));
-      let snap: Snapshot | null;
-      try {
-        snap = await startSnapshot(tx, {
-          workload: w,
-          userId: w.user_id,
-          name: SCHEDULED_SNAPSHOT_NAME,
-          description: DEFAULT_DESCRIPTION,
-          type,
-          isScheduled: true,
-          createdAt: toSecond(now),
-          targetDescription: this.o.targetDescription,
-        });
-      } catch (e) {
-        // Over a Snapshots or Storage quota: this slot is skipped (with a note), not retried.
-        if (e instanceof ForbiddenError) return skip(e.message);
-        throw e;
-      }
-      if (!snap) return skip(`workload is ${w.status}`);
+      const snap = await this.startScheduled(tx, w, now);
+      if (typeof snap === 'string') return skip(snap);
       await recordScheduleOutcome(tx, w.id, { snapshotId: snap.id }, toSecond(now));
       return { workloadId: w.id, kind: 'fired', snapshotId: snap.id, type: snap.snapshot_type, due };
     });
@@ -195,5 +178,30 @@ export class Scheduler {
       else this.o.log.warn({ workloadId: c.workloadId, due, reason: outcome.reason }, 'scheduled snapshot skipped');
     }
     return next;
+  }
+
+  /**
+   * The scheduled snapshot of a due slot, through the one snapshot-start use case (the same as
+   * `POST /workloads/{id}`). A refusal is returned as the skip reason: the workload is busy, or
+   * over its Snapshots or Storage quota (the slot is consumed, not retried every tick).
+   */
+  private async startScheduled(tx: Tx, w: Workload, now: number): Promise<Snapshot | string> {
+    const type = scheduledSnapshotType(w.jobschedule.fullbackup_interval, await incrementalsSinceFull(tx, w.id));
+    try {
+      const snap = await startSnapshot(tx, {
+        workload: w,
+        userId: w.user_id,
+        name: SCHEDULED_SNAPSHOT_NAME,
+        description: DEFAULT_DESCRIPTION,
+        type,
+        isScheduled: true,
+        createdAt: toSecond(now),
+        targetDescription: this.o.targetDescription,
+      });
+      return snap ?? `workload is ${w.status}`;
+    } catch (e) {
+      if (e instanceof ForbiddenError) return e.message;
+      throw e;
+    }
   }
 }
