@@ -99,6 +99,8 @@ describe('HTTP edge: every error is a fault, auth first', () => {
     assert.equal(r.status, 400);
     assert.deepEqual(JSON.parse(r.body), { badRequest: { code: 400, message: 'Malformed request url' } });
     assert.match(r.headers['x-openstack-request-id'] ?? '', /^req-/);
+    const logged = lines.filter((l) => l.msg === 'request' && l.obj.reqId === r.headers['x-openstack-request-id']);
+    assert.deepEqual(logged.map((l) => l.obj.status), [400], 'refused before routing, and still in the access log, once');
   });
 
   it('a path element over the length limit: 401 without a token, then 414 uriTooLong', async () => {

@@ -52,6 +52,8 @@ function frameworkErrors(o: HttpOptions) {
     const url = req.raw.url ?? '';
     const check = isV1Tree(url) ? authenticate(o, req, '').catch((e: unknown) => (e instanceof ValidationError ? undefined : e)) : Promise.resolve(undefined);
     void check.then((authErr) => {
+      // Fastify runs no hooks for these requests: request ids and the access log by hand.
+      reply.raw.once('finish', () => logAccess(o.log, req, reply));
       reply.header('x-compute-request-id', req.id).header('x-openstack-request-id', req.id);
       render(authErr ?? err, req, reply);
     });
