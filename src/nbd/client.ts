@@ -30,7 +30,11 @@ export interface StatusExtent {
 }
 
 export interface PipelineOptions {
-  /** Bytes per NBD_CMD_READ; default 2 MiB (fastest of 0.25–32 MiB against qemu-nbd here), at most the export's maximum block size. */
+  /**
+   * Bytes per NBD_CMD_READ, at most the export's maximum block size. Default 2 MiB: a 1 GiB
+   * qemu-nbd export read at 0.67–1.46 GB/s with 2 MiB × 8 and 0.75–0.92 GB/s with 4 MiB × 8
+   * (interleaved runs on the 2-core dev machine, loaded).
+   */
   requestSize?: number;
   /** Requests in flight at once; default 8. */
   depth?: number;
