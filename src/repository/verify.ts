@@ -56,30 +56,74 @@ export interface VerifyResult {
   badCopiesMarked: number;
 }
 
+
+export interface VerifyOptions {
+  /** Write `bad/` markers for bad copies (default true): the next backup re-uploads them. */
+  markBad?: boolean;
+  /** Read the data of about this share (0 < x ≤ 1) of the packs, chosen at random (restic's --read-data-subset=x%). */
+  readDataSubset?: number;
+  onProgress?: (p: { packsDone: number; packsTotal: number }) => void;
+  signal?: AbortSignal;
+}
+
+/** What every manifest references: projectId → chunk hex → indexes into `disks`. */
+interface References {
+  disks: AffectedDisk[];
+  byProject: Map<string, Map<string, number[]>>;
+  /** Snapshots with a problem so far. */
+  failed: Set<string>;
+}
+
+type Kind = ChunkProblem['kind'];
+
+/** What the packs said about each chunk of one project. */
+interface Verdicts {
+  good: Set<string>;
+  /** Chunks with a present copy the sample left unread. */
+  unchecked: Set<string>;
+  bad: Map<string, { pack: string; kind: Kind; detail: string }>;
+}
+
 /**
  * Reads every manifest, disk index, pack index and pack, decodes every stored chunk and checks
  * its keyed hash. Reports which snapshots and disks each missing/corrupt chunk affects. Bad
  * copies get a marker (`bad/<project>/<chunk>.<pack>`) so no later backup dedups against them:
  * the next backup of the affected disk re-uploads the chunk (reliability.md §2 B7), after which
  * verify passes again. Holds a reader lease for all projects, so GC does not sweep meanwhile.
- * Runs on the calling thread, one pack at a time (memory: one pack + the reference map).
+ * Runs on the calling thread, one pack at a time (memory: one read window + the reference map).
+ * With `readDataSubset`, only the sampled packs' data is read; every pack is still checked for
+ * presence and indexed length.
  */
-export async function verifyRepository(
-  repo: Repository,
-  opts: {
-    markBad?: boolean;
-    /** Read the data of about this share (0 < x ≤ 1) of the packs, chosen at random (restic's --read-data-subset=x%). */
-    readDataSubset?: number;
-    onProgress?: (p: { packsDone: number; packsTotal: number }) => void;
-    signal?: AbortSignal;
-  } = {},
-): Promise<VerifyResult> {
+export async function verifyRepository(repo: Repository, opts: VerifyOptions = {}): Promise<VerifyResult> {
   const subset = opts.readDataSubset;
   if (subset !== undefined && !(subset > 0 && subset <= 1)) throw new ValidationError('readDataSubset must be in (0, 1]');
-  const b = repo.backend;
-  const res: VerifyResult = {
+  const res = emptyResult(subset ?? null);
+  const lease = await repo.acquireLease('reader', null, null);
+  try {
+    const refs = await collectReferences(repo, res);
+    const projects = new Set<string>([...refs.byProject.keys()]);
+    for (const k of await listAll(repo.backend, 'index/')) {
+      const p = parse.packIndex(k);
+      if (p) projects.add(p.projectId);
+    }
+    const allPacks = await listAll(repo.backend, 'packs/');
+    const reader = new PackReader(repo, opts, res, subset === undefined ? null : samplePacks(allPacks, subset), allPacks.length);
+    for (const projectId of projects) {
+      const verdicts = await reader.verifyProject(projectId);
+      judgeReferences(res, refs, projectId, verdicts);
+    }
+    res.failedSnapshots = [...refs.failed].sort();
+    res.ok = res.problems.length === 0 && res.metadataProblems.length === 0;
+    return res;
+  } finally {
+    await lease.release().catch(() => {});
+  }
+}
+
+function emptyResult(sampled: number | null): VerifyResult {
+  return {
     ok: false,
-    sampled: subset ?? null,
+    sampled,
     snapshotIds: [],
     chunksSkipped: 0,
     snapshots: 0,
@@ -93,191 +137,223 @@ export async function verifyRepository(
     healedChunks: 0,
     badCopiesMarked: 0,
   };
-  const failed = new Set<string>();
-  const lease = await repo.acquireLease('reader', null, null);
-  try {
-    // References: projectId → chunk hex → indexes into `disks`.
-    const disks: AffectedDisk[] = [];
-    const refs = new Map<string, Map<string, number[]>>();
-    for (const mk of await listAll(b, 'manifests/')) {
-      const snapshotId = parse.manifest(mk);
-      if (!snapshotId) continue;
-      res.snapshots++;
-      let m;
+}
+
+/** Reads every manifest and disk index; unreadable ones are metadata problems of their snapshot. */
+async function collectReferences(repo: Repository, res: VerifyResult): Promise<References> {
+  const b = repo.backend;
+  const refs: References = { disks: [], byProject: new Map(), failed: new Set() };
+  for (const mk of await listAll(b, 'manifests/')) {
+    const snapshotId = parse.manifest(mk);
+    if (!snapshotId) continue;
+    res.snapshots++;
+    let m;
+    try {
+      m = decodeManifest(mk, await b.get(mk));
+    } catch (e) {
+      if (e instanceof NotFoundError) continue; // deleted meanwhile
+      res.metadataProblems.push({ key: mk, snapshotId, message: errorMessage(e) });
+      refs.failed.add(snapshotId);
+      continue;
+    }
+    res.snapshotIds.push(snapshotId);
+    let pr = refs.byProject.get(m.projectId);
+    if (!pr) refs.byProject.set(m.projectId, (pr = new Map()));
+    for (const d of m.disks) {
+      res.disks++;
+      let di;
       try {
-        m = decodeManifest(mk, await b.get(mk));
+        di = decodeDiskIndex(d.index, await b.get(d.index));
       } catch (e) {
-        if (e instanceof NotFoundError) continue; // deleted meanwhile
-        res.metadataProblems.push({ key: mk, snapshotId, message: errorMessage(e) });
-        failed.add(snapshotId);
+        res.metadataProblems.push({ key: d.index, snapshotId, message: `disk ${d.diskKey}: ${errorMessage(e)}` });
+        refs.failed.add(snapshotId);
         continue;
       }
-      res.snapshotIds.push(snapshotId);
-      let pr = refs.get(m.projectId);
-      if (!pr) refs.set(m.projectId, (pr = new Map()));
-      for (const d of m.disks) {
-        res.disks++;
-        let di;
-        try {
-          di = decodeDiskIndex(d.index, await b.get(d.index));
-        } catch (e) {
-          res.metadataProblems.push({ key: d.index, snapshotId, message: `disk ${d.diskKey}: ${errorMessage(e)}` });
-          failed.add(snapshotId);
-          continue;
-        }
-        const ord = disks.push({ snapshotId, diskKey: d.diskKey }) - 1;
-        for (let i = 0; i < di.header.chunkCount; i++) {
-          const off = i * ID_LEN;
-          if (di.ids.compare(ZERO_ID, 0, ID_LEN, off, off + ID_LEN) === 0) continue;
-          const hex = di.ids.subarray(off, off + ID_LEN).toString('hex');
-          const list = pr.get(hex);
-          if (!list) pr.set(hex, [ord]);
-          else if (list[list.length - 1] !== ord) list.push(ord);
-        }
-      }
+      addDiskReferences(pr, refs.disks.push({ snapshotId, diskKey: d.diskKey }) - 1, di.ids, di.header.chunkCount);
     }
-
-    const codec = new ChunkCodec();
-    let raw = Buffer.alloc(0);
-    let windowBuf = Buffer.alloc(0);
-    const readRange = async (key: string, offset: number, length: number): Promise<Buffer> => {
-      if (!b.getRangeInto) return b.getRange(key, offset, length);
-      if (windowBuf.length < length) windowBuf = Buffer.allocUnsafe(Math.max(length, WINDOW));
-      await b.getRangeInto(key, offset, length, windowBuf);
-      return windowBuf.subarray(0, length);
-    };
-    const projects = new Set<string>([...refs.keys()]);
-    for (const k of await listAll(b, 'index/')) {
-      const p = parse.packIndex(k);
-      if (p) projects.add(p.projectId);
-    }
-    const allPacks = await listAll(b, 'packs/');
-    const packsTotal = allPacks.length;
-    const chosen = subset === undefined ? null : samplePacks(allPacks, subset);
-    for (const projectId of projects) {
-      const hasher = new ChunkHasher(repo.projectKey(projectId));
-      const copies = new Map<string, PackIndexEntry[]>(); // pack → entries
-      const lengths = new Map<string, number>(); // pack → length its index records
-      for (const k of await listAll(b, `index/${projectId}/`)) {
-        if (!parse.packIndex(k)) continue;
-        try {
-          const { header, entries } = decodePackIndex(k, await b.get(k));
-          header.packLengths?.forEach((n, i) => lengths.set(header.packs[i]!, n));
-          for (const e of entries) {
-            const l = copies.get(e.pack);
-            if (l) l.push(e);
-            else copies.set(e.pack, [e]);
-          }
-        } catch (e) {
-          res.metadataProblems.push({ key: k, snapshotId: null, message: errorMessage(e) });
-        }
-      }
-      const listed = new Set<string>();
-      for (const k of await listAll(b, `packs/${projectId}/`)) {
-        const p = parse.pack(k);
-        if (p) listed.add(p.packId);
-      }
-      const known = await repo.listBadCopies(projectId);
-      const good = new Set<string>();
-      const unchecked = new Set<string>(); // chunks with a present copy the sample left unread
-      const bad = new Map<string, { pack: string; kind: 'missing' | 'corrupt'; detail: string }>();
-      const markBad = async (hex: string, pack: string, kind: 'missing' | 'corrupt', detail: string) => {
-        if (!bad.has(hex) || kind === 'corrupt') bad.set(hex, { pack, kind, detail });
-        if (opts.markBad !== false && !known.has(`${hex}.${pack}`)) {
-          await repo.markBadCopy(projectId, hex, pack, `${kind}: ${detail}`);
-          known.add(`${hex}.${pack}`);
-          res.badCopiesMarked++;
-        }
-      };
-      for (const [pack, entries] of copies) {
-        opts.signal?.throwIfAborted();
-        const packKey = keys.pack(projectId, pack);
-        const size = listed.has(pack) ? await b.stat(packKey) : null;
-        const expected = lengths.get(pack);
-        const present = size !== null;
-        const wrongLength = present && expected !== undefined && size !== expected ? `pack ${pack} has ${size} bytes, its index says ${expected}` : null;
-        if (present && !wrongLength && chosen !== null && !chosen.has(packKey)) {
-          for (const e of entries) unchecked.add(e.id.toString('hex'));
-          res.chunksSkipped += entries.length;
-          continue;
-        }
-        if (present) res.packsRead++;
-        // Windows of consecutive entries read into one reused buffer: memory stays at
-        // WINDOW + one chunk whatever the pack or repository size.
-        entries.sort((x, y) => x.offset - y.offset);
-        for (let i = 0; i < entries.length; ) {
-          let j = i + 1;
-          const from = entries[i]!.offset;
-          let to = from + entries[i]!.storedLength;
-          while (j < entries.length && entries[j]!.offset >= from && entries[j]!.offset + entries[j]!.storedLength - from <= WINDOW) {
-            to = Math.max(to, entries[j]!.offset + entries[j]!.storedLength);
-            j++;
-          }
-          const win = entries.slice(i, j);
-          i = j;
-          let window: Buffer | null = null;
-          let readErr: string | null = present ? wrongLength : `pack ${pack} is missing`;
-          if (present && !wrongLength) {
-            try {
-              window = await readRange(packKey, from, to - from);
-              res.bytesRead += to - from;
-            } catch (e) {
-              if (e instanceof NotFoundError) readErr = `pack ${pack} is missing`;
-              else if (e instanceof IntegrityError) readErr = null; // truncated: check entry by entry
-              else throw e;
-            }
-          }
-          for (const e of win) {
-            const hex = e.id.toString('hex');
-            res.chunksChecked++;
-            if (readErr) {
-              await markBad(hex, pack, 'missing', readErr);
-              continue;
-            }
-            let stored: Buffer | null = window ? window.subarray(e.offset - from, e.offset - from + e.storedLength) : null;
-            if (!stored) {
-              try {
-                stored = Buffer.from(await b.getRange(packKey, e.offset, e.storedLength));
-                res.bytesRead += e.storedLength;
-              } catch (err) {
-                if (!(err instanceof IntegrityError) && !(err instanceof NotFoundError)) throw err;
-              }
-            }
-            if (raw.length < e.rawLength) raw = Buffer.allocUnsafe(e.rawLength);
-            const err =
-              stored === null || stored.length !== e.storedLength
-                ? `pack ${pack} is truncated`
-                : codec.decodeVerify(stored, e.flags, raw.subarray(0, e.rawLength), hasher, e.id);
-            if (err) await markBad(hex, pack, 'corrupt', err);
-            else good.add(hex);
-          }
-        }
-        opts.onProgress?.({ packsDone: res.packsRead, packsTotal });
-      }
-      for (const [hex, ords] of refs.get(projectId) ?? []) {
-        if (good.has(hex)) {
-          if (bad.has(hex)) res.healedChunks++;
-          continue;
-        }
-        if (unchecked.has(hex)) continue; // an unread copy exists: not judged by this sample
-        const b0 = bad.get(hex);
-        const affected = ords.map((o) => disks[o]!);
-        for (const a of affected) failed.add(a.snapshotId);
-        res.problems.push({
-          chunk: hex,
-          pack: b0?.pack ?? null,
-          kind: b0?.kind ?? 'missing',
-          detail: b0?.detail ?? 'no pack index lists this chunk',
-          affected,
-        });
-      }
-    }
-    res.failedSnapshots = [...failed].sort();
-    res.ok = res.problems.length === 0 && res.metadataProblems.length === 0;
-    return res;
-  } finally {
-    await lease.release().catch(() => {});
   }
+  return refs;
+}
+
+function addDiskReferences(pr: Map<string, number[]>, ord: number, ids: Buffer, chunkCount: number): void {
+  for (let i = 0; i < chunkCount; i++) {
+    const off = i * ID_LEN;
+    if (ids.compare(ZERO_ID, 0, ID_LEN, off, off + ID_LEN) === 0) continue;
+    const hex = ids.subarray(off, off + ID_LEN).toString('hex');
+    const list = pr.get(hex);
+    if (!list) pr.set(hex, [ord]);
+    else if (list[list.length - 1] !== ord) list.push(ord);
+  }
+}
+
+/** Every referenced chunk of the project without an intact (or unsampled) copy is a problem. */
+function judgeReferences(res: VerifyResult, refs: References, projectId: string, v: Verdicts): void {
+  for (const [hex, ords] of refs.byProject.get(projectId) ?? []) {
+    if (v.good.has(hex)) {
+      if (v.bad.has(hex)) res.healedChunks++;
+      continue;
+    }
+    if (v.unchecked.has(hex)) continue; // an unread copy exists: not judged by this sample
+    const b0 = v.bad.get(hex);
+    const affected = ords.map((o) => refs.disks[o]!);
+    for (const a of affected) refs.failed.add(a.snapshotId);
+    res.problems.push({ chunk: hex, pack: b0?.pack ?? null, kind: b0?.kind ?? 'missing', detail: b0?.detail ?? 'no pack index lists this chunk', affected });
+  }
+}
+
+/**
+ * Reads and checks packs, one project at a time. Reads go through one reused window buffer, so
+ * memory stays at WINDOW + one chunk whatever the pack or repository size.
+ */
+class PackReader {
+  private readonly codec = new ChunkCodec();
+  private raw = Buffer.alloc(0);
+  private windowBuf = Buffer.alloc(0);
+
+  constructor(
+    private readonly repo: Repository,
+    private readonly opts: VerifyOptions,
+    private readonly res: VerifyResult,
+    /** Pack keys whose data is read; null = all. */
+    private readonly chosen: ReadonlySet<string> | null,
+    private readonly packsTotal: number,
+  ) {}
+
+  async verifyProject(projectId: string): Promise<Verdicts> {
+    const { copies, lengths } = await this.readIndexes(projectId);
+    const listed = new Set<string>();
+    for (const k of await listAll(this.repo.backend, `packs/${projectId}/`)) {
+      const p = parse.pack(k);
+      if (p) listed.add(p.packId);
+    }
+    const project = {
+      projectId,
+      hasher: new ChunkHasher(this.repo.projectKey(projectId)),
+      known: await this.repo.listBadCopies(projectId),
+      v: { good: new Set<string>(), unchecked: new Set<string>(), bad: new Map() } as Verdicts,
+    };
+    for (const [pack, entries] of copies) {
+      this.opts.signal?.throwIfAborted();
+      await this.checkPack(project, pack, entries, listed.has(pack), lengths.get(pack));
+      this.opts.onProgress?.({ packsDone: this.res.packsRead, packsTotal: this.packsTotal });
+    }
+    return project.v;
+  }
+
+  /** pack → the copies the project's readable pack indexes list in it, and its recorded length. */
+  private async readIndexes(projectId: string): Promise<{ copies: Map<string, PackIndexEntry[]>; lengths: Map<string, number> }> {
+    const b = this.repo.backend;
+    const copies = new Map<string, PackIndexEntry[]>();
+    const lengths = new Map<string, number>();
+    for (const k of await listAll(b, `index/${projectId}/`)) {
+      if (!parse.packIndex(k)) continue;
+      try {
+        const { header, entries } = decodePackIndex(k, await b.get(k));
+        header.packLengths?.forEach((n, i) => lengths.set(header.packs[i]!, n));
+        for (const e of entries) {
+          const l = copies.get(e.pack);
+          if (l) l.push(e);
+          else copies.set(e.pack, [e]);
+        }
+      } catch (e) {
+        this.res.metadataProblems.push({ key: k, snapshotId: null, message: errorMessage(e) });
+      }
+    }
+    return { copies, lengths };
+  }
+
+  private async checkPack(p: ProjectState, pack: string, entries: PackIndexEntry[], listed: boolean, expected: number | undefined): Promise<void> {
+    const packKey = keys.pack(p.projectId, pack);
+    const size = listed ? await this.repo.backend.stat(packKey) : null;
+    const wrongLength = size !== null && expected !== undefined && size !== expected ? `pack ${pack} has ${size} bytes, its index says ${expected}` : null;
+    if (size !== null && !wrongLength && this.chosen !== null && !this.chosen.has(packKey)) {
+      for (const e of entries) p.v.unchecked.add(e.id.toString('hex'));
+      this.res.chunksSkipped += entries.length;
+      return;
+    }
+    if (size !== null) this.res.packsRead++;
+    const unreadable = size === null ? `pack ${pack} is missing` : wrongLength;
+    entries.sort((x, y) => x.offset - y.offset);
+    for (let i = 0; i < entries.length; ) {
+      // A window: consecutive entries within WINDOW bytes, read at once.
+      let j = i + 1;
+      const from = entries[i]!.offset;
+      let to = from + entries[i]!.storedLength;
+      while (j < entries.length && entries[j]!.offset >= from && entries[j]!.offset + entries[j]!.storedLength - from <= WINDOW) {
+        to = Math.max(to, entries[j]!.offset + entries[j]!.storedLength);
+        j++;
+      }
+      await this.checkWindow(p, pack, packKey, entries.slice(i, j), from, to, unreadable);
+      i = j;
+    }
+  }
+
+  private async checkWindow(p: ProjectState, pack: string, packKey: string, win: PackIndexEntry[], from: number, to: number, unreadable: string | null): Promise<void> {
+    let window: Buffer | null = null;
+    let readErr = unreadable;
+    if (!readErr) {
+      try {
+        window = await this.readRange(packKey, from, to - from);
+        this.res.bytesRead += to - from;
+      } catch (e) {
+        if (e instanceof NotFoundError) readErr = `pack ${pack} is missing`;
+        else if (!(e instanceof IntegrityError)) throw e; // truncated: check entry by entry
+      }
+    }
+    for (const e of win) {
+      const hex = e.id.toString('hex');
+      this.res.chunksChecked++;
+      if (readErr) {
+        await this.markBad(p, hex, pack, 'missing', readErr);
+        continue;
+      }
+      const stored = window ? window.subarray(e.offset - from, e.offset - from + e.storedLength) : await this.readEntry(packKey, e);
+      if (this.raw.length < e.rawLength) this.raw = Buffer.allocUnsafe(e.rawLength);
+      const err =
+        stored === null || stored.length !== e.storedLength
+          ? `pack ${pack} is truncated`
+          : this.codec.decodeVerify(stored, e.flags, this.raw.subarray(0, e.rawLength), p.hasher, e.id);
+      if (err) await this.markBad(p, hex, pack, 'corrupt', err);
+      else p.v.good.add(hex);
+    }
+  }
+
+  /** One entry of a window that could not be read whole (a truncated pack); null when gone. */
+  private async readEntry(packKey: string, e: PackIndexEntry): Promise<Buffer | null> {
+    try {
+      const stored = Buffer.from(await this.repo.backend.getRange(packKey, e.offset, e.storedLength));
+      this.res.bytesRead += e.storedLength;
+      return stored;
+    } catch (err) {
+      if (!(err instanceof IntegrityError) && !(err instanceof NotFoundError)) throw err;
+      return null;
+    }
+  }
+
+  private async readRange(key: string, offset: number, length: number): Promise<Buffer> {
+    const b = this.repo.backend;
+    if (!b.getRangeInto) return b.getRange(key, offset, length);
+    if (this.windowBuf.length < length) this.windowBuf = Buffer.allocUnsafe(Math.max(length, WINDOW));
+    await b.getRangeInto(key, offset, length, this.windowBuf);
+    return this.windowBuf.subarray(0, length);
+  }
+
+  private async markBad(p: ProjectState, hex: string, pack: string, kind: Kind, detail: string): Promise<void> {
+    if (!p.v.bad.has(hex) || kind === 'corrupt') p.v.bad.set(hex, { pack, kind, detail });
+    if (this.opts.markBad !== false && !p.known.has(`${hex}.${pack}`)) {
+      await this.repo.markBadCopy(p.projectId, hex, pack, `${kind}: ${detail}`);
+      p.known.add(`${hex}.${pack}`);
+      this.res.badCopiesMarked++;
+    }
+  }
+}
+
+interface ProjectState {
+  projectId: string;
+  hasher: ChunkHasher;
+  /** Bad copies already marked (`<chunkHex>.<pack>`). */
+  known: Set<string>;
+  v: Verdicts;
 }
 
 /** About `share` of the pack keys (at least one when there is any), chosen uniformly at random. */
