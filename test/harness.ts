@@ -31,6 +31,7 @@ export interface Harness {
   url: string;
   home: string;
   alice: TestUser; // member of project alpha
+  carol: TestUser; // another member of project alpha
   bob: TestUser; // member of project beta
   admin: TestUser; // admin role on project admin
   vms: TestVm[]; // alpha: vm-a1 (2 disks), vm-a2 (2 disks), vm-a3; beta: vm-b1
@@ -67,6 +68,7 @@ export async function startHarness(opts: { env?: Record<string, string>; role?: 
   const users = [
     { id: hex(), name: 'alice', password: 'alice-pw', roles: [{ project: 'alpha', role: 'member' }] },
     { id: hex(), name: 'bob', password: 'bob-pw', roles: [{ project: 'beta', role: 'member' }] },
+    { id: hex(), name: 'carol', password: 'carol-pw', roles: [{ project: 'alpha', role: 'member' }] },
     { id: hex(), name: 'admin', password: 'admin-pw', roles: [{ project: 'admin', role: 'admin' }] },
   ];
   writeFileSync(join(home, 'identity.json'), JSON.stringify({ projects: [alpha, beta, adminP], users }), { mode: 0o600 });
@@ -122,6 +124,7 @@ export async function startHarness(opts: { env?: Record<string, string>; role?: 
   const mkUser = (name: string, password: string, p: { id: string; name: string }): TestUser => ({ name, password, projectId: p.id, projectName: p.name });
   const alice = mkUser('alice', 'alice-pw', alpha);
   const bob = mkUser('bob', 'bob-pw', beta);
+  const carol = mkUser('carol', 'carol-pw', alpha);
   const admin = mkUser('admin', 'admin-pw', adminP);
   const tokens = new Map<string, string>();
 
@@ -169,6 +172,7 @@ export async function startHarness(opts: { env?: Record<string, string>; role?: 
     url,
     home,
     alice,
+    carol,
     bob,
     admin,
     vms,

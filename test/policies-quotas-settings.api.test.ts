@@ -183,6 +183,7 @@ for (const kind of storeKinds()) {
       const secretKey = loadOrCreateSettingsKey(join(dir, 'settings.key'));
       const projects = { projectName: async (id: string) => PROJECT_NAMES[id] ?? null };
       const policy = Policy.fromRules();
+      const workloads = new WorkloadService({ db: h.db, platform, clock });
       runner = new JobRunner({ db: h.db, dialect: h.dialect, clock, log, owner: 'test', leaseMs: 10_000, handlers: workloadJobHandlers(h.db, platform, clock), pollMs: 20 });
       runner.start();
       smtp = await startSmtp();
@@ -202,10 +203,10 @@ for (const kind of storeKinds()) {
         keystoneUri: 'http://lb.test:8780/identity/v3',
         fastifyLogger: { level: 'debug', stream: sink },
         v1Routes: [
-          workloadRoutes({ workloads: new WorkloadService({ db: h.db, platform, clock }), policy, publicUrl: 'http://lb.test:8780' }),
-          snapshotRoutes({ snapshots: new SnapshotService({ db: h.db, clock, targetDescription: 'mem://test' }), policy }),
+          workloadRoutes({ workloads, policy, publicUrl: 'http://lb.test:8780' }),
+          snapshotRoutes({ snapshots: new SnapshotService({ db: h.db, clock, targetDescription: 'mem://test' }), workloads, policy }),
           policyRoutes({ policies: new PolicyService({ db: h.db, clock, projects }), policy }),
-          quotaRoutes({ quotas: new QuotaService({ db: h.db, clock, projects }), policy }),
+          quotaRoutes({ quotas: new QuotaService({ db: h.db, clock, projects }) }),
           settingRoutes({ settings: new SettingService({ db: h.db, clock, secretKey, mailer: smtpMailer }), policy }),
         ],
       });

@@ -103,6 +103,7 @@ describe('schedules, global job scheduler and retention over HTTP (composed app)
     const platform = await LocalPlatform.open({ inventoryPath: join(home, 'inventory.json'), restoreDir: join(home, 'restores'), logger: silentLogger });
     repo = await Repository.init(new MemBackend(), {}, { clock, logger: silentLogger });
     const policy = Policy.fromRules({}, { log: silentLogger });
+    const workloads = new WorkloadService({ db: store.db, platform, clock });
     const snapHandlers: AnyJobHandler[] = snapshotJobHandlers({ db: store.db, platform, repo, clock, nodeName: 'TVM1' });
     runner = new JobRunner({
       db: store.db,
@@ -123,9 +124,9 @@ describe('schedules, global job scheduler and retention over HTTP (composed app)
       policy,
       keystoneUri: 'http://keystone.test',
       v1Routes: [
-        workloadRoutes({ workloads: new WorkloadService({ db: store.db, platform, clock }), policy, publicUrl: 'http://lifeboat.test' }),
-        snapshotRoutes({ snapshots: new SnapshotService({ db: store.db, clock, targetDescription: 'mem://' }), policy }),
-        schedulerRoutes({ scheduler: new SchedulerService({ db: store.db, clock }), policy }),
+        workloadRoutes({ workloads, policy, publicUrl: 'http://lifeboat.test' }),
+        snapshotRoutes({ snapshots: new SnapshotService({ db: store.db, clock, targetDescription: 'mem://' }), workloads, policy }),
+        schedulerRoutes({ scheduler: new SchedulerService({ db: store.db, clock }), workloads }),
       ],
     });
   });

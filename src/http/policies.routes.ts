@@ -7,6 +7,7 @@ import { WLM_VERSION } from '../domain/snapshot.js';
 import { ctxOf } from './server.js';
 import type { PolicyEnforcer } from './types.js';
 import { unwrap } from './query.js';
+import { allows, param, policy } from './route-policy.js';
 import { policyAssignmentView, policyDetail, policySummary } from './policy.views.js';
 
 export interface PolicyRoutesDeps {
@@ -28,70 +29,52 @@ const FIELD_IDS: Record<string, string> = {
  */
 export function policyRoutes(d: PolicyRoutesDeps): FastifyPluginAsync {
   return async (app) => {
-    const allow = (action: string, ctx: RequestContext, projectId = ctx.projectId) => d.policy.enforce(action, ctx, { project_id: projectId });
-    const allowed = (action: string, ctx: RequestContext) => {
-      try {
-        allow(action, ctx);
-        return true;
-      } catch (e) {
-        if (e instanceof ForbiddenError) return false;
-        throw e;
-      }
-    };
     // Whoever may manage policies sees all of them; a project sees those assigned to it.
-    const seeAll = (ctx: RequestContext) => allowed('workload:policy_update', ctx);
+    const seeAll = (ctx: RequestContext) => allows(d.policy, 'workload:policy_update', ctx);
+    // Legacy message (tempest greps for it) instead of the policy-rule text.
+    const NOT_ADMIN = 'User does not have admin privileges';
 
-    app.get('/workload_policy', async (req) => {
+    app.get('/workload_policy', policy('workload:policy_list'), async (req) => {
       const ctx = ctxOf(req);
-      allow('workload:policy_list', ctx);
       return { policy_list: (await d.policies.list(ctx, seeAll(ctx))).map(policySummary) };
     });
 
-    app.post('/workload_policy', async (req) => {
+    app.post('/workload_policy', policy('workload:policy_create'), async (req) => {
       const ctx = ctxOf(req);
-      allow('workload:policy_create', ctx);
       return { policy: policySummary(await d.policies.create(ctx, unwrap(req.body, 'workload_policy'))) };
     });
 
-    app.get<{ Params: { project_id: string } }>('/workload_policy/assigned/:project_id', async (req) => {
-      const ctx = ctxOf(req);
-      allow('workload:policy_list', ctx, req.params.project_id);
+    const onProject = policy('workload:policy_list', { target: async (req) => ({ project_id: param(req, 'project_id'), user_id: null }) });
+    app.get<{ Params: { project_id: string } }>('/workload_policy/assigned/:project_id', onProject, async (req) => {
       return { policies: (await d.policies.assignedTo(req.params.project_id)).map(policyAssignmentView) };
     });
 
-    app.get<{ Params: { id: string } }>('/workload_policy/:id', async (req) => {
+    app.get<{ Params: { id: string } }>('/workload_policy/:id', policy('workload:policy_get'), async (req) => {
       const ctx = ctxOf(req);
-      allow('workload:policy_get', ctx);
       return { policy: policyDetail(await d.policies.get(ctx, req.params.id, seeAll(ctx))) };
     });
 
-    app.put<{ Params: { id: string } }>('/workload_policy/:id', async (req) => {
+    app.put<{ Params: { id: string } }>('/workload_policy/:id', policy('workload:policy_update'), async (req) => {
       const ctx = ctxOf(req);
-      allow('workload:policy_update', ctx);
       return { policy: policySummary(await d.policies.update(ctx, req.params.id, unwrap(req.body, 'policy'))) };
     });
 
-    app.delete<{ Params: { id: string } }>('/workload_policy/:id', async (req, reply) => {
+    app.delete<{ Params: { id: string } }>('/workload_policy/:id', policy('workload:policy_delete'), async (req, reply) => {
       const ctx = ctxOf(req);
-      allow('workload:policy_delete', ctx);
       await d.policies.delete(ctx, req.params.id);
       return reply.code(202).send();
     });
 
-    app.post<{ Params: { id: string } }>('/workload_policy/:id/assign', async (req) => {
+    app.post<{ Params: { id: string } }>('/workload_policy/:id/assign', policy('workload:policy_apply', { deniedMessage: NOT_ADMIN }), async (req) => {
       const ctx = ctxOf(req);
       const body = unwrap(req.body, 'policy');
-      // Legacy message (tempest greps for it) instead of the policy-rule text.
       const removing = body.remove_projects !== undefined && body.remove_projects !== null && !(Array.isArray(body.remove_projects) && body.remove_projects.length === 0);
-      if (!allowed('workload:policy_apply', ctx) || (removing && !allowed('workload:policy_remove', ctx))) {
-        throw new ForbiddenError('User does not have admin privileges');
-      }
+      if (removing && !allows(d.policy, 'workload:policy_remove', ctx)) throw new ForbiddenError(NOT_ADMIN);
       const r = await d.policies.assign(ctx, req.params.id, body);
       return { policy: policyDetail(r.policy), failed_ids: r.failedIds };
     });
 
-    app.get('/policy_field', async (req) => {
-      allow('workload:policy_get', ctxOf(req));
+    app.get('/policy_field', policy('workload:policy_get'), async () => {
       return {
         policy_field_list: POLICY_FIELDS.map((name) => ({
           id: FIELD_IDS[name],

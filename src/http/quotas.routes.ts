@@ -1,15 +1,12 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { AllowedQuota, QuotaService } from '../services/quota.service.js';
-import { ForbiddenError, NotFoundError, ValidationError } from '../lib/errors.js';
-import type { RequestContext } from '../domain/context.js';
-import { ctxOf } from './server.js';
-import type { PolicyEnforcer } from './types.js';
+import { NotFoundError, ValidationError } from '../lib/errors.js';
 import { unwrap } from './query.js';
+import { param, policy } from './route-policy.js';
 import { allowedQuotaView, quotaTypeView } from './quota.views.js';
 
 export interface QuotaRoutesDeps {
   quotas: QuotaService;
-  policy: PolicyEnforcer;
 }
 
 /**
@@ -19,69 +16,54 @@ export interface QuotaRoutesDeps {
  */
 export function quotaRoutes(d: QuotaRoutesDeps): FastifyPluginAsync {
   return async (app) => {
-    const allow = (action: string, ctx: RequestContext, projectId = ctx.projectId) => d.policy.enforce(action, ctx, { project_id: projectId });
-
-    /**
-     * A quota by id for `action`: the rule is checked on the caller's own project first (so a
-     * denied caller learns nothing about ids), then on the quota's project, where a denial
-     * answers 404 like an unknown id.
-     */
-    const quotaFor = async (action: string, ctx: RequestContext, id: string): Promise<AllowedQuota> => {
-      allow(action, ctx);
+    const quotaById = async (id: string): Promise<AllowedQuota> => {
       const q = await d.quotas.find(id);
       if (!q) throw NotFoundError.of('Allowed quota', id);
-      if (q.project_id !== ctx.projectId) {
-        try {
-          allow(action, ctx, q.project_id);
-        } catch (e) {
-          if (e instanceof ForbiddenError) throw NotFoundError.of('Allowed quota', id);
-          throw e;
-        }
-      }
       return q;
     };
+    /**
+     * Checked on the quota `:id` names, which may belong to any project (quotas are an
+     * operator resource); denied on another project's quota, the answer is the 404 of an unknown id.
+     */
+    const onQuota = (action: string) =>
+      policy(action, { target: async (req) => ({ project_id: (await quotaById(param(req, 'id'))).project_id, user_id: null }), hiddenAs: (req) => NotFoundError.of('Allowed quota', param(req, 'id')) });
+    /** Checked on the project `:id` names. */
+    const onProject = (action: string) => policy(action, { target: async (req) => ({ project_id: param(req, 'id'), user_id: null }) });
 
     for (const base of ['/project_quota_types', '/projects_quota_types']) {
-      app.get(base, async (req) => {
-        allow('workload:get_quota_types', ctxOf(req));
+      app.get(base, policy('workload:get_quota_types'), async () => {
         return { quota_types: d.quotas.listTypes().map(quotaTypeView) };
       });
-      app.get<{ Params: { id: string } }>(`${base}/:id`, async (req) => {
-        allow('workload:get_quota_type', ctxOf(req));
+      app.get<{ Params: { id: string } }>(`${base}/:id`, policy('workload:get_quota_type'), async (req) => {
         return { quota_type: quotaTypeView(d.quotas.getType(req.params.id)) };
       });
     }
 
-    app.post<{ Params: { id: string } }>('/project_allowed_quotas/:id', async (req) => {
-      const ctx = ctxOf(req);
-      allow('workload:create_allowed_quotas', ctx, req.params.id);
+    app.post<{ Params: { id: string } }>('/project_allowed_quotas/:id', onProject('workload:create_allowed_quotas'), async (req) => {
       const body = req.body;
       if (typeof body !== 'object' || body === null || Array.isArray(body) || !('allowed_quotas' in body)) throw new ValidationError('Incorrect request body format');
       const created = await d.quotas.create(req.params.id, (body as { allowed_quotas: unknown }).allowed_quotas);
       return { allowed_quotas: created.map(allowedQuotaView) };
     });
 
-    app.get<{ Params: { id: string } }>('/project_allowed_quotas/:id', async (req) => {
-      const ctx = ctxOf(req);
-      allow('workload:get_allowed_quotas', ctx, req.params.id);
+    app.get<{ Params: { id: string } }>('/project_allowed_quotas/:id', onProject('workload:get_allowed_quotas'), async (req) => {
       return { allowed_quotas: (await d.quotas.list(req.params.id)).map(allowedQuotaView) };
     });
 
-    app.get<{ Params: { id: string } }>('/project_allowed_quota/:id', async (req) => {
-      const q = await quotaFor('workload:get_allowed_quota', ctxOf(req), req.params.id);
+    app.get<{ Params: { id: string } }>('/project_allowed_quota/:id', onQuota('workload:get_allowed_quota'), async (req) => {
+      const q = await quotaById(req.params.id);
       return { allowed_quotas: allowedQuotaView(q) };
     });
 
-    app.put<{ Params: { id: string } }>('/update_allowed_quota/:id', async (req, reply) => {
-      const ctx = ctxOf(req);
+    app.put<{ Params: { id: string } }>('/update_allowed_quota/:id', onQuota('workload:update_allowed_quota'), async (req, reply) => {
       const body = unwrap(req.body, 'allowed_quotas');
-      const q = await quotaFor('workload:update_allowed_quota', ctx, req.params.id);
+      const q = await quotaById(req.params.id);
       const updated = await d.quotas.update(q, body);
       return reply.code(202).send({ allowed_quotas: [allowedQuotaView(updated)] });
     });
 
-    app.delete<{ Params: { id: string } }>('/project_allowed_quotas/:id', async (req, reply) => {
-      const q = await quotaFor('workload:delete_allowed_quota', ctxOf(req), req.params.id);
+    app.delete<{ Params: { id: string } }>('/project_allowed_quotas/:id', onQuota('workload:delete_allowed_quota'), async (req, reply) => {
+      const q = await quotaById(req.params.id);
       await d.quotas.delete(q);
       return reply.code(202).send();
     });

@@ -7,6 +7,7 @@ import { UnauthenticatedError } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import { redactPaths } from '../lib/redact.js';
 import { buildHttpServer } from './server.js';
+import { policy } from './route-policy.js';
 
 /**
  * The edge of the HTTP server: errors Fastify and Node raise before a route runs come back as
@@ -72,12 +73,12 @@ describe('HTTP edge: every error is a fault, auth first', () => {
           return ctx(requestId);
         },
       },
-      policy: { enforce: () => undefined },
+      policy: { check: () => true },
       keystoneUri: 'http://lb.test/identity/v3',
       v1Routes: [
         async (v1) => {
-          v1.get('/workloads/:workload_id', async () => ({ ok: true }));
-          v1.post('/workloads', async () => ({ ok: true }));
+          v1.get('/workloads/:workload_id', policy('workload:workload_show'), async () => ({ ok: true }));
+          v1.post('/workloads', policy('workload:workload_create'), async () => ({ ok: true }));
         },
       ],
     });

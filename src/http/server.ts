@@ -7,6 +7,7 @@ import type { RequestContext } from '../domain/context.js';
 import type { TokenValidator } from '../identity/token-validator.js';
 import { clientErrorResponse, faultRenderer, installFaultHandling, sendFault } from './faults.js';
 import type { PolicyEnforcer } from './types.js';
+import { installRoutePolicy } from './route-policy.js';
 
 /** The legacy request body limit (osapi_max_request_body_size). */
 export const BODY_LIMIT = 114688;
@@ -148,6 +149,7 @@ export async function buildHttpServer(o: HttpOptions): Promise<FastifyInstance> 
       });
       // Unknown URLs under /v1 answer 404 only to an authenticated caller (the hook above runs first).
       v1.setNotFoundHandler((_req, reply) => void sendFault(reply, 404, 'The resource could not be found.'));
+      installRoutePolicy(v1, o.policy);
       for (const r of o.v1Routes) await v1.register(r);
     },
     { prefix: '/v1/:tenant_id' },

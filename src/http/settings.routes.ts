@@ -5,10 +5,12 @@ import type { RequestContext } from '../domain/context.js';
 import { ctxOf } from './server.js';
 import type { PolicyEnforcer } from './types.js';
 import { queryBool } from './query.js';
+import { demand, policy } from './route-policy.js';
 import { settingView } from './setting.views.js';
 
 export interface SettingRoutesDeps {
   settings: SettingService;
+  /** For the check that depends on the body (SMTP host and port). */
   policy: PolicyEnforcer;
 }
 
@@ -24,61 +26,50 @@ function settingsList(body: unknown): unknown {
  */
 export function settingRoutes(d: SettingRoutesDeps): FastifyPluginAsync {
   return async (app) => {
-    const allow = (action: string, ctx: RequestContext) => d.policy.enforce(action, ctx, { project_id: ctx.projectId });
     // Pointing the server at an SMTP host:port is an admin's right by default (no SSRF by tenants).
     const allowSmtpTarget = (ctx: RequestContext, settings: unknown) => {
-      if (touchesSmtpTarget(settings)) allow('workload:settings_smtp_update', ctx);
+      if (touchesSmtpTarget(settings)) demand(d.policy, 'workload:settings_smtp_update', ctx);
       return settings;
     };
 
-    app.post('/settings', async (req) => {
+    app.post('/settings', policy('workload:settings_create'), async (req) => {
       const ctx = ctxOf(req);
-      allow('workload:settings_create', ctx);
       return { settings: (await d.settings.save(ctx, allowSmtpTarget(ctx, settingsList(req.body)))).map(settingView) };
     });
 
-    app.put('/settings', async (req) => {
+    app.put('/settings', policy('workload:settings_update'), async (req) => {
       const ctx = ctxOf(req);
-      allow('workload:settings_update', ctx);
       return { settings: (await d.settings.save(ctx, allowSmtpTarget(ctx, settingsList(req.body)))).map(settingView) };
     });
 
-    app.get('/settings', async (req) => {
+    app.get('/settings', policy('workload:settings_get'), async (req) => {
       const ctx = ctxOf(req);
-      allow('workload:settings_get', ctx);
       const hidden = queryBool((req.query as Record<string, unknown>).get_hidden, 'get_hidden');
       return { settings: (await d.settings.list(ctx, { hidden })).map(settingView) };
     });
 
-    app.get<{ Params: { name: string } }>('/settings/:name', async (req) => {
+    app.get<{ Params: { name: string } }>('/settings/:name', policy('workload:setting_get'), async (req) => {
       const ctx = ctxOf(req);
-      allow('workload:setting_get', ctx);
       return { setting: settingView(await d.settings.get(ctx, req.params.name)) };
     });
 
     // Tempest requires exactly 200 here.
-    app.delete<{ Params: { name: string } }>('/settings/:name', async (req, reply) => {
+    app.delete<{ Params: { name: string } }>('/settings/:name', policy('workload:setting_delete'), async (req, reply) => {
       const ctx = ctxOf(req);
-      allow('workload:setting_delete', ctx);
       await d.settings.delete(ctx, req.params.name);
       return reply.code(200).send();
     });
 
     // No body: the project's settings as a name → value map; `{"settings": {...}}`: set, then the map.
-    app.post('/workloads/settings', async (req) => {
+    const readsOnly = (body: unknown) => body === undefined || body === null || (typeof body === 'object' && !Array.isArray(body) && Object.keys(body).length === 0);
+    app.post('/workloads/settings', policy((req) => (readsOnly(req.body) ? 'workload:settings_get' : 'workload:settings_create')), async (req) => {
       const ctx = ctxOf(req);
-      const body = req.body;
-      if (body === undefined || body === null || (typeof body === 'object' && !Array.isArray(body) && Object.keys(body).length === 0)) {
-        allow('workload:settings_get', ctx);
-        return { settings: await d.settings.map(ctx) };
-      }
-      allow('workload:settings_create', ctx);
-      return { settings: await d.settings.saveMap(ctx, allowSmtpTarget(ctx, settingsList(body))) };
+      if (readsOnly(req.body)) return { settings: await d.settings.map(ctx) };
+      return { settings: await d.settings.saveMap(ctx, allowSmtpTarget(ctx, settingsList(req.body))) };
     });
 
-    app.get('/workloads/email/test_email', async (req, reply) => {
+    app.get('/workloads/email/test_email', policy('workload:settings_email_test'), async (req, reply) => {
       const ctx = ctxOf(req);
-      allow('workload:settings_email_test', ctx);
       await d.settings.sendTestEmail(ctx);
       return reply.code(200).send();
     });

@@ -1,11 +1,12 @@
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import type { WorkloadService, WorkloadDetail } from '../services/workload.service.js';
-import { ForbiddenError, NotFoundError } from '../lib/errors.js';
+import { NotFoundError } from '../lib/errors.js';
 import { WORKLOAD_TYPES } from '../domain/workload.js';
 import type { RequestContext } from '../domain/context.js';
 import { ctxOf } from './server.js';
 import type { PolicyEnforcer } from './types.js';
 import { queryBool, queryString, unwrap } from './query.js';
+import { allows, param, policy } from './route-policy.js';
 import { workloadDetail, workloadSummary } from './workload.views.js';
 
 export interface WorkloadRoutesDeps {
@@ -17,79 +18,63 @@ export interface WorkloadRoutesDeps {
 /** Workloads and workload types (workloadmgr-api §4.1). */
 export function workloadRoutes(d: WorkloadRoutesDeps): FastifyPluginAsync {
   return async (app) => {
-    const allow = (action: string, ctx: RequestContext) => d.policy.enforce(action, ctx, { project_id: ctx.projectId });
+    /** Checked on the workload `:id` names (its project and owner). */
+    const onWorkload = (action: string) => policy(action, { target: (req, ctx) => d.workloads.get(ctx, param(req, 'id')) });
     const detail = (wd: WorkloadDetail, ctx: RequestContext) =>
       workloadDetail(d.publicUrl, wd.workload, { ...wd, isAdmin: ctx.isAdmin });
 
     /** `all_workloads` needs the admin rule; without it the list is silently the caller's own (legacy). */
     const listOpts = (req: FastifyRequest, ctx: RequestContext) => {
       const q = req.query as Record<string, unknown>;
-      let all = queryBool(q.all_workloads, 'all_workloads');
+      const all = queryBool(q.all_workloads, 'all_workloads');
       const projectId = queryString(q.project_id);
-      if (all || projectId) {
-        try {
-          allow('workload:workload_get_all_by_admin', ctx);
-        } catch (e) {
-          if (!(e instanceof ForbiddenError)) throw e;
-          all = false;
-          return { all };
-        }
-        return { all: true, ...(projectId ? { projectId } : {}) };
-      }
-      return { all };
+      if ((all || projectId) && allows(d.policy, 'workload:workload_get_all_by_admin', ctx)) return { all: true, ...(projectId ? { projectId } : {}) };
+      return { all: false };
     };
 
-    app.get('/workloads', async (req) => {
+    app.get('/workloads', policy('workload:workload_get_all'), async (req) => {
       const ctx = ctxOf(req);
-      allow('workload:workload_get_all', ctx);
       const list = await d.workloads.list(ctx, listOpts(req, ctx));
       return { workloads: list.map((w) => workloadSummary(d.publicUrl, w)) };
     });
 
-    app.get('/workloads/detail', async (req) => {
+    app.get('/workloads/detail', policy('workload:workload_get_all'), async (req) => {
       const ctx = ctxOf(req);
-      allow('workload:workload_get_all', ctx);
       const list = await d.workloads.listDetail(ctx, listOpts(req, ctx));
       return { workloads: list.map((wd) => detail(wd, ctx)) };
     });
 
-    app.post('/workloads', async (req, reply) => {
+    app.post('/workloads', policy('workload:workload_create'), async (req, reply) => {
       const ctx = ctxOf(req);
-      allow('workload:workload_create', ctx);
       const w = await d.workloads.create(ctx, unwrap(req.body, 'workload'));
       return reply.code(202).send({ workload: workloadSummary(d.publicUrl, w) });
     });
 
-    app.get<{ Params: { id: string } }>('/workloads/:id', async (req) => {
+    app.get<{ Params: { id: string } }>('/workloads/:id', onWorkload('workload:workload_show'), async (req) => {
       const ctx = ctxOf(req);
-      allow('workload:workload_show', ctx);
       return { workload: detail(await d.workloads.getDetail(ctx, req.params.id), ctx) };
     });
 
-    app.put<{ Params: { id: string } }>('/workloads/:id', async (req, reply) => {
+    app.put<{ Params: { id: string } }>('/workloads/:id', onWorkload('workload:workload_modify'), async (req, reply) => {
       const ctx = ctxOf(req);
-      allow('workload:workload_modify', ctx);
       await d.workloads.modify(ctx, req.params.id, unwrap(req.body, 'workload'));
       return reply.code(202).send();
     });
 
-    app.delete<{ Params: { id: string } }>('/workloads/:id', async (req, reply) => {
+    app.delete<{ Params: { id: string } }>('/workloads/:id', onWorkload('workload:workload_delete'), async (req, reply) => {
       const ctx = ctxOf(req);
-      allow('workload:workload_delete', ctx);
       await d.workloads.delete(ctx, req.params.id);
       return reply.code(202).send();
     });
 
-    app.post<{ Params: { id: string } }>('/workloads/:id/unlock', async (req, reply) => {
+    app.post<{ Params: { id: string } }>('/workloads/:id/unlock', onWorkload('workload:workload_unlock'), async (req, reply) => {
       const ctx = ctxOf(req);
-      allow('workload:workload_unlock', ctx);
       await d.workloads.unlock(ctx, req.params.id);
       return reply.code(202).send();
     });
 
-    app.post<{ Params: { id: string } }>('/workloads/:id/reset', async (req, reply) => {
+    app.post<{ Params: { id: string } }>('/workloads/:id/reset', onWorkload('workload:workload_reset'), async (req, reply) => {
       const ctx = ctxOf(req);
-      allow('workload:workload_reset', ctx);
       await d.workloads.reset(ctx, req.params.id);
       return reply.code(202).send();
     });
@@ -106,16 +91,13 @@ export function workloadRoutes(d: WorkloadRoutesDeps): FastifyPluginAsync {
       is_public: true,
       ...(full ? { created_at: '2014-01-01T00:00:00.000000', updated_at: null, user_id: null, project_id: null, metadata: [] } : {}),
     });
-    app.get('/workload_types', async (req) => {
-      allow('workload:workload_type_get_all', ctxOf(req));
+    app.get('/workload_types', policy('workload:workload_type_get_all'), async () => {
       return { workload_types: WORKLOAD_TYPES.map((t) => typeView(t, false)) };
     });
-    app.get('/workload_types/detail', async (req) => {
-      allow('workload:workload_type_get_all', ctxOf(req));
+    app.get('/workload_types/detail', policy('workload:workload_type_get_all'), async () => {
       return { workload_types: WORKLOAD_TYPES.map((t) => typeView(t, true)) };
     });
-    app.get<{ Params: { id: string } }>('/workload_types/:id', async (req) => {
-      allow('workload:workload_type_show', ctxOf(req));
+    app.get<{ Params: { id: string } }>('/workload_types/:id', policy('workload:workload_type_show'), async (req) => {
       const t = WORKLOAD_TYPES.find((x) => x.id === req.params.id.toLowerCase());
       if (!t) throw NotFoundError.of('WorkloadType', req.params.id);
       return { workload_type: typeView(t, true) };

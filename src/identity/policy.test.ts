@@ -76,6 +76,36 @@ describe('policy: defaults', () => {
   });
 });
 
+describe('policy: the target is the object (its project and owner)', () => {
+  const ownerOnly = Policy.fromRules({ owner: 'user_id:%(user_id)s', 'workload:workload_show': 'rule:owner or rule:admin_api' });
+  const alice = ctx(['member'], P1, { userId: 'a'.repeat(32) });
+  const carol = ctx(['member'], P1, { userId: 'c'.repeat(32) });
+  const alicesWorkload = { project_id: P1, user_id: alice.userId };
+
+  it('an owner-only rule allows the owner and denies another member of the same project', () => {
+    assert.equal(ownerOnly.check('workload:workload_show', alice, alicesWorkload), true);
+    assert.equal(ownerOnly.check('workload:workload_show', carol, alicesWorkload), false);
+    assert.equal(ownerOnly.check('workload:workload_show', admin, alicesWorkload), true, 'admin_api still grants');
+  });
+
+  it('an object without an owner never matches an owner rule', () => {
+    assert.equal(ownerOnly.check('workload:workload_show', alice, { project_id: P1, user_id: null }), false);
+    assert.equal(ownerOnly.check('workload:workload_show', alice, { project_id: P1 }), false);
+  });
+
+  it('the default admin_or_owner compares the object project, not the caller project', () => {
+    const p = Policy.load(undefined);
+    assert.equal(p.check('workload:workload_show', carol, alicesWorkload), true, 'same project: allowed by default');
+    assert.equal(p.check('workload:workload_show', carol, { project_id: P2, user_id: carol.userId }), false);
+  });
+
+  it('tenant_id in a rule is the target project', () => {
+    const p = Policy.fromRules({ 'workload:workload_show': 'tenant_id:%(tenant_id)s' });
+    assert.equal(p.check('workload:workload_show', alice, alicesWorkload), true);
+    assert.equal(p.check('workload:workload_show', alice, { project_id: P2 }), false);
+  });
+});
+
 describe('policy: syntax', () => {
   const check = (rule: unknown, c: RequestContext, target: Record<string, unknown> = own) => Policy.fromRules({ 'x:act': rule }).check('x:act', c, target);
 

@@ -122,8 +122,19 @@ export class PolicyFileError extends Error {
   override name = 'PolicyFileError';
 }
 
-/** The object a rule is checked against; `%(key)s` substitutions read it. */
-export type PolicyTarget = { project_id?: string } & Record<string, unknown>;
+/**
+ * The object a rule is checked against; `%(key)s` substitutions read it. Callers pass the
+ * object's project and owning user (`project_id`, `user_id`) — the caller's own for lists and
+ * creates — so `project_id:%(project_id)s` and `user_id:%(user_id)s` compare the caller with
+ * the object. `%(tenant_id)s` is the project, as in workloadmgr. A null or missing key makes
+ * every check that reads it false (an object without an owner never matches an owner rule).
+ */
+export type PolicyTarget = { project_id?: string; user_id?: string | null } & Record<string, unknown>;
+
+/** The target with workloadmgr's `tenant_id` alias of `project_id`. */
+function withAliases(target: PolicyTarget): Record<string, unknown> {
+  return target.project_id !== undefined && !('tenant_id' in target) ? { ...target, tenant_id: target.project_id } : target;
+}
 
 type Check =
   | { k: 'true' }
@@ -423,7 +434,7 @@ export class Policy {
     this.maybeReload();
     const rule = this.rules.get(action) ?? this.rules.get('default');
     if (!rule) return false;
-    return this.evaluate(rule, this.creds(ctx), target, 0);
+    return this.evaluate(rule, this.creds(ctx), withAliases(target), 0);
   }
 
   /** Throws ForbiddenError("Policy doesn't allow <action> to be performed.") when denied. */
