@@ -11,7 +11,7 @@ const ALLOWED = {
   config: ['lib'],
   backend: ['lib'],
   repository: ['lib', 'backend'],
-  datamover: ['lib', 'repository'],
+  datamover: ['lib', 'repository', 'platform'], // platform: seam types only, see below
   nbd: ['lib'], // the NBD protocol, self-contained (ARCHITECTURE.md §3b)
   platform: ['lib', 'domain', 'nbd'],
   store: ['lib', 'domain'],
@@ -68,6 +68,22 @@ forbidden.push({
   severity: 'error',
   from: { path: '^src/jobs/scheduler\\.ts$' },
   to: { path: '^src/services/', pathNot: '^src/services/snapshot-start\\.service\\.ts$' },
+});
+// datamover may use platform/platform.ts for the disk source/sink seam types only: it consumes
+// what platforms hand out and never learns where a disk lives (ARCHITECTURE.md §3a).
+forbidden.push({
+  name: 'datamover-platform-seam-types-only',
+  comment: 'datamover/ may import only types from platform/platform.ts (the disk seam), nothing else of platform/',
+  severity: 'error',
+  from: { path: '^src/datamover/' },
+  to: { path: '^src/platform/', pathNot: '^src/platform/platform\\.ts$' },
+});
+forbidden.push({
+  name: 'datamover-platform-types-only',
+  comment: 'datamover/ may import platform/platform.ts with `import type` only',
+  severity: 'error',
+  from: { path: '^src/datamover/' },
+  to: { path: '^src/platform/platform\\.ts$', dependencyTypesNot: ['type-only'] },
 });
 // No import cycles anywhere.
 // (type-only edges do not run, so a cycle through them is harmless)

@@ -2,7 +2,7 @@
   "targets": [
     {
       "target_name": "sparse_extents",
-      "sources": ["src/platform/local/native/sparse_extents.c"],
+      "sources": ["src/platform/disk-io/native/sparse_extents.c"],
       "cflags": ["-O2", "-Wall"]
     }
   ]

@@ -14,7 +14,7 @@ import { restoreDisk } from '../src/datamover/restore.js';
 import { FileDiskSink, FileDiskSource } from '../src/datamover/testing.js';
 import { newHexId } from '../src/lib/ids.js';
 import { Repository } from '../src/repository/repository.js';
-import { FileDiskSink as PlatformFileDiskSink } from '../src/platform/local/file-disk.js';
+import { FileDiskSink as PlatformFileDiskSink } from '../src/platform/disk-io/file-disk.js';
 
 const [disk0 = 'bench-data/disk0.img', disk1 = 'bench-data/disk1.img', runsArg = '3', levelArg = '1', chunkArg = '64'] = process.argv.slice(2);
 const runs = Number(runsArg);

@@ -61,3 +61,15 @@ test('jobs/ may reach services/ only from the scheduler, and only the snapshot-s
   assert.notEqual(otherJob.status, 0, otherJob.out);
   assert.match(otherJob.out, /jobs-services-snapshot-start-only/);
 });
+
+test('datamover/ may import the disk seam types of platform/platform.ts, nothing else of platform/', () => {
+  const seam = { 'src/platform/platform.ts': 'export interface DiskSource { size: number }\nexport const P = 1;\n', 'src/platform/local/x.ts': 'export const X = 1;\n' };
+  const ok = cruise({ ...seam, 'src/datamover/d.ts': "import type { DiskSource } from '../platform/platform.js';\nexport const d = (s: DiskSource) => s.size;\n" });
+  assert.equal(ok.status, 0, ok.out);
+  const value = cruise({ ...seam, 'src/datamover/d.ts': "import { P } from '../platform/platform.js';\nexport const d = P;\n" });
+  assert.notEqual(value.status, 0, value.out);
+  assert.match(value.out, /datamover-platform-types-only/);
+  const impl = cruise({ ...seam, 'src/datamover/d.ts': "import { X } from '../platform/local/x.js';\nexport const d = X;\n" });
+  assert.notEqual(impl.status, 0, impl.out);
+  assert.match(impl.out, /datamover-platform-seam-types-only/);
+});

@@ -1,4 +1,4 @@
-import type { DiskSource, Extent } from '../lib/disk-io.js';
+import type { DiskSource, Extent } from '../platform/platform.js';
 import { ValidationError } from '../lib/errors.js';
 import { ID_LEN, isZeroId } from '../repository/chunk-codec.js';
 import { chunkCountFor, type DiskIndex } from '../repository/disk-index.format.js';

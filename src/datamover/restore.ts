@@ -1,4 +1,4 @@
-import type { DiskSink } from '../lib/disk-io.js';
+import type { DiskSink } from '../platform/platform.js';
 import { IntegrityError, NotFoundError, ValidationError } from '../lib/errors.js';
 import { ID_LEN, isZeroId } from '../repository/chunk-codec.js';
 import type { ChunkLocation } from '../repository/pack-index.format.js';

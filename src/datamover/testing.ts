@@ -1,5 +1,5 @@
 import { open, type FileHandle } from 'node:fs/promises';
-import type { DiskSink, DiskSource, Extent } from '../lib/disk-io.js';
+import type { DiskSink, DiskSource, Extent } from '../platform/platform.js';
 
 /**
  * DiskSource/DiskSink implementations for tests and the engine bench. The real ones come from

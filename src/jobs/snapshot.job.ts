@@ -5,7 +5,7 @@ import type { Platform } from '../platform/platform.js';
 import type { Repository } from '../repository/repository.js';
 import type { Manifest } from '../repository/manifest.format.js';
 import type { DiskIndex } from '../repository/disk-index.format.js';
-import type { DiskSource } from '../lib/disk-io.js';
+import type { DiskSource } from '../platform/platform.js';
 import { backupDisk, type BackupDiskSummary } from '../datamover/backup.js';
 import type { Instance } from '../domain/instance.js';
 import { RUNNING_SNAPSHOT_STATES, SNAPSHOT_LOST_MESSAGE, type Snapshot, type SnapshotInstance } from '../domain/snapshot.js';

@@ -1,7 +1,18 @@
-import type { DiskSource, Extent } from '../lib/disk-io.js';
 import type { NbdClient, StatusExtent } from './client.js';
-import { dataExtents, dirtyExtents } from './extents.js';
+import { dataExtents, dirtyExtents, type Extent } from './extents.js';
 import { BASE_ALLOCATION } from './protocol.js';
+
+/**
+ * What nbdDiskSource returns: structurally a platform/platform.ts DiskSource (nbd/ may not
+ * import platform/; the platform that hands it out is where the fit is type-checked).
+ */
+export interface DiskSource {
+  readonly size: number;
+  read(buf: Buffer, offset: number, length: number, position: number): Promise<number>;
+  allocatedExtents?(): Promise<Extent[]>;
+  changedExtentsSince?(base: string): Promise<Extent[] | null>;
+  close(): Promise<void>;
+}
 
 export interface NbdDiskSourceOptions {
   /**

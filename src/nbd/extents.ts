@@ -1,10 +1,19 @@
-import type { Extent } from '../lib/disk-io.js';
 import type { StatusExtent } from './client.js';
 import { STATE_DIRTY, STATE_ZERO } from './protocol.js';
 
 /**
+ * A byte range [offset, offset + length): the shape of platform/platform.ts `Extent` (nbd/
+ * imports only lib/, so it states the shape itself; TypeScript checks the fit where a platform
+ * hands an NBD source out as a DiskSource).
+ */
+export interface Extent {
+  offset: number;
+  length: number;
+}
+
+/**
  * Turns block-status extents into the sorted, disjoint byte ranges the datamover reads
- * (lib/disk-io.ts: `allocatedExtents`, `changedExtentsSince`).
+ * (platform/platform.ts DiskSource: `allocatedExtents`, `changedExtentsSince`).
  */
 export interface AlignOptions {
   /** Round every extent out to multiples of this (e.g. the chunk or cluster size); default 1. */

@@ -3,7 +3,7 @@ import { mkdir, open, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { ValidationError } from '../../lib/errors.js';
 import { isHexId } from '../../lib/ids.js';
-import { hasCode, writeFileAtomic } from './atomic-file.js';
+import { hasCode, writeFileAtomic } from '../disk-io/atomic-file.js';
 import { validateInventory, type InventoryInstance } from './inventory.js';
 
 /**

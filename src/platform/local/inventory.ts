@@ -5,7 +5,7 @@ import type { Disk, Flavor, Instance, Nic, Subnet } from '../../domain/instance.
 import { UnavailableError, ValidationError, errorMessage } from '../../lib/errors.js';
 import { isHexId, isUuid } from '../../lib/ids.js';
 import { silentLogger, type Logger } from '../../lib/logger.js';
-import { fileKey, hasCode, writeFileAtomic } from './atomic-file.js';
+import { fileKey, hasCode, writeFileAtomic } from '../disk-io/atomic-file.js';
 
 /**
  * The local platform's inventory: a JSON file `{"instances": [...]}` describing VMs whose disks

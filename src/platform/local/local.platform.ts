@@ -1,13 +1,13 @@
 import { mkdir, realpath, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Disk, Instance } from '../../domain/instance.js';
-import type { DiskSink, DiskSource } from '../../lib/disk-io.js';
+import type { DiskSink, DiskSource } from '../platform.js';
 import { AppError, NotFoundError, UnavailableError, ValidationError, errorMessage } from '../../lib/errors.js';
 import { isHexId, newId } from '../../lib/ids.js';
 import { silentLogger, type Logger } from '../../lib/logger.js';
 import type { NewInstanceSpec, Platform, PreparedInstance } from '../platform.js';
-import { hasCode } from './atomic-file.js';
-import { FileDiskSink, openFileDiskSource } from './file-disk.js';
+import { hasCode } from '../disk-io/atomic-file.js';
+import { FileDiskSink, openFileDiskSource } from '../disk-io/file-disk.js';
 import { InventoryFile, toPublic, validateInstance, type InventoryDisk, type InventoryInstance } from './inventory.js';
 
 export interface LocalPlatformOptions {

@@ -1,6 +1,6 @@
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
-import type { Extent } from '../../lib/disk-io.js';
+import type { Extent } from '../platform.js';
 
 /**
  * Where a file holds data, from lseek(SEEK_DATA/SEEK_HOLE) through a tiny native helper
@@ -19,7 +19,7 @@ let native: Native | null | undefined;
 function load(): Native | null {
   if (native !== undefined) return native;
   try {
-    // dist/src/platform/local/ → <package>/build/Release/
+    // dist/src/platform/disk-io/ → <package>/build/Release/
     const path = fileURLToPath(new URL('../../../../build/Release/sparse_extents.node', import.meta.url));
     native = createRequire(import.meta.url)(path) as Native;
   } catch {

@@ -1,6 +1,6 @@
 import { chmod, open, rename, unlink, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
-import type { DiskSink, DiskSource, Extent } from '../../lib/disk-io.js';
+import type { DiskSink, DiskSource, Extent } from '../platform.js';
 import { AppError } from '../../lib/errors.js';
 import { fileKey, fsyncDir, tempPathBeside } from './atomic-file.js';
 import { fileExtents } from './sparse-extents.js';
