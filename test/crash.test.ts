@@ -1,6 +1,6 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes, randomUUID } from 'node:crypto';
@@ -154,11 +154,18 @@ describe('kill -9 of the worker', () => {
     assert.equal(r.status, 202);
     const rid = r.json.restore.id;
     await waitFor(async () => (await api('GET', `/restores/${rid}`)).json.restore.status === 'executing', 10_000, 'restore executing');
+    // Killed once the new instance's directory exists: the leftover the reconciler must remove.
+    const restoreDir = join(e.home, 'instances');
+    const partialDirs = () => (existsSync(restoreDir) ? readdirSync(restoreDir).filter((n) => !n.startsWith('.')) : []);
+    await waitFor(async () => partialDirs().length > 0, 10_000, 'restored instance directory created');
     await proc.kill9();
+    assert.equal(partialDirs().length, 1, 'the killed restore left its partial instance directory');
     proc = await block.start();
     api = await client(proc, e.projectId);
     const lost = await until(api, `/restores/${rid}`, 'restore', ['error'], 15_000);
     assert.equal(lost.error_msg, 'Restore did not finish successfully');
+    // ... and the reconciler removes it (and its marker).
+    await waitFor(async () => !existsSync(restoreDir) || readdirSync(restoreDir).length === 0, 10_000, 'partial restored instance removed');
     assert.equal((await api('GET', `/snapshots/${done.id}`)).json.snapshot.status, 'available');
     assert.equal((await api('GET', `/workloads/${wid}`)).json.workload.status, 'available');
     // a new restore succeeds, byte-exact

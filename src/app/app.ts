@@ -9,7 +9,8 @@ import { loadOrCreateIdentityFile, type CreatedCredentials } from '../identity/i
 import { EmbeddedIdentity } from '../identity/embedded-identity.js';
 import { IdentitySource } from '../identity/identity-source.js';
 import { Policy } from '../identity/policy.js';
-import { LocalPlatform } from '../platform/local/local.platform.js';
+import { openPlatform } from '../platform/open.js';
+import type { Platform } from '../platform/platform.js';
 import { ensureDemoInventory } from '../platform/local/demo-inventory.js';
 import { WorkloadService } from '../services/workload.service.js';
 import { SnapshotService } from '../services/snapshot.service.js';
@@ -65,7 +66,7 @@ export interface Lifeboat {
   http: FastifyInstance | null;
   runner: JobRunner | null;
   store: StoreHandle;
-  platform: LocalPlatform;
+  platform: Platform;
   repo: Repository;
   /** host:port actually bound (port 0 in config picks a free one). */
   address: string | null;
@@ -88,7 +89,7 @@ export async function startLifeboat(config: Config, o: StartOptions): Promise<Li
   const store = await openStore(config.db);
   try {
     let demoVms: string[] = [];
-    if (o.demo && identityFile) {
+    if (o.demo && identityFile && config.platform === 'local') {
       const demoProject = identityFile.identity.data.projects.find((p) => p.name === 'demo');
       if (demoProject) {
         const made = await ensureDemoInventory({ inventoryPath: config.inventory, diskDir: join(config.home, 'disks'), projectId: demoProject.id });
@@ -98,7 +99,7 @@ export async function startLifeboat(config: Config, o: StartOptions): Promise<Li
     if (identityFile && (identityFile.created.length > 0 || demoVms.length > 0)) o.onCredentials?.(identityFile.created, demoVms);
     for (const w of [...(identityFile?.warnings ?? []), ...loosePermissionWarnings(config)]) log.warn(w);
 
-    const platform = await LocalPlatform.open({ inventoryPath: config.inventory, restoreDir: config.restoreDir, logger: log });
+    const platform = await openPlatform({ kind: config.platform, inventoryPath: config.inventory, restoreDir: config.restoreDir, logger: log });
     const policy = Policy.load(config.policy ?? undefined, { log });
 
     let validator: TokenValidator;

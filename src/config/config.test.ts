@@ -9,6 +9,7 @@ test('defaults live under LIFEBOAT_HOME', () => {
   assert.equal(c.db, 'sqlite:/srv/.lifeboat/lifeboat.db');
   assert.deepEqual(c.target, { kind: 'file', path: '/srv/.lifeboat/target' });
   assert.equal(c.targetConnections, null);
+  assert.equal(c.platform, 'local');
   assert.equal(c.inventory, '/srv/.lifeboat/inventory.json');
   assert.equal(c.identity, '/srv/.lifeboat/identity.json');
   assert.equal(c.restoreDir, '/srv/.lifeboat/instances');
@@ -39,6 +40,9 @@ test('bad values name the variable', () => {
     { LIFEBOAT_KEYSTONE_URL: 'not a url', LIFEBOAT_KEYSTONE_USER: 'u', LIFEBOAT_KEYSTONE_PASSWORD: 'p', LIFEBOAT_KEYSTONE_PROJECT: 's' },
     { LIFEBOAT_TOKEN_TTL: '-5' },
     { LIFEBOAT_HOME: '' },
+    { LIFEBOAT_PLATFORM: 'vmware' },
+    { LIFEBOAT_PLATFORM: 'Local' },
+    { LIFEBOAT_PLATFORM: '' },
   ];
   for (const env of bad) {
     const name = Object.keys(env)[0]!;

@@ -17,6 +17,8 @@ export interface Config {
   target: BackupTarget;
   /** Most backend requests in flight at once per process; null: the backend kind's default. */
   targetConnections: number | null;
+  /** Where VMs live (LIFEBOAT_PLATFORM). */
+  platform: PlatformKind;
   inventory: string;
   identity: string;
   keystone: { url: string; user: string; password: string; project: string } | null;
@@ -34,6 +36,17 @@ export interface Config {
 }
 
 export class ConfigError extends Error {}
+
+/** The platforms LIFEBOAT_PLATFORM may name (platform/open.ts opens each). */
+export const PLATFORM_KINDS = ['local'] as const;
+export type PlatformKind = (typeof PLATFORM_KINDS)[number];
+
+function parsePlatform(env: Env): PlatformKind {
+  const v = nonEmpty(env, 'LIFEBOAT_PLATFORM') ?? 'local';
+  const kind = PLATFORM_KINDS.find((k) => k === v);
+  if (!kind) throw new ConfigError(`LIFEBOAT_PLATFORM must be one of ${PLATFORM_KINDS.join(', ')}; got ${JSON.stringify(v)}`);
+  return kind;
+}
 
 type Env = Record<string, string | undefined>;
 
@@ -139,6 +152,7 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
     db,
     target,
     targetConnections,
+    platform: parsePlatform(env),
     inventory: resolve(cwd, nonEmpty(env, 'LIFEBOAT_INVENTORY') ?? join(home, 'inventory.json')),
     identity: resolve(cwd, nonEmpty(env, 'LIFEBOAT_IDENTITY') ?? join(home, 'identity.json')),
     keystone,

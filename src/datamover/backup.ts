@@ -97,218 +97,373 @@ function markExtents(need: Uint8Array, extents: readonly Extent[], chunkSize: nu
  * not condemned by GC); if not, that chunk is re-read and re-uploaded (self-heal).
  *
  * On failure or abort the writer is marked failed (it cannot commit) and the error is thrown;
- * an abort throws the signal's reason (an AbortError by default).
+ * an abort throws the signal's reason (an AbortError by default). The caller owns the source
+ * and closes it.
  */
 export async function backupDisk(opts: BackupDiskOptions): Promise<BackupDiskSummary> {
-  const { writer, source, diskKey, signal } = opts;
+  const { writer, diskKey, signal } = opts;
   try {
     return await run(opts);
   } catch (e) {
     writer.fail(signal?.aborted ? 'aborted' : `disk ${diskKey} failed: ${e instanceof Error ? e.message : String(e)}`);
     if (signal?.aborted) throw abortReason(signal);
     throw e;
-  } finally {
-    void source; // the caller owns the source and closes it
   }
 }
 
+/** Planning → batching → dispatch → index. */
 async function run(opts: BackupDiskOptions): Promise<BackupDiskSummary> {
-  const { writer, source, diskKey, signal } = opts;
-  const pool = opts.pool ?? sharedChunkPool();
+  const { source, diskKey } = opts;
+  if (!Number.isSafeInteger(source.size) || source.size < 0) throw new ValidationError(`disk ${diskKey}: bad size ${source.size}`);
+  const plan = await planDisk(opts);
+  opts.signal?.throwIfAborted();
+  const batchChunks = Math.max(1, Math.floor((opts.batchBytes ?? DEFAULT_BATCH_BYTES) / opts.writer.chunkSize));
+  const batches = planBatches(plan.need, batchChunks);
+  const stats = await dispatchBatches(opts, plan, batches, batchChunks);
+  return writeIndex(opts, plan, stats);
+}
+
+// ---- planning: which chunks to read, which ids to reuse ---------------------------------------
+
+interface DiskPlan {
+  mode: BackupMode;
+  size: number;
+  chunkSize: number;
+  count: number;
+  /** Chunk ids of the new index (reused ones filled in by planning, read ones by dispatch). */
+  ids: Buffer;
+  /** 1 = read this chunk. */
+  need: Uint8Array;
+  /** True when a base index is in play (steers compression speculation). */
+  hasBase: boolean;
+}
+
+async function planDisk(opts: BackupDiskOptions): Promise<DiskPlan> {
+  const { writer, source, diskKey } = opts;
   const chunkSize = writer.chunkSize;
   const size = source.size;
-  if (!Number.isSafeInteger(size) || size < 0) throw new ValidationError(`disk ${diskKey}: bad size ${size}`);
   const count = chunkCountFor(size, chunkSize);
-  const ids = Buffer.alloc(count * ID_LEN);
-  const need = new Uint8Array(count); // 1 = read this chunk
-  let mode: BackupMode = opts.full ? 'full' : 'read-all';
+  const plan: DiskPlan = { mode: opts.full ? 'full' : 'read-all', size, chunkSize, count, ids: Buffer.alloc(count * ID_LEN), need: new Uint8Array(count), hasBase: false };
   const base = opts.full ? null : (opts.base ?? null);
   if (base) {
     if (base.header.projectId !== writer.projectId) throw new ValidationError(`disk ${diskKey}: base index belongs to another project`);
     if (base.header.chunkSize !== chunkSize) throw new ValidationError(`disk ${diskKey}: base index has another chunk size`);
+    plan.hasBase = true;
   }
-  signal?.throwIfAborted();
-
-  let reuseBase = false;
-  if (base && source.changeToken && base.header.changeToken === source.changeToken && base.header.size === size) {
-    mode = 'change-token';
-    reuseBase = true;
-  } else if (base && opts.cbtBase && source.changedExtentsSince) {
-    const changed = await source.changedExtentsSince(opts.cbtBase);
-    if (changed) {
-      mode = 'changed-extents';
-      reuseBase = true;
-      markExtents(need, changed, chunkSize);
-    }
-  }
-  if (reuseBase && base) {
-    // Base chunks are reusable only where the chunk covers the same byte range: a disk that
-    // grew or shrank re-reads its (old or new) partial last chunk and everything past the base.
-    const sameLen = (i: number) => (i + 1) * chunkSize <= Math.min(size, base.header.size) || (i === count - 1 && size === base.header.size);
-    for (let i = 0; i < count; i++) {
-      if (need[i]) continue;
-      if (i >= base.header.chunkCount || !sameLen(i)) {
-        need[i] = 1;
-        continue;
-      }
-      const off = i * ID_LEN;
-      const isHole = isZeroId(base.ids, off);
-      if (!isHole && !writer.hasChunk(base.ids, off)) need[i] = 1; // bad, condemned or gone: re-read
-      else base.ids.copy(ids, off, off, off + ID_LEN);
-    }
+  opts.signal?.throwIfAborted();
+  const reuse = base ? await reuseMode(opts, base, plan) : null;
+  if (reuse && base) {
+    plan.mode = reuse;
+    reuseBaseIds(writer, base, plan);
+  } else if (source.allocatedExtents) {
+    // Chunks outside every allocated extent are holes without reading them.
+    markExtents(plan.need, await source.allocatedExtents(), chunkSize);
   } else {
-    need.fill(1);
-    if (source.allocatedExtents) {
-      // Chunks outside every allocated extent are holes without reading them.
-      need.fill(0);
-      markExtents(need, await source.allocatedExtents(), chunkSize);
-    }
+    plan.need.fill(1);
   }
+  return plan;
+}
 
-  // Batches: runs of consecutive chunks to read, at most batchChunks long.
-  const batchChunks = Math.max(1, Math.floor((opts.batchBytes ?? DEFAULT_BATCH_BYTES) / chunkSize));
-  const batches: { first: number; n: number }[] = [];
-  for (let i = 0; i < count; ) {
+/** How much of the base can be trusted: all of it (same change token), all but the changed extents, or nothing. */
+async function reuseMode(opts: BackupDiskOptions, base: DiskIndex, plan: DiskPlan): Promise<BackupMode | null> {
+  const { source } = opts;
+  if (source.changeToken && base.header.changeToken === source.changeToken && base.header.size === plan.size) return 'change-token';
+  if (!opts.cbtBase || !source.changedExtentsSince) return null;
+  const changed = await source.changedExtentsSince(opts.cbtBase);
+  if (!changed) return null;
+  markExtents(plan.need, changed, plan.chunkSize);
+  return 'changed-extents';
+}
+
+/**
+ * Copies base ids for every chunk not marked for reading. Base chunks are reusable only where
+ * the chunk covers the same byte range: a disk that grew or shrank re-reads its (old or new)
+ * partial last chunk and everything past the base; a chunk with no intact stored copy is re-read.
+ */
+function reuseBaseIds(writer: SnapshotWriter, base: DiskIndex, plan: DiskPlan): void {
+  const { count, chunkSize, size, need, ids } = plan;
+  const sameLen = (i: number) => (i + 1) * chunkSize <= Math.min(size, base.header.size) || (i === count - 1 && size === base.header.size);
+  for (let i = 0; i < count; i++) {
+    if (need[i]) continue;
+    if (i >= base.header.chunkCount || !sameLen(i)) {
+      need[i] = 1;
+      continue;
+    }
+    const off = i * ID_LEN;
+    const isHole = isZeroId(base.ids, off);
+    if (!isHole && !writer.hasChunk(base.ids, off)) need[i] = 1; // bad, condemned or gone: re-read
+    else base.ids.copy(ids, off, off, off + ID_LEN);
+  }
+}
+
+// ---- batching: runs of consecutive chunks to read ---------------------------------------------
+
+interface Batch {
+  first: number;
+  n: number;
+}
+
+/** Runs of consecutive needed chunks, each at most batchChunks long. */
+function planBatches(need: Uint8Array, batchChunks: number): Batch[] {
+  const batches: Batch[] = [];
+  for (let i = 0; i < need.length; ) {
     if (!need[i]) {
       i++;
       continue;
     }
     let n = 1;
-    while (i + n < count && need[i + n] && n < batchChunks) n++;
+    while (i + n < need.length && need[i + n] && n < batchChunks) n++;
     batches.push({ first: i, n });
     i += n;
   }
+  return batches;
+}
 
-  const stats = { bytesRead: 0, bytesStored: 0, newChunks: 0 };
-  let bytesDone = 0;
-  const readBytes = batches.reduce((s, b) => s + Math.min(size, (b.first + b.n) * chunkSize) - b.first * chunkSize, 0);
-  bytesDone = size - readBytes; // reused and unallocated ranges count as processed at once
-  const progress = () => opts.onProgress?.({ bytesDone, bytesTotal: size });
-  progress();
+// ---- dispatch: bounded concurrency over shared slot memory ------------------------------------
 
-  // Slots: shared memory for the batches in flight (read buffer, encoded output, ids, meta),
-  // allocated once per disk. Memory = maxInFlight × (2 × batchBytes + small), whatever the size.
-  const maxInFlight = Math.max(1, Math.min(opts.maxInFlight ?? pool.size + 3, batches.length || 1));
-  const batchBytes = batchChunks * chunkSize;
-  // One buffer: [data slots | output slots | id slots | meta slots].
-  const outBase = maxInFlight * batchBytes;
-  const idsBase = 2 * outBase;
-  const metaBase = idsBase + maxInFlight * batchChunks * ID_LEN; // a multiple of 4
-  const mem = batches.length > 0 ? acquireSlotMemory(metaBase + maxInFlight * batchChunks * 8) : new SharedArrayBuffer(8);
-  const dataSab = mem;
-  const outSab = mem;
-  const idsSab = mem;
-  const metaSab = mem;
-  const idsAll = new Uint8Array(mem);
-  const metaAll = new Uint32Array(mem);
-  const freeSlots: number[] = [];
-  for (let i = maxInFlight - 1; i >= 0; i--) freeSlots.push(i);
-  const key = new Uint8Array(writer.projectKey); // own buffer: posting a pooled view would clone the pool
-  const level = writer.zstdLevel;
-  // Compress together with hashing while most chunks turn out new (a full backup), hash first
-  // and compress only the new ones while most are known (an incremental re-read).
-  let seenNew = 0;
-  let seenKnown = 0;
-  const speculate = () => (seenNew + seenKnown < 64 ? !base : seenNew > seenKnown);
+interface CopyStats {
+  bytesRead: number;
+  bytesStored: number;
+  newChunks: number;
+  reuseProof: ReuseProofStats | null;
+}
+
+/**
+ * One shared buffer for the batches in flight, allocated once per disk and laid out as
+ * [data slots | output slots | id slots | meta slots]. Memory = maxInFlight × (2 × batchBytes +
+ * small), whatever the disk size.
+ */
+class SlotMemory {
+  readonly buf: SharedArrayBuffer;
+  readonly bytes: Uint8Array;
+  readonly words: Uint32Array;
+  private readonly outBase: number;
+  private readonly idsBase: number;
+  private readonly metaBase: number;
+
+  constructor(
+    readonly slots: number,
+    readonly batchBytes: number,
+    readonly batchChunks: number,
+  ) {
+    this.outBase = slots * batchBytes;
+    this.idsBase = 2 * this.outBase;
+    this.metaBase = this.idsBase + slots * batchChunks * ID_LEN; // a multiple of 4
+    this.buf = acquireSlotMemory(this.metaBase + slots * batchChunks * 8);
+    this.bytes = new Uint8Array(this.buf);
+    this.words = new Uint32Array(this.buf);
+  }
+
+  dataOff(slot: number): number {
+    return slot * this.batchBytes;
+  }
+  outOff(slot: number): number {
+    return this.outBase + slot * this.batchBytes;
+  }
+  idsOff(slot: number): number {
+    return this.idsBase + slot * this.batchChunks * ID_LEN;
+  }
+  /** In u32 elements: two per chunk (stored length, flags). */
+  metaOff(slot: number): number {
+    return this.metaBase / 4 + slot * this.batchChunks * 2;
+  }
+  release(): void {
+    releaseSlotMemory(this.buf);
+  }
+}
+
+/** Runs every batch with at most maxInFlight at once; the first failure stops new batches and is thrown once all settled. */
+async function dispatchBatches(opts: BackupDiskOptions, plan: DiskPlan, batches: Batch[], batchChunks: number): Promise<CopyStats> {
+  const stats: CopyStats = { bytesRead: 0, bytesStored: 0, newChunks: 0, reuseProof: null };
+  const readBytes = batches.reduce((s, b) => s + batchRange(plan, b).length, 0);
+  const progress = new ProgressFeed(plan.size, plan.size - readBytes, opts.onProgress); // reused and unallocated ranges count as processed at once
+  if (batches.length === 0) return stats;
+  const pool = opts.pool ?? sharedChunkPool();
+  const maxInFlight = Math.max(1, Math.min(opts.maxInFlight ?? pool.size + 3, batches.length));
+  const mem = new SlotMemory(maxInFlight, batchChunks * plan.chunkSize, batchChunks);
+  const key = new Uint8Array(opts.writer.projectKey); // own buffer: posting a pooled view would clone the pool
   // A full snapshot trusts no stored copy it has not read back (the heal for bit flips).
-  const proof = opts.full && batches.length > 0 ? new ReuseProof(writer, pool, key, batchBytes, maxInFlight) : null;
-
-  const processBatch = async (b: { first: number; n: number }, slot: number): Promise<void> => {
-    const pos = b.first * chunkSize;
-    const length = Math.min(size, (b.first + b.n) * chunkSize) - pos;
-    const dataOff = slot * batchBytes;
-    const buf = Buffer.from(dataSab, dataOff, length);
-    let got = 0;
-    while (got < length) {
-      const n = await source.read(buf, got, length - got, pos + got);
-      if (n <= 0) throw new Error(`disk ${diskKey}: source ended at byte ${pos + got}, expected ${size} bytes`);
-      got += n;
-    }
-    stats.bytesRead += length;
-    signal?.throwIfAborted();
-    // Zero check here (tens of GB/s): holes never cross to a worker.
-    const nz: number[] = [];
-    for (let k = 0; k < b.n; k++) {
-      const s = k * chunkSize;
-      const e = Math.min(s + chunkSize, length);
-      if (ZERO_CHUNK.compare(buf, s, e, 0, e - s) !== 0) nz.push(k);
-    }
-    if (nz.length > 0) {
-      const idsOff = idsBase + slot * batchChunks * ID_LEN;
-      const metaOff = metaBase / 4 + slot * batchChunks * 2; // u32 elements
-      const outOff = outBase + slot * batchBytes;
-      const common = { data: dataSab, dataOff, length, chunkSize, key, ids: idsSab, idsOff, out: outSab, outOff, meta: metaSab, metaOff };
-      const spec = speculate();
-      await pool.call(pool.pick(), { op: 'chunks', task: pool.newTask(), ...common, which: Uint32Array.from(nz), hash: true, level: spec ? level : null });
-      signal?.throwIfAborted();
-      if (proof) await proof.check(slot, idsAll, nz.map((k) => idsOff + k * ID_LEN));
-      const claimed: number[] = []; // positions in nz
-      for (let j = 0; j < nz.length; j++) {
-        const k = nz[j]!;
-        const off = idsOff + k * ID_LEN;
-        ids.set(idsAll.subarray(off, off + ID_LEN), (b.first + k) * ID_LEN);
-        if (writer.claim(idsAll, off)) claimed.push(j);
-      }
-      seenNew += claimed.length;
-      seenKnown += nz.length - claimed.length;
-      let which = claimed;
-      if (!spec && claimed.length > 0) {
-        const w = Uint32Array.from(claimed, (j) => nz[j]!);
-        await pool.call(pool.pick(), { op: 'chunks', task: pool.newTask(), ...common, which: w, hash: false, level });
-        which = claimed.map((_, i) => i); // meta/out now follow `claimed` order
-      }
-      if (claimed.length > 0) {
-        // Stored chunks lie back to back in the slot's output, in the order they were encoded.
-        const items: NewChunk[] = [];
-        const encoded = spec ? nz.length : claimed.length;
-        let at = outOff;
-        let c = 0;
-        for (let j = 0; j < encoded; j++) {
-          const len = metaAll[metaOff + j * 2]!;
-          if (c < which.length && which[c] === j) {
-            const k = spec ? nz[j]! : nz[claimed[c]!]!;
-            const rawLength = Math.min(chunkSize, length - k * chunkSize);
-            items.push({ id: idsAll, idOff: idsOff + k * ID_LEN, stored: new Uint8Array(outSab, at, len), rawLength, flags: metaAll[metaOff + j * 2 + 1]! });
-            stats.bytesStored += len;
-            stats.newChunks++;
-            c++;
-          }
-          at += len;
-        }
-        await writer.addChunks(items); // resolves once the bytes left the slot
-      }
-    }
-    bytesDone += length;
-    progress();
-  };
-
-  // Bounded concurrency: one slot per batch in flight.
+  const proof = opts.full ? new ReuseProof(opts.writer, pool, key, mem.batchBytes, maxInFlight) : null;
+  const worker = new BatchWorker(opts, plan, pool, mem, key, proof, stats, progress);
+  const freeSlots = Array.from({ length: maxInFlight }, (_, i) => maxInFlight - 1 - i);
   let failure: unknown = null;
   const running = new Set<Promise<void>>();
-  for (const b of batches) {
-    if (failure || signal?.aborted) break;
-    while (freeSlots.length === 0) await Promise.race(running);
-    if (failure || signal?.aborted) break;
-    const slot = freeSlots.pop()!;
-    const p: Promise<void> = processBatch(b, slot)
-      .catch((e) => {
-        failure ??= e;
-      })
-      .finally(() => {
-        running.delete(p);
-        freeSlots.push(slot);
-      });
-    running.add(p);
+  const signal = opts.signal;
+  try {
+    for (const b of batches) {
+      if (failure || signal?.aborted) break;
+      while (freeSlots.length === 0) await Promise.race(running);
+      if (failure || signal?.aborted) break;
+      const slot = freeSlots.pop()!;
+      const p: Promise<void> = worker
+        .process(b, slot)
+        .catch((e: unknown) => {
+          failure ??= e;
+        })
+        .finally(() => {
+          running.delete(p);
+          freeSlots.push(slot);
+        });
+      running.add(p);
+    }
+  } finally {
+    await Promise.all(running); // every worker request has been answered: the memory is free
+    mem.release();
+    proof?.close();
   }
-  await Promise.all(running); // every worker request has been answered: the memory is free
-  if (batches.length > 0) releaseSlotMemory(mem);
-  proof?.close();
+  stats.reuseProof = proof?.stats ?? null;
   if (failure) throw failure;
   signal?.throwIfAborted();
+  return stats;
+}
 
+function batchRange(plan: DiskPlan, b: Batch): { pos: number; length: number } {
+  const pos = b.first * plan.chunkSize;
+  return { pos, length: Math.min(plan.size, (b.first + b.n) * plan.chunkSize) - pos };
+}
+
+class ProgressFeed {
+  constructor(
+    private readonly total: number,
+    private done: number,
+    private readonly cb?: (p: Progress) => void,
+  ) {
+    this.emit();
+  }
+  add(bytes: number): void {
+    this.done += bytes;
+    this.emit();
+  }
+  private emit(): void {
+    this.cb?.({ bytesDone: this.done, bytesTotal: this.total });
+  }
+}
+
+/**
+ * What happens to one batch: read it into its slot, skip all-zero chunks (holes never cross to
+ * a worker), hash on the pool, claim the new ids, compress and store only the claimed chunks.
+ */
+class BatchWorker {
+  // Compress together with hashing while most chunks turn out new (a full backup), hash first
+  // and compress only the new ones while most are known (an incremental re-read).
+  private seenNew = 0;
+  private seenKnown = 0;
+
+  constructor(
+    private readonly opts: BackupDiskOptions,
+    private readonly plan: DiskPlan,
+    private readonly pool: ChunkPool,
+    private readonly mem: SlotMemory,
+    private readonly key: Uint8Array,
+    private readonly proof: ReuseProof | null,
+    private readonly stats: CopyStats,
+    private readonly progress: ProgressFeed,
+  ) {}
+
+  private speculate(): boolean {
+    return this.seenNew + this.seenKnown < 64 ? !this.plan.hasBase : this.seenNew > this.seenKnown;
+  }
+
+  async process(b: Batch, slot: number): Promise<void> {
+    const { length } = batchRange(this.plan, b);
+    const buf = await this.read(b, slot);
+    this.opts.signal?.throwIfAborted();
+    const nz = this.nonZeroChunks(buf, b.n, length);
+    if (nz.length > 0) await this.storeChunks(b, slot, length, nz);
+    this.progress.add(length);
+  }
+
+  private async read(b: Batch, slot: number): Promise<Buffer> {
+    const { pos, length } = batchRange(this.plan, b);
+    const buf = Buffer.from(this.mem.buf, this.mem.dataOff(slot), length);
+    let got = 0;
+    while (got < length) {
+      const n = await this.opts.source.read(buf, got, length - got, pos + got);
+      if (n <= 0) throw new Error(`disk ${this.opts.diskKey}: source ended at byte ${pos + got}, expected ${this.plan.size} bytes`);
+      got += n;
+    }
+    this.stats.bytesRead += length;
+    return buf;
+  }
+
+  /** Positions (within the batch) of chunks that are not all zero (tens of GB/s on the main thread). */
+  private nonZeroChunks(buf: Buffer, n: number, length: number): number[] {
+    const cs = this.plan.chunkSize;
+    const nz: number[] = [];
+    for (let k = 0; k < n; k++) {
+      const s = k * cs;
+      const e = Math.min(s + cs, length);
+      if (ZERO_CHUNK.compare(buf, s, e, 0, e - s) !== 0) nz.push(k);
+    }
+    return nz;
+  }
+
+  private async storeChunks(b: Batch, slot: number, length: number, nz: number[]): Promise<void> {
+    const { mem, pool, opts } = this;
+    const idsOff = mem.idsOff(slot);
+    const metaOff = mem.metaOff(slot);
+    const outOff = mem.outOff(slot);
+    const common = { data: mem.buf, dataOff: mem.dataOff(slot), length, chunkSize: this.plan.chunkSize, key: this.key, ids: mem.buf, idsOff, out: mem.buf, outOff, meta: mem.buf, metaOff };
+    const spec = this.speculate();
+    const level = opts.writer.zstdLevel;
+    await pool.call(pool.pick(), { op: 'chunks', task: pool.newTask(), ...common, which: Uint32Array.from(nz), hash: true, level: spec ? level : null });
+    opts.signal?.throwIfAborted();
+    if (this.proof) await this.proof.check(slot, mem.bytes, nz.map((k) => idsOff + k * ID_LEN));
+    const claimed = this.claim(b, idsOff, nz); // positions in nz
+    if (claimed.length === 0) return;
+    let encodedOrder = nz.map((_, j) => j); // which nz positions the output holds, in order
+    if (!spec) {
+      await pool.call(pool.pick(), { op: 'chunks', task: pool.newTask(), ...common, which: Uint32Array.from(claimed, (j) => nz[j]!), hash: false, level });
+      encodedOrder = claimed;
+    }
+    await this.addEncoded(nz, claimed, encodedOrder, { idsOff, metaOff, outOff, length });
+  }
+
+  /** Records every id of the batch in the new index and claims the new ones; returns their positions in nz. */
+  private claim(b: Batch, idsOff: number, nz: number[]): number[] {
+    const bytes = this.mem.bytes;
+    const claimed: number[] = [];
+    for (let j = 0; j < nz.length; j++) {
+      const off = idsOff + nz[j]! * ID_LEN;
+      this.plan.ids.set(bytes.subarray(off, off + ID_LEN), (b.first + nz[j]!) * ID_LEN);
+      if (this.opts.writer.claim(bytes, off)) claimed.push(j);
+    }
+    this.seenNew += claimed.length;
+    this.seenKnown += nz.length - claimed.length;
+    return claimed;
+  }
+
+  /**
+   * Hands the claimed chunks to the writer. Encoded chunks lie back to back in the slot's
+   * output, in `encodedOrder` (positions in nz); only the claimed ones are stored.
+   */
+  private async addEncoded(nz: number[], claimed: number[], encodedOrder: number[], at: { idsOff: number; metaOff: number; outOff: number; length: number }): Promise<void> {
+    const { bytes, words, buf } = this.mem;
+    const want = new Set(claimed);
+    const items: NewChunk[] = [];
+    let off = at.outOff;
+    for (const [e, j] of encodedOrder.entries()) {
+      const len = words[at.metaOff + e * 2]!;
+      if (want.has(j)) {
+        const k = nz[j]!;
+        const rawLength = Math.min(this.plan.chunkSize, at.length - k * this.plan.chunkSize);
+        items.push({ id: bytes, idOff: at.idsOff + k * ID_LEN, stored: new Uint8Array(buf, off, len), rawLength, flags: words[at.metaOff + e * 2 + 1]! });
+        this.stats.bytesStored += len;
+        this.stats.newChunks++;
+      }
+      off += len;
+    }
+    await this.opts.writer.addChunks(items); // resolves once the bytes left the slot
+  }
+}
+
+// ---- the disk index ----------------------------------------------------------------------------
+
+async function writeIndex(opts: BackupDiskOptions, plan: DiskPlan, stats: CopyStats): Promise<BackupDiskSummary> {
+  const { writer, diskKey, source } = opts;
   let holes = 0;
-  for (let i = 0; i < count; i++) {
-    if (isZeroId(ids, i * ID_LEN)) holes++;
+  for (let i = 0; i < plan.count; i++) {
+    if (isZeroId(plan.ids, i * ID_LEN)) holes++;
   }
   const disk = await writer.writeDiskIndex(
     {
@@ -316,27 +471,27 @@ async function run(opts: BackupDiskOptions): Promise<BackupDiskSummary> {
         projectId: writer.projectId,
         snapshotId: writer.snapshotId,
         diskKey,
-        size,
-        chunkSize,
-        chunkCount: count,
+        size: plan.size,
+        chunkSize: plan.chunkSize,
+        chunkCount: plan.count,
         holes,
         changeToken: source.changeToken ?? null,
         createdAt: Date.now(),
       },
-      ids,
+      ids: plan.ids,
     },
     { storedBytes: stats.bytesStored, meta: opts.meta },
   );
   return {
     diskKey,
-    mode,
-    size,
+    mode: plan.mode,
+    size: plan.size,
     bytesRead: stats.bytesRead,
     bytesStored: stats.bytesStored,
     newChunks: stats.newChunks,
-    reusedChunks: count - holes - stats.newChunks,
+    reusedChunks: plan.count - holes - stats.newChunks,
     holes,
-    reuseProof: proof?.stats ?? null,
+    reuseProof: stats.reuseProof,
     disk,
   };
 }

@@ -9,12 +9,13 @@ import type { SnapshotInstance } from '../domain/snapshot.js';
 import { RESTORE_LOST_MESSAGE, type RestorePlan, type RestorePlanInstance, type RestoredInstance } from '../domain/restore.js';
 import type { Clock } from '../lib/clock.js';
 import type { Logger } from '../lib/logger.js';
-import { CancelledError, errorMessage } from '../lib/errors.js';
+import { errorMessage } from '../lib/errors.js';
 import { toSecond } from '../lib/time.js';
 import { RESTORE_JOBS } from './kinds.js';
 import { diskKey } from './snapshot.job.js';
-import type { AnyJobHandler } from './runner.js';
+import { ByteProgress, startTicker } from './progress-ticker.js';
 import { reportRestoreDamage } from './damage.job.js';
+import type { AnyJobHandler } from './runner.js';
 
 export interface RestoreJobDeps {
   db: Db;
@@ -63,12 +64,18 @@ async function runRestore(d: RestoreJobDeps, restoreId: string, plan: RestorePla
   if (r.status === 'cancelling') return finish(d, r.id, r.snapshot_id, r.workload_id, 'cancelled', { progress_msg: 'Restore cancelled' });
   if (!(await transitionRestore(db, r.id, ['restoring'], 'executing', toSecond(started), { host: d.nodeName, progress_msg: 'Restore from snapshot is starting' }))) return;
 
-  const cancelCtl = new AbortController();
-  const abort = AbortSignal.any([signal, cancelCtl.signal]);
-  let ticker: NodeJS.Timeout | null = null;
-  const failures: string[] = [];
-  const restored: RestoredInstance[] = [];
-  let bytesWritten = 0;
+  let progress: ByteProgress | null = null;
+  const ticker = startTicker({
+    what: 'Restore',
+    everyMs: d.progressEveryMs ?? 500,
+    log,
+    isCancelling: async () => (await getRestore(db, { admin: true }, r.id))?.status === 'cancelling',
+    report: async () => {
+      if (progress) await updateRestoreFields(db, r.id, { progress_percent: progress.percent, uploaded_size: progress.done, updated_at: toSecond(clock.now()) }, ['executing']);
+    },
+  });
+  const abort = AbortSignal.any([signal, ticker.cancelSignal]);
+  const result: RestoreResult = { restored: [], failures: [], bytesWritten: 0 };
   try {
     const snap = await getSnapshot(db, { admin: true }, r.snapshot_id);
     if (!snap) throw new Error(`Snapshot ${r.snapshot_id} no longer exists`);
@@ -76,99 +83,115 @@ async function runRestore(d: RestoreJobDeps, restoreId: string, plan: RestorePla
     const sizeOf = new Map(manifest.disks.map((x) => [x.diskKey, x.size]));
     const total = plan.instances.reduce((a, p) => a + p.devices.reduce((b, dev) => b + (sizeOf.get(diskKey(p.id, dev)) ?? 0), 0), 0);
     await updateRestoreFields(db, r.id, { size: total }, ['executing']);
-    let done = 0;
-    let current = 0;
-    ticker = setInterval(() => {
-      void (async () => {
-        const cur = await getRestore(db, { admin: true }, r.id);
-        if (cur?.status === 'cancelling') cancelCtl.abort(new CancelledError('Restore'));
-        else
-          await updateRestoreFields(
-            db,
-            r.id,
-            { progress_percent: total === 0 ? 99 : Math.min(99, Math.floor(((done + current) * 100) / total)), uploaded_size: done + current, updated_at: toSecond(clock.now()) },
-            ['executing'],
-          );
-      })().catch((e: unknown) => log.warn({ err: errorMessage(e) }, 'progress update failed'));
-    }, d.progressEveryMs ?? 500);
-
+    progress = new ByteProgress(total);
     for (const p of plan.instances) {
-      if (abort.aborted) throw abort.reason;
+      abort.throwIfAborted();
       const si = snap.instances.find((i) => i.id === p.id);
       if (!si) throw new Error(`Instance ${p.id} is not in snapshot ${snap.id}`);
       const sizes = new Map(p.devices.map((dev) => [dev, sizeOf.get(diskKey(p.id, dev)) ?? 0]));
-      let prepared: PreparedInstance;
-      if (plan.kind === 'inplace') {
-        prepared = await d.platform.openInPlaceSinks(r.project_id, p.id, p.devices.map((dev) => ({ device: dev, size: sizes.get(dev) ?? 0 })));
-      } else {
-        const spec = newInstanceSpec(si, p, sizes);
-        spec.metadata.restored_from_snapshot = snap.id;
-        prepared = await d.platform.createInstance(r.project_id, spec);
-      }
-      const failedHere: string[] = [];
-      for (const dev of p.devices) {
-        const sink = prepared.sinks.get(dev);
-        if (!sink) throw new Error(`No target for disk ${dev} of instance ${si.name}`);
-        current = 0;
-        try {
-          const sum = await restoreDisk({ repo: d.repo, snapshotId: snap.id, diskKey: diskKey(p.id, dev), sink, signal: abort, onProgress: (x) => (current = x.bytesDone) });
-          bytesWritten += sum.bytesWritten;
-        } catch (e) {
-          if (abort.aborted) {
-            await prepared.discard().catch(() => undefined);
-            throw abort.reason;
-          }
-          failedHere.push(`disk ${dev} of instance ${si.name} (${si.id}): ${errorMessage(e)}`);
-          await reportRestoreDamage(db, d.repo, e, clock.now()).catch((err: unknown) => log.warn({ err: errorMessage(err) }, 'damage report failed'));
-        }
-        done += sizes.get(dev) ?? 0;
-        current = 0;
-      }
-      if (failedHere.length > 0) {
-        failures.push(...failedHere);
-        // In place, committed disks stay restored and failed ones keep their original content.
-        await prepared.discard().catch(() => undefined);
-        continue;
-      }
-      const inst = await prepared.publish();
-      restored.push({ id: inst.id, name: inst.name, status: 'available', metadata: { ...inst.metadata } });
+      await restoreInstance(d, { restoreId: r.id, projectId: r.project_id, kind: plan.kind, snapshotId: snap.id, si, p, sizes }, { progress, abort, log }, result);
     }
-
-    const end = clock.now();
-    const ok = failures.length === 0;
-    await inTransaction(db, async (tx) => {
-      if (ok && plan.kind === 'oneclick') {
-        // The workload now protects the restored VMs (tempest compares the member ids).
-        const w = await getWorkload(tx, { admin: true }, r.workload_id);
-        if (w) await replaceMembers(tx, w.id, w.project_id, restored.map((i) => ({ id: i.id, name: i.name, metadata: {} })));
-      }
-      await finishIn(tx, d, r.id, r.snapshot_id, r.workload_id, ok ? 'available' : 'error', {
-        size: total,
-        uploaded_size: bytesWritten,
-        progress_percent: 100,
-        progress_msg: ok ? 'Restore from snapshot is complete' : 'Restore failed',
-        error_msg: ok ? null : `Restore failed: ${failures.join('; ')}`,
-        time_taken: Math.max(0, Math.round((end - started) / 1000)),
-        instances: JSON.stringify(restored),
-        finished_at: toSecond(end),
-      });
-    });
-    log.info({ restoreId: r.id, kind: plan.kind, instances: restored.length, failures: failures.length }, 'restore finished');
+    await completeRestore(d, r, plan, total, started, result);
+    log.info({ restoreId: r.id, kind: plan.kind, instances: result.restored.length, failures: result.failures.length }, 'restore finished');
     d.onRestoreFinished?.(r.id);
   } catch (e) {
-    const cancelled = cancelCtl.signal.aborted && !signal.aborted;
+    ticker.stop();
+    const cancelled = ticker.cancelled && !signal.aborted;
     const msg = cancelled ? null : signal.aborted ? RESTORE_LOST_MESSAGE : `Restore failed: ${errorMessage(e)}`;
     await finish(d, r.id, r.snapshot_id, r.workload_id, cancelled ? 'cancelled' : 'error', {
       progress_msg: cancelled ? 'Restore cancelled' : msg,
       error_msg: msg,
-      instances: JSON.stringify(restored),
+      instances: JSON.stringify(result.restored),
       finished_at: toSecond(clock.now()),
     });
     if (!cancelled) d.onRestoreFinished?.(r.id);
     if (!cancelled && !signal.aborted) throw e;
   } finally {
-    if (ticker) clearInterval(ticker);
+    ticker.stop();
   }
+}
+
+interface RestoreResult {
+  restored: RestoredInstance[];
+  failures: string[];
+  bytesWritten: number;
+}
+
+interface InstanceRestore {
+  restoreId: string;
+  projectId: string;
+  kind: RestorePlan['kind'];
+  snapshotId: string;
+  si: SnapshotInstance;
+  p: RestorePlanInstance;
+  sizes: Map<string, number>;
+}
+
+/**
+ * One instance: prepare its target, restore each disk, publish. Whatever happens before publish
+ * (a failed disk, an abort, an error), the prepared target is discarded: in place, committed
+ * disks stay restored and the others keep their original content.
+ */
+async function restoreInstance(d: RestoreJobDeps, x: InstanceRestore, run: { progress: ByteProgress; abort: AbortSignal; log: Logger }, result: RestoreResult): Promise<void> {
+  const { progress, abort, log } = run;
+  const tag = { restoreId: x.restoreId };
+  let prepared: PreparedInstance;
+  if (x.kind === 'inplace') {
+    prepared = await d.platform.openInPlaceSinks(x.projectId, x.p.id, x.p.devices.map((dev) => ({ device: dev, size: x.sizes.get(dev) ?? 0 })), tag);
+  } else {
+    const spec = newInstanceSpec(x.si, x.p, x.sizes);
+    spec.metadata.restored_from_snapshot = x.snapshotId;
+    prepared = await d.platform.createInstance(x.projectId, spec, tag);
+  }
+  let published = false;
+  try {
+    const failedHere: string[] = [];
+    for (const dev of x.p.devices) {
+      const sink = prepared.sinks.get(dev);
+      if (!sink) throw new Error(`No target for disk ${dev} of instance ${x.si.name}`);
+      try {
+        const sum = await restoreDisk({ repo: d.repo, snapshotId: x.snapshotId, diskKey: diskKey(x.p.id, dev), sink, signal: abort, onProgress: (q) => progress.update(q.bytesDone) });
+        result.bytesWritten += sum.bytesWritten;
+      } catch (e) {
+        if (abort.aborted) throw abort.reason;
+        failedHere.push(`disk ${dev} of instance ${x.si.name} (${x.si.id}): ${errorMessage(e)}`);
+        await reportRestoreDamage(d.db, d.repo, e, d.clock.now()).catch((err: unknown) => log.warn({ err: errorMessage(err) }, 'damage report failed'));
+      }
+      progress.finishDisk(x.sizes.get(dev) ?? 0);
+    }
+    if (failedHere.length > 0) {
+      result.failures.push(...failedHere);
+      return;
+    }
+    const inst = await prepared.publish();
+    published = true;
+    result.restored.push({ id: inst.id, name: inst.name, status: 'available', metadata: { ...inst.metadata } });
+  } finally {
+    if (!published) await prepared.discard().catch(() => undefined);
+  }
+}
+
+/** The final state: available when every instance was restored, else error naming the failures. */
+async function completeRestore(d: RestoreJobDeps, r: { id: string; snapshot_id: string; workload_id: string }, plan: RestorePlan, total: number, started: number, x: RestoreResult): Promise<void> {
+  const end = d.clock.now();
+  const ok = x.failures.length === 0;
+  await inTransaction(d.db, async (tx) => {
+    if (ok && plan.kind === 'oneclick') {
+      // The workload now protects the restored VMs (tempest compares the member ids).
+      const w = await getWorkload(tx, { admin: true }, r.workload_id);
+      if (w) await replaceMembers(tx, w.id, w.project_id, x.restored.map((i) => ({ id: i.id, name: i.name, metadata: {} })));
+    }
+    await finishIn(tx, d, r.id, r.snapshot_id, r.workload_id, ok ? 'available' : 'error', {
+      size: total,
+      uploaded_size: x.bytesWritten,
+      progress_percent: 100,
+      progress_msg: ok ? 'Restore from snapshot is complete' : 'Restore failed',
+      error_msg: ok ? null : `Restore failed: ${x.failures.join('; ')}`,
+      time_taken: Math.max(0, Math.round((end - started) / 1000)),
+      instances: JSON.stringify(x.restored),
+      finished_at: toSecond(end),
+    });
+  });
 }
 
 type Fields = Parameters<typeof updateRestoreFields>[2];
@@ -196,6 +219,8 @@ export function restoreJobHandlers(d: RestoreJobDeps): AnyJobHandler[] {
         if (!r) return;
         await finish(d, r.id, r.snapshot_id, r.workload_id, 'error', { error_msg: RESTORE_LOST_MESSAGE, progress_msg: RESTORE_LOST_MESSAGE, finished_at: toSecond(nowMs) });
         d.onRestoreFinished?.(r.id);
+        // Then what the dead worker left unpublished: in-place temp files, partial new instances.
+        await d.platform.cleanupRestore(r.project_id, { restoreId: r.id }, job.payload.plan.instances.map((p) => p.id));
       },
     },
   ];

@@ -1,22 +1,24 @@
 import { inTransaction, type Db } from '../store/db.js';
 import { getWorkload, transitionWorkload, updateWorkloadFields } from '../store/workload.store.js';
-import { finishTask, getSnapshot, latestAvailableSnapshot, markSnapshotDeleted, setSnapshotMetadata, transitionSnapshot, updateSnapshotFields } from '../store/snapshot.store.js';
-import type { Platform } from '../platform/platform.js';
+import { finishTask, getSnapshot, markSnapshotDeleted, setSnapshotMetadata, transitionSnapshot, updateSnapshotFields } from '../store/snapshot.store.js';
+import type { BackupOutcome, BackupSession, Checkpoint, DiskSource, Platform } from '../platform/platform.js';
 import type { Repository } from '../repository/repository.js';
-import type { Manifest } from '../repository/manifest.format.js';
 import type { DiskIndex } from '../repository/disk-index.format.js';
-import type { DiskSource } from '../platform/platform.js';
+import type { SnapshotWriter } from '../repository/snapshot-writer.js';
 import { backupDisk, type BackupDiskSummary } from '../datamover/backup.js';
-import type { Instance } from '../domain/instance.js';
+import type { Disk, Instance } from '../domain/instance.js';
+import type { Workload } from '../domain/workload.js';
 import { RUNNING_SNAPSHOT_STATES, SNAPSHOT_LOST_MESSAGE, type Snapshot, type SnapshotInstance } from '../domain/snapshot.js';
 import { snapshotInstanceView } from '../domain/snapshot-instance.js';
 import type { Clock } from '../lib/clock.js';
 import type { Logger } from '../lib/logger.js';
-import { CancelledError, errorMessage } from '../lib/errors.js';
+import { errorMessage } from '../lib/errors.js';
 import { newId } from '../lib/ids.js';
 import { toSecond } from '../lib/time.js';
 import { SNAPSHOT_JOBS } from './kinds.js';
 import { releaseWorkloadWithRetention } from './retention.js';
+import { ByteProgress, startTicker } from './progress-ticker.js';
+import { checkpointRecord, loadSnapshotBase, type SnapshotBase } from './snapshot-base.js';
 import { reportWriterDamage } from './damage.job.js';
 import type { AnyJobHandler } from './runner.js';
 
@@ -39,173 +41,229 @@ export function diskKey(instanceId: string, device: string): string {
   return `${instanceId}:${device}`;
 }
 
+/**
+ * What a running snapshot holds open: platform backup sessions (every disk source) and the
+ * repository writer (lease). release() lets go of all of it on every path; idempotent.
+ */
+class Held {
+  readonly sessions: { instance: Instance; session: BackupSession }[] = [];
+  writerStart: Promise<SnapshotWriter> | null = null;
+  writer: SnapshotWriter | null = null;
+
+  /** Ends every session; on 'failed' also aborts the writer (the snapshot must not appear). */
+  async release(outcome: BackupOutcome, log: Logger): Promise<void> {
+    if (outcome === 'failed') {
+      if (!this.writer && this.writerStart) this.writer = await this.writerStart.catch(() => null);
+      this.writerStart = null;
+      await this.writer?.abort().catch(() => undefined);
+      this.writer = null;
+    }
+    const sessions = this.sessions.splice(0);
+    await Promise.all(
+      sessions.map(({ instance, session }) => session.end(outcome).catch((e: unknown) => log.warn({ instance: instance.id, err: errorMessage(e) }, 'ending a backup session failed'))),
+    );
+  }
+}
+
+interface PlannedDisk {
+  instance: Instance;
+  disk: Disk;
+  source: DiskSource;
+  key: string;
+  /** The base checkpoint the disk's session began from (the datamover asks for changes since it). */
+  cbtBase: string | null;
+}
+
+/** Everything opened for one snapshot: the run and commit steps work from this. */
+interface OpenedSnapshot {
+  workload: Workload;
+  instances: Instance[];
+  base: SnapshotBase | null;
+  disks: PlannedDisk[];
+  total: number;
+  writer: SnapshotWriter;
+}
 
 /**
- * Runs a snapshot: every disk of every member VM into the repository, then the manifest
- * (written last, carrying workload + instance metadata), then — only after the manifest is
- * durable — the DB says `available` and the workload is unlocked, in one transaction.
+ * Runs a snapshot as open → run → commit: open every member VM's backup session (and the
+ * repository writer), copy every disk into the repository, then write the manifest (last,
+ * carrying workload, instance metadata and the new platform checkpoints) and — only after it
+ * is durable — mark the snapshot `available` and unlock the workload in one transaction.
+ * Whatever happens, every session is ended and a writer that did not commit is aborted.
  */
 async function takeSnapshot(d: SnapshotJobDeps, snapshotId: string, signal: AbortSignal, log: Logger): Promise<void> {
-  const { db, repo, clock } = d;
-  const s = await getSnapshot(db, { admin: true }, snapshotId);
+  const s = await claimSnapshot(d, snapshotId);
   if (!s) return;
-  if (s.status === 'cancelling') return finishCancelled(d, s);
-  if (s.status !== 'creating') return;
-  const startedAt = clock.now();
-  if (!(await transitionSnapshot(db, s.id, ['creating'], 'executing', toSecond(startedAt), { host: d.nodeName, progress_msg: 'Snapshot of workload is starting', progress_percent: 0 }))) {
-    const again = await getSnapshot(db, { admin: true }, snapshotId);
-    if (again?.status === 'cancelling') return finishCancelled(d, again);
-    return;
-  }
-
-  const cancelCtl = new AbortController();
-  const abort = AbortSignal.any([signal, cancelCtl.signal]);
-  let writer: Awaited<ReturnType<Repository['beginSnapshot']>> | null = null;
-  let writerStart: ReturnType<Repository['beginSnapshot']> | null = null;
-  let ticker: NodeJS.Timeout | null = null;
+  const startedAt = d.clock.now();
+  const held = new Held();
+  let progress: ByteProgress | null = null;
+  const ticker = startTicker({
+    what: 'Snapshot',
+    everyMs: d.progressEveryMs ?? 500,
+    log,
+    isCancelling: async () => (await getSnapshot(d.db, { admin: true }, s.id))?.status === 'cancelling',
+    report: async () => {
+      if (progress) await updateSnapshotFields(d.db, s.id, { progress_percent: progress.percent, updated_at: toSecond(d.clock.now()) }, ['uploading']);
+    },
+  });
+  const abort = AbortSignal.any([signal, ticker.cancelSignal]);
+  let outcome: BackupOutcome = 'failed';
   try {
-    const w = await getWorkload(db, { admin: true }, s.workload_id);
-    if (!w) throw new Error(`Workload ${s.workload_id} no longer exists`);
-    // The writer (lease, GC plan, the project's chunk index) loads while the platform and the
-    // base are consulted: it is independent of both, and taking the lease earlier is only safer.
-    writerStart = repo.beginSnapshot({ projectId: w.project_id, snapshotId: s.id });
-    writerStart.catch(() => undefined); // awaited below, or aborted in the catch
-    const instances: Instance[] = [];
-    for (const m of w.instances) {
-      const inst = await d.platform.getInstance(w.project_id, m.id);
-      if (!inst) throw new Error(`Instance ${m.name} (${m.id}) could not be found on the platform`);
-      instances.push(inst);
-    }
-
-    // Incremental base: the newest available snapshot's manifest (a full trusts nothing).
-    let base: Manifest | null = null;
-    if (s.snapshot_type === 'incremental') {
-      const prev = await latestAvailableSnapshot(db, w.id);
-      if (prev) base = await repo.readManifest(prev.id).catch((e: unknown) => {
-        log.warn({ err: errorMessage(e), base: prev.id }, 'previous snapshot manifest unreadable; reading every disk in full');
-        return null;
-      });
-    }
-
-    // Open every disk first: sizes give restore_size and the progress total.
-    const sources: { inst: Instance; disk: Instance['disks'][number]; source: DiskSource }[] = [];
-    for (const inst of instances) for (const disk of inst.disks) sources.push({ inst, disk, source: await d.platform.openDiskSource(inst, disk) });
-    const total = sources.reduce((a, x) => a + x.source.size, 0);
-    let doneBefore = 0;
-    let current = 0;
-    const percent = () => (total === 0 ? 99 : Math.min(99, Math.floor(((doneBefore + current) * 100) / total)));
-
-    await transitionSnapshot(db, s.id, ['executing'], 'uploading', toSecond(clock.now()), { progress_msg: 'Uploading snapshot data', restore_size: total });
-    ticker = setInterval(() => {
-      void (async () => {
-        const cur = await getSnapshot(db, { admin: true }, s.id);
-        if (cur?.status === 'cancelling') cancelCtl.abort(new CancelledError('Snapshot'));
-        else await updateSnapshotFields(db, s.id, { progress_percent: percent(), updated_at: toSecond(clock.now()) }, ['uploading']);
-      })().catch((e: unknown) => log.warn({ err: errorMessage(e) }, 'progress update failed'));
-    }, d.progressEveryMs ?? 500);
-
-    // Base disk indexes: the next one is read while the current disk runs (at most two held).
-    const baseIndexOf = (i: number): Promise<DiskIndex | null> => {
-      const x = sources[i];
-      const bd = x ? base?.disks.find((y) => y.diskKey === diskKey(x.inst.id, x.disk.device)) : undefined;
-      return bd ? repo.readDiskIndex(bd.index).catch(() => null) : Promise.resolve(null);
-    };
-    let nextBase = baseIndexOf(0);
-    writer = await writerStart;
-    writerStart = null;
-    const summaries: BackupDiskSummary[] = [];
-    const dataStart = clock.now();
-    try {
-      for (let i = 0; i < sources.length; i++) {
-        const { inst, disk, source } = sources[i]!;
-        const key = diskKey(inst.id, disk.device);
-        const baseIndex = await nextBase;
-        nextBase = baseIndexOf(i + 1);
-        current = 0;
-        const sum = await backupDisk({
-          writer,
-          diskKey: key,
-          source,
-          meta: { instanceId: inst.id, device: disk.device },
-          full: s.snapshot_type === 'full',
-          base: baseIndex,
-          signal: abort,
-          onProgress: (p) => {
-            current = p.bytesDone;
-          },
-        });
-        summaries.push(sum);
-        doneBefore += source.size;
-        current = 0;
-      }
-    } finally {
-      for (const x of sources) await x.source.close().catch(() => undefined);
-    }
-    if (abort.aborted) throw abort.reason;
-
-    const sizes = new Map<string, Map<string, number>>();
-    for (const x of sources) {
-      const m = sizes.get(x.inst.id) ?? new Map<string, number>();
-      m.set(x.disk.device, x.source.size);
-      sizes.set(x.inst.id, m);
-    }
-    const views: SnapshotInstance[] = instances.map((inst) =>
-      snapshotInstanceView(inst, w, sizes.get(inst.id) ?? new Map(), new Map(inst.disks.map((dk) => [dk.device, newId()]))),
-    );
-    const transferSeconds = Math.round((clock.now() - dataStart) / 1000);
-    // The manifest carries everything needed to rebuild the DB from the target alone.
-    await writer.commit({
-      snapshot: { id: s.id, name: s.name, description: s.description, snapshot_type: s.snapshot_type, created_at: s.created_at, user_id: s.user_id },
-      workload: { id: w.id, name: w.name, description: w.description, project_id: w.project_id, workload_type_id: w.workload_type_id, metadata: w.metadata },
-      instances: views,
-      disks: sources.map((x) => ({ instanceId: x.inst.id, device: x.disk.device, size: x.source.size, format: x.disk.format })),
-    });
-    const committed = writer;
-    writer = null;
-
-    const stored = summaries.reduce((a, x) => a + x.bytesStored, 0);
-    const end = clock.now();
-    await inTransaction(db, async (tx) => {
-      // Not ours any more (an admin's unlock cancelled it): the workload's lock is not ours to release.
-      const committed = await transitionSnapshot(tx, s.id, ['uploading', 'cancelling'], 'available', toSecond(end), {
-        size: stored,
-        uploaded_size: stored,
-        restore_size: total,
-        progress_percent: 100,
-        progress_msg: 'Snapshot of workload is complete',
-        time_taken: Math.max(0, Math.round((end - startedAt) / 1000)),
-        finished_at: toSecond(end),
-        instances: JSON.stringify(views),
-      });
-      if (!committed) return;
-      await setSnapshotMetadata(tx, s.id, { data_transfer_time: String(transferSeconds), workload_approx_backup_size: String(Math.ceil(stored / 2 ** 20)) }, toSecond(end));
-      if (s.snapshot_type === 'full') await updateWorkloadFields(tx, w.id, { force_full: false }, toSecond(end));
-      // Unlocks the workload, and starts deleting snapshots beyond its retention in the same transaction.
-      await releaseWorkloadWithRetention(tx, w.id, s.id, end);
-    });
-    log.info({ snapshotId: s.id, type: s.snapshot_type, bytes: total, stored, modes: summaries.map((x) => x.mode) }, 'snapshot available');
+    const opened = await openSnapshot(d, s, held, abort, log);
+    progress = new ByteProgress(opened.total);
+    await transitionSnapshot(d.db, s.id, ['executing'], 'uploading', toSecond(d.clock.now()), { progress_msg: 'Uploading snapshot data', restore_size: opened.total });
+    const dataStart = d.clock.now();
+    const summaries = await copyDisks(d, s, opened, progress, abort);
+    // Not committed in the DB (an admin's unlock cancelled it): its checkpoint is no base either.
+    if (!(await commitSnapshot(d, s, opened, held, summaries, { startedAt, dataStart }))) return;
+    outcome = 'committed';
+    log.info({ snapshotId: s.id, type: s.snapshot_type, bytes: opened.total, modes: summaries.map((x) => x.mode) }, 'snapshot available');
     // Older snapshots that lost data (lost packs, copies the read-back found corrupt) say so.
-    await reportWriterDamage(db, repo, committed, clock.now()).catch((e: unknown) => log.warn({ err: errorMessage(e) }, 'damage report failed'));
+    await reportWriterDamage(d.db, d.repo, opened.writer, d.clock.now()).catch((e: unknown) => log.warn({ err: errorMessage(e) }, 'damage report failed'));
     d.onSnapshotFinished?.(s.id);
   } catch (e) {
-    if (!writer && writerStart) writer = await writerStart.catch(() => null);
-    if (writer) await writer.abort().catch(() => undefined);
-    const now = toSecond(clock.now());
-    const cancelled = cancelCtl.signal.aborted && !signal.aborted;
-    if (cancelled) {
-      await finishCancelled(d, s);
-      return;
-    }
-    const msg = signal.aborted ? SNAPSHOT_LOST_MESSAGE : `Snapshot failed: ${errorMessage(e)}`;
-    await inTransaction(db, async (tx) => {
-      const changed = await transitionSnapshot(tx, s.id, [...RUNNING_SNAPSHOT_STATES, 'cancelling'], 'error', now, { error_msg: msg, progress_msg: msg, finished_at: now });
-      if (changed) await transitionWorkload(tx, s.workload_id, { admin: true }, ['locked'], 'available', now);
-    });
-    d.onSnapshotFinished?.(s.id);
+    ticker.stop();
+    await held.release('failed', log);
+    if (ticker.cancelled && !signal.aborted) return finishCancelled(d, s);
+    await failSnapshot(d, s, signal.aborted ? SNAPSHOT_LOST_MESSAGE : `Snapshot failed: ${errorMessage(e)}`);
     if (!signal.aborted) throw e;
   } finally {
-    if (ticker) clearInterval(ticker);
+    ticker.stop();
+    await held.release(outcome, log);
   }
+}
+
+/** creating → executing on this node; null when there is nothing to run (gone, cancelled, taken). */
+async function claimSnapshot(d: SnapshotJobDeps, snapshotId: string): Promise<Snapshot | null> {
+  const s = await getSnapshot(d.db, { admin: true }, snapshotId);
+  if (!s) return null;
+  if (s.status === 'cancelling') return finishCancelled(d, s).then(() => null);
+  if (s.status !== 'creating') return null;
+  const moved = await transitionSnapshot(d.db, s.id, ['creating'], 'executing', toSecond(d.clock.now()), { host: d.nodeName, progress_msg: 'Snapshot of workload is starting', progress_percent: 0 });
+  if (moved) return s;
+  const again = await getSnapshot(d.db, { admin: true }, snapshotId);
+  if (again?.status === 'cancelling') await finishCancelled(d, again);
+  return null;
+}
+
+/**
+ * Open step: the workload's VMs, the incremental base, a backup session per VM (each pushed
+ * into `held` as soon as it exists, so a later failure still ends it) and the writer.
+ */
+async function openSnapshot(d: SnapshotJobDeps, s: Snapshot, held: Held, abort: AbortSignal, log: Logger): Promise<OpenedSnapshot> {
+  const w = await getWorkload(d.db, { admin: true }, s.workload_id);
+  if (!w) throw new Error(`Workload ${s.workload_id} no longer exists`);
+  // The writer (lease, GC plan, the project's chunk index) loads while the platform and the
+  // base are consulted: it is independent of both, and taking the lease earlier is only safer.
+  held.writerStart = d.repo.beginSnapshot({ projectId: w.project_id, snapshotId: s.id });
+  held.writerStart.catch(() => undefined); // awaited below, or aborted by release()
+  const instances: Instance[] = [];
+  for (const m of w.instances) {
+    const inst = await d.platform.getInstance(w.project_id, m.id);
+    if (!inst) throw new Error(`Instance ${m.name} (${m.id}) could not be found on the platform`);
+    instances.push(inst);
+  }
+  // A full trusts nothing of earlier snapshots, checkpoints included.
+  const base = s.snapshot_type === 'incremental' ? await loadSnapshotBase(d.db, d.repo, w.id, log) : null;
+  const disks: PlannedDisk[] = [];
+  for (const instance of instances) {
+    abort.throwIfAborted();
+    const baseCheckpoint: Checkpoint | null = base?.checkpoints.get(instance.id) ?? null;
+    const session = await d.platform.beginBackup(instance, { baseCheckpoint });
+    held.sessions.push({ instance, session });
+    for (const { disk, source } of session.disks) disks.push({ instance, disk, source, key: diskKey(instance.id, disk.device), cbtBase: baseCheckpoint?.name ?? null });
+  }
+  held.writer = await held.writerStart;
+  held.writerStart = null;
+  return { workload: w, instances, base, disks, total: disks.reduce((a, x) => a + x.source.size, 0), writer: held.writer };
+}
+
+/** Run step: every disk through the datamover; the next base index is read while a disk runs. */
+async function copyDisks(d: SnapshotJobDeps, s: Snapshot, o: OpenedSnapshot, progress: ByteProgress, abort: AbortSignal): Promise<BackupDiskSummary[]> {
+  const baseIndexOf = (i: number): Promise<DiskIndex | null> => {
+    const x = o.disks[i];
+    const bd = x ? o.base?.manifest.disks.find((y) => y.diskKey === x.key) : undefined;
+    return bd ? d.repo.readDiskIndex(bd.index).catch(() => null) : Promise.resolve(null);
+  };
+  let nextBase = baseIndexOf(0);
+  const summaries: BackupDiskSummary[] = [];
+  for (const [i, x] of o.disks.entries()) {
+    const base = await nextBase;
+    nextBase = baseIndexOf(i + 1);
+    summaries.push(
+      await backupDisk({
+        writer: o.writer,
+        diskKey: x.key,
+        source: x.source,
+        meta: { instanceId: x.instance.id, device: x.disk.device },
+        full: s.snapshot_type === 'full',
+        base,
+        cbtBase: x.cbtBase,
+        signal: abort,
+        onProgress: (p) => progress.update(p.bytesDone),
+      }),
+    );
+    progress.finishDisk(x.source.size);
+  }
+  abort.throwIfAborted();
+  return summaries;
+}
+
+/**
+ * Commit step: the manifest (the snapshot exists on the target from here; it carries what is
+ * needed to rebuild the DB, checkpoints included), then the DB row in one transaction. False
+ * when the row was no longer ours to make available (an admin's unlock cancelled it).
+ */
+async function commitSnapshot(d: SnapshotJobDeps, s: Snapshot, o: OpenedSnapshot, held: Held, summaries: BackupDiskSummary[], t: { startedAt: number; dataStart: number }): Promise<boolean> {
+  const w = o.workload;
+  const sizes = new Map<string, Map<string, number>>();
+  for (const x of o.disks) sizes.set(x.instance.id, (sizes.get(x.instance.id) ?? new Map<string, number>()).set(x.disk.device, x.source.size));
+  const views: SnapshotInstance[] = o.instances.map((inst) => snapshotInstanceView(inst, w, sizes.get(inst.id) ?? new Map(), new Map(inst.disks.map((dk) => [dk.device, newId()]))));
+  const checkpoints = checkpointRecord(held.sessions.map(({ instance, session }) => [instance.id, session.checkpoint]));
+  const warnings = held.sessions.flatMap(({ session }) => session.warnings);
+  const transferSeconds = Math.round((d.clock.now() - t.dataStart) / 1000);
+  await o.writer.commit({
+    snapshot: { id: s.id, name: s.name, description: s.description, snapshot_type: s.snapshot_type, created_at: s.created_at, user_id: s.user_id },
+    workload: { id: w.id, name: w.name, description: w.description, project_id: w.project_id, workload_type_id: w.workload_type_id, metadata: w.metadata },
+    instances: views,
+    disks: o.disks.map((x) => ({ instanceId: x.instance.id, device: x.disk.device, size: x.source.size, format: x.disk.format })),
+    checkpoints,
+  });
+  held.writer = null; // committed: nothing to abort any more
+
+  const stored = summaries.reduce((a, x) => a + x.bytesStored, 0);
+  const end = d.clock.now();
+  return inTransaction(d.db, async (tx) => {
+    // Not ours any more (an admin's unlock cancelled it): the workload's lock is not ours to release.
+    const committed = await transitionSnapshot(tx, s.id, ['uploading', 'cancelling'], 'available', toSecond(end), {
+      size: stored,
+      uploaded_size: stored,
+      restore_size: o.total,
+      progress_percent: 100,
+      progress_msg: 'Snapshot of workload is complete',
+      time_taken: Math.max(0, Math.round((end - t.startedAt) / 1000)),
+      finished_at: toSecond(end),
+      instances: JSON.stringify(views),
+      checkpoints: checkpoints ? JSON.stringify(checkpoints) : null,
+      ...(warnings.length > 0 ? { warning_msg: warnings.join('; ') } : {}),
+    });
+    if (!committed) return false;
+    await setSnapshotMetadata(tx, s.id, { data_transfer_time: String(transferSeconds), workload_approx_backup_size: String(Math.ceil(stored / 2 ** 20)) }, toSecond(end));
+    if (s.snapshot_type === 'full') await updateWorkloadFields(tx, w.id, { force_full: false }, toSecond(end));
+    // Unlocks the workload, and starts deleting snapshots beyond its retention in the same transaction.
+    await releaseWorkloadWithRetention(tx, w.id, s.id, end);
+    return true;
+  });
+}
+
+/** The snapshot ends `error` with `msg` and the workload is usable again. */
+async function failSnapshot(d: SnapshotJobDeps, s: Snapshot, msg: string): Promise<void> {
+  const now = toSecond(d.clock.now());
+  await inTransaction(d.db, async (tx) => {
+    const changed = await transitionSnapshot(tx, s.id, [...RUNNING_SNAPSHOT_STATES, 'cancelling'], 'error', now, { error_msg: msg, progress_msg: msg, finished_at: now });
+    if (changed) await transitionWorkload(tx, s.workload_id, { admin: true }, ['locked'], 'available', now);
+  });
+  d.onSnapshotFinished?.(s.id);
 }
 
 async function finishCancelled(d: SnapshotJobDeps, s: Snapshot): Promise<void> {

@@ -3,26 +3,88 @@ import type { Disk, Instance, Nic } from '../domain/instance.js';
 /**
  * Where VMs live. The local platform (an inventory file whose disks are image files) comes
  * first; libvirt (running VMs, NBD export + dirty bitmaps) and OpenStack (Nova/Cinder/Glance/
- * Neutron) implement the same interface later (ARCHITECTURE.md §3a).
+ * Neutron) implement the same interface later (ARCHITECTURE.md §3a/§3b). `openPlatform()`
+ * (open.ts) is the one factory, chosen by LIFEBOAT_PLATFORM.
  *
  * Contract: every lookup is scoped by project; an instance of another project is reported
  * exactly like a missing one (null), so callers cannot probe other tenants.
  */
 export interface Platform {
-  readonly name: string; // 'local', later 'libvirt', 'openstack'
+  readonly name: string; // 'local'; later 'libvirt', 'openstack'
+
   listInstances(projectId: string): Promise<Instance[]>;
   getInstance(projectId: string, instanceId: string): Promise<Instance | null>;
 
   /**
-   * Opens a disk for a snapshot. The source's changeToken / changedExtentsSince let the
-   * datamover skip unchanged data (CBT platforms later add checkpoints here).
+   * Starts the backup of one instance: a point-in-time source for each of its disks and, on a
+   * platform that tracks changes, a new checkpoint. The caller must call `end()` exactly once
+   * on every path (it closes every source), and records `checkpoint` with the snapshot so that
+   * it comes back as `baseCheckpoint` for the next incremental. On failure nothing stays open.
    */
-  openDiskSource(instance: Instance, disk: Disk): Promise<DiskSource>;
+  beginBackup(instance: Instance, opts: BeginBackupOptions): Promise<BackupSession>;
 
-  /** Creates a new instance for a restore (new id) with the given disks' sizes; returns it with sinks. */
-  createInstance(projectId: string, spec: NewInstanceSpec): Promise<PreparedInstance>;
-  /** Opens sinks that overwrite disks of an existing instance in place. */
-  openInPlaceSinks(projectId: string, instanceId: string, disks: { device: string; size: number }[]): Promise<PreparedInstance>;
+  /**
+   * Creates a new instance for a restore (new id) with the given disks' sizes; returns it with
+   * sinks. Partial state is tagged with `tag.restoreId` so cleanupRestore can find it.
+   */
+  createInstance(projectId: string, spec: NewInstanceSpec, tag: RestoreTag): Promise<PreparedInstance>;
+  /** Opens sinks that overwrite disks of an existing instance in place (tagged likewise). */
+  openInPlaceSinks(projectId: string, instanceId: string, disks: { device: string; size: number }[], tag: RestoreTag): Promise<PreparedInstance>;
+  /**
+   * Removes what a restore whose worker died left unpublished (temp files of in-place sinks,
+   * partial new instances); a published instance is never touched. Idempotent. `instanceIds`
+   * are the snapshot's instances the restore targeted (in place: the instances overwritten).
+   */
+  cleanupRestore(projectId: string, tag: RestoreTag, instanceIds: string[]): Promise<void>;
+}
+
+/** Which restore made a partial instance or temp file (for cleanup after a crash). */
+export interface RestoreTag {
+  restoreId: string;
+}
+
+/**
+ * A platform's mark of "the disks as they were at a backup", from which a later backup can ask
+ * for the extents changed since (libvirt: a checkpoint backed by QEMU dirty bitmaps). Recorded
+ * per instance in the snapshot (DB and manifest); opaque to everyone but its platform.
+ */
+export interface Checkpoint {
+  /** The name the platform knows it by; DiskSource.changedExtentsSince takes this name. */
+  name: string;
+  /** Platform-private state needed to use it again (libvirt: the checkpoint XML to redefine). */
+  state?: string;
+}
+
+export interface BeginBackupOptions {
+  /**
+   * The checkpoint the previous snapshot (the incremental base) recorded for this instance;
+   * null for a full snapshot or when there is none. A platform that cannot trust it (missing,
+   * not the one it knows, disk resized...) starts a new chain and says so in `warnings`.
+   */
+  baseCheckpoint: Checkpoint | null;
+}
+
+export interface BackupDisk {
+  disk: Disk;
+  source: DiskSource;
+}
+
+export type BackupOutcome = 'committed' | 'failed';
+
+/** One instance's backup in progress (see Platform.beginBackup). */
+export interface BackupSession {
+  /** Every disk of the instance, in the instance's order. */
+  readonly disks: readonly BackupDisk[];
+  /** The checkpoint this backup establishes; null when the platform tracks no changes. */
+  readonly checkpoint: Checkpoint | null;
+  /** Why changed blocks could not be used (for the snapshot's warning_msg); empty normally. */
+  readonly warnings: readonly string[];
+  /**
+   * Closes every source and ends the platform's backup job. 'committed' = the snapshot that
+   * recorded `checkpoint` is durable (the platform may drop the previous checkpoint); 'failed'
+   * = it is not (the new checkpoint will never be a base). Never throws for a close error.
+   */
+  end(outcome: BackupOutcome): Promise<void>;
 }
 
 export interface NewInstanceSpec {
@@ -75,7 +137,9 @@ export interface DiskSource {
   allocatedExtents?(): Promise<Extent[]>;
   /**
    * Extents changed since the platform checkpoint named `base` (CBT), sorted; null when the
-   * platform cannot tell (checkpoint lost), which means "read everything".
+   * platform cannot tell (checkpoint lost, or `base` is not the session's base checkpoint),
+   * which means "read everything". Sources of a BackupSession answer only for the
+   * `baseCheckpoint` the session was begun with.
    */
   changedExtentsSince?(base: string): Promise<Extent[] | null>;
   close(): Promise<void>;

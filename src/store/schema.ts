@@ -70,6 +70,8 @@ export interface SnapshotsTable {
   time_taken: number;
   pinned: number;
   instances: string; // JSON: the snapshot-time instance view (flavor, nics, vdisks...)
+  /** JSON {instanceId: {name, state?}}: platform checkpoints for the next incremental (0006). */
+  checkpoints: string | null;
   created_at: number;
   updated_at: number | null;
   finished_at: number | null;

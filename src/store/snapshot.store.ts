@@ -107,6 +107,12 @@ export async function latestAvailableSnapshot(db: DbOrTx, workloadId: string): P
   return r ? toSnapshot(r) : null;
 }
 
+/** The platform checkpoints a snapshot recorded (JSON text, see schema.ts), or null. */
+export async function getSnapshotCheckpoints(db: DbOrTx, id: string): Promise<string | null> {
+  const r = await db.selectFrom('snapshots').select('checkpoints').where('id', '=', id).executeTakeFirst();
+  return r?.checkpoints ?? null;
+}
+
 /** Snapshots that still exist (not deleted) for a workload. */
 export async function countLiveSnapshots(db: DbOrTx, workloadId: string): Promise<number> {
   const r = await db

@@ -103,6 +103,11 @@ export class RangeSet {
   }
 }
 
+/** The temp file of a sink over `target` owned by `owner` (e.g. a restore id): `.<base>.<owner>.tmp`. */
+export function tempPathFor(target: string, owner: string): string {
+  return path.join(path.dirname(target), `.${path.basename(target)}.${owner}.tmp`);
+}
+
 export type SinkState = 'open' | 'committing' | 'committed' | 'aborted';
 
 /**
@@ -131,12 +136,15 @@ export class FileDiskSink implements DiskSink {
   ) {}
 
   /**
-   * Creates the temp file (exclusive; the name holds a fresh uuid) with length `size`.
-   * `mode` (e.g. the original image's permissions for an in-place restore) is applied to it.
+   * Creates the temp file (exclusive; by default the name holds a fresh uuid) with length
+   * `size`. `mode` (e.g. the original image's permissions for an in-place restore) is applied
+   * to it. `tempPath` (from tempPathFor) names it after its owner, so that whoever cleans up
+   * after a crash can find it without guessing.
    */
-  static async create(target: string, size: number, opts: { mode?: number } = {}): Promise<FileDiskSink> {
+  static async create(target: string, size: number, opts: { mode?: number; tempPath?: string } = {}): Promise<FileDiskSink> {
     if (!Number.isSafeInteger(size) || size < 0) throw new AppError('validation', `Disk size must be a non-negative integer (got ${size})`);
-    const tmp = tempPathBeside(target);
+    const tmp = opts.tempPath ?? tempPathBeside(target);
+    if (path.dirname(tmp) !== path.dirname(target)) throw new AppError('internal', 'a disk sink temp file must be beside its target (atomic rename)');
     const fh = await open(tmp, 'wx', 0o600);
     try {
       await fh.truncate(size);

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { lstat, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { lstat, mkdtemp, readdir, readFile, readlink, realpath, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -27,6 +27,15 @@ async function readAll(p: LocalPlatform, projectId: string, id: string, device: 
   } finally {
     await src.close();
   }
+}
+
+/** This process's file descriptors open on `file` (Linux /proc). */
+async function fdsOpenOn(file: string): Promise<string[]> {
+  const out: string[] = [];
+  for (const fd of await readdir('/proc/self/fd')) {
+    if ((await readlink(`/proc/self/fd/${fd}`).catch(() => '')) === file) out.push(fd);
+  }
+  return out;
 }
 
 function spec(over: Partial<NewInstanceSpec> = {}): NewInstanceSpec {
@@ -241,6 +250,87 @@ describe('LocalPlatform', () => {
   it('in-place sinks are project scoped and check devices', async () => {
     await assert.rejects(platform.openInPlaceSinks(P1, other, [{ device: '/dev/vda', size: MiB }]), { kind: 'not-found' });
     await assert.rejects(platform.openInPlaceSinks(P1, vm1, [{ device: '/dev/vdq', size: MiB }]), /has no disk \/dev\/vdq/);
+  });
+
+  it('beginBackup opens every disk with its change token, no checkpoint; end closes them all', async () => {
+    const inst = (await platform.getInstance(P1, vm1))!;
+    const session = await platform.beginBackup(inst, { baseCheckpoint: null });
+    assert.deepEqual(
+      session.disks.map((d) => d.disk.device),
+      ['/dev/vda', '/dev/vdb'],
+    );
+    assert.equal(session.disks[1]!.source.size, MiB);
+    assert.equal(session.checkpoint, null);
+    assert.deepEqual(session.warnings, []);
+    assert.ok(session.disks.every((d) => typeof d.source.changeToken === 'string' && d.source.changedExtentsSince === undefined));
+    await session.end('committed');
+    await assert.rejects(session.disks[0]!.source.read(Buffer.alloc(1), 0, 1, 0), /closed|EBADF/);
+    await session.end('committed'); // idempotent
+  });
+
+  it('beginBackup is all or none: a missing image closes the disks already open', async () => {
+    const inst = (await platform.getInstance(P1, vm1))!;
+    const vdbPath = parseInventory(await readFile(inventoryPath, 'utf8'), 'inventory').find((i) => i.id === vm1)!.disks[1]!.path;
+    const vdaPath = await realpath(parseInventory(await readFile(inventoryPath, 'utf8'), 'inventory').find((i) => i.id === vm1)!.disks[0]!.path);
+    const open = await platform.beginBackup(inst, { baseCheckpoint: null });
+    assert.equal((await fdsOpenOn(vdaPath)).length, 1, 'an open session holds the image open (the probe works)');
+    await open.end('failed');
+    assert.deepEqual(await fdsOpenOn(vdaPath), []);
+    const keep = await readFile(vdbPath);
+    await rm(vdbPath);
+    try {
+      await assert.rejects(platform.beginBackup(inst, { baseCheckpoint: null }), /Disk \/dev\/vdb of instance vm-1 .* is unavailable: its image file is missing/);
+      assert.deepEqual(await fdsOpenOn(vdaPath), [], 'the vda opened first was closed again');
+    } finally {
+      await writeFile(vdbPath, keep);
+    }
+  });
+
+  it('cleanupRestore removes the temp file a killed in-place restore left, and nothing else', async () => {
+    const restoreId = '6f1c1f5e-8a39-4c52-9d43-1f0a4e2b7c10';
+    const original = await readAll(platform, P1, vm1, '/dev/vda');
+    // The worker "dies" holding the sink: neither commit nor abort runs.
+    const prepared = await platform.openInPlaceSinks(P1, vm1, [{ device: '/dev/vda', size: MiB }], { restoreId });
+    await prepared.sinks.get('/dev/vda')!.write(randomBytes(4096), 0);
+    const leftovers = async () => (await readdir(path.join(dir, 'disks'))).filter((n) => n.includes(restoreId));
+    assert.equal((await leftovers()).length, 1, 'the leftover is there before cleanup');
+    await platform.cleanupRestore(P2, { restoreId }, [vm1]); // another project: finds nothing of P1
+    assert.equal((await leftovers()).length, 1);
+    await platform.cleanupRestore(P1, { restoreId }, [vm1]);
+    assert.deepEqual(await leftovers(), []);
+    assert.ok((await readAll(platform, P1, vm1, '/dev/vda')).equals(original), 'the image is untouched');
+    await platform.cleanupRestore(P1, { restoreId }, [vm1]); // idempotent
+    await prepared.discard(); // closes the dead worker's descriptor in this test process
+  });
+
+  it('cleanupRestore removes the partial instance of a killed one-click restore, never a published one', async () => {
+    const dead = '0b5a3c2e-1d4f-4a6b-8c7d-9e0f1a2b3c4d';
+    const partial = await platform.createInstance(P1, spec(), { restoreId: dead });
+    await partial.sinks.get('/dev/vda')!.write(randomBytes(4096), 0);
+    await partial.sinks.get('/dev/vdb')!.commit();
+    // The same restore published another instance before it died: that one stays.
+    const published = await platform.createInstance(P1, spec({ name: 'kept', disks: [{ device: '/dev/vda', format: 'raw', size: MiB }] }), { restoreId: dead });
+    await published.sinks.get('/dev/vda')!.commit();
+    const kept = await published.publish();
+    // Another restore's partial instance (its worker is alive) stays too.
+    const alive = await platform.createInstance(P1, spec({ disks: [{ device: '/dev/vda', format: 'raw', size: MiB }] }), { restoreId: '7c8d9e0f-1a2b-4c3d-8e5f-6a7b8c9d0e1f' });
+
+    const entries = async () => (await readdir(restoreDir)).sort();
+    assert.ok((await entries()).includes(partial.instance.id), 'the leftover is there before cleanup');
+    await platform.cleanupRestore(P1, { restoreId: dead }, []);
+    const after = await entries();
+    assert.ok(!after.includes(partial.instance.id), 'partial instance directory removed');
+    assert.ok(after.includes(kept.id), 'published instance kept');
+    assert.ok(after.includes(alive.instance.id), "a live restore's instance kept");
+    assert.deepEqual(
+      after.filter((n) => n.startsWith('.')),
+      [`.partial.7c8d9e0f-1a2b-4c3d-8e5f-6a7b8c9d0e1f.${alive.instance.id}`],
+      "only the live restore's marker remains",
+    );
+    assert.equal((await platform.getInstance(P1, partial.instance.id)), null);
+    await partial.discard();
+    await alive.discard();
+    assert.deepEqual((await entries()).filter((n) => n.startsWith('.')), [], 'discard removes its marker');
   });
 
   it('picks up inventory edits made while running', async () => {

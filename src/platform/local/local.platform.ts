@@ -1,13 +1,13 @@
-import { mkdir, realpath, rm, stat } from 'node:fs/promises';
+import { mkdir, readdir, realpath, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Disk, Instance } from '../../domain/instance.js';
-import type { DiskSink, DiskSource } from '../platform.js';
+import type { BackupDisk, BackupSession, BeginBackupOptions, DiskSink, DiskSource, RestoreTag } from '../platform.js';
 import { AppError, NotFoundError, UnavailableError, ValidationError, errorMessage } from '../../lib/errors.js';
-import { isHexId, newId } from '../../lib/ids.js';
+import { isHexId, isUuid, newId } from '../../lib/ids.js';
 import { silentLogger, type Logger } from '../../lib/logger.js';
 import type { NewInstanceSpec, Platform, PreparedInstance } from '../platform.js';
 import { hasCode } from '../disk-io/atomic-file.js';
-import { FileDiskSink, openFileDiskSource } from '../disk-io/file-disk.js';
+import { FileDiskSink, openFileDiskSource, tempPathFor } from '../disk-io/file-disk.js';
 import { InventoryFile, toPublic, validateInstance, type InventoryDisk, type InventoryInstance } from './inventory.js';
 
 export interface LocalPlatformOptions {
@@ -85,14 +85,42 @@ export class LocalPlatform implements Platform {
   }
 
   /**
+   * Opens every disk of the instance (all or none: a disk that cannot be opened closes the
+   * ones already open). Image files have no CBT: no checkpoint, and the sources' change tokens
+   * (dev:ino:size:mtime) let the datamover skip an unchanged disk entirely.
+   */
+  async beginBackup(instance: Instance, _opts: BeginBackupOptions): Promise<BackupSession> {
+    const disks: BackupDisk[] = [];
+    const closeAll = () => Promise.all(disks.map((d) => d.source.close().catch(() => undefined)));
+    try {
+      for (const disk of instance.disks) disks.push({ disk, source: await this.openDiskSource(instance, disk) });
+    } catch (e) {
+      await closeAll();
+      throw e;
+    }
+    let ended = false;
+    return {
+      disks,
+      checkpoint: null,
+      warnings: [],
+      end: async () => {
+        if (ended) return;
+        ended = true;
+        await closeAll();
+      },
+    };
+  }
+
+  /**
    * Creates the disks of a new instance under `<restoreDir>/<new id>/` (file names from the new
    * uuid and the validated device basename only). Nothing is in the inventory until publish();
    * publish() requires every sink to be committed. Disks with a volume_type get a new volume_id.
    */
-  async createInstance(projectId: string, spec: NewInstanceSpec): Promise<PreparedInstance> {
+  async createInstance(projectId: string, spec: NewInstanceSpec, tag?: RestoreTag): Promise<PreparedInstance> {
     if (!isHexId(projectId)) throw new ValidationError(`Invalid project id ${JSON.stringify(projectId)}`);
     const id = newId();
     const dir = path.join(this.restoreDir, id);
+    const marker = tag ? this.partialMarker(checkTag(tag), id) : null;
     const basenames = checkDevices(spec.disks);
     const disks: InventoryDisk[] = spec.disks.map((d, i) => {
       if (d.format !== 'raw') throw new ValidationError(`Disk ${d.device}: the local platform restores only raw disks (got ${JSON.stringify(d.format)})`);
@@ -125,8 +153,11 @@ export class LocalPlatform implements Platform {
     const removeAll = async (): Promise<void> => {
       await Promise.all([...sinks.values()].map((s) => s.abort()));
       await rm(dir, { recursive: true, force: true });
+      if (marker) await unlink(marker).catch(() => undefined);
     };
     try {
+      // The marker goes first: a crash at any later point leaves a directory cleanupRestore finds.
+      if (marker) await mkdir(this.restoreDir, { recursive: true }).then(() => writeFile(marker, '', { flag: 'wx' }));
       await mkdir(dir, { recursive: true });
       for (const [i, d] of spec.disks.entries()) sinks.set(d.device, await FileDiskSink.create((disks[i] as InventoryDisk).path, d.size));
     } catch (e) {
@@ -144,6 +175,8 @@ export class LocalPlatform implements Platform {
         if (pending.length > 0) throw new AppError('internal', `Cannot publish instance ${id}: disks not committed: ${pending.join(', ')}`);
         await this.inventory.addInstance(entry);
         state = 'published';
+        // Published: the directory is the instance's now (a left marker would be ignored anyway).
+        if (marker) await unlink(marker).catch(() => undefined);
         this.log.info({ instance: id, project: projectId }, 'restored instance added to the inventory');
         return toPublic(entry);
       },
@@ -163,7 +196,8 @@ export class LocalPlatform implements Platform {
    * publish() only checks that every sink committed; discard() aborts the uncommitted ones
    * (images already committed stay restored — rename cannot be undone).
    */
-  async openInPlaceSinks(projectId: string, instanceId: string, wanted: { device: string; size: number }[]): Promise<PreparedInstance> {
+  async openInPlaceSinks(projectId: string, instanceId: string, wanted: { device: string; size: number }[], tag?: RestoreTag): Promise<PreparedInstance> {
+    const restoreId = tag ? checkTag(tag) : null;
     const entry = await this.findEntry(projectId, instanceId);
     if (!entry) throw NotFoundError.of('Instance', instanceId);
     checkDevices(wanted);
@@ -183,7 +217,7 @@ export class LocalPlatform implements Platform {
           (s) => s.mode,
           () => undefined,
         );
-        sinks.set(t.device, await FileDiskSink.create(file, t.size, { mode }));
+        sinks.set(t.device, await FileDiskSink.create(file, t.size, { mode, ...(restoreId ? { tempPath: tempPathFor(file, restoreId) } : {}) }));
       }
     } catch (e) {
       await Promise.all([...sinks.values()].map((s) => s.abort()));
@@ -202,6 +236,56 @@ export class LocalPlatform implements Platform {
         await Promise.all([...sinks.values()].map((s) => s.abort()));
       },
     };
+  }
+  /**
+   * After a restore's worker died: removes its in-place temp files (named from the restore id
+   * beside each image of `instanceIds`) and the directories of new instances it never
+   * published (found by their marker; an instance that reached the inventory is kept).
+   */
+  async cleanupRestore(projectId: string, tag: RestoreTag, instanceIds: string[]): Promise<void> {
+    const restoreId = checkTag(tag);
+    for (const id of instanceIds) {
+      const entry = await this.findEntry(projectId, id);
+      for (const d of entry?.disks ?? []) {
+        const file = await realpath(d.path).catch(() => d.path);
+        await unlinkQuiet(tempPathFor(file, restoreId), this.log);
+      }
+    }
+    const prefix = `${PARTIAL_PREFIX}${restoreId}.`;
+    const names = await readdir(this.restoreDir).catch((e: unknown) => (hasCode(e, 'ENOENT') ? [] : Promise.reject(e)));
+    const inventory = await this.inventory.instances();
+    for (const name of names) {
+      if (!name.startsWith(prefix)) continue;
+      const id = name.slice(prefix.length);
+      if (!isUuid(id)) continue;
+      if (!inventory.some((i) => i.id === id)) {
+        await rm(path.join(this.restoreDir, id), { recursive: true, force: true });
+        this.log.warn({ instance: id, restore: restoreId }, 'removed the partial instance of a restore whose worker died');
+      }
+      await unlinkQuiet(path.join(this.restoreDir, name), this.log);
+    }
+  }
+
+  /** `<restoreDir>/.partial.<restoreId>.<instanceId>`: exists while that instance is unpublished. */
+  private partialMarker(restoreId: string, instanceId: string): string {
+    return path.join(this.restoreDir, `${PARTIAL_PREFIX}${restoreId}.${instanceId}`);
+  }
+}
+
+const PARTIAL_PREFIX = '.partial.';
+
+/** Restore ids become parts of file names: only uuids are accepted. */
+function checkTag(tag: RestoreTag): string {
+  if (!isUuid(tag.restoreId)) throw new AppError('internal', `restore id ${JSON.stringify(tag.restoreId)} is not a uuid`);
+  return tag.restoreId.toLowerCase();
+}
+
+async function unlinkQuiet(file: string, log: Logger): Promise<void> {
+  try {
+    await unlink(file);
+    log.warn({ file }, 'removed a file left by a restore whose worker died');
+  } catch (e) {
+    if (!hasCode(e, 'ENOENT')) throw e;
   }
 }
 

@@ -4,6 +4,7 @@ import * as m0002 from './0002-restores.js';
 import * as m0003 from './0003-scheduler.js';
 import * as m0004 from './0004-policies-quotas-settings.js';
 import * as m0005 from './0005-job-target-node.js';
+import * as m0006 from './0006-snapshot-checkpoints.js';
 
 /**
  * Migrations are listed statically (not read from a folder) so the compiled package needs no
@@ -19,6 +20,7 @@ export const migrations: Readonly<Record<string, Migration>> = {
   '0003-scheduler': m0003,
   '0004-policies-quotas-settings': m0004,
   '0005-job-target-node': m0005,
+  '0006-snapshot-checkpoints': m0006,
 };
 
 /** Migration names in application order. */

@@ -1,0 +1,28 @@
+import { ValidationError } from '../lib/errors.js';
+import type { Logger } from '../lib/logger.js';
+import { LocalPlatform } from './local/local.platform.js';
+import type { Platform } from './platform.js';
+
+/** Everything any platform may need from the configuration (app/ fills it from Config). */
+export interface PlatformSettings {
+  /** LIFEBOAT_PLATFORM (already validated by config/). */
+  kind: string;
+  /** Local platform: the inventory file and where restored disks go. */
+  inventoryPath: string;
+  restoreDir: string;
+  logger?: Logger;
+}
+
+/**
+ * The one factory: LIFEBOAT_PLATFORM → a ready platform. Opening is strict (an invalid local
+ * inventory stops the start with the list of problems). An unknown kind is refused here too,
+ * in case a caller bypassed config validation.
+ */
+export async function openPlatform(s: PlatformSettings): Promise<Platform> {
+  switch (s.kind) {
+    case 'local':
+      return LocalPlatform.open({ inventoryPath: s.inventoryPath, restoreDir: s.restoreDir, logger: s.logger });
+    default:
+      throw new ValidationError(`Unknown platform ${JSON.stringify(s.kind)} (LIFEBOAT_PLATFORM must be local)`);
+  }
+}

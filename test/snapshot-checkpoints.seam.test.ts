@@ -1,0 +1,325 @@
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { openStore, type StoreHandle } from '../src/store/db.js';
+import { getWorkload, insertWorkload } from '../src/store/workload.store.js';
+import { getSnapshot, getSnapshotCheckpoints, insertSnapshot, updateSnapshotFields } from '../src/store/snapshot.store.js';
+import { MemBackend } from '../src/backend/mem.backend.js';
+import { Repository } from '../src/repository/repository.js';
+import { restoreDisk } from '../src/datamover/restore.js';
+import { MemDiskSink } from '../src/datamover/testing.js';
+import type { BackupOutcome, BackupSession, BeginBackupOptions, Checkpoint, DiskSource, Extent, Platform } from '../src/platform/platform.js';
+import type { Instance } from '../src/domain/instance.js';
+import type { Snapshot, SnapshotType } from '../src/domain/snapshot.js';
+import type { Workload } from '../src/domain/workload.js';
+import { defaultJobSchedule } from '../src/domain/jobschedule.js';
+import type { JobHandler, KindJob } from '../src/jobs/runner.js';
+import { ManualClock } from '../src/lib/clock.js';
+import { silentLogger } from '../src/lib/logger.js';
+import { newId } from '../src/lib/ids.js';
+import { SNAPSHOT_JOBS } from '../src/jobs/kinds.js';
+import { diskKey, snapshotJobHandlers } from '../src/jobs/snapshot.job.js';
+
+/**
+ * The platform seam for changed-block tracking, end to end through the snapshot job: a fake
+ * platform (behind the Platform interface, like libvirt will be) hands out a checkpoint per
+ * backup and the exact extents changed since the base checkpoint. The job must pass the
+ * previous snapshot's checkpoint back at begin, the datamover must read only the changed
+ * extents, and the checkpoint must be recorded in both the DB row and the manifest.
+ */
+const CS = 64 * 1024;
+const PROJECT = 'a'.repeat(32);
+const T0 = Date.UTC(2026, 0, 15, 12, 0, 0);
+
+/** A disk whose reads are counted; changed extents are answered for one base only. */
+class CbtSource implements DiskSource {
+  readonly size: number;
+  bytesRead = 0;
+  closed = false;
+  changedExtentsSince?: (base: string) => Promise<Extent[] | null>;
+  constructor(
+    private readonly data: Buffer,
+    base: string | null,
+    changed: Extent[] | null,
+    private readonly failAt: number | null = null,
+  ) {
+    this.size = data.length;
+    if (base) this.changedExtentsSince = async (b) => (b === base ? changed : null);
+  }
+  async read(buf: Buffer, offset: number, length: number, position: number): Promise<number> {
+    if (this.failAt !== null && position + length > this.failAt) throw new Error('disk read error');
+    const n = Math.max(0, Math.min(length, this.size - position));
+    this.data.copy(buf, offset, position, position + n);
+    this.bytesRead += n;
+    return n;
+  }
+  async close(): Promise<void> {
+    this.closed = true;
+  }
+}
+
+interface FakeVm {
+  instance: Instance;
+  data: Buffer;
+  /** Extents written since the last checkpoint this fake handed out. */
+  dirty: Extent[];
+  failBegin?: boolean;
+  failReadAt?: number;
+}
+
+/** A CBT platform in miniature: every backup takes a new checkpoint and resets the dirty map. */
+class FakeCbtPlatform implements Platform {
+  readonly name = 'fake-cbt';
+  readonly begins: { instanceId: string; opts: BeginBackupOptions }[] = [];
+  readonly ends: { instanceId: string; outcome: BackupOutcome }[] = [];
+  readonly sources: CbtSource[] = [];
+  warnings: string[] = [];
+  private seq = 0;
+  private readonly current = new Map<string, Checkpoint>();
+  constructor(readonly vms: FakeVm[]) {}
+
+  async listInstances(projectId: string): Promise<Instance[]> {
+    return this.vms.map((v) => v.instance).filter((i) => i.project_id === projectId);
+  }
+  async getInstance(projectId: string, id: string): Promise<Instance | null> {
+    return (await this.listInstances(projectId)).find((i) => i.id === id) ?? null;
+  }
+  async beginBackup(instance: Instance, opts: BeginBackupOptions): Promise<BackupSession> {
+    this.begins.push({ instanceId: instance.id, opts });
+    const vm = this.vms.find((v) => v.instance.id === instance.id)!;
+    if (vm.failBegin) throw new Error(`cannot start the backup of ${instance.name}`);
+    // Changed extents only for the checkpoint this platform handed out last (the chain).
+    const known = this.current.get(instance.id);
+    const trusted = opts.baseCheckpoint && known && known.name === opts.baseCheckpoint.name && known.state === opts.baseCheckpoint.state;
+    const source = new CbtSource(Buffer.from(vm.data), trusted ? known.name : null, trusted ? [...vm.dirty] : null, vm.failReadAt ?? null);
+    this.sources.push(source);
+    const checkpoint = { name: `ck-${++this.seq}`, state: `<domaincheckpoint><name>ck-${this.seq}</name></domaincheckpoint>` };
+    return {
+      disks: [{ disk: instance.disks[0]!, source }],
+      checkpoint,
+      warnings: this.warnings,
+      end: async (outcome) => {
+        this.ends.push({ instanceId: instance.id, outcome });
+        await source.close();
+        if (outcome === 'committed') {
+          this.current.set(instance.id, checkpoint);
+          vm.dirty = [];
+        }
+      },
+    };
+  }
+  async createInstance(): Promise<never> {
+    throw new Error('not used');
+  }
+  async openInPlaceSinks(): Promise<never> {
+    throw new Error('not used');
+  }
+  async cleanupRestore(): Promise<void> {}
+}
+
+function vm(name: string, data: Buffer): FakeVm {
+  return {
+    instance: {
+      id: newId(),
+      name,
+      project_id: PROJECT,
+      status: 'ACTIVE',
+      availability_zone: 'nova',
+      flavor: { vcpus: 1, ram: 512, disk: 1, ephemeral: 0 },
+      security_groups: [],
+      nics: [],
+      disks: [{ device: '/dev/vda', format: 'raw' }],
+      metadata: {},
+    },
+    data,
+    dirty: [],
+  };
+}
+
+/** Guest writes: new bytes at `offset`, remembered as dirty like a QEMU bitmap would. */
+function guestWrite(v: FakeVm, offset: number, length: number): void {
+  randomBytes(length).copy(v.data, offset);
+  v.dirty.push({ offset, length });
+}
+
+describe('snapshot job through a CBT platform seam', () => {
+  let h: StoreHandle;
+  let repo: Repository;
+  const clock = new ManualClock(T0);
+
+  before(async () => {
+    h = await openStore('sqlite::memory:');
+    repo = await Repository.init(new MemBackend(), { chunkSize: CS, packSize: 1 << 20 }, { clock, logger: silentLogger });
+  });
+  after(async () => {
+    await h.close();
+  });
+
+  async function workloadOf(vms: FakeVm[]): Promise<Workload> {
+    const w: Workload = {
+      id: newId(),
+      project_id: PROJECT,
+      user_id: 'b'.repeat(32),
+      name: 'w',
+      description: '',
+      workload_type_id: 'f82ce76f-17fe-438b-aa37-7a023058e50d',
+      source_platform: 'openstack',
+      status: 'available',
+      error_msg: null,
+      availability_zone: null,
+      jobschedule: defaultJobSchedule(T0),
+      metadata: {},
+      force_full: false,
+      created_at: T0,
+      updated_at: T0,
+      instances: vms.map((v) => ({ id: v.instance.id, name: v.instance.name, metadata: {} })),
+    };
+    await insertWorkload(h.db, w);
+    return w;
+  }
+
+  /** Locks the workload and runs one snapshot job to its end, like the service + runner would. */
+  async function snap(platform: Platform, w: Workload, type: SnapshotType): Promise<Snapshot> {
+    clock.advance(60_000);
+    await h.db.updateTable('workloads').set({ status: 'locked' }).where('id', '=', w.id).execute();
+    const s: Snapshot = {
+      id: newId(),
+      workload_id: w.id,
+      project_id: w.project_id,
+      user_id: w.user_id,
+      name: 'snap',
+      description: '',
+      status: 'creating',
+      snapshot_type: type,
+      is_scheduled: false,
+      host: '',
+      size: 0,
+      restore_size: 0,
+      uploaded_size: 0,
+      progress_percent: 0,
+      progress_msg: null,
+      warning_msg: null,
+      error_msg: null,
+      time_taken: 0,
+      pinned: false,
+      instances: [],
+      created_at: clock.now(),
+      updated_at: null,
+      finished_at: null,
+    };
+    await insertSnapshot(h.db, s);
+    const handler = snapshotJobHandlers({ db: h.db, platform, repo, clock, nodeName: 'node-1', progressEveryMs: 5 }).find((x): x is JobHandler<typeof SNAPSHOT_JOBS.take> => x.kind === SNAPSHOT_JOBS.take)!;
+    const job: KindJob<typeof SNAPSHOT_JOBS.take> = {
+      id: newId(),
+      kind: SNAPSHOT_JOBS.take,
+      payload: { snapshotId: s.id },
+      resourceId: s.id,
+      targetNode: null,
+      status: 'running',
+      leaseOwner: 'me',
+      leaseExpiresAt: null,
+      attempts: 1,
+      error: null,
+      createdAt: clock.now(),
+    };
+    await handler.run(job, { signal: new AbortController().signal, log: silentLogger }).catch(() => undefined);
+    return (await getSnapshot(h.db, { admin: true }, s.id))!;
+  }
+
+  async function restored(snapshotId: string, v: FakeVm): Promise<Buffer> {
+    const sink = new MemDiskSink(v.data.length);
+    await restoreDisk({ repo, snapshotId, diskKey: diskKey(v.instance.id, '/dev/vda'), sink });
+    return sink.data;
+  }
+
+  it('hands the recorded checkpoint back at begin and reads only the changed extents', async () => {
+    const v = vm('vm-cbt', randomBytes(64 * CS));
+    const platform = new FakeCbtPlatform([v]);
+    const w = await workloadOf([v]);
+
+    const s1 = await snap(platform, w, 'full');
+    assert.equal(s1.status, 'available', s1.error_msg ?? '');
+    assert.deepEqual(platform.begins[0]!.opts, { baseCheckpoint: null });
+    assert.equal(platform.sources[0]!.bytesRead, 64 * CS, 'a full reads the whole disk');
+    // Recorded in the DB row and in the manifest, state included (libvirt keeps its XML there).
+    const ck1 = { name: 'ck-1', state: '<domaincheckpoint><name>ck-1</name></domaincheckpoint>' };
+    assert.deepEqual(JSON.parse((await getSnapshotCheckpoints(h.db, s1.id))!), { [v.instance.id]: ck1 });
+    assert.deepEqual(((await repo.readManifest(s1.id)).meta as { checkpoints: unknown }).checkpoints, { [v.instance.id]: ck1 });
+
+    guestWrite(v, 3 * CS + 100, 10);
+    guestWrite(v, 40 * CS, 2 * CS); // two whole chunks
+    const s2 = await snap(platform, w, 'incremental');
+    assert.equal(s2.status, 'available', s2.error_msg ?? '');
+    assert.deepEqual(platform.begins[1]!.opts, { baseCheckpoint: ck1 });
+    assert.equal(platform.sources[1]!.bytesRead, 3 * CS, 'only the three changed chunks are read');
+    assert.ok((await restored(s2.id, v)).equals(v.data), 'the incremental restores byte-exact');
+    assert.equal(JSON.parse((await getSnapshotCheckpoints(h.db, s2.id))!)[v.instance.id].name, 'ck-2');
+
+    const s3 = await snap(platform, w, 'incremental');
+    assert.equal(s3.status, 'available');
+    assert.equal(platform.begins[2]!.opts.baseCheckpoint?.name, 'ck-2', 'the newest snapshot is the next base');
+    assert.equal(platform.sources[2]!.bytesRead, 0, 'nothing changed, nothing read');
+    assert.deepEqual(
+      platform.ends.map((e) => e.outcome),
+      ['committed', 'committed', 'committed'],
+    );
+    assert.ok(platform.sources.every((x) => x.closed));
+  });
+
+  it('a full trusts no checkpoint, and a checkpoint the DB and manifest disagree on is not used', async () => {
+    const v = vm('vm-chain', randomBytes(16 * CS));
+    const platform = new FakeCbtPlatform([v]);
+    const w = await workloadOf([v]);
+    const s1 = await snap(platform, w, 'full');
+    const s2 = await snap(platform, w, 'full');
+    assert.equal(s2.status, 'available');
+    assert.equal(platform.begins[1]!.opts.baseCheckpoint, null);
+
+    // The DB row now names a checkpoint the manifest does not carry: read in full, correctly.
+    await updateSnapshotFields(h.db, s2.id, { checkpoints: JSON.stringify({ [v.instance.id]: { name: 'ck-999' } }) });
+    guestWrite(v, 0, 100);
+    const s3 = await snap(platform, w, 'incremental');
+    assert.equal(s3.status, 'available');
+    assert.equal(platform.begins[2]!.opts.baseCheckpoint, null);
+    assert.equal(platform.sources[2]!.bytesRead, 16 * CS);
+    assert.ok((await restored(s3.id, v)).equals(v.data));
+    void s1;
+  });
+
+  it("the platform's warnings reach warning_msg", async () => {
+    const v = vm('vm-warn', randomBytes(4 * CS));
+    const platform = new FakeCbtPlatform([v]);
+    platform.warnings = ['checkpoint chain restarted: disk resized'];
+    const w = await workloadOf([v]);
+    const s = await snap(platform, w, 'full');
+    assert.equal(s.status, 'available');
+    assert.equal(s.warning_msg, 'checkpoint chain restarted: disk resized');
+  });
+
+  it('every opened session is ended on failure: a later begin fails, or a read fails mid-run', async () => {
+    const a = vm('vm-a', randomBytes(4 * CS));
+    const b = vm('vm-b', randomBytes(4 * CS));
+    b.failBegin = true;
+    const platform = new FakeCbtPlatform([a, b]);
+    const w = await workloadOf([a, b]);
+    const s = await snap(platform, w, 'full');
+    assert.equal(s.status, 'error');
+    assert.match(s.error_msg ?? '', /cannot start the backup of vm-b/);
+    assert.deepEqual(platform.ends, [{ instanceId: a.instance.id, outcome: 'failed' }]);
+    assert.ok(platform.sources[0]!.closed);
+    assert.equal((await getWorkload(h.db, { admin: true }, w.id))?.status, 'available');
+
+    b.failBegin = false;
+    b.failReadAt = 2 * CS;
+    const s2 = await snap(platform, w, 'full');
+    assert.equal(s2.status, 'error');
+    assert.match(s2.error_msg ?? '', /disk read error/);
+    assert.deepEqual(
+      platform.ends.slice(1).map((e) => e.outcome),
+      ['failed', 'failed'],
+    );
+    assert.ok(platform.sources.every((x) => x.closed));
+    await assert.rejects(repo.readManifest(s2.id), 'nothing was published');
+    assert.equal(await getSnapshotCheckpoints(h.db, s2.id), null);
+  });
+});
