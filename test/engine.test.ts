@@ -609,6 +609,38 @@ describe('garbage collection: plan, decide, execute', () => {
     for (const k of before) assert.ok(mem.objects.has(k), `${k} survives`);
   });
 
+  test('a lost pack no snapshot needs any more leaves the pack index, with its lost-marker', async () => {
+    const { repo, backend } = await newRepo();
+    const mem = backend as MemBackend;
+    const p = newHexId();
+    const s1 = await snapshot(repo, p, { vda: new MemDiskSource(rnd(CS * 20, 53)) });
+    await snapshot(repo, p, { vda: new MemDiskSource(rnd(CS * 4, 54)) });
+    // s1's packs are lost (as integrity's pack check reports them), then s1 is deleted.
+    const lostPacks = packKeys(mem).filter((k) => k.includes(s1.writer.writerId));
+    assert.ok(lostPacks.length > 0);
+    for (const k of lostPacks) {
+      mem.objects.delete(k);
+      await mem.put(`bad/${p}/lost-${k.split('/')[2]!.replace('.pack', '')}`, Buffer.from('{}'));
+    }
+    await repo.deleteSnapshot(s1.snapshotId);
+    const named = () =>
+      [...mem.objects]
+        .filter(([k]) => k.startsWith(`index/${p}/`))
+        .flatMap(([k, v]) => decodePackIndex(k, v).header.packs)
+        .filter((pk) => pk.startsWith(s1.writer.writerId));
+    assert.ok(named().length > 0, 'the leftover: indexes still name the lost packs');
+    const r = await repo.gc();
+    assert.equal(r.swept, true, r.reason ?? '');
+    assert.deepEqual(named(), []);
+    assert.equal(r.badMarkersRemoved, lostPacks.length);
+    assert.deepEqual(await listAll(mem, `bad/${p}/`), []);
+    // Every pack the consolidated index names exists, with its exact length recorded.
+    const [idx] = [...mem.objects].filter(([k]) => k.startsWith(`index/${p}/`));
+    const { header } = decodePackIndex(idx![0], idx![1]);
+    assert.deepEqual(header.packLengths, header.packs.map((pk) => mem.objects.get(`packs/${p}/${pk}.pack`)?.length));
+    assert.equal((await repo.verify()).ok, true);
+  });
+
   test('a second GC while one runs is refused with a conflict, and leaves no lease behind', async () => {
     const { repo, backend } = await newRepo();
     const mem = backend as MemBackend;

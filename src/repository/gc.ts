@@ -78,7 +78,9 @@ export interface GcReport {
  *    (its condemned packs are pending): it may reuse any chunk. So are packs of live writers.
  *    An unreadable lease, or a manifest committed since the mark, refuses the whole run.
  * EXECUTE, in crash-safe order: write repacked packs → one consolidated pack index per project
- *    → delete the old pack indexes → delete condemned packs and their bad-markers → dead
+ *    (dropping entries of lost packs: every referenced chunk has an intact copy elsewhere, or
+ *    the plan refused) → delete the old pack indexes → delete condemned packs and the markers
+ *    of condemned and lost packs → dead
  *    leases, orphan disk indexes, backend leftovers → remove the plan. A crash anywhere leaves
  *    duplicates or orphans, never a referenced chunk without a copy; re-running converges.
  *
@@ -175,6 +177,12 @@ interface ProjectPlan {
   entries: PackIndexEntry[];
   indexKeys: string[];
   packLengths: Map<string, number>;
+  /**
+   * Packs the indexes name but the listing lacks (lost: a pack is put before its index). GC
+   * sweeps only when every referenced chunk has an intact copy elsewhere, so their entries are
+   * dead: the consolidated index drops them, with their `lost-` markers.
+   */
+  lost: Set<string>;
 }
 
 interface Plan {
@@ -293,7 +301,8 @@ async function planProject(
   const live = sumByPack(entries.filter(kept));
   const total = sumByPack(entries);
   const packLengths = new Map(own.flatMap((p) => [...p.packLengths]));
-  const plan: ProjectPlan = { projectId, condemned: new Set(), repack: new Map(), entries, indexKeys: own.map((p) => p.key), packLengths };
+  const lost = new Set(entries.filter((e) => !inv.packs.has(e.pack)).map((e) => e.pack));
+  const plan: ProjectPlan = { projectId, condemned: new Set(), repack: new Map(), entries, indexKeys: own.map((p) => p.key), packLengths, lost };
   for (const [pack, owner] of inv.packs) {
     if (owner !== projectId) continue;
     const l = live.get(pack) ?? 0;
@@ -384,6 +393,7 @@ async function decide(repo: Repository, plan: Plan): Promise<Decision | Refusal>
   const blocked = new Set(holders.map((r) => r.projectId));
   let pendingPacks = 0;
   for (const p of plan.projects) {
+    if (blockAll || blocked.has(p.projectId)) p.lost.clear(); // its index is rewritten next round
     for (const pack of [...p.condemned]) {
       if (blockAll || blocked.has(p.projectId) || liveLeaseIds.has(packOwner(pack))) {
         p.condemned.delete(pack);
@@ -404,7 +414,7 @@ async function executeGc(repo: Repository, lease: Lease, plan: Plan, d: Decision
   let seq = 0;
   const nextId = () => packId(lease.record.id, seq++);
   for (const p of d.projects) {
-    if (p.condemned.size > 0) await sweepProject(repo, lease, p, nextId, report);
+    if (p.condemned.size > 0 || p.lost.size > 0) await sweepProject(repo, lease, p, nextId, report);
   }
   for (const l of d.deadLeases) {
     await b.delete(l.key);
@@ -415,11 +425,14 @@ async function executeGc(repo: Repository, lease: Lease, plan: Plan, d: Decision
   if (d.planPublished) await b.delete(GC_PLAN_KEY);
 }
 
-/** Repack → consolidated index → delete old indexes → delete condemned packs and their markers. */
+/**
+ * Repack → consolidated index (without condemned or lost packs) → delete old indexes → delete
+ * condemned packs → delete the markers of condemned and lost packs.
+ */
 async function sweepProject(repo: Repository, lease: Lease, p: ProjectPlan, nextId: () => string, report: GcReport): Promise<void> {
   const b = repo.backend;
   const moved = await repackProject(repo, lease, p, nextId, report);
-  const survivors = p.entries.filter((e) => !p.condemned.has(e.pack)).concat(moved);
+  const survivors = p.entries.filter((e) => !p.condemned.has(e.pack) && !p.lost.has(e.pack)).concat(moved);
   if (survivors.length > 0) {
     const lengths = await survivorLengths(b, p, survivors);
     lease.assertValid();
@@ -435,8 +448,8 @@ async function sweepProject(repo: Repository, lease: Lease, p: ProjectPlan, next
     if (!p.repack.has(pack)) report.packsDeleted++;
   }
   for (const k of await listAll(b, `bad/${p.projectId}/`)) {
-    const bad = parse.bad(k);
-    if (bad && p.condemned.has(bad.packId)) {
+    const pack = parse.bad(k)?.packId ?? parse.lostPack(k)?.packId;
+    if (pack !== undefined && (p.condemned.has(pack) || p.lost.has(pack))) {
       await b.delete(k);
       report.badMarkersRemoved++;
     }
