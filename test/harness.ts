@@ -185,16 +185,8 @@ export async function startHarness(opts: { env?: Record<string, string>; role?: 
   };
 }
 
-/** Polls `fn` until it returns a truthy value (or throws after `ms`). */
-export async function waitFor<T>(fn: () => Promise<T | undefined | null | false>, ms = 10_000, what = 'condition'): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+/** Polls a condition (the one waitFor of every test, src/lib/testing.ts). */
+export { waitFor } from '../src/lib/testing.js';
 
 /** A free loopback port (so the configured public URL and the catalog name the real port). */
 export function freePort(): Promise<number> {

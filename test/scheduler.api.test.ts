@@ -26,7 +26,7 @@ import { schedulerRoutes } from '../src/http/scheduler.routes.js';
 import type { RequestContext } from '../src/domain/context.js';
 import { ManualClock } from '../src/lib/clock.js';
 import { silentLogger } from '../src/lib/logger.js';
-import { makeDisk } from './harness.js';
+import { makeDisk, waitFor } from './harness.js';
 
 /**
  * Schedules end to end on an app composed like app.ts but driven by a ManualClock: the real
@@ -67,13 +67,15 @@ describe('schedules, global job scheduler and retention over HTTP (composed app)
   }
 
   async function idle(workloadId: string): Promise<void> {
-    for (let i = 0; i < 500; i++) {
-      const w = await getWorkload(store.db, { admin: true }, workloadId);
-      const busy = await store.db.selectFrom('jobs').select('id').where('status', 'in', ['queued', 'running']).executeTakeFirst();
-      if (w?.status === 'available' && !busy) return;
-      await new Promise((r) => setTimeout(r, 20));
-    }
-    throw new Error('workload did not become idle');
+    await waitFor(
+      async () => {
+        const w = await getWorkload(store.db, { admin: true }, workloadId);
+        const busy = await store.db.selectFrom('jobs').select('id').where('status', 'in', ['queued', 'running']).executeTakeFirst();
+        return w?.status === 'available' && !busy;
+      },
+      10_000,
+      'workload idle',
+    );
   }
 
   before(async () => {

@@ -17,7 +17,7 @@ import { Scheduler } from '../src/jobs/scheduler.js';
 import { applyJobSchedule, defaultJobSchedule } from '../src/domain/jobschedule.js';
 import { ManualClock } from '../src/lib/clock.js';
 import { silentLogger } from '../src/lib/logger.js';
-import { makeDisk } from './harness.js';
+import { makeDisk, waitFor } from './harness.js';
 import { testWorkload } from '../src/domain/testing.js';
 
 /**
@@ -101,13 +101,15 @@ describe('24 scheduled hours on two workers sharing one PostgreSQL', { skip: pro
   });
 
   async function settled(): Promise<void> {
-    for (let i = 0; i < 2000; i++) {
-      const busyJobs = await first.db.selectFrom('jobs').select('id').where('status', 'in', ['queued', 'running']).executeTakeFirst();
-      const busyWl = await first.db.selectFrom('workloads').select('id').where('status', '!=', 'available').executeTakeFirst();
-      if (!busyJobs && !busyWl) return;
-      await new Promise((r) => setTimeout(r, 10));
-    }
-    throw new Error('jobs did not settle');
+    await waitFor(
+      async () => {
+        const busyJobs = await first.db.selectFrom('jobs').select('id').where('status', 'in', ['queued', 'running']).executeTakeFirst();
+        const busyWl = await first.db.selectFrom('workloads').select('id').where('status', '!=', 'available').executeTakeFirst();
+        return !busyJobs && !busyWl;
+      },
+      30_000,
+      'jobs to settle',
+    );
   }
 
   it('exactly 24 scheduled snapshots per workload, the right types, and retention keeps exactly N', async () => {

@@ -13,6 +13,7 @@ import { JobRunner } from './runner.js';
 import { applyRetention, releaseWorkloadWithRetention, retentionJobHandlers, runRetentionDelete, type RetentionDeleteJobPayload } from './retention.js';
 import { RETENTION_JOBS } from './kinds.js';
 import { testSnapshot, testWorkload } from '../domain/testing.js';
+import { waitFor } from '../lib/testing.js';
 
 const T0 = Date.UTC(2026, 0, 15, 12, 0, 0);
 const HOUR = 3_600_000;
@@ -88,9 +89,8 @@ for (const kind of storeKinds()) {
       // The job runs on a real runner.
       const runner = new JobRunner({ db: h.db, dialect: h.dialect, clock, log: silentLogger, owner: 'test', leaseMs: 60_000, handlers: retentionJobHandlers(deps()), pollMs: 10 });
       runner.start();
-      for (let i = 0; i < 200 && (await getWorkload(h.db, { admin: true }, w.id))?.status !== 'available'; i++) await new Promise((r) => setTimeout(r, 10));
+      await waitFor(async () => (await getWorkload(h.db, { admin: true }, w.id))?.status === 'available', 10_000, 'the workload unlocked');
       await runner.stop();
-      assert.equal((await getWorkload(h.db, { admin: true }, w.id))?.status, 'available');
       const left = await listSnapshots(h.db, { admin: true }, { workloadId: w.id });
       assert.deepEqual(left.map((x) => x.id), [s[1]!.id, s[2]!.id, s[3]!.id]);
       assert.deepEqual(repo.deleted, [s[0]!.id]);

@@ -15,6 +15,7 @@ import { newId } from '../lib/ids.js';
 import { Scheduler, SCHEDULED_SNAPSHOT_NAME, type TickOutcome } from './scheduler.js';
 import { SNAPSHOT_JOBS } from './kinds.js';
 import { testWorkload } from '../domain/testing.js';
+import { waitFor } from '../lib/testing.js';
 
 const HOUR = 3_600_000;
 // Schedules below start 2026-01-15 13:00 UTC, every hour; the clock starts at 12:00.
@@ -278,9 +279,10 @@ for (const kind of storeKinds()) {
       let queued = 0;
       const s = mk({ pollMs: 20, onQueued: () => queued++ });
       s.start();
-      await new Promise((r) => setTimeout(r, 60));
+      // The loop's first tick has planned the 13:00 slot; only then does the clock reach it.
+      await waitFor(async () => (await getScheduleState(h.db, w.id))?.nextRunAt === START, 10_000, 'the first plan');
       clock.set(START);
-      for (let i = 0; i < 100 && queued === 0; i++) await new Promise((r) => setTimeout(r, 10));
+      await waitFor(() => queued > 0, 10_000, 'the due slot to fire');
       await s.stop();
       assert.equal(queued, 1);
       assert.equal((await listSnapshots(h.db, { admin: true }, { workloadId: w.id })).length, 1);
