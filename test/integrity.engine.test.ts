@@ -9,7 +9,7 @@ import { backupDisk } from '../src/datamover/backup.js';
 import { ChunkPool } from '../src/datamover/chunk-pool.js';
 import { restoreDisk } from '../src/datamover/restore.js';
 import { MemDiskSink, MemDiskSource } from '../src/datamover/testing.js';
-import { decodePackIndex } from '../src/repository/pack-index.format.js';
+import { decodePackIndex, encodePackIndex } from '../src/repository/pack-index.format.js';
 
 /**
  * Issue 10 item 1 at the engine level: a snapshot never deduplicates against data that is not
@@ -125,6 +125,30 @@ describe('pack check: a snapshot never deduplicates against a lost pack', () => 
     assert.match(s2.writer.integrity.lostPacks![0]!.reason, /bytes/);
     assert.equal(s2.summary.newChunks, 6);
     assert.equal(await restoredSha(repo, s2.snapshotId, data.length), sha(data));
+  });
+});
+
+describe('repositories written before pack lengths were recorded', () => {
+  test('an index without packLengths: whole packs are trusted, a pack cut into its chunks is not', async () => {
+    const { repo, mem } = await newRepo();
+    const p = newHexId();
+    const data = rnd(CS * 6, 10);
+    const s1 = await snapshot(repo, p, data);
+    // Rewrite the pack index as an older writer did: same entries, no packLengths.
+    const idxKey = [...mem.objects.keys()].find((k) => k.startsWith(`index/${p}/`))!;
+    const { header, entries } = decodePackIndex(idxKey, mem.objects.get(idxKey)!);
+    mem.objects.set(idxKey, Buffer.concat(encodePackIndex(p, header.createdAt, entries)));
+    assert.equal(decodePackIndex(idxKey, mem.objects.get(idxKey)!).header.packLengths, undefined);
+    const s2 = await snapshot(repo, p, data, { full: true });
+    assert.deepEqual(s2.writer.integrity.lostPacks, []);
+    assert.equal(s2.summary.newChunks, 0);
+    // Cut off the trailer and part of the last chunk: below the lower bound.
+    const key = packsOf(mem, s1.writer.writerId)[0]!;
+    mem.objects.set(key, mem.objects.get(key)!.subarray(0, CS * 6 - 10));
+    const s3 = await snapshot(repo, p, data, { full: true });
+    assert.equal(s3.writer.integrity.lostPacks!.length, 1);
+    assert.match(s3.writer.integrity.lostPacks![0]!.reason, /at least/);
+    assert.equal(await restoredSha(repo, s3.snapshotId, data.length), sha(data));
   });
 });
 

@@ -156,9 +156,10 @@ async function repairIndexes(
     }
   }
   if (opts.repair === 'write') {
+    if (!opts.repairId) throw new Error('index repair needs the writer id to name the rebuilt index');
     if (entries.length > 0) {
       opts.assertCanWrite?.();
-      const key = keys.packIndex(projectId, packId(opts.repairId!, 999998));
+      const key = keys.packIndex(projectId, packId(opts.repairId, 999998));
       await backend.put(key, encodePackIndex(projectId, opts.clockNow?.() ?? Date.now(), entries, lengths));
       repair.written = key;
     }
