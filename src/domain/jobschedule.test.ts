@@ -5,7 +5,9 @@ import {
   applyJobSchedule,
   defaultJobSchedule,
   intervalMs,
+  mergeJobSchedule,
   nextRunMs,
+  parseJobScheduleChanges,
   retentionVictims,
   scheduleKey,
   scheduleStartMs,
@@ -18,6 +20,24 @@ const NOW = Date.UTC(2026, 0, 15, 12, 0, 0); // 2026-01-15 12:00 UTC
 const HOUR = 3_600_000;
 const DAY = 86_400_000;
 const base = () => defaultJobSchedule(NOW);
+
+describe('parse, then merge: what a request sets, over what is stored', () => {
+  it('parse keeps only the keys given; merge reports them and leaves the rest of the base', () => {
+    const changes = parseJobScheduleChanges({ interval: '1 hrs', enabled: 'False', full_backup_interval: '2' });
+    assert.deepEqual(changes, { enabled: false, interval: '1 hrs' });
+    const { schedule, changed } = mergeJobSchedule(base(), changes);
+    assert.deepEqual(changed, ['enabled', 'interval']);
+    assert.deepEqual(schedule, { ...base(), enabled: false, interval: '1 hrs' });
+    assert.deepEqual(parseJobScheduleChanges(null), {});
+  });
+
+  it('the end-date check compares with the stored start date', () => {
+    const stored = { ...base(), start_date: '02/01/2026' };
+    const changes = parseJobScheduleChanges({ end_date: '01/20/2026' });
+    assert.throws(() => mergeJobSchedule(stored, changes), (e: unknown) => e instanceof ValidationError && /before start_date 02\/01\/2026/.test(e.message));
+    assert.equal(mergeJobSchedule({ ...base(), start_date: '01/01/2026' }, changes).schedule.end_date, '01/20/2026');
+  });
+});
 
 describe('applyJobSchedule: every format tempest sends', () => {
   it('F2: %x date, %I:%M %p time, "1 hrs", string bool, int retention', () => {

@@ -125,20 +125,18 @@ function parseIntString(v: unknown, field: string, min: number): string {
   return String(Number(s));
 }
 
-/**
- * Applies the schedule keys present in `input` over `base`. Returns the new schedule and the
- * names of keys that were given (for "scheduler related fields" checks).
- */
-export function applyJobSchedule(base: JobSchedule, input: unknown): { schedule: JobSchedule; changed: string[] } {
-  if (input === undefined || input === null) return { schedule: base, changed: [] };
+/** The jobschedule fields a request sets, as canonical values; absent keys stay as they are. */
+export type JobScheduleChanges = Partial<JobSchedule>;
+
+/** A request's `jobschedule` object → the fields it sets, each validated (400 naming the field). */
+export function parseJobScheduleChanges(input: unknown): JobScheduleChanges {
+  if (input === undefined || input === null) return {};
   if (typeof input !== 'object' || Array.isArray(input)) throw new ValidationError('Invalid jobschedule: expected an object');
   const src = input as Record<string, unknown>;
-  const out: JobSchedule = { ...base };
-  const changed: string[] = [];
+  const out: JobScheduleChanges = {};
   for (const key of SCHEDULE_KEYS) {
     if (!(key in src) || src[key] === undefined) continue;
     const v = src[key];
-    changed.push(key);
     switch (key) {
       case 'enabled':
         out.enabled = parseBool(v, 'jobschedule.enabled');
@@ -173,10 +171,25 @@ export function applyJobSchedule(base: JobSchedule, input: unknown): { schedule:
         break;
     }
   }
-  if ((changed.includes('start_date') || changed.includes('end_date')) && out.end_date !== 'No End' && dateOrdinal(out.end_date) < dateOrdinal(out.start_date)) {
-    throw new ValidationError(`Invalid end_date: ${out.end_date} is before start_date ${out.start_date}`);
+  return out;
+}
+
+/**
+ * `changes` over `base`; `changed` lists the keys set, in schedule order (for the "scheduler
+ * related fields" check). An end date before the start date is refused when either changes.
+ */
+export function mergeJobSchedule(base: JobSchedule, changes: JobScheduleChanges): { schedule: JobSchedule; changed: string[] } {
+  const schedule: JobSchedule = { ...base, ...changes };
+  const changed: string[] = SCHEDULE_KEYS.filter((k) => changes[k] !== undefined);
+  if ((changed.includes('start_date') || changed.includes('end_date')) && schedule.end_date !== 'No End' && dateOrdinal(schedule.end_date) < dateOrdinal(schedule.start_date)) {
+    throw new ValidationError(`Invalid end_date: ${schedule.end_date} is before start_date ${schedule.start_date}`);
   }
-  return { schedule: out, changed };
+  return { schedule, changed };
+}
+
+/** Parse and merge in one step (tests and tools that hold a raw `jobschedule` object). */
+export function applyJobSchedule(base: JobSchedule, input: unknown): { schedule: JobSchedule; changed: string[] } {
+  return mergeJobSchedule(base, parseJobScheduleChanges(input));
 }
 
 /** MM/DD/YYYY → YYYYMMDD as a number, for ordering canonical dates. */

@@ -6,7 +6,7 @@ import type { RequestContext } from '../domain/context.js';
 import { WLM_VERSION } from '../domain/snapshot.js';
 import { ctxOf } from './server.js';
 import type { PolicyEnforcer } from './types.js';
-import { unwrap } from './query.js';
+import { parseAssignPolicy, parseCreatePolicy, parseUpdatePolicy } from './policy.commands.js';
 import { allows, param, policy } from './route-policy.js';
 import { policyAssignmentView, policyDetail, policySummary } from './policy.views.js';
 
@@ -41,7 +41,7 @@ export function policyRoutes(d: PolicyRoutesDeps): FastifyPluginAsync {
 
     app.post('/workload_policy', policy('workload:policy_create'), async (req) => {
       const ctx = ctxOf(req);
-      return { policy: policySummary(await d.policies.create(ctx, unwrap(req.body, 'workload_policy'))) };
+      return { policy: policySummary(await d.policies.create(ctx, parseCreatePolicy(req.body))) };
     });
 
     const onProject = policy('workload:policy_list', { target: async (req) => ({ project_id: param(req, 'project_id'), user_id: null }) });
@@ -56,7 +56,7 @@ export function policyRoutes(d: PolicyRoutesDeps): FastifyPluginAsync {
 
     app.put<{ Params: { id: string } }>('/workload_policy/:id', policy('workload:policy_update'), async (req) => {
       const ctx = ctxOf(req);
-      return { policy: policySummary(await d.policies.update(ctx, req.params.id, unwrap(req.body, 'policy'))) };
+      return { policy: policySummary(await d.policies.update(ctx, req.params.id, parseUpdatePolicy(req.body))) };
     });
 
     app.delete<{ Params: { id: string } }>('/workload_policy/:id', policy('workload:policy_delete'), async (req, reply) => {
@@ -67,10 +67,9 @@ export function policyRoutes(d: PolicyRoutesDeps): FastifyPluginAsync {
 
     app.post<{ Params: { id: string } }>('/workload_policy/:id/assign', policy('workload:policy_apply', { deniedMessage: NOT_ADMIN }), async (req) => {
       const ctx = ctxOf(req);
-      const body = unwrap(req.body, 'policy');
-      const removing = body.remove_projects !== undefined && body.remove_projects !== null && !(Array.isArray(body.remove_projects) && body.remove_projects.length === 0);
-      if (removing && !allows(d.policy, 'workload:policy_remove', ctx)) throw new ForbiddenError(NOT_ADMIN);
-      const r = await d.policies.assign(ctx, req.params.id, body);
+      const cmd = parseAssignPolicy(req.body);
+      if (cmd.removeProjects.length > 0 && !allows(d.policy, 'workload:policy_remove', ctx)) throw new ForbiddenError(NOT_ADMIN);
+      const r = await d.policies.assign(ctx, req.params.id, cmd);
       return { policy: policyDetail(r.policy), failed_ids: r.failedIds };
     });
 

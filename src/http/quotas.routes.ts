@@ -1,7 +1,7 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { AllowedQuota, QuotaService } from '../services/quota.service.js';
-import { NotFoundError, ValidationError } from '../lib/errors.js';
-import { unwrap } from './query.js';
+import { NotFoundError } from '../lib/errors.js';
+import { parseCreateQuotas, parseUpdateQuota } from './quota.commands.js';
 import { param, policy } from './route-policy.js';
 import { allowedQuotaView, quotaTypeView } from './quota.views.js';
 
@@ -40,9 +40,7 @@ export function quotaRoutes(d: QuotaRoutesDeps): FastifyPluginAsync {
     }
 
     app.post<{ Params: { id: string } }>('/project_allowed_quotas/:id', onProject('workload:create_allowed_quotas'), async (req) => {
-      const body = req.body;
-      if (typeof body !== 'object' || body === null || Array.isArray(body) || !('allowed_quotas' in body)) throw new ValidationError('Incorrect request body format');
-      const created = await d.quotas.create(req.params.id, (body as { allowed_quotas: unknown }).allowed_quotas);
+      const created = await d.quotas.create(req.params.id, parseCreateQuotas(req.body, req.params.id));
       return { allowed_quotas: created.map(allowedQuotaView) };
     });
 
@@ -56,9 +54,8 @@ export function quotaRoutes(d: QuotaRoutesDeps): FastifyPluginAsync {
     });
 
     app.put<{ Params: { id: string } }>('/update_allowed_quota/:id', onQuota('workload:update_allowed_quota'), async (req, reply) => {
-      const body = unwrap(req.body, 'allowed_quotas');
-      const q = await quotaById(req.params.id);
-      const updated = await d.quotas.update(q, body);
+      const cmd = parseUpdateQuota(req.body);
+      const updated = await d.quotas.update(await quotaById(req.params.id), cmd);
       return reply.code(202).send({ allowed_quotas: [allowedQuotaView(updated)] });
     });
 

@@ -2,7 +2,8 @@ import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import type { RestoreService } from '../services/restore.service.js';
 import type { SnapshotService } from '../services/snapshot.service.js';
 import { ctxOf } from './server.js';
-import { queryString, unwrap } from './query.js';
+import { queryString } from './query.js';
+import { parseCreateRestore } from './restore.commands.js';
 import { param, policy } from './route-policy.js';
 import { restoreDetail, restoreSummary } from './restore.views.js';
 
@@ -32,7 +33,7 @@ export function restoreRoutes(d: RestoreRoutesDeps): FastifyPluginAsync {
 
     const create = async (req: FastifyRequest, reply: FastifyReply, sid: string, wid?: string) => {
       const ctx = ctxOf(req);
-      const r = await d.restores.create(ctx, sid, wid, unwrap(req.body, 'restore'));
+      const r = await d.restores.create(ctx, sid, wid, parseCreateRestore(req.body));
       return reply.code(202).send({ restore: restoreDetail(d.publicUrl, r) });
     };
     app.post<{ Params: Nested }>('/workloads/:wid/snapshots/:sid/restores', restoreFrom, (req, reply) => create(req, reply, req.params.sid, req.params.wid));

@@ -1,23 +1,17 @@
 import type { FastifyPluginAsync } from 'fastify';
-import { touchesSmtpTarget, type SettingService } from '../services/setting.service.js';
-import { ValidationError } from '../lib/errors.js';
+import { touchesSmtpTarget, type SettingInput, type SettingService } from '../services/setting.service.js';
 import type { RequestContext } from '../domain/context.js';
 import { ctxOf } from './server.js';
 import type { PolicyEnforcer } from './types.js';
 import { queryBool } from './query.js';
 import { demand, policy } from './route-policy.js';
 import { settingView } from './setting.views.js';
+import { parseSettingsList, parseSettingsMap } from './setting.commands.js';
 
 export interface SettingRoutesDeps {
   settings: SettingService;
   /** For the check that depends on the body (SMTP host and port). */
   policy: PolicyEnforcer;
-}
-
-/** `{"settings": [...]}` → the list; anything else is the legacy 400. */
-function settingsList(body: unknown): unknown {
-  if (typeof body !== 'object' || body === null || Array.isArray(body) || !('settings' in body)) throw new ValidationError('Incorrect request body format');
-  return (body as { settings: unknown }).settings;
 }
 
 /**
@@ -27,19 +21,19 @@ function settingsList(body: unknown): unknown {
 export function settingRoutes(d: SettingRoutesDeps): FastifyPluginAsync {
   return async (app) => {
     // Pointing the server at an SMTP host:port is an admin's right by default (no SSRF by tenants).
-    const allowSmtpTarget = (ctx: RequestContext, settings: unknown) => {
+    const allowSmtpTarget = (ctx: RequestContext, settings: SettingInput[]) => {
       if (touchesSmtpTarget(settings)) demand(d.policy, 'workload:settings_smtp_update', ctx);
       return settings;
     };
 
     app.post('/settings', policy('workload:settings_create'), async (req) => {
       const ctx = ctxOf(req);
-      return { settings: (await d.settings.save(ctx, allowSmtpTarget(ctx, settingsList(req.body)))).map(settingView) };
+      return { settings: (await d.settings.save(ctx, allowSmtpTarget(ctx, parseSettingsList(req.body)))).map(settingView) };
     });
 
     app.put('/settings', policy('workload:settings_update'), async (req) => {
       const ctx = ctxOf(req);
-      return { settings: (await d.settings.save(ctx, allowSmtpTarget(ctx, settingsList(req.body)))).map(settingView) };
+      return { settings: (await d.settings.save(ctx, allowSmtpTarget(ctx, parseSettingsList(req.body)))).map(settingView) };
     });
 
     app.get('/settings', policy('workload:settings_get'), async (req) => {
@@ -65,7 +59,7 @@ export function settingRoutes(d: SettingRoutesDeps): FastifyPluginAsync {
     app.post('/workloads/settings', policy((req) => (readsOnly(req.body) ? 'workload:settings_get' : 'workload:settings_create')), async (req) => {
       const ctx = ctxOf(req);
       if (readsOnly(req.body)) return { settings: await d.settings.map(ctx) };
-      return { settings: await d.settings.saveMap(ctx, allowSmtpTarget(ctx, settingsList(req.body))) };
+      return { settings: await d.settings.saveMap(ctx, allowSmtpTarget(ctx, parseSettingsMap(req.body))) };
     });
 
     app.get('/workloads/email/test_email', policy('workload:settings_email_test'), async (req, reply) => {

@@ -7,7 +7,8 @@ import { parseQueryDate } from '../lib/time.js';
 import type { RequestContext } from '../domain/context.js';
 import { ctxOf } from './server.js';
 import type { PolicyEnforcer } from './types.js';
-import { queryBool, queryString, unwrap } from './query.js';
+import { queryBool, queryString } from './query.js';
+import { parseTakeSnapshot } from './snapshot.commands.js';
 import { allows, param, policy, unenforced } from './route-policy.js';
 import { snapshotDetail, snapshotSummary, taskView } from './snapshot.views.js';
 
@@ -73,9 +74,7 @@ export function snapshotRoutes(d: SnapshotRoutesDeps): FastifyPluginAsync {
     const onWorkload = policy('workload:workload_snapshot', { target: (req, ctx) => d.workloads.get(ctx, param(req, 'wid')) });
     app.post<{ Params: { wid: string } }>('/workloads/:wid', onWorkload, async (req) => {
       const ctx = ctxOf(req);
-      const q = req.query as Record<string, unknown>;
-      const body = unwrap(req.body, 'snapshot', true);
-      const s = await d.snapshots.take(ctx, req.params.wid, { full: queryBool(q.full, 'full'), body });
+      const s = await d.snapshots.take(ctx, req.params.wid, parseTakeSnapshot(req.query as Record<string, unknown>, req.body));
       return { snapshot: snapshotSummary(s) };
     });
 

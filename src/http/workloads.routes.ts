@@ -5,7 +5,8 @@ import { WORKLOAD_TYPES } from '../domain/workload.js';
 import type { RequestContext } from '../domain/context.js';
 import { ctxOf } from './server.js';
 import type { PolicyEnforcer } from './types.js';
-import { queryBool, queryString, unwrap } from './query.js';
+import { queryBool, queryString } from './query.js';
+import { parseCreateWorkload, parseModifyWorkload } from './workload.commands.js';
 import { allows, param, policy } from './route-policy.js';
 import { workloadDetail, workloadSummary } from './workload.views.js';
 
@@ -46,7 +47,7 @@ export function workloadRoutes(d: WorkloadRoutesDeps): FastifyPluginAsync {
 
     app.post('/workloads', policy('workload:workload_create'), async (req, reply) => {
       const ctx = ctxOf(req);
-      const w = await d.workloads.create(ctx, unwrap(req.body, 'workload'));
+      const w = await d.workloads.create(ctx, parseCreateWorkload(req.body));
       return reply.code(202).send({ workload: workloadSummary(d.publicUrl, w) });
     });
 
@@ -57,7 +58,7 @@ export function workloadRoutes(d: WorkloadRoutesDeps): FastifyPluginAsync {
 
     app.put<{ Params: { id: string } }>('/workloads/:id', onWorkload('workload:workload_modify'), async (req, reply) => {
       const ctx = ctxOf(req);
-      await d.workloads.modify(ctx, req.params.id, unwrap(req.body, 'workload'));
+      await d.workloads.modify(ctx, req.params.id, parseModifyWorkload(req.body));
       return reply.code(202).send();
     });
 

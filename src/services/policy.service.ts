@@ -16,11 +16,9 @@ import {
 } from '../store/policy.store.js';
 import type { Clock } from '../lib/clock.js';
 import type { RequestContext } from '../domain/context.js';
-import { RETENTION_TYPES, parseInterval } from '../domain/jobschedule.js';
 import { NotFoundError, ValidationError } from '../lib/errors.js';
 import { isUuid, newId } from '../lib/ids.js';
 import { toSecond } from '../lib/time.js';
-import { optionalText, requireObject, stringMap } from './input.js';
 
 export type { WorkloadPolicy, PolicyAssignment } from '../store/policy.store.js';
 
@@ -42,66 +40,28 @@ export interface PolicyServiceDeps {
   projects?: ProjectDirectory;
 }
 
-const FIELD_LIST = `[${POLICY_FIELDS.map((f) => `'${f}'`).join(', ')}]`;
-
-/**
- * Validates one policy field and returns its canonical string. Integers are normalized the way
- * the jobschedule parser does ("08" → "8"), so a workload's schedule equals the policy's values.
- */
-export function policyFieldValue(name: PolicyFieldName, v: unknown): string {
-  const asText = typeof v === 'number' ? String(v) : typeof v === 'string' ? v.trim() : undefined;
-  switch (name) {
-    case 'interval':
-      return parseInterval(v);
-    case 'retention_policy_type':
-      if (asText === undefined || !(RETENTION_TYPES as readonly string[]).includes(asText)) {
-        throw new ValidationError(`Invalid retention_policy_type: expected one of ${RETENTION_TYPES.map((x) => `"${x}"`).join(', ')}`);
-      }
-      return asText;
-    case 'retention_policy_value':
-      if (asText === undefined || !/^\d+$/.test(asText) || Number(asText) < 1 || Number(asText) > 1_000_000) {
-        throw new ValidationError(`Invalid retention_policy_value: expected an integer ≥ 1, got ${JSON.stringify(v)}`);
-      }
-      return String(Number(asText));
-    case 'fullbackup_interval':
-      if (asText === undefined || !/^-?\d+$/.test(asText) || Number(asText) < -1 || Number(asText) > 999) {
-        throw new ValidationError(`Invalid fullbackup_interval: expected an integer from -1 to 999, got ${JSON.stringify(v)}`);
-      }
-      return String(Number(asText));
-  }
-}
-
-/** `{"field": value}` → validated values; `all` requires the four fields. */
-function parseFieldValues(v: unknown, all: boolean): Partial<PolicyScheduleFields> {
-  if (v === undefined || v === null) {
-    if (all) throw new ValidationError(`Please provide all of ${FIELD_LIST} as part of policy fields`);
-    return {};
-  }
-  const o = requireObject(v, 'field_values');
-  const out: Partial<PolicyScheduleFields> = {};
-  for (const k of Object.keys(o)) {
-    if (!(POLICY_FIELDS as readonly string[]).includes(k)) throw new ValidationError(`Please provide only ${FIELD_LIST} as part of policy fields`);
-    out[k as PolicyFieldName] = policyFieldValue(k as PolicyFieldName, o[k]);
-  }
-  if (all && POLICY_FIELDS.some((f) => out[f] === undefined)) throw new ValidationError(`Please provide all of ${FIELD_LIST} as part of policy fields`);
-  return out;
-}
-
 /** A project id as Keystone writes them (32 hex, or a UUID with dashes); anything else is refused. */
 const PROJECT_ID_RE = /^[0-9a-zA-Z_-]{1,64}$/;
 
-/** `["a", "b"]`, or the bare string tempest's cleanup sends. */
-function projectList(v: unknown, field: string): string[] {
-  if (v === undefined || v === null) return [];
-  const items = typeof v === 'string' ? (v.trim() === '' ? [] : [v.trim()]) : v;
-  if (!Array.isArray(items)) throw new ValidationError(`Invalid ${field}: expected a list of project ids`);
-  if (items.length > 1000) throw new ValidationError(`Invalid ${field}: more than 1000 projects`);
-  const out: string[] = [];
-  for (const it of items) {
-    if (typeof it !== 'string' || it.trim() === '') throw new ValidationError(`Invalid ${field}: expected a list of project ids`);
-    if (!out.includes(it.trim())) out.push(it.trim());
-  }
-  return out;
+/** A new policy, checked for shape by http/ (policy.commands.ts). */
+export interface CreatePolicyCommand {
+  name: string;
+  description: string;
+  fields: PolicyScheduleFields;
+  metadata: Record<string, string>;
+}
+
+/** A policy change: name and description when present, and any subset of the fields. */
+export interface UpdatePolicyCommand {
+  name?: string;
+  description?: string;
+  fields: Partial<PolicyScheduleFields>;
+}
+
+/** Projects to assign and to unassign (at least one, none in both lists). */
+export interface AssignPolicyCommand {
+  addProjects: string[];
+  removeProjects: string[];
 }
 
 function scheduleFieldsOf(p: WorkloadPolicy): PolicyScheduleFields {
@@ -180,13 +140,8 @@ export class PolicyService {
     return p;
   }
 
-  async create(ctx: RequestContext, body: Record<string, unknown>): Promise<WorkloadPolicy> {
-    const name = optionalText(body.display_name ?? body.name, 'display_name');
-    if (name === undefined || name.trim() === '') throw new ValidationError('Please provide policy name.');
-    const d = optionalText(body.display_description ?? body.description, 'display_description');
-    const description = d === undefined || d.trim() === '' ? 'No description' : d;
-    const fields = parseFieldValues(body.field_values, true) as PolicyScheduleFields;
-    const metadata = stringMap(body.metadata, 'metadata');
+  async create(ctx: RequestContext, cmd: CreatePolicyCommand): Promise<WorkloadPolicy> {
+    const { name, description, fields, metadata } = cmd;
     const id = newId();
     await insertPolicy(this.deps.db, {
       id,
@@ -202,11 +157,8 @@ export class PolicyService {
   }
 
   /** Changes name, description and any subset of the fields; refused while workloads use it. */
-  async update(ctx: RequestContext, id: string, body: Record<string, unknown>): Promise<WorkloadPolicy> {
+  async update(ctx: RequestContext, id: string, cmd: UpdatePolicyCommand): Promise<WorkloadPolicy> {
     const p = await this.get(ctx, id, true);
-    const name = optionalText(body.display_name ?? body.name, 'display_name');
-    const description = optionalText(body.display_description ?? body.description, 'display_description');
-    const fields = parseFieldValues(body.field_values, false);
     await inTransaction(this.deps.db, async (tx) => {
       if (!(await lockPolicy(tx, p.id))) throw NotFoundError.of('Policy', id);
       if ((await workloadsUsingPolicy(tx, p.id)).length > 0) throw new ValidationError(`Can not update policy: ${p.id}. It's assigned to workloads.`);
@@ -214,9 +166,9 @@ export class PolicyService {
         tx,
         p.id,
         {
-          ...(name !== undefined && name.trim() !== '' ? { name } : {}),
-          ...(description !== undefined && description.trim() !== '' ? { description } : {}),
-          fields: Object.entries(fields).map(([n, value]) => ({ id: newId(), name: n, value })),
+          ...(cmd.name !== undefined ? { name: cmd.name } : {}),
+          ...(cmd.description !== undefined ? { description: cmd.description } : {}),
+          fields: Object.entries(cmd.fields).map(([n, value]) => ({ id: newId(), name: n, value })),
         },
         this.now(),
       );
@@ -235,15 +187,11 @@ export class PolicyService {
 
   /**
    * Assigns/unassigns projects. Unknown projects (per the directory) come back in `failedIds`;
-   * removing a project whose workloads use the policy is refused (400), as is an empty request.
+   * removing a project whose workloads use the policy is refused (400).
    */
-  async assign(ctx: RequestContext, id: string, body: Record<string, unknown>): Promise<AssignResult> {
+  async assign(ctx: RequestContext, id: string, cmd: AssignPolicyCommand): Promise<AssignResult> {
     const p = await this.get(ctx, id, true);
-    const add = projectList(body.add_projects, 'add_projects');
-    const remove = projectList(body.remove_projects, 'remove_projects');
-    if (add.length === 0 && remove.length === 0) throw new ValidationError("Please provide tenant_id's to assign/remove policy.");
-    const both = add.filter((x) => remove.includes(x));
-    if (both.length > 0) throw new ValidationError(`Cannot assign and remove the same project: ${both.join(', ')}`);
+    const { addProjects: add, removeProjects: remove } = cmd;
     const failedIds: string[] = [];
     const toAdd: { id: string; assignmentId: string; name: string }[] = [];
     for (const pid of add) {

@@ -24,7 +24,7 @@ for (const kind of storeKinds()) {
     after(async () => h.close());
 
     test('concurrent creates against a Workloads quota of 2: exactly 2 commit', async () => {
-      await new QuotaService({ db: h.db, clock: new ManualClock() }).create(PROJECT, [{ quota_type_id: QUOTA_TYPE_IDS.workloads, allowed_value: 2 }]);
+      await new QuotaService({ db: h.db, clock: new ManualClock() }).create(PROJECT, [{ typeId: QUOTA_TYPE_IDS.workloads, allowed: 2, high: 2 }]);
       const results = await Promise.allSettled(
         Array.from({ length: 8 }, () =>
           inTransaction(h.db, async (tx) => {

@@ -20,7 +20,6 @@ import { QUOTA_TYPE_IDS, QUOTA_TYPES, type QuotaType } from '../domain/quota.js'
 export { QUOTA_TYPE_IDS, QUOTA_TYPES, QuotaExceededError, type QuotaType };
 import { isUuid, newId } from '../lib/ids.js';
 import { toSecond } from '../lib/time.js';
-import { requireObject } from './input.js';
 import type { ProjectDirectory } from './policy.service.js';
 
 export type { AllowedQuota } from '../store/quota.store.js';
@@ -35,11 +34,20 @@ export interface QuotaServiceDeps {
   projects?: ProjectDirectory;
 }
 
-/** A non-negative integer, given as a JSON number or a digit string (CLI arguments). */
-function quotaNumber(v: unknown, field: string): number {
-  const n = typeof v === 'number' ? v : typeof v === 'string' && /^\s*\d+\s*$/.test(v) ? Number(v) : NaN;
-  if (!Number.isSafeInteger(n) || n < 0) throw new ValidationError(`Invalid ${field}: expected a non-negative integer, got ${JSON.stringify(v)}`);
-  return n;
+/** One limit of a quota create, checked for shape by http/ (quota.commands.ts). */
+export interface QuotaLimit {
+  /** A QUOTA_TYPES id, lower case. */
+  typeId: string;
+  allowed: number;
+  high: number;
+}
+
+/** A quota change; `projectId`/`quotaTypeId` when the body names them (they must name this quota). */
+export interface UpdateQuotaCommand {
+  allowed?: number;
+  high?: number;
+  projectId?: string;
+  quotaTypeId?: string;
 }
 
 function checkWatermark(allowed: number, high: number): void {
@@ -69,24 +77,9 @@ export class QuotaService {
     return t;
   }
 
-  async create(projectId: string, body: unknown): Promise<AllowedQuota[]> {
+  async create(projectId: string, items: QuotaLimit[]): Promise<AllowedQuota[]> {
     if (this.deps.projects && (await this.deps.projects.projectName(projectId)) === null) throw NotFoundError.of('Project', projectId);
-    if (!Array.isArray(body)) throw new ValidationError('Invalid allowed_quotas: expected a list of {"quota_type_id", "allowed_value", "high_watermark"}');
-    if (body.length === 0 || body.length > QUOTA_TYPES.length) throw new ValidationError(`Invalid allowed_quotas: expected 1 to ${QUOTA_TYPES.length} items`);
-    const items: { typeId: string; allowed: number; high: number }[] = [];
-    for (const raw of body) {
-      const o = requireObject(raw, 'allowed_quotas item');
-      const typeId = typeof o.quota_type_id === 'string' ? o.quota_type_id.toLowerCase() : '';
-      if (!QUOTA_TYPES.some((q) => q.id === typeId)) throw new ValidationError(`Invalid quota_type_id: ${JSON.stringify(o.quota_type_id)} is not a quota type`);
-      if (items.some((i) => i.typeId === typeId)) throw new ValidationError(`Invalid allowed_quotas: quota type ${typeId} is listed twice`);
-      if (o.project_id !== undefined && o.project_id !== null && o.project_id !== projectId) {
-        throw new ValidationError(`Invalid project_id: ${JSON.stringify(o.project_id)} does not match the project in the URL`);
-      }
-      const allowed = quotaNumber(o.allowed_value, 'allowed_value');
-      const high = o.high_watermark === undefined || o.high_watermark === null ? allowed : quotaNumber(o.high_watermark, 'high_watermark');
-      checkWatermark(allowed, high);
-      items.push({ typeId, allowed, high });
-    }
+    for (const it of items) checkWatermark(it.allowed, it.high);
     const now = this.now();
     const ids = await inTransaction(this.deps.db, async (tx) => {
       const out: string[] = [];
@@ -116,17 +109,14 @@ export class QuotaService {
     return isUuid(id) ? getQuota(this.deps.db, id.toLowerCase()) : null;
   }
 
-  async update(q: AllowedQuota, body: Record<string, unknown>): Promise<AllowedQuota> {
-    if (body.project_id !== undefined && body.project_id !== null && body.project_id !== q.project_id) {
-      throw new ValidationError(`Invalid project_id: ${JSON.stringify(body.project_id)} is not the project of quota ${q.id}`);
+  async update(q: AllowedQuota, cmd: UpdateQuotaCommand): Promise<AllowedQuota> {
+    if (cmd.projectId !== undefined && cmd.projectId !== q.project_id) {
+      throw new ValidationError(`Invalid project_id: ${JSON.stringify(cmd.projectId)} is not the project of quota ${q.id}`);
     }
-    if (body.quota_type_id !== undefined && body.quota_type_id !== null && String(body.quota_type_id).toLowerCase() !== q.quota_type_id) {
-      throw new ValidationError('Invalid quota_type_id: the type of a quota cannot change');
-    }
-    if (body.allowed_value === undefined && body.high_watermark === undefined) throw new ValidationError('Please provide allowed_value or high_watermark');
-    const allowed = body.allowed_value === undefined ? q.allowed_value : quotaNumber(body.allowed_value, 'allowed_value');
+    if (cmd.quotaTypeId !== undefined && cmd.quotaTypeId !== q.quota_type_id) throw new ValidationError('Invalid quota_type_id: the type of a quota cannot change');
+    const allowed = cmd.allowed ?? q.allowed_value;
     // A lowered allowed_value drags an unspecified watermark down with it.
-    const high = body.high_watermark === undefined ? Math.min(q.high_watermark, allowed) : quotaNumber(body.high_watermark, 'high_watermark');
+    const high = cmd.high ?? Math.min(q.high_watermark, allowed);
     checkWatermark(allowed, high);
     await updateQuotaValues(this.deps.db, q.id, { allowed_value: allowed, high_watermark: high }, this.now());
     return (await getQuota(this.deps.db, q.id)) ?? { ...q, allowed_value: allowed, high_watermark: high };

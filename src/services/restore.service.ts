@@ -8,11 +8,9 @@ import type { Clock } from '../lib/clock.js';
 import type { RequestContext } from '../domain/context.js';
 import type { Snapshot } from '../domain/snapshot.js';
 import { DELETABLE_RESTORE_STATES, RUNNING_RESTORE_STATES, type Restore, type RestoreKind, type RestorePlan, type RestorePlanInstance } from '../domain/restore.js';
-import { parseBool } from '../domain/jobschedule.js';
 import { InvalidStateError, NotFoundError, ValidationError } from '../lib/errors.js';
 import { isUuid, newId } from '../lib/ids.js';
 import { toSecond } from '../lib/time.js';
-import { optionalText, requireObject, textOrDefault } from './input.js';
 import { ownScope } from './workload.service.js';
 
 export interface RestoreServiceDeps {
@@ -20,80 +18,81 @@ export interface RestoreServiceDeps {
   clock: Clock;
 }
 
-const KINDS: RestoreKind[] = ['oneclick', 'selective', 'inplace'];
+/** One network of the snapshot mapped to a network of the target (selective restores). */
+export interface NetworkMappingRequest {
+  snapshotNetworkId: string;
+  target: RestorePlanInstance['networkMap'][string];
+}
 
-function str(v: unknown): string | undefined {
-  return typeof v === 'string' ? v : undefined;
+/** One instance of a selective or in-place restore, as asked. */
+export interface RestoreInstanceRequest {
+  /** Lower-case instance id; must be an instance of the snapshot. */
+  id: string;
+  /** false: listed but not restored. */
+  include: boolean;
+  /** Disks to restore, each a volume id, resource id or mount point of the instance; none: all. */
+  diskIds: string[];
+  /** New name (ignored in place); absent: the snapshot's name. */
+  name?: string;
+  availabilityZone?: string;
+}
+
+/** The restore `options`, checked for shape by http/ (restore.commands.ts). */
+export interface RestoreRequest {
+  kind: RestoreKind;
+  /** Empty for one-click restores (every instance of the snapshot). */
+  instances: RestoreInstanceRequest[];
+  networks: NetworkMappingRequest[];
+}
+
+export interface CreateRestoreCommand {
+  name: string;
+  description: string;
+  /** The options as posted, kept on the restore record (the views echo them). */
+  options: Record<string, unknown>;
+  request: RestoreRequest;
+}
+
+function networkMapOf(networks: NetworkMappingRequest[], snap: Snapshot): RestorePlanInstance['networkMap'] {
+  const snapNetworks = new Set(snap.instances.flatMap((i) => i.nics.map((n) => n.network.id)));
+  const map: RestorePlanInstance['networkMap'] = {};
+  for (const m of networks) {
+    if (!snapNetworks.has(m.snapshotNetworkId)) throw new ValidationError(`Invalid restore options: network ${JSON.stringify(m.snapshotNetworkId)} is not in the snapshot`);
+    map[m.snapshotNetworkId] = m.target;
+  }
+  return map;
 }
 
 /**
- * Turns the posted `options` (one-click, selective or in-place, exactly as tempest sends them;
- * unknown keys ignored) into a plan checked against the snapshot: every named instance and
- * disk must be in it, so a bad request fails with 400 before any job starts.
+ * Checks a restore request against the snapshot and turns it into a plan: every named
+ * instance and disk must be in the snapshot, so a bad request fails with 400 before any job
+ * starts.
  */
-export function planRestore(options: Record<string, unknown>, snap: Snapshot): RestorePlan {
-  if (options.type !== 'openstack') throw new ValidationError('Invalid restore options: type must be "openstack"');
-  const os = options.openstack === undefined ? {} : requireObject(options.openstack, 'restore options.openstack');
-  let kind: RestoreKind;
-  const rt = options.restore_type;
-  if (rt !== undefined && rt !== null && rt !== '') {
-    if (typeof rt !== 'string' || !KINDS.includes(rt as RestoreKind)) throw new ValidationError('Invalid restore options: restore_type must be oneclick, selective or inplace');
-    kind = rt as RestoreKind;
-  } else if (options.oneclickrestore !== undefined && parseBool(options.oneclickrestore, 'oneclickrestore')) {
-    kind = 'oneclick';
-  } else {
-    throw new ValidationError('Invalid restore options: restore_type must be oneclick, selective or inplace');
-  }
-  const byId = new Map(snap.instances.map((i) => [i.id, i]));
-  const snapNetworks = new Set(snap.instances.flatMap((i) => i.nics.map((n) => n.network.id)));
-
+export function planRestore(req: RestoreRequest, snap: Snapshot): RestorePlan {
+  const { kind } = req;
   if (kind === 'oneclick') {
     return {
       kind,
       instances: snap.instances.map((i) => ({ id: i.id, name: i.name, availability_zone: i.metadata.availability_zone ?? 'nova', devices: i.vdisks.map((v) => v.volume_mountpoint), networkMap: {} })),
     };
   }
-
-  if (!Array.isArray(os.instances)) throw new ValidationError(`Invalid restore options: openstack.instances must list the instances for a ${kind} restore`);
-  const networkMap: RestorePlanInstance['networkMap'] = {};
-  const nm = os.networks_mapping === undefined || os.networks_mapping === null ? {} : requireObject(os.networks_mapping, 'networks_mapping');
-  const nets = nm.networks ?? [];
-  if (!Array.isArray(nets)) throw new ValidationError('Invalid restore options: networks_mapping.networks must be a list');
-  for (const m of nets) {
-    const o = requireObject(m, 'networks_mapping item');
-    const from = requireObject(o.snapshot_network, 'snapshot_network');
-    const to = requireObject(o.target_network, 'target_network');
-    const fromId = str(from.id);
-    if (!fromId || !snapNetworks.has(fromId)) throw new ValidationError(`Invalid restore options: network ${JSON.stringify(from.id)} is not in the snapshot`);
-    if (!isUuid(to.id)) throw new ValidationError(`Invalid restore options: target network id ${JSON.stringify(to.id)} is not a UUID`);
-    const sub = to.subnet === undefined ? undefined : requireObject(to.subnet, 'target_network.subnet');
-    if (sub && !isUuid(sub.id)) throw new ValidationError(`Invalid restore options: target subnet id ${JSON.stringify(sub.id)} is not a UUID`);
-    networkMap[fromId] = { id: String(to.id), name: str(to.name) ?? String(to.id), ...(sub ? { subnet: { id: String(sub.id) } } : {}) };
-  }
-
-  const seen = new Set<string>();
+  const networkMap = networkMapOf(req.networks, snap);
+  const byId = new Map(snap.instances.map((i) => [i.id, i]));
   const out: RestorePlanInstance[] = [];
-  for (const item of os.instances) {
-    const o = requireObject(item, 'openstack.instances item');
-    const id = typeof o.id === 'string' ? o.id.toLowerCase() : '';
-    const inst = byId.get(id);
-    if (!inst) throw new ValidationError(`Invalid restore options: instance ${JSON.stringify(o.id)} is not in snapshot ${snap.id}`);
-    if (seen.has(id)) throw new ValidationError(`Invalid restore options: instance ${id} is listed twice`);
-    seen.add(id);
-    if (o.include !== undefined && !parseBool(o.include, 'include')) continue;
-    const vd = o.vdisks ?? [];
-    if (!Array.isArray(vd)) throw new ValidationError(`Invalid restore options: vdisks of instance ${id} must be a list`);
+  for (const want of req.instances) {
+    const inst = byId.get(want.id);
+    if (!inst) throw new ValidationError(`Invalid restore options: instance ${JSON.stringify(want.id)} is not in snapshot ${snap.id}`);
+    if (!want.include) continue;
     const devices: string[] = [];
-    for (const v of vd) {
-      const vo = requireObject(v, 'vdisks item');
-      const disk = inst.vdisks.find((x) => (x.volume_id !== undefined && x.volume_id === vo.id) || x.resource_id === vo.id || x.volume_mountpoint === vo.id);
-      if (!disk) throw new ValidationError(`Invalid restore options: disk ${JSON.stringify(vo.id)} is not a disk of instance ${id} in the snapshot`);
+    for (const diskId of want.diskIds) {
+      const disk = inst.vdisks.find((x) => (x.volume_id !== undefined && x.volume_id === diskId) || x.resource_id === diskId || x.volume_mountpoint === diskId);
+      if (!disk) throw new ValidationError(`Invalid restore options: disk ${JSON.stringify(diskId)} is not a disk of instance ${want.id} in the snapshot`);
       if (!devices.includes(disk.volume_mountpoint)) devices.push(disk.volume_mountpoint);
     }
     out.push({
-      id,
-      name: kind === 'inplace' ? inst.name : textOrDefault(o.name, 'instance name', inst.name),
-      availability_zone: optionalText(o.availability_zone, 'availability_zone') || inst.metadata.availability_zone || 'nova',
+      id: want.id,
+      name: kind === 'inplace' ? inst.name : (want.name ?? inst.name),
+      availability_zone: want.availabilityZone || inst.metadata.availability_zone || 'nova',
       devices: devices.length > 0 ? devices : inst.vdisks.map((x) => x.volume_mountpoint),
       networkMap: kind === 'selective' ? networkMap : {},
     });
@@ -119,13 +118,10 @@ export class RestoreService {
     return s;
   }
 
-  async create(ctx: RequestContext, snapshotId: string, workloadId: string | undefined, body: Record<string, unknown>): Promise<Restore> {
+  async create(ctx: RequestContext, snapshotId: string, workloadId: string | undefined, cmd: CreateRestoreCommand): Promise<Restore> {
     const snap = await this.snapshot(ctx, snapshotId, workloadId);
-    const options = body.options === undefined ? { type: 'openstack' } : requireObject(body.options, 'restore options');
     if (snap.status !== 'available') throw new InvalidStateError('Snapshot status must be available');
-    const plan = planRestore(options, snap);
-    const name = textOrDefault(body.name, 'name', textOrDefault(options.name, 'options.name', 'restore'));
-    const description = textOrDefault(body.description, 'description', textOrDefault(options.description, 'options.description', 'no-description'));
+    const plan = planRestore(cmd.request, snap);
     const now = this.now();
     const r: Restore = {
       id: newId(),
@@ -133,11 +129,11 @@ export class RestoreService {
       user_id: ctx.userId,
       snapshot_id: snap.id,
       workload_id: snap.workload_id,
-      name,
-      description,
+      name: cmd.name,
+      description: cmd.description,
       status: 'restoring',
       kind: plan.kind,
-      options,
+      options: cmd.options,
       host: '',
       size: 0,
       uploaded_size: 0,

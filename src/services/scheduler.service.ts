@@ -14,7 +14,7 @@ export const GLOBAL_SCHEDULER_DISABLED_MESSAGE = 'Cannot update scheduler relate
 
 /**
  * Guard for workload create/modify (workloadmgr-api §4.1.5): while the global job scheduler is
- * disabled no jobschedule field may change. `changed` is applyJobSchedule's list of keys given;
+ * disabled no jobschedule field may change. `changed` is mergeJobSchedule's list of keys given;
  * only keys whose value really differs count, so a client echoing the current schedule (or
  * sending `{}`, as tempest does on every modify) is not refused. For create, pass
  * `defaultJobSchedule(now)` as `before`.

@@ -19,7 +19,6 @@ import type { Clock } from '../lib/clock.js';
 import type { RequestContext } from '../domain/context.js';
 import { NotFoundError, ValidationError } from '../lib/errors.js';
 import { toSecond } from '../lib/time.js';
-import { optionalText, requireObject } from './input.js';
 
 export type { SettingRow, SmtpSettings } from '../store/setting.store.js';
 
@@ -46,16 +45,25 @@ export interface Mailer {
  */
 export const SMTP_TARGET_SETTINGS: readonly string[] = ['smtp_server_name', 'smtp_port'];
 
+/** One setting to save, checked for shape by http/ (setting.commands.ts); names are unique. */
+export interface SettingInput {
+  name: string;
+  /** As given (scalars as text); settingValue checks and canonicalizes the e-mail settings. */
+  value: string;
+  description: string;
+  category: string;
+  type: string;
+  isPublic: boolean;
+  isHidden: boolean;
+  metadata: Record<string, unknown>;
+}
+
 /**
- * Whether a settings body (the `[{name, value}]` list or the `{name: value}` map) sets an
- * SMTP target setting to a non-empty value. Clearing one is harmless and needs no extra right.
+ * Whether settings set an SMTP target setting to a non-empty value. Clearing one is harmless
+ * and needs no extra right.
  */
-export function touchesSmtpTarget(settings: unknown): boolean {
-  const set = (name: unknown, value: unknown) =>
-    typeof name === 'string' && SMTP_TARGET_SETTINGS.includes(name.trim()) && value !== undefined && value !== null && String(value).trim() !== '';
-  if (Array.isArray(settings)) return settings.some((i) => typeof i === 'object' && i !== null && set((i as { name?: unknown }).name, (i as { value?: unknown }).value));
-  if (typeof settings === 'object' && settings !== null) return Object.entries(settings).some(([k, v]) => set(k, v));
-  return false;
+export function touchesSmtpTarget(settings: readonly SettingInput[]): boolean {
+  return settings.some((i) => SMTP_TARGET_SETTINGS.includes(i.name) && i.value.trim() !== '');
 }
 
 export interface SettingServiceDeps {
@@ -98,16 +106,8 @@ export interface SettingView {
   value: string;
 }
 
-const NAME_RE = /^[A-Za-z0-9_.:-]{1,255}$/;
 const EMAIL_RE = /^[^\s@<>(),;:"]+@[^\s@<>(),;:"]+$/;
 const HOST_RE = /^[A-Za-z0-9.-]{1,253}$|^\[[0-9A-Fa-f:.]+\]$|^[0-9A-Fa-f:]+$/;
-
-function scalarText(v: unknown, field: string): string {
-  if (v === undefined || v === null) return '';
-  if (typeof v === 'string') return optionalText(v, field, 4096) ?? '';
-  if (typeof v === 'number' || typeof v === 'boolean') return String(v);
-  throw new ValidationError(`Invalid ${field}: expected a string`);
-}
 
 function intIn(v: string, field: string, min: number, max: number): string {
   if (!/^\d+$/.test(v.trim()) || Number(v) < min || Number(v) > max) throw new ValidationError(`Invalid ${field}: expected an integer from ${min} to ${max}, got ${JSON.stringify(v)}`);
@@ -115,8 +115,7 @@ function intIn(v: string, field: string, min: number, max: number): string {
 }
 
 /** Checks and canonicalizes the values of the e-mail settings; other names are free text. */
-export function settingValue(name: string, raw: unknown): string {
-  const v = scalarText(raw, name);
+export function settingValue(name: string, v: string): string {
   if (v === '' && name !== 'smtp_email_enable') return v;
   switch (name) {
     case 'smtp_port':
@@ -127,7 +126,7 @@ export function settingValue(name: string, raw: unknown): string {
       const s = v.trim().toLowerCase();
       if (['1', 'true', 'yes', 'on'].includes(s)) return '1';
       if (['0', 'false', 'no', 'off', ''].includes(s)) return '0';
-      throw new ValidationError(`Invalid smtp_email_enable: expected "1" or "0", got ${JSON.stringify(raw)}`);
+      throw new ValidationError(`Invalid smtp_email_enable: expected "1" or "0", got ${JSON.stringify(v)}`);
     }
     case 'smtp_default_sender':
       if (!EMAIL_RE.test(v.trim())) throw new ValidationError(`Invalid smtp_default_sender: ${JSON.stringify(v)} is not an e-mail address`);
@@ -145,31 +144,6 @@ export function settingValue(name: string, raw: unknown): string {
   }
 }
 
-function flag(v: unknown, field: string): boolean {
-  if (v === undefined || v === null) return false;
-  if (typeof v === 'boolean') return v;
-  if (typeof v === 'number' && (v === 0 || v === 1)) return v === 1;
-  if (typeof v === 'string' && ['true', '1', 'false', '0', ''].includes(v.trim().toLowerCase())) return ['true', '1'].includes(v.trim().toLowerCase());
-  throw new ValidationError(`Invalid ${field}: expected true or false`);
-}
-
-function metadataObject(v: unknown): Record<string, unknown> {
-  if (v === undefined || v === null) return {};
-  // Trust metadata arrives as a dict; a list of {key, value} records is accepted too.
-  if (Array.isArray(v)) {
-    const out: Record<string, unknown> = {};
-    for (const r of v) {
-      const o = requireObject(r, 'metadata item');
-      if (typeof o.key !== 'string') throw new ValidationError('Invalid metadata: expected {"key": ..., "value": ...} records');
-      out[o.key] = o.value;
-    }
-    return out;
-  }
-  const o = requireObject(v, 'metadata');
-  if (JSON.stringify(o).length > 16384) throw new ValidationError('Invalid metadata: too large');
-  return o;
-}
-
 /**
  * Project settings and the e-mail test. Secret values (names matching /password|secret/) are
  * sealed before storage and come back masked from every read; nothing here logs them.
@@ -185,23 +159,21 @@ export class SettingService {
     return { row, value: row.secret && row.value !== '' ? MASKED_VALUE : row.value };
   }
 
-  private rowOf(ctx: RequestContext, item: unknown, now: number): SettingRow {
-    const o = requireObject(item, 'settings item');
-    const name = typeof o.name === 'string' ? o.name.trim() : '';
-    if (!NAME_RE.test(name)) throw new ValidationError(`Invalid setting name: ${JSON.stringify(o.name)} (letters, digits, "_", ".", ":" and "-", at most 255)`);
-    const value = settingValue(name, o.value);
+  private rowOf(ctx: RequestContext, item: SettingInput, now: number): SettingRow {
+    const { name } = item;
+    const value = settingValue(name, item.value);
     const secret = isSecretSettingName(name) && value !== '';
     return {
       project_id: ctx.projectId,
       name,
       value: secret ? sealSecret(this.deps.secretKey, secretAad(ctx.projectId, name), value) : value,
       secret: secret ? 1 : 0,
-      description: scalarText(o.description, 'description'),
-      category: scalarText(o.category, 'category'),
-      type: scalarText(o.type, 'type'),
-      is_public: flag(o.is_public, 'is_public') ? 1 : 0,
-      is_hidden: flag(o.is_hidden, 'is_hidden') ? 1 : 0,
-      metadata: JSON.stringify(metadataObject(o.metadata)),
+      description: item.description,
+      category: item.category,
+      type: item.type,
+      is_public: item.isPublic ? 1 : 0,
+      is_hidden: item.isHidden ? 1 : 0,
+      metadata: JSON.stringify(item.metadata),
       user_id: ctx.userId,
       created_at: now,
       updated_at: now,
@@ -209,14 +181,9 @@ export class SettingService {
   }
 
   /** Creates or replaces each setting; the answer lists them in request order. */
-  async save(ctx: RequestContext, items: unknown): Promise<SettingView[]> {
-    if (!Array.isArray(items)) throw new ValidationError('Invalid settings: expected a list of {"name": ..., "value": ...}');
-    if (items.length === 0 || items.length > 100) throw new ValidationError('Invalid settings: expected 1 to 100 items');
+  async save(ctx: RequestContext, items: readonly SettingInput[]): Promise<SettingView[]> {
     const now = this.now();
     const rows = items.map((i) => this.rowOf(ctx, i, now));
-    const names = rows.map((r) => r.name);
-    const dup = names.find((n, i) => names.indexOf(n) !== i);
-    if (dup !== undefined) throw new ValidationError(`Invalid settings: ${dup} is listed twice`);
     await this.checkSmtpTarget(ctx, rows);
     const saved = await inTransaction(this.deps.db, async (tx) => {
       const out: SettingRow[] = [];
@@ -241,10 +208,8 @@ export class SettingService {
     }
   }
 
-  /** `{"name": value}` form of POST /workloads/settings. */
-  async saveMap(ctx: RequestContext, map: unknown): Promise<Record<string, string>> {
-    const o = requireObject(map, 'settings');
-    const items = Object.entries(o).map(([name, value]) => ({ name, value }));
+  /** `{"name": value}` form of POST /workloads/settings: saves (possibly nothing), answers the map. */
+  async saveMap(ctx: RequestContext, items: readonly SettingInput[]): Promise<Record<string, string>> {
     if (items.length > 0) await this.save(ctx, items);
     return this.map(ctx);
   }

@@ -15,7 +15,6 @@ import { enqueue } from '../jobs/queue.js';
 import type { Clock } from '../lib/clock.js';
 import type { RequestContext } from '../domain/context.js';
 import {
-  DEFAULT_SNAPSHOT_NAME,
   DELETABLE_SNAPSHOT_STATES,
   RUNNING_SNAPSHOT_STATES,
   type Snapshot,
@@ -23,12 +22,9 @@ import {
   type SnapshotType,
   type Task,
 } from '../domain/snapshot.js';
-import { DEFAULT_DESCRIPTION } from '../domain/workload.js';
-import { parseBool } from '../domain/jobschedule.js';
-import { InvalidStateError, NotFoundError, ValidationError } from '../lib/errors.js';
+import { InvalidStateError, NotFoundError } from '../lib/errors.js';
 import { isUuid, newId } from '../lib/ids.js';
 import { toSecond } from '../lib/time.js';
-import { textOrDefault } from './input.js';
 import { ownScope } from './workload.service.js';
 import { startSnapshot } from './snapshot-start.service.js';
 
@@ -39,11 +35,13 @@ export interface SnapshotServiceDeps {
   targetDescription: string;
 }
 
-export interface TakeSnapshotInput {
-  /** From the query string (`full=1|true|True`). */
-  full: boolean;
-  /** The optional `{"snapshot": {...}}` body's inner object. */
-  body: Record<string, unknown>;
+/** A take-snapshot request, checked for shape by http/ (snapshot.commands.ts). */
+export interface TakeSnapshotCommand {
+  name: string;
+  description: string;
+  /** What the caller asked for; the start service may still force a full. */
+  type: SnapshotType;
+  isScheduled: boolean;
 }
 
 export interface SnapshotWithMetadata {
@@ -63,23 +61,13 @@ export class SnapshotService {
     return toSecond(this.deps.clock.now());
   }
 
-  async take(ctx: RequestContext, workloadId: string, input: TakeSnapshotInput): Promise<Snapshot> {
+  async take(ctx: RequestContext, workloadId: string, cmd: TakeSnapshotCommand): Promise<Snapshot> {
     const scope = ownScope(ctx);
     const w = isUuid(workloadId) ? await getWorkload(this.deps.db, scope, workloadId.toLowerCase()) : null;
     if (!w) throw NotFoundError.of('Workload', workloadId);
-    const b = input.body;
-    const name = textOrDefault(b.name, 'name', DEFAULT_SNAPSHOT_NAME);
-    const description = textOrDefault(b.description, 'description', DEFAULT_DESCRIPTION);
-    const isScheduled = b.is_scheduled === undefined || b.is_scheduled === null ? false : parseBool(b.is_scheduled, 'is_scheduled');
-    // `full` in the body is ignored (tempest always sends "True"); snapshot_type overrides the query.
-    let requested: SnapshotType = input.full ? 'full' : 'incremental';
-    if (b.snapshot_type !== undefined && b.snapshot_type !== null) {
-      if (b.snapshot_type !== 'full' && b.snapshot_type !== 'incremental') throw new ValidationError('Invalid snapshot_type: expected "full" or "incremental"');
-      requested = b.snapshot_type;
-    }
     const createdAt = this.deps.clock.now();
     return inTransaction(this.deps.db, async (tx) => {
-      const snap = await startSnapshot(tx, { workload: w, userId: ctx.userId, name, description, type: requested, isScheduled, createdAt, targetDescription: this.deps.targetDescription });
+      const snap = await startSnapshot(tx, { workload: w, userId: ctx.userId, name: cmd.name, description: cmd.description, type: cmd.type, isScheduled: cmd.isScheduled, createdAt, targetDescription: this.deps.targetDescription });
       if (!snap) throw new InvalidStateError("Workload must be in the 'available' state to take a snapshot");
       return snap;
     });

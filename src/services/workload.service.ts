@@ -18,12 +18,11 @@ import { enqueue } from '../jobs/queue.js';
 import type { Platform } from '../platform/platform.js';
 import type { Clock } from '../lib/clock.js';
 import type { RequestContext } from '../domain/context.js';
-import { DEFAULT_DESCRIPTION, DEFAULT_WORKLOAD_NAME, DEFAULT_WORKLOAD_TYPE_ID, WORKLOAD_TYPES, type Workload, type WorkloadMember, type WorkloadStatus } from '../domain/workload.js';
-import { applyJobSchedule, defaultJobSchedule } from '../domain/jobschedule.js';
+import type { Workload, WorkloadMember, WorkloadStatus } from '../domain/workload.js';
+import { defaultJobSchedule, mergeJobSchedule, type JobScheduleChanges } from '../domain/jobschedule.js';
 import { InvalidStateError, NotFoundError, ValidationError } from '../lib/errors.js';
 import { isUuid, newId } from '../lib/ids.js';
 import { toSecond } from '../lib/time.js';
-import { instanceIdList, optionalText, stringMap, textOrDefault } from './input.js';
 import { workloadPolicyOnCreate, workloadPolicyOnModify } from './policy.service.js';
 import { assertScheduleChangeAllowed, scheduleViewFields } from './scheduler.service.js';
 import { getGlobalJobScheduler } from '../store/scheduler.store.js';
@@ -41,6 +40,27 @@ export interface WorkloadDetail {
   storageUsage: StorageUsage;
   globalJobScheduler: boolean;
   nextRunSeconds: number | null;
+}
+
+/** A workload create, checked for shape by http/ (workload.commands.ts). */
+export interface CreateWorkloadCommand {
+  name: string;
+  description: string;
+  workloadTypeId: string;
+  sourcePlatform: string;
+  /** Unique instance ids, in request order. */
+  instanceIds: string[];
+  jobschedule: JobScheduleChanges;
+  metadata: Record<string, string>;
+}
+
+/** A workload modify: only what is present changes (metadata merges into the stored map). */
+export interface ModifyWorkloadCommand {
+  name?: string;
+  description?: string;
+  jobschedule: JobScheduleChanges;
+  metadata?: Record<string, string>;
+  instanceIds?: string[];
 }
 
 export function ownScope(ctx: RequestContext): Scope {
@@ -102,33 +122,25 @@ export class WorkloadService {
     return members;
   }
 
-  async create(ctx: RequestContext, body: Record<string, unknown>): Promise<Workload> {
-    const name = textOrDefault(body.name, 'name', DEFAULT_WORKLOAD_NAME);
-    const description = textOrDefault(body.description, 'description', DEFAULT_DESCRIPTION);
-    const typeId = body.workload_type_id === undefined || body.workload_type_id === null || body.workload_type_id === '' ? DEFAULT_WORKLOAD_TYPE_ID : body.workload_type_id;
-    if (!WORKLOAD_TYPES.some((t) => t.id === typeId)) throw new ValidationError('Invalid workload type');
-    const sourcePlatform = textOrDefault(body.source_platform, 'source_platform', 'openstack');
-    if (body.instances === undefined) throw new ValidationError('Invalid instances: the instances list is required');
-    const ids = instanceIdList(body.instances);
+  async create(ctx: RequestContext, cmd: CreateWorkloadCommand): Promise<Workload> {
     const now = this.now();
     const baseSchedule = defaultJobSchedule(now);
-    const { schedule, changed } = applyJobSchedule(baseSchedule, body.jobschedule);
+    const { schedule, changed } = mergeJobSchedule(baseSchedule, cmd.jobschedule);
     await assertScheduleChangeAllowed(this.deps.db, baseSchedule, schedule, changed);
-    const metadata = stringMap(body.metadata, 'metadata');
-    const members = await this.resolveMembers(ctx, ids, null);
+    const members = await this.resolveMembers(ctx, cmd.instanceIds, null);
     const w: Workload = {
       id: newId(),
       project_id: ctx.projectId,
       user_id: ctx.userId,
-      name,
-      description,
-      workload_type_id: typeId as string,
-      source_platform: sourcePlatform,
+      name: cmd.name,
+      description: cmd.description,
+      workload_type_id: cmd.workloadTypeId,
+      source_platform: cmd.sourcePlatform,
       status: 'creating',
       error_msg: null,
       availability_zone: null,
       jobschedule: schedule,
-      metadata,
+      metadata: cmd.metadata,
       force_full: true,
       created_at: now,
       updated_at: now,
@@ -143,7 +155,7 @@ export class WorkloadService {
           w.metadata = { ...w.metadata, policy_id };
           w.jobschedule = { ...w.jobschedule, ...fields };
         }
-        await enforceWorkloadQuotas(tx, { projectId: ctx.projectId, workloadId: null, instanceIds: ids, platform: this.deps.platform });
+        await enforceWorkloadQuotas(tx, { projectId: ctx.projectId, workloadId: null, instanceIds: cmd.instanceIds, platform: this.deps.platform });
         await insertWorkload(tx, w);
         await enqueue(tx, WORKLOAD_JOBS.create, { workloadId: w.id }, { resourceId: w.id, now });
       });
@@ -155,22 +167,19 @@ export class WorkloadService {
     return w;
   }
 
-  async modify(ctx: RequestContext, id: string, body: Record<string, unknown>): Promise<void> {
+  async modify(ctx: RequestContext, id: string, cmd: ModifyWorkloadCommand): Promise<void> {
     const w = await this.get(ctx, id);
-    const name = optionalText(body.name, 'name');
-    const description = optionalText(body.description, 'description');
-    const { schedule, changed } = applyJobSchedule(w.jobschedule, body.jobschedule);
+    const { schedule, changed } = mergeJobSchedule(w.jobschedule, cmd.jobschedule);
     await assertScheduleChangeAllowed(this.deps.db, w.jobschedule, schedule, changed);
-    const metadata = body.metadata === undefined ? undefined : { ...w.metadata, ...stringMap(body.metadata, 'metadata') };
-    const ids = body.instances === undefined ? undefined : instanceIdList(body.instances);
-    const members = ids ? await this.resolveMembers(ctx, ids, w.id) : undefined;
+    const metadata = cmd.metadata === undefined ? undefined : { ...w.metadata, ...cmd.metadata };
+    const members = cmd.instanceIds ? await this.resolveMembers(ctx, cmd.instanceIds, w.id) : undefined;
     const now = this.now();
     try {
       await inTransaction(this.deps.db, async (tx) => {
         // Only an idle workload may change; the conditional update is the lock.
         const ok = await transitionWorkload(tx, w.id, ownScope(ctx), ['available', 'error'], w.status === 'error' ? 'error' : 'available', now);
         if (!ok) throw new InvalidStateError("Workload must be in the 'available' state to modify");
-        const pf = await workloadPolicyOnModify(tx, ctx.projectId, body.metadata === undefined ? undefined : stringMap(body.metadata, 'metadata'));
+        const pf = await workloadPolicyOnModify(tx, ctx.projectId, cmd.metadata);
         if (members) await enforceWorkloadQuotas(tx, { projectId: w.project_id, workloadId: w.id, instanceIds: members.map((m) => m.id), platform: this.deps.platform });
         let js = changed.length > 0 ? schedule : undefined;
         let md = metadata;
@@ -183,8 +192,8 @@ export class WorkloadService {
           tx,
           w.id,
           {
-            ...(name !== undefined && name.trim() !== '' ? { name } : {}),
-            ...(description !== undefined && description.trim() !== '' ? { description } : {}),
+            ...(cmd.name !== undefined ? { name: cmd.name } : {}),
+            ...(cmd.description !== undefined ? { description: cmd.description } : {}),
             ...(js ? { jobschedule: js } : {}),
             ...(md ? { metadata: md } : {}),
           },

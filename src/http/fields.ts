@@ -1,7 +1,7 @@
 import { ValidationError } from '../lib/errors.js';
 import { isUuid } from '../lib/ids.js';
 
-/** Shared checks of request fields; every failure is a 400 with a message naming the field. */
+/** Shared checks of request-body fields for the command parsers; every failure is a 400 naming the field. */
 
 const CONTROL = /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]/;
 

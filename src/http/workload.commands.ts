@@ -1,0 +1,44 @@
+import { ValidationError } from '../lib/errors.js';
+import { DEFAULT_DESCRIPTION, DEFAULT_WORKLOAD_NAME, DEFAULT_WORKLOAD_TYPE_ID, WORKLOAD_TYPES } from '../domain/workload.js';
+import { parseJobScheduleChanges } from '../domain/jobschedule.js';
+import type { CreateWorkloadCommand, ModifyWorkloadCommand } from '../services/workload.service.js';
+import { instanceIdList, optionalText, stringMap, textOrDefault } from './fields.js';
+import { unwrap } from './query.js';
+
+/** `{"workload": {...}}` of POST /workloads → the create command (workloadmgr-api §4.1.3). */
+export function parseCreateWorkload(body: unknown): CreateWorkloadCommand {
+  const b = unwrap(body, 'workload');
+  const name = textOrDefault(b.name, 'name', DEFAULT_WORKLOAD_NAME);
+  const description = textOrDefault(b.description, 'description', DEFAULT_DESCRIPTION);
+  const typeId = b.workload_type_id === undefined || b.workload_type_id === null || b.workload_type_id === '' ? DEFAULT_WORKLOAD_TYPE_ID : b.workload_type_id;
+  const type = WORKLOAD_TYPES.find((t) => t.id === typeId);
+  if (!type) throw new ValidationError('Invalid workload type');
+  const sourcePlatform = textOrDefault(b.source_platform, 'source_platform', 'openstack');
+  if (b.instances === undefined) throw new ValidationError('Invalid instances: the instances list is required');
+  return {
+    name,
+    description,
+    workloadTypeId: type.id,
+    sourcePlatform,
+    instanceIds: instanceIdList(b.instances),
+    jobschedule: parseJobScheduleChanges(b.jobschedule),
+    metadata: stringMap(b.metadata, 'metadata'),
+  };
+}
+
+/**
+ * `{"workload": {...}}` of PUT /workloads/{id} → the modify command: only what the body names
+ * changes; a blank name or description is no change (legacy).
+ */
+export function parseModifyWorkload(body: unknown): ModifyWorkloadCommand {
+  const b = unwrap(body, 'workload');
+  const name = optionalText(b.name, 'name');
+  const description = optionalText(b.description, 'description');
+  return {
+    ...(name !== undefined && name.trim() !== '' ? { name } : {}),
+    ...(description !== undefined && description.trim() !== '' ? { description } : {}),
+    jobschedule: parseJobScheduleChanges(b.jobschedule),
+    ...(b.metadata !== undefined ? { metadata: stringMap(b.metadata, 'metadata') } : {}),
+    ...(b.instances !== undefined ? { instanceIds: instanceIdList(b.instances) } : {}),
+  };
+}
