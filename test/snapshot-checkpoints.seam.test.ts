@@ -12,7 +12,7 @@ import type { BackupOutcome, BackupSession, BeginBackupOptions, Checkpoint, Disk
 import type { Instance } from '../src/domain/instance.js';
 import type { Snapshot, SnapshotType } from '../src/domain/snapshot.js';
 import type { Workload } from '../src/domain/workload.js';
-import { defaultJobSchedule } from '../src/domain/jobschedule.js';
+import { testSnapshot, testWorkload } from '../src/domain/testing.js';
 import type { JobHandler, KindJob } from '../src/jobs/runner.js';
 import { ManualClock } from '../src/lib/clock.js';
 import { silentLogger } from '../src/lib/logger.js';
@@ -156,24 +156,7 @@ describe('snapshot job through a CBT platform seam', () => {
   });
 
   async function workloadOf(vms: FakeVm[]): Promise<Workload> {
-    const w: Workload = {
-      id: newId(),
-      project_id: PROJECT,
-      user_id: 'b'.repeat(32),
-      name: 'w',
-      description: '',
-      workload_type_id: 'f82ce76f-17fe-438b-aa37-7a023058e50d',
-      source_platform: 'openstack',
-      status: 'available',
-      error_msg: null,
-      availability_zone: null,
-      jobschedule: defaultJobSchedule(T0),
-      metadata: {},
-      force_full: false,
-      created_at: T0,
-      updated_at: T0,
-      instances: vms.map((v) => ({ id: v.instance.id, name: v.instance.name, metadata: {} })),
-    };
+    const w = testWorkload({ project_id: PROJECT, created_at: T0, instances: vms.map((v) => ({ id: v.instance.id, name: v.instance.name, metadata: {} })) });
     await insertWorkload(h.db, w);
     return w;
   }
@@ -182,31 +165,8 @@ describe('snapshot job through a CBT platform seam', () => {
   async function snap(platform: Platform, w: Workload, type: SnapshotType): Promise<Snapshot> {
     clock.advance(60_000);
     await h.db.updateTable('workloads').set({ status: 'locked' }).where('id', '=', w.id).execute();
-    const s: Snapshot = {
-      id: newId(),
-      workload_id: w.id,
-      project_id: w.project_id,
-      user_id: w.user_id,
-      name: 'snap',
-      description: '',
-      status: 'creating',
-      snapshot_type: type,
-      is_scheduled: false,
-      host: '',
-      size: 0,
-      restore_size: 0,
-      uploaded_size: 0,
-      progress_percent: 0,
-      progress_msg: null,
-      warning_msg: null,
-      error_msg: null,
-      time_taken: 0,
-      pinned: false,
-      instances: [],
-      created_at: clock.now(),
-      updated_at: null,
-      finished_at: null,
-    };
+    // As the snapshot-start service leaves it: creating, not yet on any host.
+    const s = testSnapshot(w, { status: 'creating', host: '', snapshot_type: type, created_at: clock.now(), finished_at: null });
     await insertSnapshot(h.db, s);
     const handler = snapshotJobHandlers({ db: h.db, platform, repo, clock, nodeName: 'node-1', progressEveryMs: 5 }).find((x): x is JobHandler<typeof SNAPSHOT_JOBS.take> => x.kind === SNAPSHOT_JOBS.take)!;
     const job: KindJob<typeof SNAPSHOT_JOBS.take> = {

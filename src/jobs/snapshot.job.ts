@@ -256,9 +256,9 @@ async function commitSnapshot(d: SnapshotJobDeps, s: Snapshot, o: OpenedSnapshot
   });
 }
 
-/** The snapshot ends `error` with `msg` and the workload is usable again. */
-async function failSnapshot(d: SnapshotJobDeps, s: Snapshot, msg: string): Promise<void> {
-  const now = toSecond(d.clock.now());
+/** The snapshot ends `error` with `msg` and the workload is usable again (if the snapshot was still ours). */
+async function failSnapshot(d: SnapshotJobDeps, s: Snapshot, msg: string, nowMs = d.clock.now()): Promise<void> {
+  const now = toSecond(nowMs);
   await inTransaction(d.db, async (tx) => {
     const changed = await transitionSnapshot(tx, s.id, [...RUNNING_SNAPSHOT_STATES, 'cancelling'], 'error', now, { error_msg: msg, progress_msg: msg, finished_at: now });
     if (changed) await transitionWorkload(tx, s.workload_id, { admin: true }, ['locked'], 'available', now);
@@ -299,18 +299,8 @@ export function snapshotJobHandlers(d: SnapshotJobDeps): AnyJobHandler[] {
       run: (job, ctx) => takeSnapshot(d, job.payload.snapshotId, ctx.signal, ctx.log),
       // The worker died: never re-run; the snapshot is an error and the workload usable again.
       onLost: async (job, nowMs) => {
-        const now = toSecond(nowMs);
         const s = await getSnapshot(d.db, { admin: true }, job.payload.snapshotId);
-        if (!s) return;
-        await inTransaction(d.db, async (tx) => {
-          const changed = await transitionSnapshot(tx, s.id, [...RUNNING_SNAPSHOT_STATES, 'cancelling'], 'error', now, {
-            error_msg: SNAPSHOT_LOST_MESSAGE,
-            progress_msg: SNAPSHOT_LOST_MESSAGE,
-            finished_at: now,
-          });
-          if (changed) await transitionWorkload(tx, s.workload_id, { admin: true }, ['locked'], 'available', now);
-        });
-        d.onSnapshotFinished?.(s.id);
+        if (s) await failSnapshot(d, s, SNAPSHOT_LOST_MESSAGE, nowMs);
       },
     },
     {
