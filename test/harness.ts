@@ -2,10 +2,10 @@ import { closeSync, fstatSync, mkdtempSync, mkdirSync, openSync, readFileSync, r
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
-import { createServer } from 'node:net';
 import { loadConfig } from '../src/config/config.js';
 import { startLifeboat, type Lifeboat, type Role } from '../src/app/app.js';
 import { silentLogger } from '../src/lib/logger.js';
+import { freePort } from '../src/lib/testing.js';
 
 /**
  * A real Lifeboat on a free loopback port with a temp home: identity file with two tenant
@@ -189,17 +189,7 @@ export async function startHarness(opts: { env?: Record<string, string>; role?: 
 export { waitFor } from '../src/lib/testing.js';
 
 /** A free loopback port (so the configured public URL and the catalog name the real port). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const a = srv.address();
-      const port = a && typeof a === 'object' ? a.port : 0;
-      srv.close(() => resolve(port));
-    });
-  });
-}
+export { freePort };
 
 /** SHA-256 of a file's bytes. */
 export function sha256File(path: string): string {
