@@ -8,6 +8,7 @@ import type { TokenValidator } from '../identity/token-validator.js';
 import { clientErrorResponse, faultRenderer, installFaultHandling, sendFault } from './faults.js';
 import type { PolicyEnforcer } from './types.js';
 import { installRoutePolicy } from './route-policy.js';
+import { dashboardRoutes } from './dashboard.routes.js';
 
 /** The legacy request body limit (osapi_max_request_body_size). */
 export const BODY_LIMIT = 114688;
@@ -141,6 +142,7 @@ export async function buildHttpServer(o: HttpOptions): Promise<FastifyInstance> 
   app.get('/v1', async () => versions());
 
   for (const mount of o.rootMounts ?? []) await mount(app);
+  await dashboardRoutes(app);
 
   await app.register(
     async (v1) => {

@@ -1,0 +1,160 @@
+import { useEffect, useState } from 'preact/hooks';
+import { TERMINAL, type SnapshotDetail, type V1, type WorkloadDetail } from '../api';
+import { ErrorBox, Page, ProgressBar, Status, Time, useLoad, usePoll } from '../components';
+import { navigate } from '../router';
+import { bytesText, durationText } from '../time';
+
+function Summary({ w }: { w: WorkloadDetail }) {
+  const j = w.jobschedule;
+  return (
+    <dl class="summary">
+      <dt>Status</dt>
+      <dd>
+        <Status value={w.status} />
+        {w.error_msg ? <span class="error-text"> {w.error_msg}</span> : null}
+      </dd>
+      <dt>VMs</dt>
+      <dd>{w.instances.map((i) => `${i.name} (${i.id})`).join(', ')}</dd>
+      <dt>Schedule</dt>
+      <dd>
+        {j.enabled ? `every ${j.interval} from ${j.start_time}${j.timezone ? ` ${j.timezone}` : ''}` : 'off'}; keep {j.retention_policy_value} ({j.retention_policy_type})
+      </dd>
+      <dt>Storage used</dt>
+      <dd>
+        {bytesText(w.storage_usage.usage)} (full {w.storage_usage.full.snap_count} / {bytesText(w.storage_usage.full.usage)}, incremental {w.storage_usage.incremental.snap_count} /{' '}
+        {bytesText(w.storage_usage.incremental.usage)})
+      </dd>
+    </dl>
+  );
+}
+
+function SnapshotRow({ s, onRestore, restoreBusy }: { s: SnapshotDetail; onRestore: (s: SnapshotDetail) => void; restoreBusy: boolean }) {
+  return (
+    <tr>
+      <td>
+        <Time value={s.created_at} />
+      </td>
+      <td>{s.name}</td>
+      <td>{s.snapshot_type}</td>
+      <td>
+        <Status value={s.status} />
+        {s.error_msg ? <div class="error-text">{s.error_msg}</div> : null}
+        {s.warning_msg ? <div class="muted">{s.warning_msg}</div> : null}
+      </td>
+      <td>{bytesText(s.size)}</td>
+      <td>{TERMINAL.has(s.status) ? durationText(s.time_taken) : `${s.progress_percent} %`}</td>
+      <td>
+        {s.status === 'available' ? (
+          <button type="button" disabled={restoreBusy} onClick={() => onRestore(s)} aria-label={`Restore snapshot ${s.name} (one click)`}>
+            Restore
+          </button>
+        ) : null}
+      </td>
+    </tr>
+  );
+}
+
+export function WorkloadPage({ api, id }: { api: V1; id: string }) {
+  const { data, error, reload } = useLoad(async () => {
+    const [w, snaps] = await Promise.all([api.workload(id), api.workloadSnapshots(id)]);
+    return { w, snaps };
+  }, [id]);
+  const [running, setRunning] = useState<SnapshotDetail | null>(null);
+  const [actionError, setActionError] = useState<unknown>(null);
+  const [busy, setBusy] = useState(false);
+
+  // A snapshot already running when the page opens is followed too.
+  useEffect(() => {
+    const r = data?.snaps.find((s) => !TERMINAL.has(s.status));
+    if (r && !running) setRunning(r);
+  }, [data]);
+
+  usePoll(running !== null && !TERMINAL.has(running.status), 400, async () => {
+    if (!running) return true;
+    const s = await api.snapshot(running.id);
+    setRunning(s);
+    if (TERMINAL.has(s.status)) reload();
+    return TERMINAL.has(s.status);
+  });
+  // A new workload is "creating" for a moment: refresh until it settles.
+  usePoll(data?.w.status === 'creating', 500, async () => {
+    const w = await api.workload(id);
+    if (w.status !== 'creating') reload();
+    return w.status !== 'creating';
+  });
+
+  const take = async (full: boolean) => {
+    setBusy(true);
+    setActionError(null);
+    try {
+      const s = await api.takeSnapshot(id, full, `${full ? 'full' : 'incremental'} ${new Date().toISOString().slice(0, 19)}`);
+      setRunning({ ...s, finished_at: null, size: 0, uploaded_size: 0, progress_percent: 0, progress_msg: null, warning_msg: null, error_msg: null, time_taken: 0 });
+      reload();
+    } catch (e) {
+      setActionError(e);
+    } finally {
+      setBusy(false);
+    }
+  };
+  const restore = async (s: SnapshotDetail) => {
+    setBusy(true);
+    setActionError(null);
+    try {
+      const r = await api.oneClickRestore(s.id, `Restore of ${s.name}`);
+      navigate(`/restores/${r.id}`);
+    } catch (e) {
+      setActionError(e);
+      setBusy(false);
+    }
+  };
+
+  const w = data?.w;
+  const canSnapshot = w?.status === 'available' && !busy && (!running || TERMINAL.has(running.status));
+  return (
+    <Page title={w ? `Workload ${w.name}` : 'Workload'}>
+      <ErrorBox error={error} />
+      {w ? <Summary w={w} /> : <p aria-busy="true">Loading…</p>}
+      <div class="actions">
+        <button type="button" disabled={!canSnapshot} onClick={() => void take(true)}>
+          Take full snapshot
+        </button>
+        <button type="button" disabled={!canSnapshot} onClick={() => void take(false)}>
+          Take incremental snapshot
+        </button>
+      </div>
+      <ErrorBox error={actionError} />
+      {running ? (
+        <div aria-live="polite">
+          <ProgressBar label={`Snapshot ${running.name}: ${running.status}`} percent={running.progress_percent} message={running.error_msg ?? running.progress_msg} />
+        </div>
+      ) : null}
+      <h2>Snapshots</h2>
+      {data && data.snaps.length === 0 ? <p>No snapshots yet.</p> : null}
+      {data && data.snaps.length > 0 ? (
+        <div class="table-wrap">
+          <table>
+            <caption class="sr-only">Snapshots of this workload, newest first</caption>
+            <thead>
+              <tr>
+                <th scope="col">Taken</th>
+                <th scope="col">Name</th>
+                <th scope="col">Type</th>
+                <th scope="col">Status</th>
+                <th scope="col">Size</th>
+                <th scope="col">Duration</th>
+                <th scope="col">
+                  <span class="sr-only">Actions</span>
+                </th>
+              </tr>
+            </thead>
+            <tbody>
+              {data.snaps.map((s) => (
+                <SnapshotRow key={s.id} s={s} onRestore={(x) => void restore(x)} restoreBusy={busy} />
+              ))}
+            </tbody>
+          </table>
+        </div>
+      ) : null}
+    </Page>
+  );
+}
