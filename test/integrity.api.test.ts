@@ -133,6 +133,8 @@ describe('backup target damage is visible and healed (issue 10.1)', () => {
     assert.match((await getSnap(s4)).warning_msg ?? '', /damaged/i, 'the failed restore marked the snapshot');
     const [s5, healed] = await withNewPacks(() => snapshot(false));
     s5Pack = healed[0]!;
+    // The warning now says the data was stored again (written right after s5 became available).
+    await waitFor(async () => new RegExp(`stored again by snapshot ${s5}`).test((await getSnap(s4)).warning_msg ?? ''), 10_000, 'healed warning');
     assert.equal((await restore(s5)).sha, truth);
     assert.equal((await restore(s4)).sha, truth, 'healed: the old snapshot restores again');
   });
@@ -156,7 +158,8 @@ describe('backup target damage is visible and healed (issue 10.1)', () => {
     assert.ok(v.failedSnapshots.includes(last));
     assert.match((await getSnap(last)).warning_msg ?? '', /damaged/i);
     assert.deepEqual('marked' in v.recorded ? v.recorded.marked.sort() : v.recorded, [...v.failedSnapshots].sort());
-    const healer = await snapshot(true); // reads the copies back, finds the marked one bad, stores it again
+    const healer = await snapshot(true); // skips the copy verify marked bad and stores the chunk again
+    await waitFor(async () => new RegExp(`stored again by snapshot ${healer}`).test((await getSnap(last)).warning_msg ?? ''), 10_000, 'healed warning');
     const v2 = await verifyTarget(config, { markBad: true });
     assert.equal(v2.ok, true, JSON.stringify(v2.problems.slice(0, 2)));
     assert.equal((await getSnap(last)).warning_msg, null, 'a complete verify clears the damage warning');

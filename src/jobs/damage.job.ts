@@ -53,13 +53,17 @@ export async function markDamagedSnapshots(db: Db, repo: Repository, report: Dam
 /**
  * After a snapshot committed: what its writer found (lost packs, copies that failed the full
  * snapshot's read-back) is reported on the older snapshots, saying whether this snapshot
- * stored the data again. Best effort: the new snapshot is already safe.
+ * stored the data again; so are chunks whose copies were marked bad earlier (by verify or a
+ * restore) once this snapshot stored them again. Best effort: the new snapshot is already safe.
  */
 export async function reportWriterDamage(db: Db, repo: Repository, writer: SnapshotWriter, nowMs: number): Promise<string[]> {
   const lost = (writer.integrity.lostPacks ?? []).filter((p) => !p.reported);
-  const chunks = [...new Set([...writer.integrity.lostChunks, ...writer.badCopiesFound.keys()])];
+  // Bad-marked chunks this snapshot did not store again trigger nothing (no rescan per snapshot).
+  const healedBad = writer.integrity.badOnlyChunks.filter((c) => writer.hasChunk(Buffer.from(c, 'hex')));
+  const chunks = [...new Set([...writer.integrity.lostChunks, ...writer.badCopiesFound.keys(), ...healedBad])];
   if (chunks.length === 0) return [];
   const causes = [
+    ...(healedBad.length > 0 ? [`${healedBad.length} chunk(s) whose only copies were marked bad`] : []),
     ...lost.slice(0, 3).map((p) => p.reason),
     ...(lost.length > 3 ? [`${lost.length - 3} more pack(s)`] : []),
     ...(writer.badCopiesFound.size > 0 ? [`${writer.badCopiesFound.size} corrupt copy(ies) found by read-back`] : []),

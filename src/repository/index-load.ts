@@ -65,6 +65,11 @@ export interface LoadedIndex {
   lostPacks: LostPack[] | null;
   /** Hex ids of chunks whose every indexed copy is in a lost pack not reported yet. */
   lostChunks: string[];
+  /**
+   * Hex ids whose every indexed copy is marked bad (by verify, a restore or a read-back): a
+   * writer uploads them again when its disk still holds them (then the damage is healed).
+   */
+  badOnlyChunks: string[];
   packsChecked: number;
   /** Milliseconds the pack listing + stats took. */
   checkMs: number;
@@ -226,6 +231,7 @@ export async function loadIndexOnce(
   }
   const lost = new Map<string, LostPack>();
   const lostEntries: PackIndexEntry[] = [];
+  const badEntries: PackIndexEntry[] = [];
   const index = new ChunkIndex();
   for (const idx of all) {
     const problems = opts.checkPacks && sizes ? checkIndexPacks(idx, sizes, opts.excludePacks) : null;
@@ -240,7 +246,10 @@ export async function loadIndexOnce(
         lostEntries.push(e);
         continue;
       }
-      if (bad.size > 0 && bad.has(`${e.id.toString('hex')}.${e.pack}`)) continue;
+      if (bad.size > 0 && bad.has(`${e.id.toString('hex')}.${e.pack}`)) {
+        badEntries.push(e);
+        continue;
+      }
       index.set(e.id, e);
     }
   }
@@ -250,6 +259,7 @@ export async function loadIndexOnce(
     index,
     lostPacks: opts.checkPacks ? [...lost.values()] : null,
     lostChunks: [...lostChunks],
+    badOnlyChunks: [...new Set(badEntries.filter((e) => !index.has(e.id)).map((e) => e.id.toString('hex')))],
     packsChecked: sizes?.size ?? 0,
     checkMs,
     repair,

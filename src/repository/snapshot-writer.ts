@@ -86,7 +86,7 @@ export class SnapshotWriter {
      * are not deduplicated against (their chunks are uploaded again), and callers use
      * `lostChunks` to mark the older snapshots that still lack them.
      */
-    readonly integrity: Omit<LoadedIndex, 'index'> = { lostPacks: [], lostChunks: [], packsChecked: 0, checkMs: 0, repair: null },
+    readonly integrity: Omit<LoadedIndex, 'index'> = { lostPacks: [], lostChunks: [], badOnlyChunks: [], packsChecked: 0, checkMs: 0, repair: null },
   ) {}
 
   get writerId(): string {
