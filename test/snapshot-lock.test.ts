@@ -5,7 +5,6 @@ import { inTransaction, type StoreHandle } from '../src/store/db.js';
 import { getWorkload, insertWorkload } from '../src/store/workload.store.js';
 import { getSnapshot } from '../src/store/snapshot.store.js';
 import { getJob } from '../src/store/job.store.js';
-import { defaultJobSchedule } from '../src/domain/jobschedule.js';
 import type { RequestContext } from '../src/domain/context.js';
 import type { Workload } from '../src/domain/workload.js';
 import type { Instance } from '../src/domain/instance.js';
@@ -18,25 +17,15 @@ import { startSnapshot } from '../src/services/snapshot-start.service.js';
 import { WorkloadService } from '../src/services/workload.service.js';
 import { snapshotJobHandlers } from '../src/jobs/snapshot.job.js';
 import type { KindJob } from '../src/jobs/runner.js';
+import { testWorkload } from '../src/domain/testing.js';
+import { waitFor } from '../src/lib/testing.js';
 
 const T0 = Date.UTC(2026, 0, 1);
 const PROJECT = 'b'.repeat(32);
 const admin: RequestContext = { requestId: 'r', userId: 'admin-user', userName: 'admin', projectId: PROJECT, projectName: 'p', roles: ['admin'], isAdmin: true };
 
 function workload(): Workload {
-  return {
-    id: newId(), project_id: PROJECT, user_id: 'u', name: 'w', description: 'd', workload_type_id: 'f82ce76f-17fe-438b-aa37-7a023058e50d', source_platform: 'openstack',
-    status: 'available', error_msg: null, availability_zone: null, jobschedule: defaultJobSchedule(T0), metadata: {}, force_full: false, created_at: T0, updated_at: T0,
-    instances: [{ id: newId(), name: 'vm', metadata: {} }],
-  };
-}
-
-async function waitFor(what: string, cond: () => boolean, timeoutMs = 5000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
+  return testWorkload({ project_id: PROJECT, user_id: 'u', created_at: T0, instances: [{ id: newId(), name: 'vm', metadata: {} }] });
 }
 
 for (const kind of storeKinds()) {
@@ -74,7 +63,7 @@ for (const kind of storeKinds()) {
       const handler = snapshotJobHandlers({ db: h.db, platform, repo, clock, nodeName: 'n' }).find((x) => x.kind === 'snapshot.take');
       assert.ok(handler && handler.kind === 'snapshot.take');
       const run = handler.run({ ...job, kind: 'snapshot.take', payload: { snapshotId: old.id } } satisfies KindJob<'snapshot.take'>, { signal: new AbortController().signal, log: silentLogger });
-      await waitFor('the handler at the platform', () => reached);
+      await waitFor(() => reached, 5000, 'the handler at the platform');
 
       await new WorkloadService({ db: h.db, clock, platform }).unlock(admin, w.id);
       const newer = await start('newer');

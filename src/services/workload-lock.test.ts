@@ -6,7 +6,6 @@ import { getWorkload, insertWorkload } from '../store/workload.store.js';
 import { getSnapshot, transitionSnapshot } from '../store/snapshot.store.js';
 import { getRestore, insertRestore } from '../store/restore.store.js';
 import { claimJob, getJob, renewLease } from '../store/job.store.js';
-import { defaultJobSchedule } from '../domain/jobschedule.js';
 import type { RequestContext } from '../domain/context.js';
 import type { Workload } from '../domain/workload.js';
 import type { Restore } from '../domain/restore.js';
@@ -18,6 +17,7 @@ import { enqueue } from '../jobs/queue.js';
 import { RESTORE_JOBS } from '../jobs/kinds.js';
 import { startSnapshot } from './snapshot-start.service.js';
 import { WorkloadService } from './workload.service.js';
+import { testWorkload } from '../domain/testing.js';
 
 const T0 = Date.UTC(2026, 0, 1);
 const PROJECT = 'a'.repeat(32);
@@ -30,11 +30,7 @@ const member = ctx(false);
 const admin = ctx(true);
 
 function workload(): Workload {
-  return {
-    id: newId(), project_id: PROJECT, user_id: 'member-user', name: 'w', description: 'd', workload_type_id: 'f82ce76f-17fe-438b-aa37-7a023058e50d', source_platform: 'openstack',
-    status: 'available', error_msg: null, availability_zone: null, jobschedule: defaultJobSchedule(T0), metadata: {}, force_full: false, created_at: T0, updated_at: T0,
-    instances: [{ id: newId(), name: 'vm', metadata: {} }],
-  };
+  return testWorkload({ project_id: PROJECT, user_id: 'member-user', created_at: T0, instances: [{ id: newId(), name: 'vm', metadata: {} }] });
 }
 
 for (const kind of storeKinds()) {
