@@ -6,6 +6,7 @@ import type { CreatedCredentials } from './identity/identity-file.js';
 import { formatRepairIndex, formatVerify, gcTarget, parseDataSubset, repairIndexTarget, verifyTarget } from './app/repo-tools.js';
 import { registerClientCommands } from './cli/commands.js';
 import { writePrivateFile } from './app/file-modes.js';
+import { BackendConfigError } from './backend/open.js';
 import { join } from 'node:path';
 
 /** Where the first start keeps the generated credentials (in LIFEBOAT_HOME, mode 0600). */
@@ -138,6 +139,11 @@ repoCmd
   });
 
 program.parseAsync(process.argv).catch((e: unknown) => {
+  // A target that cannot be opened as configured is a configuration error, like a bad variable.
+  if (e instanceof BackendConfigError) {
+    process.stderr.write(`lifeboat: configuration error: ${e.message}\n`);
+    process.exit(2);
+  }
   process.stderr.write(`lifeboat: ${e instanceof Error ? e.message : String(e)}\n`);
   process.exit(1);
 });
