@@ -105,6 +105,22 @@ program
     process.stdout.write(`${await hashPassword(password)}\n`);
   });
 
+program
+  .command('libvirt-assign')
+  .description('give a libvirt domain (name or uuid) to a project, or take it away with --remove; talks to LIFEBOAT_LIBVIRT_URI directly')
+  .argument('<domain>', 'domain name or uuid')
+  .argument('[project-id]', 'the project the domain belongs to from now on')
+  .option('--remove', 'make the domain unassigned (invisible to every project)', false)
+  .action(async (domain: string, projectId: string | undefined, opts: { remove: boolean }) => {
+    if (opts.remove === (projectId !== undefined)) {
+      process.stderr.write('lifeboat libvirt-assign: give either a project id or --remove\n');
+      process.exit(2);
+    }
+    const { assignDomain } = await import('./platform/libvirt/assign.js');
+    const d = await assignDomain(config().libvirt.uri, domain, opts.remove ? null : projectId!);
+    process.stdout.write(opts.remove ? `domain ${d.name} (${d.uuid}) is unassigned\n` : `domain ${d.name} (${d.uuid}) belongs to project ${projectId}\n`);
+  });
+
 const repoCmd = program.command('repo').description('operator tools on the backup target (LIFEBOAT_TARGET)');
 repoCmd
   .command('verify')

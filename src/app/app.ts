@@ -99,7 +99,7 @@ export async function startLifeboat(config: Config, o: StartOptions): Promise<Li
     if (identityFile && (identityFile.created.length > 0 || demoVms.length > 0)) o.onCredentials?.(identityFile.created, demoVms);
     for (const w of [...(identityFile?.warnings ?? []), ...loosePermissionWarnings(config)]) log.warn(w);
 
-    const platform = await openPlatform({ kind: config.platform, inventoryPath: config.inventory, restoreDir: config.restoreDir, logger: log });
+    const platform = await openPlatform({ kind: config.platform, inventoryPath: config.inventory, restoreDir: config.restoreDir, libvirt: config.libvirt, logger: log });
     const policy = Policy.load(config.policy ?? undefined, { log });
 
     let validator: TokenValidator;

@@ -20,6 +20,8 @@ export interface Config {
   /** Where VMs live (LIFEBOAT_PLATFORM). */
   platform: PlatformKind;
   inventory: string;
+  /** libvirt platform: the connection URI and where QEMU puts NBD sockets and scratch files. */
+  libvirt: { uri: string; scratchDir: string };
   identity: string;
   keystone: { url: string; user: string; password: string; project: string } | null;
   policy: string | null;
@@ -38,7 +40,7 @@ export interface Config {
 export class ConfigError extends Error {}
 
 /** The platforms LIFEBOAT_PLATFORM may name (platform/open.ts opens each). */
-export const PLATFORM_KINDS = ['local'] as const;
+export const PLATFORM_KINDS = ['local', 'libvirt'] as const;
 export type PlatformKind = (typeof PLATFORM_KINDS)[number];
 
 function parsePlatform(env: Env): PlatformKind {
@@ -154,6 +156,7 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
     targetConnections,
     platform: parsePlatform(env),
     inventory: resolve(cwd, nonEmpty(env, 'LIFEBOAT_INVENTORY') ?? join(home, 'inventory.json')),
+    libvirt: { uri: nonEmpty(env, 'LIFEBOAT_LIBVIRT_URI') ?? 'qemu:///system', scratchDir: resolve(cwd, nonEmpty(env, 'LIFEBOAT_LIBVIRT_SCRATCH_DIR') ?? join(home, 'libvirt-scratch')) },
     identity: resolve(cwd, nonEmpty(env, 'LIFEBOAT_IDENTITY') ?? join(home, 'identity.json')),
     keystone,
     policy: env.LIFEBOAT_POLICY ? resolve(cwd, env.LIFEBOAT_POLICY) : null,

@@ -1,5 +1,6 @@
 import { ValidationError } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
+import { LibvirtPlatform } from './libvirt/libvirt.platform.js';
 import { LocalPlatform } from './local/local.platform.js';
 import type { Platform } from './platform.js';
 
@@ -10,6 +11,8 @@ export interface PlatformSettings {
   /** Local platform: the inventory file and where restored disks go. */
   inventoryPath: string;
   restoreDir: string;
+  /** libvirt platform: LIFEBOAT_LIBVIRT_URI and LIFEBOAT_LIBVIRT_SCRATCH_DIR. */
+  libvirt?: { uri: string; scratchDir: string };
   logger?: Logger;
 }
 
@@ -22,7 +25,9 @@ export async function openPlatform(s: PlatformSettings): Promise<Platform> {
   switch (s.kind) {
     case 'local':
       return LocalPlatform.open({ inventoryPath: s.inventoryPath, restoreDir: s.restoreDir, logger: s.logger });
+    case 'libvirt':
+      return new LibvirtPlatform({ uri: s.libvirt?.uri ?? 'qemu:///system', scratchDir: s.libvirt?.scratchDir ?? s.restoreDir, logger: s.logger });
     default:
-      throw new ValidationError(`Unknown platform ${JSON.stringify(s.kind)} (LIFEBOAT_PLATFORM must be local)`);
+      throw new ValidationError(`Unknown platform ${JSON.stringify(s.kind)} (LIFEBOAT_PLATFORM must be local or libvirt)`);
   }
 }

@@ -1,0 +1,272 @@
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import type { Instance } from '../../domain/instance.js';
+import { errorMessage } from '../../lib/errors.js';
+import type { Logger } from '../../lib/logger.js';
+import { NbdClient } from '../../nbd/client.js';
+import { nbdDiskSource } from '../../nbd/disk-source.js';
+import { BASE_ALLOCATION, dirtyBitmapContext } from '../../nbd/protocol.js';
+import type { BackupDisk, BackupOutcome, BackupSession, Checkpoint, DiskSource } from '../platform.js';
+import { parseBackupExports, parseCheckpointXml, xmlAttr, type DomainDisk, type DomainInfo } from './domain-xml.js';
+import { LibvirtError, type Virsh } from './virsh.js';
+
+/** Checkpoints Lifeboat creates are named `lifeboat-…`; others (an operator's) are never touched. */
+export const CHECKPOINT_PREFIX = 'lifeboat-';
+
+/** What Lifeboat keeps of a checkpoint (Checkpoint.state): libvirt's XML to redefine it, and the disk sizes it saw. */
+interface CheckpointState {
+  v: 1;
+  xml: string;
+  sizes: Record<string, number>;
+}
+
+/** Bytes read from the exports of one backup (for the operator and the tests). */
+export interface BackupReadStats {
+  mode: 'full' | 'incremental';
+  bytesRead: number;
+}
+
+export interface LibvirtBackupDeps {
+  virsh: Virsh;
+  /** Where QEMU creates the NBD socket and scratch files (must be writable by QEMU's user). */
+  scratchDir: string;
+  log: Logger;
+  onStats?: (domainUuid: string, stats: BackupReadStats) => void;
+}
+
+/** The plan of one pull job: which disks go incremental and why not. */
+interface Plan {
+  base: { name: string; state: CheckpointState } | null;
+  warnings: string[];
+}
+
+const isBitmapCapable = (d: DomainDisk) => d.format === 'qcow2';
+
+function parseState(c: Checkpoint): CheckpointState | null {
+  try {
+    const s = JSON.parse(c.state ?? '') as Partial<CheckpointState>;
+    if (s.v !== 1 || typeof s.xml !== 'string' || !s.sizes || typeof s.sizes !== 'object') return null;
+    return s as CheckpointState;
+  } catch {
+    return null;
+  }
+}
+
+/** Lifeboat's checkpoints that libvirt still has metadata for (left by a crash). */
+async function lifeboatCheckpoints(virsh: Virsh, uuid: string): Promise<string[]> {
+  const out = await virsh.run(['checkpoint-list', uuid, '--name']);
+  return out
+    .split('\n')
+    .map((s) => s.trim())
+    .filter((s) => s.startsWith(CHECKPOINT_PREFIX));
+}
+
+/**
+ * Decides whether the base checkpoint can be trusted: its state parses, names the same
+ * checkpoint, covers exactly the current qcow2 disks at the same sizes. Anything else → full
+ * with a warning (never an incremental from a bitmap we cannot trust).
+ */
+function checkBase(base: Checkpoint | null, dom: DomainInfo, sizes: Map<string, number>): Plan {
+  if (!base) return { base: null, warnings: [] };
+  const restart = (why: string): Plan => ({ base: null, warnings: [`Instance ${dom.name}: ${why}; the disks were read in full and a new checkpoint chain started`] });
+  const state = parseState(base);
+  const parsed = state ? parseCheckpointXml(state.xml) : null;
+  if (!state || !parsed || parsed.name !== base.name || !base.name.startsWith(CHECKPOINT_PREFIX)) return restart('the recorded checkpoint is unusable');
+  const qcow2 = dom.disks.filter(isBitmapCapable).map((d) => d.target);
+  if (qcow2.length === 0) return restart('no disk can hold a dirty bitmap');
+  if ([...parsed.bitmapDisks].sort().join() !== [...qcow2].sort().join()) return restart('the disks changed since the last checkpoint');
+  for (const t of qcow2) if (state.sizes[t] !== sizes.get(t)) return restart(`disk ${t} was resized since the last checkpoint`);
+  const warnings = dom.disks.filter((d) => !isBitmapCapable(d)).map((d) => `Instance ${dom.name}: disk ${d.target} (${d.format}) cannot track changes and was read in full`);
+  return { base: { name: base.name, state }, warnings };
+}
+
+function checkpointXml(name: string, disks: DomainDisk[]): string {
+  const items = disks.map((d) => `<disk name='${xmlAttr(d.target)}' checkpoint='${isBitmapCapable(d) ? 'bitmap' : 'no'}'/>`).join('');
+  return `<domaincheckpoint><name>${xmlAttr(name)}</name><disks>${items}</disks></domaincheckpoint>`;
+}
+
+function backupXml(socket: string, scratch: (d: DomainDisk) => string, disks: DomainDisk[], base: string | null): string {
+  const items = disks
+    .map((d) => {
+      const mode = base && isBitmapCapable(d) ? `backupmode='incremental' incremental='${xmlAttr(base)}'` : `backupmode='full'`;
+      return `<disk name='${xmlAttr(d.target)}' backup='yes' type='file' ${mode}><scratch file='${xmlAttr(scratch(d))}'/></disk>`;
+    })
+    .join('');
+  return `<domainbackup mode='pull'><server transport='unix' socket='${xmlAttr(socket)}'/><disks>${items}</disks></domainbackup>`;
+}
+
+const BROKEN_CHAIN_RE = /checkpoint inconsistent|missing or broken bitmap|not found|no checkpoint|bitmap/i;
+
+/**
+ * One pull-mode backup of a running domain (libvirt README §7): all disks in one job, a new
+ * checkpoint taken atomically at backup-begin, each disk an NBD export read through our client.
+ * Checkpoint metadata lives in libvirt only during the job: the base is redefined from
+ * Lifeboat's copy before, and every Lifeboat checkpoint's metadata is removed in end().
+ */
+export async function beginLibvirtBackup(deps: LibvirtBackupDeps, instance: Instance, dom: DomainInfo, baseCheckpoint: Checkpoint | null): Promise<BackupSession> {
+  const { virsh, log } = deps;
+  const uuid = dom.uuid;
+  const sizes = await diskSizes(virsh, uuid, dom.disks);
+  let plan = checkBase(baseCheckpoint, dom, sizes);
+  await abortStaleJob(virsh, uuid, log);
+  // Leftover metadata of Lifeboat checkpoints (a crash between begin and end): drop it, keep bitmaps.
+  for (const cp of await lifeboatCheckpoints(virsh, uuid)) await virsh.run(['checkpoint-delete', uuid, cp, '--metadata']);
+  const xmlDir = await mkdtemp(path.join(tmpdir(), 'lifeboat-libvirt-'));
+  const tag = `${Date.now().toString(36)}-${randomBytes(4).toString('hex')}`;
+  const newCp = dom.disks.some(isBitmapCapable) ? `${CHECKPOINT_PREFIX}${tag}` : null;
+  const socket = path.join(deps.scratchDir, `${tag}.sock`);
+  const scratch = (d: DomainDisk) => path.join(deps.scratchDir, `${tag}-${d.target}.scratch`);
+  const cleanupFiles = async () => {
+    await rm(xmlDir, { recursive: true, force: true });
+    await rm(socket, { force: true });
+    for (const d of dom.disks) await rm(scratch(d), { force: true });
+  };
+  try {
+    if (plan.base) plan = await redefineBase(virsh, uuid, xmlDir, plan, dom);
+    const begin = async (base: string | null) => {
+      await writeFile(path.join(xmlDir, 'backup.xml'), backupXml(socket, scratch, dom.disks, base));
+      const args = ['backup-begin', uuid, path.join(xmlDir, 'backup.xml')];
+      if (newCp) {
+        await writeFile(path.join(xmlDir, 'checkpoint.xml'), checkpointXml(newCp, dom.disks));
+        args.push(path.join(xmlDir, 'checkpoint.xml'));
+      }
+      await virsh.run(args);
+    };
+    try {
+      await begin(plan.base?.name ?? null);
+    } catch (e) {
+      if (!plan.base || !(e instanceof LibvirtError) || !BROKEN_CHAIN_RE.test(e.detail)) throw e;
+      log.warn({ domain: uuid, err: e.detail }, 'libvirt refused the incremental; starting a new checkpoint chain');
+      await deleteCheckpoint(virsh, uuid, plan.base.name, 'metadata', log);
+      plan = { base: null, warnings: [`Instance ${dom.name}: the last checkpoint could not be used (${e.detail}); the disks were read in full and a new checkpoint chain started`] };
+      await begin(null);
+    }
+  } catch (e) {
+    if (plan.base) await deleteCheckpoint(virsh, uuid, plan.base.name, 'metadata', log);
+    await cleanupFiles();
+    throw e;
+  }
+  return openSession(deps, { instance, dom, plan, newCp, socket, sizes, cleanupFiles, xmlDir });
+}
+
+interface Begun {
+  instance: Instance;
+  dom: DomainInfo;
+  plan: Plan;
+  newCp: string | null;
+  socket: string;
+  sizes: Map<string, number>;
+  xmlDir: string;
+  cleanupFiles: () => Promise<void>;
+}
+
+/** Connects to every export and builds the session; on failure ends the job (all or none). */
+async function openSession(deps: LibvirtBackupDeps, b: Begun): Promise<BackupSession> {
+  const { virsh, log } = deps;
+  const uuid = b.dom.uuid;
+  const clients: NbdClient[] = [];
+  const stats: BackupReadStats = { mode: b.plan.base ? 'incremental' : 'full', bytesRead: 0 };
+  const disks: BackupDisk[] = [];
+  let checkpoint: Checkpoint | null = null;
+  const finish = async (outcome: BackupOutcome) => {
+    await Promise.all(clients.map((c) => c.close().catch(() => c.destroy())));
+    await virsh.run(['domjobabort', uuid]).catch((e: unknown) => log.warn({ domain: uuid, err: errorMessage(e) }, 'ending the libvirt backup job failed'));
+    if (b.newCp) await deleteCheckpoint(virsh, uuid, b.newCp, outcome === 'committed' ? 'metadata' : 'all', log);
+    // The base's bitmap is no longer needed once the new checkpoint is committed (keeps the chain at one).
+    if (b.plan.base) await deleteCheckpoint(virsh, uuid, b.plan.base.name, outcome === 'committed' ? 'all' : 'metadata', log);
+    await b.cleanupFiles();
+  };
+  try {
+    const exports = parseBackupExports(await virsh.run(['backup-dumpxml', uuid]));
+    for (const disk of b.dom.disks) {
+      const ex = exports.find((x) => x.disk === disk.target);
+      if (!ex) throw new LibvirtError('backup-begin', `disk ${disk.target} is not exported`);
+      const incremental = b.plan.base !== null && isBitmapCapable(disk) && ex.exportBitmap !== null;
+      const context = incremental ? dirtyBitmapContext(ex.exportBitmap!) : null;
+      const client = await NbdClient.connect({ socketPath: b.socket, exportName: ex.exportName, metaContexts: context ? [BASE_ALLOCATION, context] : [BASE_ALLOCATION] });
+      clients.push(client);
+      const source = nbdDiskSource(client, { alignment: 1, ...(context ? { dirty: { checkpoint: b.plan.base!.name, context } } : {}) });
+      disks.push({ disk: instanceDisk(b.instance, disk), source: counted(source, stats) });
+    }
+    if (b.newCp) {
+      const xml = await virsh.run(['checkpoint-dumpxml', uuid, b.newCp]);
+      checkpoint = { name: b.newCp, state: JSON.stringify({ v: 1, xml, sizes: Object.fromEntries(b.sizes) } satisfies CheckpointState) };
+    }
+  } catch (e) {
+    await finish('failed');
+    throw e;
+  }
+  let ended = false;
+  return {
+    disks,
+    checkpoint,
+    warnings: b.plan.warnings,
+    end: async (outcome) => {
+      if (ended) return;
+      ended = true;
+      await finish(outcome).catch((e: unknown) => log.warn({ domain: uuid, err: errorMessage(e) }, 'libvirt backup cleanup failed'));
+      deps.onStats?.(uuid, stats);
+    },
+  };
+}
+
+function instanceDisk(instance: Instance, d: DomainDisk): Instance['disks'][number] {
+  return instance.disks.find((x) => x.device === `/dev/${d.target}`) ?? { device: `/dev/${d.target}`, format: d.format };
+}
+
+function counted(source: DiskSource, stats: BackupReadStats): DiskSource {
+  const read = source.read.bind(source);
+  return Object.assign(source, {
+    read: async (buf: Buffer, offset: number, length: number, position: number) => {
+      const n = await read(buf, offset, length, position);
+      stats.bytesRead += n;
+      return n;
+    },
+  });
+}
+
+/** Recreates the base checkpoint's libvirt metadata from Lifeboat's copy; failure → full. */
+async function redefineBase(virsh: Virsh, uuid: string, xmlDir: string, plan: Plan, dom: DomainInfo): Promise<Plan> {
+  const base = plan.base!;
+  const file = path.join(xmlDir, 'base-checkpoint.xml');
+  await writeFile(file, base.state.xml);
+  try {
+    await virsh.run(['checkpoint-create', uuid, file, '--redefine']);
+    return plan;
+  } catch (e) {
+    const detail = e instanceof LibvirtError ? e.detail : errorMessage(e);
+    return { base: null, warnings: [`Instance ${dom.name}: the last checkpoint could not be restored in libvirt (${detail}); the disks were read in full and a new checkpoint chain started`] };
+  }
+}
+
+/** Virtual size of every disk (the checkpoint records them: a resize breaks the chain). */
+async function diskSizes(virsh: Virsh, uuid: string, disks: DomainDisk[]): Promise<Map<string, number>> {
+  const sizes = new Map<string, number>();
+  for (const d of disks) {
+    const out = await virsh.run(['domblkinfo', uuid, d.target]);
+    const m = /^Capacity:\s+(\d+)/m.exec(out);
+    if (!m) throw new LibvirtError('domblkinfo', `no capacity reported for disk ${d.target}`);
+    sizes.set(d.target, Number(m[1]));
+  }
+  return sizes;
+}
+
+/** A pull job left open by a dead worker would block backup-begin: end it. */
+async function abortStaleJob(virsh: Virsh, uuid: string, log: Logger): Promise<void> {
+  const info = await virsh.run(['domjobinfo', uuid]).catch(() => '');
+  if (!/^Operation:\s+Backup/m.test(info)) return;
+  log.warn({ domain: uuid }, 'ending a libvirt backup job left open by an earlier run');
+  await virsh.run(['domjobabort', uuid]);
+}
+
+/** 'metadata': libvirt forgets it, the qcow2 bitmap stays; 'all': the bitmap goes too. Never throws. */
+async function deleteCheckpoint(virsh: Virsh, uuid: string, name: string, what: 'metadata' | 'all', log: Logger): Promise<void> {
+  try {
+    await virsh.run(['checkpoint-delete', uuid, name, ...(what === 'metadata' ? ['--metadata'] : [])]);
+  } catch (e) {
+    log.warn({ domain: uuid, checkpoint: name, err: errorMessage(e) }, 'deleting a libvirt checkpoint failed');
+    if (what === 'all') await virsh.run(['checkpoint-delete', uuid, name, '--metadata']).catch(() => undefined);
+  }
+}

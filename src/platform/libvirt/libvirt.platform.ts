@@ -1,0 +1,114 @@
+import type { Instance } from '../../domain/instance.js';
+import { NotFoundError, UnavailableError } from '../../lib/errors.js';
+import { isUuid } from '../../lib/ids.js';
+import { silentLogger, type Logger } from '../../lib/logger.js';
+import type { BackupSession, BeginBackupOptions, NewInstanceSpec, Platform, PreparedInstance, RestoreTag } from '../platform.js';
+import { beginLibvirtBackup, type BackupReadStats } from './backup.js';
+import { parseDomainXml, type DomainInfo } from './domain-xml.js';
+import { isNoDomain, Virsh } from './virsh.js';
+
+export interface LibvirtPlatformOptions {
+  /** LIFEBOAT_LIBVIRT_URI, e.g. qemu:///system. */
+  uri: string;
+  /** LIFEBOAT_LIBVIRT_SCRATCH_DIR: NBD sockets and backup scratch files (QEMU's user must write there). */
+  scratchDir: string;
+  logger?: Logger;
+}
+
+/** libvirt's domain states → the Nova-like status Lifeboat reports. */
+const STATUS: Record<string, string> = { running: 'ACTIVE', paused: 'PAUSED', 'shut off': 'SHUTOFF', crashed: 'ERROR', pmsuspended: 'SUSPENDED', 'in shutdown': 'ACTIVE', idle: 'ACTIVE' };
+
+/**
+ * Domains of one libvirt host (README.md). The instance id is the domain UUID; the project
+ * comes from Lifeboat's domain metadata (`lifeboat libvirt-assign`); unassigned domains and
+ * domains of other projects are reported exactly like missing ones.
+ */
+export class LibvirtPlatform implements Platform {
+  readonly name = 'libvirt';
+  private readonly virsh: Virsh;
+  private readonly log: Logger;
+  private readonly scratchDir: string;
+  /** The read statistics of the last backup of each domain (by UUID). */
+  private readonly stats = new Map<string, BackupReadStats>();
+
+  constructor(opts: LibvirtPlatformOptions) {
+    this.virsh = new Virsh(opts.uri);
+    this.scratchDir = opts.scratchDir;
+    this.log = (opts.logger ?? silentLogger).child({ platform: 'libvirt' });
+  }
+
+  async listInstances(projectId: string): Promise<Instance[]> {
+    const uuids = (await this.virsh.run(['list', '--all', '--uuid'])).split('\n').map((s) => s.trim()).filter(isUuid);
+    const out: Instance[] = [];
+    for (const uuid of uuids) {
+      const found = await this.lookup(uuid);
+      if (found && found.dom.projectId === projectId) out.push(toInstance(found.dom, found.state));
+    }
+    return out;
+  }
+
+  async getInstance(projectId: string, instanceId: string): Promise<Instance | null> {
+    if (!isUuid(instanceId)) return null;
+    const found = await this.lookup(instanceId.toLowerCase());
+    return found && found.dom.projectId === projectId ? toInstance(found.dom, found.state) : null;
+  }
+
+  /** The domain's XML and state; null when libvirt has no such domain (it may vanish any time). */
+  private async lookup(uuid: string): Promise<{ dom: DomainInfo; state: string } | null> {
+    try {
+      const dom = parseDomainXml(await this.virsh.run(['dumpxml', uuid]));
+      const state = (await this.virsh.run(['domstate', uuid])).trim();
+      return { dom, state };
+    } catch (e) {
+      if (isNoDomain(e)) return null;
+      throw e;
+    }
+  }
+
+  /** Read statistics of the last finished backup of a domain (operator diagnostics, tests). */
+  lastBackupStats(uuid: string): BackupReadStats | null {
+    return this.stats.get(uuid) ?? null;
+  }
+
+  /**
+   * A running domain: one pull-mode backup job over all its disks (backup.ts). Shut-off
+   * domains are not backed up yet (their images would have to be read offline).
+   */
+  async beginBackup(instance: Instance, opts: BeginBackupOptions): Promise<BackupSession> {
+    const found = await this.lookup(instance.id);
+    if (!found || found.dom.projectId !== instance.project_id) throw NotFoundError.of('Instance', instance.id);
+    if (found.state !== 'running') throw new UnavailableError(`Instance ${found.dom.name} (${found.dom.uuid}) is ${found.state}: the libvirt platform backs up running domains only`);
+    return beginLibvirtBackup(
+      { virsh: this.virsh, scratchDir: this.scratchDir, log: this.log, onStats: (uuid, s) => this.stats.set(uuid, s) },
+      instance,
+      found.dom,
+      opts.baseCheckpoint,
+    );
+  }
+
+  createInstance(_projectId: string, _spec: NewInstanceSpec, _tag: RestoreTag): Promise<PreparedInstance> {
+    return Promise.reject(new UnavailableError('Restores are not available on the libvirt platform yet'));
+  }
+
+  openInPlaceSinks(_projectId: string, _instanceId: string, _disks: { device: string; size: number }[], _tag: RestoreTag): Promise<PreparedInstance> {
+    return Promise.reject(new UnavailableError('Restores are not available on the libvirt platform yet'));
+  }
+
+  /** Restores create nothing on this platform yet, so there is nothing to clean up. */
+  async cleanupRestore(): Promise<void> {}
+}
+
+function toInstance(dom: DomainInfo, state: string): Instance {
+  return {
+    id: dom.uuid,
+    name: dom.name,
+    project_id: dom.projectId ?? '',
+    status: STATUS[state] ?? state.toUpperCase(),
+    availability_zone: 'nova',
+    flavor: { vcpus: dom.vcpus, ram: dom.memoryMiB, disk: 0, ephemeral: 0 },
+    security_groups: [],
+    nics: dom.nics.map((n) => ({ mac_address: n.mac, ip_address: '', network: { id: n.network, name: n.network } })),
+    disks: dom.disks.map((d) => ({ device: `/dev/${d.target}`, format: d.format })),
+    metadata: {},
+  };
+}

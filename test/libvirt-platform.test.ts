@@ -1,0 +1,204 @@
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { restoreDisk } from '../src/datamover/restore.js';
+import { MemDiskSink } from '../src/datamover/testing.js';
+import { diskKey } from '../src/jobs/snapshot.job.js';
+import type { LibvirtPlatform } from '../src/platform/libvirt/libvirt.platform.js';
+import { run, skipUnlessInstalled } from '../src/nbd/testing.js';
+import { startHarness, waitFor, type Harness } from './harness.js';
+import { LIBVIRT_TOOLS, startLibvirtd, type Libvirtd } from './libvirtd.js';
+
+/**
+ * The libvirt platform through the real service (issue 11, first slice): a running domain
+ * assigned to a project with `lifeboat libvirt-assign`, a workload of it, a full snapshot, guest
+ * writes through the QEMU monitor, an incremental that reads exactly the dirty 64 KiB blocks,
+ * both snapshots equal to the guest disk as it was, and no checkpoint metadata left in libvirt.
+ */
+const MiB = 1024 * 1024;
+const KiB = 1024;
+const SIZE = 64 * MiB;
+const DOM = 'lifeboat-platform-test';
+const BACKEND = '/machine/peripheral/virtio-disk0/virtio-backend';
+
+describe('libvirt platform through the service', { skip: skipUnlessInstalled(...LIBVIRT_TOOLS) }, () => {
+  let lv: Libvirtd;
+  let h: Harness;
+  let uuid: string;
+  let wid: string;
+  let expected: Buffer; // the guest disk, kept in step with every write
+  const cliHome = mkdtempSync(join(tmpdir(), 'lifeboat-cli-'));
+
+  const lifeboat = (...args: string[]) =>
+    spawnSync(process.execPath, ['dist/src/main.js', ...args], { encoding: 'utf8', env: { ...process.env, LIFEBOAT_HOME: cliHome, LIFEBOAT_LIBVIRT_URI: lv.uri } });
+
+  before(async () => {
+    lv = await startLibvirtd();
+    const data = lv.dataDir;
+    expected = Buffer.alloc(SIZE);
+    randomBytes(8 * MiB).copy(expected, 0);
+    randomBytes(4 * MiB).copy(expected, 32 * MiB);
+    writeFileSync(join(data, 'seed.raw'), expected);
+    run('qemu-img', ['convert', '-q', '-f', 'raw', '-O', 'qcow2', join(data, 'seed.raw'), join(data, 'disk0.qcow2')]);
+    rmSync(join(data, 'seed.raw'));
+    lv.own(join(data, 'disk0.qcow2'));
+    const scratch = join(data, 'scratch');
+    mkdirSync(scratch, { mode: 0o750 });
+    lv.own(scratch);
+    writeFileSync(join(data, 'dom.xml'), domainXml(lv.domainType, join(data, 'disk0.qcow2')));
+    lv.virsh('define', join(data, 'dom.xml'));
+    lv.virsh('start', DOM);
+    uuid = lv.virsh('domuuid', DOM).trim();
+    h = await startHarness({ env: { LIFEBOAT_PLATFORM: 'libvirt', LIFEBOAT_LIBVIRT_URI: lv.uri, LIFEBOAT_LIBVIRT_SCRATCH_DIR: scratch } });
+  });
+
+  after(async () => {
+    try {
+      await h?.close();
+    } finally {
+      rmSync(cliHome, { recursive: true, force: true });
+      if (lv) {
+        try {
+          lv.virsh('destroy', DOM);
+          lv.virsh('undefine', DOM, '--checkpoints-metadata');
+        } finally {
+          await lv.stop();
+        }
+      }
+    }
+  });
+
+  const getSnap = async (sid: string) => (await h.api(h.alice, 'GET', `/snapshots/${sid}`)).json.snapshot;
+  const checkpointsInLibvirt = () => lv.virsh('checkpoint-list', DOM, '--name').trim();
+  const platform = () => h.lb.platform as LibvirtPlatform;
+
+  function guestWrite(pattern: number, offset: number, length: number): void {
+    lv.virsh('qemu-monitor-command', DOM, '--hmp', `qemu-io -d ${BACKEND} "write -P 0x${pattern.toString(16)} ${offset} ${length}"`);
+    expected.fill(pattern, offset, offset + length);
+  }
+
+  /**
+   * A snapshot through the API; returns once it is available and its libvirt backup has ended
+   * (the job ends the platform session just after the snapshot becomes available).
+   */
+  async function snapshot(full: boolean): Promise<{ id: string; size: number; warning_msg: string | null }> {
+    const before = platform().lastBackupStats(uuid);
+    const r = await h.api(h.alice, 'POST', `/workloads/${wid}${full ? '?full=1' : ''}`, { snapshot: { name: 's', snapshot_type: full ? 'full' : 'incremental' } });
+    assert.equal(r.status, 200, r.text);
+    const sid = r.json.snapshot.id as string;
+    const s = await waitFor(async () => {
+      const x = await getSnap(sid);
+      return ['available', 'error'].includes(x.status) ? x : null;
+    }, 60_000, 'snapshot done');
+    assert.equal(s.status, 'available', s.error_msg);
+    await waitFor(async () => (await h.api(h.alice, 'GET', `/workloads/${wid}`)).json.workload.status === 'available', 20_000, 'workload');
+    await waitFor(async () => platform().lastBackupStats(uuid) !== before, 20_000, 'libvirt backup ended');
+    return s;
+  }
+
+  async function snapshotContent(sid: string): Promise<Buffer> {
+    const sink = new MemDiskSink(SIZE);
+    await restoreDisk({ repo: h.lb.repo, snapshotId: sid, diskKey: diskKey(uuid, '/dev/vda'), sink });
+    return sink.data;
+  }
+
+  test('an unassigned domain is invisible; libvirt-assign gives it to a project and the instance comes from the domain XML', async () => {
+    const refused = await h.api(h.alice, 'POST', '/workloads', { workload: { name: 'lv', instances: [{ 'instance-id': uuid }] } });
+    assert.ok(refused.status >= 400 && refused.status < 500, `unassigned domain: ${refused.status} ${refused.text}`);
+    assert.equal(await platform().getInstance(h.alice.projectId, uuid), null);
+
+    const assigned = lifeboat('libvirt-assign', DOM, h.alice.projectId);
+    assert.equal(assigned.status, 0, assigned.stderr);
+    assert.match(assigned.stdout, new RegExp(uuid));
+    assert.equal(await platform().getInstance(h.bob.projectId, uuid), null, 'another project does not see it');
+    const inst = await platform().getInstance(h.alice.projectId, uuid);
+    assert.deepEqual(
+      { id: inst?.id, name: inst?.name, status: inst?.status, vcpus: inst?.flavor.vcpus, ram: inst?.flavor.ram, disks: inst?.disks, nics: inst?.nics.length },
+      { id: uuid, name: DOM, status: 'ACTIVE', vcpus: 1, ram: 128, disks: [{ device: '/dev/vda', format: 'qcow2' }], nics: 0 },
+    );
+    assert.deepEqual((await platform().listInstances(h.alice.projectId)).map((i) => i.id), [uuid]);
+
+    const usage = lifeboat('libvirt-assign', DOM);
+    assert.equal(usage.status, 2, 'neither a project nor --remove');
+    const missing = lifeboat('libvirt-assign', 'no-such-domain', h.alice.projectId);
+    assert.equal(missing.status, 1);
+    assert.match(missing.stderr, /could not be found/);
+    assert.doesNotMatch(missing.stderr, /\/tmp|socket=/, 'no path in the message');
+
+    const r = await h.api(h.alice, 'POST', '/workloads', { workload: { name: 'lv', instances: [{ 'instance-id': uuid }] } });
+    assert.equal(r.status, 202, r.text);
+    wid = r.json.workload.id;
+    await waitFor(async () => (await h.api(h.alice, 'GET', `/workloads/${wid}`)).json.workload.status === 'available', 20_000, 'workload');
+  });
+
+  test('full, guest writes, incremental: the incremental reads exactly the dirty blocks; both equal the disk; no checkpoint stays in libvirt', async () => {
+    assert.ok(wid, 'the workload of the previous test exists');
+    const full = await snapshot(true);
+    assert.equal(full.warning_msg, null);
+    assert.equal(checkpointsInLibvirt(), '', 'no checkpoint metadata after the full');
+    assert.deepEqual(platform().lastBackupStats(uuid), { mode: 'full', bytesRead: 12 * MiB }, 'a full reads only the allocated data');
+    assert.ok(full.size >= 12 * MiB, `full stored ${full.size} bytes of random data`);
+    const atFull = Buffer.from(expected);
+
+    guestWrite(0x5a, 1 * MiB, 64 * KiB); // aligned, inside data
+    guestWrite(0x5b, 10 * MiB + 1000, 100 * KiB); // unaligned, in a hole: 2 blocks
+    guestWrite(0x5c, 40 * MiB - 512, 1024); // across the 40 MiB block edge: 2 blocks
+    const inc = await snapshot(false);
+    assert.equal(inc.warning_msg, null);
+    assert.equal(checkpointsInLibvirt(), '', 'no checkpoint metadata after the incremental');
+    assert.deepEqual(platform().lastBackupStats(uuid), { mode: 'incremental', bytesRead: 5 * 64 * KiB }, 'only the five dirty 64 KiB blocks are read');
+    assert.ok(inc.size < 1 * MiB, `incremental stored ${inc.size} bytes`);
+
+    assert.ok((await snapshotContent(full.id)).equals(atFull), 'the full is the disk at its backup-begin');
+    assert.ok((await snapshotContent(inc.id)).equals(expected), 'the incremental is the disk at its backup-begin');
+  });
+
+  test('a recorded checkpoint libvirt cannot use makes the next snapshot a full with a warning, and the chain continues after it', async () => {
+    assert.ok(wid, 'the workload of the first test exists');
+    // The base bitmap disappears from the running domain (as after an unclean QEMU exit).
+    const bitmaps = JSON.parse(lv.virsh('qemu-monitor-command', DOM, '{"execute":"query-named-block-nodes","arguments":{"flat":true}}')).return as { 'node-name': string; 'dirty-bitmaps'?: { name?: string }[] }[];
+    const node = bitmaps.find((n) => (n['dirty-bitmaps'] ?? []).some((b) => b.name?.startsWith('lifeboat-')))!;
+    assert.ok(node, `the last checkpoint has a bitmap in QEMU: ${JSON.stringify(bitmaps.map((n) => n['dirty-bitmaps']))}`);
+    for (const b of node['dirty-bitmaps']!) {
+      lv.virsh('qemu-monitor-command', DOM, JSON.stringify({ execute: 'block-dirty-bitmap-remove', arguments: { node: node['node-name'], name: b.name } }));
+    }
+    guestWrite(0x6a, 2 * MiB, 64 * KiB);
+    const fallback = await snapshot(false);
+    assert.match(fallback.warning_msg ?? '', /read in full and a new checkpoint chain started/);
+    assert.doesNotMatch(fallback.warning_msg ?? '', /\/tmp|socket=/);
+    assert.equal(platform().lastBackupStats(uuid)?.mode, 'full');
+    assert.equal(checkpointsInLibvirt(), '');
+    assert.ok((await snapshotContent(fallback.id)).equals(expected), 'the fallback full is the disk');
+
+    guestWrite(0x6b, 3 * MiB, 64 * KiB);
+    const next = await snapshot(false);
+    assert.equal(next.warning_msg, null);
+    assert.deepEqual(platform().lastBackupStats(uuid), { mode: 'incremental', bytesRead: 64 * KiB });
+    assert.ok((await snapshotContent(next.id)).equals(expected));
+    assert.equal(checkpointsInLibvirt(), '');
+  });
+});
+
+function domainXml(type: 'kvm' | 'qemu', disk: string): string {
+  return `<domain type='${type}'>
+  <name>${DOM}</name>
+  <memory unit='MiB'>128</memory>
+  <vcpu>1</vcpu>
+  <os><type arch='x86_64' machine='pc'>hvm</type></os>
+  <devices>
+    <emulator>/usr/bin/qemu-system-x86_64</emulator>
+    <disk type='file' device='disk'>
+      <driver name='qemu' type='qcow2'/>
+      <source file='${disk}'/>
+      <target dev='vda' bus='virtio'/>
+    </disk>
+    <video><model type='none'/></video>
+    <memballoon model='none'/>
+  </devices>
+</domain>
+`;
+}
