@@ -26,7 +26,7 @@ export async function openPlatform(s: PlatformSettings): Promise<Platform> {
     case 'local':
       return LocalPlatform.open({ inventoryPath: s.inventoryPath, restoreDir: s.restoreDir, logger: s.logger });
     case 'libvirt':
-      return new LibvirtPlatform({ uri: s.libvirt?.uri ?? 'qemu:///system', scratchDir: s.libvirt?.scratchDir ?? s.restoreDir, logger: s.logger });
+      return new LibvirtPlatform({ uri: s.libvirt?.uri ?? 'qemu:///system', scratchDir: s.libvirt?.scratchDir ?? s.restoreDir, restoreDir: s.restoreDir, logger: s.logger });
     default:
       throw new ValidationError(`Unknown platform ${JSON.stringify(s.kind)} (LIFEBOAT_PLATFORM must be local or libvirt)`);
   }

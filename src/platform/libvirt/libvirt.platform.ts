@@ -5,6 +5,7 @@ import { silentLogger, type Logger } from '../../lib/logger.js';
 import type { BackupSession, BeginBackupOptions, NewInstanceSpec, Platform, PreparedInstance, RestoreTag } from '../platform.js';
 import { beginLibvirtBackup, type BackupReadStats } from './backup.js';
 import { parseDomainXml, type DomainInfo } from './domain-xml.js';
+import { cleanupLibvirtRestore, createLibvirtInstance, type LibvirtRestoreDeps } from './restore.js';
 import { isNoDomain, Virsh } from './virsh.js';
 
 export interface LibvirtPlatformOptions {
@@ -12,6 +13,8 @@ export interface LibvirtPlatformOptions {
   uri: string;
   /** LIFEBOAT_LIBVIRT_SCRATCH_DIR: NBD sockets and backup scratch files (QEMU's user must write there). */
   scratchDir: string;
+  /** LIFEBOAT_RESTORE_DIR: disks of restored domains go to `<dir>/<uuid>/<target>.raw`. */
+  restoreDir: string;
   logger?: Logger;
 }
 
@@ -28,12 +31,14 @@ export class LibvirtPlatform implements Platform {
   private readonly virsh: Virsh;
   private readonly log: Logger;
   private readonly scratchDir: string;
+  private readonly restoreDir: string;
   /** The read statistics of the last backup of each domain (by UUID). */
   private readonly stats = new Map<string, BackupReadStats>();
 
   constructor(opts: LibvirtPlatformOptions) {
     this.virsh = new Virsh(opts.uri);
     this.scratchDir = opts.scratchDir;
+    this.restoreDir = opts.restoreDir;
     this.log = (opts.logger ?? silentLogger).child({ platform: 'libvirt' });
   }
 
@@ -86,16 +91,23 @@ export class LibvirtPlatform implements Platform {
     );
   }
 
-  createInstance(_projectId: string, _spec: NewInstanceSpec, _tag: RestoreTag): Promise<PreparedInstance> {
-    return Promise.reject(new UnavailableError('Restores are not available on the libvirt platform yet'));
+  /** A new domain (restore.ts): raw disks under the restore dir, defined (not started) on publish. */
+  createInstance(projectId: string, spec: NewInstanceSpec, tag: RestoreTag): Promise<PreparedInstance> {
+    return createLibvirtInstance(this.restoreDeps(projectId), projectId, spec, tag);
+  }
+
+  private restoreDeps(projectId: string): LibvirtRestoreDeps {
+    return { virsh: this.virsh, restoreDir: this.restoreDir, log: this.log, lookup: (uuid) => this.getInstance(projectId, uuid) };
   }
 
   openInPlaceSinks(_projectId: string, _instanceId: string, _disks: { device: string; size: number }[], _tag: RestoreTag): Promise<PreparedInstance> {
-    return Promise.reject(new UnavailableError('Restores are not available on the libvirt platform yet'));
+    return Promise.reject(new UnavailableError('In-place restores are not available on the libvirt platform yet'));
   }
 
-  /** Restores create nothing on this platform yet, so there is nothing to clean up. */
-  async cleanupRestore(): Promise<void> {}
+  /** Removes the disk directories of new domains a dead restore never defined. */
+  cleanupRestore(projectId: string, tag: RestoreTag): Promise<void> {
+    return cleanupLibvirtRestore(this.restoreDeps(projectId), tag);
+  }
 }
 
 function toInstance(dom: DomainInfo, state: string): Instance {
@@ -107,7 +119,7 @@ function toInstance(dom: DomainInfo, state: string): Instance {
     availability_zone: 'nova',
     flavor: { vcpus: dom.vcpus, ram: dom.memoryMiB, disk: 0, ephemeral: 0 },
     security_groups: [],
-    nics: dom.nics.map((n) => ({ mac_address: n.mac, ip_address: '', network: { id: n.network, name: n.network } })),
+    nics: dom.nics.map((n) => ({ mac_address: n.mac, ip_address: '', network: { id: `${n.type === 'bridge' ? 'bridge' : 'network'}:${n.network}`, name: n.network } })),
     disks: dom.disks.map((d) => ({ device: `/dev/${d.target}`, format: d.format })),
     metadata: {},
   };
