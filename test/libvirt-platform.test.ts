@@ -189,7 +189,26 @@ describe('libvirt platform through the service', { skip: skipUnlessInstalled(...
     assert.equal(checkpointsInLibvirt(), '');
   });
 
-  test('one-click restore of the incremental defines a new domain in the project whose disk is the source at snapshot time, byte for byte', async () => {
+  test('a shut-off domain is read in full from its images (with a warning on an incremental); running again, the next snapshot starts a new chain', async () => {
+    assert.ok(wid, 'the workload of the first test exists');
+    lv.virsh('destroy', DOM); // SIGTERM: a clean QEMU exit
+    assert.equal(lv.virsh('domstate', DOM).trim(), 'shut off');
+    const offline = await snapshot(false);
+    assert.match(offline.warning_msg ?? '', /shut off: its disks were read in full/);
+    assert.deepEqual(platform().lastBackupStats(uuid), { mode: 'full', bytesRead: 12 * MiB + 256 * KiB }, 'only the allocated clusters are read');
+    assert.ok((await snapshotContent(offline.id)).equals(expected), 'the offline snapshot is the disk');
+
+    lv.virsh('start', DOM); // the image is free again: qemu-nbd has exited
+    const first = await snapshot(false);
+    assert.equal(first.warning_msg, null, 'no base checkpoint: a plain full');
+    assert.equal(platform().lastBackupStats(uuid)?.mode, 'full');
+    guestWrite(0x7a, 5 * MiB, 64 * KiB);
+    const next = await snapshot(false);
+    assert.deepEqual(platform().lastBackupStats(uuid), { mode: 'incremental', bytesRead: 64 * KiB });
+    assert.ok((await snapshotContent(next.id)).equals(expected));
+    assert.equal(checkpointsInLibvirt(), '');
+  });
+  test('(last: it changes the workload) one-click restore of the incremental defines a new domain in the project whose disk is the source at snapshot time, byte for byte', async () => {
     assert.ok(incremental, 'the incremental of the second test exists');
     const sid = incremental.id;
     const r = await h.api(h.alice, 'POST', `/workloads/${wid}/snapshots/${sid}/restores`, { restore: { options: { type: 'openstack', oneclickrestore: true, restore_type: 'oneclick' } } });
@@ -210,8 +229,10 @@ describe('libvirt platform through the service', { skip: skipUnlessInstalled(...
     const disk = lv.virsh('domblklist', newId, '--details').split('\n').map((l) => l.trim().split(/\s+/)).find((c) => c[2] === 'vda');
     assert.ok(disk?.[3], 'the restored domain has vda');
     assert.equal(sha256File(disk[3]), sha256(incremental.disk), 'restored disk = the source at the incremental');
+    assert.deepEqual((await h.api(h.alice, 'GET', `/workloads/${wid}`)).json.workload.instances.map((i: { id: string }) => i.id), [newId], 'a one-click restore makes the workload protect the new domain');
     lv.virsh('undefine', newId);
   });
+
 });
 
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');

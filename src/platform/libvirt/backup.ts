@@ -8,7 +8,8 @@ import type { Logger } from '../../lib/logger.js';
 import { NbdClient } from '../../nbd/client.js';
 import { nbdDiskSource } from '../../nbd/disk-source.js';
 import { BASE_ALLOCATION, dirtyBitmapContext } from '../../nbd/protocol.js';
-import type { BackupDisk, BackupOutcome, BackupSession, Checkpoint, DiskSource } from '../platform.js';
+import type { BackupDisk, BackupOutcome, BackupSession, Checkpoint } from '../platform.js';
+import { counted, type BackupReadStats } from './stats.js';
 import { parseBackupExports, parseCheckpointXml, xmlAttr, type DomainDisk, type DomainInfo } from './domain-xml.js';
 import { LibvirtError, type Virsh } from './virsh.js';
 
@@ -20,12 +21,6 @@ interface CheckpointState {
   v: 1;
   xml: string;
   sizes: Record<string, number>;
-}
-
-/** Bytes read from the exports of one backup (for the operator and the tests). */
-export interface BackupReadStats {
-  mode: 'full' | 'incremental';
-  bytesRead: number;
 }
 
 export interface LibvirtBackupDeps {
@@ -214,17 +209,6 @@ async function openSession(deps: LibvirtBackupDeps, b: Begun): Promise<BackupSes
 
 function instanceDisk(instance: Instance, d: DomainDisk): Instance['disks'][number] {
   return instance.disks.find((x) => x.device === `/dev/${d.target}`) ?? { device: `/dev/${d.target}`, format: d.format };
-}
-
-function counted(source: DiskSource, stats: BackupReadStats): DiskSource {
-  const read = source.read.bind(source);
-  return Object.assign(source, {
-    read: async (buf: Buffer, offset: number, length: number, position: number) => {
-      const n = await read(buf, offset, length, position);
-      stats.bytesRead += n;
-      return n;
-    },
-  });
 }
 
 /** Recreates the base checkpoint's libvirt metadata from Lifeboat's copy; failure → full. */

@@ -3,9 +3,11 @@ import { NotFoundError, UnavailableError } from '../../lib/errors.js';
 import { isUuid } from '../../lib/ids.js';
 import { silentLogger, type Logger } from '../../lib/logger.js';
 import type { BackupSession, BeginBackupOptions, NewInstanceSpec, Platform, PreparedInstance, RestoreTag } from '../platform.js';
-import { beginLibvirtBackup, type BackupReadStats } from './backup.js';
+import { beginLibvirtBackup } from './backup.js';
+import { beginOfflineBackup } from './offline.js';
 import { parseDomainXml, type DomainInfo } from './domain-xml.js';
 import { cleanupLibvirtRestore, createLibvirtInstance, type LibvirtRestoreDeps } from './restore.js';
+import type { BackupReadStats } from './stats.js';
 import { isNoDomain, Virsh } from './virsh.js';
 
 export interface LibvirtPlatformOptions {
@@ -76,13 +78,16 @@ export class LibvirtPlatform implements Platform {
   }
 
   /**
-   * A running domain: one pull-mode backup job over all its disks (backup.ts). Shut-off
-   * domains are not backed up yet (their images would have to be read offline).
+   * A running domain: one pull-mode backup job over all its disks (backup.ts); a shut-off
+   * domain: its images read through read-only qemu-nbd exports (offline.ts).
    */
   async beginBackup(instance: Instance, opts: BeginBackupOptions): Promise<BackupSession> {
     const found = await this.lookup(instance.id);
     if (!found || found.dom.projectId !== instance.project_id) throw NotFoundError.of('Instance', instance.id);
-    if (found.state !== 'running') throw new UnavailableError(`Instance ${found.dom.name} (${found.dom.uuid}) is ${found.state}: the libvirt platform backs up running domains only`);
+    if (found.state === 'shut off') {
+      return beginOfflineBackup({ instance, dom: found.dom, base: opts.baseCheckpoint, log: this.log, onStats: (s) => this.stats.set(found.dom.uuid, s) });
+    }
+    if (found.state !== 'running') throw new UnavailableError(`Instance ${found.dom.name} (${found.dom.uuid}) is ${found.state}: only running and shut-off domains can be backed up`);
     return beginLibvirtBackup(
       { virsh: this.virsh, scratchDir: this.scratchDir, log: this.log, onStats: (uuid, s) => this.stats.set(uuid, s) },
       instance,
