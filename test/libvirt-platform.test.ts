@@ -2,7 +2,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { restoreDisk } from '../src/datamover/restore.js';
@@ -29,6 +29,7 @@ describe('libvirt platform through the service', { skip: skipUnlessInstalled(...
   let lv: Libvirtd;
   let h: Harness;
   let uuid: string;
+  let scratchDir: string;
   let wid: string;
   let expected: Buffer; // the guest disk, kept in step with every write
   let incremental: { id: string; disk: Buffer } | null = null; // the incremental of test 2 and the disk it holds
@@ -47,14 +48,14 @@ describe('libvirt platform through the service', { skip: skipUnlessInstalled(...
     run('qemu-img', ['convert', '-q', '-f', 'raw', '-O', 'qcow2', join(data, 'seed.raw'), join(data, 'disk0.qcow2')]);
     rmSync(join(data, 'seed.raw'));
     lv.own(join(data, 'disk0.qcow2'));
-    const scratch = join(data, 'scratch');
-    mkdirSync(scratch, { mode: 0o750 });
-    lv.own(scratch);
+    scratchDir = join(data, 'scratch');
+    mkdirSync(scratchDir, { mode: 0o750 });
+    lv.own(scratchDir);
     writeFileSync(join(data, 'dom.xml'), domainXml(lv.domainType, join(data, 'disk0.qcow2')));
     lv.virsh('define', join(data, 'dom.xml'));
     lv.virsh('start', DOM);
     uuid = lv.virsh('domuuid', DOM).trim();
-    h = await startHarness({ env: { LIFEBOAT_PLATFORM: 'libvirt', LIFEBOAT_LIBVIRT_URI: lv.uri, LIFEBOAT_LIBVIRT_SCRATCH_DIR: scratch } });
+    h = await startHarness({ env: { LIFEBOAT_PLATFORM: 'libvirt', LIFEBOAT_LIBVIRT_URI: lv.uri, LIFEBOAT_LIBVIRT_SCRATCH_DIR: scratchDir } });
   });
 
   after(async () => {
@@ -208,6 +209,43 @@ describe('libvirt platform through the service', { skip: skipUnlessInstalled(...
     assert.ok((await snapshotContent(next.id)).equals(expected));
     assert.equal(checkpointsInLibvirt(), '');
   });
+  test('a backup whose worker died (session never ended) is cleaned up by the next begin; a failed end keeps the base; no job, socket, scratch file or checkpoint stays', async () => {
+    const inst = (await platform().getInstance(h.alice.projectId, uuid))!;
+    const jobDir = join(scratchDir, uuid);
+    const first = await platform().beginBackup(inst, { baseCheckpoint: null });
+    await first.end('committed');
+    const base = first.checkpoint!;
+    assert.ok(base.name.startsWith('lifeboat-'));
+    guestWrite(0x8a, 6 * MiB, 64 * KiB);
+
+    // A worker that dies mid-backup: its NBD connections go, end() never runs.
+    const dead = await platform().beginBackup(inst, { baseCheckpoint: base });
+    for (const d of dead.disks) await d.source.close();
+    assert.match(lv.virsh('domjobinfo', DOM), /Operation:\s+Backup/, 'the dead worker left its job open');
+    assert.notEqual(checkpointsInLibvirt(), '', 'and its checkpoints');
+    assert.ok(readdirSync(jobDir).length > 0, 'and its socket and scratch file');
+
+    const again = await platform().beginBackup(inst, { baseCheckpoint: base });
+    try {
+      assert.deepEqual(again.warnings, []);
+      assert.deepEqual(await again.disks[0]!.source.changedExtentsSince!(base.name), [{ offset: 6 * MiB, length: 64 * KiB }], 'the chain continues from the base, exactly');
+    } finally {
+      await again.end('failed');
+    }
+    assert.doesNotMatch(lv.virsh('domjobinfo', DOM), /Operation:\s+Backup/, 'no job after end');
+    assert.equal(checkpointsInLibvirt(), '');
+    assert.ok(!existsSync(jobDir), 'no socket or scratch file after end');
+
+    const retry = await platform().beginBackup(inst, { baseCheckpoint: base });
+    try {
+      assert.deepEqual(await retry.disks[0]!.source.changedExtentsSince!(base.name), [{ offset: 6 * MiB, length: 64 * KiB }], 'a failed backup keeps the base usable');
+    } finally {
+      await retry.end('committed');
+    }
+    assert.equal(checkpointsInLibvirt(), '');
+    assert.ok(!existsSync(jobDir));
+  });
+
   test('(last: it changes the workload) one-click restore of the incremental defines a new domain in the project whose disk is the source at snapshot time, byte for byte', async () => {
     assert.ok(incremental, 'the incremental of the second test exists');
     const sid = incremental.id;

@@ -1,9 +1,9 @@
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { chown, mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { Instance } from '../../domain/instance.js';
-import { errorMessage } from '../../lib/errors.js';
+import { ValidationError, errorMessage } from '../../lib/errors.js';
 import type { Logger } from '../../lib/logger.js';
 import { NbdClient } from '../../nbd/client.js';
 import { nbdDiskSource } from '../../nbd/disk-source.js';
@@ -106,17 +106,18 @@ export async function beginLibvirtBackup(deps: LibvirtBackupDeps, instance: Inst
   const sizes = await diskSizes(virsh, uuid, dom.disks);
   let plan = checkBase(baseCheckpoint, dom, sizes);
   await abortStaleJob(virsh, uuid, log);
-  // Leftover metadata of Lifeboat checkpoints (a crash between begin and end): drop it, keep bitmaps.
-  for (const cp of await lifeboatCheckpoints(virsh, uuid)) await virsh.run(['checkpoint-delete', uuid, cp, '--metadata']);
+  await dropLeftoverCheckpoints(virsh, uuid, plan.base?.name ?? null, log);
+  // One job per domain at a time: the domain's own directory holds only this job's files.
+  const jobDir = await domainScratchDir(deps.scratchDir, uuid);
   const xmlDir = await mkdtemp(path.join(tmpdir(), 'lifeboat-libvirt-'));
   const tag = `${Date.now().toString(36)}-${randomBytes(4).toString('hex')}`;
   const newCp = dom.disks.some(isBitmapCapable) ? `${CHECKPOINT_PREFIX}${tag}` : null;
-  const socket = path.join(deps.scratchDir, `${tag}.sock`);
-  const scratch = (d: DomainDisk) => path.join(deps.scratchDir, `${tag}-${d.target}.scratch`);
+  const socket = path.join(jobDir, 'nbd.sock');
+  if (Buffer.byteLength(socket) > MAX_SOCKET_PATH) throw new ValidationError('LIFEBOAT_LIBVIRT_SCRATCH_DIR is too long for a unix socket path (at most 60 characters)');
+  const scratch = (d: DomainDisk) => path.join(jobDir, `${d.target}.scratch`);
   const cleanupFiles = async () => {
     await rm(xmlDir, { recursive: true, force: true });
-    await rm(socket, { force: true });
-    for (const d of dom.disks) await rm(scratch(d), { force: true });
+    await rm(jobDir, { recursive: true, force: true });
   };
   try {
     if (plan.base) plan = await redefineBase(virsh, uuid, xmlDir, plan, dom);
@@ -223,6 +224,35 @@ async function redefineBase(virsh: Virsh, uuid: string, xmlDir: string, plan: Pl
     const detail = e instanceof LibvirtError ? e.detail : errorMessage(e);
     return { base: null, warnings: [`Instance ${dom.name}: the last checkpoint could not be restored in libvirt (${detail}); the disks were read in full and a new checkpoint chain started`] };
   }
+}
+
+/** Longest unix socket path (sun_path is 108 bytes with the terminating NUL). */
+const MAX_SOCKET_PATH = 107;
+
+/**
+ * `<scratchDir>/<uuid>/`, owned like the scratch dir (QEMU's user must create the socket and
+ * scratch files there) and emptied: called after any stale job of the domain was aborted, so
+ * what is left there (a dead worker's socket or scratch files) belongs to no one.
+ */
+async function domainScratchDir(scratchDir: string, uuid: string): Promise<string> {
+  const dir = path.join(scratchDir, uuid);
+  await rm(dir, { recursive: true, force: true });
+  await mkdir(dir, { mode: 0o750 });
+  const owner = await stat(scratchDir);
+  await chown(dir, owner.uid, owner.gid);
+  return dir;
+}
+
+/**
+ * Metadata of Lifeboat checkpoints left in libvirt by a worker that died between begin and
+ * end. The base keeps its bitmap (it is redefined next); any other is never a base again
+ * (an uncommitted backup's, or older than the base): its bitmap is removed too.
+ */
+async function dropLeftoverCheckpoints(virsh: Virsh, uuid: string, base: string | null, log: Logger): Promise<void> {
+  const leftovers = await lifeboatCheckpoints(virsh, uuid);
+  if (leftovers.length > 0) log.warn({ domain: uuid, checkpoints: leftovers }, 'removing checkpoints an earlier backup left in libvirt');
+  // Newest first (names sort by creation time): a child goes before its parent.
+  for (const cp of leftovers.sort().reverse()) await deleteCheckpoint(virsh, uuid, cp, cp === base ? 'metadata' : 'all', log);
 }
 
 /** Virtual size of every disk (the checkpoint records them: a resize breaks the chain). */
