@@ -142,6 +142,38 @@ describe('dashboard in headless Chromium', { skip }, () => {
     assert.match(text, /full · available/);
     await shot(page, '08-workloads-list');
 
+    // Incremental snapshot, then pause and resume the schedule, from the workload page.
+    await page.getByRole('link', { name: 'web tier' }).click();
+    await page.getByRole('button', { name: 'Take incremental snapshot' }).click();
+    await page.locator('[role=progressbar][aria-valuenow="100"]').waitFor({ timeout: 60_000 });
+    await waitFor(async () => (await h.api(h.alice, 'GET', `/workloads/${workloadId}/snapshots`)).json.snapshots.some((x: { snapshot_type: string; status: string }) => x.snapshot_type === 'incremental' && x.status === 'available'), 10_000, 'incremental available');
+    await page.locator('tbody tr', { hasText: 'incremental' }).locator('.status-available').waitFor();
+    await page.getByRole('button', { name: 'Pause schedule' }).click();
+    await page.getByRole('button', { name: 'Resume schedule' }).waitFor();
+    assert.equal((await h.api(h.alice, 'GET', `/workloads/${workloadId}`)).json.workload.jobschedule.enabled, false);
+    await shot(page, '09-incremental-paused');
+    await page.getByRole('button', { name: 'Resume schedule' }).click();
+    await page.getByRole('button', { name: 'Pause schedule' }).waitFor();
+    assert.equal((await h.api(h.alice, 'GET', `/workloads/${workloadId}`)).json.workload.jobschedule.enabled, true);
+
+    // A failing snapshot (its VM's disk is gone) shows its error message, as the API has it.
+    const vm3 = h.vms.find((v) => v.name === 'vm-a3')!;
+    const created = await h.api(h.alice, 'POST', '/workloads', { workload: { name: 'doomed', instances: [{ 'instance-id': vm3.id }] } });
+    assert.equal(created.status, 202, created.text);
+    const doomed = created.json.workload.id as string;
+    await waitFor(async () => (await h.api(h.alice, 'GET', `/workloads/${doomed}`)).json.workload.status === 'available', 10_000, 'doomed available');
+    rmSync(vm3.disks[0]!.path);
+    await page.goto(`${h.url}/dashboard/workloads/${doomed}`);
+    await page.getByRole('button', { name: 'Take full snapshot' }).click();
+    const errText = page.locator('tbody .error-text');
+    await errText.waitFor({ timeout: 60_000 });
+    const failed = (await h.api(h.alice, 'GET', `/workloads/${doomed}/snapshots/detail`)).json.snapshots[0];
+    assert.equal(failed.status, 'error');
+    assert.ok(failed.error_msg, 'the API has an error message');
+    assert.equal(await errText.textContent(), failed.error_msg);
+    assert.doesNotMatch(failed.error_msg, new RegExp(h.home.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')));
+    await shot(page, '10-snapshot-error');
+
     // Logout revokes the token and clears the session.
     const token = String(await page.evaluate(`JSON.parse(sessionStorage.getItem('lifeboat.session') || '{}').token`));
     await page.getByRole('button', { name: 'Log out' }).click();
@@ -164,7 +196,7 @@ describe('dashboard in headless Chromium', { skip }, () => {
     await page.getByRole('button', { name: 'Enable the scheduler' }).waitFor();
     assert.equal(await state.textContent(), 'disabled');
     assert.equal((await h.api(h.admin, 'GET', '/global_job_scheduler')).json.global_job_scheduler, false);
-    await shot(page, '09-admin');
+    await shot(page, '11-admin');
     await page.getByRole('button', { name: 'Enable the scheduler' }).click();
     await waitFor(async () => (await h.api(h.admin, 'GET', '/global_job_scheduler')).json.global_job_scheduler === true, 10_000, 'scheduler enabled again');
     await page.close();

@@ -147,6 +147,8 @@ export function v1(s: Session) {
     workloads: async () => (await call<{ workloads: WorkloadDetail[] }>('GET', '/workloads/detail')).workloads,
     workload: async (id: string) => (await call<{ workload: WorkloadDetail }>('GET', `/workloads/${encodeURIComponent(id)}`)).workload,
     createWorkload: async (body: WorkloadCreateBody) => (await call<{ workload: { id: string } }>('POST', '/workloads', body)).workload,
+    pause: async (wid: string) => void (await call<unknown>('POST', `/workloads/${encodeURIComponent(wid)}/pause`)),
+    resume: async (wid: string) => void (await call<unknown>('POST', `/workloads/${encodeURIComponent(wid)}/resume`)),
     snapshots: async () => (await call<{ snapshots: SnapshotSummary[] }>('GET', '/snapshots')).snapshots,
     workloadSnapshots: async (wid: string) => (await call<{ snapshots: SnapshotDetail[] }>('GET', `/workloads/${encodeURIComponent(wid)}/snapshots/detail`)).snapshots,
     snapshot: async (sid: string) => (await call<{ snapshot: SnapshotDetail }>('GET', `/snapshots/${encodeURIComponent(sid)}`)).snapshot,

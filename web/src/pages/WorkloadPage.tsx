@@ -54,6 +54,34 @@ function SnapshotRow({ s, onRestore, restoreBusy }: { s: SnapshotDetail; onResto
   );
 }
 
+function SnapshotTable({ snaps, onRestore, busy }: { snaps: SnapshotDetail[]; onRestore: (s: SnapshotDetail) => void; busy: boolean }) {
+  return (
+    <div class="table-wrap">
+      <table>
+        <caption class="sr-only">Snapshots of this workload, newest first</caption>
+        <thead>
+          <tr>
+            <th scope="col">Taken</th>
+            <th scope="col">Name</th>
+            <th scope="col">Type</th>
+            <th scope="col">Status</th>
+            <th scope="col">Size</th>
+            <th scope="col">Duration</th>
+            <th scope="col">
+              <span class="sr-only">Actions</span>
+            </th>
+          </tr>
+        </thead>
+        <tbody>
+          {snaps.map((s) => (
+            <SnapshotRow key={s.id} s={s} onRestore={onRestore} restoreBusy={busy} />
+          ))}
+        </tbody>
+      </table>
+    </div>
+  );
+}
+
 export function WorkloadPage({ api, id }: { api: V1; id: string }) {
   const { data, error, reload } = useLoad(async () => {
     const [w, snaps] = await Promise.all([api.workload(id), api.workloadSnapshots(id)]);
@@ -66,7 +94,7 @@ export function WorkloadPage({ api, id }: { api: V1; id: string }) {
   // A snapshot already running when the page opens is followed too.
   useEffect(() => {
     const r = data?.snaps.find((s) => !TERMINAL.has(s.status));
-    if (r && !running) setRunning(r);
+    if (r && (!running || TERMINAL.has(running.status))) setRunning(r);
   }, [data]);
 
   usePoll(running !== null && !TERMINAL.has(running.status), 400, async () => {
@@ -83,30 +111,28 @@ export function WorkloadPage({ api, id }: { api: V1; id: string }) {
     return w.status !== 'creating';
   });
 
-  const take = async (full: boolean) => {
+  /** Runs one user action: buttons disabled meanwhile, its error shown. */
+  const act = async (fn: () => Promise<unknown>) => {
     setBusy(true);
     setActionError(null);
     try {
-      const s = await api.takeSnapshot(id, full, `${full ? 'full' : 'incremental'} ${new Date().toISOString().slice(0, 19)}`);
-      setRunning({ ...s, finished_at: null, size: 0, uploaded_size: 0, progress_percent: 0, progress_msg: null, warning_msg: null, error_msg: null, time_taken: 0 });
-      reload();
+      await fn();
     } catch (e) {
       setActionError(e);
     } finally {
       setBusy(false);
     }
   };
-  const restore = async (s: SnapshotDetail) => {
-    setBusy(true);
-    setActionError(null);
-    try {
+  const take = async (full: boolean) => {
+    const s = await api.takeSnapshot(id, full, `${full ? 'full' : 'incremental'} ${new Date().toISOString().slice(0, 19)}`);
+    setRunning({ ...s, finished_at: null, size: 0, uploaded_size: 0, progress_percent: 0, progress_msg: null, warning_msg: null, error_msg: null, time_taken: 0 });
+    reload();
+  };
+  const restore = (s: SnapshotDetail) =>
+    act(async () => {
       const r = await api.oneClickRestore(s.id, `Restore of ${s.name}`);
       navigate(`/restores/${r.id}`);
-    } catch (e) {
-      setActionError(e);
-      setBusy(false);
-    }
-  };
+    });
 
   const w = data?.w;
   const canSnapshot = w?.status === 'available' && !busy && (!running || TERMINAL.has(running.status));
@@ -115,12 +141,17 @@ export function WorkloadPage({ api, id }: { api: V1; id: string }) {
       <ErrorBox error={error} />
       {w ? <Summary w={w} /> : <p aria-busy="true">Loading…</p>}
       <div class="actions">
-        <button type="button" disabled={!canSnapshot} onClick={() => void take(true)}>
+        <button type="button" disabled={!canSnapshot} onClick={() => void act(() => take(true))}>
           Take full snapshot
         </button>
-        <button type="button" disabled={!canSnapshot} onClick={() => void take(false)}>
+        <button type="button" disabled={!canSnapshot} onClick={() => void act(() => take(false))}>
           Take incremental snapshot
         </button>
+        {w ? (
+          <button type="button" class="secondary" disabled={busy} onClick={() => void act(() => (w.jobschedule.enabled ? api.pause(id) : api.resume(id)).then(reload))}>
+            {w.jobschedule.enabled ? 'Pause schedule' : 'Resume schedule'}
+          </button>
+        ) : null}
       </div>
       <ErrorBox error={actionError} />
       {running ? (
@@ -130,31 +161,7 @@ export function WorkloadPage({ api, id }: { api: V1; id: string }) {
       ) : null}
       <h2>Snapshots</h2>
       {data && data.snaps.length === 0 ? <p>No snapshots yet.</p> : null}
-      {data && data.snaps.length > 0 ? (
-        <div class="table-wrap">
-          <table>
-            <caption class="sr-only">Snapshots of this workload, newest first</caption>
-            <thead>
-              <tr>
-                <th scope="col">Taken</th>
-                <th scope="col">Name</th>
-                <th scope="col">Type</th>
-                <th scope="col">Status</th>
-                <th scope="col">Size</th>
-                <th scope="col">Duration</th>
-                <th scope="col">
-                  <span class="sr-only">Actions</span>
-                </th>
-              </tr>
-            </thead>
-            <tbody>
-              {data.snaps.map((s) => (
-                <SnapshotRow key={s.id} s={s} onRestore={(x) => void restore(x)} restoreBusy={busy} />
-              ))}
-            </tbody>
-          </table>
-        </div>
-      ) : null}
+      {data && data.snaps.length > 0 ? <SnapshotTable snaps={data.snaps} onRestore={(x) => void restore(x)} busy={busy} /> : null}
     </Page>
   );
 }
