@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { openStore, type StoreHandle } from '../src/store/db.js';
 import { claimJob, enqueueJob } from '../src/store/job.store.js';
 import { getRestore, insertRestore } from '../src/store/restore.store.js';
-import { MemBackend } from '../src/backend/mem.backend.js';
+import { MemBackend } from '../src/backend/mem/mem.backend.js';
 import { Repository } from '../src/repository/repository.js';
 import { LocalPlatform } from '../src/platform/local/local.platform.js';
 import { writeTestInventory } from '../src/platform/local/demo-inventory.js';

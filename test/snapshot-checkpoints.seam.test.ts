@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { openStore, type StoreHandle } from '../src/store/db.js';
 import { getWorkload, insertWorkload } from '../src/store/workload.store.js';
 import { getSnapshot, getSnapshotCheckpoints, insertSnapshot, updateSnapshotFields } from '../src/store/snapshot.store.js';
-import { MemBackend } from '../src/backend/mem.backend.js';
+import { MemBackend } from '../src/backend/mem/mem.backend.js';
 import { Repository } from '../src/repository/repository.js';
 import { restoreDisk } from '../src/datamover/restore.js';
 import { MemDiskSink } from '../src/datamover/testing.js';

@@ -1,5 +1,5 @@
 import type { DiskSource, Extent } from '../platform/platform.js';
-import { ValidationError } from '../lib/errors.js';
+import { CorruptMetadataError, ValidationError } from '../lib/errors.js';
 import { ID_LEN, isZeroId } from '../repository/chunk-codec.js';
 import { chunkCountFor, type DiskIndex } from '../repository/disk-index.format.js';
 import type { ManifestDisk } from '../repository/manifest.format.js';
@@ -146,8 +146,8 @@ async function planDisk(opts: BackupDiskOptions): Promise<DiskPlan> {
   const plan: DiskPlan = { mode: opts.full ? 'full' : 'read-all', size, chunkSize, count, ids: Buffer.alloc(count * ID_LEN), need: new Uint8Array(count), hasBase: false };
   const base = opts.full ? null : (opts.base ?? null);
   if (base) {
-    if (base.header.projectId !== writer.projectId) throw new ValidationError(`disk ${diskKey}: base index belongs to another project`);
-    if (base.header.chunkSize !== chunkSize) throw new ValidationError(`disk ${diskKey}: base index has another chunk size`);
+    if (base.header.projectId !== writer.projectId) throw new CorruptMetadataError(`disk ${diskKey}: base index belongs to another project`);
+    if (base.header.chunkSize !== chunkSize) throw new CorruptMetadataError(`disk ${diskKey}: base index has another chunk size`);
     plan.hasBase = true;
   }
   opts.signal?.throwIfAborted();
