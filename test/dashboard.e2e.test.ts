@@ -156,6 +156,14 @@ describe('dashboard in headless Chromium', { skip }, () => {
     await page.getByRole('button', { name: 'Pause schedule' }).waitFor();
     assert.equal((await h.api(h.alice, 'GET', `/workloads/${workloadId}`)).json.workload.jobschedule.enabled, true);
 
+    // Delete the incremental (after confirming): it leaves the list and the API.
+    const incr = (await h.api(h.alice, 'GET', `/workloads/${workloadId}/snapshots`)).json.snapshots.find((x: { snapshot_type: string }) => x.snapshot_type === 'incremental');
+    page.once('dialog', (d) => void d.accept());
+    await page.getByRole('button', { name: `Delete snapshot ${incr.name}` }).click();
+    await page.locator('tbody tr', { hasText: 'incremental' }).waitFor({ state: 'detached', timeout: 30_000 });
+    assert.equal((await h.api(h.alice, 'GET', `/snapshots/${incr.id}`)).status, 404);
+    assert.equal(await page.locator('tbody tr').count(), 1);
+
     // A failing snapshot (its VM's disk is gone) shows its error message, as the API has it.
     const vm3 = h.vms.find((v) => v.name === 'vm-a3')!;
     const created = await h.api(h.alice, 'POST', '/workloads', { workload: { name: 'doomed', instances: [{ 'instance-id': vm3.id }] } });

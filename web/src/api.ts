@@ -154,6 +154,7 @@ export function v1(s: Session) {
     snapshot: async (sid: string) => (await call<{ snapshot: SnapshotDetail }>('GET', `/snapshots/${encodeURIComponent(sid)}`)).snapshot,
     takeSnapshot: async (wid: string, full: boolean, name: string) =>
       (await call<{ snapshot: SnapshotSummary }>('POST', `/workloads/${encodeURIComponent(wid)}${full ? '?full=1' : ''}`, { snapshot: { name, description: '' } })).snapshot,
+    deleteSnapshot: async (sid: string) => void (await call<unknown>('DELETE', `/snapshots/${encodeURIComponent(sid)}`)),
     oneClickRestore: async (sid: string, name: string) =>
       (
         await call<{ restore: RestoreDetail }>('POST', `/snapshots/${encodeURIComponent(sid)}`, {

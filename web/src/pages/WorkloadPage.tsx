@@ -28,7 +28,7 @@ function Summary({ w }: { w: WorkloadDetail }) {
   );
 }
 
-function SnapshotRow({ s, onRestore, restoreBusy }: { s: SnapshotDetail; onRestore: (s: SnapshotDetail) => void; restoreBusy: boolean }) {
+function SnapshotRow({ s, onRestore, onDelete, restoreBusy }: { s: SnapshotDetail; onRestore: (s: SnapshotDetail) => void; onDelete: (s: SnapshotDetail) => void; restoreBusy: boolean }) {
   return (
     <tr>
       <td>
@@ -48,13 +48,18 @@ function SnapshotRow({ s, onRestore, restoreBusy }: { s: SnapshotDetail; onResto
           <button type="button" disabled={restoreBusy} onClick={() => onRestore(s)} aria-label={`Restore snapshot ${s.name} (one click)`}>
             Restore
           </button>
+        ) : null}{' '}
+        {TERMINAL.has(s.status) && s.status !== 'deleted' ? (
+          <button type="button" class="secondary" disabled={restoreBusy} onClick={() => onDelete(s)} aria-label={`Delete snapshot ${s.name}`}>
+            Delete
+          </button>
         ) : null}
       </td>
     </tr>
   );
 }
 
-function SnapshotTable({ snaps, onRestore, busy }: { snaps: SnapshotDetail[]; onRestore: (s: SnapshotDetail) => void; busy: boolean }) {
+function SnapshotTable({ snaps, onRestore, onDelete, busy }: { snaps: SnapshotDetail[]; onRestore: (s: SnapshotDetail) => void; onDelete: (s: SnapshotDetail) => void; busy: boolean }) {
   return (
     <div class="table-wrap">
       <table>
@@ -74,7 +79,7 @@ function SnapshotTable({ snaps, onRestore, busy }: { snaps: SnapshotDetail[]; on
         </thead>
         <tbody>
           {snaps.map((s) => (
-            <SnapshotRow key={s.id} s={s} onRestore={onRestore} restoreBusy={busy} />
+            <SnapshotRow key={s.id} s={s} onRestore={onRestore} onDelete={onDelete} restoreBusy={busy} />
           ))}
         </tbody>
       </table>
@@ -134,6 +139,17 @@ export function WorkloadPage({ api, id }: { api: V1; id: string }) {
       navigate(`/restores/${r.id}`);
     });
 
+  /** Deletion is irreversible: the user confirms it. The list refreshes until the snapshot is gone. */
+  const remove = (s: SnapshotDetail) =>
+    confirm(`Delete snapshot ${s.name}? Its backup data is removed and cannot be restored afterwards.`) ? act(() => api.deleteSnapshot(s.id).then(reload)) : Promise.resolve();
+  const deleting = data?.snaps.some((s) => s.status === 'deleting') ?? false;
+  usePoll(deleting, 500, async () => {
+    const snaps = await api.workloadSnapshots(id);
+    const done = !snaps.some((s) => s.status === 'deleting');
+    if (done) reload();
+    return done;
+  });
+
   const w = data?.w;
   const canSnapshot = w?.status === 'available' && !busy && (!running || TERMINAL.has(running.status));
   return (
@@ -161,7 +177,7 @@ export function WorkloadPage({ api, id }: { api: V1; id: string }) {
       ) : null}
       <h2>Snapshots</h2>
       {data && data.snaps.length === 0 ? <p>No snapshots yet.</p> : null}
-      {data && data.snaps.length > 0 ? <SnapshotTable snaps={data.snaps} onRestore={(x) => void restore(x)} busy={busy} /> : null}
+      {data && data.snaps.length > 0 ? <SnapshotTable snaps={data.snaps} onRestore={(x) => void restore(x)} onDelete={(x) => void remove(x)} busy={busy} /> : null}
     </Page>
   );
 }
