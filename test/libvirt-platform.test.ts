@@ -246,6 +246,34 @@ describe('libvirt platform through the service', { skip: skipUnlessInstalled(...
     assert.ok(!existsSync(jobDir));
   });
 
+  test('guest writes during the backup job: the export stays the disk at backup-begin, and the next incremental holds exactly those writes', async () => {
+    const inst = (await platform().getInstance(h.alice.projectId, uuid))!;
+    const s = await platform().beginBackup(inst, { baseCheckpoint: null });
+    const atBegin = Buffer.from(expected);
+    let base;
+    try {
+      guestWrite(0x9a, 0, 8 * MiB); // over data
+      guestWrite(0x9b, 20 * MiB, 1 * MiB); // into a hole
+      const src = s.disks[0]!.source;
+      const got = Buffer.alloc(SIZE, 0xee);
+      for (let off = 0; off < SIZE; off += 4 * MiB) assert.equal(await src.read(got, off, 4 * MiB, off), 4 * MiB);
+      assert.ok(got.equals(atBegin), 'the export shows no write made after backup-begin');
+      base = s.checkpoint!;
+    } finally {
+      await s.end('committed');
+    }
+    const next = await platform().beginBackup(inst, { baseCheckpoint: base });
+    try {
+      assert.deepEqual(await next.disks[0]!.source.changedExtentsSince!(base.name), [
+        { offset: 0, length: 8 * MiB },
+        { offset: 20 * MiB, length: 1 * MiB },
+      ]);
+    } finally {
+      await next.end('failed');
+    }
+    assert.equal(checkpointsInLibvirt(), '');
+  });
+
   test('(last: it changes the workload) one-click restore of the incremental defines a new domain in the project whose disk is the source at snapshot time, byte for byte', async () => {
     assert.ok(incremental, 'the incremental of the second test exists');
     const sid = incremental.id;
