@@ -1,7 +1,9 @@
 import { mkdir, stat } from 'node:fs/promises';
-import { describeTarget, type BackupTarget } from '../lib/target.js';
+import { describeTarget, type BackupTarget, type S3Target } from '../lib/target.js';
 import type { Backend } from './backend.js';
 import { FsBackend } from './fs/fs.backend.js';
+import { S3Backend } from './s3/s3.backend.js';
+import { S3CredentialsError } from './s3/s3.credentials.js';
 import { withConcurrencyLimit } from './limit.backend.js';
 import { withRetry, type RetryOptions } from './retry.backend.js';
 
@@ -29,9 +31,7 @@ type Opener<K extends BackupTarget['kind']> = (target: Extract<BackupTarget, { k
 
 const OPENERS: { [K in BackupTarget['kind']]: Opener<K> } = {
   file: openFileTarget,
-  s3: async (t) => {
-    throw new BackendConfigError(`backup target ${describeTarget(t)}: S3 targets are not supported by this version yet; use file://<absolute dir>`);
-  },
+  s3: openS3Target,
 };
 
 /** Requests in flight per process when the config does not say (NFS and S3 stall beyond a point). */
@@ -59,4 +59,26 @@ async function openFileTarget(t: { kind: 'file'; path: string }, opts: OpenBacke
   }
   if (!isDir) throw new BackendConfigError(`backup target ${describeTarget(t)} does not exist or is not a directory`);
   return new FsBackend(t.path);
+}
+
+/**
+ * The bucket must exist and answer (HeadBucket): a wrong name or missing permission stops the
+ * process at start with the bucket named, not at the first backup. Buckets are never created
+ * here (`create` is about directories): that is the storage admin's call (region, policy).
+ */
+async function openS3Target(t: S3Target): Promise<Backend> {
+  const b = new S3Backend(t);
+  let state: 'ok' | 'missing' | 'forbidden';
+  try {
+    state = await b.checkBucket();
+  } catch (e) {
+    b.destroy();
+    if (e instanceof S3CredentialsError) throw new BackendConfigError(`backup target ${describeTarget(t)}: ${e.message}`);
+    throw new BackendConfigError(`backup target ${describeTarget(t)}: the S3 endpoint cannot be reached (${e instanceof Error ? e.message : 'unknown error'})`);
+  }
+  if (state !== 'ok') {
+    b.destroy();
+    throw new BackendConfigError(`backup target ${describeTarget(t)}: bucket ${t.bucket} does not exist or is not accessible with these credentials`);
+  }
+  return b;
 }

@@ -1,0 +1,416 @@
+import {
+  AbortMultipartUploadCommand,
+  CompleteMultipartUploadCommand,
+  CreateMultipartUploadCommand,
+  DeleteObjectCommand,
+  GetObjectCommand,
+  HeadBucketCommand,
+  HeadObjectCommand,
+  ListMultipartUploadsCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  S3Client,
+  UploadPartCommand,
+  type S3ClientConfig,
+} from '@aws-sdk/client-s3';
+import { IntegrityError, MissingObjectError } from '../../lib/errors.js';
+import { assertValidKey, assertValidPrefix, isTransient, payloadLength, type Backend, type ObjectWriter } from '../backend.js';
+import { defaultCredentials } from './s3.credentials.js';
+import { classifyS3Error, httpStatus, isNotFound } from './s3.errors.js';
+
+export interface S3BackendOptions {
+  bucket: string;
+  /** Key prefix inside the bucket without a trailing '/', or '' (objects at the bucket root). */
+  prefix: string;
+  /** S3-compatible endpoint (MinIO, Ceph RGW, s3rver), or null for AWS. */
+  endpoint: string | null;
+  /** Signing region; null: AWS_REGION, then us-east-1 (what S3-compatible servers expect). */
+  region: string | null;
+  /** Default: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY/AWS_SESSION_TOKEN, then the credentials file. */
+  credentials?: S3ClientConfig['credentials'];
+  /** Whole-request deadline, body included (default 120 s: a 16 MiB part on a slow link). */
+  requestTimeoutMs?: number;
+  /** TCP connect deadline (default 10 s). */
+  connectTimeoutMs?: number;
+  /** Objects larger than this go up as a multipart upload in parts of this size (default 16 MiB, min 5 MiB). */
+  partSize?: number;
+  /** Keys per listing request (default 1000, the S3 maximum); tests make it small to page. */
+  listPageSize?: number;
+  /** Tries per multipart part (parts cannot be retried by the wrapper: the stream has moved on). */
+  partAttempts?: number;
+  /** A client to use instead of building one (tests observe the commands it sends). */
+  client?: S3Client;
+}
+
+export const DEFAULT_PART_SIZE = 16 * 1024 * 1024;
+const MIN_PART_SIZE = 5 * 1024 * 1024; // S3's floor for every part but the last
+
+/** Builds the client every S3 target uses: path-style, checksums only when required, timeouts. */
+export function makeS3Client(o: S3BackendOptions): S3Client {
+  return new S3Client({
+    ...(o.endpoint === null ? {} : { endpoint: o.endpoint }),
+    region: o.region ?? process.env.AWS_REGION ?? 'us-east-1',
+    forcePathStyle: true,
+    // S3-compatible servers (s3rver, older MinIO and Ceph RGW) store the aws-chunked framing of
+    // the new default checksums as data, or refuse it: send and check checksums only when an
+    // operation requires them. Our integrity check is the repository's own hashes.
+    requestChecksumCalculation: 'WHEN_REQUIRED',
+    responseChecksumValidation: 'WHEN_REQUIRED',
+    credentials: o.credentials ?? defaultCredentials(),
+    // One try per SDK call: retries are the retry wrapper's (TransientError, backoff with jitter).
+    maxAttempts: 1,
+    requestHandler: { connectionTimeout: o.connectTimeoutMs ?? 10_000, requestTimeout: o.requestTimeoutMs ?? 120_000 },
+  });
+}
+
+/**
+ * Objects in an S3 bucket under a key prefix. Puts are single PutObjects up to `partSize`, a
+ * multipart upload above (aborted on any failure, so nothing partial is ever visible); reads
+ * check the byte count they were promised. Integrity beyond that is the repository's: every
+ * object it reads is framed and hashed (framing.ts, pack.format.ts) and checked on read — the
+ * ETag is never trusted (multipart ETags are not digests). Every SDK failure is classified
+ * (s3.errors.ts) so the retry wrapper retries only what may pass on a second try.
+ */
+export class S3Backend implements Backend {
+  readonly client: S3Client;
+  readonly bucket: string;
+  private readonly base: string;
+  private readonly partSize: number;
+  private readonly pageSize: number;
+  private readonly timeoutMs: number;
+  private readonly partAttempts: number;
+
+  constructor(o: S3BackendOptions) {
+    this.client = o.client ?? makeS3Client(o);
+    this.bucket = o.bucket;
+    this.base = o.prefix === '' ? '' : `${o.prefix}/`;
+    this.partSize = o.partSize ?? DEFAULT_PART_SIZE;
+    if (this.partSize < MIN_PART_SIZE) throw new RangeError(`S3 part size must be at least ${MIN_PART_SIZE} bytes`);
+    this.pageSize = o.listPageSize ?? 1000;
+    this.timeoutMs = o.requestTimeoutMs ?? 120_000;
+    this.partAttempts = Math.max(1, o.partAttempts ?? 3);
+  }
+
+  private full(key: string): string {
+    assertValidKey(key);
+    return this.base + key;
+  }
+
+  /** Sends one command with the per-request deadline; classifies its failure against `key`. */
+  private async send<T>(op: string, key: string, run: (signal: AbortSignal) => Promise<T>): Promise<T> {
+    try {
+      return await run(AbortSignal.timeout(this.timeoutMs));
+    } catch (e) {
+      throw classifyS3Error(e, op, key);
+    }
+  }
+
+  /** 'ok', or why the bucket cannot be used (checked once when the target is opened). */
+  async checkBucket(): Promise<'ok' | 'missing' | 'forbidden'> {
+    try {
+      await this.client.send(new HeadBucketCommand({ Bucket: this.bucket }), { abortSignal: AbortSignal.timeout(this.timeoutMs) });
+      return 'ok';
+    } catch (e) {
+      const status = httpStatus(e);
+      if (status === 404) return 'missing';
+      if (status === 403 || status === 301 || status === 400) return 'forbidden';
+      throw classifyS3Error(e, 'open bucket', '');
+    }
+  }
+
+  async put(key: string, data: Uint8Array | readonly Uint8Array[]): Promise<void> {
+    const full = this.full(key);
+    if (payloadLength(data) > this.partSize) {
+      const w = await this.openWriter(key);
+      try {
+        await w.write(data instanceof Uint8Array ? [data] : data);
+        await w.commit();
+      } finally {
+        await w.abort();
+      }
+      return;
+    }
+    const body = data instanceof Uint8Array ? Buffer.from(data) : Buffer.concat(data as Uint8Array[]);
+    await this.send('put', key, (abortSignal) =>
+      this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: full, Body: body, ContentLength: body.length }), { abortSignal }),
+    );
+  }
+
+  /**
+   * Buffers up to `partSize`; a commit below that is one PutObject, above it a multipart upload
+   * (created at the first full part). Any failure aborts the upload before it is rethrown.
+   */
+  async openWriter(key: string): Promise<ObjectWriter> {
+    return new S3Writer(this, key, this.full(key), this.partSize);
+  }
+
+  /** @internal for S3Writer: one part, retried in place on transient failures. */
+  async uploadPart(key: string, full: string, uploadId: string, partNumber: number, body: Buffer): Promise<string> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const r = await this.send('put part of', key, (abortSignal) =>
+          this.client.send(
+            new UploadPartCommand({ Bucket: this.bucket, Key: full, UploadId: uploadId, PartNumber: partNumber, Body: body, ContentLength: body.length }),
+            { abortSignal },
+          ),
+        );
+        if (!r.ETag) throw new Error(`s3 backend: put part of ${key} failed (no ETag in the answer)`);
+        return r.ETag;
+      } catch (e) {
+        if (!isTransient(e) || attempt >= this.partAttempts) throw e;
+        await new Promise((r) => setTimeout(r, Math.floor(Math.random() * 200 * 2 ** attempt)));
+      }
+    }
+  }
+
+  async get(key: string): Promise<Buffer> {
+    return this.read('get', key, undefined, null);
+  }
+
+  async getRange(key: string, offset: number, length: number): Promise<Buffer> {
+    if (length === 0) {
+      const size = await this.stat(key);
+      if (size === null) throw new MissingObjectError(`object ${key} not found`);
+      if (size < offset) throw new IntegrityError(`object ${key} is shorter than ${offset} bytes`);
+      return Buffer.alloc(0);
+    }
+    return this.read('get', key, `bytes=${offset}-${offset + length - 1}`, { offset, length });
+  }
+
+  async getRangeInto(key: string, offset: number, length: number, dst: Uint8Array): Promise<void> {
+    if (dst.length < length) throw new RangeError(`buffer of ${dst.length} bytes cannot hold ${length}`);
+    const buf = await this.getRange(key, offset, length);
+    dst.set(buf, 0);
+  }
+
+  /**
+   * GetObject, whole or a range. The body must have exactly the promised length (Content-Length,
+   * or the range asked): a short body is a broken transfer (transient) unless the object itself
+   * is shorter than the range (IntegrityError, as the contract says for a truncated object).
+   */
+  private async read(op: string, key: string, range: string | undefined, want: { offset: number; length: number } | null): Promise<Buffer> {
+    const full = this.full(key);
+    let out: Buffer;
+    let promised: number | undefined;
+    try {
+      out = await this.send(op, key, async (abortSignal) => {
+        const r = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: full, Range: range }), { abortSignal });
+        promised = r.ContentLength;
+        return r.Body ? Buffer.from(await r.Body.transformToByteArray()) : Buffer.alloc(0);
+      });
+    } catch (e) {
+      if (isNotFound((e as Error).cause)) throw new MissingObjectError(`object ${key} not found`);
+      if (want && httpStatus((e as Error).cause) === 416) throw new IntegrityError(`object ${key} is shorter than ${want.offset + want.length} bytes`);
+      throw e;
+    }
+    if (promised !== undefined && out.length !== promised) {
+      throw classifyS3Error(Object.assign(new Error('short body'), { code: 'ECONNRESET' }), op, key);
+    }
+    if (want && out.length !== want.length) throw new IntegrityError(`object ${key} is shorter than ${want.offset + want.length} bytes`);
+    return out;
+  }
+
+  async stat(key: string): Promise<number | null> {
+    const full = this.full(key);
+    try {
+      const r = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: full }), { abortSignal: AbortSignal.timeout(this.timeoutMs) });
+      return r.ContentLength ?? 0;
+    } catch (e) {
+      if (isNotFound(e)) return null;
+      throw classifyS3Error(e, 'stat', key);
+    }
+  }
+
+  /**
+   * Pages through ListObjectsV2 with its continuation token. A page that says "truncated" but
+   * carries no token, or any failed page, THROWS: a listing is complete or an error (GC reads a
+   * listing as the truth). Keys outside our key syntax (foreign objects, folder markers) are
+   * skipped, as the fs backend skips dotfiles.
+   */
+  async *list(prefix: string): AsyncIterable<string> {
+    assertValidPrefix(prefix);
+    let token: string | undefined;
+    do {
+      const page = await this.send('list', prefix, (abortSignal) =>
+        this.client.send(
+          new ListObjectsV2Command({ Bucket: this.bucket, Prefix: this.base + prefix, MaxKeys: this.pageSize, ContinuationToken: token }),
+          { abortSignal },
+        ),
+      );
+      for (const o of page.Contents ?? []) {
+        const k = o.Key?.startsWith(this.base) ? o.Key.slice(this.base.length) : undefined;
+        if (k !== undefined && isOurKey(k)) yield k;
+      }
+      if (page.IsTruncated && !page.NextContinuationToken) {
+        throw new Error(`s3 backend: list ${prefix || '/'} failed (truncated page without a continuation token)`);
+      }
+      token = page.IsTruncated ? page.NextContinuationToken : undefined;
+    } while (token !== undefined);
+  }
+
+  async delete(key: string): Promise<void> {
+    const full = this.full(key);
+    // S3 answers 204 for a missing key too: idempotent by nature.
+    await this.send('delete', key, (abortSignal) => this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: full }), { abortSignal }));
+  }
+
+  /**
+   * Aborts multipart uploads under our prefix started more than `olderThanMs` ago: what a
+   * writer killed between its first part and commit leaves (invisible, but billed). A server
+   * that cannot list uploads (s3rver answers NotImplemented) has none we could find: 0. A bucket
+   * lifecycle rule AbortIncompleteMultipartUpload does the same job on the server side.
+   */
+  async sweepLeftovers(olderThanMs: number): Promise<number> {
+    const cutoff = Date.now() - olderThanMs;
+    let removed = 0;
+    let keyMarker: string | undefined;
+    let idMarker: string | undefined;
+    for (;;) {
+      let page;
+      try {
+        page = await this.client.send(
+          new ListMultipartUploadsCommand({ Bucket: this.bucket, Prefix: this.base, KeyMarker: keyMarker, UploadIdMarker: idMarker }),
+          { abortSignal: AbortSignal.timeout(this.timeoutMs) },
+        );
+      } catch (e) {
+        const status = httpStatus(e);
+        if (status === 501 || status === 405) return removed;
+        throw classifyS3Error(e, 'list uploads', '');
+      }
+      for (const u of page.Uploads ?? []) {
+        if (!u.Key || !u.UploadId || !u.Initiated || u.Initiated.getTime() >= cutoff) continue;
+        await this.abortUpload(u.Key.slice(this.base.length), u.Key, u.UploadId);
+        removed++;
+      }
+      if (!page.IsTruncated) return removed;
+      keyMarker = page.NextKeyMarker;
+      idMarker = page.NextUploadIdMarker;
+    }
+  }
+
+  /** @internal AbortMultipartUpload; a missing upload is already gone. */
+  async abortUpload(key: string, full: string, uploadId: string): Promise<void> {
+    try {
+      await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: full, UploadId: uploadId }), {
+        abortSignal: AbortSignal.timeout(this.timeoutMs),
+      });
+    } catch (e) {
+      if (isNotFound(e)) return;
+      throw classifyS3Error(e, 'abort upload of', key);
+    }
+  }
+
+  /** @internal */
+  async createUpload(key: string, full: string): Promise<string> {
+    const r = await this.send('put', key, (abortSignal) => this.client.send(new CreateMultipartUploadCommand({ Bucket: this.bucket, Key: full }), { abortSignal }));
+    if (!r.UploadId) throw new Error(`s3 backend: put ${key} failed (no upload id in the answer)`);
+    return r.UploadId;
+  }
+
+  /** @internal */
+  async completeUpload(key: string, full: string, uploadId: string, etags: string[]): Promise<void> {
+    const Parts = etags.map((ETag, i) => ({ ETag, PartNumber: i + 1 }));
+    await this.send('put', key, (abortSignal) =>
+      this.client.send(new CompleteMultipartUploadCommand({ Bucket: this.bucket, Key: full, UploadId: uploadId, MultipartUpload: { Parts } }), { abortSignal }),
+    );
+  }
+
+  /** @internal single PutObject of a buffered body. */
+  async putWhole(key: string, full: string, body: Buffer): Promise<void> {
+    await this.send('put', key, (abortSignal) =>
+      this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: full, Body: body, ContentLength: body.length }), { abortSignal }),
+    );
+  }
+
+  /** Closes the client's sockets. */
+  destroy(): void {
+    this.client.destroy();
+  }
+}
+
+function isOurKey(k: string): boolean {
+  try {
+    assertValidKey(k);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * The streamed writer: copies what it is given (callers reuse their parts) into a buffer of at
+ * most one part; each full part goes up before `write` resolves, so memory stays at one part.
+ */
+class S3Writer implements ObjectWriter {
+  private state: 'open' | 'committed' | 'aborted' = 'open';
+  private pending: Buffer[] = [];
+  private pendingBytes = 0;
+  private uploadId: string | null = null;
+  private readonly etags: string[] = [];
+
+  constructor(
+    private readonly s3: S3Backend,
+    private readonly key: string,
+    private readonly full: string,
+    private readonly partSize: number,
+  ) {}
+
+  async write(parts: readonly Uint8Array[]): Promise<void> {
+    if (this.state !== 'open') throw new Error(`write to a ${this.state} object writer (${this.key})`);
+    for (const p of parts) {
+      if (p.length === 0) continue;
+      this.pending.push(Buffer.from(p));
+      this.pendingBytes += p.length;
+    }
+    await this.guard(async () => {
+      while (this.pendingBytes > this.partSize) await this.flushPart(this.partSize);
+    });
+  }
+
+  async commit(): Promise<void> {
+    if (this.state !== 'open') throw new Error(`commit of a ${this.state} object writer (${this.key})`);
+    await this.guard(async () => {
+      if (this.uploadId === null) {
+        await this.s3.putWhole(this.key, this.full, this.take(this.pendingBytes));
+      } else {
+        if (this.pendingBytes > 0) await this.flushPart(this.pendingBytes);
+        await this.s3.completeUpload(this.key, this.full, this.uploadId, this.etags);
+      }
+      this.state = 'committed';
+    });
+  }
+
+  async abort(): Promise<void> {
+    if (this.state !== 'open') return;
+    this.state = 'aborted';
+    this.pending = [];
+    this.pendingBytes = 0;
+    if (this.uploadId !== null) await this.s3.abortUpload(this.key, this.full, this.uploadId).catch(() => {});
+  }
+
+  /** Runs a step; on failure the upload is aborted (nothing partial stays) and the error rethrown. */
+  private async guard(step: () => Promise<void>): Promise<void> {
+    try {
+      await step();
+    } catch (e) {
+      await this.abort();
+      throw e;
+    }
+  }
+
+  private async flushPart(size: number): Promise<void> {
+    this.uploadId ??= await this.s3.createUpload(this.key, this.full);
+    const body = this.take(size);
+    this.etags.push(await this.s3.uploadPart(this.key, this.full, this.uploadId, this.etags.length + 1, body));
+  }
+
+  /** Removes the first `size` buffered bytes as one Buffer. */
+  private take(size: number): Buffer {
+    const all = this.pending.length === 1 ? this.pending[0]! : Buffer.concat(this.pending);
+    const head = all.subarray(0, size);
+    const rest = all.subarray(size);
+    this.pending = rest.length > 0 ? [rest] : [];
+    this.pendingBytes = rest.length;
+    return head;
+  }
+}
