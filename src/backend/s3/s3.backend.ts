@@ -36,7 +36,7 @@ export interface S3BackendOptions {
   partSize?: number;
   /** Keys per listing request (default 1000, the S3 maximum); tests make it small to page. */
   listPageSize?: number;
-  /** Tries per multipart part (parts cannot be retried by the wrapper: the stream has moved on). */
+  /** Tries per step of a streamed write (default 3; the retry wrapper cannot redo those steps). */
   partAttempts?: number;
   /** A client to use instead of building one (tests observe the commands it sends). */
   client?: S3Client;
@@ -144,23 +144,34 @@ export class S3Backend implements Backend {
     return new S3Writer(this, key, this.full(key), this.partSize);
   }
 
-  /** @internal for S3Writer: one part, retried in place on transient failures. */
-  async uploadPart(key: string, full: string, uploadId: string, partNumber: number, body: Buffer): Promise<string> {
+  /**
+   * Runs one step of a streamed write, retried in place on transient failures with a jittered
+   * backoff: the retry wrapper cannot redo a writer's steps (the caller's parts are gone), but
+   * the writer still holds what the step sends.
+   */
+  private async inPlace<T>(step: () => Promise<T>): Promise<T> {
     for (let attempt = 1; ; attempt++) {
       try {
-        const r = await this.send('put part of', key, (abortSignal) =>
-          this.client.send(
-            new UploadPartCommand({ Bucket: this.bucket, Key: full, UploadId: uploadId, PartNumber: partNumber, Body: body, ContentLength: body.length }),
-            { abortSignal },
-          ),
-        );
-        if (!r.ETag) throw new Error(`s3 backend: put part of ${key} failed (no ETag in the answer)`);
-        return r.ETag;
+        return await step();
       } catch (e) {
         if (!isTransient(e) || attempt >= this.partAttempts) throw e;
-        await new Promise((r) => setTimeout(r, Math.floor(Math.random() * 200 * 2 ** attempt)));
+        await new Promise((r) => setTimeout(r, Math.floor(Math.random() * 100 * 2 ** attempt)));
       }
     }
+  }
+
+  /** @internal for S3Writer: one part of a multipart upload; returns its ETag. */
+  async uploadPart(key: string, full: string, uploadId: string, partNumber: number, body: Buffer): Promise<string> {
+    return this.inPlace(async () => {
+      const r = await this.send('put part of', key, (abortSignal) =>
+        this.client.send(
+          new UploadPartCommand({ Bucket: this.bucket, Key: full, UploadId: uploadId, PartNumber: partNumber, Body: body, ContentLength: body.length }),
+          { abortSignal },
+        ),
+      );
+      if (!r.ETag) throw new Error(`s3 backend: put part of ${key} failed (no ETag in the answer)`);
+      return r.ETag;
+    });
   }
 
   async get(key: string): Promise<Buffer> {
@@ -300,25 +311,41 @@ export class S3Backend implements Backend {
     }
   }
 
-  /** @internal */
+  /** @internal for S3Writer */
   async createUpload(key: string, full: string): Promise<string> {
-    const r = await this.send('put', key, (abortSignal) => this.client.send(new CreateMultipartUploadCommand({ Bucket: this.bucket, Key: full }), { abortSignal }));
-    if (!r.UploadId) throw new Error(`s3 backend: put ${key} failed (no upload id in the answer)`);
-    return r.UploadId;
+    return this.inPlace(async () => {
+      const r = await this.send('put', key, (abortSignal) => this.client.send(new CreateMultipartUploadCommand({ Bucket: this.bucket, Key: full }), { abortSignal }));
+      if (!r.UploadId) throw new Error(`s3 backend: put ${key} failed (no upload id in the answer)`);
+      return r.UploadId;
+    });
   }
 
-  /** @internal */
-  async completeUpload(key: string, full: string, uploadId: string, etags: string[]): Promise<void> {
+  /**
+   * @internal for S3Writer. A retried Complete whose first try did land (the answer was lost)
+   * meets NoSuchUpload: the object then exists with the size sent, which is checked.
+   */
+  async completeUpload(key: string, full: string, uploadId: string, etags: string[], size: number): Promise<void> {
     const Parts = etags.map((ETag, i) => ({ ETag, PartNumber: i + 1 }));
-    await this.send('put', key, (abortSignal) =>
-      this.client.send(new CompleteMultipartUploadCommand({ Bucket: this.bucket, Key: full, UploadId: uploadId, MultipartUpload: { Parts } }), { abortSignal }),
-    );
+    let tries = 0;
+    await this.inPlace(async () => {
+      tries++;
+      try {
+        await this.send('put', key, (abortSignal) =>
+          this.client.send(new CompleteMultipartUploadCommand({ Bucket: this.bucket, Key: full, UploadId: uploadId, MultipartUpload: { Parts } }), { abortSignal }),
+        );
+      } catch (e) {
+        if (tries > 1 && isNotFound((e as Error).cause) && (await this.stat(key)) === size) return;
+        throw e;
+      }
+    });
   }
 
-  /** @internal single PutObject of a buffered body. */
+  /** @internal for S3Writer: single PutObject of a buffered body. */
   async putWhole(key: string, full: string, body: Buffer): Promise<void> {
-    await this.send('put', key, (abortSignal) =>
-      this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: full, Body: body, ContentLength: body.length }), { abortSignal }),
+    await this.inPlace(() =>
+      this.send('put', key, (abortSignal) =>
+        this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: full, Body: body, ContentLength: body.length }), { abortSignal }),
+      ),
     );
   }
 
@@ -347,6 +374,8 @@ class S3Writer implements ObjectWriter {
   private pendingBytes = 0;
   private uploadId: string | null = null;
   private readonly etags: string[] = [];
+  /** Bytes sent in parts so far. */
+  private sent = 0;
 
   constructor(
     private readonly s3: S3Backend,
@@ -374,7 +403,7 @@ class S3Writer implements ObjectWriter {
         await this.s3.putWhole(this.key, this.full, this.take(this.pendingBytes));
       } else {
         if (this.pendingBytes > 0) await this.flushPart(this.pendingBytes);
-        await this.s3.completeUpload(this.key, this.full, this.uploadId, this.etags);
+        await this.s3.completeUpload(this.key, this.full, this.uploadId, this.etags, this.sent);
       }
       this.state = 'committed';
     });
@@ -401,6 +430,7 @@ class S3Writer implements ObjectWriter {
   private async flushPart(size: number): Promise<void> {
     this.uploadId ??= await this.s3.createUpload(this.key, this.full);
     const body = this.take(size);
+    this.sent += body.length;
     this.etags.push(await this.s3.uploadPart(this.key, this.full, this.uploadId, this.etags.length + 1, body));
   }
 

@@ -92,13 +92,22 @@ export function freshPrefix(s3: TestS3, tag = 't'): string {
   return s3.prefix ? `${s3.prefix}/${own}` : own;
 }
 
-/** An S3Backend on the test server under a fresh prefix; `cleanup` deletes what it left. */
+/**
+ * An S3Backend on the test server under a fresh prefix (`extra` may point it elsewhere, e.g.
+ * at a fault proxy); `cleanup` deletes what is under the prefix, talking to the server directly.
+ */
 export function testBackend(s3: TestS3, extra: Partial<S3BackendOptions> = {}): { backend: S3Backend; prefix: string; cleanup: () => Promise<void> } {
   const prefix = extra.prefix ?? freshPrefix(s3);
-  const backend = new S3Backend({ bucket: s3.bucket, prefix, endpoint: s3.endpoint, region: s3.region, credentials: s3.credentials, ...extra });
+  const direct: S3BackendOptions = { bucket: s3.bucket, prefix, endpoint: s3.endpoint, region: s3.region, credentials: s3.credentials };
+  const backend = new S3Backend({ ...direct, ...extra });
   const cleanup = async () => {
-    for await (const k of backend.list('')) await backend.delete(k);
     backend.destroy();
+    const janitor = new S3Backend(direct);
+    try {
+      for await (const k of janitor.list('')) await janitor.delete(k);
+    } finally {
+      janitor.destroy();
+    }
   };
   return { backend, prefix, cleanup };
 }
