@@ -113,8 +113,17 @@ describe('libvirt platform through the service', { skip: skipUnlessInstalled(...
     assert.ok(refused.status >= 400 && refused.status < 500, `unassigned domain: ${refused.status} ${refused.text}`);
     assert.equal(await platform().getInstance(h.alice.projectId, uuid), null);
 
+    const toBob = lifeboat('libvirt-assign', uuid, h.bob.projectId);
+    assert.equal(toBob.status, 0, toBob.stderr);
+    assert.ok(await platform().getInstance(h.bob.projectId, uuid), 'assigned by uuid');
+    const removed = lifeboat('libvirt-assign', DOM, '--remove');
+    assert.equal(removed.status, 0, removed.stderr);
+    assert.equal(await platform().getInstance(h.bob.projectId, uuid), null, '--remove makes it invisible again');
+    assert.doesNotMatch(lv.virsh('dumpxml', DOM, '--inactive'), /urn:lifeboat/, 'from the persistent definition too');
+
     const assigned = lifeboat('libvirt-assign', DOM, h.alice.projectId);
     assert.equal(assigned.status, 0, assigned.stderr);
+    assert.match(lv.virsh('dumpxml', DOM, '--inactive'), new RegExp(`project="${h.alice.projectId}"`), 'kept in the persistent definition');
     assert.match(assigned.stdout, new RegExp(uuid));
     assert.equal(await platform().getInstance(h.bob.projectId, uuid), null, 'another project does not see it');
     const inst = await platform().getInstance(h.alice.projectId, uuid);
