@@ -9,7 +9,8 @@ import { freePort, sha256File, waitFor } from './harness.js';
 import { runLifeboat, startProcess, writeRandomDisk, type LifeboatProcess } from './process.js';
 
 /**
- * kill -9 of real worker processes mid-snapshot and mid-restore (reliability.md A1/A4), and two
+ * kill -9 of real worker processes mid-snapshot and mid-restore (reliability.md A1/A4), SIGTERM
+ * mid-snapshot (A6), and two
  * API processes racing on one PostgreSQL (D15). Each test starts `lifeboat serve` processes.
  */
 const hex = () => randomBytes(16).toString('hex');
@@ -263,5 +264,36 @@ describe('two API processes on one PostgreSQL', { skip: process.env.LIFEBOAT_TES
       assert.equal((await admin('POST', `/workloads/${wid}/unlock`)).status, 202);
       assert.equal((await api('GET', `/snapshots/${sid}`)).json.snapshot.status, 'cancelled');
     }
+  });
+});
+
+describe('SIGTERM (graceful shutdown)', () => {
+  const block = homeForBlock(768);
+
+  test('mid-snapshot: the process exits 0 well inside the 30 s grace; the snapshot is error "Snapshot did not finish successfully", the workload available, the repo verifies', async () => {
+    const e = block.e;
+    let proc = await block.start();
+    let api = await client(proc, e.projectId);
+    const wid = await workloadOf(api, e.vmId);
+    const sid = await snapshotUploading(api, wid);
+    const exited = new Promise<number | null>((resolve) => proc.child.once('exit', (code) => resolve(code)));
+    const t0 = Date.now();
+    proc.child.kill('SIGTERM');
+    const code = await exited;
+    const took = Date.now() - t0;
+    assert.equal(code, 0, proc.output());
+    assert.ok(took < 30_000, `exit took ${took} ms`);
+
+    // The stopping worker settled the snapshot itself before the store closed: the restarted
+    // service finds it final at once (no lease has to run out first).
+    proc = await block.start();
+    api = await client(proc, e.projectId);
+    const s = (await api('GET', `/snapshots/${sid}`)).json.snapshot;
+    assert.equal(s.status, 'error');
+    assert.equal(s.error_msg, 'Snapshot did not finish successfully');
+    assert.equal((await api('GET', `/workloads/${wid}`)).json.workload.status, 'available');
+    const verify = runLifeboat(e.env, ['repo', 'verify', '--json']);
+    assert.equal(verify.status, 0, verify.stdout + verify.stderr);
+    assert.equal(JSON.parse(verify.stdout).snapshots, 0, 'no manifest for the interrupted snapshot');
   });
 });
