@@ -5,7 +5,8 @@ import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { loadConfig } from '../src/config/config.js';
 import { startLifeboat, type Lifeboat, type Role } from '../src/app/app.js';
 import { silentLogger } from '../src/lib/logger.js';
-import { freePort } from '../src/lib/testing.js';
+import { freePort, waitFor } from '../src/lib/testing.js';
+import assert from 'node:assert/strict';
 
 /**
  * A real Lifeboat on a free loopback port with a temp home: identity file with two tenant
@@ -186,7 +187,7 @@ export async function startHarness(opts: { env?: Record<string, string>; role?: 
 }
 
 /** Polls a condition (the one waitFor of every test, src/lib/testing.ts). */
-export { waitFor } from '../src/lib/testing.js';
+export { waitFor };
 
 /** A free loopback port (so the configured public URL and the catalog name the real port). */
 export { freePort };
@@ -208,4 +209,44 @@ export function mutateDisk(path: string, count: number): void {
   } finally {
     closeSync(fd);
   }
+}
+
+type Json = any; // eslint-disable-line @typescript-eslint/no-explicit-any
+
+/**
+ * Takes a snapshot of workload `wid` as `u` through the API and waits until it has ended and
+ * the workload is unlocked again. Asserts it ended `available` (the error message otherwise);
+ * returns the snapshot detail.
+ */
+export async function takeSnapshotAndWait(h: Harness, u: TestUser, wid: string, full: boolean, timeoutMs = 60_000): Promise<Json> {
+  const r = await h.api(u, 'POST', `/workloads/${wid}${full ? '?full=1' : ''}`, { snapshot: { name: 's', snapshot_type: full ? 'full' : 'incremental' } });
+  assert.equal(r.status, 200, r.text);
+  const sid = r.json.snapshot.id as string;
+  const s = await waitFor(async () => {
+    const x = (await h.api(u, 'GET', `/snapshots/${sid}`)).json.snapshot;
+    return ['available', 'error'].includes(x.status) ? x : null;
+  }, timeoutMs, 'snapshot done');
+  assert.equal(s.status, 'available', s.error_msg);
+  await waitFor(async () => (await h.api(u, 'GET', `/workloads/${wid}`)).json.workload.status === 'available', 20_000, 'workload unlocked');
+  return s;
+}
+
+/**
+ * Selective restore of VM `vmId` from snapshot `sid` into a new instance named after the
+ * snapshot; waits until the restore has ended (available or error) and the snapshot and the
+ * workload are available again. Returns the restore record (not asserted: callers test errors).
+ */
+export async function selectiveRestoreAndWait(h: Harness, u: TestUser, wid: string, sid: string, vmId: string, timeoutMs = 60_000): Promise<Json> {
+  const r = await h.api(u, 'POST', `/workloads/${wid}/snapshots/${sid}/restores`, {
+    restore: { options: { type: 'openstack', oneclickrestore: false, restore_type: 'selective', openstack: { instances: [{ id: vmId, include: true, name: `r-${sid.slice(0, 8)}`, vdisks: [] }] } } },
+  });
+  assert.equal(r.status, 202, r.text);
+  const rid = r.json.restore.id as string;
+  const done = await waitFor(async () => {
+    const x = (await h.api(u, 'GET', `/workloads/${wid}/snapshots/${sid}/restores/${rid}`)).json.restore;
+    return ['available', 'error'].includes(x.status) ? x : null;
+  }, timeoutMs, 'restore done');
+  await waitFor(async () => (await h.api(u, 'GET', `/snapshots/${sid}`)).json.snapshot.status === 'available', 20_000, 'snapshot available after restore');
+  await waitFor(async () => (await h.api(u, 'GET', `/workloads/${wid}`)).json.workload.status === 'available', 20_000, 'workload unlocked');
+  return done;
 }

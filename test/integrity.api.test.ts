@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { mutateDisk, startHarness, sha256File, waitFor, type Harness } from './harness.js';
+import { mutateDisk, selectiveRestoreAndWait, startHarness, sha256File, takeSnapshotAndWait, waitFor, type Harness } from './harness.js';
 import { loadConfig } from '../src/config/config.js';
 import { verifyTarget } from '../src/app/repo-tools.js';
 import { runLifeboat } from './process.js';
@@ -57,32 +57,11 @@ describe('backup target damage is visible and healed (issue 10.1)', () => {
 
   const getSnap = async (sid: string) => (await h.api(h.alice, 'GET', `/snapshots/${sid}`)).json.snapshot;
 
-  async function snapshot(full: boolean): Promise<string> {
-    const r = await h.api(h.alice, 'POST', `/workloads/${wid}${full ? '?full=1' : ''}`, { snapshot: { name: 's', snapshot_type: full ? 'full' : 'incremental' } });
-    assert.equal(r.status, 200, r.text);
-    const sid = r.json.snapshot.id as string;
-    const s = await waitFor(async () => {
-      const x = await getSnap(sid);
-      return ['available', 'error'].includes(x.status) ? x : null;
-    }, 30_000, 'snapshot done');
-    assert.equal(s.status, 'available', s.error_msg);
-    await waitFor(async () => (await h.api(h.alice, 'GET', `/workloads/${wid}`)).json.workload.status === 'available', 20_000, 'workload');
-    return sid;
-  }
+  const snapshot = async (full: boolean): Promise<string> => (await takeSnapshotAndWait(h, h.alice, wid, full, 30_000)).id as string;
 
   /** Selective restore into a new instance; returns the restore record and the new disk's hash. */
   async function restore(sid: string): Promise<{ status: string; error_msg: string | null; sha: string | null }> {
-    const r = await h.api(h.alice, 'POST', `/workloads/${wid}/snapshots/${sid}/restores`, {
-      restore: { options: { type: 'openstack', oneclickrestore: false, restore_type: 'selective', openstack: { instances: [{ id: vmId, include: true, name: `r-${sid.slice(0, 8)}`, vdisks: [] }] } } },
-    });
-    assert.equal(r.status, 202, r.text);
-    const rid = r.json.restore.id as string;
-    const done = await waitFor(async () => {
-      const x = (await h.api(h.alice, 'GET', `/workloads/${wid}/snapshots/${sid}/restores/${rid}`)).json.restore;
-      return ['available', 'error'].includes(x.status) ? x : null;
-    }, 30_000, 'restore done');
-    await waitFor(async () => (await getSnap(sid)).status === 'available', 20_000, 'snapshot available after restore');
-    await waitFor(async () => (await h.api(h.alice, 'GET', `/workloads/${wid}`)).json.workload.status === 'available', 20_000, 'workload');
+    const done = await selectiveRestoreAndWait(h, h.alice, wid, sid, vmId, 30_000);
     const inst = done.status === 'available' ? inventory().find((i) => i.id === done.instances[0].id) : undefined;
     return { status: done.status, error_msg: done.error_msg, sha: inst ? sha256File(inst.disks[0]!.path) : null };
   }

@@ -10,7 +10,7 @@ import { MemDiskSink } from '../src/datamover/testing.js';
 import { diskKey } from '../src/jobs/snapshot.job.js';
 import type { LibvirtPlatform } from '../src/platform/libvirt/libvirt.platform.js';
 import { run, skipUnlessInstalled } from '../src/nbd/testing.js';
-import { startHarness, waitFor, type Harness } from './harness.js';
+import { startHarness, takeSnapshotAndWait, waitFor, type Harness } from './harness.js';
 import { LIBVIRT_TOOLS, startLibvirtd, type Libvirtd } from './libvirtd.js';
 
 /**
@@ -74,7 +74,6 @@ describe('libvirt platform through the service', { skip: skipUnlessInstalled(...
     }
   });
 
-  const getSnap = async (sid: string) => (await h.api(h.alice, 'GET', `/snapshots/${sid}`)).json.snapshot;
   const checkpointsInLibvirt = () => lv.virsh('checkpoint-list', DOM, '--name').trim();
   const platform = () => h.lb.platform as LibvirtPlatform;
 
@@ -89,15 +88,7 @@ describe('libvirt platform through the service', { skip: skipUnlessInstalled(...
    */
   async function snapshot(full: boolean): Promise<{ id: string; size: number; warning_msg: string | null }> {
     const before = platform().lastBackupStats(uuid);
-    const r = await h.api(h.alice, 'POST', `/workloads/${wid}${full ? '?full=1' : ''}`, { snapshot: { name: 's', snapshot_type: full ? 'full' : 'incremental' } });
-    assert.equal(r.status, 200, r.text);
-    const sid = r.json.snapshot.id as string;
-    const s = await waitFor(async () => {
-      const x = await getSnap(sid);
-      return ['available', 'error'].includes(x.status) ? x : null;
-    }, 60_000, 'snapshot done');
-    assert.equal(s.status, 'available', s.error_msg);
-    await waitFor(async () => (await h.api(h.alice, 'GET', `/workloads/${wid}`)).json.workload.status === 'available', 20_000, 'workload');
+    const s = await takeSnapshotAndWait(h, h.alice, wid, full);
     await waitFor(async () => platform().lastBackupStats(uuid) !== before, 20_000, 'libvirt backup ended');
     return s;
   }
