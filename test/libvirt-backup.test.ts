@@ -7,7 +7,7 @@ import { NbdClient } from '../src/nbd/client.js';
 import { dataExtents, dirtyExtents } from '../src/nbd/extents.js';
 import { BASE_ALLOCATION, dirtyBitmapContext } from '../src/nbd/protocol.js';
 import { accepts, run, skipUnlessInstalled } from '../src/nbd/testing.js';
-import { LIBVIRT_TOOLS, startLibvirtd, type Libvirtd } from './libvirtd.js';
+import { LIBVIRT_TOOLS, startLibvirtd, testDomainXml, type Libvirtd } from './libvirtd.js';
 
 /**
  * The data path of the libvirt platform (issue 11), end to end: a running QEMU domain, a
@@ -34,7 +34,7 @@ describe('libvirt pull-mode backup read through the NBD client', { skip: skipUnl
     writeFileSync(join(data, 'seed.raw'), expected);
     run('qemu-img', ['convert', '-q', '-f', 'raw', '-O', 'qcow2', join(data, 'seed.raw'), join(data, 'disk0.qcow2')]);
     lv.own(join(data, 'disk0.qcow2'));
-    writeFileSync(join(data, 'dom.xml'), domainXml(lv.domainType, join(data, 'disk0.qcow2')));
+    writeFileSync(join(data, 'dom.xml'), testDomainXml(DOM, lv.domainType, join(data, 'disk0.qcow2')));
     lv.virsh('define', join(data, 'dom.xml'));
     lv.virsh('start', DOM);
   });
@@ -113,22 +113,3 @@ describe('libvirt pull-mode backup read through the NBD client', { skip: skipUnl
   });
 });
 
-function domainXml(type: 'kvm' | 'qemu', disk: string): string {
-  return `<domain type='${type}'>
-  <name>${DOM}</name>
-  <memory unit='MiB'>128</memory>
-  <vcpu>1</vcpu>
-  <os><type arch='x86_64' machine='pc'>hvm</type></os>
-  <devices>
-    <emulator>/usr/bin/qemu-system-x86_64</emulator>
-    <disk type='file' device='disk'>
-      <driver name='qemu' type='qcow2'/>
-      <source file='${disk}'/>
-      <target dev='vda' bus='virtio'/>
-    </disk>
-    <video><model type='none'/></video>
-    <memballoon model='none'/>
-  </devices>
-</domain>
-`;
-}

@@ -11,7 +11,7 @@ import { diskKey } from '../src/jobs/snapshot.job.js';
 import type { LibvirtPlatform } from '../src/platform/libvirt/libvirt.platform.js';
 import { run, skipUnlessInstalled } from '../src/nbd/testing.js';
 import { startHarness, takeSnapshotAndWait, waitFor, type Harness } from './harness.js';
-import { LIBVIRT_TOOLS, startLibvirtd, type Libvirtd } from './libvirtd.js';
+import { LIBVIRT_TOOLS, startLibvirtd, testDomainXml, type Libvirtd } from './libvirtd.js';
 
 /**
  * The libvirt platform through the real service (issue 11, first slice): a running domain
@@ -51,7 +51,7 @@ describe('libvirt platform through the service', { skip: skipUnlessInstalled(...
     scratchDir = join(data, 'scratch');
     mkdirSync(scratchDir, { mode: 0o750 });
     lv.own(scratchDir);
-    writeFileSync(join(data, 'dom.xml'), domainXml(lv.domainType, join(data, 'disk0.qcow2')));
+    writeFileSync(join(data, 'dom.xml'), testDomainXml(DOM, lv.domainType, join(data, 'disk0.qcow2')));
     lv.virsh('define', join(data, 'dom.xml'));
     lv.virsh('start', DOM);
     uuid = lv.virsh('domuuid', DOM).trim();
@@ -304,22 +304,3 @@ describe('libvirt platform through the service', { skip: skipUnlessInstalled(...
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 const sha256File = (p: string) => sha256(readFileSync(p));
 
-function domainXml(type: 'kvm' | 'qemu', disk: string): string {
-  return `<domain type='${type}'>
-  <name>${DOM}</name>
-  <memory unit='MiB'>128</memory>
-  <vcpu>1</vcpu>
-  <os><type arch='x86_64' machine='pc'>hvm</type></os>
-  <devices>
-    <emulator>/usr/bin/qemu-system-x86_64</emulator>
-    <disk type='file' device='disk'>
-      <driver name='qemu' type='qcow2'/>
-      <source file='${disk}'/>
-      <target dev='vda' bus='virtio'/>
-    </disk>
-    <video><model type='none'/></video>
-    <memballoon model='none'/>
-  </devices>
-</domain>
-`;
-}

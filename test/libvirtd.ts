@@ -132,3 +132,24 @@ async function stopDaemon(p: ServerProcess): Promise<void> {
     clearTimeout(timer);
   }
 }
+
+/** A minimal domain of `type` (TCG `qemu`, or `kvm` where usable) with one qcow2 virtio disk; no guest OS needed. */
+export function testDomainXml(name: string, type: 'kvm' | 'qemu', disk: string): string {
+  return `<domain type='${type}'>
+  <name>${name}</name>
+  <memory unit='MiB'>128</memory>
+  <vcpu>1</vcpu>
+  <os><type arch='x86_64' machine='pc'>hvm</type></os>
+  <devices>
+    <emulator>/usr/bin/qemu-system-x86_64</emulator>
+    <disk type='file' device='disk'>
+      <driver name='qemu' type='qcow2'/>
+      <source file='${disk}'/>
+      <target dev='vda' bus='virtio'/>
+    </disk>
+    <video><model type='none'/></video>
+    <memballoon model='none'/>
+  </devices>
+</domain>
+`;
+}
