@@ -76,9 +76,10 @@ program
       if (closing) return;
       closing = true;
       process.stdout.write(`lifeboat: ${sig}, shutting down\n`);
-      const force = setTimeout(() => process.exit(1), 25_000);
+      // Past the grace, cancelled jobs get this long to settle before the process gives up.
+      const force = setTimeout(() => process.exit(1), (cfg.shutdownGraceSeconds + 20) * 1000);
       force.unref();
-      lb.close().then(
+      lb.shutdown().then(
         () => process.exit(0),
         () => process.exit(1),
       );

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes, randomUUID } from 'node:crypto';
 import pg from 'pg';
+import Database from 'better-sqlite3';
 import { freePort, sha256File, waitFor } from './harness.js';
 import { runLifeboat, startProcess, writeRandomDisk, type LifeboatProcess } from './process.js';
 
@@ -270,19 +271,34 @@ describe('two API processes on one PostgreSQL', { skip: process.env.LIFEBOAT_TES
 describe('SIGTERM (graceful shutdown)', () => {
   const block = homeForBlock(768);
 
-  test('mid-snapshot: the process exits 0 well inside the 30 s grace; the snapshot is error "Snapshot did not finish successfully", the workload available, the repo verifies', async () => {
+  /** Sends SIGTERM; resolves with the exit code and how long the exit took. */
+  function sigterm(proc: LifeboatProcess): Promise<{ code: number | null; took: number }> {
+    const t0 = Date.now();
+    const exited = new Promise<{ code: number | null; took: number }>((resolve) => proc.child.once('exit', (code) => resolve({ code, took: Date.now() - t0 })));
+    proc.child.kill('SIGTERM');
+    return exited;
+  }
+
+  /** The job row of a snapshot, read from the service's own SQLite store. */
+  function jobOf(home: string, snapshotId: string): { status: string; error: string | null } {
+    const db = new Database(join(home, 'lifeboat.db'), { readonly: true });
+    try {
+      return db.prepare("SELECT status, error FROM jobs WHERE resource_id = ? AND kind = 'snapshot.take'").get(snapshotId) as { status: string; error: string | null };
+    } finally {
+      db.close();
+    }
+  }
+
+  test('grace 0, mid-snapshot: the process exits 0 at once; snapshot error "Snapshot did not finish successfully", job failed "service restarted", workload available, no manifest', async () => {
     const e = block.e;
-    let proc = await block.start();
+    let proc = await block.start({ LIFEBOAT_SHUTDOWN_GRACE: '0' });
     let api = await client(proc, e.projectId);
     const wid = await workloadOf(api, e.vmId);
     const sid = await snapshotUploading(api, wid);
-    const exited = new Promise<number | null>((resolve) => proc.child.once('exit', (code) => resolve(code)));
-    const t0 = Date.now();
-    proc.child.kill('SIGTERM');
-    const code = await exited;
-    const took = Date.now() - t0;
+    const { code, took } = await sigterm(proc);
     assert.equal(code, 0, proc.output());
-    assert.ok(took < 30_000, `exit took ${took} ms`);
+    assert.ok(took < 20_000, `exit took ${took} ms`);
+    assert.deepEqual(jobOf(e.home, sid), { status: 'failed', error: 'service restarted' });
 
     // The stopping worker settled the snapshot itself before the store closed: the restarted
     // service finds it final at once (no lease has to run out first).
@@ -292,8 +308,34 @@ describe('SIGTERM (graceful shutdown)', () => {
     assert.equal(s.status, 'error');
     assert.equal(s.error_msg, 'Snapshot did not finish successfully');
     assert.equal((await api('GET', `/workloads/${wid}`)).json.workload.status, 'available');
+    await proc.stop();
     const verify = runLifeboat(e.env, ['repo', 'verify', '--json']);
     assert.equal(verify.status, 0, verify.stdout + verify.stderr);
     assert.equal(JSON.parse(verify.stdout).snapshots, 0, 'no manifest for the interrupted snapshot');
+  });
+
+  test('with a grace, mid-snapshot: requests get 503 serviceUnavailable with Retry-After and Connection: close while the running snapshot finishes; it ends available and the process exits 0', async () => {
+    const e = block.e;
+    let proc = await block.start({ LIFEBOAT_SHUTDOWN_GRACE: '120' });
+    let api = await client(proc, e.projectId);
+    // The VM's workload from the test before (a VM belongs to one workload).
+    const wid = (await api('GET', '/workloads')).json.workloads[0].id as string;
+    const sid = await snapshotUploading(api, wid);
+    const exit = sigterm(proc);
+    const drained = await waitFor(async () => {
+      const r = await fetch(`${proc.url}/v1/${e.projectId}/snapshots/${sid}`).catch(() => null);
+      return r && r.status === 503 ? r : null;
+    }, 10_000, '503 while draining');
+    assert.equal(drained.headers.get('retry-after'), '5');
+    assert.equal(drained.headers.get('connection'), 'close');
+    assert.deepEqual(await drained.json(), { serviceUnavailable: { code: 503, message: 'The service is shutting down; retry the request.' } });
+    const { code } = await exit;
+    assert.equal(code, 0, proc.output());
+    assert.deepEqual(jobOf(e.home, sid), { status: 'done', error: null });
+
+    proc = await block.start();
+    api = await client(proc, e.projectId);
+    assert.equal((await api('GET', `/snapshots/${sid}`)).json.snapshot.status, 'available');
+    assert.equal((await api('GET', `/workloads/${wid}`)).json.workload.status, 'available');
   });
 });

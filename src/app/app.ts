@@ -37,6 +37,7 @@ import { settingRoutes } from '../http/settings.routes.js';
 import { JobRunner } from '../jobs/runner.js';
 import { workloadJobHandlers } from '../jobs/workload.job.js';
 import { buildHttpServer } from '../http/server.js';
+import { HttpDrain } from '../http/drain.js';
 import { workloadRoutes } from '../http/workloads.routes.js';
 import { identityRoutes } from '../http/identity.routes.js';
 import { systemClock, type Clock } from '../lib/clock.js';
@@ -70,7 +71,14 @@ export interface Lifeboat {
   repo: Repository;
   /** host:port actually bound (port 0 in config picks a free one). */
   address: string | null;
+  /** Stops at once: running jobs are cancelled and handed over ("service restarted"). */
   close(): Promise<void>;
+  /**
+   * Graceful stop (SIGTERM/SIGINT): HTTP answers 503 + Retry-After and drops keep-alives, no
+   * new job or scheduled run starts, running jobs get LIFEBOAT_SHUTDOWN_GRACE seconds to
+   * finish, then the rest are cancelled and handed over; then everything closes.
+   */
+  shutdown(): Promise<void>;
 }
 
 export function createLogger(level: string): Logger {
@@ -160,6 +168,7 @@ export async function startLifeboat(config: Config, o: StartOptions): Promise<Li
         owner: `${config.nodeName}:${process.pid}:${randomBytes(4).toString('hex')}`,
         leaseMs: config.jobLeaseSeconds * 1000,
         nodeName: config.nodeName,
+        concurrency: config.workerConcurrency,
         handlers: [
           ...workloadJobHandlers(store.db, platform, clock),
           ...snapshotJobHandlers({
@@ -188,8 +197,10 @@ export async function startLifeboat(config: Config, o: StartOptions): Promise<Li
 
     let http: FastifyInstance | null = null;
     let address: string | null = null;
+    const drain = new HttpDrain();
     if (o.role !== 'worker') {
       http = await buildHttpServer({
+        drain,
         log,
         publicUrl: config.publicUrl,
         validator,
@@ -234,6 +245,15 @@ export async function startLifeboat(config: Config, o: StartOptions): Promise<Li
         await http?.close();
         await scheduler?.stop();
         await runner?.stop();
+        await gc?.stop();
+        await store.close();
+      },
+      async shutdown() {
+        if (purge) clearInterval(purge);
+        drain.start();
+        await scheduler?.stop();
+        await runner?.stop(config.shutdownGraceSeconds * 1000);
+        await http?.close();
         await gc?.stop();
         await store.close();
       },

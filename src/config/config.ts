@@ -34,6 +34,10 @@ export interface Config {
   login: { userFailures: number; addressFailures: number; lockoutMs: number; issuesPerMinute: number };
   /** A worker that has not renewed its job lease for this long is considered dead. */
   jobLeaseSeconds: number;
+  /** Jobs one worker process runs at once (LIFEBOAT_WORKER_CONCURRENCY). */
+  workerConcurrency: number;
+  /** SIGTERM/SIGINT: how long running jobs may still finish before they are cancelled (0: at once). */
+  shutdownGraceSeconds: number;
   logLevel: string;
 }
 
@@ -171,6 +175,8 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
       issuesPerMinute: nonNegativeInt(env, 'LIFEBOAT_TOKEN_RATE', 120),
     },
     jobLeaseSeconds: positiveInt(env, 'LIFEBOAT_JOB_LEASE', 30),
+    workerConcurrency: positiveInt(env, 'LIFEBOAT_WORKER_CONCURRENCY', 2),
+    shutdownGraceSeconds: nonNegativeInt(env, 'LIFEBOAT_SHUTDOWN_GRACE', 20),
     logLevel,
   };
 }

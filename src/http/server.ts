@@ -9,6 +9,7 @@ import { clientErrorResponse, faultRenderer, installFaultHandling, sendFault } f
 import type { PolicyEnforcer } from './types.js';
 import { installRoutePolicy } from './route-policy.js';
 import { dashboardRoutes } from './dashboard.routes.js';
+import type { HttpDrain } from './drain.js';
 
 /** The legacy request body limit (osapi_max_request_body_size). */
 export const BODY_LIMIT = 114688;
@@ -26,6 +27,8 @@ export interface HttpOptions {
   rootMounts?: ((app: FastifyInstance) => PromiseLike<unknown>)[];
   /** pino logger instance for Fastify's own request logging (false: none). */
   fastifyLogger?: object | false;
+  /** Graceful shutdown: 503 + Retry-After and no keep-alive once started (drain.ts). */
+  drain?: HttpDrain;
 }
 
 /** The /v1 auth check: a valid token whose project is the tenant in the URL. */
@@ -111,6 +114,7 @@ export async function buildHttpServer(o: HttpOptions): Promise<FastifyInstance> 
     frameworkErrors: frameworkErrors(o),
     clientErrorHandler: clientErrorHandler(o),
   });
+  o.drain?.install(app);
 
   // JSON only (any other body type → 415). An empty body is allowed (clients send
   // Content-Type on body-less POSTs); everything else goes through Fastify's poisoning-safe parser.

@@ -262,7 +262,7 @@ for (const kind of storeKinds()) {
       assert.deepEqual([j?.status, j?.error], ['failed', 'worker lease expired']);
     });
 
-    it('stop() aborts running handlers and waits until they settle', async () => {
+    it('stop() without grace cancels running handlers at once, waits until they settle and hands each to onLost ("service restarted")', async () => {
       clock = new ManualClock();
       let cleanedUp = false;
       const p = new Probe(async (_job, signal) => {
@@ -277,14 +277,42 @@ for (const kind of storeKinds()) {
       await waitFor('handler start', () => p.runs.length === 1);
       await r.stop();
       assert.equal(cleanedUp, true);
-      assert.match(String((p.signals.get(id)?.reason as Error).message), /stopping/);
+      assert.equal(String((p.signals.get(id)?.reason as Error).message), 'service restarted');
       const j = await getJob(h.db, id);
-      assert.deepEqual([j?.status, j?.error], ['failed', 'worker is stopping']);
+      assert.deepEqual([j?.status, j?.error], ['failed', 'service restarted']);
+      assert.deepEqual(p.lost.map((x) => x.id), [id], 'repaired like a lost job, once');
       // stopped: nothing more is claimed
       const later = await enqueue();
       r.poke();
       await new Promise((res) => setTimeout(res, 50));
       assert.equal(await status(later), 'queued');
+    });
+
+    it('stop(grace): no new claim, a running job that finishes inside the grace ends done; one that does not is cancelled when the grace is over', async () => {
+      clock = new ManualClock();
+      const p = new Probe();
+      const quick = await enqueue();
+      const slow = await enqueue();
+      const r = runner({ handlers: [p], concurrency: 2 });
+      r.start();
+      await waitFor('both start', () => p.runs.length === 2);
+      assert.equal(r.running, 2);
+      const queuedLater = await enqueue();
+      const t0 = Date.now();
+      let stopped = false;
+      const stopping = r.stop(600).then(() => (stopped = true));
+      p.release(quick);
+      await waitFor('quick done', async () => (await status(quick)) === 'done');
+      assert.equal(p.signals.get(slow)?.aborted, false, 'still inside the grace');
+      assert.equal(stopped, false);
+      await stopping;
+      assert.ok(Date.now() - t0 >= 550, 'the grace was waited out');
+      assert.equal(String((p.signals.get(slow)?.reason as Error).message), 'service restarted');
+      const j = await getJob(h.db, slow);
+      assert.deepEqual([j?.status, j?.error], ['failed', 'service restarted']);
+      assert.deepEqual(p.lost.map((x) => x.id), [slow]);
+      assert.equal(await status(queuedLater), 'queued', 'nothing claimed while stopping');
+      assert.equal(p.runs.length, 2);
     });
 
     it('stop() waits for a timer-driven repair (onLost) in progress', async () => {

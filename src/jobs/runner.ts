@@ -5,6 +5,19 @@ import type { Logger } from '../lib/logger.js';
 import { errorMessage } from '../lib/errors.js';
 import { isJobKind, type JobKind, type JobPayloads } from './kinds.js';
 
+/**
+ * The abort reason of a job cut off by a stopping worker once the shutdown grace ran out. The
+ * job ends `failed` with this message and its handler's `onLost` repairs the resource, exactly
+ * as the reconciler would after a crash, only at once instead of after a lease.
+ */
+export const SERVICE_RESTARTED = 'service restarted';
+export class ServiceRestartedError extends Error {
+  constructor() {
+    super(SERVICE_RESTARTED);
+    this.name = 'ServiceRestartedError';
+  }
+}
+
 /** A job as its handler sees it: kind and payload typed by jobs/kinds.ts. */
 export type KindJob<K extends JobKind> = Omit<Job, 'kind' | 'payload'> & { kind: K; payload: JobPayloads[K] };
 
@@ -95,15 +108,35 @@ export class JobRunner {
     this.wake?.();
   }
 
-  /** Stops claiming, aborts running jobs and waits for them to settle. */
-  async stop(): Promise<void> {
+  /** Jobs this worker runs right now (the node registry reports it as load). */
+  get running(): number {
+    return this.active.size;
+  }
+
+  /**
+   * Stops claiming, lets running jobs finish for up to `graceMs`, then aborts the rest with
+   * ServiceRestartedError and waits for them to settle (each is then handed to its `onLost`
+   * repair, see execute). Heartbeats go on during the grace, so no other worker's reconciler
+   * takes a job that is still finishing here.
+   */
+  async stop(graceMs = 0): Promise<void> {
     this.stopped = true;
     if (this.reconcileTimer) clearInterval(this.reconcileTimer);
     this.nudge();
     // The loop first, so that a claim in flight has settled before the active jobs are aborted;
     // a timer-driven reconcile too, so no repair (onLost) is cut off by the store closing.
     await Promise.all([this.loop, this.reconciling]);
-    for (const a of this.active.values()) a.ctl.abort(new Error('worker is stopping'));
+    if (graceMs > 0 && this.active.size > 0) {
+      this.o.log.info({ jobs: [...this.active.keys()], graceMs }, 'stopping: waiting for running jobs to finish');
+      let timer: NodeJS.Timeout | undefined;
+      const graceOver = new Promise<void>((resolve) => (timer = setTimeout(resolve, graceMs)));
+      await Promise.race([Promise.allSettled([...this.active.values()].map((a) => a.done)), graceOver]);
+      clearTimeout(timer);
+    }
+    for (const [id, a] of this.active) {
+      this.o.log.warn({ jobId: id }, 'stopping: shutdown grace is over, cancelling the job');
+      a.ctl.abort(new ServiceRestartedError());
+    }
     await Promise.allSettled([...this.active.values()].map((a) => a.done));
   }
 
@@ -183,10 +216,14 @@ export class JobRunner {
       try {
         if (!h || !typed) throw new Error(`no handler for job kind ${job.kind}`);
         await h.run(typed, { signal: ctl.signal, log });
-        await finishJob(this.o.db, job.id, this.o.owner, { status: 'done' }, this.o.clock.now());
+        if (ctl.signal.reason instanceof ServiceRestartedError) await this.handOver(job, log);
+        else await finishJob(this.o.db, job.id, this.o.owner, { status: 'done' }, this.o.clock.now());
       } catch (e) {
-        log.error({ err: errorMessage(e) }, 'job failed');
-        await finishJob(this.o.db, job.id, this.o.owner, { status: 'failed', error: errorMessage(e) }, this.o.clock.now()).catch(() => undefined);
+        if (ctl.signal.reason instanceof ServiceRestartedError) await this.handOver(job, log);
+        else {
+          log.error({ err: errorMessage(e) }, 'job failed');
+          await finishJob(this.o.db, job.id, this.o.owner, { status: 'failed', error: errorMessage(e) }, this.o.clock.now()).catch(() => undefined);
+        }
       } finally {
         clearInterval(hb);
         this.active.delete(job.id);
@@ -194,5 +231,27 @@ export class JobRunner {
       }
     })();
     this.active.set(job.id, { ctl, done });
+  }
+
+  /**
+   * A job cut off by shutdown: failed with "service restarted" (conditional on this worker
+   * still holding it), then its handler's repair runs here and now, as the reconciler's would.
+   * The repair is idempotent: it changes nothing the cancelled handler already settled.
+   */
+  private async handOver(job: Job, log: Logger): Promise<void> {
+    const now = this.o.clock.now();
+    const held = await finishJob(this.o.db, job.id, this.o.owner, { status: 'failed', error: SERVICE_RESTARTED }, now).catch((e: unknown) => {
+      log.error({ err: errorMessage(e) }, 'failing a job cut off by shutdown failed; the reconciler takes it after its lease');
+      return false;
+    });
+    if (!held) return;
+    log.warn('job cut off by shutdown; repaired as lost, not re-run');
+    const h = this.handlers.get(job.kind);
+    const typed = asKindJob(job);
+    try {
+      if (h && typed) await h.onLost(typed, now);
+    } catch (e) {
+      log.error({ err: errorMessage(e) }, 'repair after a job cut off by shutdown failed');
+    }
   }
 }
