@@ -27,6 +27,13 @@ interface ZstdBinding {
 const zstd = require('zstd-napi/binding') as ZstdBinding;
 
 export const FLAG_COMPRESSED = 1;
+/**
+ * Reserved since format v2 for encryption (README.md "Format version"): the stored bytes are
+ * sealed (authenticated ciphertext of the compressed-or-raw form). Not written yet.
+ */
+export const FLAG_SEALED = 2;
+/** Flag bits this code decodes; any other bit makes a stored chunk undecodable (refused, never guessed). */
+const KNOWN_FLAGS = FLAG_COMPRESSED;
 export const ID_LEN = 32;
 export const ZERO_ID = Buffer.alloc(ID_LEN);
 
@@ -132,6 +139,9 @@ export class ChunkCodec {
     expectedId: Uint8Array,
   ): string | null {
     let raw: Uint8Array;
+    if (flags & ~KNOWN_FLAGS) {
+      return flags & FLAG_SEALED ? 'chunk is encrypted and this Lifeboat cannot decrypt it' : `unknown stored-form flags 0x${flags.toString(16)}`;
+    }
     if (flags & FLAG_COMPRESSED) {
       let n: number;
       try {

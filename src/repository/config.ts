@@ -2,17 +2,22 @@ import { randomBytes } from 'node:crypto';
 import type { Backend } from '../backend/backend.js';
 import { CorruptMetadataError, NotFoundError, ValidationError } from '../lib/errors.js';
 import { CONFIG_KEY } from './keys.js';
+import { checkFormat, CURRENT_FORMAT_VERSION, DEFAULT_CHUNK_ID_HASH, formatString, type ChunkIdHash, type RepoFormat } from './format.js';
 
 /**
  * Repository config (`config.json`), written once by `init` and never changed afterwards.
  * `secret` keys the chunk ids (see chunk-codec.ts). It is stored on the target: the keyed ids
  * separate tenants from each other through the API (no cross-project dedup probing); they do
  * not protect data from whoever can read the target itself (encryption at rest is not in v1).
+ * `format` names the format version (format.ts); `chunkIdHash` and `features` exist since v2.
  */
-export const REPO_FORMAT = 'lifeboat-repo/v1';
-
 export interface RepoConfig {
-  format: typeof REPO_FORMAT;
+  /** `lifeboat-repo/v<N>` (format.ts). */
+  format: string;
+  /** Since v2 (v1: always hmac-sha256). */
+  chunkIdHash?: ChunkIdHash;
+  /** Since v2: features every reader must know (format.ts KNOWN_FEATURES). */
+  features?: string[];
   id: string;
   createdAt: number;
   /** Fixed chunk size in bytes: a power of two between 4 KiB and 4 MiB. */
@@ -45,7 +50,9 @@ export function newConfig(opts: InitOptions, now: number): RepoConfig {
   const packSize = opts.packSize ?? DEFAULT_PACK_SIZE;
   if (!Number.isInteger(packSize) || packSize < 64 * 1024 || packSize > 1 << 30) throw new ValidationError(`bad pack size ${packSize}`);
   return {
-    format: REPO_FORMAT,
+    format: formatString(CURRENT_FORMAT_VERSION),
+    chunkIdHash: DEFAULT_CHUNK_ID_HASH,
+    features: [],
     id: randomBytes(16).toString('hex'),
     createdAt: now,
     chunkSize,
@@ -55,7 +62,11 @@ export function newConfig(opts: InitOptions, now: number): RepoConfig {
   };
 }
 
-export async function readConfig(backend: Backend): Promise<RepoConfig | null> {
+/**
+ * The repository's config and its checked format, or null when the target has none. A format
+ * this code does not read throws UnsupportedFormatError (versions named) before anything else.
+ */
+export async function readConfig(backend: Backend): Promise<{ config: RepoConfig; format: RepoFormat } | null> {
   let data: Buffer;
   try {
     data = await backend.get(CONFIG_KEY);
@@ -69,9 +80,10 @@ export async function readConfig(backend: Backend): Promise<RepoConfig | null> {
   } catch {
     throw new CorruptMetadataError('repository config is not valid JSON');
   }
-  if (c.format !== REPO_FORMAT) throw new CorruptMetadataError(`unsupported repository format ${JSON.stringify(c.format)}`);
+  if (typeof c !== 'object' || c === null) throw new CorruptMetadataError('repository config is damaged');
+  const format = checkFormat(c);
   if (typeof c.secret !== 'string' || Buffer.from(c.secret, 'base64').length !== 32 || !(c.chunkSize > 0)) {
     throw new CorruptMetadataError('repository config is damaged');
   }
-  return c;
+  return { config: c, format };
 }

@@ -1,5 +1,6 @@
 import { CorruptMetadataError } from '../lib/errors.js';
 import { ID_LEN } from './chunk-codec.js';
+import { openMetadata, sealMetadata } from './envelope.js';
 import { decodeFramed, encodeFramed } from './framing.js';
 
 /**
@@ -34,11 +35,12 @@ export function chunkCountFor(size: number, chunkSize: number): number {
 }
 
 export function encodeDiskIndex(index: DiskIndex): Uint8Array[] {
-  return encodeFramed(DISK_INDEX_MAGIC, index.header, [index.ids]);
+  const { projectId, snapshotId } = index.header;
+  return sealMetadata('disk-index', { projectId, snapshotId }, encodeFramed(DISK_INDEX_MAGIC, index.header, [index.ids]));
 }
 
 export function decodeDiskIndex(what: string, data: Buffer): DiskIndex {
-  const { header, body } = decodeFramed<DiskIndexHeader>(what, DISK_INDEX_MAGIC, data);
+  const { header, body } = decodeFramed<DiskIndexHeader>(what, DISK_INDEX_MAGIC, openMetadata('disk-index', what, data));
   const ok =
     Number.isSafeInteger(header.size) &&
     header.size >= 0 &&

@@ -1,5 +1,6 @@
 import { CorruptMetadataError } from '../lib/errors.js';
 import { sha256 } from './chunk-codec.js';
+import { openMetadata, sealMetadata } from './envelope.js';
 
 /**
  * Snapshot manifest (`manifests/<snapshotId>.json`), written last: its presence is what makes
@@ -40,18 +41,21 @@ export interface Manifest {
 export function encodeManifest(m: Manifest): Buffer {
   const body = JSON.stringify(m);
   const checksum = sha256(Buffer.from(body, 'utf8')).toString('hex');
-  return Buffer.from(JSON.stringify({ ...m, checksum }, null, 1), 'utf8');
+  const plain = Buffer.from(JSON.stringify({ ...m, checksum }, null, 1), 'utf8');
+  return Buffer.concat(sealMetadata('manifest', { projectId: m.projectId, snapshotId: m.snapshotId }, [plain]));
 }
 
 export function decodeManifest(what: string, data: Buffer): Manifest {
+  const plain = openMetadata('manifest', what, data);
   let parsed: Record<string, unknown>;
   try {
-    parsed = JSON.parse(data.toString('utf8')) as Record<string, unknown>;
+    parsed = JSON.parse(plain.toString('utf8')) as Record<string, unknown>;
   } catch {
     throw new CorruptMetadataError(`${what} is truncated or not JSON`);
   }
   if (typeof parsed !== 'object' || parsed === null || parsed.format !== MANIFEST_FORMAT) {
-    throw new CorruptMetadataError(`${what} is not a ${MANIFEST_FORMAT} manifest`);
+    const found = typeof parsed === 'object' && parsed !== null ? ` (format ${JSON.stringify(parsed.format)})` : '';
+    throw new CorruptMetadataError(`${what} is not a ${MANIFEST_FORMAT} manifest${found}`);
   }
   const { checksum, ...rest } = parsed;
   if (sha256(Buffer.from(JSON.stringify(rest), 'utf8')).toString('hex') !== checksum) {

@@ -1,5 +1,6 @@
 import { IntegrityError } from '../lib/errors.js';
 import { ID_LEN } from './chunk-codec.js';
+import { openMetadata, sealMetadata } from './envelope.js';
 import { decodeFramed, encodeFramed } from './framing.js';
 import { isPackId } from './keys.js';
 
@@ -80,11 +81,11 @@ export function encodePackIndex(
   });
   const header: PackIndexHeader = { projectId, packs, createdAt };
   if (packLengths && packs.every((p) => packLengths.has(p))) header.packLengths = packs.map((p) => packLengths.get(p)!);
-  return encodeFramed(PACK_INDEX_MAGIC, header, [body]);
+  return sealMetadata('pack-index', { projectId }, encodeFramed(PACK_INDEX_MAGIC, header, [body]));
 }
 
 export function decodePackIndex(what: string, data: Buffer): { header: PackIndexHeader; entries: PackIndexEntry[] } {
-  const { header, body } = decodeFramed<PackIndexHeader>(what, PACK_INDEX_MAGIC, data);
+  const { header, body } = decodeFramed<PackIndexHeader>(what, PACK_INDEX_MAGIC, openMetadata('pack-index', what, data));
   if (!Array.isArray(header.packs) || !header.packs.every((p) => typeof p === 'string' && isPackId(p))) {
     throw new IntegrityError(`${what} has a bad pack list`);
   }

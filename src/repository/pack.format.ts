@@ -1,5 +1,6 @@
 import { ID_LEN } from './chunk-codec.js';
 import { IntegrityError } from '../lib/errors.js';
+import { openMetadata, sealMetadata } from './envelope.js';
 import { decodeFramed, encodeFramed } from './framing.js';
 
 /**
@@ -32,7 +33,7 @@ export function encodePackTrailer(projectId: string, entries: readonly PackTrail
     body.writeUInt32LE(e.rawLength, at + 40);
     body.writeUInt32LE(e.flags, at + 44);
   });
-  const framed = Buffer.concat(encodeFramed(PACK_MAGIC, { projectId, count: entries.length }, [body]));
+  const framed = Buffer.concat(sealMetadata('pack-trailer', { projectId }, encodeFramed(PACK_MAGIC, { projectId, count: entries.length }, [body])));
   const len = Buffer.alloc(4);
   len.writeUInt32LE(framed.length);
   return Buffer.concat([framed, len]);
@@ -45,7 +46,7 @@ export function encodePackTrailer(projectId: string, entries: readonly PackTrail
 export function decodePackTrailer(what: string, pack: Buffer, projectId?: string): PackTrailerEntry[] {
   const len = pack.length >= 4 ? pack.readUInt32LE(pack.length - 4) : 0;
   const framed = pack.subarray(Math.max(0, pack.length - 4 - len), pack.length - 4);
-  const { header, body } = decodeFramed<{ projectId?: unknown; count?: unknown }>(`${what} trailer`, PACK_MAGIC, framed);
+  const { header, body } = decodeFramed<{ projectId?: unknown; count?: unknown }>(`${what} trailer`, PACK_MAGIC, openMetadata('pack-trailer', `${what} trailer`, framed));
   if (projectId !== undefined && header.projectId !== projectId) throw new IntegrityError(`${what} belongs to another project`);
   if (body.length % REC !== 0 || header.count !== body.length / REC) throw new IntegrityError(`${what} trailer has a bad record count`);
   const out: PackTrailerEntry[] = [];

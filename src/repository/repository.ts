@@ -8,6 +8,7 @@ import { ChunkIndex } from './chunk-index.js';
 import { ID_LEN, isZeroId } from './chunk-codec.js';
 import { newConfig, readConfig, type InitOptions, type RepoConfig } from './config.js';
 import { decodeDiskIndex, type DiskIndex } from './disk-index.format.js';
+import type { RepoFormat } from './format.js';
 import { assertId, CONFIG_KEY, GC_PLAN_KEY, keys, parse } from './keys.js';
 import { Lease, type LeaseKind } from './lease.js';
 import { decodeManifest, type Manifest } from './manifest.format.js';
@@ -47,6 +48,8 @@ export class Repository {
   private constructor(
     readonly backend: Backend,
     readonly config: RepoConfig,
+    /** The checked format version, chunk id hash and features (format.ts). */
+    readonly format: RepoFormat,
     opts: RepositoryOptions,
   ) {
     this.clock = opts.clock ?? systemClock;
@@ -56,17 +59,20 @@ export class Repository {
     this.secret = Buffer.from(config.secret, 'base64');
   }
 
-  /** Opens an existing repository; NotFoundError when the target has no config. */
+  /**
+   * Opens an existing repository; NotFoundError when the target has no config, and
+   * UnsupportedFormatError (versions named) when it is in a format this code does not read.
+   */
   static async open(backend: Backend, opts: RepositoryOptions = {}): Promise<Repository> {
-    const config = await readConfig(backend);
-    if (!config) throw new NotFoundError('no Lifeboat repository at the backup target (config.json missing)');
-    return new Repository(backend, config, opts);
+    const found = await readConfig(backend);
+    if (!found) throw new NotFoundError('no Lifeboat repository at the backup target (config.json missing)');
+    return new Repository(backend, found.config, found.format, opts);
   }
 
   /** Opens the repository, creating it first when the target is empty. Idempotent. */
   static async init(backend: Backend, init: InitOptions = {}, opts: RepositoryOptions = {}): Promise<Repository> {
     const existing = await readConfig(backend);
-    if (existing) return new Repository(backend, existing, opts);
+    if (existing) return new Repository(backend, existing.config, existing.format, opts);
     const config = newConfig(init, (opts.clock ?? systemClock).now());
     await backend.put(CONFIG_KEY, Buffer.from(JSON.stringify(config, null, 1)));
     return Repository.open(backend, opts);
