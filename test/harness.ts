@@ -39,6 +39,8 @@ export interface Harness {
   /** A token for `u`, issued once and cached; `fresh` issues a new one (e.g. to time its TTL). */
   token(u: TestUser, fresh?: boolean): Promise<string>;
   api(u: TestUser, method: string, path: string, body?: unknown, headers?: Record<string, string>): Promise<ApiResponse>;
+  /** Stops the service, runs `between` (e.g. deletes its state), starts a new one on the same home, port and env. */
+  restart(between?: () => void): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -168,7 +170,7 @@ export async function startHarness(opts: { env?: Record<string, string>; role?: 
     return { status: r.status, headers: r.headers, text, json };
   };
 
-  return {
+  const h: Harness = {
     lb,
     url,
     home,
@@ -179,11 +181,18 @@ export async function startHarness(opts: { env?: Record<string, string>; role?: 
     vms,
     token,
     api,
+    async restart(between) {
+      await h.lb.close();
+      between?.();
+      tokens.clear();
+      h.lb = await startLifeboat(loadConfig(env, home), { role: opts.role ?? 'all', demo: false, log: silentLogger });
+    },
     async close() {
-      await lb.close();
+      await h.lb.close();
       rmSync(home, { recursive: true, force: true });
     },
   };
+  return h;
 }
 
 /** Polls a condition (the one waitFor of every test, src/lib/testing.ts). */

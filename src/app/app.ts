@@ -44,6 +44,14 @@ import { systemClock, type Clock } from '../lib/clock.js';
 import type { Logger } from '../lib/logger.js';
 import { errorMessage } from '../lib/errors.js';
 import type { TokenValidator } from '../identity/token-validator.js';
+import type { IdentityLookup } from '../domain/identity-lookup.js';
+import { fileIdentityLookup } from '../identity/file-identity-lookup.js';
+import { keystoneIdentityLookup } from '../identity/keystone-identity-lookup.js';
+import { scanTarget } from '../jobs/target-catalog.js';
+import { ImportService } from '../services/import.service.js';
+import { OrphanService } from '../services/orphan.service.js';
+import { ReassignService } from '../services/reassign.service.js';
+import { drRoutes } from '../http/dr.routes.js';
 
 /**
  * The composition root: builds store, identity, policy, platform, services, job runner and
@@ -113,6 +121,7 @@ export async function startLifeboat(config: Config, o: StartOptions): Promise<Li
     let validator: TokenValidator;
     let embedded: EmbeddedIdentity | null = null;
     let keystoneUri: string;
+    let identityLookup: IdentityLookup;
     // The identity file is followed as it changes (identity-source.ts).
     const identitySource = identityFile ? new IdentitySource(config.identity, identityFile.identity, log) : null;
     if (identitySource) {
@@ -127,10 +136,13 @@ export async function startLifeboat(config: Config, o: StartOptions): Promise<Li
       });
       validator = embedded;
       keystoneUri = embedded.identityV3Url;
+      identityLookup = fileIdentityLookup(() => identitySource.current());
     } else {
       const { KeystoneValidator } = await import('../identity/keystone-validator.js');
       const k = config.keystone!;
-      validator = new KeystoneValidator({ url: k.url, username: k.user, password: k.password, projectName: k.project, clock, log });
+      const keystone = new KeystoneValidator({ url: k.url, username: k.user, password: k.password, projectName: k.project, clock, log });
+      validator = keystone;
+      identityLookup = keystoneIdentityLookup(keystone);
       keystoneUri = k.url;
     }
 
@@ -150,6 +162,10 @@ export async function startLifeboat(config: Config, o: StartOptions): Promise<Li
     const projects = ids ? { projectName: async (id: string) => ids.current().projectById(id)?.name ?? null } : undefined;
     const policies = new PolicyService({ db: store.db, clock, projects });
     const quotas = new QuotaService({ db: store.db, clock, projects });
+    const targetScan = () => scanTarget(repo);
+    const imports = new ImportService({ db: store.db, clock, scanTarget: targetScan, projects: identityLookup });
+    const orphans = new OrphanService({ db: store.db, clock, identity: identityLookup, scanTarget: targetScan });
+    const reassign = new ReassignService({ db: store.db, clock, identity: identityLookup });
     const mailer = createSmtpMailer({ allow: config.smtpAllow, log });
     const settings = new SettingService({ db: store.db, clock, secretKey, mailer });
     const notify = { db: store.db, secretKey, log, mailer };
@@ -214,6 +230,7 @@ export async function startLifeboat(config: Config, o: StartOptions): Promise<Li
           policyRoutes({ policies, policy }),
           quotaRoutes({ quotas }),
           settingRoutes({ settings, policy }),
+          drRoutes({ workloads, imports, orphans, reassign, publicUrl: config.publicUrl }),
         ],
         rootMounts: embedded ? [(app) => app.register(identityRoutes, { prefix: '/identity', identity: embedded })] : [],
       });

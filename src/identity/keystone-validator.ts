@@ -152,6 +152,21 @@ export class KeystoneValidator implements TokenValidator {
     };
   }
 
+  /**
+   * A read of Keystone's admin API with the service token (projects, users, role assignments:
+   * identity lookups of disaster recovery). The status and parsed body; transport failures throw
+   * UnavailableError. The service user needs a role that may read them (admin or reader).
+   */
+  async serviceGet(path: string, requestId: string): Promise<{ status: number; body: unknown }> {
+    const s = await this.serviceToken(requestId);
+    const res = await this.call('GET', path, { 'x-auth-token': s.token, 'x-openstack-request-id': requestId });
+    if (res.status !== 200) {
+      await res.body?.cancel();
+      return { status: res.status, body: null };
+    }
+    return { status: 200, body: await this.json(res) };
+  }
+
   /** The current service token; concurrent callers share one authentication. */
   private async serviceToken(requestId: string): Promise<ServiceToken> {
     const s = this.service;

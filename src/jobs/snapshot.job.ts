@@ -20,6 +20,7 @@ import { releaseWorkloadWithRetention } from './retention.js';
 import { ByteProgress, startTicker } from './progress-ticker.js';
 import { checkpointRecord, loadSnapshotBase, type SnapshotBase } from './snapshot-base.js';
 import { reportWriterDamage } from './damage.job.js';
+import { snapshotManifestMeta } from './manifest-meta.js';
 import type { AnyJobHandler } from './runner.js';
 
 export interface SnapshotJobDeps {
@@ -164,7 +165,11 @@ async function openSnapshot(d: SnapshotJobDeps, s: Snapshot, held: Held, abort: 
     instances.push(inst);
   }
   // A full trusts nothing of earlier snapshots, checkpoints included.
-  const base = s.snapshot_type === 'incremental' ? await loadSnapshotBase(d.db, d.repo, w.id, log) : null;
+  const loaded = s.snapshot_type === 'incremental' ? await loadSnapshotBase(d.db, d.repo, w.id, log) : null;
+  // A base stored under another project (the workload was reassigned since) holds chunks keyed
+  // for that project: this snapshot stores its data anew under the workload's project.
+  const base = loaded && loaded.manifest.projectId === w.project_id ? loaded : null;
+  if (loaded && !base) log.info({ snapshotId: s.id, baseProject: loaded.manifest.projectId }, 'base snapshot stored under another project: reading every disk in full');
   const disks: PlannedDisk[] = [];
   for (const instance of instances) {
     abort.throwIfAborted();
@@ -222,17 +227,25 @@ async function commitSnapshot(d: SnapshotJobDeps, s: Snapshot, o: OpenedSnapshot
   const checkpoints = checkpointRecord(held.sessions.map(({ instance, session }) => [instance.id, session.checkpoint]));
   const warnings = held.sessions.flatMap(({ session }) => session.warnings);
   const transferSeconds = Math.round((d.clock.now() - t.dataStart) / 1000);
-  await o.writer.commit({
-    snapshot: { id: s.id, name: s.name, description: s.description, snapshot_type: s.snapshot_type, created_at: s.created_at, user_id: s.user_id },
-    workload: { id: w.id, name: w.name, description: w.description, project_id: w.project_id, workload_type_id: w.workload_type_id, metadata: w.metadata },
-    instances: views,
-    disks: o.disks.map((x) => ({ instanceId: x.instance.id, device: x.disk.device, size: x.source.size, format: x.disk.format })),
-    checkpoints,
-  });
+  const stored = summaries.reduce((a, x) => a + x.bytesStored, 0);
+  const snapshotMeta = { data_transfer_time: String(transferSeconds), workload_approx_backup_size: String(Math.ceil(stored / 2 ** 20)) };
+  const manifest = await o.writer.commit(
+    await snapshotManifestMeta(d.db, {
+      snapshot: s,
+      workload: w,
+      host: d.nodeName,
+      startedAt: t.startedAt,
+      warnings,
+      metadata: snapshotMeta,
+      instances: views,
+      disks: o.disks.map((x) => ({ instanceId: x.instance.id, device: x.disk.device, size: x.source.size, format: x.disk.format })),
+      checkpoints,
+    }),
+  );
   held.writer = null; // committed: nothing to abort any more
 
-  const stored = summaries.reduce((a, x) => a + x.bytesStored, 0);
-  const end = d.clock.now();
+  // The manifest's commit time is the snapshot's end: an import rebuilds the same record from it.
+  const end = manifest.createdAt;
   return inTransaction(d.db, async (tx) => {
     // Not ours any more (an admin's unlock cancelled it): the workload's lock is not ours to release.
     const committed = await transitionSnapshot(tx, s.id, ['uploading', 'cancelling'], 'available', toSecond(end), {
@@ -248,7 +261,7 @@ async function commitSnapshot(d: SnapshotJobDeps, s: Snapshot, o: OpenedSnapshot
       ...(warnings.length > 0 ? { warning_msg: warnings.join('; ') } : {}),
     });
     if (!committed) return false;
-    await setSnapshotMetadata(tx, s.id, { data_transfer_time: String(transferSeconds), workload_approx_backup_size: String(Math.ceil(stored / 2 ** 20)) }, toSecond(end));
+    await setSnapshotMetadata(tx, s.id, snapshotMeta, toSecond(end));
     if (s.snapshot_type === 'full') await updateWorkloadFields(tx, w.id, { force_full: false }, toSecond(end));
     // Unlocks the workload, and starts deleting snapshots beyond its retention in the same transaction.
     await releaseWorkloadWithRetention(tx, w.id, s.id, end);

@@ -99,7 +99,8 @@ export class WorkloadService {
     return Promise.all(list.map((w) => this.detailOf(w)));
   }
 
-  private async detailOf(w: Workload): Promise<WorkloadDetail> {
+  /** The detail of a workload already read (e.g. one just imported). */
+  async detailOf(w: Workload): Promise<WorkloadDetail> {
     const now = this.deps.clock.now();
     const schedule = scheduleViewFields(w.jobschedule, await getGlobalJobScheduler(this.deps.db), now);
     return { workload: w, storageUsage: await workloadStorageUsage(this.deps.db, w.id), ...schedule };
