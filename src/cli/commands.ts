@@ -3,6 +3,11 @@ import { addGlobalOptions, processIo, reportError, usageExitCode, type ClientIo 
 import { registerRestoreCommands } from './restore.commands.js';
 import { registerSnapshotCommands } from './snapshot.commands.js';
 import { registerWorkloadCommands } from './workload.commands.js';
+import { registerPolicyCommands } from './policy.commands.js';
+import { registerQuotaCommands } from './quota.commands.js';
+import { registerSettingCommands } from './setting.commands.js';
+import { registerSchedulerCommands } from './scheduler.commands.js';
+import { registerDrCommands } from './dr.commands.js';
 
 export type { ClientIo } from './command.kit.js';
 export { EXIT_CODES } from './exit-codes.js';
@@ -20,6 +25,11 @@ export function registerClientCommands(program: Command, io: ClientIo = processI
   registerWorkloadCommands(program, io);
   registerSnapshotCommands(program, io);
   registerRestoreCommands(program, io);
+  registerPolicyCommands(program, io);
+  registerQuotaCommands(program, io);
+  registerSettingCommands(program, io);
+  registerSchedulerCommands(program, io);
+  registerDrCommands(program, io);
 }
 
 /** Thrown by the injected usageExit of runClient to unwind commander. */
