@@ -5,7 +5,7 @@ import { MemBackend } from '../src/backend/mem/mem.backend.js';
 import { ManualClock } from '../src/lib/clock.js';
 import { newId } from '../src/lib/ids.js';
 import { Repository } from '../src/repository/repository.js';
-import { ChunkCodec, ChunkHasher, FLAG_SEALED } from '../src/repository/chunk-codec.js';
+import { ChunkCodec, chunkId, FLAG_SEALED, newChunkHasher } from '../src/repository/chunk-codec.js';
 import { SEALED_MAGIC } from '../src/repository/envelope.js';
 import { CURRENT_FORMAT_VERSION, UnsupportedFormatError } from '../src/repository/format.js';
 import { CONFIG_KEY, keys } from '../src/repository/keys.js';
@@ -63,15 +63,15 @@ describe('repository format version', () => {
     const repo = await Repository.init(b, { chunkSize: CS }, opts);
     const c = config(b);
     assert.equal(c.format, `lifeboat-repo/v${CURRENT_FORMAT_VERSION}`);
-    assert.equal(c.chunkIdHash, 'hmac-sha256');
+    assert.equal(c.chunkIdHash, 'blake3-keyed');
     assert.deepEqual(c.features, []);
-    assert.deepEqual(repo.format, { version: CURRENT_FORMAT_VERSION, chunkIdHash: 'hmac-sha256', features: [] });
+    assert.deepEqual(repo.format, { version: CURRENT_FORMAT_VERSION, chunkIdHash: 'blake3-keyed', features: [] });
   });
 
   test('a target written before the version was explicit (v1) is still read and restores byte-exact', async () => {
     const b = new MemBackend();
     const data = disk(10 * CS + 123);
-    const sid = await backupOnce(await Repository.init(b, { chunkSize: CS }, opts), data);
+    const sid = await backupOnce(await Repository.init(b, { chunkSize: CS, chunkIdHash: 'hmac-sha256' }, opts), data);
     // Exactly the config a pre-version Lifeboat wrote: no chunkIdHash, no features.
     const { chunkIdHash: _h, features: _f, ...old } = config(b);
     setConfig(b, { ...old, format: 'lifeboat-repo/v1' });
@@ -84,6 +84,24 @@ describe('repository format version', () => {
     assert.equal((await repo.verify()).ok, true);
   });
 
+  for (const hash of ['blake3-keyed', 'hmac-sha256'] as const) {
+    test(`a ${hash} target backs up, dedups, restores byte-exact and verifies; its ids are ${hash} ids`, async () => {
+      const b = new MemBackend();
+      const repo = await Repository.init(b, { chunkSize: CS, chunkIdHash: hash }, opts);
+      assert.equal(config(b).chunkIdHash, hash);
+      const data = disk(12 * CS + 5);
+      const s1 = await backupOnce(repo, data);
+      const packs = () => [...b.objects.keys()].filter((k) => k.startsWith('packs/')).length;
+      const before = packs();
+      const s2 = await backupOnce(repo, data);
+      assert.equal(packs(), before, 'the second backup of the same data stores nothing new');
+      for (const s of [s1, s2]) assert.ok((await restored(repo, s, data.length)).equals(data));
+      const di = await repo.findDiskIndex(s1, 'vda');
+      assert.deepEqual(di!.ids.subarray(0, 32), chunkId(repo.projectKey(PROJECT), data.subarray(0, CS)));
+      assert.equal((await repo.verify()).ok, true);
+    });
+  }
+
   test('a newer or unknown version, chunk id hash or feature is refused with the versions named', async () => {
     const b = new MemBackend();
     await Repository.init(b, { chunkSize: CS }, opts);
@@ -93,7 +111,7 @@ describe('repository format version', () => {
       [{ ...good, format: 'lifeboat-repo/v0' }, /format v0 is no longer read \(this Lifeboat reads v1–v2\)/],
       [{ ...good, format: 'restic' }, /not a Lifeboat repository this version knows \(format "restic"; this Lifeboat reads lifeboat-repo\/v1 to lifeboat-repo\/v2\)/],
       [{ ...good, format: undefined }, /format undefined/],
-      [{ ...good, chunkIdHash: 'sha1' }, /chunk ids use "sha1", which this Lifeboat does not know \(it knows hmac-sha256\)/],
+      [{ ...good, chunkIdHash: 'sha1' }, /chunk ids use "sha1", which this Lifeboat does not know \(it knows hmac-sha256, blake3-keyed\)/],
       [{ ...good, chunkIdHash: undefined }, /chunk ids use undefined/],
       [{ ...good, features: ['zstd-dict', 'encryption-v9'] }, /features this Lifeboat lacks \(zstd-dict, encryption-v9; format v2\)/],
     ];
@@ -116,7 +134,7 @@ describe('repository format version', () => {
     await assert.rejects(repo.readManifest(sid), (e: unknown) => e instanceof UnsupportedFormatError && e.message === `${key} is encrypted (LBSEAL01 manifest) and this Lifeboat cannot decrypt it`);
 
     const codec = new ChunkCodec();
-    const hasher = new ChunkHasher(repo.projectKey(PROJECT));
+    const hasher = newChunkHasher(repo.projectKey(PROJECT));
     const raw = Buffer.alloc(100, 1);
     assert.equal(codec.decodeVerify(raw, FLAG_SEALED, Buffer.alloc(100), hasher, hasher.id(raw)), 'chunk is encrypted and this Lifeboat cannot decrypt it');
     assert.equal(codec.decodeVerify(raw, 8, Buffer.alloc(100), hasher, hasher.id(raw)), 'unknown stored-form flags 0x8');

@@ -1,6 +1,6 @@
 import type { DiskSource, Extent } from '../platform/platform.js';
 import { CorruptMetadataError, ValidationError } from '../lib/errors.js';
-import { ID_LEN, isZeroId } from '../repository/chunk-codec.js';
+import { ID_LEN, isZeroId, type ChunkIdKey } from '../repository/chunk-codec.js';
 import { chunkCountFor, type DiskIndex } from '../repository/disk-index.format.js';
 import type { ManifestDisk } from '../repository/manifest.format.js';
 import type { NewChunk, SnapshotWriter } from '../repository/snapshot-writer.js';
@@ -281,7 +281,8 @@ async function dispatchBatches(opts: BackupDiskOptions, plan: DiskPlan, batches:
   const pool = opts.pool ?? sharedChunkPool();
   const maxInFlight = Math.max(1, Math.min(opts.maxInFlight ?? pool.size + 3, batches.length));
   const mem = new SlotMemory(maxInFlight, batchChunks * plan.chunkSize, batchChunks);
-  const key = new Uint8Array(opts.writer.projectKey); // own buffer: posting a pooled view would clone the pool
+  const { hash, key: k } = opts.writer.projectKey;
+  const key: ChunkIdKey = { hash, key: new Uint8Array(k) }; // own buffer: posting a pooled view would clone the pool
   // A full snapshot trusts no stored copy it has not read back (the heal for bit flips).
   const proof = opts.full ? new ReuseProof(opts.writer, pool, key, mem.batchBytes, maxInFlight) : null;
   const worker = new BatchWorker(opts, plan, pool, mem, key, proof, stats, progress);
@@ -354,7 +355,7 @@ class BatchWorker {
     private readonly plan: DiskPlan,
     private readonly pool: ChunkPool,
     private readonly mem: SlotMemory,
-    private readonly key: Uint8Array,
+    private readonly key: ChunkIdKey,
     private readonly proof: ReuseProof | null,
     private readonly stats: CopyStats,
     private readonly progress: ProgressFeed,

@@ -4,18 +4,18 @@
  * the worker reads and writes them in place and answers with a tiny message.
  */
 import { parentPort } from 'node:worker_threads';
-import { ChunkCodec, ChunkHasher, compressBound, ID_LEN } from '../repository/chunk-codec.js';
+import { ChunkCodec, compressBound, ID_LEN, newChunkHasher, type ChunkHasher, type ChunkIdKey } from '../repository/chunk-codec.js';
 import type { WorkerRequest, WorkerResponse } from './worker-protocol.js';
 
 const codec = new ChunkCodec();
 let scratch = new Uint8Array(0);
 let hasher: ChunkHasher | null = null;
-let hasherKey = Buffer.alloc(0);
+let hasherKey: ChunkIdKey = { hash: 'hmac-sha256', key: Buffer.alloc(0) };
 
-function hasherFor(key: Uint8Array): ChunkHasher {
-  if (!hasher || !hasherKey.equals(key)) {
-    hasher = new ChunkHasher(key);
-    hasherKey = Buffer.from(key);
+function hasherFor(k: ChunkIdKey): ChunkHasher {
+  if (!hasher || hasherKey.hash !== k.hash || !Buffer.from(hasherKey.key).equals(k.key)) {
+    hasher = newChunkHasher(k);
+    hasherKey = { hash: k.hash, key: Buffer.from(k.key) };
   }
   return hasher;
 }

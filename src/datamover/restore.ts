@@ -65,7 +65,8 @@ export async function restoreDisk(opts: RestoreDiskOptions): Promise<RestoreDisk
     }
     if (sink.size !== header.size) throw new ValidationError(`restore target for disk ${diskKey} has size ${sink.size}, expected ${header.size}`);
     const chunks = await repo.loadChunkIndex(manifest.projectId);
-    const key = new Uint8Array(repo.projectKey(manifest.projectId)); // own buffer: cheap to post
+    const projectKey = repo.projectKey(manifest.projectId);
+    const key = { hash: projectKey.hash, key: new Uint8Array(projectKey.key) }; // own buffer: cheap to post
     const pool = opts.pool ?? sharedChunkPool();
     const cs = header.chunkSize;
     const maxRead = opts.readBytes ?? DEFAULT_READ_BYTES;

@@ -1,5 +1,5 @@
 import { IntegrityError, NotFoundError } from '../lib/errors.js';
-import { ID_LEN } from '../repository/chunk-codec.js';
+import { ID_LEN, type ChunkIdKey } from '../repository/chunk-codec.js';
 import type { ChunkLocation } from '../repository/pack-index.format.js';
 import type { SnapshotWriter } from '../repository/snapshot-writer.js';
 import { acquireSlotMemory, releaseSlotMemory, type ChunkPool } from './chunk-pool.js';
@@ -38,7 +38,7 @@ export class ReuseProof {
   constructor(
     private readonly writer: SnapshotWriter,
     private readonly pool: ChunkPool,
-    private readonly key: Uint8Array,
+    private readonly key: ChunkIdKey,
     /** At least the batch size: a batch's chunks, stored or decoded, always fit. */
     private readonly slotBytes: number,
     private readonly slots: number,

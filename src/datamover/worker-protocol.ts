@@ -1,3 +1,5 @@
+import type { ChunkIdKey } from '../repository/chunk-codec.js';
+
 /**
  * Messages between the chunk pool and its worker threads (chunk.worker.ts).
  *
@@ -22,7 +24,7 @@ export type WorkerRequest =
       length: number;
       chunkSize: number;
       which: Uint32Array;
-      key: Uint8Array;
+      key: ChunkIdKey;
       hash: boolean;
       ids: SharedArrayBuffer;
       idsOff: number;
@@ -44,7 +46,7 @@ export type WorkerRequest =
       storedOff: number;
       items: Uint32Array;
       ids: Uint8Array;
-      key: Uint8Array;
+      key: ChunkIdKey;
       out: SharedArrayBuffer;
       outOff: number;
     };

@@ -1,19 +1,26 @@
 import { createHash, createHmac, timingSafeEqual, type Hash } from 'node:crypto';
 import { createRequire } from 'node:module';
+import type { ChunkIdHash } from './format.js';
 
 /**
  * Chunk identity and encoding, shared by the repository (GC, verify) and the datamover's
  * worker threads. Pure and synchronous; callers choose the thread.
  *
- * - Chunk id = HMAC-SHA256(projectKey, raw bytes). The project key is derived from the
- *   repository secret and the project id, so equal data in two projects gets different ids:
- *   dedup stays inside a project and one tenant cannot probe for another's content.
+ * - Chunk id = keyed hash of the raw bytes under the project's key (ChunkIdKey): keyed BLAKE3
+ *   (new repositories) or HMAC-SHA256 (format v1 and v2 repositories that say so). The key is
+ *   derived from the repository secret and the project id, so equal data in two projects gets
+ *   different ids: dedup stays inside a project and one tenant cannot probe for another's content.
  * - Stored form = zstd frame (flag COMPRESSED) or the raw bytes when zstd does not shrink them
  *   (PBS rule), so random data costs no decompression on restore.
  */
 
 // zstd-napi's low-level binding lets us compress into preallocated buffers (no per-chunk alloc).
 const require = createRequire(import.meta.url);
+// Native keyed BLAKE3 (prebuilt binary inside the npm package; the WASM builds are slower than SHA-256).
+interface Blake3Binding {
+  Blake3Hasher: { newKeyed(key: Buffer): { reset(): void; update(input: Uint8Array): unknown; digestBuffer(): Buffer } };
+}
+const blake = require('@napi-rs/blake-hash') as Blake3Binding;
 interface ZstdBinding {
   CCtx: new () => {
     compress(dst: Uint8Array, src: Uint8Array, level: number): number;
@@ -43,12 +50,50 @@ export function isZeroId(ids: Uint8Array, off: number): boolean {
   return true;
 }
 
-export function deriveProjectKey(repoSecret: Buffer, projectId: string): Buffer {
-  return createHmac('sha256', repoSecret).update(`lifeboat/chunk-id/v1/${projectId}`).digest();
+/** What computes a project's chunk ids: the repository's hash function and the project's key. Plain data: posted to workers. */
+export interface ChunkIdKey {
+  hash: ChunkIdHash;
+  key: Uint8Array;
 }
 
-export function chunkId(projectKey: Uint8Array, raw: Uint8Array): Buffer {
-  return createHmac('sha256', projectKey).update(raw).digest();
+/** The project's chunk id key: 32 bytes derived from the repository secret, one label per hash function. */
+export function deriveProjectKey(repoSecret: Buffer, projectId: string, hash: ChunkIdHash): ChunkIdKey {
+  const label = hash === 'hmac-sha256' ? 'v1' : hash; // v1: the label every HMAC repository has used
+  return { hash, key: createHmac('sha256', repoSecret).update(`lifeboat/chunk-id/${label}/${projectId}`).digest() };
+}
+
+/** One chunk's id, the slow way (tests, single checks); hot paths use a ChunkHasher. */
+export function chunkId(k: ChunkIdKey, raw: Uint8Array): Buffer {
+  if (k.hash === 'blake3-keyed') return new Blake3ChunkHasher(k.key).id(raw);
+  return createHmac('sha256', k.key).update(raw).digest();
+}
+
+/** Computes chunk ids under one key, many chunks; one per thread and key. */
+export interface ChunkHasher {
+  id(raw: Uint8Array): Buffer;
+  /** Writes the id of `raw` to dst[off, off + 32). */
+  idInto(raw: Uint8Array, dst: Uint8Array, off: number): void;
+}
+
+export function newChunkHasher(k: ChunkIdKey): ChunkHasher {
+  return k.hash === 'blake3-keyed' ? new Blake3ChunkHasher(k.key) : new HmacChunkHasher(k.key);
+}
+
+/** Keyed BLAKE3 (32-byte key, 32-byte output): one native hasher reset per chunk. */
+class Blake3ChunkHasher implements ChunkHasher {
+  private readonly h;
+  constructor(key: Uint8Array) {
+    if (key.length !== 32) throw new Error('a BLAKE3 chunk id key has 32 bytes');
+    this.h = blake.Blake3Hasher.newKeyed(Buffer.from(key));
+  }
+  id(raw: Uint8Array): Buffer {
+    this.h.reset(); // back to the keyed initial state
+    this.h.update(raw);
+    return this.h.digestBuffer();
+  }
+  idInto(raw: Uint8Array, dst: Uint8Array, off: number): void {
+    dst.set(this.id(raw), off);
+  }
 }
 
 /**
@@ -56,7 +101,7 @@ export function chunkId(projectKey: Uint8Array, raw: Uint8Array): Buffer {
  * inner and outer key blocks are computed once and cloned per chunk, which skips the per-call
  * key import and object setup of createHmac. Same output as chunkId (tested).
  */
-export class ChunkHasher {
+export class HmacChunkHasher implements ChunkHasher {
   private readonly inner: Hash;
   private readonly outer: Hash;
 
@@ -135,7 +180,7 @@ export class ChunkCodec {
     stored: Uint8Array,
     flags: number,
     dst: Uint8Array,
-    projectKey: Uint8Array | ChunkHasher,
+    hasher: ChunkHasher,
     expectedId: Uint8Array,
   ): string | null {
     let raw: Uint8Array;
@@ -156,7 +201,7 @@ export class ChunkCodec {
       dst.set(stored);
       raw = dst;
     }
-    const id = projectKey instanceof ChunkHasher ? projectKey.id(raw) : chunkId(projectKey, raw);
+    const id = hasher.id(raw);
     if (!idEquals(id, expectedId)) return 'content does not match its chunk id';
     return null;
   }

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { Backend } from '../backend/backend.js';
 import { CorruptMetadataError, NotFoundError, ValidationError } from '../lib/errors.js';
 import { CONFIG_KEY } from './keys.js';
-import { checkFormat, CURRENT_FORMAT_VERSION, DEFAULT_CHUNK_ID_HASH, formatString, type ChunkIdHash, type RepoFormat } from './format.js';
+import { CHUNK_ID_HASHES, checkFormat, CURRENT_FORMAT_VERSION, DEFAULT_CHUNK_ID_HASH, formatString, type ChunkIdHash, type RepoFormat } from './format.js';
 
 /**
  * Repository config (`config.json`), written once by `init` and never changed afterwards.
@@ -32,6 +32,8 @@ export interface RepoConfig {
 
 export interface InitOptions {
   chunkSize?: number;
+  /** Chunk id function of a new repository (default DEFAULT_CHUNK_ID_HASH). */
+  chunkIdHash?: ChunkIdHash;
   zstdLevel?: number;
   packSize?: number;
 }
@@ -49,9 +51,11 @@ export function newConfig(opts: InitOptions, now: number): RepoConfig {
   if (!Number.isInteger(zstdLevel) || zstdLevel < -7 || zstdLevel > 19) throw new ValidationError(`bad zstd level ${zstdLevel}`);
   const packSize = opts.packSize ?? DEFAULT_PACK_SIZE;
   if (!Number.isInteger(packSize) || packSize < 64 * 1024 || packSize > 1 << 30) throw new ValidationError(`bad pack size ${packSize}`);
+  const chunkIdHash = opts.chunkIdHash ?? DEFAULT_CHUNK_ID_HASH;
+  if (!CHUNK_ID_HASHES.includes(chunkIdHash)) throw new ValidationError(`unknown chunk id hash ${chunkIdHash} (known: ${CHUNK_ID_HASHES.join(', ')})`);
   return {
     format: formatString(CURRENT_FORMAT_VERSION),
-    chunkIdHash: DEFAULT_CHUNK_ID_HASH,
+    chunkIdHash,
     features: [],
     id: randomBytes(16).toString('hex'),
     createdAt: now,

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { listAll, type Backend } from '../backend/backend.js';
 import { ConflictError, IntegrityError, NotFoundError } from '../lib/errors.js';
-import { ChunkCodec, ID_LEN, ZERO_ID } from './chunk-codec.js';
+import { ChunkCodec, ID_LEN, newChunkHasher, ZERO_ID } from './chunk-codec.js';
 import { ChunkIndex } from './chunk-index.js';
 import { decodeDiskIndex } from './disk-index.format.js';
 import { GC_PLAN_KEY, keys, packId, packOwner, parse } from './keys.js';
@@ -476,7 +476,7 @@ async function survivorLengths(b: Backend, p: ProjectPlan, survivors: readonly P
  */
 async function repackProject(repo: Repository, lease: Lease, p: ProjectPlan, nextId: () => string, report: GcReport): Promise<PackIndexEntry[]> {
   const b = repo.backend;
-  const key = repo.projectKey(p.projectId);
+  const hasher = newChunkHasher(repo.projectKey(p.projectId));
   const codec = new ChunkCodec();
   const moved: PackIndexEntry[] = [];
   let open: { id: string; parts: Uint8Array[]; entries: PackIndexEntry[]; size: number } | null = null;
@@ -494,7 +494,7 @@ async function repackProject(repo: Repository, lease: Lease, p: ProjectPlan, nex
     const data = await b.get(keys.pack(p.projectId, pack));
     for (const e of keep) {
       const stored = data.subarray(e.offset, e.offset + e.storedLength);
-      const err = stored.length === e.storedLength ? codec.decodeVerify(stored, e.flags, Buffer.allocUnsafe(e.rawLength), key, e.id) : 'truncated';
+      const err = stored.length === e.storedLength ? codec.decodeVerify(stored, e.flags, Buffer.allocUnsafe(e.rawLength), hasher, e.id) : 'truncated';
       if (err) throw new IntegrityError(`GC: chunk ${e.id.toString('hex')} in pack ${pack} is damaged (${err}); run verify`);
       open ??= { id: nextId(), parts: [], entries: [], size: 0 };
       open.entries.push({ ...e, pack: open.id, offset: open.size });

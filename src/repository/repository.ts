@@ -3,7 +3,7 @@ import { listAll } from '../backend/backend.js';
 import { systemClock, type Clock } from '../lib/clock.js';
 import { CorruptMetadataError, IntegrityError, NotFoundError, ValidationError } from '../lib/errors.js';
 import { silentLogger, type Logger } from '../lib/logger.js';
-import { deriveProjectKey } from './chunk-codec.js';
+import { deriveProjectKey, type ChunkIdKey } from './chunk-codec.js';
 import { ChunkIndex } from './chunk-index.js';
 import { ID_LEN, isZeroId } from './chunk-codec.js';
 import { newConfig, readConfig, type InitOptions, type RepoConfig } from './config.js';
@@ -82,9 +82,10 @@ export class Repository {
     return this.config.chunkSize;
   }
 
-  projectKey(projectId: string): Buffer {
+  /** The project's chunk id function and key (format.ts: the repository's chunkIdHash). */
+  projectKey(projectId: string): ChunkIdKey {
     assertId('project', projectId);
-    return deriveProjectKey(this.secret, projectId);
+    return deriveProjectKey(this.secret, projectId, this.format.chunkIdHash);
   }
 
   async acquireLease(kind: LeaseKind, projectId: string | null, snapshotId: string | null, gcPlanSeen: string | null = null): Promise<Lease> {

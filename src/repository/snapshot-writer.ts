@@ -3,7 +3,7 @@ import type { Backend, ObjectWriter } from '../backend/backend.js';
 import { InvalidStateError } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import type { Clock } from '../lib/clock.js';
-import { ID_LEN, isZeroId } from './chunk-codec.js';
+import { ID_LEN, isZeroId, type ChunkIdKey } from './chunk-codec.js';
 import type { ChunkIndex } from './chunk-index.js';
 import { encodeDiskIndex, type DiskIndex } from './disk-index.format.js';
 import { keys, packId, packOwner } from './keys.js';
@@ -77,7 +77,7 @@ export class SnapshotWriter {
     private readonly index: ChunkIndex,
     readonly projectId: string,
     readonly snapshotId: string,
-    readonly projectKey: Buffer,
+    readonly projectKey: ChunkIdKey,
     readonly chunkSize: number,
     readonly zstdLevel: number,
     private readonly packSize: number,

@@ -1,6 +1,6 @@
 import { listAll } from '../backend/backend.js';
 import { errorMessage, IntegrityError, NotFoundError, ValidationError } from '../lib/errors.js';
-import { ChunkCodec, ChunkHasher, ID_LEN, ZERO_ID } from './chunk-codec.js';
+import { ChunkCodec, ID_LEN, newChunkHasher, ZERO_ID, type ChunkHasher } from './chunk-codec.js';
 import { decodeDiskIndex } from './disk-index.format.js';
 import { keys, parse } from './keys.js';
 import { decodeManifest } from './manifest.format.js';
@@ -228,7 +228,7 @@ class PackReader {
     }
     const project = {
       projectId,
-      hasher: new ChunkHasher(this.repo.projectKey(projectId)),
+      hasher: newChunkHasher(this.repo.projectKey(projectId)),
       known: await this.repo.listBadCopies(projectId),
       v: { good: new Set<string>(), unchecked: new Set<string>(), bad: new Map() } as Verdicts,
     };
