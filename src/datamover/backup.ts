@@ -1,6 +1,6 @@
 import type { DiskSource, Extent } from '../platform/platform.js';
 import { CorruptMetadataError, ValidationError } from '../lib/errors.js';
-import { ID_LEN, isZeroId, type ChunkIdKey } from '../repository/chunk-codec.js';
+import { FLAG_COMPRESSED, ID_LEN, isZeroId, type ChunkIdKey } from '../repository/chunk-codec.js';
 import { chunkCountFor, type DiskIndex } from '../repository/disk-index.format.js';
 import type { ManifestDisk } from '../repository/manifest.format.js';
 import type { NewChunk, SnapshotWriter } from '../repository/snapshot-writer.js';
@@ -417,7 +417,7 @@ class BatchWorker {
       await pool.call(pool.pick(), { op: 'chunks', task: pool.newTask(), ...common, which: Uint32Array.from(claimed, (j) => nz[j]!), hash: false, level });
       encodedOrder = claimed;
     }
-    await this.addEncoded(nz, claimed, encodedOrder, { idsOff, metaOff, outOff, length });
+    await this.addEncoded(nz, claimed, encodedOrder, { idsOff, metaOff, outOff, dataOff: mem.dataOff(slot), length });
   }
 
   /** Records every id of the batch in the new index and claims the new ones; returns their positions in nz. */
@@ -435,24 +435,27 @@ class BatchWorker {
   }
 
   /**
-   * Hands the claimed chunks to the writer. Encoded chunks lie back to back in the slot's
-   * output, in `encodedOrder` (positions in nz); only the claimed ones are stored.
+   * Hands the claimed chunks to the writer. Compressed chunks lie back to back in the slot's
+   * output, in `encodedOrder` (positions in nz); raw ones (flags 0) are stored from the data
+   * slot itself. Only the claimed ones are stored.
    */
-  private async addEncoded(nz: number[], claimed: number[], encodedOrder: number[], at: { idsOff: number; metaOff: number; outOff: number; length: number }): Promise<void> {
+  private async addEncoded(nz: number[], claimed: number[], encodedOrder: number[], at: { idsOff: number; metaOff: number; outOff: number; dataOff: number; length: number }): Promise<void> {
     const { bytes, words, buf } = this.mem;
     const want = new Set(claimed);
     const items: NewChunk[] = [];
     let off = at.outOff;
     for (const [e, j] of encodedOrder.entries()) {
       const len = words[at.metaOff + e * 2]!;
+      const flags = words[at.metaOff + e * 2 + 1]!;
+      const k = nz[j]!;
       if (want.has(j)) {
-        const k = nz[j]!;
         const rawLength = Math.min(this.plan.chunkSize, at.length - k * this.plan.chunkSize);
-        items.push({ id: bytes, idOff: at.idsOff + k * ID_LEN, stored: new Uint8Array(buf, off, len), rawLength, flags: words[at.metaOff + e * 2 + 1]! });
+        const from = flags & FLAG_COMPRESSED ? off : at.dataOff + k * this.plan.chunkSize;
+        items.push({ id: bytes, idOff: at.idsOff + k * ID_LEN, stored: new Uint8Array(buf, from, len), rawLength, flags });
         this.stats.bytesStored += len;
         this.stats.newChunks++;
       }
-      off += len;
+      if (flags & FLAG_COMPRESSED) off += len;
     }
     await this.opts.writer.addChunks(items); // resolves once the bytes left the slot
   }

@@ -4,7 +4,7 @@
  * the worker reads and writes them in place and answers with a tiny message.
  */
 import { parentPort } from 'node:worker_threads';
-import { ChunkCodec, compressBound, ID_LEN, newChunkHasher, type ChunkHasher, type ChunkIdKey } from '../repository/chunk-codec.js';
+import { ChunkCodec, compressBound, FLAG_COMPRESSED, ID_LEN, newChunkHasher, type ChunkHasher, type ChunkIdKey } from '../repository/chunk-codec.js';
 import type { WorkerRequest, WorkerResponse } from './worker-protocol.js';
 
 const codec = new ChunkCodec();
@@ -34,7 +34,8 @@ function handle(req: WorkerRequest): void {
       const encode = req.level !== null;
       const meta = encode ? new Uint32Array(req.meta, req.metaOff * 4, which.length * 2) : null;
       const out = encode ? new Uint8Array(req.out, req.outOff, length) : null;
-      if (encode && scratch.length < compressBound(chunkSize)) scratch = new Uint8Array(compressBound(chunkSize));
+      const bound = compressBound(chunkSize);
+      if (encode && scratch.length < bound) scratch = new Uint8Array(bound);
       let at = 0;
       for (let j = 0; j < which.length; j++) {
         const k = which[j]!;
@@ -42,12 +43,15 @@ function handle(req: WorkerRequest): void {
         const raw = data.subarray(start, Math.min(start + chunkSize, length));
         if (h) h.idInto(raw, ids!, k * ID_LEN);
         if (encode) {
-          // Compress into scratch; keep it only when it shrinks the chunk (else store raw).
-          const r = codec.encode(raw, scratch, req.level!);
-          out!.set(r.flags ? scratch.subarray(0, r.length) : raw, at);
-          meta![j * 2] = r.length;
-          meta![j * 2 + 1] = r.flags;
-          at += r.length;
+          // Compressed chunks go straight to out when the worst case fits there (all but the
+          // last few of a batch), else through scratch. A raw chunk is not copied at all: the
+          // caller stores it from the data slot (protocol: flags 0 = not in out).
+          const direct = out!.length - at >= bound;
+          const n = codec.compressInto(raw, direct ? out!.subarray(at) : scratch, req.level!);
+          if (n > 0 && !direct) out!.set(scratch.subarray(0, n), at);
+          meta![j * 2] = n > 0 ? n : raw.length;
+          meta![j * 2 + 1] = n > 0 ? FLAG_COMPRESSED : 0;
+          at += n;
         }
       }
       reply({ op: 'chunks', task: req.task });

@@ -11,10 +11,11 @@ import type { ChunkIdKey } from '../repository/chunk-codec.js';
 export type WorkerRequest =
   /**
    * For each chunk index k in `which` (chunk k = data[dataOff + k*chunkSize, +chunkSize) cut at
-   * `length`): when `hash`, write its id to ids[idsOff + k*32]; when `level` is not null, store
-   * the encoded chunk at out[outOff + ...] (chunks of `which` back to back, each at most
-   * chunkSize bytes) and meta (u32 elements; metaOff counts elements) [metaOff + 2j] = stored
-   * length, [metaOff + 2j + 1] = flags.
+   * `length`): when `hash`, write its id to ids[idsOff + k*32]; when `level` is not null,
+   * compress it and write meta (u32 elements; metaOff counts elements) [metaOff + 2j] = stored
+   * length, [metaOff + 2j + 1] = flags. Compressed chunks (flags 1) lie back to back at
+   * out[outOff...]; a chunk zstd does not shrink (flags 0) is stored raw and NOT copied to out:
+   * its stored bytes are the chunk in `data`.
    */
   | {
       op: 'chunks';

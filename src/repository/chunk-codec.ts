@@ -161,13 +161,21 @@ export class ChunkCodec {
   }
 
   /**
-   * Compresses `raw` into `dst` (which must hold compressBound(raw.length)); returns the
-   * stored length and flags. When zstd does not shrink the data the raw bytes are copied.
+   * Compresses `raw` into `dst` (which must hold compressBound(raw.length)) and returns the
+   * compressed length, or 0 when zstd does not shrink the chunk: then it is stored raw (flags
+   * 0) and the caller uses `raw` itself, no copy. zstd gives up on incompressible data at
+   * several GB/s, so a random chunk costs little more than that check.
    */
-  encode(raw: Uint8Array, dst: Uint8Array, level: number): { length: number; flags: number } {
+  compressInto(raw: Uint8Array, dst: Uint8Array, level: number): number {
     this.setLevel(level);
     const n = this.cctx.compress2(dst, raw);
-    if (n < raw.length) return { length: n, flags: FLAG_COMPRESSED };
+    return n < raw.length ? n : 0;
+  }
+
+  /** compressInto, with the raw bytes copied to `dst` when stored raw: the stored form and its flags. */
+  encode(raw: Uint8Array, dst: Uint8Array, level: number): { length: number; flags: number } {
+    const n = this.compressInto(raw, dst, level);
+    if (n > 0) return { length: n, flags: FLAG_COMPRESSED };
     dst.set(raw);
     return { length: raw.length, flags: 0 };
   }
