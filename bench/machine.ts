@@ -1,0 +1,89 @@
+/**
+ * The machine's own limits, measured in the same run as the sweep (issue 13 item 1): the
+ * disk's sequential read and fdatasync write bandwidth (dd, 1 MiB blocks, O_DIRECT read of a
+ * file written for it) and single-core SHA-256, keyed BLAKE3, HMAC-SHA256 and zstd-1 throughput
+ * on 64 KiB chunks (the engine's chunk size) of the bench's own text and random content.
+ */
+import { createHash, createHmac, randomBytes } from 'node:crypto';
+import { rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { ChunkCodec, compressBound } from '../src/repository/chunk-codec.js';
+import { run } from './lib.js';
+import { contentSample } from './mixes.js';
+
+export interface MachineLimits {
+  /** Bytes/s. */
+  seqRead: number;
+  fdatasyncWrite: number;
+  /** Bytes/s on one core, 64 KiB chunks. */
+  sha256: number;
+  hmacSha256: number;
+  blake3Keyed: number | null;
+  zstd1Text: number;
+  zstd1Random: number;
+  load: number[];
+}
+
+const CHUNK = 64 * 1024;
+
+/** Bytes/s of f over `chunks` repeated until ~`total` bytes were processed. */
+function rate(chunks: Buffer[], total: number, f: (c: Buffer) => unknown): number {
+  for (const c of chunks) f(c); // warm-up
+  const t0 = performance.now();
+  let done = 0;
+  for (let i = 0; done < total; i++) {
+    const c = chunks[i % chunks.length]!;
+    f(c);
+    done += c.length;
+  }
+  return done / ((performance.now() - t0) / 1000);
+}
+
+async function blake3Keyed(): Promise<((c: Buffer) => unknown) | null> {
+  try {
+    const { Blake3Hasher } = await import('@napi-rs/blake-hash');
+    const h = Blake3Hasher.newKeyed(randomBytes(32));
+    return (c) => {
+      h.reset();
+      h.update(c);
+      return h.digestBuffer();
+    };
+  } catch {
+    return null;
+  }
+}
+
+async function diskBandwidth(dir: string): Promise<{ seqRead: number; fdatasyncWrite: number }> {
+  const file = join(dir, 'dd-bandwidth.tmp');
+  const count = 1024;
+  try {
+    await run('sync', []);
+    const w = await run('dd', ['if=/dev/zero', `of=${file}`, 'bs=1M', `count=${count}`, 'conv=fdatasync']);
+    await run('sync', []);
+    const r = await run('dd', [`if=${file}`, 'of=/dev/null', 'bs=1M', 'iflag=direct']);
+    return { fdatasyncWrite: (count << 20) / w.seconds, seqRead: (count << 20) / r.seconds };
+  } finally {
+    rmSync(file, { force: true });
+  }
+}
+
+export async function measureMachine(dir: string, load: () => number[]): Promise<MachineLimits> {
+  const split = (b: Buffer) => Array.from({ length: Math.floor(b.length / CHUNK) }, (_, i) => b.subarray(i * CHUNK, (i + 1) * CHUNK));
+  const text = split(contentSample('text', 32 << 20));
+  const rnd = split(contentSample('random', 32 << 20));
+  const total = 512 << 20;
+  const key = randomBytes(32);
+  const codec = new ChunkCodec();
+  const dst = Buffer.alloc(compressBound(CHUNK));
+  const b3 = await blake3Keyed();
+  const disk = await diskBandwidth(dir);
+  return {
+    ...disk,
+    sha256: rate(rnd, total, (c) => createHash('sha256').update(c).digest()),
+    hmacSha256: rate(rnd, total, (c) => createHmac('sha256', key).update(c).digest()),
+    blake3Keyed: b3 ? rate(rnd, total, b3) : null,
+    zstd1Text: rate(text, total / 4, (c) => codec.encode(c, dst, 1)),
+    zstd1Random: rate(rnd, total, (c) => codec.encode(c, dst, 1)),
+    load: load(),
+  };
+}
