@@ -116,7 +116,7 @@ async function takeSnapshot(d: SnapshotJobDeps, snapshotId: string, signal: Abor
     const dataStart = d.clock.now();
     const summaries = await copyDisks(d, s, opened, progress, abort);
     // Not committed in the DB (an admin's unlock cancelled it): its checkpoint is no base either.
-    if (!(await commitSnapshot(d, s, opened, held, summaries, { startedAt, dataStart }))) return;
+    if (!(await commitSnapshot(d, s, opened, held, summaries, { startedAt, dataStart }, log))) return;
     outcome = 'committed';
     log.info({ snapshotId: s.id, type: s.snapshot_type, bytes: opened.total, modes: summaries.map((x) => x.mode) }, 'snapshot available');
     // Older snapshots that lost data (lost packs, copies the read-back found corrupt) say so.
@@ -219,7 +219,7 @@ async function copyDisks(d: SnapshotJobDeps, s: Snapshot, o: OpenedSnapshot, pro
  * needed to rebuild the DB, checkpoints included), then the DB row in one transaction. False
  * when the row was no longer ours to make available (an admin's unlock cancelled it).
  */
-async function commitSnapshot(d: SnapshotJobDeps, s: Snapshot, o: OpenedSnapshot, held: Held, summaries: BackupDiskSummary[], t: { startedAt: number; dataStart: number }): Promise<boolean> {
+async function commitSnapshot(d: SnapshotJobDeps, s: Snapshot, o: OpenedSnapshot, held: Held, summaries: BackupDiskSummary[], t: { startedAt: number; dataStart: number }, log: Logger): Promise<boolean> {
   const w = o.workload;
   const sizes = new Map<string, Map<string, number>>();
   for (const x of o.disks) sizes.set(x.instance.id, (sizes.get(x.instance.id) ?? new Map<string, number>()).set(x.disk.device, x.source.size));
@@ -243,6 +243,12 @@ async function commitSnapshot(d: SnapshotJobDeps, s: Snapshot, o: OpenedSnapshot
     }),
   );
   held.writer = null; // committed: nothing to abort any more
+  // The platform commits its checkpoints (libvirt: ends the backup job, keeps the new bitmap,
+  // drops the old base) before the row says `available` and the workload is unlocked: the
+  // next snapshot of the workload can then never overlap this one's end(). Should the
+  // transaction below fail, the new checkpoint is simply never used as a base; the platform
+  // then finds the older base's bitmap gone and starts a new chain (never a wrong incremental).
+  await held.release('committed', log);
 
   // The manifest's commit time is the snapshot's end: an import rebuilds the same record from it.
   const end = manifest.createdAt;

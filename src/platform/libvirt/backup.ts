@@ -12,6 +12,7 @@ import type { BackupDisk, BackupOutcome, BackupSession, Checkpoint } from '../pl
 import { counted, type BackupReadStats } from './stats.js';
 import { parseBackupExports, parseCheckpointXml, xmlAttr, type DomainDisk, type DomainInfo } from './domain-xml.js';
 import { LibvirtError, type Virsh } from './virsh.js';
+import { BitmapLedger, removeStaleBitmaps } from './bitmaps.js';
 
 /** Checkpoints Lifeboat creates are named `lifeboat-…`; others (an operator's) are never touched. */
 export const CHECKPOINT_PREFIX = 'lifeboat-';
@@ -69,6 +70,7 @@ function checkBase(base: Checkpoint | null, dom: DomainInfo, sizes: Map<string, 
   const state = parseState(base);
   const parsed = state ? parseCheckpointXml(state.xml) : null;
   if (!state || !parsed || parsed.name !== base.name || !base.name.startsWith(CHECKPOINT_PREFIX)) return restart('the recorded checkpoint is unusable');
+  if (parsed.domainUuid !== null && parsed.domainUuid !== dom.uuid) return restart('the recorded checkpoint belongs to another domain');
   const qcow2 = dom.disks.filter(isBitmapCapable).map((d) => d.target);
   if (qcow2.length === 0) return restart('no disk can hold a dirty bitmap');
   if ([...parsed.bitmapDisks].sort().join() !== [...qcow2].sort().join()) return restart('the disks changed since the last checkpoint');
@@ -98,7 +100,8 @@ const BROKEN_CHAIN_RE = /checkpoint inconsistent|missing or broken bitmap|not fo
  * One pull-mode backup of a running domain (libvirt README §7): all disks in one job, a new
  * checkpoint taken atomically at backup-begin, each disk an NBD export read through our client.
  * Checkpoint metadata lives in libvirt only during the job: the base is redefined from
- * Lifeboat's copy before, and every Lifeboat checkpoint's metadata is removed in end().
+ * Lifeboat's copy before, and every Lifeboat checkpoint's metadata is removed in end(). Every
+ * bitmap but the trusted base is removed before the job begins (bitmaps.ts).
  */
 export async function beginLibvirtBackup(deps: LibvirtBackupDeps, instance: Instance, dom: DomainInfo, baseCheckpoint: Checkpoint | null): Promise<BackupSession> {
   const { virsh, log } = deps;
@@ -110,6 +113,7 @@ export async function beginLibvirtBackup(deps: LibvirtBackupDeps, instance: Inst
   // One job per domain at a time: the domain's own directory holds only this job's files.
   const jobDir = await domainScratchDir(deps.scratchDir, uuid);
   const xmlDir = await mkdtemp(path.join(tmpdir(), 'lifeboat-libvirt-'));
+  const ledger = new BitmapLedger(deps.scratchDir, uuid);
   const tag = `${Date.now().toString(36)}-${randomBytes(4).toString('hex')}`;
   const newCp = dom.disks.some(isBitmapCapable) ? `${CHECKPOINT_PREFIX}${tag}` : null;
   const socket = path.join(jobDir, 'nbd.sock');
@@ -119,14 +123,19 @@ export async function beginLibvirtBackup(deps: LibvirtBackupDeps, instance: Inst
     await rm(xmlDir, { recursive: true, force: true });
     await rm(jobDir, { recursive: true, force: true });
   };
+  // Bitmaps of a chain that is not continued: the untrusted base's, and whatever the ledger holds.
+  const dropStale = () =>
+    removeStaleBitmaps({ virsh, uuid, disks: dom.disks, ledger, keep: plan.base?.name ?? null, extra: baseCheckpoint?.name.startsWith(CHECKPOINT_PREFIX) ? [baseCheckpoint.name] : [], xmlDir, log });
   try {
     if (plan.base) plan = await redefineBase(virsh, uuid, xmlDir, plan, dom);
+    await dropStale();
     const begin = async (base: string | null) => {
       await writeFile(path.join(xmlDir, 'backup.xml'), backupXml(socket, scratch, dom.disks, base));
       const args = ['backup-begin', uuid, path.join(xmlDir, 'backup.xml')];
       if (newCp) {
         await writeFile(path.join(xmlDir, 'checkpoint.xml'), checkpointXml(newCp, dom.disks));
         args.push(path.join(xmlDir, 'checkpoint.xml'));
+        await ledger.add(newCp); // before it exists: a crash right after backup-begin leaves it known
       }
       await virsh.run(args);
     };
@@ -137,6 +146,7 @@ export async function beginLibvirtBackup(deps: LibvirtBackupDeps, instance: Inst
       log.warn({ domain: uuid, err: e.detail }, 'libvirt refused the incremental; starting a new checkpoint chain');
       await deleteCheckpoint(virsh, uuid, plan.base.name, 'metadata', log);
       plan = { base: null, warnings: [`Instance ${dom.name}: the last checkpoint could not be used (${e.detail}); the disks were read in full and a new checkpoint chain started`] };
+      await dropStale();
       await begin(null);
     }
   } catch (e) {
@@ -144,7 +154,7 @@ export async function beginLibvirtBackup(deps: LibvirtBackupDeps, instance: Inst
     await cleanupFiles();
     throw e;
   }
-  return openSession(deps, { instance, dom, plan, newCp, socket, sizes, cleanupFiles, xmlDir });
+  return openSession(deps, { instance, dom, plan, newCp, socket, sizes, cleanupFiles, xmlDir, ledger });
 }
 
 interface Begun {
@@ -155,6 +165,7 @@ interface Begun {
   socket: string;
   sizes: Map<string, number>;
   xmlDir: string;
+  ledger: BitmapLedger;
   cleanupFiles: () => Promise<void>;
 }
 
@@ -169,9 +180,12 @@ async function openSession(deps: LibvirtBackupDeps, b: Begun): Promise<BackupSes
   const finish = async (outcome: BackupOutcome) => {
     await Promise.all(clients.map((c) => c.close().catch(() => c.destroy())));
     await virsh.run(['domjobabort', uuid]).catch((e: unknown) => log.warn({ domain: uuid, err: errorMessage(e) }, 'ending the libvirt backup job failed'));
-    if (b.newCp) await deleteCheckpoint(virsh, uuid, b.newCp, outcome === 'committed' ? 'metadata' : 'all', log);
-    // The base's bitmap is no longer needed once the new checkpoint is committed (keeps the chain at one).
-    if (b.plan.base) await deleteCheckpoint(virsh, uuid, b.plan.base.name, outcome === 'committed' ? 'all' : 'metadata', log);
+    // The bitmap that is no base from now on goes (the chain stays one bitmap long): the old
+    // base once the new checkpoint is committed, else the new one. A bitmap whose removal
+    // failed stays in the ledger; the next backup removes it.
+    const [keep, drop] = outcome === 'committed' ? [b.newCp, b.plan.base?.name ?? null] : [b.plan.base?.name ?? null, b.newCp];
+    if (keep) await deleteCheckpoint(virsh, uuid, keep, 'metadata', log);
+    if (drop && (await deleteCheckpoint(virsh, uuid, drop, 'all', log))) await b.ledger.remove(drop);
     await b.cleanupFiles();
   };
   try {
@@ -216,14 +230,28 @@ function instanceDisk(instance: Instance, d: DomainDisk): Instance['disks'][numb
 async function redefineBase(virsh: Virsh, uuid: string, xmlDir: string, plan: Plan, dom: DomainInfo): Promise<Plan> {
   const base = plan.base!;
   const file = path.join(xmlDir, 'base-checkpoint.xml');
-  await writeFile(file, base.state.xml);
+  await writeFile(file, withoutParent(base.state.xml));
   try {
-    await virsh.run(['checkpoint-create', uuid, file, '--redefine']);
+    // --redefine-validate: libvirt checks that every disk still has the bitmap and that it is
+    // consistent (after an unclean QEMU exit, every bitmap is 'inconsistent').
+    await virsh.run(['checkpoint-create', uuid, file, '--redefine', '--redefine-validate']);
     return plan;
   } catch (e) {
     const detail = e instanceof LibvirtError ? e.detail : errorMessage(e);
-    return { base: null, warnings: [`Instance ${dom.name}: the last checkpoint could not be restored in libvirt (${detail}); the disks were read in full and a new checkpoint chain started`] };
+    const why = /inconsistent|missing or broken/i.test(detail) ? 'the dirty bitmap of the last checkpoint is missing or broken (e.g. after an unclean QEMU exit)' : 'the last checkpoint could not be restored in libvirt';
+    return { base: null, warnings: [`Instance ${dom.name}: ${why} (${detail}); the disks were read in full and a new checkpoint chain started`] };
   }
+}
+
+/**
+ * The saved XML names the checkpoint's parent (the base of its own backup), which Lifeboat
+ * removed since; --redefine-validate refuses a missing parent, and the chain is one bitmap
+ * long anyway. Only the head of the document (before the embedded domain XML) is looked at.
+ */
+function withoutParent(xml: string): string {
+  const cut = xml.search(/<domain[\s>]/);
+  const head = cut < 0 ? xml : xml.slice(0, cut);
+  return head.replace(/<parent>\s*<name>[^<]*<\/name>\s*<\/parent>\s*/, '') + (cut < 0 ? '' : xml.slice(cut));
 }
 
 /** Longest unix socket path (sun_path is 108 bytes with the terminating NUL). */
@@ -275,12 +303,14 @@ async function abortStaleJob(virsh: Virsh, uuid: string, log: Logger): Promise<v
   await virsh.run(['domjobabort', uuid]);
 }
 
-/** 'metadata': libvirt forgets it, the qcow2 bitmap stays; 'all': the bitmap goes too. Never throws. */
-async function deleteCheckpoint(virsh: Virsh, uuid: string, name: string, what: 'metadata' | 'all', log: Logger): Promise<void> {
+/** 'metadata': libvirt forgets it, the qcow2 bitmap stays; 'all': the bitmap goes too. Never throws; true when done. */
+async function deleteCheckpoint(virsh: Virsh, uuid: string, name: string, what: 'metadata' | 'all', log: Logger): Promise<boolean> {
   try {
     await virsh.run(['checkpoint-delete', uuid, name, ...(what === 'metadata' ? ['--metadata'] : [])]);
+    return true;
   } catch (e) {
     log.warn({ domain: uuid, checkpoint: name, err: errorMessage(e) }, 'deleting a libvirt checkpoint failed');
     if (what === 'all') await virsh.run(['checkpoint-delete', uuid, name, '--metadata']).catch(() => undefined);
+    return false;
   }
 }

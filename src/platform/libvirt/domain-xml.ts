@@ -170,14 +170,15 @@ export function parseBackupExports(xml: string): BackupExport[] {
 }
 
 /** Checkpoint name and the disks it holds a bitmap for, from `checkpoint-dumpxml`. */
-export function parseCheckpointXml(xml: string): { name: string; bitmapDisks: string[] } | null {
+export function parseCheckpointXml(xml: string): { name: string; bitmapDisks: string[]; domainUuid: string | null } | null {
   try {
     const cp = node(node(parser.parse(xml))?.domaincheckpoint);
     const name = text(cp?.name);
     if (!name) return null;
     const disks = node(cp?.disks)?.disk;
     const list = Array.isArray(disks) ? disks : disks ? [disks] : [];
-    return { name, bitmapDisks: list.filter((d) => attr(d, 'checkpoint') === 'bitmap').map((d) => attr(d, 'name') ?? '').filter(Boolean) };
+    const domainUuid = text(node(cp?.domain)?.uuid)?.toLowerCase() ?? null;
+    return { name, bitmapDisks: list.filter((d) => attr(d, 'checkpoint') === 'bitmap').map((d) => attr(d, 'name') ?? '').filter(Boolean), domainUuid };
   } catch {
     return null;
   }

@@ -1,0 +1,117 @@
+import { spawnSync } from 'node:child_process';
+import { rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { restoreDisk } from '../src/datamover/restore.js';
+import { MemDiskSink } from '../src/datamover/testing.js';
+import { diskKey } from '../src/jobs/snapshot.job.js';
+import { run } from '../src/nbd/testing.js';
+import type { Harness } from './harness.js';
+import { testDomainXml, type Libvirtd } from './libvirtd.js';
+
+/**
+ * A test domain of a private libvirtd (test/libvirtd.ts) whose disks the test models byte for
+ * byte: `expected` of each disk is kept in step with every guest write, made through the QEMU
+ * monitor (HMP qemu-io on the virtio backend; no guest OS needed).
+ */
+export interface GuestDiskSpec {
+  target: string;
+  format: 'qcow2' | 'raw';
+  size: number;
+  /** Fills the initial content (zero-filled buffer of `size`). */
+  fill?: (b: Buffer) => void;
+}
+
+export interface GuestDisk {
+  target: string;
+  format: 'qcow2' | 'raw';
+  file: string;
+  expected: Buffer;
+  /** QOM path of the virtio backend (HMP qemu-io needs it, not the qdev id). */
+  backend: string;
+}
+
+export class TestGuest {
+  private constructor(
+    readonly lv: Libvirtd,
+    readonly name: string,
+    readonly uuid: string,
+    readonly disks: GuestDisk[],
+  ) {}
+
+  /** Creates the images under the daemon's data dir, defines the domain and starts it. */
+  static create(lv: Libvirtd, name: string, specs: GuestDiskSpec[]): TestGuest {
+    const disks: GuestDisk[] = specs.map((s, i) => {
+      const expected = Buffer.alloc(s.size);
+      s.fill?.(expected);
+      const file = join(lv.dataDir, `${name}-${s.target}.${s.format}`);
+      const seed = join(lv.dataDir, `${name}-${s.target}.seed`);
+      writeFileSync(seed, expected);
+      run('qemu-img', ['convert', '-q', '-S', '4k', '-f', 'raw', '-O', s.format, seed, file]);
+      rmSync(seed);
+      lv.own(file);
+      return { target: s.target, format: s.format, file, expected, backend: `/machine/peripheral/virtio-disk${i}/virtio-backend` };
+    });
+    const [first, ...rest] = disks;
+    if (!first || first.format !== 'qcow2') throw new Error('the first disk of a test guest is qcow2');
+    const extra = rest
+      .map((d) => `<disk type='file' device='disk'><driver name='qemu' type='${d.format}'/><source file='${d.file}'/><target dev='${d.target}' bus='virtio'/></disk>`)
+      .join('\n');
+    const xml = testDomainXml(name, lv.domainType, first.file).replace('</disk>', `</disk>\n${extra}`);
+    writeFileSync(join(lv.dataDir, `${name}.xml`), xml);
+    lv.virsh('define', join(lv.dataDir, `${name}.xml`));
+    lv.virsh('start', name);
+    return new TestGuest(lv, name, lv.virsh('domuuid', name).trim(), disks);
+  }
+
+  disk(target: string): GuestDisk {
+    const d = this.disks.find((x) => x.target === target);
+    if (!d) throw new Error(`no disk ${target}`);
+    return d;
+  }
+
+  /** A guest write of `length` bytes of `pattern` at `offset`, mirrored into `expected`. */
+  write(target: string, pattern: number, offset: number, length: number): void {
+    const d = this.disk(target);
+    this.hmp(`qemu-io -d ${d.backend} "write -P 0x${pattern.toString(16)} ${offset} ${length}"`);
+    d.expected.fill(pattern, offset, offset + length);
+  }
+
+  hmp(command: string): string {
+    return this.lv.virsh('qemu-monitor-command', this.name, '--hmp', command);
+  }
+
+  qmp(execute: string, args?: object): unknown {
+    return (JSON.parse(this.lv.virsh('qemu-monitor-command', this.name, JSON.stringify(args ? { execute, arguments: args } : { execute }))) as { return: unknown }).return;
+  }
+
+  /** Lifeboat's dirty bitmaps QEMU holds, per disk node: `{node, name, recording}`. */
+  lifeboatBitmaps(): { node: string; name: string; recording: boolean }[] {
+    const nodes = this.qmp('query-named-block-nodes', { flat: true }) as { 'node-name': string; 'dirty-bitmaps'?: { name?: string; recording?: boolean }[] }[];
+    return nodes.flatMap((n) => (n['dirty-bitmaps'] ?? []).filter((b) => b.name?.startsWith('lifeboat-')).map((b) => ({ node: n['node-name'], name: b.name!, recording: b.recording === true })));
+  }
+
+  state(): string {
+    return this.lv.virsh('domstate', this.name).trim();
+  }
+
+  /** PID of the domain's QEMU process (found by its `-name guest=<name>` argument). */
+  qemuPid(): number {
+    const r = spawnSync('pgrep', ['-f', `guest=${this.name},`], { encoding: 'utf8' });
+    const pids = r.stdout.split('\n').map(Number).filter((n) => n > 0);
+    if (pids.length !== 1) throw new Error(`expected one QEMU process of ${this.name}, found ${pids.length}`);
+    return pids[0]!;
+  }
+
+  /** Destroys (if running) and undefines the domain, checkpoint metadata included. */
+  remove(): void {
+    if (this.state() !== 'shut off') this.lv.virsh('destroy', this.name);
+    this.lv.virsh('undefine', this.name, '--checkpoints-metadata');
+  }
+}
+
+/** The bytes of one disk of a snapshot, read back from the repository (what a restore writes). */
+export async function snapshotDisk(h: Harness, snapshotId: string, uuid: string, target: string, size: number): Promise<Buffer> {
+  const sink = new MemDiskSink(size);
+  await restoreDisk({ repo: h.lb.repo, snapshotId, diskKey: diskKey(uuid, `/dev/${target}`), sink });
+  return sink.data;
+}
