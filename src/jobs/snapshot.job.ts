@@ -319,7 +319,12 @@ export function snapshotJobHandlers(d: SnapshotJobDeps): AnyJobHandler[] {
       // The worker died: never re-run; the snapshot is an error and the workload usable again.
       onLost: async (job, nowMs) => {
         const s = await getSnapshot(d.db, { admin: true }, job.payload.snapshotId);
-        if (s) await failSnapshot(d, s, SNAPSHOT_LOST_MESSAGE, nowMs);
+        if (!s) return;
+        // First, while the workload is still locked: what the dead worker left on the platform.
+        const w = d.platform.cleanupBackup ? await getWorkload(d.db, { admin: true }, s.workload_id) : null;
+        // Best effort (the platform logs what it could not end; its next backup retries).
+        if (w) await d.platform.cleanupBackup!(w.project_id, w.instances.map((i) => i.id)).catch(() => undefined);
+        await failSnapshot(d, s, SNAPSHOT_LOST_MESSAGE, nowMs);
       },
     },
     {

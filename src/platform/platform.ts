@@ -36,6 +36,13 @@ export interface Platform {
    * are the snapshot's instances the restore targeted (in place: the instances overwritten).
    */
   cleanupRestore(projectId: string, tag: RestoreTag, instanceIds: string[]): Promise<void>;
+  /**
+   * Ends what a backup whose worker died left open on the platform (libvirt: the backup job,
+   * its NBD socket and scratch files, checkpoint metadata). Called by the reconciler before the
+   * snapshot is failed (the workload is still locked, so no new backup of these instances runs).
+   * Idempotent; optional for platforms whose sessions hold nothing outside the process.
+   */
+  cleanupBackup?(projectId: string, instanceIds: string[]): Promise<void>;
 }
 
 /** Which restore made a partial instance or temp file (for cleanup after a crash). */

@@ -3,15 +3,15 @@ import { chown, mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { Instance } from '../../domain/instance.js';
-import { ValidationError, errorMessage } from '../../lib/errors.js';
+import { UnavailableError, ValidationError, errorMessage } from '../../lib/errors.js';
 import type { Logger } from '../../lib/logger.js';
 import { NbdClient } from '../../nbd/client.js';
 import { nbdDiskSource } from '../../nbd/disk-source.js';
 import { BASE_ALLOCATION, dirtyBitmapContext } from '../../nbd/protocol.js';
-import type { BackupDisk, BackupOutcome, BackupSession, Checkpoint } from '../platform.js';
+import type { BackupDisk, BackupOutcome, BackupSession, Checkpoint, DiskSource } from '../platform.js';
 import { counted, type BackupReadStats } from './stats.js';
 import { parseBackupExports, parseCheckpointXml, xmlAttr, type DomainDisk, type DomainInfo } from './domain-xml.js';
-import { LibvirtError, type Virsh } from './virsh.js';
+import { isNoDomain, LibvirtError, type Virsh } from './virsh.js';
 import { BitmapLedger, removeStaleBitmaps } from './bitmaps.js';
 
 /** Checkpoints Lifeboat creates are named `lifeboat-…`; others (an operator's) are never touched. */
@@ -125,7 +125,7 @@ export async function beginLibvirtBackup(deps: LibvirtBackupDeps, instance: Inst
   };
   // Bitmaps of a chain that is not continued: the untrusted base's, and whatever the ledger holds.
   const dropStale = () =>
-    removeStaleBitmaps({ virsh, uuid, disks: dom.disks, ledger, keep: plan.base?.name ?? null, extra: baseCheckpoint?.name.startsWith(CHECKPOINT_PREFIX) ? [baseCheckpoint.name] : [], xmlDir, log });
+    removeStaleBitmaps({ virsh, uuid, disks: dom.disks, ledger, keep: plan.base?.name ?? null, untrusted: !plan.base && baseCheckpoint?.name.startsWith(CHECKPOINT_PREFIX) ? baseCheckpoint.name : null, xmlDir, log });
   try {
     if (plan.base) plan = await redefineBase(virsh, uuid, xmlDir, plan, dom);
     await dropStale();
@@ -185,6 +185,7 @@ async function openSession(deps: LibvirtBackupDeps, b: Begun): Promise<BackupSes
     // failed stays in the ledger; the next backup removes it.
     const [keep, drop] = outcome === 'committed' ? [b.newCp, b.plan.base?.name ?? null] : [b.plan.base?.name ?? null, b.newCp];
     if (keep) await deleteCheckpoint(virsh, uuid, keep, 'metadata', log);
+    if (outcome === 'committed' && b.newCp) await b.ledger.committed(b.newCp);
     if (drop && (await deleteCheckpoint(virsh, uuid, drop, 'all', log))) await b.ledger.remove(drop);
     await b.cleanupFiles();
   };
@@ -198,7 +199,7 @@ async function openSession(deps: LibvirtBackupDeps, b: Begun): Promise<BackupSes
       const client = await NbdClient.connect({ socketPath: b.socket, exportName: ex.exportName, metaContexts: context ? [BASE_ALLOCATION, context] : [BASE_ALLOCATION] });
       clients.push(client);
       const source = nbdDiskSource(client, { alignment: 1, ...(context ? { dirty: { checkpoint: b.plan.base!.name, context } } : {}) });
-      disks.push({ disk: instanceDisk(b.instance, disk), source: counted(source, stats) });
+      disks.push({ disk: instanceDisk(b.instance, disk), source: counted(namingTheDomain(source, virsh, b.dom), stats) });
     }
     if (b.newCp) {
       const xml = await virsh.run(['checkpoint-dumpxml', uuid, b.newCp]);
@@ -220,6 +221,35 @@ async function openSession(deps: LibvirtBackupDeps, b: Begun): Promise<BackupSes
       deps.onStats?.(uuid, stats);
     },
   };
+}
+
+/** Why a domain can no longer be read, naming it; null while it still runs (or libvirt cannot say). */
+export async function vanishedError(virsh: Virsh, dom: DomainInfo): Promise<UnavailableError | null> {
+  const state = await virsh.run(['domstate', dom.uuid]).then(
+    (out) => out.trim(),
+    (err: unknown) => (isNoDomain(err) ? null : 'running'),
+  );
+  if (state === null) return new UnavailableError(`Instance ${dom.name} (${dom.uuid}) disappeared during the backup`);
+  if (state !== 'running') return new UnavailableError(`Instance ${dom.name} (${dom.uuid}) stopped during the backup (${state})`);
+  return null;
+}
+
+/**
+ * A read that fails because the domain went away (undefined, destroyed, crashed) fails with a
+ * message naming the domain instead of the NBD error it causes; other failures pass unchanged.
+ */
+function namingTheDomain(source: DiskSource, virsh: Virsh, dom: DomainInfo): DiskSource {
+  const explain = async (e: unknown): Promise<never> => {
+    throw (await vanishedError(virsh, dom)) ?? e;
+  };
+  const read = source.read.bind(source);
+  const changed = source.changedExtentsSince?.bind(source);
+  const allocated = source.allocatedExtents?.bind(source);
+  return Object.assign(source, {
+    read: (buf: Buffer, offset: number, length: number, position: number) => read(buf, offset, length, position).catch(explain),
+    ...(changed ? { changedExtentsSince: (base: string) => changed(base).catch(explain) } : {}),
+    ...(allocated ? { allocatedExtents: () => allocated().catch(explain) } : {}),
+  });
 }
 
 function instanceDisk(instance: Instance, d: DomainDisk): Instance['disks'][number] {
@@ -293,6 +323,18 @@ async function diskSizes(virsh: Virsh, uuid: string, disks: DomainDisk[]): Promi
     sizes.set(d.target, Number(m[1]));
   }
   return sizes;
+}
+
+/**
+ * What a backup whose worker died left of a running domain (the reconciler calls this): the
+ * open pull job, Lifeboat checkpoint metadata (metadata only: which bitmap is the base is the
+ * next backup's decision, and every bitmap is in the ledger), the job directory with the NBD
+ * socket and scratch files.
+ */
+export async function cleanupDeadBackup(deps: LibvirtBackupDeps, uuid: string): Promise<void> {
+  await abortStaleJob(deps.virsh, uuid, deps.log);
+  for (const cp of (await lifeboatCheckpoints(deps.virsh, uuid)).sort().reverse()) await deleteCheckpoint(deps.virsh, uuid, cp, 'metadata', deps.log);
+  await rm(path.join(deps.scratchDir, uuid), { recursive: true, force: true });
 }
 
 /** A pull job left open by a dead worker would block backup-begin: end it. */

@@ -21,30 +21,41 @@ export class BitmapLedger {
     this.file = path.join(scratchDir, `${uuid}.bitmaps.json`);
   }
 
-  /** The recorded names; an unreadable or missing ledger is empty (nothing known to remove). */
-  async names(): Promise<string[]> {
+  /**
+   * The recorded bitmaps, and the one of the last committed backup (`base`: kept while a full
+   * runs, so that a full that fails does not break the chain of the snapshot before it). An
+   * unreadable or missing ledger is empty (nothing known to remove).
+   */
+  async read(): Promise<{ bitmaps: string[]; base: string | null }> {
     try {
-      const v: unknown = JSON.parse(await readFile(this.file, 'utf8'));
-      return Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : [];
+      const v = JSON.parse(await readFile(this.file, 'utf8')) as { bitmaps?: unknown; base?: unknown };
+      const bitmaps = Array.isArray(v.bitmaps) ? v.bitmaps.filter((x): x is string => typeof x === 'string') : [];
+      return { bitmaps, base: typeof v.base === 'string' && bitmaps.includes(v.base) ? v.base : null };
     } catch {
-      return [];
+      return { bitmaps: [], base: null };
     }
   }
 
   async add(name: string): Promise<void> {
-    const names = await this.names();
-    if (!names.includes(name)) await this.save([...names, name]);
+    const l = await this.read();
+    if (!l.bitmaps.includes(name)) await this.save({ ...l, bitmaps: [...l.bitmaps, name] });
   }
 
   async remove(name: string): Promise<void> {
-    const names = await this.names();
-    if (names.includes(name)) await this.save(names.filter((n) => n !== name));
+    const l = await this.read();
+    if (l.bitmaps.includes(name)) await this.save({ bitmaps: l.bitmaps.filter((n) => n !== name), base: l.base === name ? null : l.base });
+  }
+
+  /** `name` (already recorded) is the bitmap of the last committed backup. */
+  async committed(name: string): Promise<void> {
+    const l = await this.read();
+    await this.save({ bitmaps: l.bitmaps.includes(name) ? l.bitmaps : [...l.bitmaps, name], base: name });
   }
 
   /** Written to a temp file and renamed: a crash leaves the old or the new list, never half. */
-  private async save(names: string[]): Promise<void> {
+  private async save(l: { bitmaps: string[]; base: string | null }): Promise<void> {
     const tmp = `${this.file}.tmp`;
-    await writeFile(tmp, JSON.stringify(names), { mode: 0o600 });
+    await writeFile(tmp, JSON.stringify(l), { mode: 0o600 });
     await rename(tmp, this.file);
   }
 }
@@ -82,9 +93,15 @@ export async function removeBitmap(virsh: Virsh, uuid: string, name: string, dis
   return gone;
 }
 
-/** Removes every ledger bitmap (and `extra`, e.g. an untrusted base) except `keep`; the ledger keeps those that could not be removed. */
-export async function removeStaleBitmaps(o: { virsh: Virsh; uuid: string; disks: DomainDisk[]; ledger: BitmapLedger; keep: string | null; extra: string[]; xmlDir: string; log: Logger }): Promise<string[]> {
-  const stale = [...new Set([...(await o.ledger.names()), ...o.extra])].filter((n) => n !== o.keep);
+/**
+ * Removes every ledger bitmap (and `untrusted`, a base that failed its checks) except `keep`,
+ * the trusted base of this backup; with no base at all (a full), the last committed one stays
+ * until the full commits. The ledger keeps those that could not be removed.
+ */
+export async function removeStaleBitmaps(o: { virsh: Virsh; uuid: string; disks: DomainDisk[]; ledger: BitmapLedger; keep: string | null; untrusted: string | null; xmlDir: string; log: Logger }): Promise<string[]> {
+  const ledger = await o.ledger.read();
+  const keep = new Set([o.keep ?? (o.untrusted ? null : ledger.base)]);
+  const stale = [...new Set([...ledger.bitmaps, ...(o.untrusted ? [o.untrusted] : [])])].filter((n) => !keep.has(n));
   const removed: string[] = [];
   for (const name of stale) {
     if (await removeBitmap(o.virsh, o.uuid, name, o.disks, o.xmlDir, o.log)) {

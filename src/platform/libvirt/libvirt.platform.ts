@@ -1,9 +1,9 @@
 import type { Instance } from '../../domain/instance.js';
-import { NotFoundError, UnavailableError } from '../../lib/errors.js';
+import { NotFoundError, UnavailableError, errorMessage } from '../../lib/errors.js';
 import { isUuid } from '../../lib/ids.js';
 import { silentLogger, type Logger } from '../../lib/logger.js';
 import type { BackupSession, BeginBackupOptions, NewInstanceSpec, Platform, PreparedInstance, RestoreTag } from '../platform.js';
-import { beginLibvirtBackup } from './backup.js';
+import { beginLibvirtBackup, cleanupDeadBackup, vanishedError, type LibvirtBackupDeps } from './backup.js';
 import { beginOfflineBackup } from './offline.js';
 import { parseDomainXml, type DomainInfo } from './domain-xml.js';
 import { cleanupLibvirtRestore, createLibvirtInstance, type LibvirtRestoreDeps } from './restore.js';
@@ -88,12 +88,10 @@ export class LibvirtPlatform implements Platform {
       return beginOfflineBackup({ instance, dom: found.dom, base: opts.baseCheckpoint, log: this.log, onStats: (s) => this.stats.set(found.dom.uuid, s) });
     }
     if (found.state !== 'running') throw new UnavailableError(`Instance ${found.dom.name} (${found.dom.uuid}) is ${found.state}: only running and shut-off domains can be backed up`);
-    return beginLibvirtBackup(
-      { virsh: this.virsh, scratchDir: this.scratchDir, log: this.log, onStats: (uuid, s) => this.stats.set(uuid, s) },
-      instance,
-      found.dom,
-      opts.baseCheckpoint,
-    );
+    return beginLibvirtBackup(this.backupDeps(), instance, found.dom, opts.baseCheckpoint).catch(async (e: unknown) => {
+      // A domain that vanished while its job was set up: say which, not what the monitor or NBD saw.
+      throw (await vanishedError(this.virsh, found.dom)) ?? e;
+    });
   }
 
   /** A new domain (restore.ts): raw disks under the restore dir, defined (not started) on publish. */
@@ -107,6 +105,19 @@ export class LibvirtPlatform implements Platform {
 
   openInPlaceSinks(_projectId: string, _instanceId: string, _disks: { device: string; size: number }[], _tag: RestoreTag): Promise<PreparedInstance> {
     return Promise.reject(new UnavailableError('In-place restores are not available on the libvirt platform yet'));
+  }
+
+  /** Ends what a dead worker's backup left open on each running domain of the project (backup.ts). */
+  async cleanupBackup(projectId: string, instanceIds: string[]): Promise<void> {
+    for (const id of instanceIds) {
+      const found = await this.lookup(id);
+      if (!found || found.dom.projectId !== projectId || found.state !== 'running') continue;
+      await cleanupDeadBackup(this.backupDeps(), found.dom.uuid).catch((e: unknown) => this.log.warn({ domain: id, err: errorMessage(e) }, 'cleaning up after a dead backup failed'));
+    }
+  }
+
+  private backupDeps(): LibvirtBackupDeps {
+    return { virsh: this.virsh, scratchDir: this.scratchDir, log: this.log, onStats: (uuid, s) => this.stats.set(uuid, s) };
   }
 
   /** Removes the disk directories of new domains a dead restore never defined. */
