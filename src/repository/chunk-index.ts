@@ -7,7 +7,7 @@ const PROVEN = 0x8000_0000;
 /**
  * Chunk id → location, as a compact open-addressing hash table (about 56 bytes per chunk, no
  * per-entry JS objects), because a project's whole index is held while a backup runs. Ids are
- * keyed SHA-256 outputs, so their first 4 bytes are already a uniform hash.
+ * keyed hash outputs (BLAKE3 or HMAC-SHA256), so their first 4 bytes are already a uniform hash.
  */
 export class ChunkIndex {
   private cap: number;
