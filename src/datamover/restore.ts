@@ -1,6 +1,7 @@
 import type { DiskSink } from '../platform/platform.js';
 import { IntegrityError, NotFoundError, ValidationError } from '../lib/errors.js';
 import { ID_LEN, isZeroId } from '../repository/chunk-codec.js';
+import type { ChunkIndex } from '../repository/chunk-index.js';
 import type { ChunkLocation } from '../repository/pack-index.format.js';
 import type { Repository } from '../repository/repository.js';
 import { DataDamageError } from '../repository/damage.js';
@@ -41,6 +42,53 @@ const DEFAULT_READ_BYTES = 4 << 20;
 interface Group {
   first: number; // chunk number
   locs: ChunkLocation[];
+}
+
+/** Holes of the disk, and the first chunk the index cannot serve (missing, or an impossible location). */
+function checkLocations(ids: Buffer, count: number, chunks: ChunkIndex, cs: number, maxRead: number): { holes: number; problem: { chunk: number; why: string } | null } {
+  let holes = 0;
+  for (let i = 0; i < count; i++) {
+    const off = i * ID_LEN;
+    if (isZeroId(ids, off)) {
+      holes++;
+      continue;
+    }
+    const loc = chunks.get(ids, off);
+    if (!loc) return { holes, problem: { chunk: i, why: 'is missing from the repository (no intact copy)' } };
+    if (loc.rawLength > cs || loc.storedLength > Math.max(cs, maxRead)) return { holes, problem: { chunk: i, why: `has a bad location (${loc.storedLength}/${loc.rawLength} bytes)` } };
+  }
+  return { holes, problem: null };
+}
+
+/**
+ * Consecutive chunks stored back to back in one pack, grouped into one read of at most maxRead
+ * stored bytes that decodes to at most maxRead raw bytes; yielded one group at a time (after
+ * checkLocations: every non-hole chunk has a location).
+ */
+function* groupsOf(ids: Buffer, count: number, chunks: ChunkIndex, maxRead: number): Generator<Group> {
+  let cur: Group | null = null;
+  let curRaw = 0;
+  for (let i = 0; i < count; i++) {
+    const off = i * ID_LEN;
+    if (isZeroId(ids, off)) {
+      if (cur) yield cur;
+      cur = null;
+      continue;
+    }
+    const loc = chunks.get(ids, off)!;
+    const last = cur?.locs[cur.locs.length - 1];
+    const contiguous =
+      cur && last && last.pack === loc.pack && last.offset + last.storedLength === loc.offset && loc.offset + loc.storedLength - cur.locs[0]!.offset <= maxRead && curRaw + loc.rawLength <= maxRead;
+    if (cur && contiguous) {
+      cur.locs.push(loc);
+      curRaw += loc.rawLength;
+    } else {
+      if (cur) yield cur;
+      cur = { first: i, locs: [loc] };
+      curRaw = loc.rawLength;
+    }
+  }
+  if (cur) yield cur;
 }
 
 /**
@@ -85,39 +133,11 @@ export async function restoreDisk(opts: RestoreDiskOptions): Promise<RestoreDisk
       return fail(i, `is corrupt: ${why}`, pack, 'corrupt');
     };
 
-    // Group consecutive chunks stored back to back in one pack into one read of at most
-    // maxRead stored bytes that decodes to at most maxRead raw bytes.
-    const groups: Group[] = [];
-    let holes = 0;
-    let cur: Group | null = null;
-    let curRaw = 0;
-    for (let i = 0; i < header.chunkCount; i++) {
-      const off = i * ID_LEN;
-      if (isZeroId(ids, off)) {
-        holes++;
-        cur = null;
-        continue;
-      }
-      const loc = chunks.get(ids, off);
-      if (!loc) throw fail(i, 'is missing from the repository (no intact copy)');
-      if (loc.rawLength > cs || loc.storedLength > Math.max(cs, maxRead)) throw fail(i, `has a bad location (${loc.storedLength}/${loc.rawLength} bytes)`);
-      const last = cur?.locs[cur.locs.length - 1];
-      if (
-        cur &&
-        last &&
-        last.pack === loc.pack &&
-        last.offset + last.storedLength === loc.offset &&
-        loc.offset + loc.storedLength - cur.locs[0]!.offset <= maxRead &&
-        curRaw + loc.rawLength <= maxRead
-      ) {
-        cur.locs.push(loc);
-        curRaw += loc.rawLength;
-      } else {
-        cur = { first: i, locs: [loc] };
-        curRaw = loc.rawLength;
-        groups.push(cur);
-      }
-    }
+    // Every chunk must have a usable copy before anything is written; the groups (reads) are
+    // then planned lazily, so memory does not grow with the disk.
+    const { holes, problem } = checkLocations(ids, header.chunkCount, chunks, cs, maxRead);
+    if (problem) throw fail(problem.chunk, problem.why);
+    const groups = groupsOf(ids, header.chunkCount, chunks, maxRead);
 
     let bytesDone = 0;
     const total = header.size;
@@ -128,7 +148,7 @@ export async function restoreDisk(opts: RestoreDiskOptions): Promise<RestoreDisk
 
     // Slots: shared memory for the groups in flight (stored bytes in, raw bytes out), allocated
     // once per disk, so memory = maxInFlight × 2 × slotBytes whatever the disk size.
-    const maxInFlight = Math.max(1, Math.min(opts.maxInFlight ?? DEFAULT_IN_FLIGHT, groups.length || 1));
+    const maxInFlight = Math.max(1, Math.min(opts.maxInFlight ?? DEFAULT_IN_FLIGHT, header.chunkCount - holes));
     const slotBytes = Math.max(cs, maxRead);
     // One buffer: [stored slots | raw slots].
     const mem = acquireSlotMemory(2 * maxInFlight * slotBytes);
