@@ -259,3 +259,12 @@ export async function selectiveRestoreAndWait(h: Harness, u: TestUser, wid: stri
   await waitFor(async () => (await h.api(u, 'GET', `/workloads/${wid}`)).json.workload.status === 'available', 20_000, 'workload unlocked');
   return done;
 }
+
+/** Creates a workload of `vms` as `u` through the API and waits until it is available; returns its id. */
+export async function createWorkloadAndWait(h: Harness, u: TestUser, vms: string[], name = 'w'): Promise<string> {
+  const r = await h.api(u, 'POST', '/workloads', { workload: { name, instances: vms.map((id) => ({ 'instance-id': id })), jobschedule: { enabled: false } } });
+  assert.equal(r.status, 202, r.text);
+  const id = r.json.workload.id as string;
+  await waitFor(async () => (await h.api(u, 'GET', `/workloads/${id}`)).json.workload.status === 'available', 20_000, 'workload available');
+  return id;
+}

@@ -52,6 +52,9 @@ import { ImportService } from '../services/import.service.js';
 import { OrphanService } from '../services/orphan.service.js';
 import { ReassignService } from '../services/reassign.service.js';
 import { drRoutes } from '../http/dr.routes.js';
+import { LifeboatMetrics } from '../lib/metrics.js';
+import { countJobsByKindAndStatus, pingStore } from '../store/ops.store.js';
+import { CONFIG_KEY } from '../repository/keys.js';
 
 /**
  * The composition root: builds store, identity, policy, platform, services, job runner and
@@ -147,9 +150,12 @@ export async function startLifeboat(config: Config, o: StartOptions): Promise<Li
     }
 
     const targetDescription = describeTarget(config.target);
+    const metrics = new LifeboatMetrics();
+    metrics.setJobSource(() => countJobsByKindAndStatus(store.db));
     const backend = await openBackend(config.target, {
       create: true,
       connections: config.targetConnections,
+      observer: metrics,
       retry: { onRetry: (r) => log.warn({ op: r.op, key: r.key, attempt: r.attempt, delayMs: r.delayMs, err: errorMessage(r.error) }, 'backup target request failed; retrying') },
     });
     const repo = await Repository.init(backend, {}, { clock, logger: log });
@@ -195,6 +201,7 @@ export async function startLifeboat(config: Config, o: StartOptions): Promise<Li
             nodeName: config.nodeName,
             onSnapshotDeleted: () => gcs.request(),
             onSnapshotFinished: (id) => void notifySnapshotFinished(notify, id),
+            metrics,
           }),
           ...retentionJobHandlers({ db: store.db, repo, clock, onSnapshotDeleted: () => gcs.request() }),
           ...restoreJobHandlers({ db: store.db, platform, repo, clock, nodeName: config.nodeName, onRestoreFinished: (id) => void notifyRestoreFinished(notify, id) }),
@@ -232,6 +239,19 @@ export async function startLifeboat(config: Config, o: StartOptions): Promise<Li
           settingRoutes({ settings, policy }),
           drRoutes({ workloads, imports, orphans, reassign, publicUrl: config.publicUrl }),
         ],
+        ops: {
+          metrics,
+          metricsAccess: config.metricsAccess,
+          readiness: [
+            { name: 'store', check: () => pingStore(store.db) },
+            {
+              name: 'target',
+              check: async () => {
+                if ((await backend.stat(CONFIG_KEY)) === null) throw new Error('the repository config is missing');
+              },
+            },
+          ],
+        },
         rootMounts: embedded ? [(app) => app.register(identityRoutes, { prefix: '/identity', identity: embedded })] : [],
       });
       // Same-process workers start a job as soon as it is enqueued instead of on the next poll.

@@ -6,6 +6,7 @@ import { S3Backend } from './s3/s3.backend.js';
 import { S3CredentialsError } from './s3/s3.credentials.js';
 import { withConcurrencyLimit } from './limit.backend.js';
 import { withRetry, type RetryOptions } from './retry.backend.js';
+import { withMetrics, type BackendObserver } from './metrics.backend.js';
 
 /**
  * A backup target that cannot be opened as configured (unsupported kind, missing directory).
@@ -24,6 +25,8 @@ export interface OpenBackendOptions {
   /** Most requests in flight at once; default per kind (DEFAULT_CONNECTIONS). */
   connections?: number | null;
   retry?: RetryOptions;
+  /** Told the latency and outcome of every request to the target (metrics). */
+  observer?: BackendObserver;
 }
 
 /** Opens one kind of target, unwrapped. Each kind has exactly one entry (the registry). */
@@ -39,12 +42,14 @@ const DEFAULT_CONNECTIONS: Record<BackupTarget['kind'], number> = { file: 16, s3
 
 /**
  * THE way the service and the operator tools get a Backend: the target's kind picks the
- * implementation, then every backend is wrapped the same way — concurrency limit inside,
- * retry of transient failures outside (a request sleeping out its backoff holds no slot).
+ * implementation, then every backend is wrapped the same way — metrics innermost (one
+ * observation per real request), concurrency limit around it, retry of transient failures
+ * outside (a request sleeping out its backoff holds no slot).
  */
 export async function openBackend(target: BackupTarget, opts: OpenBackendOptions): Promise<Backend> {
   const open = OPENERS[target.kind] as Opener<BackupTarget['kind']>;
-  const raw = await open(target, opts);
+  const opened = await open(target, opts);
+  const raw = opts.observer ? withMetrics(opened, opts.observer) : opened;
   const connections = opts.connections ?? DEFAULT_CONNECTIONS[target.kind];
   return withRetry(withConcurrencyLimit(raw, connections), opts.retry);
 }

@@ -43,6 +43,7 @@ test('bad values name the variable', () => {
     { LIFEBOAT_PLATFORM: 'vmware' },
     { LIFEBOAT_PLATFORM: 'Local' },
     { LIFEBOAT_PLATFORM: '' },
+    { LIFEBOAT_METRICS_ACCESS: 'everyone' },
   ];
   for (const env of bad) {
     const name = Object.keys(env)[0]!;

@@ -1,6 +1,7 @@
 import { hostname } from 'node:os';
 import { isAbsolute, join, resolve } from 'node:path';
 import type { BackupTarget } from '../lib/target.js';
+import { METRICS_ACCESS, type MetricsAccess } from '../lib/metrics.js';
 
 /**
  * The one place configuration comes from: LIFEBOAT_* environment variables, validated at
@@ -39,6 +40,8 @@ export interface Config {
   /** SIGTERM/SIGINT: how long running jobs may still finish before they are cancelled (0: at once). */
   shutdownGraceSeconds: number;
   logLevel: string;
+  /** LIFEBOAT_METRICS_ACCESS: who may read /metrics (lib/metrics.ts METRICS_ACCESS). */
+  metricsAccess: MetricsAccess;
 }
 
 export class ConfigError extends Error {}
@@ -96,6 +99,13 @@ function parseSmtpAllow(env: Env): Config['smtpAllow'] {
     if (port !== null && (port < 1 || port > 65535)) throw new ConfigError(`LIFEBOAT_SMTP_ALLOW port must be 1..65535, got ${JSON.stringify(e)}`);
     return { host: m[1]!.replace(/^\[|\]$/g, '').toLowerCase().replace(/\.$/, ''), port };
   });
+}
+
+function oneOf<T extends string>(env: Env, name: string, allowed: readonly T[], dflt: T): T {
+  const v = nonEmpty(env, name) ?? dflt;
+  const hit = allowed.find((a) => a === v);
+  if (hit === undefined) throw new ConfigError(`${name} must be one of ${allowed.join(', ')}; got ${JSON.stringify(v)}`);
+  return hit;
 }
 
 function nonNegativeInt(env: Env, name: string, dflt: number): number {
@@ -178,6 +188,7 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
     workerConcurrency: positiveInt(env, 'LIFEBOAT_WORKER_CONCURRENCY', 2),
     shutdownGraceSeconds: nonNegativeInt(env, 'LIFEBOAT_SHUTDOWN_GRACE', 20),
     logLevel,
+    metricsAccess: oneOf(env, 'LIFEBOAT_METRICS_ACCESS', METRICS_ACCESS, 'loopback'),
   };
 }
 

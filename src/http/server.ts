@@ -10,6 +10,7 @@ import type { PolicyEnforcer } from './types.js';
 import { installRoutePolicy } from './route-policy.js';
 import { dashboardRoutes } from './dashboard.routes.js';
 import type { HttpDrain } from './drain.js';
+import { installOps, type OpsOptions } from './ops.routes.js';
 
 /** The legacy request body limit (osapi_max_request_body_size). */
 export const BODY_LIMIT = 114688;
@@ -29,14 +30,22 @@ export interface HttpOptions {
   fastifyLogger?: object | false;
   /** Graceful shutdown: 503 + Retry-After and no keep-alive once started (drain.ts). */
   drain?: HttpDrain;
+  /** /metrics, /healthz, /readyz and the HTTP metrics hook (ops.routes.ts); absent: none. */
+  ops?: OpsOptions;
 }
 
-/** The /v1 auth check: a valid token whose project is the tenant in the URL. */
-async function authenticate(o: HttpOptions, req: FastifyRequest, tenant: string | undefined): Promise<RequestContext> {
+/** A valid X-Auth-Token → its context; UnauthenticatedError otherwise. */
+async function validateToken(o: HttpOptions, req: FastifyRequest): Promise<RequestContext> {
   const token = req.headers['x-auth-token'];
   if (typeof token !== 'string' || token === '') throw new UnauthenticatedError();
   const ctx = await o.validator.validate(token, req.id);
   ctx.requestId = req.id;
+  return ctx;
+}
+
+/** The /v1 auth check: a valid token whose project is the tenant in the URL. */
+async function authenticate(o: HttpOptions, req: FastifyRequest, tenant: string | undefined): Promise<RequestContext> {
+  const ctx = await validateToken(o, req);
   if (tenant !== ctx.projectId) throw new ValidationError('Malformed request url');
   return ctx;
 }
@@ -138,6 +147,7 @@ export async function buildHttpServer(o: HttpOptions): Promise<FastifyInstance> 
   app.addHook('onResponse', async (req, reply) => logAccess(o.log, req, reply));
 
   installFaultHandling(app, { log: o.log, keystoneUri: o.keystoneUri });
+  if (o.ops) installOps(app, o.ops, { log: o.log, policy: o.policy, authenticate: (req) => validateToken(o, req) });
 
   const versions = () => ({
     versions: [{ id: 'v1.0', status: 'CURRENT', updated: '2012-01-04T11:33:21Z', links: [{ rel: 'self', href: `${o.publicUrl}/v1/` }] }],

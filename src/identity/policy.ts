@@ -59,11 +59,16 @@ export const DEFAULT_RULES: Readonly<Record<string, string>> = Object.freeze({
   'workload:get_config_workload': 'rule:admin_api',
   'workload:get_contego_status': 'rule:admin_api',
   'workload:get_import_workloads_list': 'rule:admin_api',
+  // Lifeboat: /metrics (Prometheus) for a token-bearing scraper; see http/ops.routes.ts.
+  'workload:get_metrics': 'rule:admin_api',
   'workload:get_nodes': 'rule:admin_api',
   'workload:get_orphaned_workloads_list': 'rule:admin_api',
   'workload:get_setting': 'rule:admin_or_owner',
   'workload:get_storage_usage': 'rule:admin_api',
   'workload:get_tenants_usage': 'rule:admin_api',
+  // Chargeback and protected-VM views: admin like tenants usage (names inferred, §4.11).
+  'workload:get_tenants_chargeback': 'rule:admin_api',
+  'workload:get_protected_vms': 'rule:admin_api',
   'workload:import_workloads': 'rule:admin_api',
   'workload:license_check': 'rule:admin_api',
   'workload:license_create': 'rule:admin_api',

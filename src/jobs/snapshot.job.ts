@@ -22,6 +22,7 @@ import { checkpointRecord, loadSnapshotBase, type SnapshotBase } from './snapsho
 import { reportWriterDamage } from './damage.job.js';
 import { snapshotManifestMeta } from './manifest-meta.js';
 import type { AnyJobHandler } from './runner.js';
+import type { DiskBackupNumbers } from '../lib/metrics.js';
 
 export interface SnapshotJobDeps {
   db: Db;
@@ -35,6 +36,8 @@ export interface SnapshotJobDeps {
   onSnapshotFinished?: (snapshotId: string) => void;
   /** Called after a snapshot delete so space can be reclaimed (GC runs outside the job). */
   onSnapshotDeleted?: () => void;
+  /** Told the numbers of every backed-up disk (the /metrics byte and chunk counters). */
+  metrics?: { recordDiskBackup(n: DiskBackupNumbers): void };
 }
 
 /** The disk's name inside the repository: stable across snapshots of the same VM. */
@@ -195,19 +198,19 @@ async function copyDisks(d: SnapshotJobDeps, s: Snapshot, o: OpenedSnapshot, pro
   for (const [i, x] of o.disks.entries()) {
     const base = await nextBase;
     nextBase = baseIndexOf(i + 1);
-    summaries.push(
-      await backupDisk({
-        writer: o.writer,
-        diskKey: x.key,
-        source: x.source,
-        meta: { instanceId: x.instance.id, device: x.disk.device },
-        full: s.snapshot_type === 'full',
-        base,
-        cbtBase: x.cbtBase,
-        signal: abort,
-        onProgress: (p) => progress.update(p.bytesDone),
-      }),
-    );
+    const summary = await backupDisk({
+      writer: o.writer,
+      diskKey: x.key,
+      source: x.source,
+      meta: { instanceId: x.instance.id, device: x.disk.device },
+      full: s.snapshot_type === 'full',
+      base,
+      cbtBase: x.cbtBase,
+      signal: abort,
+      onProgress: (p) => progress.update(p.bytesDone),
+    });
+    summaries.push(summary);
+    d.metrics?.recordDiskBackup({ ...summary, bytesDeduplicated: Math.min(x.source.size, summary.reusedChunks * o.writer.chunkSize) });
     progress.finishDisk(x.source.size);
   }
   abort.throwIfAborted();
