@@ -55,6 +55,11 @@ const ROUTES: [string, string][] = [
   ['DELETE', '/settings/{id}'],
   ['POST', '/workloads/settings'],
   ['GET', '/workloads/email/test_email'],
+  ['GET', '/workloads/metrics/storage_usage'],
+  ['GET', '/workloads/metrics/tenants_usage'],
+  ['GET', '/workloads/metrics/tenants_chargeback'],
+  ['GET', '/workloads/metrics/vms_protected'],
+  ['GET', '/workloads/audit/auditlog'],
 ];
 
 const BODIES: (string | undefined)[] = [

@@ -55,6 +55,11 @@ import { drRoutes } from '../http/dr.routes.js';
 import { LifeboatMetrics } from '../lib/metrics.js';
 import { countJobsByKindAndStatus, pingStore } from '../store/ops.store.js';
 import { CONFIG_KEY } from '../repository/keys.js';
+import { targetCapacity } from '../backend/capacity.js';
+import { AuditService } from '../services/audit.service.js';
+import { UsageService, type ProjectLister } from '../services/usage.service.js';
+import { adminRoutes } from '../http/admin.routes.js';
+import { installAuditTrail } from '../http/audit.hook.js';
 
 /**
  * The composition root: builds store, identity, policy, platform, services, job runner and
@@ -165,7 +170,12 @@ export async function startLifeboat(config: Config, o: StartOptions): Promise<Li
     const schedulerService = new SchedulerService({ db: store.db, clock });
     const secretKey = loadOrCreateSettingsKey(join(config.home, 'settings.key'));
     const ids = identitySource;
-    const projects = ids ? { projectName: async (id: string) => ids.current().projectById(id)?.name ?? null } : undefined;
+    const projects: ProjectLister | undefined = ids
+      ? {
+          projectName: async (id: string) => ids.current().projectById(id)?.name ?? null,
+          listProjects: async () => ids.current().data.projects.map((p) => ({ id: p.id, name: p.name })),
+        }
+      : undefined;
     const policies = new PolicyService({ db: store.db, clock, projects });
     const quotas = new QuotaService({ db: store.db, clock, projects });
     const targetScan = () => scanTarget(repo);
@@ -175,6 +185,19 @@ export async function startLifeboat(config: Config, o: StartOptions): Promise<Li
     const mailer = createSmtpMailer({ allow: config.smtpAllow, log });
     const settings = new SettingService({ db: store.db, clock, secretKey, mailer });
     const notify = { db: store.db, secretKey, log, mailer };
+    const audit = new AuditService({ db: store.db, clock, log, retentionDays: config.auditRetentionDays });
+    /** The target answers and holds this repository (readiness, storage view). */
+    const checkTarget = async () => {
+      if ((await backend.stat(CONFIG_KEY)) === null) throw new Error('the repository config is missing');
+    };
+    const targetUsage = async () => ({
+      name: 'default',
+      kind: config.target.kind,
+      description: targetDescription,
+      online: await checkTarget().then(() => true, () => false),
+      capacity: await targetCapacity(config.target).catch(() => null),
+    });
+    const usage = new UsageService({ db: store.db, platform, projects, targets: async () => [await targetUsage()] });
 
     let runner: JobRunner | null = null;
     let gc: GcScheduler | null = null;
@@ -238,18 +261,15 @@ export async function startLifeboat(config: Config, o: StartOptions): Promise<Li
           quotaRoutes({ quotas }),
           settingRoutes({ settings, policy }),
           drRoutes({ workloads, imports, orphans, reassign, publicUrl: config.publicUrl }),
+          adminRoutes({ usage, audit }),
         ],
+        v1Hooks: [(v1) => installAuditTrail(v1, audit, log)],
         ops: {
           metrics,
           metricsAccess: config.metricsAccess,
           readiness: [
             { name: 'store', check: () => pingStore(store.db) },
-            {
-              name: 'target',
-              check: async () => {
-                if ((await backend.stat(CONFIG_KEY)) === null) throw new Error('the repository config is missing');
-              },
-            },
+            { name: 'target', check: checkTarget },
           ],
         },
         rootMounts: embedded ? [(app) => app.register(identityRoutes, { prefix: '/identity', identity: embedded })] : [],

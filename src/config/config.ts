@@ -42,6 +42,8 @@ export interface Config {
   logLevel: string;
   /** LIFEBOAT_METRICS_ACCESS: who may read /metrics (lib/metrics.ts METRICS_ACCESS). */
   metricsAccess: MetricsAccess;
+  /** LIFEBOAT_AUDIT_RETENTION_DAYS: audit log entries older than this are deleted. */
+  auditRetentionDays: number;
 }
 
 export class ConfigError extends Error {}
@@ -189,6 +191,7 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
     shutdownGraceSeconds: nonNegativeInt(env, 'LIFEBOAT_SHUTDOWN_GRACE', 20),
     logLevel,
     metricsAccess: oneOf(env, 'LIFEBOAT_METRICS_ACCESS', METRICS_ACCESS, 'loopback'),
+    auditRetentionDays: positiveInt(env, 'LIFEBOAT_AUDIT_RETENTION_DAYS', 90),
   };
 }
 

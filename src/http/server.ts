@@ -32,6 +32,8 @@ export interface HttpOptions {
   drain?: HttpDrain;
   /** /metrics, /healthz, /readyz and the HTTP metrics hook (ops.routes.ts); absent: none. */
   ops?: OpsOptions;
+  /** Installed on the /v1 tree after the auth hook, before its routes (e.g. the audit trail). */
+  v1Hooks?: ((v1: FastifyInstance) => void)[];
 }
 
 /** A valid X-Auth-Token → its context; UnauthenticatedError otherwise. */
@@ -166,6 +168,7 @@ export async function buildHttpServer(o: HttpOptions): Promise<FastifyInstance> 
       // Unknown URLs under /v1 answer 404 only to an authenticated caller (the hook above runs first).
       v1.setNotFoundHandler((_req, reply) => void sendFault(reply, 404, 'The resource could not be found.'));
       installRoutePolicy(v1, o.policy);
+      for (const install of o.v1Hooks ?? []) install(v1);
       for (const r of o.v1Routes) await v1.register(r);
     },
     { prefix: '/v1/:tenant_id' },

@@ -223,6 +223,24 @@ export interface SettingsTable {
   updated_at: number | null;
 }
 
+/** One state-changing API request (migration 0007; store/audit.store.ts). */
+export interface AuditLogTable {
+  id: string;
+  at: number;
+  request_id: string;
+  user_id: string;
+  user_name: string;
+  project_id: string;
+  project_name: string;
+  object_type: string;
+  object_id: string | null;
+  object_name: string | null;
+  action: string;
+  method: string;
+  route: string;
+  status_code: number;
+}
+
 /** Every table, as Kysely sees it: the one type of `Db` (db.ts). A new migration's tables go here. */
 export interface Database {
   tokens: TokensTable;
@@ -240,4 +258,5 @@ export interface Database {
   workload_policy_assignments: WorkloadPolicyAssignmentsTable;
   project_allowed_quotas: ProjectAllowedQuotasTable;
   settings: SettingsTable;
+  audit_log: AuditLogTable;
 }

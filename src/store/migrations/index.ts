@@ -5,6 +5,7 @@ import * as m0003 from './0003-scheduler.js';
 import * as m0004 from './0004-policies-quotas-settings.js';
 import * as m0005 from './0005-job-target-node.js';
 import * as m0006 from './0006-snapshot-checkpoints.js';
+import * as m0007 from './0007-audit-log.js';
 
 /**
  * Migrations are listed statically (not read from a folder) so the compiled package needs no
@@ -21,6 +22,7 @@ export const migrations: Readonly<Record<string, Migration>> = {
   '0004-policies-quotas-settings': m0004,
   '0005-job-target-node': m0005,
   '0006-snapshot-checkpoints': m0006,
+  '0007-audit-log': m0007,
 };
 
 /** Migration names in application order. */
