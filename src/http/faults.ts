@@ -53,6 +53,23 @@ export function faultBody(status: number, message: string): Record<string, unkno
 
 export const KEYSTONE_401_MESSAGE = 'The request you have made requires authentication.';
 
+/**
+ * A request that failed its route schema (openapi.ts, api-schemas.ts), in the words of the
+ * command parsers: a body that is not the `{"<key>": {...}}` envelope is the legacy
+ * "Incorrect request body format"; a field of the wrong type is `Invalid <path>: <why>`.
+ */
+function validationMessage(e: FastifyError): string {
+  const first = e.validation?.[0];
+  if (!first) return e.message;
+  const path = first.instancePath.split('/').filter((s) => s !== '');
+  if (e.validationContext === 'body') {
+    const envelope = path.length === 0 || (path.length === 1 && first.keyword === 'type' && first.params.type === 'object');
+    if (envelope) return 'Incorrect request body format';
+  }
+  const where = path.length > 0 ? path.join('.') : String(e.validationContext ?? 'request');
+  return `Invalid ${where}: ${first.message ?? 'not acceptable'}`;
+}
+
 /** Maps Fastify's own errors (parser, body limit, validation) to status + legacy message. */
 function fromFastifyError(e: FastifyError): { status: number; message: string } | null {
   switch (e.code) {
@@ -65,7 +82,7 @@ function fromFastifyError(e: FastifyError): { status: number; message: string } 
     case 'FST_ERR_CTP_INVALID_JSON_BODY':
       return { status: 400, message: 'Malformed request body' };
     case 'FST_ERR_VALIDATION':
-      return { status: 400, message: e.message };
+      return { status: 400, message: validationMessage(e) };
     case 'FST_ERR_BAD_URL':
       return { status: 400, message: 'Malformed request url' };
     case 'FST_ERR_MAX_PARAM_LENGTH':

@@ -11,6 +11,7 @@ import { installRoutePolicy } from './route-policy.js';
 import { dashboardRoutes } from './dashboard.routes.js';
 import type { HttpDrain } from './drain.js';
 import { installOps, type OpsOptions } from './ops.routes.js';
+import { installOpenApi } from './openapi.js';
 
 /** The legacy request body limit (osapi_max_request_body_size). */
 export const BODY_LIMIT = 114688;
@@ -149,6 +150,8 @@ export async function buildHttpServer(o: HttpOptions): Promise<FastifyInstance> 
   app.addHook('onResponse', async (req, reply) => logAccess(o.log, req, reply));
 
   installFaultHandling(app, { log: o.log, keystoneUri: o.keystoneUri });
+  // Before any route: every route gets its schema (validation and /openapi.json) at registration.
+  await installOpenApi(app, { publicUrl: o.publicUrl });
   if (o.ops) installOps(app, o.ops, { log: o.log, policy: o.policy, authenticate: (req) => validateToken(o, req) });
 
   const versions = () => ({
