@@ -2,7 +2,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { renameSync } from 'node:fs';
 import { join } from 'node:path';
-import { createWorkloadAndWait, startHarness, takeSnapshotAndWait, type Harness } from './harness.js';
+import { createWorkloadAndWait, freePort, startHarness, takeSnapshotAndWait, type Harness } from './harness.js';
 
 /**
  * Sum of the samples of `name` whose labels include every pair of `labels` (Prometheus text
@@ -100,5 +100,29 @@ describe('operations endpoints: /healthz, /readyz, /metrics', () => {
     const admin = await app.inject({ method: 'GET', url: '/metrics', headers: { 'x-auth-token': await h.token(h.admin) }, ...off });
     assert.equal(admin.statusCode, 200);
     assert.match(admin.body, /^# HELP lifeboat_jobs /m);
+  });
+});
+
+describe('LIFEBOAT_METRICS_LISTEN: a worker-only process serves /metrics, /healthz, /readyz on its own port', () => {
+  let h: Harness;
+  let opsUrl: string;
+  before(async () => {
+    const port = await freePort();
+    opsUrl = `http://127.0.0.1:${port}`;
+    h = await startHarness({ role: 'worker', env: { LIFEBOAT_METRICS_LISTEN: `127.0.0.1:${port}` } });
+  });
+  after(async () => h.close());
+
+  test('no API on the worker, but its health, readiness and counters', async () => {
+    assert.equal(h.lb.http, null);
+    assert.equal((await fetch(`${opsUrl}/healthz`)).status, 200);
+    const ready = await fetch(`${opsUrl}/readyz`);
+    assert.deepEqual(await ready.json(), { status: 'ready', checks: { store: 'ok', target: 'ok' } });
+    const m = await (await fetch(`${opsUrl}/metrics`)).text();
+    assert.match(m, /^# TYPE lifeboat_backend_request_duration_seconds histogram$/m);
+    assert.ok(sample(m, 'lifeboat_backend_request_duration_seconds_count', { op: 'stat' }) >= 1, 'the readiness check went to the target');
+    const v1 = await fetch(`${opsUrl}/v1/${h.alice.projectId}/workloads`);
+    assert.equal(v1.status, 404);
+    assert.ok(((await v1.json()) as { itemNotFound?: unknown }).itemNotFound);
   });
 });

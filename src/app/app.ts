@@ -60,6 +60,7 @@ import { AuditService } from '../services/audit.service.js';
 import { UsageService, type ProjectLister } from '../services/usage.service.js';
 import { adminRoutes } from '../http/admin.routes.js';
 import { installAuditTrail } from '../http/audit.hook.js';
+import { startOpsServer } from '../http/ops.server.js';
 
 /**
  * The composition root: builds store, identity, policy, platform, services, job runner and
@@ -244,6 +245,7 @@ export async function startLifeboat(config: Config, o: StartOptions): Promise<Li
     let http: FastifyInstance | null = null;
     let address: string | null = null;
     const drain = new HttpDrain();
+    const ops = { metrics, metricsAccess: config.metricsAccess, readiness: [{ name: 'store', check: () => pingStore(store.db) }, { name: 'target', check: checkTarget }] };
     if (o.role !== 'worker') {
       http = await buildHttpServer({
         drain,
@@ -264,14 +266,7 @@ export async function startLifeboat(config: Config, o: StartOptions): Promise<Li
           adminRoutes({ usage, audit }),
         ],
         v1Hooks: [(v1) => installAuditTrail(v1, audit, log)],
-        ops: {
-          metrics,
-          metricsAccess: config.metricsAccess,
-          readiness: [
-            { name: 'store', check: () => pingStore(store.db) },
-            { name: 'target', check: checkTarget },
-          ],
-        },
+        ops,
         rootMounts: embedded ? [(app) => app.register(identityRoutes, { prefix: '/identity', identity: embedded })] : [],
       });
       // Same-process workers start a job as soon as it is enqueued instead of on the next poll.
@@ -289,6 +284,7 @@ export async function startLifeboat(config: Config, o: StartOptions): Promise<Li
         await http.ready();
       }
     }
+    const opsHttp = config.metricsListen ? await startOpsServer({ log, validator, policy, keystoneUri, ops, listen: config.metricsListen }) : null;
 
     return {
       http,
@@ -300,6 +296,7 @@ export async function startLifeboat(config: Config, o: StartOptions): Promise<Li
       async close() {
         if (purge) clearInterval(purge);
         await http?.close();
+        await opsHttp?.close();
         await scheduler?.stop();
         await runner?.stop();
         await gc?.stop();
@@ -311,6 +308,7 @@ export async function startLifeboat(config: Config, o: StartOptions): Promise<Li
         await scheduler?.stop();
         await runner?.stop(config.shutdownGraceSeconds * 1000);
         await http?.close();
+        await opsHttp?.close();
         await gc?.stop();
         await store.close();
       },

@@ -44,6 +44,7 @@ test('bad values name the variable', () => {
     { LIFEBOAT_PLATFORM: 'Local' },
     { LIFEBOAT_PLATFORM: '' },
     { LIFEBOAT_METRICS_ACCESS: 'everyone' },
+    { LIFEBOAT_METRICS_LISTEN: '9100' },
     { LIFEBOAT_AUDIT_RETENTION_DAYS: '0' },
   ];
   for (const env of bad) {

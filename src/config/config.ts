@@ -42,6 +42,8 @@ export interface Config {
   logLevel: string;
   /** LIFEBOAT_METRICS_ACCESS: who may read /metrics (lib/metrics.ts METRICS_ACCESS). */
   metricsAccess: MetricsAccess;
+  /** LIFEBOAT_METRICS_LISTEN: a second listener with only /metrics, /healthz, /readyz (http/ops.server.ts); null: none. */
+  metricsListen: { host: string; port: number } | null;
   /** LIFEBOAT_AUDIT_RETENTION_DAYS: audit log entries older than this are deleted. */
   auditRetentionDays: number;
 }
@@ -68,11 +70,11 @@ function nonEmpty(env: Env, name: string): string | undefined {
   return v;
 }
 
-function parseListen(v: string): { host: string; port: number } {
+function parseListen(v: string, name = 'LIFEBOAT_LISTEN'): { host: string; port: number } {
   const m = /^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(v);
-  if (!m) throw new ConfigError(`LIFEBOAT_LISTEN must be host:port (e.g. 127.0.0.1:8780), got ${JSON.stringify(v)}`);
+  if (!m) throw new ConfigError(`${name} must be host:port (e.g. 127.0.0.1:8780), got ${JSON.stringify(v)}`);
   const port = Number(m[2]);
-  if (port < 0 || port > 65535) throw new ConfigError(`LIFEBOAT_LISTEN port must be 0..65535, got ${port}`);
+  if (port < 0 || port > 65535) throw new ConfigError(`${name} port must be 0..65535, got ${port}`);
   return { host: m[1]!.replace(/^\[|\]$/g, ''), port };
 }
 
@@ -191,6 +193,7 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
     shutdownGraceSeconds: nonNegativeInt(env, 'LIFEBOAT_SHUTDOWN_GRACE', 20),
     logLevel,
     metricsAccess: oneOf(env, 'LIFEBOAT_METRICS_ACCESS', METRICS_ACCESS, 'loopback'),
+    metricsListen: env.LIFEBOAT_METRICS_LISTEN === undefined ? null : parseListen(nonEmpty(env, 'LIFEBOAT_METRICS_LISTEN') ?? '', 'LIFEBOAT_METRICS_LISTEN'),
     auditRetentionDays: positiveInt(env, 'LIFEBOAT_AUDIT_RETENTION_DAYS', 90),
   };
 }
