@@ -2,7 +2,7 @@
  * The layer table of ../shared/ARCHITECTURE.md §2, enforced: each layer may import only the
  * layers listed for it. `npm run lint` fails on any other import between src/ folders.
  */
-const LAYERS = ['lib', 'nbd', 'domain', 'config', 'backend', 'repository', 'datamover', 'platform', 'store', 'jobs', 'services', 'identity', 'http', 'cli', 'app'];
+const LAYERS = ['lib', 'nbd', 'domain', 'config', 'backend', 'repository', 'datamover', 'recovery', 'platform', 'store', 'jobs', 'services', 'identity', 'http', 'cli', 'app'];
 
 // from -> the src/ folders it may import (besides itself)
 const ALLOWED = {
@@ -14,11 +14,14 @@ const ALLOWED = {
   datamover: ['lib', 'repository', 'platform'], // platform: seam types only, see below
   nbd: ['lib'], // the NBD protocol, self-contained (ARCHITECTURE.md §3b)
   platform: ['lib', 'domain', 'nbd'],
+  // file-level recovery: snapshot disks served over NBD from the repository, read by libguestfs
+  recovery: ['lib', 'domain', 'nbd', 'repository', 'datamover'],
   store: ['lib', 'domain'],
   identity: ['lib', 'domain', 'store'],
   // services: the scheduler starts snapshots through the one snapshot-start use case (rule below).
-  jobs: ['lib', 'domain', 'repository', 'datamover', 'platform', 'store', 'services'],
-  services: ['lib', 'domain', 'platform', 'store', 'jobs'],
+  jobs: ['lib', 'domain', 'repository', 'datamover', 'platform', 'store', 'services', 'recovery'],
+  // recovery: mount/browse/download use cases read the mounted file system (services/file-recovery)
+  services: ['lib', 'domain', 'platform', 'store', 'jobs', 'recovery'],
   http: ['lib', 'domain', 'services', 'identity'],
   cli: ['lib'],
   app: LAYERS.filter((l) => l !== 'app'),

@@ -69,3 +69,29 @@ export const DEFAULT_MAX_PAYLOAD = 32 * 1024 * 1024;
 export const MAX_OPTION_REPLY = 64 * 1024;
 export const MAX_STATUS_CHUNK = 16 * 1024 * 1024;
 export const MAX_ERROR_CHUNK = 64 * 1024;
+
+/* ---- Numbers only the server (server.ts) uses. ---- */
+export const OPT_EXPORT_NAME = 1;
+export const OPT_LIST = 3;
+export const OPT_INFO = 6;
+export const OPT_LIST_META_CONTEXT = 9;
+export const REP_SERVER = 2;
+export const REP_ERR_POLICY = REP_ERROR_BIT + 2;
+export const REP_ERR_INVALID = REP_ERROR_BIT + 3;
+export const REP_ERR_TOO_BIG = REP_ERROR_BIT + 9;
+export const TFLAG_SEND_FLUSH = 1 << 2;
+export const TFLAG_SEND_CACHE = 1 << 10;
+export const CMD_WRITE = 1;
+export const CMD_FLUSH = 3;
+export const CMD_TRIM = 4;
+export const CMD_CACHE = 5;
+export const CMD_WRITE_ZEROES = 6;
+/** Command flag: answer block status with one extent only. */
+export const CMD_FLAG_REQ_ONE = 1 << 3;
+export const REPLY_TYPE_ERROR = REPLY_TYPE_ERROR_BIT + 1;
+/** Errno values on the wire (the spec's numbers). */
+export const EPERM = 1;
+export const EIO = 5;
+export const EINVAL = 22;
+export const ENOTSUP = 95;
+export const ESHUTDOWN = 108;

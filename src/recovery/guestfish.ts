@@ -1,0 +1,153 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { AppError } from '../lib/errors.js';
+import type { Logger } from '../lib/logger.js';
+import { silentLogger } from '../lib/logger.js';
+
+/**
+ * One libguestfs appliance, driven through `guestfish --ro` on a pipe: each command is sent
+ * with a leading `-` (go on after an error) followed by `echo <marker>`; stdout and stderr share
+ * one pipe (`2>&1`), so an error line ("libguestfs: error: …") arrives before the marker of its
+ * command and is attributed to it. Drives are NBD exports added read-only before `run`.
+ *
+ * Why guestfish and not guestmount/virt-* per task: one launch (18–40 s under TCG) serves every
+ * command of a mount or a search, whatever the number of drives and file systems.
+ */
+
+export interface ApplianceOptions {
+  /** NBD unix sockets, in drive order (drive k is /dev/sd<letter k> inside the appliance). */
+  drives: string[];
+  /** Run the appliance under TCG even when /dev/kvm exists (broken nested KVM). */
+  forceTcg: boolean;
+  logger?: Logger;
+  /** Tag put into the process environment so reconcile can find orphans (LIFEBOAT_APPLIANCE=<tag>). */
+  tag: string;
+}
+
+export class ApplianceError extends AppError {
+  constructor(message: string) {
+    super('unavailable', message);
+  }
+}
+
+/** guestfish quoting: every argument double-quoted, `\` and `"` escaped, no newlines. */
+export function quoteArg(s: string): string {
+  if (/[\n\r\0]/.test(s)) throw new ApplianceError('a path with a newline cannot be passed to the appliance');
+  return `"${s.replace(/\\/g, '\\\\').replace(/"/g, '\\"')}"`;
+}
+
+/** Drive k's device name inside the appliance: sda … sdz, sdaa … */
+export function applianceDrive(k: number): string {
+  let s = '';
+  let n = k;
+  do {
+    s = String.fromCharCode(97 + (n % 26)) + s;
+    n = Math.floor(n / 26) - 1;
+  } while (n >= 0);
+  return `/dev/sd${s}`;
+}
+
+export class Appliance {
+  private buf = '';
+  private waiter: { marker: string; resolve: (lines: string[]) => void; reject: (e: Error) => void } | null = null;
+  private exitError: Error | null = null;
+  private queue: Promise<unknown> = Promise.resolve();
+  readonly exited: Promise<void>;
+
+  private constructor(
+    private readonly child: ChildProcess,
+    private readonly log: Logger,
+  ) {
+    child.stdout!.setEncoding('utf8');
+    child.stdout!.on('data', (s: string) => this.onData(s));
+    this.exited = new Promise((resolve) => {
+      child.once('exit', (code, signal) => {
+        this.exitError = new ApplianceError(`the file system appliance ended (${signal ?? `exit ${code}`})`);
+        this.waiter?.reject(this.exitError);
+        this.waiter = null;
+        resolve();
+      });
+    });
+    child.stdin!.on('error', () => undefined);
+  }
+
+  /** Starts guestfish, adds the drives and launches the appliance (the slow part). */
+  static async launch(o: ApplianceOptions): Promise<Appliance> {
+    const env: NodeJS.ProcessEnv = { ...process.env, LIBGUESTFS_BACKEND: 'direct', LIFEBOAT_APPLIANCE: o.tag };
+    if (o.forceTcg) env.LIBGUESTFS_BACKEND_SETTINGS = 'force_tcg';
+    const child = spawn('sh', ['-c', 'exec guestfish --ro 2>&1'], { env, stdio: ['pipe', 'pipe', 'ignore'], detached: false });
+    const a = new Appliance(child, o.logger ?? silentLogger);
+    try {
+      for (const sock of o.drives) await a.run(`add "" protocol:nbd server:${quoteArg(`unix:${sock}`)} format:raw readonly:true`);
+      await a.run('run');
+      return a;
+    } catch (e) {
+      await a.close();
+      throw e;
+    }
+  }
+
+  get pid(): number | undefined {
+    return this.child.pid;
+  }
+
+  private onData(s: string): void {
+    this.buf += s;
+    const w = this.waiter;
+    if (!w) {
+      if (this.buf.length > 1 << 20) this.buf = this.buf.slice(-4096);
+      return;
+    }
+    const at = this.buf.indexOf(`${w.marker}\n`);
+    if (at < 0) return;
+    const out = this.buf.slice(0, at);
+    this.buf = this.buf.slice(at + w.marker.length + 1);
+    this.waiter = null;
+    w.resolve(out.split('\n').filter((l, i, all) => l !== '' || i < all.length - 1));
+  }
+
+  /**
+   * Runs one guestfish command line; resolves with its output lines, or fails with the
+   * appliance's error message (libguestfs text: device names, never host paths of ours).
+   */
+  run(line: string): Promise<string[]> {
+    const next = this.queue.then(() => this.runNow(line));
+    this.queue = next.catch(() => undefined);
+    return next;
+  }
+
+  private runNow(line: string): Promise<string[]> {
+    if (this.exitError) return Promise.reject(this.exitError);
+    const marker = `@@lifeboat-${randomBytes(8).toString('hex')}@@`;
+    return new Promise<string[]>((resolve, reject) => {
+      this.waiter = {
+        marker,
+        reject,
+        resolve: (lines) => {
+          const errors = lines.filter((l) => /^(\*stdin\*:\d+: )?(libguestfs: error:|guestfish: )/.test(l));
+          if (errors.length === 0) return resolve(lines);
+          const msg = errors[0]!.replace(/^\*stdin\*:\d+: /, '').replace(/^libguestfs: error: /, '');
+          reject(new ApplianceError(msg.slice(0, 300)));
+        },
+      };
+      this.child.stdin!.write(`-${line}\necho ${marker}\n`);
+    });
+  }
+
+  /** Runs `line` without waiting for its end (mount-local-run blocks until unmounted). */
+  send(line: string): void {
+    this.child.stdin!.write(`-${line}\n`);
+  }
+
+  /** Ends guestfish (the appliance shuts down with it); SIGKILL after `graceMs`. Idempotent. */
+  async close(graceMs = 10_000): Promise<void> {
+    if (this.exitError) return;
+    this.child.stdin!.end('exit\n');
+    const t = setTimeout(() => {
+      this.log.warn({ pid: this.child.pid }, 'file system appliance did not exit; killing it');
+      this.child.kill('SIGKILL');
+    }, graceMs);
+    await this.exited;
+    clearTimeout(t);
+  }
+}
