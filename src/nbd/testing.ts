@@ -18,6 +18,8 @@ const PACKAGE_OF: Record<string, string> = {
   virtlogd: 'libvirt-daemon-system',
   virsh: 'libvirt-clients',
   'qemu-system-x86_64': 'qemu-system-x86',
+  nbdinfo: 'libnbd-bin',
+  guestfish: 'libguestfs-tools',
 };
 
 export function onPath(tool: string): boolean {
