@@ -9,6 +9,12 @@ import { loadOrCreateIdentityFile, type CreatedCredentials } from '../identity/i
 import { EmbeddedIdentity } from '../identity/embedded-identity.js';
 import { IdentitySource } from '../identity/identity-source.js';
 import { Policy } from '../identity/policy.js';
+import { applianceTag, SnapshotMounts } from '../recovery/mounts.js';
+import { SnapshotMountService } from '../services/snapshot-mount.service.js';
+import { snapshotMountRoutes } from '../http/snapshot-mount.routes.js';
+import { FileSearchService } from '../services/file-search.service.js';
+import { fileSearchJobHandlers } from '../jobs/file-search.job.js';
+import { fileSearchRoutes } from '../http/file-search.routes.js';
 import { openPlatform } from '../platform/open.js';
 import type { Platform } from '../platform/platform.js';
 import { ensureDemoInventory } from '../platform/local/demo-inventory.js';
@@ -203,6 +209,15 @@ export async function startLifeboat(config: Config, o: StartOptions): Promise<Li
     let runner: JobRunner | null = null;
     let gc: GcScheduler | null = null;
     let scheduler: Scheduler | null = null;
+    // File-level recovery: mounts live in the worker process of this host (recovery/mounts.ts).
+    const fr = config.fileRecovery;
+    const mountEngine =
+      o.role !== 'api'
+        ? new SnapshotMounts({ home: config.home, repo, forceTcg: fr.forceTcg, idleMs: fr.mountIdleSeconds * 1000, logger: log, onExpired: (id) => void snapshotMounts.released(id).catch(() => undefined) })
+        : null;
+    const snapshotMounts = new SnapshotMountService({ db: store.db, clock, platform, mounts: mountEngine, log });
+    if (mountEngine) await snapshotMounts.reconcile();
+    const searches = new FileSearchService({ db: store.db, clock });
     if (o.role !== 'api') {
       const gcs = new GcScheduler(store.db, repo, log);
       gc = gcs;
@@ -216,6 +231,7 @@ export async function startLifeboat(config: Config, o: StartOptions): Promise<Li
         nodeName: config.nodeName,
         concurrency: config.workerConcurrency,
         handlers: [
+          ...fileSearchJobHandlers({ db: store.db, repo, clock, home: config.home, forceTcg: fr.forceTcg, tag: applianceTag(config.home) }),
           ...workloadJobHandlers(store.db, platform, clock),
           ...snapshotJobHandlers({
             db: store.db,
@@ -257,6 +273,8 @@ export async function startLifeboat(config: Config, o: StartOptions): Promise<Li
         v1Routes: [
           workloadRoutes({ workloads, policy, publicUrl: config.publicUrl }),
           snapshotRoutes({ snapshots, workloads, policy }),
+          snapshotMountRoutes({ snapshots, mounts: snapshotMounts }),
+          fileSearchRoutes({ searches }),
           restoreRoutes({ restores, snapshots, publicUrl: config.publicUrl }),
           schedulerRoutes({ scheduler: schedulerService, workloads }),
           policyRoutes({ policies, policy }),
@@ -298,6 +316,7 @@ export async function startLifeboat(config: Config, o: StartOptions): Promise<Li
         await http?.close();
         await opsHttp?.close();
         await scheduler?.stop();
+        await snapshotMounts.close(); // file recovery: no mount outlives the service
         await runner?.stop();
         await gc?.stop();
         await store.close();
@@ -306,6 +325,7 @@ export async function startLifeboat(config: Config, o: StartOptions): Promise<Li
         if (purge) clearInterval(purge);
         drain.start();
         await scheduler?.stop();
+        await snapshotMounts.close(); // file recovery: no mount outlives the service
         await runner?.stop(config.shutdownGraceSeconds * 1000);
         await http?.close();
         await opsHttp?.close();

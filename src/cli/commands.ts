@@ -1,6 +1,7 @@
 import { Command, CommanderError } from 'commander';
 import { addGlobalOptions, processIo, reportError, usageExitCode, type ClientIo } from './command.kit.js';
 import { registerRestoreCommands } from './restore.commands.js';
+import { registerFileRecoveryCommands, registerFileSearchCommand } from './file-recovery.commands.js';
 import { registerSnapshotCommands } from './snapshot.commands.js';
 import { registerWorkloadCommands } from './workload.commands.js';
 import { registerPolicyCommands } from './policy.commands.js';
@@ -30,6 +31,8 @@ export function registerClientCommands(program: Command, io: ClientIo = processI
   registerSettingCommands(program, io);
   registerSchedulerCommands(program, io);
   registerDrCommands(program, io);
+  registerFileRecoveryCommands(program, io);
+  registerFileSearchCommand(program, io);
 }
 
 /** Thrown by the injected usageExit of runClient to unwind commander. */

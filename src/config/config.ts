@@ -28,6 +28,12 @@ export interface Config {
   policy: string | null;
   nodeName: string;
   restoreDir: string;
+  /**
+   * File-level recovery (src/recovery): LIFEBOAT_APPLIANCE_TCG=1 runs the libguestfs appliance
+   * under TCG even when /dev/kvm exists (nested KVM that crashes QEMU); LIFEBOAT_MOUNT_IDLE
+   * (seconds, default 1800) dismounts a snapshot mount nobody browsed for that long.
+   */
+  fileRecovery: { forceTcg: boolean; mountIdleSeconds: number };
   tokenTtlSeconds: number;
   /** LIFEBOAT_SMTP_ALLOW: SMTP targets the server may connect to; null = any an admin saved. */
   smtpAllow: { host: string; port: number | null }[] | null;
@@ -119,6 +125,13 @@ function nonNegativeInt(env: Env, name: string, dflt: number): number {
   return Number(v);
 }
 
+function flag(env: Env, name: string): boolean {
+  const v = env[name];
+  if (v === undefined || v === '' || v === '0' || v === 'false') return false;
+  if (v === '1' || v === 'true') return true;
+  throw new ConfigError(`${name} must be 0/1 or true/false, got ${JSON.stringify(v)}`);
+}
+
 export function loadConfig(env: Env = process.env, cwd: string = process.cwd()): Config {
   const home = resolve(cwd, nonEmpty(env, 'LIFEBOAT_HOME') ?? '.lifeboat');
   const listen = parseListen(nonEmpty(env, 'LIFEBOAT_LISTEN') ?? '127.0.0.1:8780');
@@ -180,6 +193,7 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
     policy: env.LIFEBOAT_POLICY ? resolve(cwd, env.LIFEBOAT_POLICY) : null,
     nodeName: nonEmpty(env, 'LIFEBOAT_NODE_NAME') ?? hostname(),
     restoreDir: resolve(cwd, nonEmpty(env, 'LIFEBOAT_RESTORE_DIR') ?? join(home, 'instances')),
+    fileRecovery: { forceTcg: flag(env, 'LIFEBOAT_APPLIANCE_TCG'), mountIdleSeconds: positiveInt(env, 'LIFEBOAT_MOUNT_IDLE', 1800) },
     tokenTtlSeconds: positiveInt(env, 'LIFEBOAT_TOKEN_TTL', 3600),
     smtpAllow: parseSmtpAllow(env),
     login: {

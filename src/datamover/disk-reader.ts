@@ -1,5 +1,5 @@
 import { IntegrityError, NotFoundError } from '../lib/errors.js';
-import { ChunkCodec, ChunkHasher, ID_LEN, isZeroId } from '../repository/chunk-codec.js';
+import { ChunkCodec, ID_LEN, isZeroId, newChunkHasher, type ChunkHasher } from '../repository/chunk-codec.js';
 import type { ChunkIndex } from '../repository/chunk-index.js';
 import type { DiskIndex } from '../repository/disk-index.format.js';
 import type { Lease } from '../repository/lease.js';
@@ -49,7 +49,7 @@ export class SnapshotDiskReader {
     private readonly lease: Lease,
     private readonly cacheChunks: number,
   ) {
-    this.hasher = new ChunkHasher(repo.projectKey(projectId));
+    this.hasher = newChunkHasher(repo.projectKey(projectId));
   }
 
   static async open(o: OpenDiskReaderOptions): Promise<SnapshotDiskReader> {

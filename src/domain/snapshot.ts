@@ -8,7 +8,9 @@ export type SnapshotStatus =
   | 'cancelling'
   | 'cancelled'
   | 'deleting'
-  | 'restoring';
+  | 'restoring'
+  | 'mounting'
+  | 'mounted';
 
 export const RUNNING_SNAPSHOT_STATES: SnapshotStatus[] = ['creating', 'executing', 'uploading'];
 export const DELETABLE_SNAPSHOT_STATES: SnapshotStatus[] = ['available', 'error', 'cancelled'];

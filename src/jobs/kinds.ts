@@ -22,6 +22,8 @@ export interface JobPayloads {
   'retention.delete': { workloadId: string; snapshotIds: string[] };
   /** Runs a restore with the plan validated by the restore service. */
   'restore.run': { restoreId: string; plan: RestorePlan };
+  /** Runs a file search created by services/file-search.service.ts. */
+  'file_search.run': { searchId: number };
 }
 
 export type JobKind = keyof JobPayloads;
@@ -35,6 +37,7 @@ const KIND_SET: { readonly [K in JobKind]: true } = {
   'snapshot.delete': true,
   'retention.delete': true,
   'restore.run': true,
+  'file_search.run': true,
 };
 
 export const JOB_KINDS: readonly JobKind[] = Object.keys(KIND_SET).filter(isJobKind);
@@ -48,3 +51,4 @@ export const WORKLOAD_JOBS = { create: 'workload.create', reset: 'workload.reset
 export const SNAPSHOT_JOBS = { take: 'snapshot.take', delete: 'snapshot.delete' } as const satisfies Record<string, JobKind>;
 export const RETENTION_JOBS = { delete: 'retention.delete' } as const satisfies Record<string, JobKind>;
 export const RESTORE_JOBS = { run: 'restore.run' } as const satisfies Record<string, JobKind>;
+export const FILE_SEARCH_JOBS = { run: 'file_search.run' } as const satisfies Record<string, JobKind>;

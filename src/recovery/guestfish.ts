@@ -20,9 +20,18 @@ export interface ApplianceOptions {
   /** Run the appliance under TCG even when /dev/kvm exists (broken nested KVM). */
   forceTcg: boolean;
   logger?: Logger;
+  /**
+   * Add a small writable scratch drive (the last drive) to hold the tree the file systems are
+   * mounted under: FUSE export (mount-local) needs a root file system.
+   */
+  scratchRoot?: boolean;
+  /** Aborting kills the appliance at once (also during the launch). */
+  signal?: AbortSignal;
   /** Tag put into the process environment so reconcile can find orphans (LIFEBOAT_APPLIANCE=<tag>). */
   tag: string;
 }
+
+const SCRATCH_BYTES = 4 << 20;
 
 export class ApplianceError extends AppError {
   constructor(message: string) {
@@ -77,8 +86,13 @@ export class Appliance {
     if (o.forceTcg) env.LIBGUESTFS_BACKEND_SETTINGS = 'force_tcg';
     const child = spawn('sh', ['-c', 'exec guestfish --ro 2>&1'], { env, stdio: ['pipe', 'pipe', 'ignore'], detached: false });
     const a = new Appliance(child, o.logger ?? silentLogger);
+    const kill = () => child.kill('SIGKILL');
+    o.signal?.addEventListener('abort', kill);
+    void a.exited.then(() => o.signal?.removeEventListener('abort', kill));
     try {
-      for (const sock of o.drives) await a.run(`add "" protocol:nbd server:${quoteArg(`unix:${sock}`)} format:raw readonly:true`);
+      o.signal?.throwIfAborted();
+      for (const sock of o.drives) await a.run(`add "" protocol:nbd ${quoteArg(`server:unix:${sock}`)} format:raw readonly:true`);
+      if (o.scratchRoot) await a.run(`add-drive-scratch ${SCRATCH_BYTES}`);
       await a.run('run');
       return a;
     } catch (e) {

@@ -2,6 +2,7 @@ import type { DbOrTx } from '../store/db.js';
 import { cancelJob, type Job } from '../store/job.store.js';
 import { listSnapshots, setSnapshotMetadata, transitionSnapshot } from '../store/snapshot.store.js';
 import { getRestore, transitionRestore } from '../store/restore.store.js';
+import { transitionFileSearch } from '../store/file-search.store.js';
 import { isJobKind, type JobKind } from '../jobs/kinds.js';
 import { RUNNING_SNAPSHOT_STATES } from '../domain/snapshot.js';
 import { RUNNING_RESTORE_STATES } from '../domain/restore.js';
@@ -20,6 +21,7 @@ const RESOURCE_OF: Record<JobKind, string> = {
   'snapshot.delete': 'snapshot',
   'retention.delete': 'workload',
   'restore.run': 'restore',
+  'file_search.run': 'file search',
 };
 
 /**
@@ -58,6 +60,9 @@ async function settleResource(tx: DbOrTx, kind: JobKind, resourceId: string, why
       }
       return;
     }
+    case 'file_search.run':
+      await transitionFileSearch(tx, Number(resourceId), ['executing', 'searching', 'cancelling'], 'cancelled', now, { error_msg: `File search cancelled: ${why}` });
+      return;
     case 'workload.create':
     case 'workload.reset':
     case 'workload.delete':

@@ -162,7 +162,7 @@ export async function incrementalsSinceFull(db: DbOrTx, workloadId: string): Pro
     .select(['snapshot_type'])
     .where('workload_id', '=', workloadId)
     .where('deleted', '=', 0)
-    .where('status', 'in', ['available', 'restoring', 'deleting'])
+    .where('status', 'in', ['available', 'restoring', 'deleting', 'mounting', 'mounted'])
     .orderBy('created_at', 'desc')
     .orderBy('id', 'desc')
     .execute();

@@ -146,6 +146,24 @@ export interface RestoresTable {
 }
 
 /** Scheduler plan per workload (migration 0003); `next_run_at` is the claim token of a due run. */
+/** File searches (migration 0009-file-searches). */
+export interface FileSearchesTable {
+  id: number;
+  project_id: string;
+  user_id: string;
+  vm_id: string;
+  workload_id: string;
+  filepath: string;
+  snapshot_ids: string; // JSON [id...]
+  status: string; // executing | searching | completed | error | cancelling | cancelled
+  progress_percent: number;
+  error_msg: string | null;
+  json_resp: string | null;
+  created_at: number;
+  updated_at: number | null;
+  deleted_at: number | null;
+}
+
 export interface WorkloadScheduleStateTable {
   workload_id: string;
   schedule_key: string;
@@ -251,6 +269,7 @@ export interface Database {
   jobs: JobsTable;
   tasks: TasksTable;
   restores: RestoresTable;
+  file_searches: FileSearchesTable;
   workload_schedule_state: WorkloadScheduleStateTable;
   job_scheduler_global: JobSchedulerGlobalTable;
   workload_policies: WorkloadPoliciesTable;

@@ -248,6 +248,6 @@ export async function finishTask(db: DbOrTx, id: string, status: string, message
 
 /** Ids of snapshots the DB says are committed on the target (GC refuses if one lacks a manifest). */
 export async function committedSnapshotIds(db: DbOrTx): Promise<string[]> {
-  const rows = await db.selectFrom('snapshots').select('id').where('deleted', '=', 0).where('status', 'in', ['available', 'restoring']).execute();
+  const rows = await db.selectFrom('snapshots').select('id').where('deleted', '=', 0).where('status', 'in', ['available', 'restoring', 'mounting', 'mounted']).execute();
   return rows.map((r) => r.id);
 }

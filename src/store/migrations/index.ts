@@ -2,6 +2,7 @@ import type { Kysely } from 'kysely';
 import * as m0001 from './0001-core.js';
 import * as m0002 from './0002-restores.js';
 import * as m0003 from './0003-scheduler.js';
+import * as fileSearches from './0009-file-searches.js'; // file recovery (issue 15); listed here only to keep merges apart
 import * as m0004 from './0004-policies-quotas-settings.js';
 import * as m0005 from './0005-job-target-node.js';
 import * as m0006 from './0006-snapshot-checkpoints.js';
@@ -19,6 +20,7 @@ export const migrations: Readonly<Record<string, Migration>> = {
   '0001-core': m0001,
   '0002-restores': m0002,
   '0003-scheduler': m0003,
+  '0009-file-searches': fileSearches,
   '0004-policies-quotas-settings': m0004,
   '0005-job-target-node': m0005,
   '0006-snapshot-checkpoints': m0006,
