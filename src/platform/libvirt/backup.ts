@@ -223,15 +223,23 @@ async function openSession(deps: LibvirtBackupDeps, b: Begun): Promise<BackupSes
   };
 }
 
-/** Why a domain can no longer be read, naming it; null while it still runs (or libvirt cannot say). */
-export async function vanishedError(virsh: Virsh, dom: DomainInfo): Promise<UnavailableError | null> {
-  const state = await virsh.run(['domstate', dom.uuid]).then(
-    (out) => out.trim(),
-    (err: unknown) => (isNoDomain(err) ? null : 'running'),
-  );
-  if (state === null) return new UnavailableError(`Instance ${dom.name} (${dom.uuid}) disappeared during the backup`);
-  if (state !== 'running') return new UnavailableError(`Instance ${dom.name} (${dom.uuid}) stopped during the backup (${state})`);
-  return null;
+/**
+ * Why a domain can no longer be read, naming it; null while it still runs (or libvirt cannot
+ * say). Called after a failure: libvirt learns of a QEMU that died (monitor EOF) a moment after
+ * our NBD connection broke, so a domain still "running" is asked again for up to `settleMs`.
+ */
+export async function vanishedError(virsh: Virsh, dom: DomainInfo, settleMs = 3000): Promise<UnavailableError | null> {
+  const deadline = Date.now() + settleMs;
+  for (;;) {
+    const state = await virsh.run(['domstate', dom.uuid]).then(
+      (out) => out.trim(),
+      (err: unknown) => (isNoDomain(err) ? null : 'unknown'),
+    );
+    if (state === null) return new UnavailableError(`Instance ${dom.name} (${dom.uuid}) disappeared during the backup`);
+    if (state !== 'running' && state !== 'unknown') return new UnavailableError(`Instance ${dom.name} (${dom.uuid}) stopped during the backup (${state})`);
+    if (Date.now() >= deadline) return null;
+    await new Promise((r) => setTimeout(r, 100));
+  }
 }
 
 /**
