@@ -172,7 +172,7 @@ export async function startLifeboat(config: Config, o: StartOptions): Promise<Li
     });
     const repo = await Repository.init(backend, {}, { clock, logger: log });
     const workloads = new WorkloadService({ db: store.db, platform, clock });
-    const restores = new RestoreService({ db: store.db, clock });
+    const restores = new RestoreService({ db: store.db, clock, platform });
     const snapshots = new SnapshotService({ db: store.db, clock, targetDescription });
     const schedulerService = new SchedulerService({ db: store.db, clock });
     const secretKey = loadOrCreateSettingsKey(join(config.home, 'settings.key'));

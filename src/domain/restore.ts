@@ -58,6 +58,14 @@ export interface RestorePlanInstance {
   devices: string[];
   /** Network id → replacement network (selective networks_mapping). */
   networkMap: Record<string, { id: string; name: string; subnet?: { id: string } }>;
+  /** Device → the volume type asked for (`vdisks[].new_volume_type`); libvirt: `raw` or `qcow2`. */
+  volumeTypes?: Record<string, string>;
+  /**
+   * Lifeboat's `power_on` option (per instance, or for all in `options`): start the restored
+   * instance or not. Absent: a new instance starts when its source was running at snapshot
+   * time; an instance restored in place starts again when it was running.
+   */
+  powerOn?: boolean;
 }
 
 export interface RestorePlan {

@@ -13,7 +13,8 @@ export function snapshotInstanceView(
   resourceIds: Map<string, string>,
 ): SnapshotInstance {
   const ips = inst.nics.map((n) => n.ip_address).join(',');
-  const vmMeta = { workload_name: workload.name, workload_id: workload.id, trilio_ordered_interfaces: ips, config_drive: '' };
+  // power_state: the platform's status at snapshot time (a restore starts the copy of a running VM).
+  const vmMeta = { workload_name: workload.name, workload_id: workload.id, trilio_ordered_interfaces: ips, config_drive: '', power_state: inst.status };
   const vdisks: SnapshotVdisk[] = inst.disks.map((d) => {
     const size = diskSizes.get(d.device) ?? 0;
     const v: SnapshotVdisk = {

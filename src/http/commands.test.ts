@@ -77,6 +77,32 @@ describe('http commands: bodies become typed commands, bad ones a 400 naming the
     bad(sel({ instances: [{ id: VM, vdisks: [{ id: 3 }] }] }), /disk 3 is not a disk/);
     bad(sel({ instances: [{}] }), /needs an "id"/);
     bad(sel({ instances: [], networks_mapping: { networks: [{ snapshot_network: { id: 'n' }, target_network: { id: 'not-a-uuid' } }] } }), /target network id/);
+    bad(sel({ instances: [], networks_mapping: { networks: [{ snapshot_network: { id: 'n' }, target_network: { id: 'network:a b' } }] } }), /target network id/);
+    bad(sel({ instances: [{ id: VM, power_on: 'perhaps' }] }), /power_on/);
+    bad(sel({ instances: [{ id: VM, vdisks: [{ id: '/dev/vda', new_volume_type: 7 }] }] }), /new_volume_type/);
+  });
+
+  it('restore: Lifeboat power_on (per instance, or for all), new_volume_type per disk, libvirt network:/bridge: targets', () => {
+    const req = parseCreateRestore({
+      restore: {
+        options: {
+          type: 'openstack',
+          restore_type: 'selective',
+          power_on: 'False',
+          openstack: {
+            instances: [{ id: VM, power_on: true, vdisks: [{ id: '/dev/vda', new_volume_type: 'qcow2' }, { id: '/dev/vdb' }] }],
+            networks_mapping: { networks: [{ snapshot_network: { id: 'network:default' }, target_network: { id: 'bridge:br0' } }] },
+          },
+        },
+      },
+    }).request;
+    assert.deepEqual(req, {
+      kind: 'selective',
+      instances: [{ id: VM, include: true, diskIds: ['/dev/vda', '/dev/vdb'], volumeTypes: { '/dev/vda': 'qcow2' }, powerOn: true }],
+      networks: [{ snapshotNetworkId: 'network:default', target: { id: 'bridge:br0', name: 'bridge:br0' } }],
+      powerOn: false,
+    });
+    assert.deepEqual(parseCreateRestore({ restore: { options: { type: 'openstack', restore_type: 'oneclick', power_on: null } } }).request, { kind: 'oneclick', instances: [], networks: [] });
   });
 
   it('workload policies: the four fields, canonical numbers, assign lists', () => {

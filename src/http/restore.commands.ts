@@ -19,6 +19,9 @@ function restoreKind(options: Record<string, unknown>): RestoreKind {
   throw new ValidationError(BAD_KIND);
 }
 
+/** A libvirt host's network ids as the libvirt platform reports them (platform/libvirt README). */
+const PLATFORM_NETWORK_RE = /^(network|bridge):[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$/;
+
 /** `networks_mapping.networks`: snapshot network id → target network (and subnet). */
 function networkMappings(v: unknown): NetworkMappingRequest[] {
   const nm = v === undefined || v === null ? {} : requireObject(v, 'networks_mapping');
@@ -29,7 +32,9 @@ function networkMappings(v: unknown): NetworkMappingRequest[] {
     const from = requireObject(o.snapshot_network, 'snapshot_network');
     const to = requireObject(o.target_network, 'target_network');
     if (typeof from.id !== 'string') throw new ValidationError(`Invalid restore options: network ${JSON.stringify(from.id)} is not in the snapshot`);
-    if (!isUuid(to.id)) throw new ValidationError(`Invalid restore options: target network id ${JSON.stringify(to.id)} is not a UUID`);
+    if (!isUuid(to.id) && !(typeof to.id === 'string' && PLATFORM_NETWORK_RE.test(to.id))) {
+      throw new ValidationError(`Invalid restore options: target network id ${JSON.stringify(to.id)} is not a UUID (or a libvirt network:<name> / bridge:<name>)`);
+    }
     const sub = to.subnet === undefined ? undefined : requireObject(to.subnet, 'target_network.subnet');
     if (sub && !isUuid(sub.id)) throw new ValidationError(`Invalid restore options: target subnet id ${JSON.stringify(sub.id)} is not a UUID`);
     const name = typeof to.name === 'string' ? to.name : to.id;
@@ -37,11 +42,17 @@ function networkMappings(v: unknown): NetworkMappingRequest[] {
   });
 }
 
-/** A `vdisks` item `{"id": ...}`: a volume id, resource id or mount point of the instance. */
-function diskId(v: unknown, instanceId: string): string {
-  const id = requireObject(v, 'vdisks item').id;
-  if (typeof id !== 'string') throw new ValidationError(`Invalid restore options: disk ${JSON.stringify(id)} is not a disk of instance ${instanceId} in the snapshot`);
-  return id;
+/** A `vdisks` item `{"id": ..., "new_volume_type"?: ...}`: a volume id, resource id or mount point of the instance. */
+function diskRequest(v: unknown, instanceId: string): { id: string; volumeType?: string } {
+  const o = requireObject(v, 'vdisks item');
+  if (typeof o.id !== 'string') throw new ValidationError(`Invalid restore options: disk ${JSON.stringify(o.id)} is not a disk of instance ${instanceId} in the snapshot`);
+  const volumeType = optionalText(o.new_volume_type, 'new_volume_type');
+  return volumeType ? { id: o.id, volumeType } : { id: o.id };
+}
+
+/** Lifeboat's `power_on` (not in the vendor's API; unknown keys are ignored there): absent or null = the default. */
+function powerOn(v: unknown): { powerOn?: boolean } {
+  return v === undefined || v === null ? {} : { powerOn: parseBool(v, 'power_on') };
 }
 
 /** One item of `openstack.instances`: which instance, whether included, which disks, new name and zone. */
@@ -55,12 +66,16 @@ function instanceRequest(item: unknown, seen: Set<string>): RestoreInstanceReque
   if (!Array.isArray(vd)) throw new ValidationError(`Invalid restore options: vdisks of instance ${id} must be a list`);
   const name = optionalText(o.name, 'instance name');
   const availabilityZone = optionalText(o.availability_zone, 'availability_zone');
+  const disks = vd.map((v) => diskRequest(v, id));
+  const volumeTypes = Object.fromEntries(disks.filter((d) => d.volumeType !== undefined).map((d) => [d.id, d.volumeType!]));
   return {
     id,
     include: o.include === undefined ? true : parseBool(o.include, 'include'),
-    diskIds: vd.map((v) => diskId(v, id)),
+    diskIds: disks.map((d) => d.id),
     ...(name !== undefined && name.trim() !== '' ? { name } : {}),
     ...(availabilityZone ? { availabilityZone } : {}),
+    ...(Object.keys(volumeTypes).length > 0 ? { volumeTypes } : {}),
+    ...powerOn(o.power_on),
   };
 }
 
@@ -73,11 +88,12 @@ export function parseRestoreOptions(options: Record<string, unknown>): RestoreRe
   if (options.type !== 'openstack') throw new ValidationError('Invalid restore options: type must be "openstack"');
   const os = options.openstack === undefined ? {} : requireObject(options.openstack, 'restore options.openstack');
   const kind = restoreKind(options);
-  if (kind === 'oneclick') return { kind, instances: [], networks: [] };
+  const power = powerOn(options.power_on);
+  if (kind === 'oneclick') return { kind, instances: [], networks: [], ...power };
   if (!Array.isArray(os.instances)) throw new ValidationError(`Invalid restore options: openstack.instances must list the instances for a ${kind} restore`);
   const networks = networkMappings(os.networks_mapping);
   const seen = new Set<string>();
-  return { kind, instances: os.instances.map((i) => instanceRequest(i, seen)), networks };
+  return { kind, instances: os.instances.map((i) => instanceRequest(i, seen)), networks, ...power };
 }
 
 /** `{"restore": {...}}` of POST .../restores → the create command (workloadmgr-api §4.3.1). */

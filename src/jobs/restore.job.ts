@@ -1,8 +1,8 @@
 import { inTransaction, type Db } from '../store/db.js';
-import { getWorkload, replaceMembers, transitionWorkload } from '../store/workload.store.js';
+import { getWorkload, replaceMembers, transitionWorkload, updateWorkloadFields } from '../store/workload.store.js';
 import { getSnapshot, transitionSnapshot } from '../store/snapshot.store.js';
 import { getRestore, transitionRestore, updateRestoreFields } from '../store/restore.store.js';
-import type { Platform, PreparedInstance } from '../platform/platform.js';
+import type { NewInstanceSpec, Platform, PreparedInstance } from '../platform/platform.js';
 import type { Repository } from '../repository/repository.js';
 import { restoreDisk } from '../datamover/restore.js';
 import type { SnapshotInstance } from '../domain/snapshot.js';
@@ -29,8 +29,34 @@ export interface RestoreJobDeps {
 }
 
 
-/** The new instance's description: the snapshot's VM, renamed and re-networked per the plan. */
-function newInstanceSpec(si: SnapshotInstance, p: RestorePlanInstance, sizes: Map<string, number>) {
+/** Disk key → the format the disk had at snapshot time (`meta.disks` the snapshot job writes). */
+function diskFormats(meta: unknown): Map<string, string> {
+  const disks = (meta as { disks?: unknown } | null)?.disks;
+  const out = new Map<string, string>();
+  for (const x of Array.isArray(disks) ? (disks as unknown[]) : []) {
+    const { instanceId, device, format } = (x ?? {}) as Record<string, unknown>;
+    if (typeof instanceId === 'string' && typeof device === 'string' && typeof format === 'string') out.set(diskKey(instanceId, device), format);
+  }
+  return out;
+}
+
+/** Whether the VM was running at snapshot time (`vm_metadata.power_state`); undefined for older snapshots. */
+function wasRunning(si: SnapshotInstance): boolean | undefined {
+  try {
+    const state = (JSON.parse(si.metadata.vm_metadata ?? '{}') as { power_state?: unknown }).power_state;
+    return typeof state === 'string' ? state === 'ACTIVE' : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The new instance's description: the snapshot's VM, renamed and re-networked per the plan;
+ * each disk in its snapshot-time format unless the plan asks for a volume type; started when
+ * the plan says so, else when the source was running.
+ */
+function newInstanceSpec(si: SnapshotInstance, p: RestorePlanInstance, disks: Map<string, { size: number; format: string }>): NewInstanceSpec {
+  const powerOn = p.powerOn ?? wasRunning(si);
   return {
     name: p.name,
     availability_zone: p.availability_zone,
@@ -46,7 +72,12 @@ function newInstanceSpec(si: SnapshotInstance, p: RestorePlanInstance, sizes: Ma
     metadata: { restored_from_snapshot: '', original_instance_id: si.id },
     disks: si.vdisks
       .filter((v) => p.devices.includes(v.volume_mountpoint))
-      .map((v) => ({ device: v.volume_mountpoint, format: 'raw', size: sizes.get(v.volume_mountpoint) ?? v.restore_size, ...(v.volume_type ? { volume_type: v.volume_type } : {}) })),
+      .map((v) => {
+        const volumeType = p.volumeTypes?.[v.volume_mountpoint] ?? v.volume_type;
+        const d = disks.get(v.volume_mountpoint);
+        return { device: v.volume_mountpoint, format: d?.format ?? 'raw', size: d?.size ?? v.restore_size, ...(volumeType ? { volume_type: volumeType } : {}) };
+      }),
+    ...(powerOn !== undefined ? { power_on: powerOn } : {}),
   };
 }
 
@@ -75,12 +106,13 @@ async function runRestore(d: RestoreJobDeps, restoreId: string, plan: RestorePla
     },
   });
   const abort = AbortSignal.any([signal, ticker.cancelSignal]);
-  const result: RestoreResult = { restored: [], failures: [], bytesWritten: 0 };
+  const result: RestoreResult = { restored: [], failures: [], bytesWritten: 0, warnings: [], forceFull: false };
   try {
     const snap = await getSnapshot(db, { admin: true }, r.snapshot_id);
     if (!snap) throw new Error(`Snapshot ${r.snapshot_id} no longer exists`);
     const manifest = await d.repo.readManifest(snap.id);
     const sizeOf = new Map(manifest.disks.map((x) => [x.diskKey, x.size]));
+    const formatOf = diskFormats(manifest.meta);
     const total = plan.instances.reduce((a, p) => a + p.devices.reduce((b, dev) => b + (sizeOf.get(diskKey(p.id, dev)) ?? 0), 0), 0);
     await updateRestoreFields(db, r.id, { size: total }, ['executing']);
     progress = new ByteProgress(total);
@@ -88,8 +120,8 @@ async function runRestore(d: RestoreJobDeps, restoreId: string, plan: RestorePla
       abort.throwIfAborted();
       const si = snap.instances.find((i) => i.id === p.id);
       if (!si) throw new Error(`Instance ${p.id} is not in snapshot ${snap.id}`);
-      const sizes = new Map(p.devices.map((dev) => [dev, sizeOf.get(diskKey(p.id, dev)) ?? 0]));
-      await restoreInstance(d, { restoreId: r.id, projectId: r.project_id, kind: plan.kind, snapshotId: snap.id, si, p, sizes }, { progress, abort, log }, result);
+      const disks = new Map(p.devices.map((dev) => [dev, { size: sizeOf.get(diskKey(p.id, dev)) ?? 0, format: formatOf.get(diskKey(p.id, dev)) ?? 'raw' }]));
+      await restoreInstance(d, { restoreId: r.id, projectId: r.project_id, kind: plan.kind, snapshotId: snap.id, si, p, disks }, { progress, abort, log }, result);
     }
     await completeRestore(d, r, plan, total, started, result);
     log.info({ restoreId: r.id, kind: plan.kind, instances: result.restored.length, failures: result.failures.length }, 'restore finished');
@@ -115,6 +147,10 @@ interface RestoreResult {
   restored: RestoredInstance[];
   failures: string[];
   bytesWritten: number;
+  /** What the platform said of the instances it published (warning_msg). */
+  warnings: string[];
+  /** A platform reset an instance's change tracking: the workload's next snapshot must be a full. */
+  forceFull: boolean;
 }
 
 interface InstanceRestore {
@@ -124,7 +160,7 @@ interface InstanceRestore {
   snapshotId: string;
   si: SnapshotInstance;
   p: RestorePlanInstance;
-  sizes: Map<string, number>;
+  disks: Map<string, { size: number; format: string }>;
 }
 
 /**
@@ -135,11 +171,13 @@ interface InstanceRestore {
 async function restoreInstance(d: RestoreJobDeps, x: InstanceRestore, run: { progress: ByteProgress; abort: AbortSignal; log: Logger }, result: RestoreResult): Promise<void> {
   const { progress, abort, log } = run;
   const tag = { restoreId: x.restoreId };
+  const sizeOf = (dev: string) => x.disks.get(dev)?.size ?? 0;
   let prepared: PreparedInstance;
   if (x.kind === 'inplace') {
-    prepared = await d.platform.openInPlaceSinks(x.projectId, x.p.id, x.p.devices.map((dev) => ({ device: dev, size: x.sizes.get(dev) ?? 0 })), tag);
+    const opts = x.p.powerOn === undefined ? {} : { powerOn: x.p.powerOn };
+    prepared = await d.platform.openInPlaceSinks(x.projectId, x.p.id, x.p.devices.map((dev) => ({ device: dev, size: sizeOf(dev) })), tag, opts);
   } else {
-    const spec = newInstanceSpec(x.si, x.p, x.sizes);
+    const spec = newInstanceSpec(x.si, x.p, x.disks);
     spec.metadata.restored_from_snapshot = x.snapshotId;
     prepared = await d.platform.createInstance(x.projectId, spec, tag);
   }
@@ -157,7 +195,7 @@ async function restoreInstance(d: RestoreJobDeps, x: InstanceRestore, run: { pro
         failedHere.push(`disk ${dev} of instance ${x.si.name} (${x.si.id}): ${errorMessage(e)}`);
         await reportRestoreDamage(d.db, d.repo, e, d.clock.now()).catch((err: unknown) => log.warn({ err: errorMessage(err) }, 'damage report failed'));
       }
-      progress.finishDisk(x.sizes.get(dev) ?? 0);
+      progress.finishDisk(sizeOf(dev));
     }
     if (failedHere.length > 0) {
       result.failures.push(...failedHere);
@@ -166,6 +204,11 @@ async function restoreInstance(d: RestoreJobDeps, x: InstanceRestore, run: { pro
     const inst = await prepared.publish();
     published = true;
     result.restored.push({ id: inst.id, name: inst.name, status: 'available', metadata: { ...inst.metadata } });
+    const notes = prepared.notes?.();
+    if (notes) {
+      result.warnings.push(...notes.warnings);
+      result.forceFull ||= notes.changeTrackingReset;
+    }
   } finally {
     if (!published) await prepared.discard().catch(() => undefined);
   }
@@ -181,12 +224,15 @@ async function completeRestore(d: RestoreJobDeps, r: { id: string; snapshot_id: 
       const w = await getWorkload(tx, { admin: true }, r.workload_id);
       if (w) await replaceMembers(tx, w.id, w.project_id, x.restored.map((i) => ({ id: i.id, name: i.name, metadata: {} })));
     }
+    // Disks rewritten without their change-tracking state: no checkpoint recorded before may be trusted.
+    if (x.forceFull) await updateWorkloadFields(tx, r.workload_id, { force_full: true }, toSecond(end));
     await finishIn(tx, d, r.id, r.snapshot_id, r.workload_id, ok ? 'available' : 'error', {
       size: total,
       uploaded_size: x.bytesWritten,
       progress_percent: 100,
       progress_msg: ok ? 'Restore from snapshot is complete' : 'Restore failed',
       error_msg: ok ? null : `Restore failed: ${x.failures.join('; ')}`,
+      warning_msg: x.warnings.length > 0 ? x.warnings.join('; ') : null,
       time_taken: Math.max(0, Math.round((end - started) / 1000)),
       instances: JSON.stringify(x.restored),
       finished_at: toSecond(end),

@@ -1,4 +1,6 @@
 import type { Disk, Instance, Nic } from '../domain/instance.js';
+import type { RestorePlan } from '../domain/restore.js';
+import type { Snapshot } from '../domain/snapshot.js';
 
 /**
  * Where VMs live. The local platform (an inventory file whose disks are image files) comes
@@ -28,8 +30,11 @@ export interface Platform {
    * sinks. Partial state is tagged with `tag.restoreId` so cleanupRestore can find it.
    */
   createInstance(projectId: string, spec: NewInstanceSpec, tag: RestoreTag): Promise<PreparedInstance>;
-  /** Opens sinks that overwrite disks of an existing instance in place (tagged likewise). */
-  openInPlaceSinks(projectId: string, instanceId: string, disks: { device: string; size: number }[], tag: RestoreTag): Promise<PreparedInstance>;
+  /**
+   * Opens sinks that overwrite disks of an existing instance in place (tagged likewise).
+   * `opts.powerOn`: start the instance afterwards or not (absent: as it was before).
+   */
+  openInPlaceSinks(projectId: string, instanceId: string, disks: { device: string; size: number }[], tag: RestoreTag, opts?: { powerOn?: boolean }): Promise<PreparedInstance>;
   /**
    * Removes what a restore whose worker died left unpublished (temp files of in-place sinks,
    * partial new instances); a published instance is never touched. Idempotent. `instanceIds`
@@ -43,6 +48,12 @@ export interface Platform {
    * Idempotent; optional for platforms whose sessions hold nothing outside the process.
    */
   cleanupBackup?(projectId: string, instanceIds: string[]): Promise<void>;
+  /**
+   * Optional: checks what only the platform can judge before a restore is accepted (target
+   * networks exist, disk formats it can write, one-click originals gone...). Throws a
+   * ValidationError / InvalidStateError / NotFoundError (4xx); changes nothing.
+   */
+  checkRestore?(projectId: string, plan: RestorePlan, snapshot: Snapshot): Promise<void>;
 }
 
 /** Which restore made a partial instance or temp file (for cleanup after a crash). */
@@ -102,6 +113,11 @@ export interface NewInstanceSpec {
   nics: Nic[];
   metadata: Record<string, string>;
   disks: { device: string; format: string; size: number; volume_type?: string }[];
+  /**
+   * Start the new instance once published: the plan's choice, else whether the source was
+   * running at snapshot time; absent = the platform's default (not started).
+   */
+  power_on?: boolean;
 }
 
 /**
@@ -114,6 +130,12 @@ export interface PreparedInstance {
   sinks: Map<string, DiskSink>; // by device
   publish(): Promise<Instance>;
   discard(): Promise<void>;
+  /**
+   * Optional, read after publish(): warnings for the restore's warning_msg, and whether the
+   * instance's change tracking was reset (an in-place rewrite dropped its checkpoints), in
+   * which case the workload's next snapshot must be a full.
+   */
+  notes?(): { warnings: string[]; changeTrackingReset: boolean };
 }
 
 /**

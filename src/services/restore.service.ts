@@ -11,11 +11,14 @@ import { DELETABLE_RESTORE_STATES, RUNNING_RESTORE_STATES, type Restore, type Re
 import { InvalidStateError, NotFoundError, ValidationError } from '../lib/errors.js';
 import { isUuid, newId } from '../lib/ids.js';
 import { toSecond } from '../lib/time.js';
+import type { Platform } from '../platform/platform.js';
 import { ownScope } from './workload.service.js';
 
 export interface RestoreServiceDeps {
   db: Db;
   clock: Clock;
+  /** The platform's own checks of a plan (networks, formats...), before anything changes. */
+  platform?: Pick<Platform, 'checkRestore'>;
 }
 
 /** One network of the snapshot mapped to a network of the target (selective restores). */
@@ -35,6 +38,10 @@ export interface RestoreInstanceRequest {
   /** New name (ignored in place); absent: the snapshot's name. */
   name?: string;
   availabilityZone?: string;
+  /** Disk id (as in diskIds) → `new_volume_type`. */
+  volumeTypes?: Record<string, string>;
+  /** Lifeboat's `power_on` for this instance (wins over the request's). */
+  powerOn?: boolean;
 }
 
 /** The restore `options`, checked for shape by http/ (restore.commands.ts). */
@@ -43,6 +50,8 @@ export interface RestoreRequest {
   /** Empty for one-click restores (every instance of the snapshot). */
   instances: RestoreInstanceRequest[];
   networks: NetworkMappingRequest[];
+  /** Lifeboat's `power_on` for every instance (RestorePlanInstance.powerOn). */
+  powerOn?: boolean;
 }
 
 export interface CreateRestoreCommand {
@@ -73,7 +82,14 @@ export function planRestore(req: RestoreRequest, snap: Snapshot): RestorePlan {
   if (kind === 'oneclick') {
     return {
       kind,
-      instances: snap.instances.map((i) => ({ id: i.id, name: i.name, availability_zone: i.metadata.availability_zone ?? 'nova', devices: i.vdisks.map((v) => v.volume_mountpoint), networkMap: {} })),
+      instances: snap.instances.map((i) => ({
+        id: i.id,
+        name: i.name,
+        availability_zone: i.metadata.availability_zone ?? 'nova',
+        devices: i.vdisks.map((v) => v.volume_mountpoint),
+        networkMap: {},
+        ...(req.powerOn !== undefined ? { powerOn: req.powerOn } : {}),
+      })),
     };
   }
   const networkMap = networkMapOf(req.networks, snap);
@@ -84,17 +100,23 @@ export function planRestore(req: RestoreRequest, snap: Snapshot): RestorePlan {
     if (!inst) throw new ValidationError(`Invalid restore options: instance ${JSON.stringify(want.id)} is not in snapshot ${snap.id}`);
     if (!want.include) continue;
     const devices: string[] = [];
+    const volumeTypes: Record<string, string> = {};
     for (const diskId of want.diskIds) {
       const disk = inst.vdisks.find((x) => (x.volume_id !== undefined && x.volume_id === diskId) || x.resource_id === diskId || x.volume_mountpoint === diskId);
       if (!disk) throw new ValidationError(`Invalid restore options: disk ${JSON.stringify(diskId)} is not a disk of instance ${want.id} in the snapshot`);
       if (!devices.includes(disk.volume_mountpoint)) devices.push(disk.volume_mountpoint);
+      const volumeType = want.volumeTypes?.[diskId];
+      if (volumeType !== undefined) volumeTypes[disk.volume_mountpoint] = volumeType;
     }
+    const powerOn = want.powerOn ?? req.powerOn;
     out.push({
       id: want.id,
       name: kind === 'inplace' ? inst.name : (want.name ?? inst.name),
       availability_zone: want.availabilityZone || inst.metadata.availability_zone || 'nova',
       devices: devices.length > 0 ? devices : inst.vdisks.map((x) => x.volume_mountpoint),
       networkMap: kind === 'selective' ? networkMap : {},
+      ...(Object.keys(volumeTypes).length > 0 ? { volumeTypes } : {}),
+      ...(powerOn !== undefined ? { powerOn } : {}),
     });
   }
   if (out.length === 0) throw new ValidationError('Invalid restore options: no instance is included');
@@ -122,6 +144,7 @@ export class RestoreService {
     const snap = await this.snapshot(ctx, snapshotId, workloadId);
     if (snap.status !== 'available') throw new InvalidStateError('Snapshot status must be available');
     const plan = planRestore(cmd.request, snap);
+    await this.deps.platform?.checkRestore?.(snap.project_id, plan, snap);
     const now = this.now();
     const r: Restore = {
       id: newId(),

@@ -1,4 +1,6 @@
 import type { Instance } from '../../domain/instance.js';
+import type { RestorePlan } from '../../domain/restore.js';
+import type { Snapshot } from '../../domain/snapshot.js';
 import { NotFoundError, UnavailableError, errorMessage } from '../../lib/errors.js';
 import { isUuid } from '../../lib/ids.js';
 import { silentLogger, type Logger } from '../../lib/logger.js';
@@ -7,6 +9,8 @@ import { beginLibvirtBackup, cleanupDeadBackup, vanishedError, type LibvirtBacku
 import { beginOfflineBackup } from './offline.js';
 import { parseDomainXml, type DomainInfo } from './domain-xml.js';
 import { cleanupLibvirtRestore, createLibvirtInstance, type LibvirtRestoreDeps } from './restore.js';
+import { cleanupLibvirtInPlace, openLibvirtInPlace, type InPlaceDeps } from './inplace.js';
+import { checkLibvirtRestore } from './restore-check.js';
 import type { BackupReadStats } from './stats.js';
 import { isNoDomain, Virsh } from './virsh.js';
 
@@ -15,7 +19,7 @@ export interface LibvirtPlatformOptions {
   uri: string;
   /** LIFEBOAT_LIBVIRT_SCRATCH_DIR: NBD sockets and backup scratch files (QEMU's user must write there). */
   scratchDir: string;
-  /** LIFEBOAT_RESTORE_DIR: disks of restored domains go to `<dir>/<uuid>/<target>.raw`. */
+  /** LIFEBOAT_RESTORE_DIR: disks of restored domains go to `<dir>/<uuid>/<target>.{qcow2,raw}`. */
   restoreDir: string;
   logger?: Logger;
 }
@@ -94,7 +98,7 @@ export class LibvirtPlatform implements Platform {
     });
   }
 
-  /** A new domain (restore.ts): raw disks under the restore dir, defined (not started) on publish. */
+  /** A new domain (restore.ts): raw or qcow2 disks under the restore dir, defined (and started if asked) on publish. */
   createInstance(projectId: string, spec: NewInstanceSpec, tag: RestoreTag): Promise<PreparedInstance> {
     return createLibvirtInstance(this.restoreDeps(projectId), projectId, spec, tag);
   }
@@ -103,8 +107,9 @@ export class LibvirtPlatform implements Platform {
     return { virsh: this.virsh, restoreDir: this.restoreDir, log: this.log, lookup: (uuid) => this.getInstance(projectId, uuid) };
   }
 
-  openInPlaceSinks(_projectId: string, _instanceId: string, _disks: { device: string; size: number }[], _tag: RestoreTag): Promise<PreparedInstance> {
-    return Promise.reject(new UnavailableError('In-place restores are not available on the libvirt platform yet'));
+  /** Stages the snapshot's disks, then stops the domain, swaps them in and starts it again (inplace.ts). */
+  openInPlaceSinks(projectId: string, instanceId: string, disks: { device: string; size: number }[], tag: RestoreTag, opts: { powerOn?: boolean } = {}): Promise<PreparedInstance> {
+    return openLibvirtInPlace(this.inPlaceDeps(projectId), instanceId, disks, tag, opts);
   }
 
   /** Ends what a dead worker's backup left open on each running domain of the project (backup.ts). */
@@ -120,9 +125,28 @@ export class LibvirtPlatform implements Platform {
     return { virsh: this.virsh, scratchDir: this.scratchDir, log: this.log, onStats: (uuid, s) => this.stats.set(uuid, s) };
   }
 
-  /** Removes the disk directories of new domains a dead restore never defined. */
-  cleanupRestore(projectId: string, tag: RestoreTag): Promise<void> {
-    return cleanupLibvirtRestore(this.restoreDeps(projectId), tag);
+  private inPlaceDeps(projectId: string): InPlaceDeps {
+    return {
+      virsh: this.virsh,
+      restoreDir: this.restoreDir,
+      log: this.log,
+      describe: async (uuid) => {
+        const found = isUuid(uuid) ? await this.lookup(uuid) : null;
+        return found && found.dom.projectId === projectId ? found : null;
+      },
+      lookup: (uuid) => this.getInstance(projectId, uuid),
+    };
+  }
+
+  /** Networks, formats, one-click originals, in-place targets (restore-check.ts). */
+  checkRestore(projectId: string, plan: RestorePlan, snapshot: Snapshot): Promise<void> {
+    return checkLibvirtRestore({ virsh: this.virsh, getInstance: (uuid) => this.getInstance(projectId, uuid) }, plan, snapshot);
+  }
+
+  /** Removes what a dead restore left: directories of new domains it never defined, staged in-place images. */
+  async cleanupRestore(projectId: string, tag: RestoreTag, instanceIds: string[] = []): Promise<void> {
+    await cleanupLibvirtRestore(this.restoreDeps(projectId), tag);
+    await cleanupLibvirtInPlace(this.inPlaceDeps(projectId), tag, instanceIds);
   }
 }
 

@@ -1,14 +1,15 @@
 import { randomBytes, randomUUID } from 'node:crypto';
-import { mkdir, mkdtemp, readdir, rm, unlink, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { Instance } from '../../domain/instance.js';
 import { AppError, UnavailableError, ValidationError, errorMessage } from '../../lib/errors.js';
 import { isUuid } from '../../lib/ids.js';
 import type { Logger } from '../../lib/logger.js';
-import { FileDiskSink } from '../disk-io/file-disk.js';
 import type { DiskSink, NewInstanceSpec, PreparedInstance, RestoreTag } from '../platform.js';
 import { LIFEBOAT_XMLNS, xmlAttr } from './domain-xml.js';
+import { resolveNetwork, type NicSource } from './networks.js';
+import { isRestoreFormat, ownLike, StagedDiskSink, toQcow2, type RestoreFormat } from './restore-disks.js';
 import { isNoDomain, type Virsh } from './virsh.js';
 
 const DEVICE_RE = /^\/dev\/([a-z][a-z0-9]{0,31})$/;
@@ -25,26 +26,29 @@ export interface LibvirtRestoreDeps {
   lookup: (uuid: string) => Promise<Instance | null>;
 }
 
-/** A libvirt NIC as the platform reports it: network id `network:<name>` or `bridge:<name>`. */
-function interfaceXml(nic: NewInstanceSpec['nics'][number]): string {
+/** One interface with a new MAC (locally administered, QEMU's 52:54:00 prefix). */
+function interfaceXml(src: NicSource): string {
   const mac = `52:54:00:${randomBytes(3).toString('hex').match(/../g)!.join(':')}`;
-  const [kind, ...rest] = nic.network.id.split(':');
-  const name = rest.length > 0 ? rest.join(':') : nic.network.name;
-  const type = kind === 'bridge' ? 'bridge' : 'network';
-  return `<interface type='${type}'><mac address='${mac}'/><source ${type}='${xmlAttr(name)}'/><model type='virtio'/></interface>`;
+  return `<interface type='${src.type}'><mac address='${mac}'/><source ${src.type}='${xmlAttr(src.name)}'/><model type='virtio'/></interface>`;
+}
+
+interface RestoredFile {
+  target: string;
+  file: string;
+  format: RestoreFormat;
 }
 
 /** A plain domain for the restored disks: new UUID, new MACs, the snapshot's flavor, Lifeboat's project metadata. */
-function domainXml(o: { uuid: string; name: string; type: string; projectId: string; spec: NewInstanceSpec; files: { target: string; file: string }[] }): string {
+function domainXml(o: { uuid: string; name: string; type: string; projectId: string; spec: NewInstanceSpec; files: RestoredFile[]; nics: NicSource[] }): string {
   const disks = o.files
-    .map((f) => `<disk type='file' device='disk'><driver name='qemu' type='raw'/><source file='${xmlAttr(f.file)}'/><target dev='${xmlAttr(f.target)}' bus='virtio'/></disk>`)
+    .map((f) => `<disk type='file' device='disk'><driver name='qemu' type='${f.format}'/><source file='${xmlAttr(f.file)}'/><target dev='${xmlAttr(f.target)}' bus='virtio'/></disk>`)
     .join('');
   return `<domain type='${o.type}'>
 <name>${xmlAttr(o.name)}</name><uuid>${o.uuid}</uuid>
 <metadata><lifeboat:instance xmlns:lifeboat='${LIFEBOAT_XMLNS}' project='${o.projectId}'/></metadata>
 <memory unit='MiB'>${Math.max(16, Math.round(o.spec.flavor.ram))}</memory><vcpu>${Math.max(1, Math.round(o.spec.flavor.vcpus))}</vcpu>
 <os><type arch='x86_64' machine='pc'>hvm</type></os>
-<devices>${disks}${o.spec.nics.map(interfaceXml).join('')}<video><model type='none'/></video><memballoon model='none'/></devices>
+<devices>${disks}${o.nics.map(interfaceXml).join('')}<video><model type='none'/></video><memballoon model='none'/></devices>
 </domain>`;
 }
 
@@ -78,19 +82,58 @@ function checkSpec(projectId: string, spec: NewInstanceSpec, tag: RestoreTag): s
   return targets;
 }
 
+/** The restored disk's format: the requested volume type when it is one, else the snapshot's format (raw if neither fits). */
+export function restoreFormat(d: NewInstanceSpec['disks'][number]): RestoreFormat {
+  if (isRestoreFormat(d.volume_type)) return d.volume_type;
+  return isRestoreFormat(d.format) ? d.format : 'raw';
+}
+
+/** Each NIC's source on this host; a network that does not exist (any more) fails the restore. */
+async function nicSources(virsh: Virsh, spec: NewInstanceSpec): Promise<NicSource[]> {
+  const out: NicSource[] = [];
+  for (const nic of spec.nics) {
+    const src = await resolveNetwork(virsh, nic.network.id);
+    if (!src) throw new ValidationError(`Network ${JSON.stringify(nic.network.name || nic.network.id)} does not exist on this libvirt host; map it to an existing one with networks_mapping`);
+    out.push(src);
+  }
+  return out;
+}
+
+/** Runs one step of publish; a failure says which step failed. */
+async function step<T>(what: string, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (e) {
+    throw new UnavailableError(`Restore failed while ${what}: ${errorMessage(e)}`, { cause: e });
+  }
+}
+
+/** The restored files take the owner of the restore directory (QEMU of a session libvirt must open them). */
+async function ownLikeRestoreDir(restoreDir: string, dir: string, files: RestoredFile[]): Promise<void> {
+  const want = await stat(restoreDir);
+  for (const p of [dir, ...files.map((f) => f.file)]) {
+    const st = await stat(p);
+    if (st.uid !== want.uid || st.gid !== want.gid) await ownLike(p, restoreDir);
+  }
+}
+
 /**
- * A new domain for a restore: raw sparse disk files under `<restoreDir>/<uuid>/`, defined (not
- * started) in libvirt by publish() with the project's metadata, so it appears to the tenant only
- * then. The name is the requested one, or `<name>-<uuid prefix>` when a domain has it already
- * (a one-click restore asks for the source's own name).
+ * A new domain for a restore: sparse raw or qcow2 disk files under `<restoreDir>/<uuid>/`,
+ * defined in libvirt by publish() with the project's metadata (so it appears to the tenant
+ * only then) and started when `spec.power_on`. The name is the requested one, or
+ * `<name>-<uuid prefix>` when a domain has it already. If defining or starting fails, the
+ * domain is undefined and its files removed, and the error names the step.
  */
 export async function createLibvirtInstance(deps: LibvirtRestoreDeps, projectId: string, spec: NewInstanceSpec, tag: RestoreTag): Promise<PreparedInstance> {
   const targets = checkSpec(projectId, spec, tag);
   const uuid = randomUUID();
   const dir = path.join(deps.restoreDir, uuid);
   const marker = path.join(deps.restoreDir, `${PARTIAL_PREFIX}${tag.restoreId}.${uuid}`);
-  const sinks = new Map<string, FileDiskSink>();
-  const files = targets.map((t) => ({ target: t, file: path.join(dir, `${t}.raw`) }));
+  const sinks = new Map<string, StagedDiskSink>();
+  const files: RestoredFile[] = targets.map((t, i) => {
+    const format = restoreFormat(spec.disks[i]!);
+    return { target: t, format, file: path.join(dir, `${t}.${format}`) };
+  });
   const removeAll = async () => {
     await Promise.all([...sinks.values()].map((s) => s.abort()));
     await rm(dir, { recursive: true, force: true });
@@ -100,39 +143,59 @@ export async function createLibvirtInstance(deps: LibvirtRestoreDeps, projectId:
     await mkdir(deps.restoreDir, { recursive: true });
     await writeFile(marker, '', { flag: 'wx' }); // first: a crash from here on leaves something cleanupRestore finds
     await mkdir(dir);
-    for (const [i, d] of spec.disks.entries()) sinks.set(d.device, await FileDiskSink.create(files[i]!.file, d.size));
+    for (const [i, d] of spec.disks.entries()) {
+      const f = files[i]!;
+      const sink = f.format === 'qcow2' ? await StagedDiskSink.create(path.join(dir, `.${f.target}.raw`), d.size, toQcow2(f.file, `Converting disk ${f.target} to qcow2`)) : await StagedDiskSink.create(f.file, d.size, null);
+      sinks.set(d.device, sink);
+    }
   } catch (e) {
     await removeAll();
     throw new UnavailableError(`Cannot create disks for the restored instance in the restore directory: ${errorMessage(e)}`, { cause: e });
   }
-  const placeholder: Instance = { id: uuid, name: spec.name, project_id: projectId, status: 'BUILD', availability_zone: spec.availability_zone, flavor: spec.flavor, security_groups: [], nics: [], disks: spec.disks.map((d) => ({ device: d.device, format: 'raw' })), metadata: {} };
+  const placeholder: Instance = { id: uuid, name: spec.name, project_id: projectId, status: 'BUILD', availability_zone: spec.availability_zone, flavor: spec.flavor, security_groups: [], nics: [], disks: files.map((f) => ({ device: `/dev/${f.target}`, format: f.format })), metadata: {} };
   let state: 'prepared' | 'published' | 'discarded' = 'prepared';
+  const publish = async (): Promise<Instance> => {
+    if (state !== 'prepared') throw new AppError('internal', `publish of a ${state} instance ${uuid}`);
+    const pending = [...sinks.entries()].filter(([, s]) => s.status !== 'committed').map(([dev]) => dev);
+    if (pending.length > 0) throw new AppError('internal', `Cannot publish instance ${uuid}: disks not committed: ${pending.join(', ')}`);
+    const nics = await step('resolving its networks', () => nicSources(deps.virsh, spec));
+    await step('giving its disks the owner of the restore directory', () => ownLikeRestoreDir(deps.restoreDir, dir, files));
+    const name = (await domainExists(deps.virsh, spec.name)) ? `${spec.name}-${uuid.slice(0, 8)}` : spec.name;
+    const xml = domainXml({ uuid, name, type: await domainType(deps.virsh), projectId, spec, files, nics });
+    await step(`defining domain ${name}`, () => defineDomain(deps.virsh, xml));
+    if (spec.power_on) {
+      try {
+        await step(`starting domain ${name}`, () => deps.virsh.run(['start', uuid]));
+      } catch (e) {
+        await deps.virsh.run(['undefine', uuid]).catch((err: unknown) => deps.log.warn({ instance: uuid, err: errorMessage(err) }, 'undefining a restored domain that did not start failed'));
+        throw e;
+      }
+    }
+    state = 'published';
+    await unlink(marker).catch(() => undefined);
+    deps.log.info({ instance: uuid, project: projectId, started: spec.power_on === true }, 'restored domain defined');
+    return (await deps.lookup(uuid)) ?? { ...placeholder, name, status: spec.power_on ? 'ACTIVE' : 'SHUTOFF' };
+  };
   return {
     instance: placeholder,
     sinks: sinks as Map<string, DiskSink>,
-    publish: async () => {
-      if (state !== 'prepared') throw new AppError('internal', `publish of a ${state} instance ${uuid}`);
-      const pending = [...sinks.entries()].filter(([, s]) => s.status !== 'committed').map(([dev]) => dev);
-      if (pending.length > 0) throw new AppError('internal', `Cannot publish instance ${uuid}: disks not committed: ${pending.join(', ')}`);
-      const name = (await domainExists(deps.virsh, spec.name)) ? `${spec.name}-${uuid.slice(0, 8)}` : spec.name;
-      const xmlDir = await mkdtemp(path.join(tmpdir(), 'lifeboat-libvirt-'));
-      try {
-        await writeFile(path.join(xmlDir, 'domain.xml'), domainXml({ uuid, name, type: await domainType(deps.virsh), projectId, spec, files }));
-        await deps.virsh.run(['define', path.join(xmlDir, 'domain.xml')]);
-      } finally {
-        await rm(xmlDir, { recursive: true, force: true });
-      }
-      state = 'published';
-      await unlink(marker).catch(() => undefined);
-      deps.log.info({ instance: uuid, project: projectId }, 'restored domain defined');
-      return (await deps.lookup(uuid)) ?? { ...placeholder, name, status: 'SHUTOFF' };
-    },
+    publish,
     discard: async () => {
       if (state !== 'prepared') return;
       state = 'discarded';
       await removeAll();
     },
   };
+}
+
+async function defineDomain(virsh: Virsh, xml: string): Promise<void> {
+  const xmlDir = await mkdtemp(path.join(tmpdir(), 'lifeboat-libvirt-'));
+  try {
+    await writeFile(path.join(xmlDir, 'domain.xml'), xml);
+    await virsh.run(['define', path.join(xmlDir, 'domain.xml')]);
+  } finally {
+    await rm(xmlDir, { recursive: true, force: true });
+  }
 }
 
 /** After a restore's worker died: removes the directories of new domains it never defined. */

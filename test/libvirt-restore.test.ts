@@ -1,0 +1,311 @@
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { restoreDisk } from '../src/datamover/restore.js';
+import { MemDiskSink } from '../src/datamover/testing.js';
+import { diskKey } from '../src/jobs/snapshot.job.js';
+import type { LibvirtPlatform } from '../src/platform/libvirt/libvirt.platform.js';
+import { assignDomain } from '../src/platform/libvirt/assign.js';
+import { run, skipUnlessInstalled } from '../src/nbd/testing.js';
+import { startHarness, takeSnapshotAndWait, waitFor, type Harness } from './harness.js';
+import { LIBVIRT_TOOLS, startLibvirtd, type Libvirtd } from './libvirtd.js';
+
+/**
+ * Restores on the libvirt platform through the real service (issue 11, restore side): real
+ * domains of a private libvirtd (TCG), disks compared byte for byte through `qemu-img convert
+ * -O raw`. In place (qcow2 rewritten flat, the next snapshot a full), new domains as qcow2 or
+ * raw (sparse, started when the source ran), network mapping, a loop block device, one-click.
+ */
+const MiB = 1024 * 1024;
+const KiB = 1024;
+const RUN = randomBytes(3).toString('hex'); // unique names: other helpers use this machine's libvirt too
+const qomPath = (i: number) => `/machine/peripheral/virtio-disk${i}/virtio-backend`;
+
+type Json = any; // eslint-disable-line @typescript-eslint/no-explicit-any
+
+interface TestDisk {
+  target: string;
+  /** Image file or block device. */
+  source: string;
+  format: 'qcow2' | 'raw';
+  type: 'file' | 'block';
+  /** The guest's view, kept in step with every write. */
+  expected: Buffer;
+}
+
+function domainXml(name: string, type: string, disks: TestDisk[], networks: string[] = []): string {
+  const d = disks
+    .map((x) => `<disk type='${x.type}' device='disk'><driver name='qemu' type='${x.format}'/><source ${x.type === 'block' ? 'dev' : 'file'}='${x.source}'/><target dev='${x.target}' bus='virtio'/></disk>`)
+    .join('');
+  const n = networks.map((net) => `<interface type='network'><source network='${net}'/><model type='virtio'/></interface>`).join('');
+  return `<domain type='${type}'><name>${name}</name><memory unit='MiB'>128</memory><vcpu>1</vcpu>
+<os><type arch='x86_64' machine='pc'>hvm</type></os>
+<devices><emulator>/usr/bin/qemu-system-x86_64</emulator>${d}${n}<video><model type='none'/></video><memballoon model='none'/></devices></domain>`;
+}
+
+const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+
+describe('libvirt restores through the service', { skip: skipUnlessInstalled(...LIBVIRT_TOOLS) }, () => {
+  let lv: Libvirtd;
+  let h: Harness;
+  let restoreDir: string;
+  const defined: string[] = []; // every domain a test defined or restored (undefined in after())
+  const loops: string[] = [];
+
+  before(async () => {
+    lv = await startLibvirtd();
+    restoreDir = join(lv.dataDir, 'restored');
+    mkdirSync(restoreDir, { mode: 0o750 });
+    lv.own(restoreDir);
+    const scratch = join(lv.dataDir, 'scratch');
+    mkdirSync(scratch, { mode: 0o750 });
+    lv.own(scratch);
+    h = await startHarness({ env: { LIFEBOAT_PLATFORM: 'libvirt', LIFEBOAT_LIBVIRT_URI: lv.uri, LIFEBOAT_LIBVIRT_SCRATCH_DIR: scratch, LIFEBOAT_RESTORE_DIR: restoreDir } });
+  });
+
+  after(async () => {
+    try {
+      await h?.close();
+    } finally {
+      if (lv) {
+        for (const d of defined) {
+          try {
+            lv.virsh('destroy', d);
+          } catch {
+            // not running
+          }
+          try {
+            lv.virsh('undefine', d, '--checkpoints-metadata');
+          } catch {
+            // already gone
+          }
+        }
+        for (const l of loops) spawnSync('losetup', ['-d', l]);
+        await lv.stop();
+      }
+    }
+  });
+
+  const platform = () => h.lb.platform as LibvirtPlatform;
+  const state = (dom: string) => lv.virsh('domstate', dom).trim();
+
+  /** A file disk: `size` bytes with random data in `data` ranges (holes elsewhere), as qcow2 or raw. */
+  function fileDisk(name: string, target: string, format: 'qcow2' | 'raw', size: number, data: [number, number][]): TestDisk {
+    const expected = Buffer.alloc(size);
+    for (const [off, len] of data) randomBytes(len).copy(expected, off);
+    const raw = join(lv.dataDir, `${name}.seed`);
+    writeFileSync(raw, expected);
+    const source = join(lv.dataDir, `${name}.${format}`);
+    run('qemu-img', ['convert', '-q', '-f', 'raw', '-O', format, raw, source]); // sparse either way
+    rmSync(raw);
+    lv.own(source);
+    return { target, source, format, type: 'file', expected };
+  }
+
+  /** Defines (and starts) a domain assigned to alice's project; returns its UUID. */
+  async function makeDomain(name: string, disks: TestDisk[], o: { start: boolean; networks?: string[] }): Promise<string> {
+    const xml = join(lv.dataDir, `${name}.xml`);
+    writeFileSync(xml, domainXml(name, lv.domainType, disks, o.networks));
+    lv.virsh('define', xml);
+    defined.push(name);
+    if (o.start) lv.virsh('start', name);
+    return (await assignDomain(lv.uri, name, h.alice.projectId)).uuid;
+  }
+
+  async function makeWorkload(uuid: string): Promise<string> {
+    const r = await h.api(h.alice, 'POST', '/workloads', { workload: { name: `w-${uuid.slice(0, 8)}`, instances: [{ 'instance-id': uuid }] } });
+    assert.equal(r.status, 202, r.text);
+    const wid = r.json.workload.id as string;
+    await waitFor(async () => (await h.api(h.alice, 'GET', `/workloads/${wid}`)).json.workload.status === 'available', 20_000, 'workload');
+    return wid;
+  }
+
+  function guestWrite(dom: string, diskIndex: number, disk: TestDisk, pattern: number, offset: number, length: number): void {
+    lv.virsh('qemu-monitor-command', dom, '--hmp', `qemu-io -d ${qomPath(diskIndex)} "write -P 0x${pattern.toString(16)} ${offset} ${length}"`);
+    disk.expected.fill(pattern, offset, offset + length);
+  }
+
+  /** A snapshot through the API, returned once the platform's backup session has ended too. */
+  async function snapshot(wid: string, uuid: string, full: boolean): Promise<Json> {
+    const before = platform().lastBackupStats(uuid);
+    const s = await takeSnapshotAndWait(h, h.alice, wid, full);
+    await waitFor(async () => platform().lastBackupStats(uuid) !== before, 20_000, 'libvirt backup ended');
+    return s;
+  }
+
+  async function snapshotDisk(sid: string, uuid: string, device: string, size: number): Promise<Buffer> {
+    const sink = new MemDiskSink(size);
+    await restoreDisk({ repo: h.lb.repo, snapshotId: sid, diskKey: diskKey(uuid, device), sink });
+    return sink.data;
+  }
+
+  /** Posts a restore; returns the response (not asserted). */
+  function postRestore(wid: string, sid: string, options: Json) {
+    return h.api(h.alice, 'POST', `/workloads/${wid}/snapshots/${sid}/restores`, { restore: { options: { type: 'openstack', ...options } } });
+  }
+
+  async function restoreAndWait(wid: string, sid: string, options: Json): Promise<Json> {
+    const r = await postRestore(wid, sid, options);
+    assert.equal(r.status, 202, r.text);
+    const rid = r.json.restore.id as string;
+    const done = await waitFor(async () => {
+      const x = (await h.api(h.alice, 'GET', `/restores/${rid}`)).json.restore;
+      return ['available', 'error'].includes(x.status) ? x : null;
+    }, 120_000, 'restore done');
+    await waitFor(async () => (await h.api(h.alice, 'GET', `/workloads/${wid}`)).json.workload.status === 'available', 20_000, 'workload unlocked');
+    return done;
+  }
+
+  const selective = (instances: Json[], networks: Json[] = []) => ({ restore_type: 'selective', oneclickrestore: false, openstack: { instances, restore_topology: false, networks_mapping: { networks } } });
+
+  /** The guest-visible bytes of an image (qcow2 through its format, a raw file or device as is). */
+  function imageBytes(source: string, format: string): Buffer {
+    const out = join(lv.dir, `read-${randomBytes(4).toString('hex')}.raw`);
+    try {
+      run('qemu-img', ['convert', '-U', '-q', '-f', format, '-O', 'raw', source, out]);
+      return readFileSync(out);
+    } finally {
+      rmSync(out, { force: true });
+    }
+  }
+
+  /** The domain's disks as libvirt defines them: target → source and driver format. */
+  function domainDisks(dom: string): Map<string, { source: string; format: string }> {
+    const xml = lv.virsh('dumpxml', dom);
+    const out = new Map<string, { source: string; format: string }>();
+    for (const m of xml.matchAll(/<disk [^>]*device='disk'[^>]*>([\s\S]*?)<\/disk>/g)) {
+      const body = m[1]!;
+      const target = /<target dev='([^']+)'/.exec(body)![1]!;
+      out.set(target, { source: /<source (?:file|dev)='([^']+)'/.exec(body)![1]!, format: /<driver name='qemu' type='([^']+)'/.exec(body)![1]! });
+    }
+    return out;
+  }
+
+  const allocated = (file: string) => statSync(file).blocks * 512;
+
+  describe('a running domain with a qcow2 and a raw file disk', () => {
+    const name = `lbr-${RUN}-a`;
+    let uuid: string;
+    let wid: string;
+    let vda: TestDisk;
+    let vdb: TestDisk;
+    let s1: { id: string; vda: Buffer; vdb: Buffer };
+
+    before(async () => {
+      vda = fileDisk(`${name}-vda`, 'vda', 'qcow2', 64 * MiB, [[0, 8 * MiB], [32 * MiB, 4 * MiB]]);
+      vdb = fileDisk(`${name}-vdb`, 'vdb', 'raw', 16 * MiB, [[0, 2 * MiB]]);
+      uuid = await makeDomain(name, [vda, vdb], { start: true });
+      wid = await makeWorkload(uuid);
+      const s = await snapshot(wid, uuid, true);
+      s1 = { id: s.id, vda: Buffer.from(vda.expected), vdb: Buffer.from(vdb.expected) };
+    });
+
+    test('in-place restore: the domain is stopped, both disks get their snapshot-time bytes (the qcow2 flat, without bitmaps, sparse), it runs again; the next snapshot is a full', async () => {
+      guestWrite(name, 0, vda, 0x5a, 1 * MiB, 64 * KiB);
+      guestWrite(name, 0, vda, 0x5b, 20 * MiB, 1 * MiB); // into a hole
+      guestWrite(name, 1, vdb, 0x5c, 4 * MiB, 64 * KiB);
+      // A snapshot in between, so the workload's chain has a checkpoint the in-place restore invalidates.
+      await snapshot(wid, uuid, false);
+      assert.notEqual(sha256(imageBytes(vda.source, 'qcow2')), sha256(s1.vda), 'the guest changed vda since the snapshot');
+      assert.notEqual(sha256(imageBytes(vdb.source, 'raw')), sha256(s1.vdb), 'and vdb');
+
+      const done = await restoreAndWait(wid, s1.id, {
+        restore_type: 'inplace',
+        oneclickrestore: false,
+        openstack: { instances: [{ id: uuid, availability_zone: 'nova', include: true, restore_boot_disk: true, vdisks: [] }], networks_mapping: { networks: [] } },
+      });
+      assert.equal(done.status, 'available', done.error_msg);
+      assert.deepEqual(done.instances.map((i: Json) => i.id), [uuid], 'in place: the original id');
+      assert.match(done.warning_msg ?? '', /restored in place.*next snapshot of the workload is a full/);
+      assert.equal(state(name), 'running', 'running again, as before');
+
+      const disks = domainDisks(name);
+      assert.equal(disks.get('vda')?.source, vda.source, 'same image path');
+      assert.equal(sha256(imageBytes(vda.source, 'qcow2')), sha256(s1.vda), 'vda = snapshot-time bytes');
+      assert.equal(sha256(imageBytes(vdb.source, 'raw')), sha256(s1.vdb), 'vdb = snapshot-time bytes');
+      const info = JSON.parse(run('qemu-img', ['info', '-U', '--output=json', vda.source])) as Json;
+      assert.equal(info.format, 'qcow2');
+      assert.equal(info['backing-filename'], undefined, 'flat: no backing file');
+      assert.deepEqual(info['format-specific']?.data?.bitmaps ?? [], [], 'no dirty bitmaps');
+      assert.ok(allocated(vda.source) < 16 * MiB, `qcow2 sparse: ${allocated(vda.source)} bytes for 12 MiB of data`);
+      assert.ok(allocated(vdb.source) <= 3 * MiB, `raw sparse: ${allocated(vdb.source)} bytes for 2 MiB of data`);
+      assert.equal(statSync(vda.source).uid, statSync(lv.dataDir).uid, 'the image keeps its owner');
+      assert.deepEqual(readdirSync(lv.dataDir).filter((n) => n.startsWith('.')), [], 'no staged file stays beside the disks');
+      assert.equal(lv.virsh('checkpoint-list', name, '--name').trim(), '');
+      vda.expected = Buffer.from(s1.vda);
+      vdb.expected = Buffer.from(s1.vdb);
+
+      const next = await snapshot(wid, uuid, false); // asked incremental
+      assert.equal(next.snapshot_type, 'full', 'the workload was forced to a full');
+      assert.equal(platform().lastBackupStats(uuid)?.mode, 'full');
+      assert.ok((await snapshotDisk(next.id, uuid, '/dev/vda', 64 * MiB)).equals(vda.expected));
+      assert.ok((await snapshotDisk(next.id, uuid, '/dev/vdb', 16 * MiB)).equals(vdb.expected));
+
+      guestWrite(name, 0, vda, 0x6a, 3 * MiB, 64 * KiB);
+      const inc = await snapshot(wid, uuid, false);
+      assert.equal(inc.snapshot_type, 'incremental');
+      assert.equal(platform().lastBackupStats(uuid)?.mode, 'incremental', 'a new chain started from the full');
+      assert.ok((await snapshotDisk(inc.id, uuid, '/dev/vda', 64 * MiB)).equals(vda.expected));
+    });
+
+    test('selective restore to a new domain: qcow2 stays qcow2 and raw stays raw (sparse), new UUID and name, started because the source ran', async () => {
+      const copy = `lbr-${RUN}-copy`;
+      const done = await restoreAndWait(wid, s1.id, selective([{ id: uuid, include: true, name: copy, vdisks: [] }]));
+      assert.equal(done.status, 'available', done.error_msg);
+      const newId = done.instances[0].id as string;
+      defined.push(newId);
+      assert.notEqual(newId, uuid);
+      assert.equal(done.instances[0].name, copy);
+      assert.equal(state(copy), 'running', 'the source was running at snapshot time');
+      const disks = domainDisks(copy);
+      assert.equal(disks.get('vda')?.format, 'qcow2');
+      assert.equal(disks.get('vdb')?.format, 'raw');
+      for (const d of disks.values()) assert.ok(d.source.startsWith(join(restoreDir, newId) + '/'), 'under LIFEBOAT_RESTORE_DIR/<uuid>/');
+      assert.equal(sha256(imageBytes(disks.get('vda')!.source, 'qcow2')), sha256(s1.vda));
+      assert.equal(sha256(imageBytes(disks.get('vdb')!.source, 'raw')), sha256(s1.vdb));
+      assert.equal(JSON.parse(run('qemu-img', ['info', '-U', '--output=json', disks.get('vda')!.source])).format, 'qcow2');
+      assert.ok(allocated(disks.get('vda')!.source) < 16 * MiB, 'qcow2 sparse');
+      assert.ok(allocated(disks.get('vdb')!.source) <= 3 * MiB, 'raw sparse');
+      assert.deepEqual(readdirSync(join(restoreDir, newId)).sort(), ['vda.qcow2', 'vdb.raw'], 'no staging file left');
+    });
+
+    test('new_volume_type picks the format (raw here); power_on: false leaves the copy shut off; an unknown volume type is a 400 that creates nothing', async () => {
+      const bad = await postRestore(wid, s1.id, selective([{ id: uuid, include: true, name: `lbr-${RUN}-bad`, vdisks: [{ id: '/dev/vda', new_volume_type: 'lvm' }] }]));
+      assert.equal(bad.status, 400, bad.text);
+      assert.match(bad.json.badRequest.message, /new_volume_type "lvm".*raw or qcow2/);
+      assert.equal((await h.api(h.alice, 'GET', `/workloads/${wid}`)).json.workload.status, 'available', 'nothing locked');
+
+      const copy = `lbr-${RUN}-raw`;
+      const done = await restoreAndWait(wid, s1.id, selective([{ id: uuid, include: true, name: copy, power_on: false, vdisks: [{ id: '/dev/vda', new_volume_type: 'raw' }] }]));
+      assert.equal(done.status, 'available', done.error_msg);
+      defined.push(done.instances[0].id);
+      assert.equal(state(copy), 'shut off');
+      const disks = domainDisks(copy);
+      assert.deepEqual([...disks.keys()], ['vda'], 'only the disk asked for');
+      assert.equal(disks.get('vda')?.format, 'raw');
+      assert.equal(sha256(readFileSync(disks.get('vda')!.source)), sha256(s1.vda));
+      assert.ok(allocated(disks.get('vda')!.source) <= 13 * MiB, 'holes stay holes');
+    });
+
+    test('one-click: refused while the original exists (it restores in place of the originals); once it is gone, recreated under its name, running, and the workload protects it', async () => {
+      const refused = await postRestore(wid, s1.id, { restore_type: 'oneclick', oneclickrestore: 'True', openstack: { instances: [], zone: '' } });
+      assert.equal(refused.status, 400, refused.text);
+      assert.match(refused.json.badRequest.message, new RegExp(`instance ${name} .* still exists`));
+
+      lv.virsh('destroy', name);
+      lv.virsh('undefine', name, '--checkpoints-metadata');
+      const done = await restoreAndWait(wid, s1.id, { restore_type: 'oneclick', oneclickrestore: 'True', openstack: { instances: [], zone: '' } });
+      assert.equal(done.status, 'available', done.error_msg);
+      const newId = done.instances[0].id as string;
+      defined.push(newId);
+      assert.notEqual(newId, uuid);
+      assert.equal(lv.virsh('domname', newId).trim(), name, 'the original name is free again');
+      assert.equal(state(name), 'running');
+      assert.equal(sha256(imageBytes(domainDisks(name).get('vda')!.source, 'qcow2')), sha256(s1.vda));
+      assert.deepEqual((await h.api(h.alice, 'GET', `/workloads/${wid}`)).json.workload.instances.map((i: Json) => i.id), [newId]);
+    });
+  });
+});
