@@ -128,6 +128,7 @@ async function runRestore(d: RestoreJobDeps, restoreId: string, plan: RestorePla
     d.onRestoreFinished?.(r.id);
   } catch (e) {
     ticker.stop();
+    if (result.forceFull) await updateWorkloadFields(db, r.workload_id, { force_full: true }, toSecond(clock.now()));
     const cancelled = ticker.cancelled && !signal.aborted;
     const msg = cancelled ? null : signal.aborted ? RESTORE_LOST_MESSAGE : `Restore failed: ${errorMessage(e)}`;
     await finish(d, r.id, r.snapshot_id, r.workload_id, cancelled ? 'cancelled' : 'error', {
@@ -201,14 +202,17 @@ async function restoreInstance(d: RestoreJobDeps, x: InstanceRestore, run: { pro
       result.failures.push(...failedHere);
       return;
     }
-    const inst = await prepared.publish();
+    let inst;
+    try {
+      inst = await prepared.publish();
+    } finally {
+      // Even a publish that failed half-way may have rewritten disks (in place): say so, force a full.
+      const notes = prepared.notes?.();
+      result.warnings.push(...(notes?.warnings ?? []));
+      result.forceFull ||= notes?.changeTrackingReset ?? false;
+    }
     published = true;
     result.restored.push({ id: inst.id, name: inst.name, status: 'available', metadata: { ...inst.metadata } });
-    const notes = prepared.notes?.();
-    if (notes) {
-      result.warnings.push(...notes.warnings);
-      result.forceFull ||= notes.changeTrackingReset;
-    }
   } finally {
     if (!published) await prepared.discard().catch(() => undefined);
   }

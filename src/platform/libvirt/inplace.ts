@@ -120,6 +120,7 @@ export async function openLibvirtInPlace(deps: InPlaceDeps, instanceId: string, 
   }
   let state: 'prepared' | 'published' | 'discarded' = 'prepared';
   const warnings: string[] = [];
+  const progress = { swapped: 0 };
   return {
     instance: { ...placeholder, status: 'BUILD' },
     sinks: new Map<string, DiskSink>(staged.map((s) => [`/dev/${s.disk.target}`, s.sink])),
@@ -129,11 +130,11 @@ export async function openLibvirtInPlace(deps: InPlaceDeps, instanceId: string, 
       if (pending.length > 0) throw new AppError('internal', `Cannot finish the in-place restore of ${dom.uuid}: disks not committed: ${pending.join(', ')}`);
       state = 'published';
       try {
-        await replaceDisks(deps, dom, staged, opts);
+        await replaceDisks(deps, dom, staged, opts, progress);
       } finally {
         await discardAll().catch(() => undefined);
+        if (progress.swapped > 0) warnings.push(`Instance ${dom.name} was restored in place: its disks were rewritten without change-tracking bitmaps, so the next snapshot of the workload is a full one (a new checkpoint chain)`);
       }
-      warnings.push(`Instance ${dom.name} was restored in place: its disks were rewritten without change-tracking bitmaps, so the next snapshot of the workload is a full one (a new checkpoint chain)`);
       deps.log.info({ instance: dom.uuid }, 'domain restored in place');
       return (await deps.lookup(dom.uuid)) ?? { ...placeholder, status: 'UNKNOWN' };
     },
@@ -142,7 +143,7 @@ export async function openLibvirtInPlace(deps: InPlaceDeps, instanceId: string, 
       state = 'discarded';
       await discardAll();
     },
-    notes: () => ({ warnings: [...warnings], changeTrackingReset: state === 'published' }),
+    notes: () => ({ warnings: [...warnings], changeTrackingReset: progress.swapped > 0 }),
   };
 }
 
@@ -150,47 +151,45 @@ export async function openLibvirtInPlace(deps: InPlaceDeps, instanceId: string, 
  * Stop, swap, drop checkpoints, start. If a swap fails after the domain was stopped, a domain
  * that was running is started again (its disks may then be partly restored: the error says so).
  */
-async function replaceDisks(deps: InPlaceDeps, dom: DomainInfo, staged: StagedDisk[], opts: { powerOn?: boolean }): Promise<void> {
+async function replaceDisks(deps: InPlaceDeps, dom: DomainInfo, staged: StagedDisk[], opts: { powerOn?: boolean }, progress: { swapped: number }): Promise<void> {
   const state = (await step('reading the domain state', () => deps.virsh.run(['domstate', dom.uuid]))).trim();
   const wasRunning = state === 'running' || state === 'paused' || state === 'in shutdown';
   if (wasRunning) await step(`stopping domain ${dom.name}`, () => deps.virsh.run(['destroy', dom.uuid]));
   const start = opts.powerOn ?? wasRunning;
-  let swapped = 0;
   try {
     for (const s of staged) {
       await step(`replacing disk ${s.disk.target} of ${dom.name}`, () => swapIn(s, dom));
-      swapped++;
+      progress.swapped++;
     }
     await step(`dropping the checkpoints of ${dom.name}`, () => dropCheckpointMetadata(deps.virsh, dom.uuid));
   } catch (e) {
     if (wasRunning) await deps.virsh.run(['start', dom.uuid]).catch((err: unknown) => deps.log.warn({ domain: dom.uuid, err: errorMessage(err) }, 'restarting the domain after a failed in-place restore failed'));
-    const partly = swapped > 0 ? ` (${swapped} of ${staged.length} disks were already replaced)` : ' (no disk was replaced)';
+    const partly = progress.swapped > 0 ? ` (${progress.swapped} of ${staged.length} disks were already replaced)` : ' (no disk was replaced)';
     throw new UnavailableError(`${errorMessage(e)}${partly}`, { cause: e });
   }
   if (start) await step(`starting domain ${dom.name} again`, () => deps.virsh.run(['start', dom.uuid]));
 }
 
 /**
- * After a restore's worker died: removes the staged files of its in-place restores (beside the
- * disks of `instanceIds`, and block-device staging in the restore directory). The disks
- * themselves are never touched.
+ * After a restore's worker died: removes the staged files of its in-place restores of
+ * `instanceIds` (beside their file disks, and their block-device staging in the restore
+ * directory). Domains of other projects are not looked at; the disks are never touched.
  */
 export async function cleanupLibvirtInPlace(deps: InPlaceDeps, tag: RestoreTag, instanceIds: string[]): Promise<void> {
   if (!TAG_RE.test(tag.restoreId)) throw new ValidationError('Invalid restore id');
-  const blockPrefix = `${BLOCK_PREFIX}${tag.restoreId}.`;
-  for (const name of await readdir(deps.restoreDir).catch(() => [] as string[])) {
-    if (name.startsWith(blockPrefix)) await rm(path.join(deps.restoreDir, name), { force: true });
-  }
   for (const id of instanceIds) {
     const found = await deps.describe(id.toLowerCase());
-    for (const disk of found?.dom.disks ?? []) {
-      if (!disk.source) continue;
-      const target = await realpath(disk.source).catch(() => null);
-      if (!target) continue;
-      const prefix = `.${path.basename(target)}.${tag.restoreId}.`;
-      for (const name of await readdir(path.dirname(target)).catch(() => [] as string[])) {
-        if (name.startsWith(prefix)) await rm(path.join(path.dirname(target), name), { force: true });
-      }
+    if (!found) continue;
+    await removeWithPrefix(deps.restoreDir, `${BLOCK_PREFIX}${tag.restoreId}.${found.dom.uuid}.`);
+    for (const disk of found.dom.disks) {
+      const target = disk.source ? await realpath(disk.source).catch(() => null) : null;
+      if (target) await removeWithPrefix(path.dirname(target), `.${path.basename(target)}.${tag.restoreId}.`);
     }
+  }
+}
+
+async function removeWithPrefix(dir: string, prefix: string): Promise<void> {
+  for (const name of await readdir(dir).catch(() => [] as string[])) {
+    if (name.startsWith(prefix)) await rm(path.join(dir, name), { force: true });
   }
 }
