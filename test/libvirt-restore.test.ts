@@ -52,6 +52,7 @@ describe('libvirt restores through the service', { skip: skipUnlessInstalled(...
   let lv: Libvirtd;
   let h: Harness;
   let restoreDir: string;
+  let scratch: string;
   const defined: string[] = []; // every domain a test defined or restored (undefined in after())
   const loops: string[] = [];
 
@@ -60,7 +61,7 @@ describe('libvirt restores through the service', { skip: skipUnlessInstalled(...
     restoreDir = join(lv.dataDir, 'restored');
     mkdirSync(restoreDir, { mode: 0o750 });
     lv.own(restoreDir);
-    const scratch = join(lv.dataDir, 'scratch');
+    scratch = join(lv.dataDir, 'scratch');
     mkdirSync(scratch, { mode: 0o750 });
     lv.own(scratch);
     h = await startHarness({ env: { LIFEBOAT_PLATFORM: 'libvirt', LIFEBOAT_LIBVIRT_URI: lv.uri, LIFEBOAT_LIBVIRT_SCRATCH_DIR: scratch, LIFEBOAT_RESTORE_DIR: restoreDir } });
@@ -236,6 +237,8 @@ describe('libvirt restores through the service', { skip: skipUnlessInstalled(...
       assert.equal(statSync(vda.source).uid, statSync(lv.dataDir).uid, 'the image keeps its owner');
       assert.deepEqual(readdirSync(lv.dataDir).filter((n) => n.startsWith('.')), [], 'no staged file stays beside the disks');
       assert.equal(lv.virsh('checkpoint-list', name, '--name').trim(), '');
+      const ledger = JSON.parse(readFileSync(join(scratch, `${uuid}.bitmaps.json`), 'utf8')) as { bitmaps: string[] };
+      assert.deepEqual(ledger.bitmaps, [], "the backup side's bitmap ledger names none of the bitmaps that went with the old image");
       vda.expected = Buffer.from(s1.vda);
       vdb.expected = Buffer.from(s1.vdb);
 

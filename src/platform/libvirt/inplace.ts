@@ -7,6 +7,7 @@ import { fsyncDir } from '../disk-io/atomic-file.js';
 import type { DiskSink, PreparedInstance, RestoreTag } from '../platform.js';
 import type { DomainDisk, DomainInfo } from './domain-xml.js';
 import { CHECKPOINT_PREFIX } from './backup.js';
+import { BitmapLedger } from './bitmaps.js';
 import { isRestoreFormat, ownLike, qemuImg, StagedDiskSink, toQcow2 } from './restore-disks.js';
 import type { Virsh } from './virsh.js';
 
@@ -25,6 +26,8 @@ import type { Virsh } from './virsh.js';
 export interface InPlaceDeps {
   virsh: Virsh;
   restoreDir: string;
+  /** The backup side's scratch dir (its per-domain bitmap ledger lives there, bitmaps.ts). */
+  scratchDir: string;
   log: Logger;
   /** The domain and its state, scoped to the restore's project; null when missing or foreign. */
   describe: (uuid: string) => Promise<{ dom: DomainInfo; state: string } | null>;
@@ -88,6 +91,17 @@ async function swapIn(s: StagedDisk, dom: DomainInfo): Promise<void> {
 async function dropCheckpointMetadata(virsh: Virsh, uuid: string): Promise<void> {
   const names = (await virsh.run(['checkpoint-list', uuid, '--name'])).split('\n').map((s) => s.trim());
   for (const name of names.filter((n) => n.startsWith(CHECKPOINT_PREFIX))) await virsh.run(['checkpoint-delete', uuid, name, '--metadata']);
+}
+
+/**
+ * Every qcow2 disk rewritten: none of the bitmaps in the backup side's ledger exists any more,
+ * so the ledger is emptied (otherwise the next backups would try to remove them). With a
+ * qcow2 disk left as it was, its bitmaps stay and the ledger still names them for removal.
+ */
+async function forgetBitmaps(deps: InPlaceDeps, dom: DomainInfo, staged: StagedDisk[]): Promise<void> {
+  if (!dom.disks.filter((d) => d.format === 'qcow2').every((d) => staged.some((s) => s.disk.target === d.target))) return;
+  const ledger = new BitmapLedger(deps.scratchDir, dom.uuid);
+  for (const name of (await ledger.read()).bitmaps) await ledger.remove(name);
 }
 
 /** Runs one step of publish; a failure says which step failed. */
@@ -162,6 +176,7 @@ async function replaceDisks(deps: InPlaceDeps, dom: DomainInfo, staged: StagedDi
       progress.swapped++;
     }
     await step(`dropping the checkpoints of ${dom.name}`, () => dropCheckpointMetadata(deps.virsh, dom.uuid));
+    await step(`forgetting the dirty bitmaps of ${dom.name}`, () => forgetBitmaps(deps, dom, staged));
   } catch (e) {
     if (wasRunning) await deps.virsh.run(['start', dom.uuid]).catch((err: unknown) => deps.log.warn({ domain: dom.uuid, err: errorMessage(err) }, 'restarting the domain after a failed in-place restore failed'));
     const partly = progress.swapped > 0 ? ` (${progress.swapped} of ${staged.length} disks were already replaced)` : ' (no disk was replaced)';

@@ -129,6 +129,7 @@ export class LibvirtPlatform implements Platform {
     return {
       virsh: this.virsh,
       restoreDir: this.restoreDir,
+      scratchDir: this.scratchDir,
       log: this.log,
       describe: async (uuid) => {
         const found = isUuid(uuid) ? await this.lookup(uuid) : null;
