@@ -11,10 +11,12 @@ import { fileURLToPath } from 'node:url';
 import { apiBench, type ApiBenchResult } from './api.js';
 import { cleanupAll, dirStats, installCleanupHandlers, MB, MiB, newFiles, now, probe, removeDir, RssSampler, run, summarize, trackDir, type Summary } from './lib.js';
 import { borg, restic, runPeers, type PeerResult, type PeerTool } from './peers.js';
+import { libvirtBench, type LibvirtBenchResult } from './libvirt.js';
 import { prepareHome, Service } from './service.js';
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
-const sharedBench = resolve(repoRoot, '../shared/bench');
+// The team's shared folder next to the checkout; LIFEBOAT_BENCH_SHARED overrides it (a worktree elsewhere).
+const sharedBench = process.env.LIFEBOAT_BENCH_SHARED ?? resolve(repoRoot, '../shared/bench');
 const dataDir = join(repoRoot, 'bench-data');
 
 // ---------------------------------------------------------------------------------------------
@@ -26,10 +28,11 @@ interface Args {
   skipPeers: boolean;
   skipApi: boolean;
   apiSeconds: number;
+  skipLibvirt: boolean;
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { runs: 3, sizeMiB: 2048, skipPeers: false, skipApi: false, apiSeconds: 10 };
+  const a: Args = { runs: 3, sizeMiB: 2048, skipPeers: false, skipApi: false, apiSeconds: 10, skipLibvirt: false };
   const int = (flag: string, v: string | undefined) => {
     if (v === undefined || !/^\d+$/.test(v) || Number(v) <= 0) throw new Error(`${flag} needs a positive integer, got ${JSON.stringify(v)}`);
     return Number(v);
@@ -42,9 +45,10 @@ function parseArgs(argv: string[]): Args {
     else if (flag === '--size') a.sizeMiB = int(flag, value());
     else if (flag === '--skip-peers') a.skipPeers = true;
     else if (flag === '--skip-api') a.skipApi = true;
+    else if (flag === '--skip-libvirt') a.skipLibvirt = true;
     else if (flag === '--api-seconds') a.apiSeconds = int(flag, value());
     else if (flag === '--help' || flag === '-h') {
-      process.stdout.write('usage: npm run bench -- [--runs N (3)] [--size MiB (2048)] [--skip-peers] [--skip-api] [--api-seconds S (10)]\n');
+      process.stdout.write('usage: npm run bench -- [--runs N (3)] [--size MiB (2048)] [--skip-peers] [--skip-api] [--api-seconds S (10)] [--skip-libvirt]\n');
       process.exit(0);
     } else throw new Error(`unknown argument ${f} (try --help)`);
   }
@@ -243,6 +247,21 @@ function printTable(rows: Row[]): string {
   return [head, sep, ...rows.map(line)].join('\n');
 }
 
+/** The issue-11 targets of the libvirt case; the full is compared with the file-path full above. */
+function libvirtRows(r: LibvirtBenchResult | null, note: string | null, fileFull: Summary | null): Row[] {
+  const none = { restic: '–', borg: '–' };
+  if (!r) return [{ step: 'libvirt (running domain)', lifeboat: note ?? '–', ...none, target: '', met: note?.startsWith('FAILED') ? 'NO' : 'n/a' }];
+  const kind = r.domainType === 'kvm' ? 'KVM' : 'TCG';
+  const ratio = r.full && fileFull ? r.full.median / fileFull.median : null;
+  const bad = r.runs.filter((x) => !x.restoreIdentical).length;
+  return [
+    { step: `libvirt full, running domain (${kind})`, lifeboat: `${cell(r.full, 's', 2)}${ratio ? ` (${ratio.toFixed(2)}× file path)` : ''}`, ...none, target: 'within 10 % of the file-path full', met: yes(ratio === null ? null : ratio <= 1.1) },
+    { step: `libvirt incremental 1 % (${r.runs[0]?.writes ?? 0} guest writes)`, lifeboat: cell(r.incr1, 's', 3), ...none, target: '≤ 0.2 s', met: yes(r.incr1 ? r.incr1.median <= 0.2 : null) },
+    { step: 'libvirt restore of the incremental', lifeboat: `${cell(r.restore, 's', 2)}${bad ? ` (${bad} NOT identical)` : ' (identical)'}`, ...none, target: 'byte-identical', met: yes(bad === 0) },
+    { step: 'libvirt crash-consistency', lifeboat: 'test/libvirt-consistency.test.ts', ...none, target: 'one point in time', met: 'tested' },
+  ];
+}
+
 // ---------------------------------------------------------------------------------------------
 
 async function uptime(): Promise<string> {
@@ -263,15 +282,28 @@ async function main(): Promise<void> {
   const image = await pristineImage(args.sizeMiB);
   const imgStat = statSync(image);
 
+  const errors: string[] = [];
   // --- Lifeboat
   const runs: LifeboatRun[] = [];
   for (let i = 0; i < args.runs; i++) runs.push(await lifeboatRun(image, i, args.runs));
+
+  // --- libvirt (issue 11): a running domain through the service
+  let libvirt: LibvirtBenchResult | null = null;
+  let libvirtNote = args.skipLibvirt ? 'skipped (--skip-libvirt)' : (await probe('libvirtd', ['--version'])) ? null : 'libvirtd not installed — skipped';
+  if (!libvirtNote) {
+    try {
+      libvirt = await libvirtBench(image, args.sizeMiB, args.runs, repoRoot, log);
+    } catch (e) {
+      libvirtNote = `FAILED: ${e instanceof Error ? e.message.split('\n')[0] : String(e)}`;
+      errors.push(`libvirt: ${e instanceof Error ? e.message : String(e)}`);
+      log(`  libvirt ${libvirtNote}`);
+    }
+  }
 
   // --- Peers
   const tools: PeerTool[] = [];
   const peerNotes: Record<string, string> = {};
   const peerRuns = new Map<string, PeerResult[]>();
-  const errors: string[] = [];
   if (args.skipPeers) {
     peerNotes.restic = peerNotes.borg = 'skipped (--skip-peers)';
   } else {
@@ -392,6 +424,7 @@ async function main(): Promise<void> {
     rows.push({ step: 'API benchmark', lifeboat: apiError ? `FAILED: ${apiError.split('\n')[0]?.slice(0, 80)}` : 'skipped (--skip-api)', restic: '–', borg: '–', target: '', met: apiError ? 'NO' : 'n/a' });
   }
 
+  rows.push(...libvirtRows(libvirt, libvirtNote, lb.full));
   const table = printTable(rows);
   log(`\nResults: ${args.sizeMiB} MiB image (${(imgStat.blocks * 512 / MB).toFixed(0)} MB allocated), ${args.runs} run(s); lifeboat = median (min–max); (n×) = peer / lifeboat`);
   log(table);
@@ -412,6 +445,7 @@ async function main(): Promise<void> {
         lifeboat: { runs, summary: lb, restoreSkipped },
         peers: Object.fromEntries([...peerRuns].map(([k, v]) => [k, { runs: v, summary: { full: peer(k, 'full'), incr: peer(k, 'incr'), restore: peer(k, 'restore'), repoAfterFull: peer(k, 'repoAfterFull'), repoGrowth: peer(k, 'repoGrowth'), peakRss: peer(k, 'peakRss') } }])),
         api,
+        libvirt: libvirt ?? libvirtNote,
         errors,
         table: rows,
       },

@@ -81,6 +81,12 @@ describe('libvirt: cancel, kill -9, vanished domain, libvirtd down', { skip: ski
       await proc?.stop();
     } finally {
       rmSync(home, { recursive: true, force: true });
+      // A test that failed while QEMU was stopped must not leave it stopped: libvirt could not destroy it.
+      try {
+        process.kill(g.qemuPid(), 'SIGCONT');
+      } catch {
+        // no QEMU of the guest left
+      }
       await lv?.stop();
     }
   });

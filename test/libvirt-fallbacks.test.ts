@@ -1,15 +1,11 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { spawnSync } from 'node:child_process';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import type { LibvirtPlatform } from '../src/platform/libvirt/libvirt.platform.js';
 import { skipUnlessInstalled } from '../src/nbd/testing.js';
-import { startHarness, takeSnapshotAndWait, waitFor, type Harness } from './harness.js';
-import { LIBVIRT_TOOLS, startLibvirtd, type Libvirtd } from './libvirtd.js';
-import { snapshotDisk, TestGuest } from './libvirt-guest.js';
+import { takeSnapshotAndWait, waitFor, type Harness } from './harness.js';
+import { LIBVIRT_TOOLS, type Libvirtd } from './libvirtd.js';
+import { snapshotDisk, startLibvirtService, type TestGuest } from './libvirt-guest.js';
 
 /**
  * Issue 11, "a broken chain never yields a wrong incremental": every case in which the
@@ -31,39 +27,17 @@ describe('libvirt: every broken checkpoint chain falls back to a full read', { s
   let g: TestGuest;
   let wid: string;
   const dom = `lb-fallback-${randomBytes(3).toString('hex')}`;
-  const cliHome = mkdtempSync(join(tmpdir(), 'lifeboat-cli-'));
+  let close: () => Promise<void>;
 
   before(async () => {
-    lv = await startLibvirtd();
-    g = TestGuest.create(lv, dom, [
+    ({ lv, h, g, wid, close } = await startLibvirtService(dom, [
       { target: 'vda', format: 'qcow2', size: VDA, fill: (b) => randomBytes(8 * MiB).copy(b, 0) },
       { target: 'vdb', format: 'raw', size: VDB, fill: (b) => randomBytes(VDB).copy(b, 0) },
-    ]);
-    const scratchDir = join(lv.dataDir, 'scratch');
-    mkdirSync(scratchDir, { mode: 0o750 });
-    lv.own(scratchDir);
-    h = await startHarness({ env: { LIFEBOAT_PLATFORM: 'libvirt', LIFEBOAT_LIBVIRT_URI: lv.uri, LIFEBOAT_LIBVIRT_SCRATCH_DIR: scratchDir } });
-    const assign = spawnSync(process.execPath, ['dist/src/main.js', 'libvirt-assign', g.uuid, h.alice.projectId], { encoding: 'utf8', env: { ...process.env, LIFEBOAT_HOME: cliHome, LIFEBOAT_LIBVIRT_URI: lv.uri } });
-    assert.equal(assign.status, 0, assign.stderr);
-    const r = await h.api(h.alice, 'POST', '/workloads', { workload: { name: 'fallbacks', instances: [{ 'instance-id': g.uuid }] } });
-    assert.equal(r.status, 202, r.text);
-    wid = r.json.workload.id;
-    await waitFor(async () => (await h.api(h.alice, 'GET', `/workloads/${wid}`)).json.workload.status === 'available', 20_000, 'workload');
+    ]));
   });
 
   after(async () => {
-    try {
-      await h?.close();
-    } finally {
-      rmSync(cliHome, { recursive: true, force: true });
-      if (lv) {
-        try {
-          g?.remove();
-        } finally {
-          await lv.stop();
-        }
-      }
-    }
+    await close?.();
   });
 
   const platform = () => h.lb.platform as LibvirtPlatform;

@@ -1,12 +1,13 @@
 import { spawnSync } from 'node:child_process';
-import { rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { restoreDisk } from '../src/datamover/restore.js';
 import { MemDiskSink } from '../src/datamover/testing.js';
 import { diskKey } from '../src/jobs/snapshot.job.js';
 import { run } from '../src/nbd/testing.js';
-import type { Harness } from './harness.js';
-import { testDomainXml, type Libvirtd } from './libvirtd.js';
+import { startHarness, waitFor, type Harness } from './harness.js';
+import { startLibvirtd, testDomainXml, type Libvirtd } from './libvirtd.js';
 
 /**
  * A test domain of a private libvirtd (test/libvirtd.ts) whose disks the test models byte for
@@ -114,4 +115,54 @@ export async function snapshotDisk(h: Harness, snapshotId: string, uuid: string,
   const sink = new MemDiskSink(size);
   await restoreDisk({ repo: h.lb.repo, snapshotId, diskKey: diskKey(uuid, `/dev/${target}`), sink });
   return sink.data;
+}
+
+/**
+ * A private libvirtd, one running test guest, the service on LIFEBOAT_PLATFORM=libvirt (an
+ * in-process harness), the guest assigned to alice's project with `lifeboat libvirt-assign`
+ * and a workload of it, available. `close()` stops all of it (the guest is removed).
+ */
+export interface LibvirtService {
+  lv: Libvirtd;
+  h: Harness;
+  g: TestGuest;
+  wid: string;
+  close(): Promise<void>;
+}
+
+export async function startLibvirtService(dom: string, specs: GuestDiskSpec[]): Promise<LibvirtService> {
+  const lv = await startLibvirtd();
+  const cliHome = mkdtempSync(join(tmpdir(), 'lifeboat-cli-'));
+  let h: Harness | null = null;
+  let g: TestGuest | null = null;
+  const close = async () => {
+    try {
+      await h?.close();
+    } finally {
+      rmSync(cliHome, { recursive: true, force: true });
+      try {
+        g?.remove();
+      } finally {
+        await lv.stop();
+      }
+    }
+  };
+  try {
+    g = TestGuest.create(lv, dom, specs);
+    const scratchDir = join(lv.dataDir, 'scratch');
+    mkdirSync(scratchDir, { mode: 0o750 });
+    lv.own(scratchDir);
+    h = await startHarness({ env: { LIFEBOAT_PLATFORM: 'libvirt', LIFEBOAT_LIBVIRT_URI: lv.uri, LIFEBOAT_LIBVIRT_SCRATCH_DIR: scratchDir } });
+    const hh = h;
+    const assign = spawnSync(process.execPath, ['dist/src/main.js', 'libvirt-assign', g.uuid, hh.alice.projectId], { encoding: 'utf8', env: { ...process.env, LIFEBOAT_HOME: cliHome, LIFEBOAT_LIBVIRT_URI: lv.uri } });
+    if (assign.status !== 0) throw new Error(`libvirt-assign failed: ${assign.stderr}`);
+    const r = await hh.api(hh.alice, 'POST', '/workloads', { workload: { name: dom, instances: [{ 'instance-id': g.uuid }] } });
+    if (r.status !== 202) throw new Error(`workload: ${r.status} ${r.text}`);
+    const wid = r.json.workload.id as string;
+    await waitFor(async () => (await hh.api(hh.alice, 'GET', `/workloads/${wid}`)).json.workload.status === 'available', 20_000, 'workload');
+    return { lv, h: hh, g, wid, close };
+  } catch (e) {
+    await close().catch(() => undefined);
+    throw e;
+  }
 }

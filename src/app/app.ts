@@ -16,6 +16,8 @@ import { FileSearchService } from '../services/file-search.service.js';
 import { fileSearchJobHandlers } from '../jobs/file-search.job.js';
 import { fileSearchRoutes } from '../http/file-search.routes.js';
 import { openPlatform } from '../platform/open.js';
+import { LibvirtPlatform } from '../platform/libvirt/libvirt.platform.js';
+import { libvirtAdminRoutes } from '../http/libvirt-admin.routes.js';
 import type { Platform } from '../platform/platform.js';
 import { ensureDemoInventory } from '../platform/local/demo-inventory.js';
 import { WorkloadService } from '../services/workload.service.js';
@@ -276,6 +278,7 @@ export async function startLifeboat(config: Config, o: StartOptions): Promise<Li
           snapshotMountRoutes({ snapshots, mounts: snapshotMounts }),
           fileSearchRoutes({ searches }),
           restoreRoutes({ restores, snapshots, publicUrl: config.publicUrl }),
+          ...(platform instanceof LibvirtPlatform ? [libvirtAdminRoutes({ assign: (uuid, projectId) => platform.assign(uuid, projectId) })] : []),
           schedulerRoutes({ scheduler: schedulerService, workloads }),
           policyRoutes({ policies, policy }),
           quotaRoutes({ quotas }),

@@ -121,6 +121,8 @@ export const DEFAULT_RULES: Readonly<Record<string, string>> = Object.freeze({
   'workload:create_allowed_quotas': 'rule:admin_api',
   'workload:update_allowed_quota': 'rule:admin_api',
   'workload:delete_allowed_quota': 'rule:admin_api',
+  // Lifeboat extension (libvirt platform): which project a domain belongs to is operator business.
+  'lifeboat:libvirt_assign': 'rule:admin_api',
 });
 
 export class PolicyFileError extends Error {

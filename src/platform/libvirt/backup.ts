@@ -18,7 +18,7 @@ import { BitmapLedger, removeStaleBitmaps } from './bitmaps.js';
 export const CHECKPOINT_PREFIX = 'lifeboat-';
 
 /** What Lifeboat keeps of a checkpoint (Checkpoint.state): libvirt's XML to redefine it, and the disk sizes it saw. */
-interface CheckpointState {
+export interface CheckpointState {
   v: 1;
   xml: string;
   sizes: Record<string, number>;
@@ -33,12 +33,12 @@ export interface LibvirtBackupDeps {
 }
 
 /** The plan of one pull job: which disks go incremental and why not. */
-interface Plan {
+export interface Plan {
   base: { name: string; state: CheckpointState } | null;
   warnings: string[];
 }
 
-const isBitmapCapable = (d: DomainDisk) => d.format === 'qcow2';
+export const isBitmapCapable = (d: DomainDisk) => d.format === 'qcow2';
 
 function parseState(c: Checkpoint): CheckpointState | null {
   try {
@@ -64,7 +64,7 @@ async function lifeboatCheckpoints(virsh: Virsh, uuid: string): Promise<string[]
  * checkpoint, covers exactly the current qcow2 disks at the same sizes. Anything else → full
  * with a warning (never an incremental from a bitmap we cannot trust).
  */
-function checkBase(base: Checkpoint | null, dom: DomainInfo, sizes: Map<string, number>): Plan {
+export function checkBase(base: Checkpoint | null, dom: DomainInfo, sizes: Map<string, number>): Plan {
   if (!base) return { base: null, warnings: [] };
   const restart = (why: string): Plan => ({ base: null, warnings: [`Instance ${dom.name}: ${why}; the disks were read in full and a new checkpoint chain started`] });
   const state = parseState(base);
@@ -79,7 +79,7 @@ function checkBase(base: Checkpoint | null, dom: DomainInfo, sizes: Map<string, 
   return { base: { name: base.name, state }, warnings };
 }
 
-function checkpointXml(name: string, disks: DomainDisk[]): string {
+export function checkpointXml(name: string, disks: DomainDisk[]): string {
   const items = disks.map((d) => `<disk name='${xmlAttr(d.target)}' checkpoint='${isBitmapCapable(d) ? 'bitmap' : 'no'}'/>`).join('');
   return `<domaincheckpoint><name>${xmlAttr(name)}</name><disks>${items}</disks></domaincheckpoint>`;
 }

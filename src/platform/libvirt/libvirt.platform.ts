@@ -5,6 +5,7 @@ import { NotFoundError, UnavailableError, errorMessage } from '../../lib/errors.
 import { isUuid } from '../../lib/ids.js';
 import { silentLogger, type Logger } from '../../lib/logger.js';
 import type { BackupSession, BeginBackupOptions, NewInstanceSpec, Platform, PreparedInstance, RestoreTag } from '../platform.js';
+import { assignDomain } from './assign.js';
 import { beginLibvirtBackup, cleanupDeadBackup, vanishedError, type LibvirtBackupDeps } from './backup.js';
 import { beginOfflineBackup } from './offline.js';
 import { parseDomainXml, type DomainInfo } from './domain-xml.js';
@@ -76,6 +77,11 @@ export class LibvirtPlatform implements Platform {
     }
   }
 
+  /** Gives a domain (UUID) to a project or takes it away (null): `lifeboat libvirt-assign` as an admin API. */
+  assign(domainUuid: string, projectId: string | null): Promise<{ uuid: string; name: string }> {
+    return assignDomain(this.virsh.uri, domainUuid, projectId);
+  }
+
   /** Read statistics of the last finished backup of a domain (operator diagnostics, tests). */
   lastBackupStats(uuid: string): BackupReadStats | null {
     return this.stats.get(uuid) ?? null;
@@ -89,7 +95,7 @@ export class LibvirtPlatform implements Platform {
     const found = await this.lookup(instance.id);
     if (!found || found.dom.projectId !== instance.project_id) throw NotFoundError.of('Instance', instance.id);
     if (found.state === 'shut off') {
-      return beginOfflineBackup({ instance, dom: found.dom, base: opts.baseCheckpoint, log: this.log, onStats: (s) => this.stats.set(found.dom.uuid, s) });
+      return beginOfflineBackup({ instance, dom: found.dom, base: opts.baseCheckpoint, scratchDir: this.scratchDir, log: this.log, onStats: (s) => this.stats.set(found.dom.uuid, s) });
     }
     if (found.state !== 'running') throw new UnavailableError(`Instance ${found.dom.name} (${found.dom.uuid}) is ${found.state}: only running and shut-off domains can be backed up`);
     return beginLibvirtBackup(this.backupDeps(), instance, found.dom, opts.baseCheckpoint).catch(async (e: unknown) => {

@@ -1,5 +1,6 @@
 import { execFile } from 'node:child_process';
 import { UnavailableError } from '../../lib/errors.js';
+import { shellSafe, VirshShell } from './virsh-shell.js';
 
 /** Default per-call timeout: libvirt calls are control-plane (backup-begin answers in ~0.1 s). */
 const DEFAULT_TIMEOUT_MS = 60_000;
@@ -31,30 +32,87 @@ export function scrubLibvirtMessage(text: string): string {
     .slice(0, 500);
 }
 
+/** At most this many interactive virsh shells per connection (a slow command blocks only its own). */
+const MAX_SHELLS = 4;
+
 /**
- * `virsh` as a subprocess (libvirt README §4: backup control is low-rate, a native binding
- * would need node-gyp and libvirt-dev). Arguments are always an array (no shell), every call
- * has a timeout, and failures are LibvirtErrors naming the operation, never a path.
+ * `virsh` on one connection (libvirt README §4: a native binding would need node-gyp and
+ * libvirt-dev). Commands go through a small pool of long-lived interactive shells
+ * (virsh-shell.ts: ~2 ms a command instead of a process and a connection each); arguments a
+ * shell could misparse (quotes, backslashes, line breaks) and `LIFEBOAT_VIRSH_SHELL=0` use a
+ * spawned `virsh` instead. Arguments are never interpreted by a system shell, every call has a
+ * timeout, and failures are LibvirtErrors naming the operation, never a path.
  */
 export class Virsh {
+  private readonly idle: VirshShell[] = [];
+  private shells = 0;
+  private readonly waiters: ((s: VirshShell | null) => void)[] = [];
+  private readonly useShell = process.env.LIFEBOAT_VIRSH_SHELL !== '0';
+
   constructor(
     readonly uri: string,
     private readonly timeoutMs = DEFAULT_TIMEOUT_MS,
   ) {}
 
   /** Runs `virsh -q -c <uri> <args…>` and returns stdout. */
-  run(args: readonly string[], opts: { timeoutMs?: number } = {}): Promise<string> {
+  async run(args: readonly string[], opts: { timeoutMs?: number } = {}): Promise<string> {
+    const op = args[0] ?? 'virsh';
+    const timeoutMs = opts.timeoutMs ?? this.timeoutMs;
+    const shell = this.useShell && shellSafe(args) ? await this.acquire() : null;
+    if (!shell) return this.spawned(args, timeoutMs);
+    try {
+      const r = await shell.exec(args, timeoutMs);
+      // The shell's connection broke (libvirtd stopped or restarted): its error would be about
+      // the command ("failed to get domain"), not the connection. Drop the shell; this call is
+      // repeated by a spawned virsh, which reconnects or reports libvirt as unreachable.
+      if (r.failed && /disconnected|failed to connect|no (valid )?connection|end of file/i.test(r.stderr)) {
+        shell.kill(new Error('connection lost'));
+        return await this.spawned(args, timeoutMs);
+      }
+      if (r.failed) throw new LibvirtError(op, scrubLibvirtMessage(r.stderr));
+      return r.stdout;
+    } catch (e) {
+      if (e instanceof LibvirtError) throw e;
+      if (shell.dead?.message === 'timeout') throw new LibvirtError(op, `no answer within ${Math.round(timeoutMs / 1000)} s`);
+      return this.spawned(args, timeoutMs); // the shell died under us: this call goes the slow way
+    } finally {
+      this.release(shell);
+    }
+  }
+
+  private async acquire(): Promise<VirshShell | null> {
+    const free = this.idle.pop();
+    if (free) return free;
+    if (this.shells < MAX_SHELLS) {
+      this.shells++;
+      return new VirshShell(this.uri);
+    }
+    return new Promise((resolve) => this.waiters.push(resolve));
+  }
+
+  private release(shell: VirshShell): void {
+    if (shell.dead) {
+      this.shells--;
+      this.waiters.shift()?.(null); // that caller spawns; the next one may open a new shell
+      return;
+    }
+    const waiter = this.waiters.shift();
+    if (waiter) waiter(shell);
+    else this.idle.push(shell);
+  }
+
+  private spawned(args: readonly string[], timeoutMs: number): Promise<string> {
     const op = args[0] ?? 'virsh';
     return new Promise((resolve, reject) => {
       execFile(
         'virsh',
         ['-q', '-c', this.uri, ...args],
-        { timeout: opts.timeoutMs ?? this.timeoutMs, maxBuffer: MAX_OUTPUT, encoding: 'utf8', env: { ...process.env, LC_ALL: 'C' } },
+        { timeout: timeoutMs, maxBuffer: MAX_OUTPUT, encoding: 'utf8', env: { ...process.env, LC_ALL: 'C' } },
         (err, stdout, stderr) => {
           if (!err) return resolve(stdout);
           const e = err as NodeJS.ErrnoException & { killed?: boolean; signal?: string | null };
           if (e.code === 'ENOENT') return reject(new LibvirtError(op, 'virsh is not installed'));
-          if (e.killed || e.signal === 'SIGTERM') return reject(new LibvirtError(op, `no answer within ${Math.round((opts.timeoutMs ?? this.timeoutMs) / 1000)} s`));
+          if (e.killed || e.signal === 'SIGTERM') return reject(new LibvirtError(op, `no answer within ${Math.round(timeoutMs / 1000)} s`));
           reject(new LibvirtError(op, scrubLibvirtMessage(stderr || e.message)));
         },
       );

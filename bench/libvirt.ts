@@ -1,0 +1,146 @@
+/**
+ * The libvirt case of `npm run bench` (issue 11): a running domain (TCG unless /dev/kvm works
+ * for the daemon's user; no guest OS) whose 2 GiB qcow2 disk is the benchmark image converted
+ * with `qemu-img convert` (holes stay unallocated), on a private libvirtd (test/libvirtd.ts).
+ * Through a real `lifeboat serve` with LIFEBOAT_PLATFORM=libvirt: a full snapshot, 1 % of the
+ * disk overwritten by scattered 64 KiB guest writes through the QEMU monitor (HMP qemu-io, a
+ * distinct byte pattern each; not timed), an incremental, and a selective restore of the
+ * incremental to a new domain, checked with `qemu-img compare` against the source disk.
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startLibvirtd, testDomainXml, type Libvirtd } from '../test/libvirtd.js';
+import { MiB, now, removeDir, run, summarize, trackDir, type Summary } from './lib.js';
+import { prepareHome, Service } from './service.js';
+import { writeFileSync } from 'node:fs';
+
+export interface LibvirtRun {
+  full: number;
+  incr1: number;
+  restore: number;
+  restoreIdentical: boolean;
+  writes: number;
+}
+
+export interface LibvirtBenchResult {
+  runs: LibvirtRun[];
+  full: Summary | null;
+  incr1: Summary | null;
+  restore: Summary | null;
+  domainType: string;
+}
+
+const W = 64 * 1024;
+
+/** `count` non-overlapping 4 KiB-aligned 64 KiB offsets in `size` bytes (seeded: the same every run). */
+function scatteredOffsets(size: number, count: number, seed: number): number[] {
+  let x = seed;
+  const rnd = () => ((x = (x * 1103515245 + 12345) % 2 ** 31), x / 2 ** 31);
+  const taken = new Set<number>();
+  const out: number[] = [];
+  while (out.length < count) {
+    const slot = Math.floor(rnd() * (size / 4096 - W / 4096));
+    const blocks = Array.from({ length: W / 4096 }, (_, i) => slot + i);
+    if (blocks.some((b) => taken.has(b))) continue;
+    for (const b of blocks) taken.add(b);
+    out.push(slot * 4096);
+  }
+  return out.sort((a, b) => a - b);
+}
+
+async function virsh(lv: Libvirtd, ...args: string[]): Promise<string> {
+  return (await run('virsh', ['-q', '-c', lv.uri, ...args])).stdout;
+}
+
+export async function libvirtBench(image: string, sizeMiB: number, runs: number, repoRoot: string, log: (s: string) => void): Promise<LibvirtBenchResult> {
+  const lv = await startLibvirtd();
+  const dom = `lb-bench-${randomBytes(3).toString('hex')}`;
+  try {
+    const disk = join(lv.dataDir, 'bench.qcow2');
+    await run('qemu-img', ['convert', '-q', '-f', 'raw', '-O', 'qcow2', image, disk]);
+    lv.own(disk);
+    const scratch = join(lv.dataDir, 'scratch');
+    mkdirSync(scratch, { mode: 0o750 });
+    lv.own(scratch);
+    writeFileSync(join(lv.dataDir, 'dom.xml'), testDomainXml(dom, lv.domainType, disk));
+    await virsh(lv, 'define', join(lv.dataDir, 'dom.xml'));
+    await virsh(lv, 'start', dom);
+    const uuid = (await virsh(lv, 'domuuid', dom)).trim();
+    log(`\nlibvirt: domain ${dom} (${lv.domainType === 'kvm' ? 'KVM' : 'TCG'}), ${sizeMiB} MiB qcow2 disk from the bench image`);
+    const out: LibvirtRun[] = [];
+    for (let i = 0; i < runs; i++) out.push(await libvirtRun({ lv, dom, uuid, disk, scratch, sizeMiB, seed: i + 1, repoRoot, log }));
+    return { runs: out, full: summarize(out.map((r) => r.full)), incr1: summarize(out.map((r) => r.incr1)), restore: summarize(out.map((r) => r.restore)), domainType: lv.domainType };
+  } finally {
+    await virsh(lv, 'destroy', dom).catch(() => undefined);
+    await virsh(lv, 'undefine', dom, '--checkpoints-metadata').catch(() => undefined);
+    await lv.stop();
+  }
+}
+
+interface RunContext {
+  lv: Libvirtd;
+  dom: string;
+  uuid: string;
+  disk: string;
+  scratch: string;
+  sizeMiB: number;
+  seed: number;
+  repoRoot: string;
+  log: (s: string) => void;
+}
+
+async function libvirtRun(c: RunContext): Promise<LibvirtRun> {
+  c.log(`libvirt run ${c.seed}`);
+  const home = trackDir(mkdtempSync(join(tmpdir(), 'lifeboat-bench-lv-')));
+  let svc: Service | null = null;
+  try {
+    const base = prepareHome(home, join(home, 'unused.img'));
+    const h = { ...base, vm: { ...base.vm, id: c.uuid } };
+    const env = { LIFEBOAT_PLATFORM: 'libvirt', LIFEBOAT_LIBVIRT_URI: c.lv.uri, LIFEBOAT_LIBVIRT_SCRATCH_DIR: c.scratch, LIFEBOAT_RESTORE_DIR: join(c.lv.dataDir, 'restored') };
+    await run(process.execPath, [join(c.repoRoot, 'dist/src/main.js'), 'libvirt-assign', c.uuid, h.projectId], { env: { ...process.env, LIFEBOAT_HOME: home, ...env } });
+    svc = await Service.start(h, c.repoRoot, env);
+    const s = svc;
+    const wid = await s.createWorkload();
+    const snapshot = async (label: string, full: boolean) => {
+      const t0 = now();
+      const id = (await s.expect('POST', `/workloads/${wid}${full ? '?full=1' : ''}`, { snapshot: { name: label } }, [200, 202])).json.snapshot.id as string;
+      const d = await s.pollStatus(`/snapshots/${id}`, (j) => j.snapshot.status, ['available', 'error'], 30 * 60_000);
+      const wall = (now() - t0) / 1000;
+      if (d.snapshot.status !== 'available') throw new Error(`libvirt ${label}: ${d.snapshot.error_msg}\n${s.logTail()}`);
+      c.log(`  ${label.padEnd(24)} ${wall.toFixed(3)} s  (${d.snapshot.snapshot_type}${d.snapshot.warning_msg ? `; ${d.snapshot.warning_msg}` : ''})`);
+      return { id, wall };
+    };
+    const full = await snapshot('full snapshot', true);
+    const offsets = scatteredOffsets(c.sizeMiB * MiB, Math.max(1, Math.round((c.sizeMiB * MiB) / 100 / W)), c.seed);
+    const tw = now();
+    for (const [k, off] of offsets.entries()) {
+      await virsh(c.lv, 'qemu-monitor-command', c.dom, '--hmp', `qemu-io -d /machine/peripheral/virtio-disk0/virtio-backend "write -P ${(k % 255) + 1} ${off} ${W}"`);
+    }
+    c.log(`  (${offsets.length} guest writes of 64 KiB through the monitor, ${((now() - tw) / 1000).toFixed(1)} s, not timed)`);
+    const incr = await snapshot('incremental 1 %', false);
+
+    const t0 = now();
+    const body = { restore: { options: { type: 'openstack', oneclickrestore: false, restore_type: 'selective', openstack: { instances: [{ id: c.uuid, include: true, name: `${c.dom}-r${c.seed}`, vdisks: [] }] } } } };
+    const rid = (await s.expect('POST', `/workloads/${wid}/snapshots/${incr.id}/restores`, body, [200, 202])).json.restore.id as string;
+    const r = await s.pollStatus(`/restores/${rid}`, (j) => j.restore.status, ['available', 'error'], 30 * 60_000);
+    const restoreWall = (now() - t0) / 1000;
+    if (r.restore.status !== 'available') throw new Error(`libvirt restore: ${r.restore.error_msg}\n${s.logTail()}`);
+    const newId = r.restore.instances[0].id as string;
+    const restoredDisk = (await virsh(c.lv, 'domblklist', newId, '--details'))
+      .split('\n')
+      .map((l) => l.trim().split(/\s+/))
+      .find((x) => x[2] === 'vda')?.[3];
+    // The source had no write since the incremental: the live disk is the snapshot's state.
+    const cmp = restoredDisk ? await run('qemu-img', ['compare', '-U', '-q', c.disk, restoredDisk], { allowFail: true }) : null;
+    const identical = cmp?.code === 0;
+    c.log(`  ${'restore (selective)'.padEnd(24)} ${restoreWall.toFixed(3)} s  (${identical ? 'qemu-img compare: identical to the source' : 'NOT identical to the source'})`);
+    await virsh(c.lv, 'undefine', newId).catch(() => undefined);
+    if (restoredDisk) rmSync(restoredDisk, { force: true });
+    return { full: full.wall, incr1: incr.wall, restore: restoreWall, restoreIdentical: identical, writes: offsets.length };
+  } finally {
+    await svc?.stop();
+    removeDir(home);
+  }
+}
