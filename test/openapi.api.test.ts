@@ -48,6 +48,9 @@ describe('OpenAPI document at /openapi.json, generated from the route schemas', 
     assert.deepEqual(missingEnvelope.json, { badRequest: { code: 400, message: 'Incorrect request body format' } });
     const wrongType = await h.api(h.alice, 'POST', '/workloads', { workload: { name: 'w', instances: [{ 'instance-id': h.vms[0]!.id }], jobschedule: 'daily' } });
     assert.deepEqual(wrongType.json, { badRequest: { code: 400, message: 'Invalid workload.jobschedule: must be object' } });
+    // null is "not given" for every optional field, as the parsers take it.
+    const nulls = await h.api(h.alice, 'POST', '/workloads', { workload: { name: null, description: null, workload_type_id: null, source_platform: null, metadata: null, jobschedule: null, instances: [{ 'instance-id': h.vms[1]!.id }] } });
+    assert.equal(nulls.status, 202, nulls.text);
     // Checked after the policy and the object lookup: a bad body on an unknown workload is a 404.
     assert.equal((await h.api(h.alice, 'POST', `/workloads/${crypto.randomUUID()}`, { snapshot: { name: 5 } })).status, 404);
     // An optional body is checked when present, and changes nothing when refused.

@@ -21,9 +21,10 @@ export interface RouteSchemaEntry {
 }
 
 const V1 = '/v1/:tenant_id';
-const text = (description: string): Schema => ({ type: 'string', description });
+// Fields are nullable: the parsers take null as "not given" (tempest and clients send nulls).
+const text = (description: string): Schema => ({ type: 'string', nullable: true, description });
 const any = (description: string): Schema => ({ description });
-const obj = (properties: Record<string, Schema>, description?: string): Schema => ({ type: 'object', properties, ...(description ? { description } : {}) });
+const obj = (properties: Record<string, Schema>, description?: string): Schema => ({ type: 'object', nullable: true, properties, ...(description ? { description } : {}) });
 /** `{"<key>": {...}}`, the legacy envelope of every body (`optional`: `{}` and no body are accepted too). */
 const wrapped = (key: string, properties: Record<string, Schema>, description?: string, optional = false): Schema => ({
   type: 'object',
@@ -49,7 +50,7 @@ const JOBSCHEDULE = obj(
   },
   'Schedule (workloadmgr-api §2.3); missing keys keep their value (modify) or default (create)',
 );
-const INSTANCES: Schema = { type: 'array', items: obj({ 'instance-id': text('VM UUID') }), description: 'The VMs of the workload' };
+const INSTANCES: Schema = { type: 'array', nullable: true, items: obj({ 'instance-id': text('VM UUID') }), description: 'The VMs of the workload' };
 const METADATA = obj({}, 'string → string');
 const WORKLOAD_FIELDS = { name: text('name'), description: text('description'), instances: INSTANCES, jobschedule: JOBSCHEDULE, metadata: METADATA };
 
@@ -60,12 +61,12 @@ const POLICY_BODY = { display_name: text('name'), display_description: text('des
 const SETTINGS: Schema = {
   type: 'object',
   required: ['settings'],
-  properties: { settings: { type: 'array', items: obj({ name: text('setting name'), value: any('string, number or boolean'), description: text('description'), category: text('category'), type: text('type'), is_public: any('boolean'), is_hidden: any('boolean'), metadata: obj({}) }) } },
+  properties: { settings: { type: 'array', nullable: true, items: obj({ name: text('setting name'), value: any('string, number or boolean'), description: text('description'), category: text('category'), type: text('type'), is_public: any('boolean'), is_hidden: any('boolean'), metadata: obj({}) }) } },
 };
 const QUOTAS: Schema = {
   type: 'object',
   required: ['allowed_quotas'],
-  properties: { allowed_quotas: { type: 'array', items: obj({ quota_type_id: text('quota type UUID'), allowed_value: any('number'), high_watermark: any('number'), project_id: text('project id') }) } },
+  properties: { allowed_quotas: { type: 'array', nullable: true, items: obj({ quota_type_id: text('quota type UUID'), allowed_value: any('number'), high_watermark: any('number'), project_id: text('project id') }) } },
 };
 const AUDIT = query({ time_in_minutes: 'the last N minutes (default 1440)', start_range: 'MM-DD-YYYY, first day (UTC) included', end_range: 'MM-DD-YYYY, last day (UTC) included' });
 
