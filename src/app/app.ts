@@ -132,7 +132,8 @@ export async function startLifeboat(config: Config, o: StartOptions): Promise<Li
     if (identityFile && (identityFile.created.length > 0 || demoVms.length > 0)) o.onCredentials?.(identityFile.created, demoVms);
     for (const w of [...(identityFile?.warnings ?? []), ...loosePermissionWarnings(config)]) log.warn(w);
 
-    const platform = await openPlatform({ kind: config.platform, inventoryPath: config.inventory, restoreDir: config.restoreDir, libvirt: config.libvirt, logger: log });
+    const openstack = config.keystone ? { keystone: config.keystone, ...config.openstack, nodeName: config.nodeName } : undefined;
+    const platform = await openPlatform({ kind: config.platform, inventoryPath: config.inventory, restoreDir: config.restoreDir, libvirt: config.libvirt, openstack, logger: log });
     const policy = Policy.load(config.policy ?? undefined, { log });
 
     let validator: TokenValidator;
@@ -157,7 +158,7 @@ export async function startLifeboat(config: Config, o: StartOptions): Promise<Li
     } else {
       const { KeystoneValidator } = await import('../identity/keystone-validator.js');
       const k = config.keystone!;
-      const keystone = new KeystoneValidator({ url: k.url, username: k.user, password: k.password, projectName: k.project, clock, log });
+      const keystone = new KeystoneValidator({ url: k.url, username: k.user, password: k.password, projectName: k.project, userDomainName: k.userDomain, projectDomainName: k.projectDomain, clock, log });
       validator = keystone;
       identityLookup = keystoneIdentityLookup(keystone);
       keystoneUri = k.url;

@@ -125,3 +125,18 @@ test('LIFEBOAT_TARGET: the scheme picks the kind; s3 URLs parse into the union (
     (e: unknown) => e instanceof ConfigError && !e.message.includes('topsecret') && /AWS_ACCESS_KEY_ID/.test(e.message),
   );
 });
+
+test('LIFEBOAT_PLATFORM=openstack: needs Keystone service credentials; interface, region and domains', () => {
+  assert.throws(() => loadConfig({ LIFEBOAT_PLATFORM: 'openstack' }, '/srv'), /LIFEBOAT_PLATFORM=openstack needs LIFEBOAT_KEYSTONE_URL/);
+  const ks = { LIFEBOAT_KEYSTONE_URL: 'http://ks:5000/v3', LIFEBOAT_KEYSTONE_USER: 'lifeboat', LIFEBOAT_KEYSTONE_PASSWORD: 'pw', LIFEBOAT_KEYSTONE_PROJECT: 'service' };
+  const d = loadConfig({ LIFEBOAT_PLATFORM: 'openstack', ...ks }, '/srv');
+  assert.equal(d.platform, 'openstack');
+  assert.deepEqual(d.openstack, { interface: 'public', region: null });
+  assert.equal(d.keystone?.userDomain, 'Default');
+  assert.equal(d.keystone?.projectDomain, 'Default');
+  const c = loadConfig({ LIFEBOAT_PLATFORM: 'openstack', ...ks, LIFEBOAT_OS_INTERFACE: 'internal', LIFEBOAT_OS_REGION: 'RegionTwo', LIFEBOAT_KEYSTONE_USER_DOMAIN: 'svc', LIFEBOAT_KEYSTONE_PROJECT_DOMAIN: 'svcp' }, '/srv');
+  assert.deepEqual(c.openstack, { interface: 'internal', region: 'RegionTwo' });
+  assert.equal(c.keystone?.userDomain, 'svc');
+  assert.equal(c.keystone?.projectDomain, 'svcp');
+  assert.throws(() => loadConfig({ LIFEBOAT_PLATFORM: 'openstack', ...ks, LIFEBOAT_OS_INTERFACE: 'private' }, '/srv'), /LIFEBOAT_OS_INTERFACE must be public, internal or admin/);
+});

@@ -24,7 +24,9 @@ export interface Config {
   /** libvirt platform: the connection URI and where QEMU puts NBD sockets and scratch files. */
   libvirt: { uri: string; scratchDir: string };
   identity: string;
-  keystone: { url: string; user: string; password: string; project: string } | null;
+  keystone: { url: string; user: string; password: string; project: string; userDomain: string; projectDomain: string } | null;
+  /** OpenStack platform: which catalog endpoints Lifeboat's service user calls (LIFEBOAT_OS_*). */
+  openstack: { interface: 'public' | 'internal' | 'admin'; region: string | null };
   policy: string | null;
   nodeName: string;
   restoreDir: string;
@@ -57,7 +59,7 @@ export interface Config {
 export class ConfigError extends Error {}
 
 /** The platforms LIFEBOAT_PLATFORM may name (platform/open.ts opens each). */
-export const PLATFORM_KINDS = ['local', 'libvirt'] as const;
+export const PLATFORM_KINDS = ['local', 'libvirt', 'openstack'] as const;
 export type PlatformKind = (typeof PLATFORM_KINDS)[number];
 
 function parsePlatform(env: Env): PlatformKind {
@@ -167,8 +169,14 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
     if (!user || !password || !project) {
       throw new ConfigError('LIFEBOAT_KEYSTONE_URL needs LIFEBOAT_KEYSTONE_USER, LIFEBOAT_KEYSTONE_PASSWORD and LIFEBOAT_KEYSTONE_PROJECT');
     }
-    keystone = { url: kUrl.replace(/\/+$/, ''), user, password, project };
+    const userDomain = nonEmpty(env, 'LIFEBOAT_KEYSTONE_USER_DOMAIN') ?? 'Default';
+    const projectDomain = nonEmpty(env, 'LIFEBOAT_KEYSTONE_PROJECT_DOMAIN') ?? 'Default';
+    keystone = { url: kUrl.replace(/\/+$/, ''), user, password, project, userDomain, projectDomain };
   }
+  const platform = parsePlatform(env);
+  // The OpenStack platform acts as Lifeboat's own Keystone user, and tenants' tokens must be
+  // the cloud's: the embedded identity cannot be used with it.
+  if (platform === 'openstack' && !keystone) throw new ConfigError('LIFEBOAT_PLATFORM=openstack needs LIFEBOAT_KEYSTONE_URL (and _USER, _PASSWORD, _PROJECT of Lifeboat\'s service user)');
 
   const publicHost = listen.host === '0.0.0.0' || listen.host === '::' ? hostname() : listen.host;
   const publicUrl = (nonEmpty(env, 'LIFEBOAT_PUBLIC_URL') ?? `http://${publicHost.includes(':') ? `[${publicHost}]` : publicHost}:${listen.port}`).replace(/\/+$/, '');
@@ -185,7 +193,8 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
     db,
     target,
     targetConnections,
-    platform: parsePlatform(env),
+    platform,
+    openstack: parseOpenStack(env),
     inventory: resolve(cwd, nonEmpty(env, 'LIFEBOAT_INVENTORY') ?? join(home, 'inventory.json')),
     libvirt: { uri: nonEmpty(env, 'LIFEBOAT_LIBVIRT_URI') ?? 'qemu:///system', scratchDir: resolve(cwd, nonEmpty(env, 'LIFEBOAT_LIBVIRT_SCRATCH_DIR') ?? join(home, 'libvirt-scratch')) },
     identity: resolve(cwd, nonEmpty(env, 'LIFEBOAT_IDENTITY') ?? join(home, 'identity.json')),
@@ -210,6 +219,13 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
     metricsListen: env.LIFEBOAT_METRICS_LISTEN === undefined ? null : parseListen(nonEmpty(env, 'LIFEBOAT_METRICS_LISTEN') ?? '', 'LIFEBOAT_METRICS_LISTEN'),
     auditRetentionDays: positiveInt(env, 'LIFEBOAT_AUDIT_RETENTION_DAYS', 90),
   };
+}
+
+/** LIFEBOAT_OS_INTERFACE (public|internal|admin, default public) and LIFEBOAT_OS_REGION (default: any). */
+function parseOpenStack(env: Env): Config['openstack'] {
+  const iface = nonEmpty(env, 'LIFEBOAT_OS_INTERFACE') ?? 'public';
+  if (iface !== 'public' && iface !== 'internal' && iface !== 'admin') throw new ConfigError(`LIFEBOAT_OS_INTERFACE must be public, internal or admin; got ${JSON.stringify(iface)}`);
+  return { interface: iface, region: nonEmpty(env, 'LIFEBOAT_OS_REGION') ?? null };
 }
 
 const TARGET_HELP = 'file://<absolute dir> or s3://<bucket>[/<prefix>][?endpoint=<http(s) url>&region=<name>]';

@@ -36,6 +36,10 @@ export interface Disk {
   /** Present for volume-backed disks. */
   volume_id?: string;
   volume_type?: string;
+  /** Volume-backed disks on OpenStack: the Cinder volume's name, size (GiB) and bootable flag. */
+  volume_name?: string;
+  volume_size?: number;
+  bootable?: boolean;
   /** Present for image-backed disks. */
   image_id?: string;
   image_name?: string;

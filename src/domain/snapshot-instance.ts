@@ -28,8 +28,8 @@ export function snapshotInstanceView(
     };
     if (d.volume_id) {
       v.volume_id = d.volume_id;
-      v.volume_name = d.volume_id;
-      v.volume_size = String(Math.max(1, Math.ceil(size / 2 ** 30)));
+      v.volume_name = d.volume_name || d.volume_id;
+      v.volume_size = String(d.volume_size ?? Math.max(1, Math.ceil(size / 2 ** 30)));
       v.volume_type = d.volume_type ?? 'local';
     } else {
       v.image_id = d.image_id ?? '';

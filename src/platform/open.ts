@@ -2,6 +2,8 @@ import { ValidationError } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import { LibvirtPlatform } from './libvirt/libvirt.platform.js';
 import { LocalPlatform } from './local/local.platform.js';
+import { OpenStackPlatform } from './openstack/openstack.platform.js';
+import { OpenStackSession } from '../openstack/session.js';
 import type { Platform } from './platform.js';
 
 /** Everything any platform may need from the configuration (app/ fills it from Config). */
@@ -13,6 +15,13 @@ export interface PlatformSettings {
   restoreDir: string;
   /** libvirt platform: LIFEBOAT_LIBVIRT_URI and LIFEBOAT_LIBVIRT_SCRATCH_DIR. */
   libvirt?: { uri: string; scratchDir: string };
+  /** OpenStack platform: Lifeboat's service user in Keystone and the catalog choice. */
+  openstack?: {
+    keystone: { url: string; user: string; password: string; project: string; userDomain: string; projectDomain: string };
+    interface: 'public' | 'internal' | 'admin';
+    region: string | null;
+    nodeName: string;
+  };
   logger?: Logger;
 }
 
@@ -27,7 +36,23 @@ export async function openPlatform(s: PlatformSettings): Promise<Platform> {
       return LocalPlatform.open({ inventoryPath: s.inventoryPath, restoreDir: s.restoreDir, logger: s.logger });
     case 'libvirt':
       return new LibvirtPlatform({ uri: s.libvirt?.uri ?? 'qemu:///system', scratchDir: s.libvirt?.scratchDir ?? s.restoreDir, restoreDir: s.restoreDir, logger: s.logger });
+    case 'openstack':
+      return openOpenStack(s);
     default:
-      throw new ValidationError(`Unknown platform ${JSON.stringify(s.kind)} (LIFEBOAT_PLATFORM must be local or libvirt)`);
+      throw new ValidationError(`Unknown platform ${JSON.stringify(s.kind)} (LIFEBOAT_PLATFORM must be local, libvirt or openstack)`);
   }
+}
+
+function openOpenStack(s: PlatformSettings): Platform {
+  const o = s.openstack;
+  if (!o) throw new ValidationError('LIFEBOAT_PLATFORM=openstack needs LIFEBOAT_KEYSTONE_URL and Lifeboat\'s service credentials');
+  const k = o.keystone;
+  const session = new OpenStackSession({
+    authUrl: k.url,
+    auth: { kind: 'password', username: k.user, password: k.password, userDomainName: k.userDomain, projectName: k.project, projectDomainName: k.projectDomain },
+    interface: o.interface,
+    region: o.region,
+    log: s.logger,
+  });
+  return new OpenStackPlatform({ session, nodeName: o.nodeName, scratchDir: s.libvirt?.scratchDir ?? s.restoreDir, logger: s.logger });
 }

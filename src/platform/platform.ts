@@ -16,6 +16,11 @@ export interface Platform {
 
   listInstances(projectId: string): Promise<Instance[]>;
   getInstance(projectId: string, instanceId: string): Promise<Instance | null>;
+  /**
+   * Why an existing instance cannot be protected now (e.g. an OpenStack server in BUILD or
+   * ERROR), or null. Optional: a platform without it can protect every instance it lists.
+   */
+  unprotectableReason?(inst: Instance): string | null;
 
   /**
    * Starts the backup of one instance: a point-in-time source for each of its disks and, on a

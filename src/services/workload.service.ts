@@ -113,6 +113,8 @@ export class WorkloadService {
     for (const id of ids) {
       const inst = await this.deps.platform.getInstance(ctx.projectId, id);
       if (!inst) throw new ValidationError(`Invalid instance: instance ${id} could not be found.`);
+      const why = this.deps.platform.unprotectableReason?.(inst);
+      if (why) throw new ValidationError(`Invalid instance: ${why}`);
       members.push({ id: inst.id, name: inst.name, metadata: {} });
     }
     const taken = await findMemberships(this.deps.db, ids);

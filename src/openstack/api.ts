@@ -1,0 +1,63 @@
+import { OpenStackError } from './errors.js';
+import type { OpenStackSession } from './session.js';
+import type { CinderVolume, GlanceImage, NeutronNetwork, NeutronPort, NeutronSecurityGroup, NeutronSubnet, NovaFlavor, NovaServer } from './types.js';
+
+/**
+ * Typed reads of the resources discovery needs. `null` = 404 (missing, or invisible to the
+ * session's identity); every other failure throws OpenStackError.
+ */
+export class OpenStackApi {
+  constructor(readonly session: OpenStackSession) {}
+
+  /** The servers of one project (the service identity is admin: all_tenants + project_id). */
+  async listServers(projectId: string): Promise<NovaServer[]> {
+    const q = new URLSearchParams({ all_tenants: '1', project_id: projectId });
+    const r = await this.session.call<{ servers: NovaServer[] }>('compute', 'GET', `/servers/detail?${q}`);
+    return r.data.servers;
+  }
+
+  async getServer(id: string): Promise<NovaServer | null> {
+    return orNull(this.session.call<{ server: NovaServer }>('compute', 'GET', `/servers/${encodeURIComponent(id)}`).then((r) => r.data.server));
+  }
+
+  async findFlavorByName(name: string): Promise<NovaFlavor | null> {
+    const r = await this.session.call<{ flavors: NovaFlavor[] }>('compute', 'GET', '/flavors/detail?is_public=None');
+    return r.data.flavors.find((f) => f.name === name) ?? null;
+  }
+
+  async getVolume(id: string): Promise<CinderVolume | null> {
+    return orNull(this.session.call<{ volume: CinderVolume }>('volumev3', 'GET', `/volumes/${encodeURIComponent(id)}`).then((r) => r.data.volume));
+  }
+
+  async serverPorts(serverId: string): Promise<NeutronPort[]> {
+    const r = await this.session.call<{ ports: NeutronPort[] }>('network', 'GET', `/ports?device_id=${encodeURIComponent(serverId)}`);
+    return r.data.ports;
+  }
+
+  async getNetwork(id: string): Promise<NeutronNetwork | null> {
+    return orNull(this.session.call<{ network: NeutronNetwork }>('network', 'GET', `/networks/${encodeURIComponent(id)}`).then((r) => r.data.network));
+  }
+
+  async getSubnet(id: string): Promise<NeutronSubnet | null> {
+    return orNull(this.session.call<{ subnet: NeutronSubnet }>('network', 'GET', `/subnets/${encodeURIComponent(id)}`).then((r) => r.data.subnet));
+  }
+
+  async projectSecurityGroups(projectId: string): Promise<NeutronSecurityGroup[]> {
+    const r = await this.session.call<{ security_groups: NeutronSecurityGroup[] }>('network', 'GET', `/security-groups?project_id=${encodeURIComponent(projectId)}`);
+    return r.data.security_groups;
+  }
+
+  async getImage(id: string): Promise<GlanceImage | null> {
+    return orNull(this.session.call<GlanceImage>('image', 'GET', `/images/${encodeURIComponent(id)}`).then((r) => r.data));
+  }
+}
+
+/** A 404 as null; anything else rethrown. */
+export async function orNull<T>(p: Promise<T>): Promise<T | null> {
+  try {
+    return await p;
+  } catch (e) {
+    if (e instanceof OpenStackError && e.status === 404) return null;
+    throw e;
+  }
+}
