@@ -1,14 +1,12 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
-import { loadConfig } from '../src/config/config.js';
-import { startLifeboat, type Lifeboat } from '../src/app/app.js';
-import { silentLogger } from '../src/lib/logger.js';
-import { freePort, waitFor } from '../src/lib/testing.js';
-import { OS_AUTH_URL, OS_PASSWORD, OsFixture, openstackSkip, passwordSession, type OsProject, type OsUser } from './openstack.js';
+import type { Lifeboat } from '../src/app/app.js';
+import { waitFor } from '../src/lib/testing.js';
+import { OS_PASSWORD, OsFixture, openstackSkip, passwordSession, startOsLifeboat, tokenOf, workloadBody, type OsLifeboat, type OsProject, type OsUser } from './openstack.js';
 
 /**
  * LIFEBOAT_PLATFORM=openstack against the loopback stack: tenants' tokens are validated by the
@@ -20,8 +18,7 @@ const skip = await openstackSkip();
 interface World {
   f: OsFixture;
   lb: Lifeboat;
-  url: string;
-  home: string;
+  os: OsLifeboat;
   p1: OsProject;
   p2: OsProject;
   member1: OsUser;
@@ -71,22 +68,11 @@ before(async () => {
     });
     await waitFor(async () => (await ops1.call<{ volume: { status: string } }>('volumev3', 'GET', `/volumes/${vol.id}`)).data.volume.status === 'in-use', 60_000, 'volume in-use');
 
-    const home = mkdtempSync(join(tmpdir(), 'lifeboat-os-'));
-    const policy = join(home, 'policy.yaml');
+    const policy = join(tmpdir(), `${f.run}-policy.yaml`);
     writeFileSync(policy, '"workload:workload_create": "role:member or role:admin"\n');
-    const env = {
-      LIFEBOAT_HOME: home,
-      LIFEBOAT_LISTEN: `127.0.0.1:${await freePort()}`,
-      LIFEBOAT_PLATFORM: 'openstack',
-      LIFEBOAT_KEYSTONE_URL: OS_AUTH_URL,
-      LIFEBOAT_KEYSTONE_USER: svc.name,
-      LIFEBOAT_KEYSTONE_PASSWORD: svc.password,
-      LIFEBOAT_KEYSTONE_PROJECT: 'service',
-      LIFEBOAT_OS_REGION: 'RegionOne',
-      LIFEBOAT_POLICY: policy,
-    };
-    const lb = await startLifeboat(loadConfig(env, home), { role: 'all', demo: false, log: silentLogger });
-    w = { f, lb, url: `http://${lb.address}`, home, p1, p2, member1, reader1, member2, serverA, serverB, serverErr, volumeId: vol.id, imageId, netId: net.id, sg };
+    f.onCleanup('policy file', async () => rmSync(policy, { force: true }));
+    const os = await startOsLifeboat(svc, { LIFEBOAT_POLICY: policy });
+    w = { f, os, lb: os.lb, p1, p2, member1, reader1, member2, serverA, serverB, serverErr, volumeId: vol.id, imageId, netId: net.id, sg };
   } catch (e) {
     await f.cleanup();
     throw e;
@@ -95,26 +81,11 @@ before(async () => {
 
 after(async () => {
   if (!w) return;
-  await w.lb.close();
-  rmSync(w.home, { recursive: true, force: true });
+  await w.os.close();
   assert.deepEqual(await w.f.cleanup(), []);
 });
 
-async function tokenOf(u: OsUser, p: OsProject): Promise<string> {
-  return (await passwordSession(u.name, u.password, p.name).tokenInfo()).token;
-}
-
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-async function api(token: string | null, method: string, path: string, body?: unknown): Promise<{ status: number; json: any; headers: Headers }> {
-  const headers: Record<string, string> = { accept: 'application/json' };
-  if (token) headers['x-auth-token'] = token;
-  if (body !== undefined) headers['content-type'] = 'application/json';
-  const r = await fetch(`${w.url}${path}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
-  const text = await r.text();
-  return { status: r.status, json: text ? JSON.parse(text) : undefined, headers: r.headers };
-}
-
-const workloadBody = (ids: string[]) => ({ workload: { name: 'wl', workload_type_id: null, source_platform: 'openstack', instances: ids.map((id) => ({ 'instance-id': id })), jobschedule: {}, metadata: {} } });
+const api = (token: string | null, method: string, path: string, body?: unknown) => w.os.api(token, method, path, body);
 
 test('tokens are validated by the real Keystone; policy follows Keystone roles', { skip }, async () => {
   const { p1 } = w;

@@ -1,4 +1,11 @@
 import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startLifeboat, type Lifeboat } from '../src/app/app.js';
+import { loadConfig } from '../src/config/config.js';
+import { silentLogger } from '../src/lib/logger.js';
+import { freePort } from '../src/lib/testing.js';
 import { OpenStackError } from '../src/openstack/errors.js';
 import { OpenStackSession, type ServiceType } from '../src/openstack/session.js';
 
@@ -185,3 +192,56 @@ export class OsFixture {
     }, ms, `server ${id} to be ${want}`);
   }
 }
+
+/** A Lifeboat with LIFEBOAT_PLATFORM=openstack acting as `svc`, on a free port with a temp home. */
+export interface OsLifeboat {
+  lb: Lifeboat;
+  url: string;
+  home: string;
+  api(token: string | null, method: string, path: string, body?: unknown): Promise<{ status: number; json: any; headers: Headers }>; // eslint-disable-line @typescript-eslint/no-explicit-any
+  close(): Promise<void>;
+}
+
+export async function startOsLifeboat(svc: OsUser, env: Record<string, string> = {}): Promise<OsLifeboat> {
+  const home = mkdtempSync(join(tmpdir(), 'lifeboat-os-'));
+  const config = loadConfig(
+    {
+      LIFEBOAT_HOME: home,
+      LIFEBOAT_LISTEN: `127.0.0.1:${await freePort()}`,
+      LIFEBOAT_PLATFORM: 'openstack',
+      LIFEBOAT_KEYSTONE_URL: OS_AUTH_URL,
+      LIFEBOAT_KEYSTONE_USER: svc.name,
+      LIFEBOAT_KEYSTONE_PASSWORD: svc.password,
+      LIFEBOAT_KEYSTONE_PROJECT: 'service',
+      LIFEBOAT_OS_REGION: 'RegionOne',
+      LIFEBOAT_JOB_LEASE: '5',
+      ...env,
+    },
+    home,
+  );
+  const lb = await startLifeboat(config, { role: 'all', demo: false, log: silentLogger });
+  const url = `http://${lb.address}`;
+  return {
+    lb,
+    url,
+    home,
+    async api(token, method, path, body) {
+      const headers: Record<string, string> = { accept: 'application/json' };
+      if (token) headers['x-auth-token'] = token;
+      if (body !== undefined) headers['content-type'] = 'application/json';
+      const r = await fetch(`${url}${path}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+      const text = await r.text();
+      return { status: r.status, json: text ? JSON.parse(text) : undefined, headers: r.headers };
+    },
+    async close() {
+      await lb.close();
+      rmSync(home, { recursive: true, force: true });
+    },
+  };
+}
+
+export async function tokenOf(u: OsUser, p: OsProject): Promise<string> {
+  return (await passwordSession(u.name, u.password, p.name).tokenInfo()).token;
+}
+
+export const workloadBody = (ids: string[]) => ({ workload: { name: 'wl', workload_type_id: null, source_platform: 'openstack', instances: ids.map((id) => ({ 'instance-id': id })), jobschedule: {}, metadata: {} } });

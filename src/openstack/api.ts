@@ -1,6 +1,6 @@
 import { OpenStackError } from './errors.js';
 import type { OpenStackSession } from './session.js';
-import type { CinderVolume, GlanceImage, NeutronNetwork, NeutronPort, NeutronSecurityGroup, NeutronSubnet, NovaFlavor, NovaServer } from './types.js';
+import type { CinderSnapshot, CinderVolume, GlanceImage, NeutronNetwork, NeutronPort, NeutronSecurityGroup, NeutronSubnet, NovaFlavor, NovaServer } from './types.js';
 
 /**
  * Typed reads of the resources discovery needs. `null` = 404 (missing, or invisible to the
@@ -49,6 +49,48 @@ export class OpenStackApi {
 
   async getImage(id: string): Promise<GlanceImage | null> {
     return orNull(this.session.call<GlanceImage>('image', 'GET', `/images/${encodeURIComponent(id)}`).then((r) => r.data));
+  }
+
+  // --- Cinder and Glance calls of the API-only data path (README §7.4) ---
+
+  async createSnapshot(volumeId: string, name: string): Promise<CinderSnapshot> {
+    const r = await this.session.call<{ snapshot: CinderSnapshot }>('volumev3', 'POST', '/snapshots', { json: { snapshot: { volume_id: volumeId, force: true, name } } });
+    return r.data.snapshot;
+  }
+
+  async getSnapshot(id: string): Promise<CinderSnapshot | null> {
+    return orNull(this.session.call<{ snapshot: CinderSnapshot }>('volumev3', 'GET', `/snapshots/${encodeURIComponent(id)}`).then((r) => r.data.snapshot));
+  }
+
+  async deleteSnapshot(id: string): Promise<void> {
+    await orNull(this.session.call('volumev3', 'DELETE', `/snapshots/${encodeURIComponent(id)}`));
+  }
+
+  async createVolume(body: { size: number; name: string; snapshot_id?: string; imageRef?: string; volume_type?: string; availability_zone?: string }): Promise<CinderVolume> {
+    const r = await this.session.call<{ volume: CinderVolume }>('volumev3', 'POST', '/volumes', { json: { volume: body } });
+    return r.data.volume;
+  }
+
+  async deleteVolume(id: string): Promise<void> {
+    await orNull(this.session.call('volumev3', 'DELETE', `/volumes/${encodeURIComponent(id)}`));
+  }
+
+  /** os-volume_upload_image of an available volume (never `force`: clouds refuse it by default). */
+  async uploadVolumeToImage(volumeId: string, imageName: string): Promise<string> {
+    const r = await this.session.call<{ 'os-volume_upload_image': { image_id: string } }>('volumev3', 'POST', `/volumes/${encodeURIComponent(volumeId)}/action`, {
+      json: { 'os-volume_upload_image': { image_name: imageName, disk_format: 'raw', container_format: 'bare', force: false } },
+    });
+    return r.data['os-volume_upload_image'].image_id;
+  }
+
+  async deleteImage(id: string): Promise<void> {
+    await orNull(this.session.call('image', 'DELETE', `/images/${encodeURIComponent(id)}`));
+  }
+
+  /** The image's bytes as a stream (the caller consumes or cancels the body). */
+  async downloadImage(id: string, timeoutMs: number): Promise<Response> {
+    const r = await this.session.call<Response>('image', 'GET', `/images/${encodeURIComponent(id)}/file`, { raw: true, timeoutMs, headers: { accept: 'application/octet-stream' } });
+    return r.data;
   }
 }
 

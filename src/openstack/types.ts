@@ -89,3 +89,11 @@ export interface GlanceImage {
   size?: number | null;
   [property: string]: unknown;
 }
+
+export interface CinderSnapshot {
+  id: string;
+  name: string | null;
+  status: string;
+  size: number;
+  volume_id: string;
+}

@@ -1,10 +1,14 @@
-import type { Instance } from '../../domain/instance.js';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import path from 'node:path';
+import type { Disk, Instance } from '../../domain/instance.js';
 import { isUuid } from '../../lib/ids.js';
 import { silentLogger, type Logger } from '../../lib/logger.js';
 import { OpenStackApi } from '../../openstack/api.js';
 import type { OpenStackSession } from '../../openstack/session.js';
-import type { BackupSession, BeginBackupOptions, NewInstanceSpec, Platform, PreparedInstance, RestoreTag } from '../platform.js';
+import { openFileDiskSource } from '../disk-io/file-disk.js';
+import type { BackupDisk, BackupSession, BeginBackupOptions, DiskSource, NewInstanceSpec, Platform, PreparedInstance, RestoreTag } from '../platform.js';
 import { describeServers, unprotectableReason } from './discovery.js';
+import { exportVolume } from './volume-export.js';
 
 export interface OpenStackPlatformOptions {
   /** Lifeboat's service identity (admin + service roles): discovery sees every project's servers and their hosts. */
@@ -48,8 +52,51 @@ export class OpenStackPlatform implements Platform {
     return unprotectableReason(inst);
   }
 
-  beginBackup(_instance: Instance, _opts: BeginBackupOptions): Promise<BackupSession> {
-    return Promise.reject(new Error('backups of OpenStack servers are not available yet'));
+  /**
+   * API-only backup (no Lifeboat worker on the server's host): every Cinder volume of the
+   * server is exported through a snapshot, a temporary volume and a Glance upload into a local
+   * sparse file in the scratch directory, which `end()` deletes. No changed-block tracking on
+   * this path (every snapshot reads the volumes in full; the repository dedups). A root disk
+   * that is not a volume cannot be read through the APIs here: the backup fails naming it.
+   */
+  async beginBackup(instance: Instance, _opts: BeginBackupOptions): Promise<BackupSession> {
+    for (const d of instance.disks) {
+      if (!d.volume_id) throw new Error(`Disk ${d.device} of server ${instance.name} (${instance.id}) is a local image-backed disk; it can be read only by a Lifeboat worker on the server's compute host, and none serves it`);
+    }
+    await mkdir(this.opts.scratchDir, { recursive: true, mode: 0o700 });
+    const dir = await mkdtemp(path.join(this.opts.scratchDir, 'os-backup-'));
+    const disks: BackupDisk[] = [];
+    const release = async () => {
+      await Promise.all(disks.map((d) => d.source.close().catch(() => undefined)));
+      await rm(dir, { recursive: true, force: true });
+    };
+    try {
+      for (const disk of instance.disks) disks.push({ disk, source: await this.exportDisk(instance, disk, dir) });
+    } catch (e) {
+      await release();
+      throw e;
+    }
+    let ended = false;
+    return {
+      disks,
+      checkpoint: null,
+      warnings: [],
+      end: async () => {
+        if (ended) return;
+        ended = true;
+        await release();
+      },
+    };
+  }
+
+  private async exportDisk(instance: Instance, disk: Disk, dir: string): Promise<DiskSource> {
+    const volumeId = disk.volume_id!;
+    const started = Date.now();
+    const size = disk.volume_size ?? (await this.api.getVolume(volumeId))?.size;
+    if (!size) throw new Error(`Cinder volume ${volumeId} of server ${instance.name} (${instance.id}) no longer exists`);
+    const out = await exportVolume(this.api, volumeId, size, dir, this.log);
+    this.log.info({ server: instance.id, volume: volumeId, bytes: out.size, ms: Date.now() - started }, 'volume exported through Cinder and Glance');
+    return openFileDiskSource(out.file);
   }
 
   createInstance(_projectId: string, _spec: NewInstanceSpec, _tag: RestoreTag): Promise<PreparedInstance> {

@@ -1,0 +1,98 @@
+import { randomUUID } from 'node:crypto';
+import { rm } from 'node:fs/promises';
+import path from 'node:path';
+import type { OpenStackApi } from '../../openstack/api.js';
+import { waitUntil } from '../../openstack/wait.js';
+import { FileDiskSink } from '../disk-io/file-disk.js';
+import type { Logger } from '../../lib/logger.js';
+import { Temporaries } from './temporaries.js';
+
+/**
+ * The API-only export of one Cinder volume (OpenStack-in-a-box README §7.4), for volumes with
+ * no Lifeboat worker on their compute host:
+ *   snapshot (`force`, the volume may be in use) → volume from the snapshot → upload that
+ *   volume to Glance (never `force` upload: clouds refuse it by default) → stream
+ *   `GET /v2/images/{id}/file` into a sparse local file → delete image, volume, snapshot.
+ * The three temporaries belong to Lifeboat's service project (not the tenant's quota). Each is
+ * registered the moment it exists and all are removed before this returns or throws (success,
+ * failure, cancel through `signal`); a removal failure fails the export naming the leftover.
+ * Returns the local file (the caller deletes it).
+ */
+export interface VolumeExport {
+  file: string;
+  size: number;
+}
+
+const STEP_TIMEOUT_MS = 30 * 60_000;
+
+export async function exportVolume(api: OpenStackApi, volumeId: string, sizeGiB: number, dir: string, log: Logger, signal?: AbortSignal): Promise<VolumeExport> {
+  const temps = new Temporaries(log);
+  let result: VolumeExport | undefined;
+  try {
+    result = await exportThrough(api, temps, volumeId, sizeGiB, dir, signal);
+  } finally {
+    const left = await temps.removeAll();
+    if (left.length > 0) {
+      if (result) await rm(result.file, { force: true });
+      // eslint-disable-next-line no-unsafe-finally
+      throw new Error(`could not remove temporaries of volume ${volumeId}: ${left.join('; ')}`);
+    }
+  }
+  return result;
+}
+
+async function exportThrough(api: OpenStackApi, temps: Temporaries, volumeId: string, sizeGiB: number, dir: string, signal?: AbortSignal): Promise<VolumeExport> {
+  const tag = `lifeboat-tmp-${volumeId.slice(0, 8)}-${randomUUID().slice(0, 8)}`;
+  const failed = (v: { status: string }) => (v.status.startsWith('error') ? v.status : null);
+  const wait = { timeoutMs: STEP_TIMEOUT_MS, signal, failed };
+
+  const snap = await api.createSnapshot(volumeId, tag);
+  const snapKey = `Cinder snapshot ${snap.id}`;
+  temps.add(snapKey, () => api.deleteSnapshot(snap.id));
+  await waitUntil(snapKey, () => api.getSnapshot(snap.id), (s) => s.status === 'available', wait);
+
+  const vol = await api.createVolume({ size: sizeGiB, name: tag, snapshot_id: snap.id });
+  const volKey = `Cinder volume ${vol.id}`;
+  temps.add(volKey, () => removeVolume(api, vol.id));
+  await waitUntil(volKey, () => api.getVolume(vol.id), (v) => v.status === 'available', wait);
+
+  const imageId = await api.uploadVolumeToImage(vol.id, tag);
+  const imageKey = `Glance image ${imageId}`;
+  temps.add(imageKey, () => api.deleteImage(imageId));
+  const image = await waitUntil(imageKey, () => api.getImage(imageId), (i) => i.status === 'active', { ...wait, failed: (i) => (i.status === 'killed' || i.status === 'deleted' ? i.status : null) });
+  const size = Number(image?.size ?? sizeGiB * 2 ** 30);
+
+  const target = path.join(dir, `${tag}.raw`);
+  await download(api, imageId, target, size, signal);
+  return { file: target, size };
+}
+
+/** Streams the image into a sparse file (all-zero blocks become holes). */
+async function download(api: OpenStackApi, imageId: string, target: string, size: number, signal?: AbortSignal): Promise<void> {
+  const sink = await FileDiskSink.create(target, size);
+  try {
+    const res = await api.downloadImage(imageId, STEP_TIMEOUT_MS);
+    let pos = 0;
+    for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+      signal?.throwIfAborted();
+      const buf = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+      if (pos + buf.length > size) throw new Error(`Glance image ${imageId} is longer than its size ${size}`);
+      await sink.write(buf, pos);
+      pos += buf.length;
+    }
+    if (pos !== size) throw new Error(`Glance image ${imageId}: got ${pos} of ${size} bytes`);
+    await sink.commit();
+  } catch (e) {
+    await sink.abort().catch(() => undefined);
+    await rm(target, { force: true });
+    throw e;
+  }
+}
+
+/** Deletes a volume and waits until it is gone (its snapshot can be deleted only then). */
+async function removeVolume(api: OpenStackApi, id: string): Promise<void> {
+  // A volume still uploading (or detaching) cannot be deleted yet: wait for a settled state.
+  await waitUntil(`Cinder volume ${id}`, () => api.getVolume(id), (v) => !['uploading', 'creating', 'downloading', 'attaching', 'detaching'].includes(v.status), { timeoutMs: STEP_TIMEOUT_MS, goneIsDone: true });
+  await api.deleteVolume(id);
+  await waitUntil(`deletion of Cinder volume ${id}`, () => api.getVolume(id), () => false, { timeoutMs: STEP_TIMEOUT_MS, goneIsDone: true, failed: (v) => (v.status === 'error_deleting' ? v.status : null) });
+}
