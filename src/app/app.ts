@@ -42,6 +42,8 @@ import { createSmtpMailer, notifySnapshotFinished, notifyRestoreFinished } from 
 import { policyRoutes } from '../http/policies.routes.js';
 import { quotaRoutes } from '../http/quotas.routes.js';
 import { settingRoutes } from '../http/settings.routes.js';
+import { trustRoutes } from '../http/trusts.routes.js';
+import { TrustService } from '../services/trust.service.js';
 import { JobRunner } from '../jobs/runner.js';
 import { workloadJobHandlers } from '../jobs/workload.job.js';
 import { buildHttpServer } from '../http/server.js';
@@ -284,6 +286,7 @@ export async function startLifeboat(config: Config, o: StartOptions): Promise<Li
           policyRoutes({ policies, policy }),
           quotaRoutes({ quotas }),
           settingRoutes({ settings, policy }),
+          trustRoutes({ trusts: new TrustService({ db: store.db, clock, broker: platform.trusts ?? null }) }),
           drRoutes({ workloads, imports, orphans, reassign, publicUrl: config.publicUrl }),
           adminRoutes({ usage, audit }),
         ],

@@ -3,6 +3,7 @@ import type { Logger } from '../lib/logger.js';
 import { LibvirtPlatform } from './libvirt/libvirt.platform.js';
 import { LocalPlatform } from './local/local.platform.js';
 import { OpenStackPlatform } from './openstack/openstack.platform.js';
+import { KeystoneTrustBroker } from './openstack/trust-broker.js';
 import { OpenStackSession } from '../openstack/session.js';
 import type { Platform } from './platform.js';
 
@@ -47,12 +48,13 @@ function openOpenStack(s: PlatformSettings): Platform {
   const o = s.openstack;
   if (!o) throw new ValidationError('LIFEBOAT_PLATFORM=openstack needs LIFEBOAT_KEYSTONE_URL and Lifeboat\'s service credentials');
   const k = o.keystone;
-  const session = new OpenStackSession({
+  const options = {
     authUrl: k.url,
-    auth: { kind: 'password', username: k.user, password: k.password, userDomainName: k.userDomain, projectName: k.project, projectDomainName: k.projectDomain },
+    auth: { kind: 'password' as const, username: k.user, password: k.password, userDomainName: k.userDomain, projectName: k.project, projectDomainName: k.projectDomain },
     interface: o.interface,
     region: o.region,
     log: s.logger,
-  });
-  return new OpenStackPlatform({ session, nodeName: o.nodeName, scratchDir: s.libvirt?.scratchDir ?? s.restoreDir, logger: s.logger });
+  };
+  const session = new OpenStackSession(options);
+  return new OpenStackPlatform({ session, trusts: new KeystoneTrustBroker(session, options), nodeName: o.nodeName, scratchDir: s.libvirt?.scratchDir ?? s.restoreDir, logger: s.logger });
 }

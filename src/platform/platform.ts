@@ -21,6 +21,8 @@ export interface Platform {
    * ERROR), or null. Optional: a platform without it can protect every instance it lists.
    */
   unprotectableReason?(inst: Instance): string | null;
+  /** Delegation for work done later in a tenant's name (OpenStack: Keystone trusts); absent elsewhere. */
+  readonly trusts?: TrustBroker;
 
   /**
    * Starts the backup of one instance: a point-in-time source for each of its disks and, on a
@@ -59,6 +61,24 @@ export interface Platform {
    * ValidationError / InvalidStateError / NotFoundError (4xx); changes nothing.
    */
   checkRestore?(projectId: string, plan: RestorePlan, snapshot: Snapshot): Promise<void>;
+}
+
+/**
+ * Trusts from a tenant user to Lifeboat's service identity (the vendor's /trusts API). A trust
+ * lets a scheduled snapshot or a restore act in the user's project long after the user's
+ * token expired.
+ */
+export interface TrustBroker {
+  /**
+   * Creates a trust from the caller (whose own token `userToken` is needed: only a trustor may
+   * delegate) to Lifeboat for the caller's project with `roleNames`; returns its id. A role the
+   * caller does not hold is refused (ValidationError).
+   */
+  create(userToken: string, caller: { userId: string; projectId: string }, roleNames: string[]): Promise<string>;
+  /** Removes the trust; an already removed one is fine. */
+  delete(trustId: string): Promise<void>;
+  /** Whether Lifeboat can act through the trust now (Keystone issues a token for it). */
+  validate(trustId: string): Promise<boolean>;
 }
 
 /** Which restore made a partial instance or temp file (for cleanup after a crash). */

@@ -8,11 +8,14 @@ import type { OpenStackSession } from '../../openstack/session.js';
 import { openFileDiskSource } from '../disk-io/file-disk.js';
 import type { BackupDisk, BackupSession, BeginBackupOptions, DiskSource, NewInstanceSpec, Platform, PreparedInstance, RestoreTag } from '../platform.js';
 import { describeServers, unprotectableReason } from './discovery.js';
+import type { KeystoneTrustBroker } from './trust-broker.js';
 import { exportVolume } from './volume-export.js';
 
 export interface OpenStackPlatformOptions {
   /** Lifeboat's service identity (admin + service roles): discovery sees every project's servers and their hosts. */
   session: OpenStackSession;
+  /** Keystone trusts to the service user (the vendor's /trusts API; scheduled work). */
+  trusts: KeystoneTrustBroker;
   /** LIFEBOAT_NODE_NAME: the compute host this worker serves (compute-host data path). */
   nodeName: string;
   /** Where temporary copies of disks go (API-only data path). */
@@ -28,10 +31,12 @@ export interface OpenStackPlatformOptions {
 export class OpenStackPlatform implements Platform {
   readonly name = 'openstack';
   readonly api: OpenStackApi;
+  readonly trusts: KeystoneTrustBroker;
   private readonly log: Logger;
 
   constructor(readonly opts: OpenStackPlatformOptions) {
     this.api = new OpenStackApi(opts.session);
+    this.trusts = opts.trusts;
     this.log = (opts.logger ?? silentLogger).child({ platform: 'openstack' });
   }
 
