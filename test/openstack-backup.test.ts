@@ -66,13 +66,13 @@ before(async () => {
   rootVol = (s['os-extended-volumes:volumes_attached'] as { id: string }[])[0]!.id;
   const vol = await f.create<{ id: string }>(ops, 'volumev3', '/volumes', 'volume', { size: 1, name: f.name('data') }, true);
   dataVol = vol.id;
-  await pollFor(async () => (await ops.call<{ volume: { status: string } }>('volumev3', 'GET', `/volumes/${dataVol}`)).data.volume.status === 'available', 60_000, 'data volume');
+  await pollFor(async () => (await ops.call<{ volume: { status: string } }>('volumev3', 'GET', `/volumes/${dataVol}`)).data.volume.status === 'available', 300_000, 'data volume');
   await ops.call('compute', 'POST', `/servers/${server}/os-volume_attachments`, { json: { volumeAttachment: { volumeId: dataVol } } });
   f.onCleanup('detach', async () => {
     await ops.call('compute', 'DELETE', `/servers/${server}/os-volume_attachments/${dataVol}`);
-    await pollFor(async () => (await ops.call<{ volume: { status: string } }>('volumev3', 'GET', `/volumes/${dataVol}`)).data.volume.status === 'available', 60_000, 'volume detached');
+    await pollFor(async () => (await ops.call<{ volume: { status: string } }>('volumev3', 'GET', `/volumes/${dataVol}`)).data.volume.status === 'available', 300_000, 'volume detached');
   });
-  await pollFor(async () => (await ops.call<{ volume: { status: string } }>('volumev3', 'GET', `/volumes/${dataVol}`)).data.volume.status === 'in-use', 60_000, 'volume in-use');
+  await pollFor(async () => (await ops.call<{ volume: { status: string } }>('volumev3', 'GET', `/volumes/${dataVol}`)).data.volume.status === 'in-use', 300_000, 'volume in-use');
   pattern(dataVol, 0, 65536, 0x11);
   pattern(dataVol, 100 << 20, 4096, 0x22);
   pattern(dataVol, (1 << 30) - 4096, 4096, 0x33);
@@ -89,12 +89,12 @@ function sha256(path: string): string {
   return createHash('sha256').update(readFileSync(path)).digest('hex');
 }
 
-test('API-only snapshot of a boot-from-volume server: every volume byte for byte, no temporaries left', { skip }, async () => {
+test('API-only snapshot of a boot-from-volume server and its restore into a new server: byte for byte, no temporaries left', { skip }, async () => {
   const token = await tokenOf(member, p1);
   const made = await os.api(token, 'POST', `/v1/${p1.id}/workloads`, workloadBody([server]));
   assert.equal(made.status, 202, JSON.stringify(made.json));
   const wid = made.json.workload.id as string;
-  await waitFor(async () => (await os.api(token, 'GET', `/v1/${p1.id}/workloads/${wid}`)).json.workload.status === 'available', 30_000, 'workload available');
+  await waitFor(async () => (await os.api(token, 'GET', `/v1/${p1.id}/workloads/${wid}`)).json.workload.status === 'available', 120_000, 'workload available');
   const expected = new Map([
     [rootVol, sha256(volumeFile(rootVol))],
     [dataVol, sha256(volumeFile(dataVol))],
@@ -125,4 +125,65 @@ test('API-only snapshot of a boot-from-volume server: every volume byte for byte
     }
   }
   assert.deepEqual(await temporaries(), [], 'no temporary snapshot, volume or image is left');
+
+  // Selective restore into a new server of the member's project, through the member's trust.
+  const trust = await os.api(token, 'POST', `/v1/${p1.id}/trusts`, { trusts: { role_name: 'member', is_cloud_trust: false } });
+  assert.equal(trust.status, 200, JSON.stringify(trust.json));
+  const trustName = trust.json.trust[0].name as string;
+  const restoredName = f.name('restored');
+  const rr = await os.api(token, 'POST', `/v1/${p1.id}/workloads/${wid}/snapshots/${sid}/restores`, {
+    restore: { options: { type: 'openstack', oneclickrestore: false, restore_type: 'selective', openstack: { instances: [{ id: server, include: true, name: restoredName, vdisks: [] }] } } },
+  });
+  assert.equal(rr.status, 202, JSON.stringify(rr.json));
+  const rid = rr.json.restore.id as string;
+  const t1 = Date.now();
+  const done = await pollFor(async () => {
+    const x = (await os.api(token, 'GET', `/v1/${p1.id}/workloads/${wid}/snapshots/${sid}/restores/${rid}`)).json.restore;
+    return ['available', 'error'].includes(x.status) ? x : null;
+  }, 900_000, 'restore done');
+  const newId = (done.instances as { id: string }[])[0]?.id;
+  if (newId) registerRestored(newId);
+  assert.equal(done.status, 'available', done.error_msg);
+  console.log(`API-only restore of 2 × 1 GiB volumes into a new server: ${((Date.now() - t1) / 1000).toFixed(1)} s`);
+  assert.ok(newId && newId !== server);
+  const ns = (await f.admin.call<{ server: Record<string, any> }>('compute', 'GET', `/servers/${newId}`)).data.server; // eslint-disable-line @typescript-eslint/no-explicit-any
+  assert.equal(ns.status, 'ACTIVE');
+  assert.equal(ns.tenant_id, p1.id);
+  assert.equal(ns.name, restoredName);
+  const newVols = (ns['os-extended-volumes:volumes_attached'] as { id: string }[]).map((v) => v.id);
+  assert.equal(newVols.length, 2);
+  assert.deepEqual(newVols.map((v) => sha256(volumeFile(v))).sort(), [...expected.values()].sort(), 'the restored volumes equal the originals at snapshot time');
+  assert.deepEqual(await temporaries(), [], 'no temporary image is left after the restore');
+
+  // A restore Nova refuses (an unknown availability zone) after the volumes were made: the
+  // restore fails naming the call and its request id, and everything it created is removed.
+  const failedName = f.name('refused');
+  const bad = await os.api(token, 'POST', `/v1/${p1.id}/workloads/${wid}/snapshots/${sid}/restores`, {
+    restore: { options: { type: 'openstack', oneclickrestore: false, restore_type: 'selective', openstack: { instances: [{ id: server, include: true, name: failedName, availability_zone: `${f.run}-no-such-az`, vdisks: [] }] } } },
+  });
+  assert.equal(bad.status, 202, JSON.stringify(bad.json));
+  const failed = await pollFor(async () => {
+    const x = (await os.api(token, 'GET', `/v1/${p1.id}/workloads/${wid}/snapshots/${sid}/restores/${bad.json.restore.id}`)).json.restore;
+    return ['available', 'error'].includes(x.status) ? x : null;
+  }, 900_000, 'refused restore done');
+  assert.equal(failed.status, 'error');
+  assert.match(failed.error_msg, /Nova POST \/servers failed: HTTP 400: .*availability zone.*\(request id req-[0-9a-f-]{36}\)/);
+  const vols = (await f.admin.call<{ volumes: { name: string }[] }>('volumev3', 'GET', '/volumes?all_tenants=1')).data.volumes;
+  assert.deepEqual(vols.filter((v) => (v.name ?? '').startsWith(failedName)), [], 'the volumes of the failed restore are removed');
+  assert.deepEqual(await temporaries(), [], 'no temporary image is left after the failed restore');
+  assert.equal((await os.api(token, 'DELETE', `/v1/${p1.id}/trusts/${trustName}`)).status, 200);
 });
+
+/** The restored server and its volumes are the test's to delete (server first, then its volumes). */
+function registerRestored(serverId: string): void {
+  f.onCleanup(`restored server ${serverId}`, async () => {
+    const s = (await f.admin.call<{ server: { 'os-extended-volumes:volumes_attached': { id: string }[] } }>('compute', 'GET', `/servers/${serverId}`, { expect: [200, 404] })).data?.server;
+    const vols = s ? s['os-extended-volumes:volumes_attached'].map((v) => v.id) : [];
+    await f.admin.call('compute', 'DELETE', `/servers/${serverId}`, { expect: [204, 404] });
+    await pollFor(async () => (await f.admin.call('compute', 'GET', `/servers/${serverId}`, { expect: [200, 404] })).status === 404, 300_000, 'restored server gone');
+    for (const v of vols) {
+      await pollFor(async () => ['available', 'error'].includes((await f.admin.call<{ volume: { status: string } }>('volumev3', 'GET', `/volumes/${v}`)).data.volume.status), 300_000, 'restored volume detached');
+      await f.admin.call('volumev3', 'DELETE', `/volumes/${v}`);
+    }
+  });
+}

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import type { Lifeboat } from '../src/app/app.js';
 import { waitFor } from '../src/lib/testing.js';
-import { OS_PASSWORD, OsFixture, openstackSkip, passwordSession, startOsLifeboat, tokenOf, workloadBody, type OsLifeboat, type OsProject, type OsUser } from './openstack.js';
+import { OS_PASSWORD, OsFixture, openstackSkip, pollFor, passwordSession, startOsLifeboat, tokenOf, workloadBody, type OsLifeboat, type OsProject, type OsUser } from './openstack.js';
 
 /**
  * LIFEBOAT_PLATFORM=openstack against the loopback stack: tenants' tokens are validated by the
@@ -64,9 +64,9 @@ before(async () => {
     await ops1.call('compute', 'POST', `/servers/${serverA}/os-volume_attachments`, { json: { volumeAttachment: { volumeId: vol.id } } });
     f.onCleanup('detach', async () => {
       await ops1.call('compute', 'DELETE', `/servers/${serverA}/os-volume_attachments/${vol.id}`);
-      await waitFor(async () => (await ops1.call<{ volume: { status: string } }>('volumev3', 'GET', `/volumes/${vol.id}`)).data.volume.status === 'available', 60_000, 'volume detached');
+      await pollFor(async () => (await ops1.call<{ volume: { status: string } }>('volumev3', 'GET', `/volumes/${vol.id}`)).data.volume.status === 'available', 300_000, 'volume detached');
     });
-    await waitFor(async () => (await ops1.call<{ volume: { status: string } }>('volumev3', 'GET', `/volumes/${vol.id}`)).data.volume.status === 'in-use', 60_000, 'volume in-use');
+    await pollFor(async () => (await ops1.call<{ volume: { status: string } }>('volumev3', 'GET', `/volumes/${vol.id}`)).data.volume.status === 'in-use', 300_000, 'volume in-use');
 
     const policy = join(tmpdir(), `${f.run}-policy.yaml`);
     writeFileSync(policy, '"workload:workload_create": "role:member or role:admin"\n');
@@ -151,7 +151,7 @@ test('workload create: foreign and missing servers alike, protectable state, one
   const shown = await waitFor(async () => {
     const r = await api(member, 'GET', `/v1/${p1.id}/workloads/${id}`);
     return r.json.workload.status === 'available' ? r.json.workload : null;
-  }, 30_000, 'workload available');
+  }, 120_000, 'workload available');
   assert.deepEqual(shown.instances.map((i: { id: string; name: string }) => [i.id, i.name]), [[w.serverA, w.f.name('a')]]);
   const again = await api(member, 'POST', `/v1/${p1.id}/workloads`, workloadBody([w.serverA]));
   assert.equal(again.status, 400);

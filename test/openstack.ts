@@ -145,7 +145,7 @@ export class OsFixture {
     const url = `${path}/${obj.id}`;
     this.onCleanup(`${service} ${url}`, async () => {
       await s.call(service, 'DELETE', url);
-      if (waitGone) await pollFor(async () => (await s.call(service, 'GET', url, { expect: [200, 404] })).status === 404, 90_000, `${url} to be deleted`);
+      if (waitGone) await pollFor(async () => (await s.call(service, 'GET', url, { expect: [200, 404] })).status === 404, 300_000, `${url} to be deleted`);
     });
     return obj;
   }
@@ -183,7 +183,7 @@ export class OsFixture {
     return srv.id;
   }
 
-  async serverStatus(s: OpenStackSession, id: string, want: string, ms = 180_000): Promise<Record<string, unknown>> {
+  async serverStatus(s: OpenStackSession, id: string, want: string, ms = 600_000): Promise<Record<string, unknown>> {
     return pollFor(async () => {
       const r = await s.call<{ server: Record<string, unknown> }>('compute', 'GET', `/servers/${id}`);
       const st = r.data.server.status;

@@ -53,9 +53,12 @@ export class OpenStackApi {
 
   // --- Cinder and Glance calls of the API-only data path (README §7.4) ---
 
+  /** `name` must be unique: a 5xx is retried after checking the snapshot was not made anyway. */
   async createSnapshot(volumeId: string, name: string): Promise<CinderSnapshot> {
-    const r = await this.session.call<{ snapshot: CinderSnapshot }>('volumev3', 'POST', '/snapshots', { json: { snapshot: { volume_id: volumeId, force: true, name } } });
-    return r.data.snapshot;
+    return createNamed(
+      async () => (await this.session.call<{ snapshot: CinderSnapshot }>('volumev3', 'POST', '/snapshots', { json: { snapshot: { volume_id: volumeId, force: true, name } } })).data.snapshot,
+      async () => (await this.session.call<{ snapshots: CinderSnapshot[] }>('volumev3', 'GET', `/snapshots?name=${encodeURIComponent(name)}`)).data.snapshots[0] ?? null,
+    );
   }
 
   async getSnapshot(id: string): Promise<CinderSnapshot | null> {
@@ -66,9 +69,12 @@ export class OpenStackApi {
     await orNull(this.session.call('volumev3', 'DELETE', `/snapshots/${encodeURIComponent(id)}`));
   }
 
+  /** `body.name` must be unique: a 5xx is retried after checking the volume was not made anyway. */
   async createVolume(body: { size: number; name: string; snapshot_id?: string; imageRef?: string; volume_type?: string; availability_zone?: string }): Promise<CinderVolume> {
-    const r = await this.session.call<{ volume: CinderVolume }>('volumev3', 'POST', '/volumes', { json: { volume: body } });
-    return r.data.volume;
+    return createNamed(
+      async () => (await this.session.call<{ volume: CinderVolume }>('volumev3', 'POST', '/volumes', { json: { volume: body } })).data.volume,
+      async () => (await this.session.call<{ volumes: CinderVolume[] }>('volumev3', 'GET', `/volumes/detail?name=${encodeURIComponent(body.name)}`)).data.volumes[0] ?? null,
+    );
   }
 
   async deleteVolume(id: string): Promise<void> {
@@ -91,6 +97,25 @@ export class OpenStackApi {
   async downloadImage(id: string, timeoutMs: number): Promise<Response> {
     const r = await this.session.call<Response>('image', 'GET', `/images/${encodeURIComponent(id)}/file`, { raw: true, timeoutMs, headers: { accept: 'application/octet-stream' } });
     return r.data;
+  }
+}
+
+/**
+ * A POST that creates a uniquely named resource, safe to repeat: on a 5xx (the loopback
+ * stack's SQLite says "database is locked" under load; real clouds have their own transient
+ * 500s) the name is looked up first, so a resource made despite the error is adopted, never
+ * made twice. Up to 3 attempts.
+ */
+async function createNamed<T>(create: () => Promise<T>, findByName: () => Promise<T | null>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await create();
+    } catch (e) {
+      if (!(e instanceof OpenStackError) || e.status < 500 || attempt >= 3) throw e;
+      const made = await findByName();
+      if (made) return made;
+      await new Promise((r) => setTimeout(r, 1000 * attempt));
+    }
   }
 }
 

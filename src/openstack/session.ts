@@ -61,7 +61,7 @@ export interface SessionOptions {
   auth: PasswordAuth | TrustAuth;
   interface: EndpointInterface;
   region: string | null;
-  /** Per HTTP exchange (default 30 s; uploads/downloads pass their own). */
+  /** Per HTTP exchange (default 60 s; uploads/downloads pass their own). */
   timeoutMs?: number;
   retries?: number;
   clock?: Clock;
@@ -120,7 +120,7 @@ export class OpenStackSession {
     this.authUrl = keystoneV3(opts.authUrl);
     this.clock = opts.clock ?? systemClock;
     this.log = opts.log ?? silentLogger;
-    this.timeoutMs = opts.timeoutMs ?? 30_000;
+    this.timeoutMs = opts.timeoutMs ?? 60_000;
     this.retries = opts.retries ?? 2;
   }
 

@@ -1,6 +1,7 @@
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { Disk, Instance } from '../../domain/instance.js';
+import { ValidationError } from '../../lib/errors.js';
 import { isUuid } from '../../lib/ids.js';
 import { silentLogger, type Logger } from '../../lib/logger.js';
 import { OpenStackApi } from '../../openstack/api.js';
@@ -10,6 +11,7 @@ import type { BackupDisk, BackupSession, BeginBackupOptions, DiskSource, NewInst
 import { describeServers, unprotectableReason } from './discovery.js';
 import type { KeystoneTrustBroker } from './trust-broker.js';
 import { exportVolume } from './volume-export.js';
+import { prepareOpenStackInstance } from './restore.js';
 
 export interface OpenStackPlatformOptions {
   /** Lifeboat's service identity (admin + service roles): discovery sees every project's servers and their hosts. */
@@ -104,8 +106,21 @@ export class OpenStackPlatform implements Platform {
     return openFileDiskSource(out.file);
   }
 
-  createInstance(_projectId: string, _spec: NewInstanceSpec, _tag: RestoreTag): Promise<PreparedInstance> {
-    return Promise.reject(new Error('restores to OpenStack are not available yet'));
+  /**
+   * A new server in the tenant's project (restore.ts), created through a trust a user of the
+   * project gave Lifeboat (POST /trusts): Nova and Cinder create resources only in the
+   * project of the token.
+   */
+  async createInstance(projectId: string, spec: NewInstanceSpec, tag: RestoreTag): Promise<PreparedInstance> {
+    const tenant = await this.trusts.sessionForProject(projectId);
+    if (!tenant) throw new ValidationError(`Restoring into project ${projectId} needs a trust from one of its users to Lifeboat: create one with POST /trusts {"trusts": {"role_name": "member"}}`);
+    const tenantApi = new OpenStackApi(tenant);
+    return prepareOpenStackInstance(
+      { service: this.api, tenant, tenantApi, scratchDir: this.opts.scratchDir, log: this.log, describe: async (id) => (await this.getInstance(projectId, id)) },
+      projectId,
+      spec,
+      tag,
+    );
   }
 
   openInPlaceSinks(_projectId: string, _instanceId: string, _disks: { device: string; size: number }[], _tag: RestoreTag): Promise<PreparedInstance> {

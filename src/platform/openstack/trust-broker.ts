@@ -37,6 +37,22 @@ export class KeystoneTrustBroker implements TrustBroker {
     }
   }
 
+  /**
+   * A session acting in `projectId` through the newest trust to Lifeboat that Keystone still
+   * honours, or null when no user of the project has made one.
+   */
+  async sessionForProject(projectId: string): Promise<OpenStackSession | null> {
+    const me = (await this.service.tokenInfo()).userId;
+    const r = await this.service.call<{ trusts: { id: string; project_id: string; expires_at: string | null }[] }>('identity', 'GET', `/OS-TRUST/trusts?trustee_user_id=${encodeURIComponent(me)}`);
+    const now = Date.now();
+    const candidates = r.data.trusts.filter((t) => t.project_id === projectId && (!t.expires_at || Date.parse(t.expires_at) > now)).reverse();
+    for (const t of candidates) {
+      const s = this.session(t.id);
+      if (await this.validate(t.id)) return s;
+    }
+    return null;
+  }
+
   /** A session acting through the trust (the trustor's project and roles); one per run: trust tokens cannot be refreshed. */
   session(trustId: string): OpenStackSession {
     const a = this.serviceOptions.auth;

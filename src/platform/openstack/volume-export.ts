@@ -90,7 +90,7 @@ async function download(api: OpenStackApi, imageId: string, target: string, size
 }
 
 /** Deletes a volume and waits until it is gone (its snapshot can be deleted only then). */
-async function removeVolume(api: OpenStackApi, id: string): Promise<void> {
+export async function removeVolume(api: OpenStackApi, id: string): Promise<void> {
   // A volume still uploading (or detaching) cannot be deleted yet: wait for a settled state.
   await waitUntil(`Cinder volume ${id}`, () => api.getVolume(id), (v) => !['uploading', 'creating', 'downloading', 'attaching', 'detaching'].includes(v.status), { timeoutMs: STEP_TIMEOUT_MS, goneIsDone: true });
   await api.deleteVolume(id);
