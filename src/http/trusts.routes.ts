@@ -1,11 +1,10 @@
 import type { FastifyPluginAsync } from 'fastify';
 import { ValidationError } from '../lib/errors.js';
-import { WLM_VERSION } from '../domain/snapshot.js';
-import { formatWireTime } from '../lib/time.js';
 import type { SettingRow } from '../services/setting.service.js';
 import type { TrustService } from '../services/trust.service.js';
 import { ctxOf } from './server.js';
 import { policy } from './route-policy.js';
+import { settingView } from './setting.views.js';
 
 /**
  * /trusts (workloadmgr-api §4.9, tempest F22). The envelope key is `trust` for the list and
@@ -37,24 +36,8 @@ export function trustRoutes(d: { trusts: TrustService }): FastifyPluginAsync {
   };
 }
 
+/** A setting view (setting.views.ts) with the metadata as the vendor's list of {key, value}. */
 function trustView(r: SettingRow) {
   const meta = JSON.parse(r.metadata) as Record<string, unknown>;
-  return {
-    name: r.name,
-    value: r.value,
-    description: r.description,
-    category: r.category,
-    type: r.type,
-    is_public: false,
-    is_hidden: true,
-    metadata: Object.entries(meta).map(([key, value]) => ({ key, value })),
-    project_id: r.project_id,
-    user_id: r.user_id,
-    created_at: formatWireTime(r.created_at),
-    updated_at: formatWireTime(r.updated_at),
-    deleted_at: null,
-    deleted: false,
-    version: WLM_VERSION,
-    status: 'available',
-  };
+  return { ...settingView({ row: r, value: r.value }), metadata: Object.entries(meta).map(([key, value]) => ({ key, value })) };
 }
