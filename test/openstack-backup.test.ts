@@ -55,15 +55,15 @@ before(async () => {
   const ops = f.sessionOf(await f.user('ops', p1, ['admin', 'member']), p1);
   const image = await f.image(Buffer.alloc(1 << 20, 0x5a));
   const flavor = await f.flavor();
-  server = await f.server(ops, {
+  const booted = await f.activeServer(ops, {
     name: 'bfv',
     flavorRef: flavor.id,
     networks: 'none',
     availability_zone: 'nova:oib-compute',
     block_device_mapping_v2: [{ boot_index: 0, uuid: image, source_type: 'image', destination_type: 'volume', volume_size: 1, delete_on_termination: true }],
   });
-  const s = await f.serverStatus(ops, server, 'ACTIVE');
-  rootVol = (s['os-extended-volumes:volumes_attached'] as { id: string }[])[0]!.id;
+  server = booted.id;
+  rootVol = (booted.server['os-extended-volumes:volumes_attached'] as { id: string }[])[0]!.id;
   const vol = await f.create<{ id: string }>(ops, 'volumev3', '/volumes', 'volume', { size: 1, name: f.name('data') }, true);
   dataVol = vol.id;
   await pollFor(async () => (await ops.call<{ volume: { status: string } }>('volumev3', 'GET', `/volumes/${dataVol}`)).data.volume.status === 'available', 300_000, 'data volume');

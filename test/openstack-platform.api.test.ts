@@ -52,13 +52,10 @@ before(async () => {
     const net = await f.network(ops1, 'net1', '10.91.0.0/24');
     const sg = await f.securityGroup(ops1, 'sg1');
     const fake = { availability_zone: 'nova:oib-compute' };
-    const serverA = await f.server(ops1, { name: 'a', imageRef: imageId, flavorRef: flavor.id, networks: [{ uuid: net.id }], security_groups: [{ name: sg.name }], ...fake });
-    const serverB = await f.server(ops2, { name: 'b', imageRef: imageId, flavorRef: flavor.id, networks: 'none', ...fake });
-    const serverErr = await f.server(ops1, { name: 'err', imageRef: imageId, flavorRef: flavor.id, networks: 'none', ...fake });
+    const serverA = (await f.activeServer(ops1, { name: 'a', imageRef: imageId, flavorRef: flavor.id, networks: [{ uuid: net.id }], security_groups: [{ name: sg.name }], ...fake })).id;
+    const serverB = (await f.activeServer(ops2, { name: 'b', imageRef: imageId, flavorRef: flavor.id, networks: 'none', ...fake })).id;
+    const serverErr = (await f.activeServer(ops1, { name: 'err', imageRef: imageId, flavorRef: flavor.id, networks: 'none', ...fake })).id;
     const vol = await f.create<{ id: string }>(ops1, 'volumev3', '/volumes', 'volume', { size: 1, name: f.name('vol1') }, true);
-    await f.serverStatus(ops1, serverA, 'ACTIVE');
-    await f.serverStatus(ops2, serverB, 'ACTIVE');
-    await f.serverStatus(ops1, serverErr, 'ACTIVE');
     // A server Nova marks ERROR (an admin's reset-state: deterministic, unlike a failing build).
     await ops1.call('compute', 'POST', `/servers/${serverErr}/action`, { json: { 'os-resetState': { state: 'error' } } });
     await ops1.call('compute', 'POST', `/servers/${serverA}/os-volume_attachments`, { json: { volumeAttachment: { volumeId: vol.id } } });

@@ -183,6 +183,23 @@ export class OsFixture {
     return srv.id;
   }
 
+  /**
+   * A server that reached ACTIVE. The loopback stack's SQLite sometimes fails a build inside
+   * nova-conductor ("database is locked", OpenStack-in-a-box README §4.15.4) and leaves the
+   * server in BUILD for ever: such a server is deleted and the boot tried again (3 tries).
+   */
+  async activeServer(s: OpenStackSession, body: Record<string, unknown>): Promise<{ id: string; server: Record<string, unknown> }> {
+    for (let attempt = 1; ; attempt++) {
+      const id = await this.server(s, body);
+      try {
+        return { id, server: await this.serverStatus(s, id, 'ACTIVE', 180_000) };
+      } catch (e) {
+        if (attempt >= 3) throw e;
+        await s.call('compute', 'DELETE', `/servers/${id}`, { expect: [204, 404] });
+      }
+    }
+  }
+
   async serverStatus(s: OpenStackSession, id: string, want: string, ms = 600_000): Promise<Record<string, unknown>> {
     return pollFor(async () => {
       const r = await s.call<{ server: Record<string, unknown> }>('compute', 'GET', `/servers/${id}`);
