@@ -261,4 +261,4 @@ export async function tokenOf(u: OsUser, p: OsProject): Promise<string> {
   return (await passwordSession(u.name, u.password, p.name).tokenInfo()).token;
 }
 
-export const workloadBody = (ids: string[]) => ({ workload: { name: 'wl', workload_type_id: null, source_platform: 'openstack', instances: ids.map((id) => ({ 'instance-id': id })), jobschedule: {}, metadata: {} } });
+export const workloadBody = (ids: string[]) => ({ workload: { name: 'wl', workload_type_id: '2ddd528d-c9b4-4d7e-8722-cc395140255a', source_platform: 'openstack', instances: ids.map((id) => ({ 'instance-id': id })), jobschedule: {}, metadata: {} } });
