@@ -42,6 +42,13 @@ export interface WriterStats {
 }
 
 /**
+ * A pack index is also written whenever this many closed packs' chunks wait for one (not only
+ * at flush, once per disk), so the writer holds at most this many index entries in memory
+ * whatever the disk size (≈ 1 GiB of new 64 KiB chunks; a 16 GiB disk gets ~11 indexes).
+ */
+const INDEX_EVERY = 16_384;
+
+/**
  * One running snapshot. Holds a writer lease from begin to commit/abort, the project's chunk
  * index (for dedup) and the open pack. Contract and write order:
  *   addChunk → packs (put when full) → flush(): last pack, then ONE pack index for every pack
@@ -253,6 +260,7 @@ export class SnapshotWriter {
       this.stats.bytesWritten += pk.size + trailer.length;
       this.packLengths.set(pk.id, pk.size + trailer.length);
       this.unindexed.push(...pk.entries);
+      if (this.unindexed.length >= INDEX_EVERY) await this.putPackIndex();
     })().catch(async (e: unknown) => {
       this.uploadError ??= e;
       await pk.writer?.abort().catch(() => {});
@@ -276,6 +284,11 @@ export class SnapshotWriter {
     }
     await this.upload;
     this.throwIfUploadFailed();
+    await this.putPackIndex();
+  }
+
+  /** One pack index for the closed (durable) packs not indexed yet. */
+  private async putPackIndex(): Promise<void> {
     if (this.unindexed.length === 0) return;
     const entries = this.unindexed;
     this.unindexed = [];
