@@ -3,10 +3,11 @@ import { Command, Option } from 'commander';
 import { loadConfig, ConfigError, type Config } from './config/config.js';
 import { startLifeboat, type Role } from './app/app.js';
 import type { CreatedCredentials } from './identity/identity-file.js';
-import { formatRepairIndex, formatVerify, gcTarget, parseDataSubset, repairIndexTarget, verifyTarget } from './app/repo-tools.js';
+import { formatPerTarget, formatRepairIndex, formatVerify, gcTarget, parseDataSubset, repairIndexTarget, toolTargets, verifyTarget } from './app/repo-tools.js';
 import { registerClientCommands } from './cli/commands.js';
 import { writePrivateFile } from './app/file-modes.js';
 import { BackendConfigError } from './backend/open.js';
+import { SettingsKeyMismatchError } from './services/node.service.js';
 import { join } from 'node:path';
 
 /** Where the first start keeps the generated credentials (in LIFEBOAT_HOME, mode 0600). */
@@ -122,42 +123,52 @@ program
     process.stdout.write(opts.remove ? `domain ${d.name} (${d.uuid}) is unassigned\n` : `domain ${d.name} (${d.uuid}) belongs to project ${projectId}\n`);
   });
 
-const repoCmd = program.command('repo').description('operator tools on the backup target (LIFEBOAT_TARGET)');
+const repoCmd = program.command('repo').description('operator tools on the backup targets (LIFEBOAT_TARGET or LIFEBOAT_TARGETS; --target picks one, else each in turn)');
+const TARGET_OPTION = ['--target <name>', 'only this backup target (a name in LIFEBOAT_TARGETS); default: every configured target'] as const;
 repoCmd
   .command('verify')
   .description('read every object on the target, check every chunk hash, name the snapshots and disks a bad or missing chunk affects (and record it on those snapshots)')
   .option('--mark-bad', 'record bad copies so the next backup re-uploads them (self-heal; the default)', true)
   .option('--no-mark-bad', 'only report: write no bad-copy markers')
   .option('--read-data-subset <percent>', 'read the data of only about this share of the packs, chosen at random (e.g. 10%); every pack is still checked for presence and length')
+  .option(...TARGET_OPTION)
   .option('--json', 'print the result as JSON', false)
-  .action(async (opts: { markBad: boolean; json: boolean; readDataSubset?: string }) => {
+  .action(async (opts: { markBad: boolean; json: boolean; readDataSubset?: string; target?: string }) => {
     const subset = opts.readDataSubset === undefined ? undefined : parseDataSubset(opts.readDataSubset);
-    const v = await verifyTarget(config(), { markBad: opts.markBad, readDataSubset: subset });
-    process.stdout.write((opts.json ? JSON.stringify(v, null, 2) : formatVerify(v)) + '\n');
-    process.exitCode = v.ok ? 0 : 1;
+    const cfg = config();
+    const results = [];
+    for (const t of toolTargets(cfg, opts.target)) results.push({ name: t.name, result: await verifyTarget(cfg, { markBad: opts.markBad, readDataSubset: subset }, t) });
+    process.stdout.write(formatPerTarget(results, opts.json, formatVerify) + '\n');
+    process.exitCode = results.every((r) => r.result.ok) ? 0 : 1;
   });
 repoCmd
   .command('repair-index')
   .description('rebuild unreadable or missing pack indexes from the packs themselves (like restic repair index); safe while the service runs')
+  .option(...TARGET_OPTION)
   .option('--json', 'print the result as JSON', false)
-  .action(async (opts: { json: boolean }) => {
-    const r = await repairIndexTarget(config());
-    process.stdout.write((opts.json ? JSON.stringify(r, null, 2) : formatRepairIndex(r)) + '\n');
-    process.exitCode = r.some((x) => x.repair.unreadablePacks.length > 0) ? 1 : 0;
+  .action(async (opts: { json: boolean; target?: string }) => {
+    const cfg = config();
+    const results = [];
+    for (const t of toolTargets(cfg, opts.target)) results.push({ name: t.name, result: await repairIndexTarget(cfg, t) });
+    process.stdout.write(formatPerTarget(results, opts.json, formatRepairIndex) + '\n');
+    process.exitCode = results.some((x) => x.result.some((y) => y.repair.unreadablePacks.length > 0)) ? 1 : 0;
   });
 repoCmd
   .command('gc')
   .description('free space no snapshot references (never what a manifest or a running snapshot uses)')
   .option('--dry-run', 'report what would be freed, delete nothing', false)
-  .action(async (opts: { dryRun: boolean }) => {
-    const r = await gcTarget(config(), { dryRun: opts.dryRun });
-    process.stdout.write(JSON.stringify(r, null, 2) + '\n');
-    process.exitCode = r.swept || opts.dryRun ? 0 : 1;
+  .option(...TARGET_OPTION)
+  .action(async (opts: { dryRun: boolean; target?: string }) => {
+    const cfg = config();
+    const results = [];
+    for (const t of toolTargets(cfg, opts.target)) results.push({ name: t.name, result: await gcTarget(cfg, { dryRun: opts.dryRun }, t) });
+    process.stdout.write(formatPerTarget(results, true, (r) => JSON.stringify(r, null, 2)) + '\n');
+    process.exitCode = results.every((r) => r.result.swept) || opts.dryRun ? 0 : 1;
   });
 
 program.parseAsync(process.argv).catch((e: unknown) => {
   // A target that cannot be opened as configured is a configuration error, like a bad variable.
-  if (e instanceof BackendConfigError) {
+  if (e instanceof BackendConfigError || e instanceof SettingsKeyMismatchError) {
     process.stderr.write(`lifeboat: configuration error: ${e.message}\n`);
     process.exit(2);
   }

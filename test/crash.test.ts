@@ -7,7 +7,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import pg from 'pg';
 import Database from 'better-sqlite3';
 import { freePort, sha256File, waitFor } from './harness.js';
-import { runLifeboat, startProcess, writeRandomDisk, type LifeboatProcess } from './process.js';
+import { runLifeboat, startProcess, writeRandomDisk, writeTestIdentity, type LifeboatProcess } from './process.js';
 
 /**
  * kill -9 of real worker processes mid-snapshot and mid-restore (reliability.md A1/A4), SIGTERM
@@ -28,17 +28,7 @@ interface Env {
 async function makeHome(diskMiB: number, extra: Record<string, string> = {}): Promise<Env> {
   const home = mkdtempSync(join(tmpdir(), 'lifeboat-crash-'));
   const projectId = hex();
-  writeFileSync(
-    join(home, 'identity.json'),
-    JSON.stringify({
-      projects: [{ id: projectId, name: 'p' }],
-      users: [
-        { id: hex(), name: 'u', password: 'pw', roles: [{ project: 'p', role: 'member' }] },
-        { id: hex(), name: 'a', password: 'pw', roles: [{ project: 'p', role: 'admin' }] },
-      ],
-    }),
-    { mode: 0o600 },
-  );
+  writeTestIdentity(home, projectId);
   const disk = join(home, 'vm-vda.raw');
   writeRandomDisk(disk, diskMiB);
   const vmId = randomUUID();

@@ -1,4 +1,5 @@
 import { after, before, describe, test } from 'node:test';
+import { TargetCatalog } from '../src/lib/target.js';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -204,7 +205,7 @@ for (const kind of storeKinds()) {
         fastifyLogger: { level: 'debug', stream: sink },
         v1Routes: [
           workloadRoutes({ workloads, policy, publicUrl: 'http://lb.test:8780' }),
-          snapshotRoutes({ snapshots: new SnapshotService({ db: h.db, clock, targetDescription: 'mem://test' }), workloads, policy }),
+          snapshotRoutes({ snapshots: new SnapshotService({ db: h.db, clock, targets: TargetCatalog.only('mem://test') }), workloads, policy }),
           policyRoutes({ policies: new PolicyService({ db: h.db, clock, projects }), policy }),
           quotaRoutes({ quotas: new QuotaService({ db: h.db, clock, projects }) }),
           settingRoutes({ settings: new SettingService({ db: h.db, clock, secretKey, mailer: smtpMailer }), policy }),
@@ -671,7 +672,7 @@ for (const kind of storeKinds()) {
       // sealed at rest
       const raw = await h.db.withTables<{ settings: { project_id: string; name: string; value: string } }>().selectFrom('settings').select('value').where('name', '=', 'smtp_server_password').where('project_id', '=', P.demo).executeTakeFirstOrThrow();
       assert.ok(!raw.value.includes(SMTP_PASSWORD));
-      assert.match(raw.value, /^enc:v1:/);
+      assert.match(raw.value, /^enc:v2:[0-9a-f]{16}:/);
 
       // 3. enable notifications
       const en = await api(ALICE, 'POST', '/settings', { settings: [{ name: 'smtp_email_enable', value: '1', category: '', is_public: false, is_hidden: false, metadata: {}, type: '', description: '' }] });

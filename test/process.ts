@@ -1,5 +1,6 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { closeSync, openSync, writeSync } from 'node:fs';
+import { closeSync, openSync, writeFileSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 
@@ -112,4 +113,40 @@ export function writeRandomDisk(path: string, mib: number): void {
   } finally {
     closeSync(fd);
   }
+}
+
+/**
+ * The identity file of the process tests: one project `p` (id `projectId`) with a member `u`
+ * and an admin `a`, both with password `pw`.
+ */
+export function writeTestIdentity(home: string, projectId: string): void {
+  const id = () => randomBytes(16).toString('hex');
+  writeFileSync(
+    join(home, 'identity.json'),
+    JSON.stringify({
+      projects: [{ id: projectId, name: 'p' }],
+      users: [
+        { id: id(), name: 'u', password: 'pw', roles: [{ project: 'p', role: 'member' }] },
+        { id: id(), name: 'a', password: 'pw', roles: [{ project: 'p', role: 'admin' }] },
+      ],
+    }),
+    { mode: 0o600 },
+  );
+}
+
+export type ProcessApi = (method: string, path: string, body?: unknown) => Promise<{ status: number; json: Record<string, any> }>; // eslint-disable-line @typescript-eslint/no-explicit-any
+
+/** A client of the API at `url` signed in as `user` of writeTestIdentity's project. */
+export async function signedInClient(url: string, projectId: string, user: 'u' | 'a'): Promise<ProcessApi> {
+  const r = await fetch(`${url}/identity/v3/auth/tokens`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ auth: { identity: { methods: ['password'], password: { user: { name: user, domain: { id: 'default' }, password: 'pw' } } }, scope: { project: { id: projectId } } } }),
+  });
+  const token = r.headers.get('x-subject-token')!;
+  return async (method, path, body) => {
+    const res = await fetch(`${url}/v1/${projectId}${path}`, { method, headers: { 'x-auth-token': token, ...(body ? { 'content-type': 'application/json' } : {}) }, body: body ? JSON.stringify(body) : undefined });
+    const text = await res.text();
+    return { status: res.status, json: text ? (JSON.parse(text) as Record<string, unknown>) : {} };
+  };
 }

@@ -1,4 +1,5 @@
 import { describe, it, before, after } from 'node:test';
+import { TargetCatalog } from '../src/lib/target.js';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -118,7 +119,7 @@ describe('schedules, global job scheduler and retention over HTTP (composed app)
       handlers: [...workloadJobHandlers(store.db, platform, clock), ...snapHandlers, ...retentionJobHandlers({ db: store.db, repo, clock })],
     });
     runner.start();
-    scheduler = new Scheduler({ db: store.db, clock, log: silentLogger, targetDescription: 'mem://', onQueued: () => runner.poke() });
+    scheduler = new Scheduler({ db: store.db, clock, log: silentLogger, targets: TargetCatalog.only('mem://'), onQueued: () => runner.poke() });
     http = await buildHttpServer({
       log: silentLogger,
       publicUrl: 'http://lifeboat.test',
@@ -127,7 +128,7 @@ describe('schedules, global job scheduler and retention over HTTP (composed app)
       keystoneUri: 'http://keystone.test',
       v1Routes: [
         workloadRoutes({ workloads, policy, publicUrl: 'http://lifeboat.test' }),
-        snapshotRoutes({ snapshots: new SnapshotService({ db: store.db, clock, targetDescription: 'mem://' }), workloads, policy }),
+        snapshotRoutes({ snapshots: new SnapshotService({ db: store.db, clock, targets: TargetCatalog.only('mem://') }), workloads, policy }),
         schedulerRoutes({ scheduler: new SchedulerService({ db: store.db, clock }), workloads }),
       ],
     });

@@ -1,4 +1,5 @@
 import { after, before, describe, it } from 'node:test';
+import { TargetCatalog } from '../src/lib/target.js';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -70,7 +71,7 @@ describe('24 scheduled hours on two workers sharing one PostgreSQL', { skip: pro
         handlers: [...snapshotJobHandlers({ db: store.db, platform, repo, clock, nodeName: `TVM${n + 1}` }), ...retentionJobHandlers({ db: store.db, repo, clock })],
       });
       runner.start();
-      workers.push({ runner, scheduler: new Scheduler({ db: store.db, clock, log: silentLogger, targetDescription: 'mem://', onQueued: () => runner.poke() }) });
+      workers.push({ runner, scheduler: new Scheduler({ db: store.db, clock, log: silentLogger, targets: TargetCatalog.only('mem://'), onQueued: () => runner.poke() }) });
     }
     for (const p of plans) {
       const { schedule } = applyJobSchedule(defaultJobSchedule(START), {

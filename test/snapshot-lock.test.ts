@@ -1,4 +1,5 @@
 import { after, before, describe, it } from 'node:test';
+import { TargetCatalog } from '../src/lib/target.js';
 import assert from 'node:assert/strict';
 import { storeKinds } from '../src/store/testing.js';
 import { inTransaction, type StoreHandle } from '../src/store/db.js';
@@ -41,7 +42,7 @@ for (const kind of storeKinds()) {
       const w = workload();
       await insertWorkload(h.db, w);
       const start = (name: string) =>
-        inTransaction(h.db, (tx) => startSnapshot(tx, { workload: w, userId: 'u', name, description: '-', type: 'full', isScheduled: false, createdAt: clock.now(), targetDescription: 'mem://' }));
+        inTransaction(h.db, (tx) => startSnapshot(tx, { workload: w, userId: 'u', name, description: '-', type: 'full', isScheduled: false, createdAt: clock.now(), targets: TargetCatalog.only('mem://') }));
       const old = await start('old');
       assert.ok(old);
       const row = await h.db.selectFrom('jobs').selectAll().where('resource_id', '=', old.id).executeTakeFirstOrThrow();

@@ -27,9 +27,10 @@ import { restoreJobHandlers } from '../jobs/restore.job.js';
 import { restoreRoutes } from '../http/restores.routes.js';
 import { snapshotJobHandlers } from '../jobs/snapshot.job.js';
 import { snapshotRoutes } from '../http/snapshots.routes.js';
-import { openBackend } from '../backend/open.js';
-import { describeTarget } from '../lib/target.js';
-import { Repository } from '../repository/repository.js';
+import { openRepositories, probeTarget } from './targets.js';
+import type { RepositorySet } from '../repository/repository-set.js';
+import { TargetCatalog, type NamedTarget } from '../lib/target.js';
+import type { Repository } from '../repository/repository.js';
 import { GcScheduler } from '../jobs/gc.js';
 import { Scheduler } from '../jobs/scheduler.js';
 import { retentionJobHandlers } from '../jobs/retention.js';
@@ -38,6 +39,10 @@ import { schedulerRoutes } from '../http/scheduler.routes.js';
 import { PolicyService } from '../services/policy.service.js';
 import { QuotaService } from '../services/quota.service.js';
 import { SettingService, loadOrCreateSettingsKey } from '../services/setting.service.js';
+import { NodeRegistry, listNodeInfo } from '../services/node.service.js';
+import { settingsKeyId } from '../store/setting.store.js';
+import { WLM_VERSION } from '../domain/snapshot.js';
+import { nodeRoutes } from '../http/nodes.routes.js';
 import { createSmtpMailer, notifySnapshotFinished, notifyRestoreFinished } from '../jobs/notify.js';
 import { policyRoutes } from '../http/policies.routes.js';
 import { quotaRoutes } from '../http/quotas.routes.js';
@@ -49,10 +54,11 @@ import { workloadJobHandlers } from '../jobs/workload.job.js';
 import { buildHttpServer } from '../http/server.js';
 import { HttpDrain } from '../http/drain.js';
 import { workloadRoutes } from '../http/workloads.routes.js';
+import { backupTargetRoutes } from '../http/backup-targets.routes.js';
+import { BackupTargetService } from '../services/backup-target.service.js';
 import { identityRoutes } from '../http/identity.routes.js';
 import { systemClock, type Clock } from '../lib/clock.js';
 import type { Logger } from '../lib/logger.js';
-import { errorMessage } from '../lib/errors.js';
 import type { TokenValidator } from '../identity/token-validator.js';
 import type { IdentityLookup } from '../domain/identity-lookup.js';
 import { fileIdentityLookup } from '../identity/file-identity-lookup.js';
@@ -95,7 +101,10 @@ export interface Lifeboat {
   runner: JobRunner | null;
   store: StoreHandle;
   platform: Platform;
+  /** The default target's repository. */
   repo: Repository;
+  /** Every configured target's repository. */
+  repos: RepositorySet;
   /** host:port actually bound (port 0 in config picks a free one). */
   address: string | null;
   /** Stops at once: running jobs are cancelled and handed over ("service restarted"). */
@@ -122,6 +131,7 @@ export async function startLifeboat(config: Config, o: StartOptions): Promise<Li
 
   const identityFile = config.keystone ? null : loadOrCreateIdentityFile(config.identity, { demo: o.demo });
   const store = await openStore(config.db);
+  let stopOnFailure: () => Promise<void> = async () => undefined;
   try {
     let demoVms: string[] = [];
     if (o.demo && identityFile && config.platform === 'local') {
@@ -166,21 +176,18 @@ export async function startLifeboat(config: Config, o: StartOptions): Promise<Li
       keystoneUri = k.url;
     }
 
-    const targetDescription = describeTarget(config.target);
     const metrics = new LifeboatMetrics();
     metrics.setJobSource(() => countJobsByKindAndStatus(store.db));
-    const backend = await openBackend(config.target, {
-      create: true,
-      connections: config.targetConnections,
-      observer: metrics,
-      retry: { onRetry: (r) => log.warn({ op: r.op, key: r.key, attempt: r.attempt, delayMs: r.delayMs, err: errorMessage(r.error) }, 'backup target request failed; retrying') },
-    });
-    const repo = await Repository.init(backend, {}, { clock, logger: log });
-    const workloads = new WorkloadService({ db: store.db, platform, clock });
+    const targets = TargetCatalog.of(config.targets, config.defaultTarget);
+    const repos = await openRepositories(config, 'init', { clock, log, observer: metrics });
+    const repo = repos.default;
+    const backend = repo.backend;
+    const workloads = new WorkloadService({ db: store.db, platform, clock, targets });
+    const backupTargets = new BackupTargetService({ db: store.db, catalog: targets, targets: config.targets, probe: (t) => probeTarget(repos, t) });
     const restores = new RestoreService({ db: store.db, clock, platform });
-    const snapshots = new SnapshotService({ db: store.db, clock, targetDescription });
+    const snapshots = new SnapshotService({ db: store.db, clock, targets });
     const schedulerService = new SchedulerService({ db: store.db, clock });
-    const secretKey = loadOrCreateSettingsKey(join(config.home, 'settings.key'));
+    const secretKey = loadOrCreateSettingsKey(config.settingsKey.path, { create: config.settingsKey.create });
     const ids = identitySource;
     const projects: ProjectLister | undefined = ids
       ? {
@@ -202,17 +209,38 @@ export async function startLifeboat(config: Config, o: StartOptions): Promise<Li
     const checkTarget = async () => {
       if ((await backend.stat(CONFIG_KEY)) === null) throw new Error('the repository config is missing');
     };
-    const targetUsage = async () => ({
-      name: 'default',
-      kind: config.target.kind,
-      description: targetDescription,
-      online: await checkTarget().then(() => true, () => false),
-      capacity: await targetCapacity(config.target).catch(() => null),
+    // Every configured target (LIFEBOAT_TARGETS), as the storage view lists them.
+    const targetUsage = async (t: NamedTarget) => ({
+      name: t.name,
+      kind: t.target.kind,
+      description: targets.describe(t.name),
+      online: await repos.get(t.name).backend.stat(CONFIG_KEY).then((x) => x !== null, () => false),
+      capacity: await targetCapacity(t.target).catch(() => null),
     });
-    const usage = new UsageService({ db: store.db, platform, projects, targets: async () => [await targetUsage()] });
+    const usage = new UsageService({ db: store.db, platform, projects, targets: () => Promise.all(config.targets.map(targetUsage)) });
 
+    // This process in the node registry (admin metrics/nodes); refuses to start on a settings
+    // key other than the one the running nodes and the stored secrets use.
+    const owner = `${config.nodeName}:${process.pid}:${randomBytes(4).toString('hex')}`;
+    const leaseMs = config.jobLeaseSeconds * 1000;
     let runner: JobRunner | null = null;
-    let gc: GcScheduler | null = null;
+    const registry = new NodeRegistry({
+      db: store.db,
+      clock,
+      log,
+      id: owner,
+      nodeName: config.nodeName,
+      role: o.role,
+      version: WLM_VERSION,
+      settingsKeyId: settingsKeyId(secretKey),
+      settingsKeySource: config.settingsKey.create ? 'settings.key in LIFEBOAT_HOME' : 'LIFEBOAT_SETTINGS_KEY_FILE',
+      concurrency: o.role === 'api' ? 0 : config.workerConcurrency,
+      running: () => runner?.running ?? 0,
+      heartbeatMs: Math.max(250, Math.min(10_000, Math.floor(leaseMs / 3))),
+    });
+    await registry.register(leaseMs);
+    stopOnFailure = () => registry.stop();
+    let gc: GcScheduler[] = [];
     let scheduler: Scheduler | null = null;
     // File-level recovery: mounts live in the worker process of this host (recovery/mounts.ts).
     const fr = config.fileRecovery;
@@ -224,15 +252,16 @@ export async function startLifeboat(config: Config, o: StartOptions): Promise<Li
     if (mountEngine) await snapshotMounts.reconcile();
     const searches = new FileSearchService({ db: store.db, clock });
     if (o.role !== 'api') {
-      const gcs = new GcScheduler(store.db, repo, log);
-      gc = gcs;
+      // One collector per target, each told only the snapshots its target holds.
+      gc = repos.entries().map((t) => new GcScheduler(store.db, t.repo, log, undefined, { name: t.name, isDefault: t.isDefault }));
+      const gcs = { request: () => gc.forEach((g) => g.request()) };
       runner = new JobRunner({
         db: store.db,
         dialect: store.dialect,
         clock,
         log,
-        owner: `${config.nodeName}:${process.pid}:${randomBytes(4).toString('hex')}`,
-        leaseMs: config.jobLeaseSeconds * 1000,
+        owner,
+        leaseMs,
         nodeName: config.nodeName,
         concurrency: config.workerConcurrency,
         handlers: [
@@ -241,21 +270,21 @@ export async function startLifeboat(config: Config, o: StartOptions): Promise<Li
           ...snapshotJobHandlers({
             db: store.db,
             platform,
-            repo,
+            repo: repos,
             clock,
             nodeName: config.nodeName,
             onSnapshotDeleted: () => gcs.request(),
             onSnapshotFinished: (id) => void notifySnapshotFinished(notify, id),
             metrics,
           }),
-          ...retentionJobHandlers({ db: store.db, repo, clock, onSnapshotDeleted: () => gcs.request() }),
-          ...restoreJobHandlers({ db: store.db, platform, repo, clock, nodeName: config.nodeName, onRestoreFinished: (id) => void notifyRestoreFinished(notify, id) }),
+          ...retentionJobHandlers({ db: store.db, repo: repos, clock, onSnapshotDeleted: () => gcs.request() }),
+          ...restoreJobHandlers({ db: store.db, platform, repo: repos, clock, nodeName: config.nodeName, onRestoreFinished: (id) => void notifyRestoreFinished(notify, id) }),
         ],
       });
       await runner.reconcile();
       runner.start();
       const r = runner;
-      scheduler = new Scheduler({ db: store.db, clock, log, targetDescription, onQueued: () => r.poke() });
+      scheduler = new Scheduler({ db: store.db, clock, log, targets, onQueued: () => r.poke() });
       scheduler.start();
     }
 
@@ -276,6 +305,9 @@ export async function startLifeboat(config: Config, o: StartOptions): Promise<Li
         policy,
         keystoneUri,
         v1Routes: [
+          // Scale-out admin views (issue 14): configured targets, registered nodes.
+          backupTargetRoutes({ targets: backupTargets }),
+          nodeRoutes({ nodes: () => listNodeInfo(store.db, clock.now(), leaseMs) }),
           workloadRoutes({ workloads, policy, publicUrl: config.publicUrl }),
           snapshotRoutes({ snapshots, workloads, policy }),
           snapshotMountRoutes({ snapshots, mounts: snapshotMounts }),
@@ -317,6 +349,7 @@ export async function startLifeboat(config: Config, o: StartOptions): Promise<Li
       store,
       platform,
       repo,
+      repos,
       address,
       async close() {
         if (purge) clearInterval(purge);
@@ -325,22 +358,26 @@ export async function startLifeboat(config: Config, o: StartOptions): Promise<Li
         await scheduler?.stop();
         await snapshotMounts.close(); // file recovery: no mount outlives the service
         await runner?.stop();
-        await gc?.stop();
+        await Promise.all(gc.map((g) => g.stop()));
+        await registry.stop();
         await store.close();
       },
       async shutdown() {
         if (purge) clearInterval(purge);
         drain.start();
+        await registry.draining();
         await scheduler?.stop();
         await snapshotMounts.close(); // file recovery: no mount outlives the service
         await runner?.stop(config.shutdownGraceSeconds * 1000);
         await http?.close();
         await opsHttp?.close();
-        await gc?.stop();
+        await Promise.all(gc.map((g) => g.stop()));
+        await registry.stop();
         await store.close();
       },
     };
   } catch (e) {
+    await stopOnFailure().catch(() => undefined);
     await store.close();
     throw e;
   }

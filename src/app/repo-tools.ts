@@ -4,18 +4,42 @@ import { Repository } from '../repository/repository.js';
 import { verifyRepository, type VerifyResult } from '../repository/verify.js';
 import type { GcReport } from '../repository/gc.js';
 import { openStore } from '../store/db.js';
-import { committedSnapshotIds } from '../store/snapshot.store.js';
+import { committedSnapshotIdsOn } from '../store/snapshot.store.js';
 import { recordVerifyResult } from '../jobs/damage.job.js';
 import { errorMessage, ValidationError } from '../lib/errors.js';
+import type { NamedTarget } from '../lib/target.js';
 
 /**
  * Operator tools on the backup target (`lifeboat repo verify|gc`), outside the service. They
  * open the target exactly as the service does (openBackend), but never create it: a tool
  * pointed at a wrong path must fail, not start an empty repository.
  */
-async function openRepo(config: Config): Promise<Repository> {
-  const backend = await openBackend(config.target, { create: false, connections: config.targetConnections });
-  return Repository.open(backend);
+async function openRepo(config: Config, t: NamedTarget): Promise<Repository> {
+  const backend = await openBackend(t.target, { create: false, connections: config.targetConnections });
+  return Repository.open(backend, { leaseTtlMs: config.repoLease.ttlMs, graceMs: config.repoLease.graceMs });
+}
+
+/** The targets a tool acts on: the one named by `--target`, else every configured one. */
+export function toolTargets(config: Config, name: string | undefined): NamedTarget[] {
+  if (name === undefined) return config.targets;
+  const t = config.targets.find((x) => x.name === name);
+  if (!t) throw new ValidationError(`--target: no backup target named ${JSON.stringify(name.slice(0, 64))}; configured: ${config.targets.map((x) => x.name).join(', ')}`);
+  return [t];
+}
+
+/** GC and verify of one target consider only the snapshots recorded on it. */
+function onTarget(config: Config, t: NamedTarget): { name: string; isDefault: boolean } {
+  return { name: t.name, isDefault: t.name === config.defaultTarget };
+}
+
+/**
+ * Prints one result per target: as before when the tool ran on one target; with several,
+ * text sections headed by the target's name, or one JSON object keyed by name.
+ */
+export function formatPerTarget<T>(results: { name: string; result: T }[], json: boolean, text: (r: T) => string): string {
+  if (results.length === 1) return json ? JSON.stringify(results[0]!.result, null, 2) : text(results[0]!.result);
+  if (json) return JSON.stringify(Object.fromEntries(results.map((r) => [r.name, r.result])), null, 2);
+  return results.map((r) => `== backup target ${r.name} ==\n${text(r.result)}`).join('\n');
 }
 
 export interface VerifyReport extends VerifyResult {
@@ -27,8 +51,8 @@ export interface VerifyReport extends VerifyResult {
  * `lifeboat repo verify`: checks the target, then records the outcome on the snapshots in the
  * DB (warning_msg names the damaged disks; a complete verify clears older damage warnings).
  */
-export async function verifyTarget(config: Config, opts: { markBad: boolean; readDataSubset?: number }): Promise<VerifyReport> {
-  const v = await verifyRepository(await openRepo(config), { markBad: opts.markBad, readDataSubset: opts.readDataSubset });
+export async function verifyTarget(config: Config, opts: { markBad: boolean; readDataSubset?: number }, t: NamedTarget = config.targets[0]!): Promise<VerifyReport> {
+  const v = await verifyRepository(await openRepo(config, t), { markBad: opts.markBad, readDataSubset: opts.readDataSubset });
   let recorded: VerifyReport['recorded'];
   try {
     const store = await openStore(config.db);
@@ -51,9 +75,10 @@ export function parseDataSubset(text: string): number {
   return n / 100;
 }
 
+
 /** `lifeboat repo repair-index`: rebuild unreadable or missing pack indexes from the packs. */
-export async function repairIndexTarget(config: Config): Promise<Awaited<ReturnType<Repository['repairIndex']>>> {
-  return (await openRepo(config)).repairIndex();
+export async function repairIndexTarget(config: Config, t: NamedTarget = config.targets[0]!): Promise<Awaited<ReturnType<Repository['repairIndex']>>> {
+  return (await openRepo(config, t)).repairIndex();
 }
 
 /** One line per project: what repair-index found and did. */
@@ -70,11 +95,11 @@ export function formatRepairIndex(r: Awaited<ReturnType<Repository['repairIndex'
   return lines.length > 0 ? lines.join('\n') : 'no project data on the target';
 }
 
-export async function gcTarget(config: Config, opts: { dryRun: boolean }): Promise<GcReport> {
-  const repo = await openRepo(config);
+export async function gcTarget(config: Config, opts: { dryRun: boolean }, t: NamedTarget = config.targets[0]!): Promise<GcReport> {
+  const repo = await openRepo(config, t);
   const store = await openStore(config.db);
   try {
-    const known = await committedSnapshotIds(store.db);
+    const known = await committedSnapshotIdsOn(store.db, onTarget(config, t));
     return await repo.gc({ knownSnapshotIds: known, allowEmpty: known.length === 0, dryRun: opts.dryRun });
   } finally {
     await store.close();

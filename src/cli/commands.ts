@@ -1,4 +1,5 @@
 import { Command, CommanderError } from 'commander';
+import { registerBackupTargetCommands } from './backup-target.commands.js';
 import { addGlobalOptions, processIo, reportError, usageExitCode, type ClientIo } from './command.kit.js';
 import { registerRestoreCommands } from './restore.commands.js';
 import { registerFileRecoveryCommands, registerFileSearchCommand } from './file-recovery.commands.js';
@@ -23,6 +24,7 @@ export { EXIT_CODES } from './exit-codes.js';
  */
 export function registerClientCommands(program: Command, io: ClientIo = processIo()): void {
   addGlobalOptions(program);
+  registerBackupTargetCommands(program, io);
   registerWorkloadCommands(program, io);
   registerSnapshotCommands(program, io);
   registerRestoreCommands(program, io);

@@ -96,13 +96,15 @@ export function registerWorkloadCommands(program: Command, io: ClientIo): void {
   addFormatOptions(
     addWorkloadFields(addCommand(program, io, 'workload-create', 'Create a workload (a protected group of VMs).'))
       .option('--workload-type-id <id>', 'workload type (default: Serial)')
-      .option('--source-platform <platform>', 'source platform', 'openstack'),
+      .option('--source-platform <platform>', 'source platform', 'openstack')
+      .option('--backup-target-type <name>', 'the backup target its snapshots go to (see backup-target-list; default: the default target)'),
   ).action(
     handler(io, async (c) => {
       const w = workloadBody(c.opts);
       if (!w.instances) throw usageError('workload-create needs at least one --instance instance-id=<uuid>');
       if (typeof c.opts.workloadTypeId === 'string') w.workload_type_id = c.opts.workloadTypeId;
       w.source_platform = c.opts.sourcePlatform;
+      if (typeof c.opts.backupTargetType === 'string') w.backup_target_types = c.opts.backupTargetType;
       w.jobschedule ??= {};
       w.metadata ??= {};
       const s = await c.session();

@@ -1,4 +1,5 @@
 import { hostname } from 'node:os';
+import { TARGET_NAME_RE, type NamedTarget } from '../lib/target.js';
 import { isAbsolute, join, resolve } from 'node:path';
 import type { BackupTarget } from '../lib/target.js';
 import { METRICS_ACCESS, type MetricsAccess } from '../lib/metrics.js';
@@ -14,8 +15,12 @@ export interface Config {
   /** Base URL clients reach this service at (for links and the Keystone catalog). */
   publicUrl: string;
   db: string;
-  /** Where backups go; the URL scheme of LIFEBOAT_TARGET picks the kind (backend/open.ts opens it). */
+  /** The default target (where backups go unless a workload chose another); the URL scheme picks the kind (backend/open.ts opens it). */
   target: BackupTarget;
+  /** Every configured target, the default first (LIFEBOAT_TARGETS; else LIFEBOAT_TARGET named `default`). */
+  targets: NamedTarget[];
+  /** Name of the default target. */
+  defaultTarget: string;
   /** Most backend requests in flight at once per process; null: the backend kind's default. */
   targetConnections: number | null;
   /** Where VMs live (LIFEBOAT_PLATFORM). */
@@ -43,6 +48,17 @@ export interface Config {
   login: { userFailures: number; addressFailures: number; lockoutMs: number; issuesPerMinute: number };
   /** A worker that has not renewed its job lease for this long is considered dead. */
   jobLeaseSeconds: number;
+  /**
+   * The key that seals secret settings (LIFEBOAT_SETTINGS_KEY_FILE). Named explicitly, the file
+   * must exist (every host of a scale-out install reads the same one); by default it is
+   * created in LIFEBOAT_HOME on first start.
+   */
+  settingsKey: { path: string; create: boolean };
+  /**
+   * Repository leases on the target (CONCURRENCY.md): a holder renews every ttl/3; GC treats a
+   * lease as dead, and collects what its writer left, after ttl + grace without a renewal.
+   */
+  repoLease: { ttlMs: number; graceMs: number };
   /** Jobs one worker process runs at once (LIFEBOAT_WORKER_CONCURRENCY). */
   workerConcurrency: number;
   /** SIGTERM/SIGINT: how long running jobs may still finish before they are cancelled (0: at once). */
@@ -150,7 +166,8 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
     throw new ConfigError(`LIFEBOAT_DB must be sqlite:<path> or postgres://..., got ${JSON.stringify(dbRaw)}`);
   }
 
-  const target = parseTarget(nonEmpty(env, 'LIFEBOAT_TARGET') ?? `file://${join(home, 'target')}`);
+  const { targets, defaultTarget } = parseTargets(env, home);
+  const target = targets[0]!.target;
   const targetConnections = env.LIFEBOAT_TARGET_CONNECTIONS === undefined ? null : positiveInt(env, 'LIFEBOAT_TARGET_CONNECTIONS', 1);
 
   const kUrl = nonEmpty(env, 'LIFEBOAT_KEYSTONE_URL');
@@ -192,6 +209,8 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
     publicUrl,
     db,
     target,
+    targets,
+    defaultTarget,
     targetConnections,
     platform,
     openstack: parseOpenStack(env),
@@ -212,6 +231,8 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
       issuesPerMinute: nonNegativeInt(env, 'LIFEBOAT_TOKEN_RATE', 120),
     },
     jobLeaseSeconds: positiveInt(env, 'LIFEBOAT_JOB_LEASE', 30),
+    settingsKey: env.LIFEBOAT_SETTINGS_KEY_FILE === undefined ? { path: join(home, 'settings.key'), create: true } : { path: resolve(cwd, nonEmpty(env, 'LIFEBOAT_SETTINGS_KEY_FILE')!), create: false },
+    repoLease: { ttlMs: positiveInt(env, 'LIFEBOAT_REPO_LEASE_TTL', 300) * 1000, graceMs: nonNegativeInt(env, 'LIFEBOAT_REPO_LEASE_GRACE', 300) * 1000 },
     workerConcurrency: positiveInt(env, 'LIFEBOAT_WORKER_CONCURRENCY', 2),
     shutdownGraceSeconds: nonNegativeInt(env, 'LIFEBOAT_SHUTDOWN_GRACE', 20),
     logLevel,
@@ -291,4 +312,32 @@ function checkEndpoint(v: string): string {
     throw new ConfigError('LIFEBOAT_TARGET endpoint must be http(s)://host[:port][/path], without credentials or query');
   }
   return v.replace(/\/+$/, '');
+}
+
+/**
+ * LIFEBOAT_TARGETS=`name=url;name=url…` declares several targets (LIFEBOAT_DEFAULT_TARGET
+ * names the default, else the first); without it LIFEBOAT_TARGET is the one target, named
+ * `default`. Setting both is refused: which one would be the default is not obvious.
+ * The returned list has the default first.
+ */
+function parseTargets(env: Env, home: string): { targets: NamedTarget[]; defaultTarget: string } {
+  const list = nonEmpty(env, 'LIFEBOAT_TARGETS');
+  if (list === undefined) {
+    if (nonEmpty(env, 'LIFEBOAT_DEFAULT_TARGET') !== undefined) throw new ConfigError('LIFEBOAT_DEFAULT_TARGET needs LIFEBOAT_TARGETS');
+    return { targets: [{ name: 'default', target: parseTarget(nonEmpty(env, 'LIFEBOAT_TARGET') ?? `file://${join(home, 'target')}`) }], defaultTarget: 'default' };
+  }
+  if (env.LIFEBOAT_TARGET !== undefined) throw new ConfigError('set either LIFEBOAT_TARGET (one target) or LIFEBOAT_TARGETS (several), not both');
+  const targets: NamedTarget[] = [];
+  for (const entry of list.split(';').map((e) => e.trim()).filter((e) => e !== '')) {
+    const eq = entry.indexOf('=');
+    const name = eq > 0 ? entry.slice(0, eq).trim() : '';
+    if (!TARGET_NAME_RE.test(name)) throw new ConfigError(`LIFEBOAT_TARGETS entries must be name=url with a name of a-z 0-9 _ - (at most 63, starting with a letter or digit); got ${JSON.stringify(entry.slice(0, 80))}`);
+    if (targets.some((t) => t.name === name)) throw new ConfigError(`LIFEBOAT_TARGETS names target ${name} twice`);
+    targets.push({ name, target: parseTarget(entry.slice(eq + 1).trim()) });
+  }
+  if (targets.length === 0) throw new ConfigError('LIFEBOAT_TARGETS declares no target');
+  const defaultTarget = nonEmpty(env, 'LIFEBOAT_DEFAULT_TARGET') ?? targets[0]!.name;
+  const dflt = targets.find((t) => t.name === defaultTarget);
+  if (!dflt) throw new ConfigError(`LIFEBOAT_DEFAULT_TARGET ${JSON.stringify(defaultTarget)} is not one of the targets in LIFEBOAT_TARGETS (${targets.map((t) => t.name).join(', ')})`);
+  return { targets: [dflt, ...targets.filter((t) => t !== dflt)], defaultTarget };
 }

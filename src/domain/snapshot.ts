@@ -45,6 +45,8 @@ export interface Snapshot {
   time_taken: number;
   pinned: boolean;
   instances: SnapshotInstance[];
+  /** Name of the backup target holding its data; null: the default target (older snapshots). */
+  backup_target: string | null;
   created_at: number;
   updated_at: number | null;
   finished_at: number | null;
@@ -129,6 +131,7 @@ export function newSnapshotRecord(f: {
   description: string;
   snapshot_type: SnapshotType;
   is_scheduled: boolean;
+  backup_target: string | null;
   created_at: number;
 }): Snapshot {
   return {

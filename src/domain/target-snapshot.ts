@@ -125,6 +125,8 @@ export function importedSnapshotRecord(t: TargetSnapshot, workload: { project_id
     time_taken: Math.max(0, Math.round((t.committedAt - started) / 1000)),
     pinned: false,
     instances: t.meta.instances,
+    // Imports read the default target (app wiring), so the snapshot is on it.
+    backup_target: null,
     created_at: s.created_at,
     updated_at: finished,
     finished_at: finished,
@@ -152,6 +154,7 @@ export function importedWorkloadRecord(newest: TargetSnapshot, fallbackSchedule:
     jobschedule: { ...(w.jobschedule ?? fallbackSchedule), enabled: false },
     metadata: w.metadata,
     force_full: false,
+    backup_target: null, // the default target, where imports come from
     created_at: w.created_at ?? newest.meta.snapshot.created_at,
     updated_at: now,
     instances: members,

@@ -27,6 +27,7 @@ export function testWorkload(over: Partial<Workload> = {}): Workload {
     jobschedule: defaultJobSchedule(created),
     metadata: {},
     force_full: false,
+    backup_target: null,
     created_at: created,
     updated_at: created,
     instances: [],
@@ -48,6 +49,7 @@ export function testSnapshot(w: Pick<Workload, 'id' | 'project_id' | 'user_id'>,
     description: '-',
     snapshot_type: 'full',
     is_scheduled: false,
+    backup_target: null,
     created_at: TEST_T0,
   });
   return { ...record, status: 'available', host: 'node-a', progress_msg: null, ...over };

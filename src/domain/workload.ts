@@ -32,6 +32,8 @@ export interface Workload {
   jobschedule: JobSchedule;
   metadata: Record<string, string>;
   force_full: boolean;
+  /** Name of the backup target its snapshots go to (chosen at create time); null: the default. */
+  backup_target: string | null;
   created_at: number;
   updated_at: number;
   instances: WorkloadMember[];

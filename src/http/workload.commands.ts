@@ -23,7 +23,19 @@ export function parseCreateWorkload(body: unknown): CreateWorkloadCommand {
     instanceIds: instanceIdList(b.instances),
     jobschedule: parseJobScheduleChanges(b.jobschedule),
     metadata: stringMap(b.metadata, 'metadata'),
+    ...backupTargetChoice(b.backup_target_types),
   };
+}
+
+/**
+ * workloadmgr 5.x `backup_target_types`: the name of the backup target (type) the workload's
+ * snapshots go to; absent, null or '' → the default. Whether the name exists is the service's
+ * check (it knows the configured targets).
+ */
+function backupTargetChoice(v: unknown): { backupTarget?: string } {
+  if (v === undefined || v === null || v === '') return {};
+  if (typeof v !== 'string') throw new ValidationError('Invalid backup_target_types: expected the name of a backup target type');
+  return { backupTarget: v.trim() };
 }
 
 /**

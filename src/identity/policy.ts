@@ -51,6 +51,8 @@ export const DEFAULT_RULES: Readonly<Record<string, string>> = Object.freeze({
   'snapshot:snapshot_show': 'rule:admin_or_owner',
 
   'workload:add_node': 'rule:admin_api',
+  // The configured backup targets with capacity and usage (5.x backup_targets; name ours).
+  'workload:backup_target_list': 'rule:admin_api',
   'workload:config_backup': 'rule:admin_api',
   'workload:config_backup_delete': 'rule:admin_api',
   'workload:config_workload': 'rule:admin_api',

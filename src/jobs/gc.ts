@@ -1,5 +1,5 @@
 import type { Db } from '../store/db.js';
-import { committedSnapshotIds } from '../store/snapshot.store.js';
+import { committedSnapshotIds, committedSnapshotIdsOn } from '../store/snapshot.store.js';
 import type { Repository } from '../repository/repository.js';
 import type { GcReport } from '../repository/gc.js';
 import type { Logger } from '../lib/logger.js';
@@ -21,6 +21,8 @@ export class GcScheduler {
     private readonly repo: Repository,
     private readonly log: Logger,
     private readonly delayMs = 2000,
+    /** The target `repo` is (several targets): GC is told only the snapshots recorded on it. */
+    private readonly target?: { name: string; isDefault: boolean },
   ) {}
 
   request(): void {
@@ -40,9 +42,9 @@ export class GcScheduler {
     this.running = (async () => {
       try {
         // An empty listing is trusted only when the DB agrees nothing is committed (restic #4612).
-        const known = await committedSnapshotIds(this.db);
+        const known = this.target ? await committedSnapshotIdsOn(this.db, this.target) : await committedSnapshotIds(this.db);
         const report = await this.repo.gc({ knownSnapshotIds: known, allowEmpty: known.length === 0 });
-        this.log.info({ gc: { ...report, missingChunks: report.missingChunks.length } }, report.swept ? 'gc finished' : 'gc refused to sweep');
+        this.log.info({ target: this.target?.name, gc: { ...report, missingChunks: report.missingChunks.length } }, report.swept ? 'gc finished' : 'gc refused to sweep');
         return report;
       } catch (e) {
         this.log.warn({ err: errorMessage(e) }, 'gc failed; nothing was deleted by this run');

@@ -4,6 +4,7 @@ import { getSnapshot, transitionSnapshot } from '../store/snapshot.store.js';
 import { getRestore, transitionRestore, updateRestoreFields } from '../store/restore.store.js';
 import type { NewInstanceSpec, Platform, PreparedInstance } from '../platform/platform.js';
 import type { Repository } from '../repository/repository.js';
+import { asRepositorySet, type RepositorySet } from '../repository/repository-set.js';
 import { restoreDisk } from '../datamover/restore.js';
 import type { SnapshotInstance } from '../domain/snapshot.js';
 import { RESTORE_LOST_MESSAGE, type RestorePlan, type RestorePlanInstance, type RestoredInstance } from '../domain/restore.js';
@@ -20,7 +21,8 @@ import type { AnyJobHandler } from './runner.js';
 export interface RestoreJobDeps {
   db: Db;
   platform: Platform;
-  repo: Repository;
+  /** The target repositories (or the one): a restore reads the one its snapshot recorded. */
+  repo: Repository | RepositorySet;
   clock: Clock;
   nodeName: string;
   progressEveryMs?: number;
@@ -110,7 +112,8 @@ async function runRestore(d: RestoreJobDeps, restoreId: string, plan: RestorePla
   try {
     const snap = await getSnapshot(db, { admin: true }, r.snapshot_id);
     if (!snap) throw new Error(`Snapshot ${r.snapshot_id} no longer exists`);
-    const manifest = await d.repo.readManifest(snap.id);
+    const repo = asRepositorySet(d.repo).get(snap.backup_target);
+    const manifest = await repo.readManifest(snap.id);
     const sizeOf = new Map(manifest.disks.map((x) => [x.diskKey, x.size]));
     const formatOf = diskFormats(manifest.meta);
     const total = plan.instances.reduce((a, p) => a + p.devices.reduce((b, dev) => b + (sizeOf.get(diskKey(p.id, dev)) ?? 0), 0), 0);
@@ -121,7 +124,7 @@ async function runRestore(d: RestoreJobDeps, restoreId: string, plan: RestorePla
       const si = snap.instances.find((i) => i.id === p.id);
       if (!si) throw new Error(`Instance ${p.id} is not in snapshot ${snap.id}`);
       const disks = new Map(p.devices.map((dev) => [dev, { size: sizeOf.get(diskKey(p.id, dev)) ?? 0, format: formatOf.get(diskKey(p.id, dev)) ?? 'raw' }]));
-      await restoreInstance(d, { restoreId: r.id, projectId: r.project_id, kind: plan.kind, snapshotId: snap.id, si, p, disks }, { progress, abort, log }, result);
+      await restoreInstance({ ...d, repo }, { restoreId: r.id, projectId: r.project_id, kind: plan.kind, snapshotId: snap.id, si, p, disks }, { progress, abort, log }, result);
     }
     await completeRestore(d, r, plan, total, started, result);
     log.info({ restoreId: r.id, kind: plan.kind, instances: result.restored.length, failures: result.failures.length }, 'restore finished');
@@ -169,7 +172,7 @@ interface InstanceRestore {
  * (a failed disk, an abort, an error), the prepared target is discarded: in place, committed
  * disks stay restored and the others keep their original content.
  */
-async function restoreInstance(d: RestoreJobDeps, x: InstanceRestore, run: { progress: ByteProgress; abort: AbortSignal; log: Logger }, result: RestoreResult): Promise<void> {
+async function restoreInstance(d: Omit<RestoreJobDeps, 'repo'> & { repo: Repository }, x: InstanceRestore, run: { progress: ByteProgress; abort: AbortSignal; log: Logger }, result: RestoreResult): Promise<void> {
   const { progress, abort, log } = run;
   const tag = { restoreId: x.restoreId };
   const sizeOf = (dev: string) => x.disks.get(dev)?.size ?? 0;

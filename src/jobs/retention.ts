@@ -1,4 +1,6 @@
 import { inTransaction, type Db, type DbOrTx } from '../store/db.js';
+import type { Repository } from '../repository/repository.js';
+import { RepositorySet } from '../repository/repository-set.js';
 import { getWorkload, transitionWorkload } from '../store/workload.store.js';
 import { getSnapshot, markSnapshotDeleted, transitionSnapshot } from '../store/snapshot.store.js';
 import { retentionCandidates } from '../store/scheduler.store.js';
@@ -80,8 +82,8 @@ export async function applyRetention(db: Db, workloadId: string, nowMs: number):
 
 export interface RetentionJobDeps {
   db: Db;
-  /** The repository (only its snapshot delete is needed). */
-  repo: { deleteSnapshot(snapshotId: string): Promise<unknown> };
+  /** The target repositories, or one repository (only its snapshot delete is needed): each snapshot is deleted from its own target. */
+  repo: Pick<Repository, 'deleteSnapshot'> | RepositorySet;
   clock: Clock;
   /** Called after snapshots were deleted so space can be reclaimed (GC runs outside the job). */
   onSnapshotDeleted?: () => void;
@@ -99,7 +101,7 @@ export async function runRetentionDelete(d: RetentionJobDeps, p: RetentionDelete
     const s = await getSnapshot(d.db, { admin: true }, id);
     if (!s || s.status !== 'deleting') continue;
     try {
-      await d.repo.deleteSnapshot(s.id);
+      await (d.repo instanceof RepositorySet ? d.repo.get(s.backup_target) : d.repo).deleteSnapshot(s.id);
       await markSnapshotDeleted(d.db, s.id, toSecond(d.clock.now()));
       deleted++;
     } catch (e) {

@@ -1,4 +1,5 @@
 import { describe, it, before, after, beforeEach } from 'node:test';
+import { TargetCatalog } from '../lib/target.js';
 import assert from 'node:assert/strict';
 import { storeKinds } from '../store/testing.js';
 import type { Db, StoreHandle } from '../store/db.js';
@@ -52,7 +53,7 @@ for (const kind of storeKinds()) {
     let h: StoreHandle;
     let clock: ManualClock;
     const mk = (o: Partial<ConstructorParameters<typeof Scheduler>[0]> = {}) =>
-      new Scheduler({ db: h.db, clock, log: silentLogger, targetDescription: 'mem://test', ...o });
+      new Scheduler({ db: h.db, clock, log: silentLogger, targets: TargetCatalog.only('mem://test'), ...o });
 
     before(async () => {
       h = await kind.open();

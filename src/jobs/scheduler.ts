@@ -1,3 +1,4 @@
+import type { TargetCatalog } from '../lib/target.js';
 import { inTransaction, type Db, type Tx } from '../store/db.js';
 import { getWorkload } from '../store/workload.store.js';
 import { startSnapshot } from '../services/snapshot-start.service.js';
@@ -28,7 +29,7 @@ export interface SchedulerOptions {
   clock: Clock;
   log: Logger;
   /** Where snapshots are stored, for the snapshot's backup_media_target record. */
-  targetDescription: string;
+  targets: TargetCatalog;
   /** Longest sleep between ticks (schedule edits by other processes are seen this late). */
   pollMs?: number;
   /**
@@ -196,7 +197,7 @@ export class Scheduler {
         type,
         isScheduled: true,
         createdAt: toSecond(now),
-        targetDescription: this.o.targetDescription,
+        targets: this.o.targets,
       });
       return snap ?? `workload is ${w.status}`;
     } catch (e) {

@@ -3,6 +3,7 @@ import { getWorkload, transitionWorkload, updateWorkloadFields } from '../store/
 import { finishTask, getSnapshot, markSnapshotDeleted, setSnapshotMetadata, transitionSnapshot, updateSnapshotFields } from '../store/snapshot.store.js';
 import type { BackupOutcome, BackupSession, Checkpoint, DiskSource, Platform } from '../platform/platform.js';
 import type { Repository } from '../repository/repository.js';
+import { asRepositorySet, type RepositorySet } from '../repository/repository-set.js';
 import type { DiskIndex } from '../repository/disk-index.format.js';
 import type { SnapshotWriter } from '../repository/snapshot-writer.js';
 import { backupDisk, type BackupDiskSummary } from '../datamover/backup.js';
@@ -27,7 +28,8 @@ import type { DiskBackupNumbers } from '../lib/metrics.js';
 export interface SnapshotJobDeps {
   db: Db;
   platform: Platform;
-  repo: Repository;
+  /** The target repositories (or the one): each snapshot uses the one of its `backup_target`. */
+  repo: Repository | RepositorySet;
   clock: Clock;
   nodeName: string;
   /** How often progress is written and cancellation is checked (ms). */
@@ -38,6 +40,13 @@ export interface SnapshotJobDeps {
   onSnapshotDeleted?: () => void;
   /** Told the numbers of every backed-up disk (the /metrics byte and chunk counters). */
   metrics?: { recordDiskBackup(n: DiskBackupNumbers): void };
+}
+
+/** The deps of one snapshot's steps: the repository of the snapshot's own target. */
+type OnTarget = Omit<SnapshotJobDeps, 'repo'> & { repo: Repository };
+
+function onTargetOf(d: SnapshotJobDeps, s: Snapshot): OnTarget {
+  return { ...d, repo: asRepositorySet(d.repo).get(s.backup_target) };
 }
 
 /** The disk's name inside the repository: stable across snapshots of the same VM. */
@@ -95,9 +104,10 @@ interface OpenedSnapshot {
  * is durable — mark the snapshot `available` and unlock the workload in one transaction.
  * Whatever happens, every session is ended and a writer that did not commit is aborted.
  */
-async function takeSnapshot(d: SnapshotJobDeps, snapshotId: string, signal: AbortSignal, log: Logger): Promise<void> {
-  const s = await claimSnapshot(d, snapshotId);
+async function takeSnapshot(deps: SnapshotJobDeps, snapshotId: string, signal: AbortSignal, log: Logger): Promise<void> {
+  const s = await claimSnapshot(deps, snapshotId);
   if (!s) return;
+  const d = onTargetOf(deps, s);
   const startedAt = d.clock.now();
   const held = new Held();
   let progress: ByteProgress | null = null;
@@ -154,7 +164,7 @@ async function claimSnapshot(d: SnapshotJobDeps, snapshotId: string): Promise<Sn
  * Open step: the workload's VMs, the incremental base, a backup session per VM (each pushed
  * into `held` as soon as it exists, so a later failure still ends it) and the writer.
  */
-async function openSnapshot(d: SnapshotJobDeps, s: Snapshot, held: Held, abort: AbortSignal, log: Logger): Promise<OpenedSnapshot> {
+async function openSnapshot(d: OnTarget, s: Snapshot, held: Held, abort: AbortSignal, log: Logger): Promise<OpenedSnapshot> {
   const w = await getWorkload(d.db, { admin: true }, s.workload_id);
   if (!w) throw new Error(`Workload ${s.workload_id} no longer exists`);
   // The writer (lease, GC plan, the project's chunk index) loads while the platform and the
@@ -187,7 +197,7 @@ async function openSnapshot(d: SnapshotJobDeps, s: Snapshot, held: Held, abort: 
 }
 
 /** Run step: every disk through the datamover; the next base index is read while a disk runs. */
-async function copyDisks(d: SnapshotJobDeps, s: Snapshot, o: OpenedSnapshot, progress: ByteProgress, abort: AbortSignal): Promise<BackupDiskSummary[]> {
+async function copyDisks(d: OnTarget, s: Snapshot, o: OpenedSnapshot, progress: ByteProgress, abort: AbortSignal): Promise<BackupDiskSummary[]> {
   const baseIndexOf = (i: number): Promise<DiskIndex | null> => {
     const x = o.disks[i];
     const bd = x ? o.base?.manifest.disks.find((y) => y.diskKey === x.key) : undefined;
@@ -304,7 +314,7 @@ async function finishCancelled(d: SnapshotJobDeps, s: Snapshot): Promise<void> {
 async function deleteSnapshot(d: SnapshotJobDeps, snapshotId: string, taskId: string | undefined): Promise<void> {
   const s = await getSnapshot(d.db, { admin: true }, snapshotId);
   if (!s || s.status !== 'deleting') return;
-  await d.repo.deleteSnapshot(s.id);
+  await onTargetOf(d, s).repo.deleteSnapshot(s.id);
   const now = toSecond(d.clock.now());
   await inTransaction(d.db, async (tx) => {
     await markSnapshotDeleted(tx, s.id, now);

@@ -30,3 +30,56 @@ export function describeTarget(t: BackupTarget): string {
       return `s3://${t.bucket}${t.prefix ? `/${t.prefix}` : ''}`;
   }
 }
+
+/** A configured backup target and the name users choose it by (workloadmgr 5.x `backup_target_types`). */
+export interface NamedTarget {
+  name: string;
+  target: BackupTarget;
+}
+
+/** Target names: what `backup_target_types` takes and snapshots record. */
+export const TARGET_NAME_RE = /^[a-z0-9][a-z0-9_-]{0,62}$/;
+
+/**
+ * The configured targets as the services see them: names, the default, descriptions. A stored
+ * target name of null (workloads and snapshots from before several targets existed) means the
+ * default target.
+ */
+export class TargetCatalog {
+  private readonly byName: Map<string, string>;
+
+  constructor(
+    targets: readonly { name: string; description: string }[],
+    readonly defaultName: string,
+  ) {
+    this.byName = new Map(targets.map((t) => [t.name, t.description]));
+    if (!this.byName.has(defaultName)) throw new Error(`default backup target ${defaultName} is not among the targets`);
+  }
+
+  static of(targets: readonly NamedTarget[], defaultName: string): TargetCatalog {
+    return new TargetCatalog(targets.map((t) => ({ name: t.name, description: describeTarget(t.target) })), defaultName);
+  }
+
+  /** One target named `default` described as `description` (tests, single-target setups). */
+  static only(description: string): TargetCatalog {
+    return new TargetCatalog([{ name: 'default', description }], 'default');
+  }
+
+  get names(): string[] {
+    return [...this.byName.keys()];
+  }
+
+  has(name: string): boolean {
+    return this.byName.has(name);
+  }
+
+  /** The name a stored value stands for (null → the default). */
+  resolve(name: string | null): string {
+    return name ?? this.defaultName;
+  }
+
+  /** The target's user-facing description (no credentials); an unknown name says so. */
+  describe(name: string | null): string {
+    return this.byName.get(this.resolve(name)) ?? `${name} (not configured on this node)`;
+  }
+}

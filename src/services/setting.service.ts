@@ -79,12 +79,13 @@ export interface SettingServiceDeps {
  * hashed to an AES-256 key. Every process that sends mail (api and worker roles) must read the
  * same file, or sealed passwords cannot be opened (mail is then skipped and logged).
  */
-export function loadOrCreateSettingsKey(path: string): Buffer {
+export function loadOrCreateSettingsKey(path: string, opts: { create: boolean } = { create: true }): Buffer {
   let material: string;
   try {
     material = readFileSync(path, 'utf8').trim();
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+    if (!opts.create) throw new Error(`settings key file ${path} (LIFEBOAT_SETTINGS_KEY_FILE) does not exist; every host needs a copy of the same file (e.g. 64 random hex characters, mode 0600)`);
     mkdirSync(dirname(path), { recursive: true });
     material = randomBytes(32).toString('hex');
     try {

@@ -1,4 +1,5 @@
 import { after, before, describe, it } from 'node:test';
+import { TargetCatalog } from '../lib/target.js';
 import assert from 'node:assert/strict';
 import { storeKinds } from '../store/testing.js';
 import { inTransaction, type StoreHandle } from '../store/db.js';
@@ -20,7 +21,7 @@ function workload(): Workload {
 }
 
 function request(w: Workload, over: Partial<SnapshotStartRequest> = {}): SnapshotStartRequest {
-  return { workload: w, userId: 'u'.repeat(32), name: 'snap', description: '-', type: 'incremental', isScheduled: false, createdAt: T0 + 1234, targetDescription: 'file:///t', ...over };
+  return { workload: w, userId: 'u'.repeat(32), name: 'snap', description: '-', type: 'incremental', isScheduled: false, createdAt: T0 + 1234, targets: TargetCatalog.only('file:///t'), ...over };
 }
 
 for (const kind of storeKinds()) {

@@ -7,6 +7,7 @@ import { newSnapshotRecord, type Snapshot, type SnapshotType } from '../domain/s
 import type { Workload } from '../domain/workload.js';
 import { newId } from '../lib/ids.js';
 import { toSecond } from '../lib/time.js';
+import type { TargetCatalog } from '../lib/target.js';
 import { enforceSnapshotQuotas } from './quota.service.js';
 
 /** What a caller (the API or the scheduler) asks for when it starts a snapshot. */
@@ -20,8 +21,8 @@ export interface SnapshotStartRequest {
   isScheduled: boolean;
   /** Epoch ms, stored to the millisecond so snapshots started within one second still list in order. */
   createdAt: number;
-  /** Where snapshots are stored, for the backup_media_target metadata record. */
-  targetDescription: string;
+  /** The configured targets: the snapshot records the workload's (null: the default). */
+  targets: TargetCatalog;
 }
 
 /**
@@ -54,10 +55,11 @@ export async function startSnapshot(tx: DbOrTx, req: SnapshotStartRequest): Prom
     description: req.description,
     snapshot_type: type,
     is_scheduled: req.isScheduled,
+    backup_target: req.targets.resolve(fresh?.backup_target ?? w.backup_target),
     created_at: req.createdAt,
   });
   await insertSnapshot(tx, snap);
-  await setSnapshotMetadata(tx, snap.id, initialSnapshotMetadata(w, req.targetDescription), at);
+  await setSnapshotMetadata(tx, snap.id, initialSnapshotMetadata(w, req.targets.describe(snap.backup_target)), at);
   await enqueue(tx, SNAPSHOT_JOBS.take, { snapshotId: snap.id }, { resourceId: snap.id, now: at });
   return snap;
 }

@@ -1,3 +1,4 @@
+import type { TargetCatalog } from '../lib/target.js';
 import { inTransaction, type Db } from '../store/db.js';
 import { getWorkload, transitionWorkload, type Scope } from '../store/workload.store.js';
 import {
@@ -32,7 +33,7 @@ export interface SnapshotServiceDeps {
   db: Db;
   clock: Clock;
   /** Where snapshots are stored, for the backup_media_target record. */
-  targetDescription: string;
+  targets: TargetCatalog;
 }
 
 /** A take-snapshot request, checked for shape by http/ (snapshot.commands.ts). */
@@ -67,7 +68,7 @@ export class SnapshotService {
     if (!w) throw NotFoundError.of('Workload', workloadId);
     const createdAt = this.deps.clock.now();
     return inTransaction(this.deps.db, async (tx) => {
-      const snap = await startSnapshot(tx, { workload: w, userId: ctx.userId, name: cmd.name, description: cmd.description, type: cmd.type, isScheduled: cmd.isScheduled, createdAt, targetDescription: this.deps.targetDescription });
+      const snap = await startSnapshot(tx, { workload: w, userId: ctx.userId, name: cmd.name, description: cmd.description, type: cmd.type, isScheduled: cmd.isScheduled, createdAt, targets: this.deps.targets });
       if (!snap) throw new InvalidStateError("Workload must be in the 'available' state to take a snapshot");
       return snap;
     });

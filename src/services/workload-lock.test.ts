@@ -1,4 +1,5 @@
 import { after, before, beforeEach, describe, it } from 'node:test';
+import { TargetCatalog } from '../lib/target.js';
 import assert from 'node:assert/strict';
 import { storeKinds } from '../store/testing.js';
 import { inTransaction, type StoreHandle } from '../store/db.js';
@@ -54,7 +55,7 @@ for (const kind of storeKinds()) {
       const w = workload();
       await insertWorkload(h.db, w);
       const s = await inTransaction(h.db, (tx) =>
-        startSnapshot(tx, { workload: w, userId: w.user_id, name: 's', description: '-', type: 'full', isScheduled: false, createdAt: T0, targetDescription: 'mem://' }),
+        startSnapshot(tx, { workload: w, userId: w.user_id, name: 's', description: '-', type: 'full', isScheduled: false, createdAt: T0, targets: TargetCatalog.only('mem://') }),
       );
       assert.ok(s);
       const job = await h.db.selectFrom('jobs').select('id').where('resource_id', '=', s.id).executeTakeFirstOrThrow();
@@ -92,7 +93,7 @@ for (const kind of storeKinds()) {
       assert.equal(s?.status, 'cancelled');
       assert.equal(s?.progress_msg, 'Snapshot cancelled: workload unlocked by admin');
       // The workload is usable again: a new snapshot starts.
-      assert.ok(await inTransaction(h.db, (tx) => startSnapshot(tx, { workload: w, userId: w.user_id, name: 's2', description: '-', type: 'full', isScheduled: false, createdAt: T0 + 1, targetDescription: 'mem://' })));
+      assert.ok(await inTransaction(h.db, (tx) => startSnapshot(tx, { workload: w, userId: w.user_id, name: 's2', description: '-', type: 'full', isScheduled: false, createdAt: T0 + 1, targets: TargetCatalog.only('mem://') })));
     });
 
     it('a member reset of a workload with a job in flight is refused naming the job; an admin reset cancels it and resets', async () => {

@@ -28,11 +28,14 @@ import { assertScheduleChangeAllowed, scheduleViewFields } from './scheduler.ser
 import { getGlobalJobScheduler } from '../store/scheduler.store.js';
 import { enforceWorkloadQuotas } from './quota.service.js';
 import { cancelJobsInFlight, describeJob } from './job-cancel.service.js';
+import type { TargetCatalog } from '../lib/target.js';
 
 export interface WorkloadServiceDeps {
   db: Db;
   platform: Platform;
   clock: Clock;
+  /** The configured backup targets; absent: only the default may be chosen. */
+  targets?: TargetCatalog;
 }
 
 export interface WorkloadDetail {
@@ -52,6 +55,8 @@ export interface CreateWorkloadCommand {
   instanceIds: string[];
   jobschedule: JobScheduleChanges;
   metadata: Record<string, string>;
+  /** The backup target (type) named in `backup_target_types`; null: the default. */
+  backupTarget?: string | null;
 }
 
 /** A workload modify: only what is present changes (metadata merges into the stored map). */
@@ -131,6 +136,7 @@ export class WorkloadService {
     const { schedule, changed } = mergeJobSchedule(baseSchedule, cmd.jobschedule);
     await assertScheduleChangeAllowed(this.deps.db, baseSchedule, schedule, changed);
     const members = await this.resolveMembers(ctx, cmd.instanceIds, null);
+    const backupTarget = this.backupTargetOf(cmd.backupTarget ?? null);
     const w: Workload = {
       id: newId(),
       project_id: ctx.projectId,
@@ -145,6 +151,7 @@ export class WorkloadService {
       jobschedule: schedule,
       metadata: cmd.metadata,
       force_full: true,
+      backup_target: backupTarget,
       created_at: now,
       updated_at: now,
       instances: members,
@@ -168,6 +175,17 @@ export class WorkloadService {
       throw e;
     }
     return w;
+  }
+
+  /**
+   * The target a new workload's snapshots go to, fixed at create time (its incremental chain
+   * lives there): the chosen one, else the current default. Unknown → 400, nothing created.
+   */
+  private backupTargetOf(choice: string | null): string | null {
+    const t = this.deps.targets;
+    if (choice === null) return t ? t.defaultName : null;
+    if (!t?.has(choice)) throw new ValidationError(`Invalid backup_target_types: no backup target type named ${JSON.stringify(choice.slice(0, 64))}`);
+    return choice;
   }
 
   async modify(ctx: RequestContext, id: string, cmd: ModifyWorkloadCommand): Promise<void> {

@@ -33,6 +33,8 @@ export interface WorkloadsTable {
   metadata: string; // JSON string→string
   /** 1 when the next snapshot must be full whatever was asked (first snapshot, after reset). */
   force_full: number;
+  /** The chosen backup target's name; null: the default (0007). */
+  backup_target: string | null;
   created_at: number;
   updated_at: number;
   deleted: number;
@@ -72,6 +74,8 @@ export interface SnapshotsTable {
   instances: string; // JSON: the snapshot-time instance view (flavor, nics, vdisks...)
   /** JSON {instanceId: {name, state?}}: platform checkpoints for the next incremental (0006). */
   checkpoints: string | null;
+  /** The backup target the snapshot is written to; null: the default (0007). */
+  backup_target: string | null;
   created_at: number;
   updated_at: number | null;
   finished_at: number | null;
@@ -103,6 +107,22 @@ export interface JobsTable {
   updated_at: number;
   /** Only the worker with this node name may claim the job; null: any worker (migration 0005). */
   target_node: string | null;
+}
+
+/** A running Lifeboat process (node registry, 0008); times are epoch ms. */
+export interface NodesTable {
+  id: string;
+  node_name: string;
+  role: string;
+  pid: number;
+  version: string;
+  settings_key_id: string;
+  status: string; // up | draining | stopped
+  running_jobs: number;
+  concurrency: number;
+  loadavg: number;
+  started_at: number;
+  heartbeat_at: number;
 }
 
 export interface TasksTable {
@@ -267,6 +287,7 @@ export interface Database {
   snapshots: SnapshotsTable;
   snapshot_metadata: SnapshotMetadataTable;
   jobs: JobsTable;
+  nodes: NodesTable;
   tasks: TasksTable;
   restores: RestoresTable;
   file_searches: FileSearchesTable;

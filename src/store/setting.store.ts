@@ -16,26 +16,44 @@ export function isSecretSettingName(name: string): boolean {
 
 // ---- sealing -----------------------------------------------------------------------------
 
-const SEAL_PREFIX = 'enc:v1:';
+const SEAL_PREFIX_V1 = 'enc:v1:';
+const SEAL_PREFIX = 'enc:v2:';
+
+/**
+ * A key's public id: 16 hex digits of a hash of the key, stored beside every value it seals
+ * and in the node registry, so hosts with different keys are told apart without showing one.
+ */
+export function settingsKeyId(key: Buffer): string {
+  return createHash('sha256').update('lifeboat-settings-key-id\0').update(key).digest('hex').slice(0, 16);
+}
+
+/** The key id a sealed value names (null: a v1 value, sealed before key ids, or not sealed). */
+export function sealedKeyId(sealed: string): string | null {
+  const m = /^enc:v2:([0-9a-f]{16}):/.exec(sealed);
+  return m ? m[1]! : null;
+}
 
 /** A 32-byte AES key from any key material (a key file's text, an env value). */
 export function settingsKeyFrom(material: string | Buffer): Buffer {
   return createHash('sha256').update('lifeboat-settings-v1\0').update(material).digest();
 }
 
-/** `enc:v1:<base64(iv12 | tag16 | ciphertext)>`; the project and name are authenticated too. */
+/** `enc:v2:<key id>:<base64(iv12 | tag16 | ciphertext)>`; the project and name are authenticated too. */
 export function sealSecret(key: Buffer, aad: string, plain: string): string {
   const iv = randomBytes(12);
   const c = createCipheriv('aes-256-gcm', key, iv);
   c.setAAD(Buffer.from(aad));
   const ct = Buffer.concat([c.update(plain, 'utf8'), c.final()]);
-  return SEAL_PREFIX + Buffer.concat([iv, c.getAuthTag(), ct]).toString('base64');
+  return `${SEAL_PREFIX}${settingsKeyId(key)}:${Buffer.concat([iv, c.getAuthTag(), ct]).toString('base64')}`;
 }
 
 /** The plaintext, or null when the value was sealed under another key or was tampered with. */
 export function openSecret(key: Buffer, aad: string, sealed: string): string | null {
-  if (!sealed.startsWith(SEAL_PREFIX)) return null;
-  const raw = Buffer.from(sealed.slice(SEAL_PREFIX.length), 'base64');
+  let body: string;
+  if (sealed.startsWith(SEAL_PREFIX_V1)) body = sealed.slice(SEAL_PREFIX_V1.length);
+  else if (sealedKeyId(sealed) === settingsKeyId(key)) body = sealed.slice(SEAL_PREFIX.length + 17);
+  else return null; // another key sealed it (or not sealed at all)
+  const raw = Buffer.from(body, 'base64');
   if (raw.length < 28) return null;
   try {
     const d = createDecipheriv('aes-256-gcm', key, raw.subarray(0, 12));
@@ -73,6 +91,12 @@ export async function upsertSetting(db: DbOrTx, row: SettingRow): Promise<Settin
   }
   await db.insertInto('settings').values({ ...row, updated_at: null }).execute();
   return { ...row, updated_at: null };
+}
+
+/** The distinct key ids the stored secret settings were sealed with (v1 values name none). */
+export async function sealedSecretKeyIds(db: DbOrTx): Promise<string[]> {
+  const rows = await db.selectFrom('settings').select('value').where('secret', '=', 1).where('value', 'like', `${SEAL_PREFIX}%`).execute();
+  return [...new Set(rows.map((r) => sealedKeyId(r.value)).filter((x): x is string => x !== null))];
 }
 
 export async function deleteSetting(db: DbOrTx, projectId: string, name: string): Promise<boolean> {

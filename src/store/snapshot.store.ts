@@ -1,5 +1,6 @@
 import type { DbOrTx } from './db.js';
-import type { SnapshotsTable } from './schema.js';
+import type { Database, SnapshotsTable } from './schema.js';
+import type { ExpressionBuilder } from 'kysely';
 import type { Snapshot, SnapshotFilter, SnapshotInstance, SnapshotMetadataRecord, SnapshotStatus, SnapshotType, Task } from '../domain/snapshot.js';
 import type { Scope } from './workload.store.js';
 import { newId } from '../lib/ids.js';
@@ -28,6 +29,7 @@ function toSnapshot(r: SnapshotsTable): Snapshot {
     time_taken: r.time_taken,
     pinned: r.pinned === 1,
     instances: JSON.parse(r.instances) as SnapshotInstance[],
+    backup_target: r.backup_target,
     created_at: r.created_at,
     updated_at: r.updated_at,
     finished_at: r.finished_at,
@@ -58,6 +60,7 @@ export async function insertSnapshot(db: DbOrTx, s: Snapshot): Promise<void> {
       time_taken: s.time_taken,
       pinned: s.pinned ? 1 : 0,
       instances: JSON.stringify(s.instances),
+      backup_target: s.backup_target,
       created_at: s.created_at,
       updated_at: s.updated_at,
       finished_at: s.finished_at,
@@ -250,4 +253,27 @@ export async function finishTask(db: DbOrTx, id: string, status: string, message
 export async function committedSnapshotIds(db: DbOrTx): Promise<string[]> {
   const rows = await db.selectFrom('snapshots').select('id').where('deleted', '=', 0).where('status', 'in', ['available', 'restoring', 'mounting', 'mounted']).execute();
   return rows.map((r) => r.id);
+}
+
+/** committedSnapshotIds of one target (its GC and verify); rows naming no target are on the default. */
+export async function committedSnapshotIdsOn(db: DbOrTx, target: { name: string; isDefault: boolean }): Promise<string[]> {
+  const onTarget = new Set((await db.selectFrom('snapshots').select('id').where(onTargetFilter(target)).execute()).map((r) => r.id));
+  return (await committedSnapshotIds(db)).filter((id) => onTarget.has(id));
+}
+
+function onTargetFilter(target: { name: string; isDefault: boolean }) {
+  return (eb: ExpressionBuilder<Database, 'snapshots'>) => (target.isDefault ? eb.or([eb('backup_target', '=', target.name), eb('backup_target', 'is', null)]) : eb('backup_target', '=', target.name));
+}
+
+/** Bytes stored by the live snapshots on one target (the `used` of the backup-target list). */
+export async function storedBytesOnTarget(db: DbOrTx, target: { name: string; isDefault: boolean }): Promise<{ bytes: number; full: number; incremental: number }> {
+  const rows = await db
+    .selectFrom('snapshots')
+    .select(['snapshot_type', (eb) => eb.fn.sum<number>('size').as('bytes')])
+    .where('deleted', '=', 0)
+    .where(onTargetFilter(target))
+    .groupBy('snapshot_type')
+    .execute();
+  const of = (t: string) => Number(rows.find((r) => r.snapshot_type === t)?.bytes ?? 0);
+  return { bytes: of('full') + of('incremental'), full: of('full'), incremental: of('incremental') };
 }

@@ -1,4 +1,7 @@
 import type { Kysely } from 'kysely';
+// Scale-out (issue 14): listed first only to keep their lines apart from other areas' additions; order comes from the names.
+import * as scaleoutTargets from './0007-backup-targets.js';
+import * as scaleoutNodes from './0008-nodes.js';
 import * as m0001 from './0001-core.js';
 import * as m0002 from './0002-restores.js';
 import * as m0003 from './0003-scheduler.js';
@@ -17,6 +20,8 @@ export interface Migration {
 }
 
 export const migrations: Readonly<Record<string, Migration>> = {
+  '0007-backup-targets': scaleoutTargets,
+  '0008-nodes': scaleoutNodes,
   '0001-core': m0001,
   '0002-restores': m0002,
   '0003-scheduler': m0003,
