@@ -141,6 +141,37 @@ export function readProcStatus(pid: number): ProcStatus | null {
   return { rss: kb('VmRSS'), hwm: kb('VmHWM'), threads: Number(/^Threads:\s+(\d+)/m.exec(text)?.[1] ?? 0) };
 }
 
+/**
+ * CPU seconds (user + system) a process has used so far, all threads, or thread `tid` alone (the
+ * main thread: tid = pid), from /proc/<pid>[/task/<tid>]/stat (fields 14 and 15, in clock ticks
+ * of 1/100 s on Linux); null once it is gone.
+ */
+export function cpuSeconds(pid: number, tid?: number): number | null {
+  let text: string;
+  try {
+    text = readFileSync(tid === undefined ? `/proc/${pid}/stat` : `/proc/${pid}/task/${tid}/stat`, 'utf8');
+  } catch {
+    return null;
+  }
+  // The command name (field 2) may hold spaces: count fields after its closing parenthesis.
+  const f = text.slice(text.lastIndexOf(')') + 2).split(' ');
+  return (Number(f[11]) + Number(f[12])) / 100;
+}
+
+/** Busy and total CPU seconds of the whole machine since boot (all cores, /proc/stat), or null off Linux. */
+export function machineCpuSeconds(): { busy: number; total: number } | null {
+  let line: string;
+  try {
+    line = readFileSync('/proc/stat', 'utf8').split('\n')[0]!;
+  } catch {
+    return null;
+  }
+  // cpu user nice system idle iowait irq softirq steal ...: idle and iowait are the idle time.
+  const f = line.trim().split(/\s+/).slice(1, 9).map(Number);
+  const total = f.reduce((a, b) => a + b, 0) / 100;
+  return { busy: total - (f[3]! + f[4]!) / 100, total };
+}
+
 /** Resets VmHWM to the current RSS (Linux >= 4.0: "echo 5 > /proc/pid/clear_refs"). */
 export function resetPeakRss(pid: number): boolean {
   try {

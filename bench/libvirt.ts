@@ -9,12 +9,14 @@
  */
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startLibvirtd, testDomainXml, type Libvirtd } from '../test/libvirtd.js';
 import { MiB, now, removeDir, run, summarize, trackDir, type Summary } from './lib.js';
 import { prepareHome, Service } from './service.js';
 import { writeFileSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { libvirtBreakdown, type ClientTimes } from './libvirt-breakdown.js';
 
 export interface LibvirtRun {
   full: number;
@@ -61,9 +63,12 @@ export async function libvirtBench(image: string, sizeMiB: number, runs: number,
     const disk = join(lv.dataDir, 'bench.qcow2');
     await run('qemu-img', ['convert', '-q', '-f', 'raw', '-O', 'qcow2', image, disk]);
     lv.own(disk);
+    // QEMU's user must write the NBD socket and scratch files, and open the restored disks.
     const scratch = join(lv.dataDir, 'scratch');
-    mkdirSync(scratch, { mode: 0o750 });
-    lv.own(scratch);
+    for (const dir of [scratch, join(lv.dataDir, 'restored')]) {
+      mkdirSync(dir, { mode: 0o750 });
+      lv.own(dir);
+    }
     writeFileSync(join(lv.dataDir, 'dom.xml'), testDomainXml(dom, lv.domainType, disk));
     await virsh(lv, 'define', join(lv.dataDir, 'dom.xml'));
     await virsh(lv, 'start', dom);
@@ -91,6 +96,16 @@ interface RunContext {
   log: (s: string) => void;
 }
 
+/** The step breakdown of a snapshot from the service log (the log line may trail the API by a moment). */
+async function breakdownOf(logPath: string, snapshotId: string, times: ClientTimes): Promise<string> {
+  for (let i = 0; i < 100; i++) {
+    const b = libvirtBreakdown(logPath, snapshotId, times);
+    if (b) return b;
+    await sleep(20);
+  }
+  return '(no breakdown: the service log has no timings for this snapshot)';
+}
+
 async function libvirtRun(c: RunContext): Promise<LibvirtRun> {
   c.log(`libvirt run ${c.seed}`);
   const home = trackDir(mkdtempSync(join(tmpdir(), 'lifeboat-bench-lv-')));
@@ -98,18 +113,22 @@ async function libvirtRun(c: RunContext): Promise<LibvirtRun> {
   try {
     const base = prepareHome(home, join(home, 'unused.img'));
     const h = { ...base, vm: { ...base.vm, id: c.uuid } };
-    const env = { LIFEBOAT_PLATFORM: 'libvirt', LIFEBOAT_LIBVIRT_URI: c.lv.uri, LIFEBOAT_LIBVIRT_SCRATCH_DIR: c.scratch, LIFEBOAT_RESTORE_DIR: join(c.lv.dataDir, 'restored') };
+    const env = { LIFEBOAT_LOG_LEVEL: 'info', LIFEBOAT_PLATFORM: 'libvirt', LIFEBOAT_LIBVIRT_URI: c.lv.uri, LIFEBOAT_LIBVIRT_SCRATCH_DIR: c.scratch, LIFEBOAT_RESTORE_DIR: join(c.lv.dataDir, 'restored') };
     await run(process.execPath, [join(c.repoRoot, 'dist/src/main.js'), 'libvirt-assign', c.uuid, h.projectId], { env: { ...process.env, LIFEBOAT_HOME: home, ...env } });
     svc = await Service.start(h, c.repoRoot, env);
     const s = svc;
     const wid = await s.createWorkload();
     const snapshot = async (label: string, full: boolean) => {
       const t0 = now();
+      const posted = Date.now();
       const id = (await s.expect('POST', `/workloads/${wid}${full ? '?full=1' : ''}`, { snapshot: { name: label } }, [200, 202])).json.snapshot.id as string;
+      const answered = Date.now();
       const d = await s.pollStatus(`/snapshots/${id}`, (j) => j.snapshot.status, ['available', 'error'], 30 * 60_000);
       const wall = (now() - t0) / 1000;
+      const times: ClientTimes = { posted, answered, seen: Date.now() };
       if (d.snapshot.status !== 'available') throw new Error(`libvirt ${label}: ${d.snapshot.error_msg}\n${s.logTail()}`);
-      c.log(`  ${label.padEnd(24)} ${wall.toFixed(3)} s  (${d.snapshot.snapshot_type}${d.snapshot.warning_msg ? `; ${d.snapshot.warning_msg}` : ''})`);
+      c.log(`  ${label.padEnd(24)} ${wall.toFixed(3)} s  (${d.snapshot.snapshot_type}${d.snapshot.warning_msg ? `; ${d.snapshot.warning_msg}` : ''}; load ${loadavg()[0]!.toFixed(1)})`);
+      c.log(`    ${await breakdownOf(s.logPath, id, times)}`);
       return { id, wall };
     };
     const full = await snapshot('full snapshot', true);

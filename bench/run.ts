@@ -12,6 +12,7 @@ import { apiBench, type ApiBenchResult } from './api.js';
 import { cleanupAll, dirStats, installCleanupHandlers, MB, MiB, newFiles, now, probe, removeDir, RssSampler, run, summarize, trackDir, type Summary } from './lib.js';
 import { borg, restic, runPeers, type PeerResult, type PeerTool } from './peers.js';
 import { libvirtBench, type LibvirtBenchResult } from './libvirt.js';
+import { encryptionBench, type EncryptionBenchResult } from './encryption.bench.js';
 import { prepareHome, Service } from './service.js';
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
@@ -29,10 +30,13 @@ interface Args {
   skipApi: boolean;
   apiSeconds: number;
   skipLibvirt: boolean;
+  skipEncryption: boolean;
+  /** Only the libvirt case: no file-path runs (so no file-path ratio), peers, API or encryption. */
+  onlyLibvirt: boolean;
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { runs: 3, sizeMiB: 2048, skipPeers: false, skipApi: false, apiSeconds: 10, skipLibvirt: false };
+  const a: Args = { runs: 3, sizeMiB: 2048, skipPeers: false, skipApi: false, apiSeconds: 10, skipLibvirt: false, skipEncryption: false, onlyLibvirt: false };
   const int = (flag: string, v: string | undefined) => {
     if (v === undefined || !/^\d+$/.test(v) || Number(v) <= 0) throw new Error(`${flag} needs a positive integer, got ${JSON.stringify(v)}`);
     return Number(v);
@@ -46,9 +50,11 @@ function parseArgs(argv: string[]): Args {
     else if (flag === '--skip-peers') a.skipPeers = true;
     else if (flag === '--skip-api') a.skipApi = true;
     else if (flag === '--skip-libvirt') a.skipLibvirt = true;
+    else if (flag === '--skip-encryption') a.skipEncryption = true;
+    else if (flag === '--only-libvirt') a.onlyLibvirt = a.skipPeers = a.skipApi = a.skipEncryption = true;
     else if (flag === '--api-seconds') a.apiSeconds = int(flag, value());
     else if (flag === '--help' || flag === '-h') {
-      process.stdout.write('usage: npm run bench -- [--runs N (3)] [--size MiB (2048)] [--skip-peers] [--skip-api] [--api-seconds S (10)] [--skip-libvirt]\n');
+      process.stdout.write('usage: npm run bench -- [--runs N (3)] [--size MiB (2048)] [--skip-peers] [--skip-api] [--api-seconds S (10)] [--skip-libvirt] [--skip-encryption] [--only-libvirt]\n');
       process.exit(0);
     } else throw new Error(`unknown argument ${f} (try --help)`);
   }
@@ -285,7 +291,7 @@ async function main(): Promise<void> {
   const errors: string[] = [];
   // --- Lifeboat
   const runs: LifeboatRun[] = [];
-  for (let i = 0; i < args.runs; i++) runs.push(await lifeboatRun(image, i, args.runs));
+  for (let i = 0; i < (args.onlyLibvirt ? 0 : args.runs); i++) runs.push(await lifeboatRun(image, i, args.runs));
 
   // --- libvirt (issue 11): a running domain through the service
   let libvirt: LibvirtBenchResult | null = null;
@@ -346,6 +352,16 @@ async function main(): Promise<void> {
       log(`  API benchmark FAILED: ${apiError}`);
     } finally {
       removeDir(home);
+    }
+  }
+  // --- Encryption (issue 17): plain vs encrypted workload, full + restore
+  let encryption: EncryptionBenchResult | null = null;
+  if (!args.skipEncryption) {
+    try {
+      encryption = await encryptionBench(image, Math.min(args.runs, 2), repoRoot, log);
+    } catch (e) {
+      errors.push(`encryption: ${e instanceof Error ? e.message : String(e)}`);
+      log(`  encryption bench FAILED: ${e instanceof Error ? e.message.split('\n')[0] : String(e)}`);
     }
   }
   const uptimeAfter = await uptime();
@@ -425,6 +441,12 @@ async function main(): Promise<void> {
   }
 
   rows.push(...libvirtRows(libvirt, libvirtNote, lb.full));
+  if (encryption) {
+    const e = encryption.summary;
+    const pair = (p: Summary | null, x: Summary | null, unit: string, digits: number, scale = 1) => `${cell(p, unit, digits, scale)} → ${cell(x, unit, digits, scale)}`;
+    rows.push({ step: 'encrypted vs plain: full CPU-s/GB, RSS', lifeboat: `${pair(e.plain.fullCpuPerGB, e.encrypted.fullCpuPerGB, 'CPU-s/GB', 2)}; ${pair(e.plain.fullRss, e.encrypted.fullRss, 'MiB', 0, MiB)}`, restic: '–', borg: '–', target: 'measured', met: '' });
+    rows.push({ step: 'encrypted vs plain: restore CPU-s/GB, RSS', lifeboat: `${pair(e.plain.restoreCpuPerGB, e.encrypted.restoreCpuPerGB, 'CPU-s/GB', 2)}; ${pair(e.plain.restoreRss, e.encrypted.restoreRss, 'MiB', 0, MiB)}`, restic: '–', borg: '–', target: 'measured', met: '' });
+  }
   const table = printTable(rows);
   log(`\nResults: ${args.sizeMiB} MiB image (${(imgStat.blocks * 512 / MB).toFixed(0)} MB allocated), ${args.runs} run(s); lifeboat = median (min–max); (n×) = peer / lifeboat`);
   log(table);
@@ -446,6 +468,7 @@ async function main(): Promise<void> {
         peers: Object.fromEntries([...peerRuns].map(([k, v]) => [k, { runs: v, summary: { full: peer(k, 'full'), incr: peer(k, 'incr'), restore: peer(k, 'restore'), repoAfterFull: peer(k, 'repoAfterFull'), repoGrowth: peer(k, 'repoGrowth'), peakRss: peer(k, 'peakRss') } }])),
         api,
         libvirt: libvirt ?? libvirtNote,
+        encryption,
         errors,
         table: rows,
       },

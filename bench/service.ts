@@ -89,12 +89,12 @@ export class Service {
   }
 
   /** Spawns the service on a free port and waits until it answers HTTP and a token is issued. */
-  static async start(h: ServiceHome, repoRoot: string, env: Record<string, string> = {}): Promise<Service> {
+  static async start(h: ServiceHome, repoRoot: string, env: Record<string, string> = {}, nodeArgs: readonly string[] = []): Promise<Service> {
     const port = await freePort();
     const logPath = join(h.home, 'service.log');
     const log = createWriteStream(logPath, { flags: 'a' });
     const child = trackChild(
-      spawn(process.execPath, [join(repoRoot, 'dist/src/main.js'), 'serve'], {
+      spawn(process.execPath, [...nodeArgs, join(repoRoot, 'dist/src/main.js'), 'serve'], {
         cwd: h.home,
         env: {
           ...process.env,
@@ -191,9 +191,9 @@ export class Service {
     }
   }
 
-  /** Creates the workload of the home's VM and waits until it is available; returns its id. */
-  async createWorkload(): Promise<string> {
-    const r = await this.expect('POST', '/workloads', { workload: { name: 'bench', instances: [{ 'instance-id': this.h.vm.id }] } }, [200, 202]);
+  /** Creates the workload of the home's VM (`extra` fields, e.g. encryption) and waits until it is available; returns its id. */
+  async createWorkload(extra: Record<string, unknown> = {}): Promise<string> {
+    const r = await this.expect('POST', '/workloads', { workload: { name: 'bench', instances: [{ 'instance-id': this.h.vm.id }], ...extra } }, [200, 202]);
     const wid = r.json.workload.id as string;
     const w = await this.pollStatus(`/workloads/${wid}`, (j) => j.workload.status, ['available', 'error'], 60_000);
     if (w.workload.status !== 'available') throw new Error(`workload ${wid} went to ${w.workload.status}: ${JSON.stringify(w.workload.error_msg ?? '')}`);

@@ -101,6 +101,9 @@ describe('several backup targets: a directory and S3 side by side (issue 14.3)',
   test('snapshots go to their workload\'s target, restore byte-exact from it; usage, delete, verify and GC follow the target', async () => {
     const onDir = await createWorkload('vm-a1'); // no choice: the default (local)
     const onS3 = await createWorkload('vm-a3', 'objects');
+    // The detail view names each workload's target (the default when none was chosen).
+    const targetOf = async (wid: string) => (await h.api(h.alice, 'GET', `/workloads/${wid}`)).json.workload.backup_target_types;
+    assert.deepEqual([await targetOf(onDir), await targetOf(onS3)], ['local', 'objects']);
     const dirDisk = vmOf('vm-a1').disks[0]!.path;
     const s3Disk = vmOf('vm-a3').disks[0]!.path;
 

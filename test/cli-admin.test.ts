@@ -173,4 +173,28 @@ describe('lifeboat admin client commands against a real server', () => {
     assert.match(refused.stderr, /^ERROR: Invalid user_id: user [0-9a-f]+ has no role on project/);
     assert.equal((await run(h.admin, ['workload-reassign-workloads', '--workload_ids', wid])).code, 2);
   });
+  test('workload-get-storage-usage, workload-get-tenants-usage (get-tenants-usage), workload-get-auditlog (admin only); trust-create without a cloud is a 400 (exit 5)', async () => {
+    const usage = JSON.parse((await ok(h.admin, ['workload-get-storage-usage', '-f', 'json'])).stdout);
+    assert.equal(usage.length, 1);
+    assert.equal(usage[0].storage_type, 'nfs'); // a directory target, as the vendor names file shares
+    assert.ok(typeof usage[0].total_capacity_humanized === 'string' && usage[0].total_capacity_humanized !== '', JSON.stringify(usage));
+    const tenants = JSON.parse((await ok(h.admin, ['workload-get-tenants-usage', '-f', 'json'])).stdout);
+    assert.ok(Number.isInteger(tenants.global_usage.total_vms) && tenants.global_usage.total_vms > 0, JSON.stringify(tenants));
+    assert.ok(h.alice.projectId in tenants.tenants_usage, 'alpha is listed');
+    assert.deepEqual(JSON.parse((await ok(h.admin, ['get-tenants-usage', '-f', 'json'])).stdout).global_usage, tenants.global_usage);
+    // The earlier tests' admin actions are in the audit log.
+    const audit = JSON.parse((await ok(h.admin, ['workload-get-auditlog', '-f', 'json'])).stdout) as Json[];
+    assert.ok(audit.length > 0 && audit.every((e) => typeof e.Timestamp === 'string' && 'Details' in e), JSON.stringify(audit.slice(0, 2)));
+    const today = new Date();
+    const day = `${String(today.getUTCMonth() + 1).padStart(2, '0')}-${String(today.getUTCDate()).padStart(2, '0')}-${today.getUTCFullYear()}`;
+    assert.equal(JSON.parse((await ok(h.admin, ['workload-get-auditlog', '--start_range', day, '-f', 'json'])).stdout).length, audit.length);
+    const mixed = await run(h.admin, ['workload-get-auditlog', '--time_in_minutes', '5', '--start_range', day]);
+    assert.equal(mixed.code, 5);
+    assert.match(mixed.stderr, /^ERROR: Invalid query: give either time_in_minutes or start_range\/end_range/);
+    for (const cmd of ['workload-get-storage-usage', 'workload-get-tenants-usage', 'workload-get-auditlog']) assert.equal((await run(h.alice, [cmd])).code, 3, cmd);
+    const trust = await run(h.alice, ['trust-create', 'member', '--is_cloud_trust', 'False']);
+    assert.equal(trust.code, 5);
+    assert.match(trust.stderr, /^ERROR: Trusts need an OpenStack cloud/);
+    assert.equal((await ok(h.alice, ['trust-list', '-f', 'json'])).stdout.trim(), '[]');
+  });
 });

@@ -1,5 +1,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { readdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { request } from 'node:http';
 import { startHarness, type Harness } from './harness.js';
@@ -54,6 +56,24 @@ describe('dashboard static files at /dashboard', () => {
     const head = await rawGet(h.url, scriptPath, {}, 'HEAD');
     assert.equal(head.status, 200);
     assert.equal(head.body.length, 0);
+  });
+
+  test('budget: all the JavaScript shipped is at most 300 KB gzipped, as the server sends it', async (t) => {
+    const dir = join(process.cwd(), 'dist', 'dashboard', 'assets');
+    const scripts = readdirSync(dir).filter((f) => f.endsWith('.js'));
+    assert.ok(scripts.length >= 2, `the chart is a separate chunk: ${scripts.join(', ')}`);
+    let total = 0;
+    let first = 0;
+    for (const f of scripts) {
+      const r = await rawGet(h.url, `/dashboard/assets/${f}`, { 'accept-encoding': 'gzip' });
+      assert.equal(r.status, 200, f);
+      assert.equal(r.headers['content-encoding'], 'gzip', f);
+      total += r.body.length;
+      if (`/dashboard/assets/${f}` === scriptPath) first = r.body.length;
+    }
+    t.diagnostic(`JavaScript gzipped: ${(total / 1024).toFixed(1)} KB in ${scripts.length} files (first page: ${(first / 1024).toFixed(1)} KB)`);
+    assert.ok(first > 0, 'the entry script is among the assets');
+    assert.ok(total <= 300 * 1024, `${total} bytes gzipped`);
   });
 
   test('page paths fall back to index.html; a missing asset is a 404 fault', async () => {

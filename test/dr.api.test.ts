@@ -1,13 +1,15 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { mutateDisk, selectiveRestoreAndWait, sha256File, startHarness, takeSnapshotAndWait, waitFor, type Harness, type TestUser, type TestVm } from './harness.js';
 
 /**
  * Disaster recovery through the API against a real service (workloadmgr-api §4.12, issue 17):
- * snapshots of two workloads in two projects; the database and everything of LIFEBOAT_HOME but
- * the backup target are deleted (the identity file, inventory and VM disks stand for the cloud,
+ * snapshots of two workloads in two projects, one encrypted and on a second backup target
+ * (LIFEBOAT_TARGETS); the database and everything of LIFEBOAT_HOME but the encryption key file
+ * are deleted (the targets live elsewhere) (the identity file, inventory and VM disks stand for the cloud,
  * which survives); a fresh service imports from the target and every snapshot restores
  * byte-exact. Then orphans (a project removed from the identity file) and reassign (F18).
  */
@@ -34,6 +36,8 @@ const fault = (r: { json: Json }) => (Object.values(r.json ?? {})[0] as { code: 
 
 describe('disaster recovery: import from the target, orphans, reassign', () => {
   let h: Harness;
+  // Two backup targets outside LIFEBOAT_HOME: `local` (the default) and `second`.
+  const targets = mkdtempSync(join(tmpdir(), 'lifeboat-dr-targets-'));
   const taken: Taken[] = [];
   let w1 = '';
   let w2 = '';
@@ -43,8 +47,8 @@ describe('disaster recovery: import from the target, orphans, reassign', () => {
 
   const inventory = (): { id: string; disks: { device: string; path: string }[] }[] => JSON.parse(readFileSync(join(h.home, 'inventory.json'), 'utf8')).instances;
 
-  const createWorkload = async (u: TestUser, name: string, vm: TestVm, metadata: Record<string, string> = {}): Promise<string> => {
-    const r = await h.api(u, 'POST', '/workloads', { workload: { name, instances: [{ 'instance-id': vm.id }], metadata } });
+  const createWorkload = async (u: TestUser, name: string, vm: TestVm, metadata: Record<string, string> = {}, extra: Record<string, unknown> = {}): Promise<string> => {
+    const r = await h.api(u, 'POST', '/workloads', { workload: { name, instances: [{ 'instance-id': vm.id }], metadata, ...extra } });
     assert.equal(r.status, 202, r.text);
     const wid = r.json.workload.id as string;
     await waitFor(async () => (await h.api(u, 'GET', `/workloads/${wid}`)).json.workload.status === 'available', 20_000, 'workload available');
@@ -72,7 +76,7 @@ describe('disaster recovery: import from the target, orphans, reassign', () => {
   };
 
   before(async () => {
-    h = await startHarness({ diskBytes: 1024 * 1024 });
+    h = await startHarness({ diskBytes: 1024 * 1024, env: { LIFEBOAT_TARGETS: `local=file://${join(targets, 'local')};second=file://${join(targets, 'second')}` } });
     const vmA = h.vms.find((v) => v.name === 'vm-a1')!;
     const vmB = h.vms.find((v) => v.name === 'vm-b1')!;
     const p = await h.api(h.admin, 'POST', '/workload_policy/', {
@@ -83,7 +87,8 @@ describe('disaster recovery: import from the target, orphans, reassign', () => {
     const a = await h.api(h.admin, 'POST', `/workload_policy/${policyId}/assign`, { policy: { add_projects: [h.alice.projectId], remove_projects: [] } });
     assert.equal(a.status, 200, a.text);
 
-    w1 = await createWorkload(h.alice, 'dr-alpha', vmA, { policy_id: policyId });
+    // dr-alpha is encrypted and on the second target: its data key is there, its key-encryption key in the kept key file.
+    w1 = await createWorkload(h.alice, 'dr-alpha', vmA, { policy_id: policyId }, { encryption: true, backup_target_types: 'second' });
     w2 = await createWorkload(h.bob, 'dr-beta', vmB);
     taken.push(await snap(h.alice, w1, vmA, true));
     mutateDisk(vmA.disks[0]!.path, 8);
@@ -100,15 +105,18 @@ describe('disaster recovery: import from the target, orphans, reassign', () => {
     usageBefore.set(w1, (await h.api(h.alice, 'GET', `/workloads/${w1}`)).json.workload.storage_usage);
 
     await h.restart(() => {
-      const manifest = join(h.home, 'target', 'manifests', `${damagedSid}.json`);
+      const manifest = join(targets, 'local', 'manifests', `${damagedSid}.json`);
       const text = readFileSync(manifest, 'utf8');
       writeFileSync(manifest, text.replace('"snapshot_type"', '"snapshot_typo"'));
-      // The primary site is gone: only the target (and the cloud: identity, inventory, VM disks) remain.
-      const keep = new Set(['target', 'identity.json', 'inventory.json', 'disks']);
+      // The primary site is gone: only the targets, the key file (and the cloud: identity, inventory, VM disks) remain.
+      const keep = new Set(['encryption.key', 'identity.json', 'inventory.json', 'disks']);
       for (const f of readdirSync(h.home)) if (!keep.has(f)) rmSync(join(h.home, f), { recursive: true, force: true });
     });
   });
-  after(() => h?.close());
+  after(async () => {
+    await h?.close();
+    rmSync(targets, { recursive: true, force: true });
+  });
 
   test('a fresh service lists the target\'s workloads as importable, per project too; members cannot', async () => {
     assert.equal((await h.api(h.alice, 'GET', '/workloads')).json.workloads.length, 0, 'the database is new');
@@ -138,6 +146,8 @@ describe('disaster recovery: import from the target, orphans, reassign', () => {
     const wa = imported.find((w: Json) => w.id === w1);
     assert.equal(wa.project_id, h.alice.projectId);
     assert.equal(wa.metadata.policy_id, policyId);
+    assert.equal(wa.encryption, true, 'imported as the encrypted workload it was');
+    assert.ok(readdirSync(join(targets, 'second', 'datakeys')).length === 1 && !readdirSync(join(targets, 'local')).includes('datakeys'), 'the data key lives on the workload\'s own target');
     assert.equal(wa.jobschedule.interval, '6 hrs');
     assert.deepEqual(wa.storage_usage, usageBefore.get(w1));
     // The policy came back from the target, assigned to alpha.
@@ -173,6 +183,7 @@ describe('disaster recovery: import from the target, orphans, reassign', () => {
     mutateDisk(t.vm.disks[0]!.path, 2);
     const next = await snap(h.alice, w1, t.vm, false);
     assert.equal(next.detail.snapshot_type, 'incremental');
+    assert.ok(readdirSync(join(targets, 'second', 'manifests')).includes(`${next.sid}.json`), 'the imported workload still writes to its own target');
     await assertRestoresExact(next);
   });
 

@@ -215,6 +215,30 @@ describe('backup and restore', () => {
     assert.equal(sha((await restore(repo, s3.snapshotId, 'vdb', sparse.length)).sink.data), sha(sparse));
   });
 
+  test('scattered changed runs share batches (split at any batch size) and stay byte-exact, the short last chunk included', async () => {
+    const { repo } = await newRepo();
+    const p = newHexId();
+    const size = CS * 300 + 777;
+    const v1 = makeDisk(size, 21);
+    const s1 = await snapshot(repo, p, { vda: new MemDiskSource(v1) });
+    const v2 = Buffer.from(v1);
+    // Runs of 1–3 chunks every 7 chunks, and the short last chunk.
+    const extents: { offset: number; length: number }[] = [];
+    for (let c = 3; c < 295; c += 7) extents.push({ offset: c * CS + 100, length: ((c % 3) + 1) * CS - 200 });
+    extents.push({ offset: size - 500, length: 500 });
+    for (const [k, e] of extents.entries()) v2.fill(k + 1, e.offset, e.offset + e.length);
+    const changedChunks = new Set(extents.flatMap((e) => Array.from({ length: Math.floor((e.offset + e.length - 1) / CS) - Math.floor(e.offset / CS) + 1 }, (_, i) => Math.floor(e.offset / CS) + i)));
+    for (const batchBytes of [CS * 4, CS * 5, undefined]) {
+      const src = new MemDiskSource(v2, undefined, { changed: { base: 'c', extents } });
+      const w = await repo.beginSnapshot({ projectId: p, snapshotId: newId() });
+      const sum = await backupDisk({ writer: w, diskKey: 'vda', source: src, pool, base: await repo.findDiskIndex(s1.snapshotId, 'vda'), cbtBase: 'c', batchBytes });
+      await w.commit({ workload: 'wl-1', instances: [] });
+      assert.equal(sum.mode, 'changed-extents');
+      assert.equal(src.bytesRead, (changedChunks.size - 1) * CS + (size % CS), `batchBytes ${batchBytes}: only the changed chunks are read`);
+      assert.equal(sha((await restore(repo, w.snapshotId, 'vda', size)).sink.data), sha(v2), `batchBytes ${batchBytes}`);
+    }
+  });
+
   test('cancel mid-backup throws an AbortError and leaves no manifest', async () => {
     const { repo } = await newRepo();
     const p = newHexId();
@@ -528,6 +552,45 @@ describe('garbage collection: plan, decide, execute', () => {
     const { header } = decodePackIndex(idx[0]!, mem.objects.get(idx[0]!)!);
     assert.deepEqual(header.packLengths, header.packs.map((pk) => mem.objects.get(`packs/${p}/${pk}.pack`)!.length));
     assert.equal((await repo.verify()).ok, true);
+  });
+
+  test('a GC refused because a snapshot was committed while it ran leaves no plan: later writers dedup against that snapshot', async () => {
+    /** Runs `hook` once, right after GC publishes its plan (between its mark and its decision). */
+    class PlanHook extends MemBackend {
+      hook: (() => Promise<void>) | null = null;
+      override async put(key: string, data: Uint8Array | readonly Uint8Array[]): Promise<void> {
+        await super.put(key, data);
+        if (key !== 'gc/plan.json' || !this.hook) return;
+        const h = this.hook;
+        this.hook = null;
+        await h();
+      }
+    }
+    const mem = new PlanHook();
+    const { repo } = await newRepo(mem);
+    const p = newHexId();
+    await snapshot(repo, p, { vdz: new MemDiskSource(rnd(CS * 2, 45)) }); // so GC is not "empty"
+    const old = rnd(CS * 8, 46);
+    const fresh = rnd(CS * 4, 47);
+    const victim = await snapshot(repo, p, { vda: new MemDiskSource(old) });
+    await repo.deleteSnapshot(victim.snapshotId);
+    // A full starts, reuses the deleted snapshot's chunks and stores new ones; it commits after
+    // GC marked (its packs look unreferenced, the victim's too) and before GC decides.
+    const data = Buffer.concat([old, fresh]);
+    const sid = newId();
+    const w = await repo.beginSnapshot({ projectId: p, snapshotId: sid });
+    const first = await backupDisk({ writer: w, diskKey: 'vda', source: new MemDiskSource(data), pool, full: true });
+    assert.equal(first.newChunks, 4, 'the victim\'s chunks are reused');
+    mem.hook = async () => void (await w.commit(null));
+    const r = await repo.gc();
+    assert.equal(r.swept, false);
+    assert.match(r.reason ?? '', /committed during GC/);
+    assert.equal(await mem.stat('gc/plan.json'), null, 'the refused plan is gone');
+    // The next backup of the same bytes finds every chunk (none in a pack wrongly condemned).
+    const next = await snapshot(repo, p, { vda: new MemDiskSource(data) });
+    assert.equal(next.summaries[0]!.newChunks, 0);
+    assert.equal((await repo.verify()).ok, true);
+    assert.equal(sha((await restore(repo, sid, 'vda', data.length)).sink.data), sha(data));
   });
 
   test('orphan packs of a dead writer (no pack index, no manifest) are collected once its lease is older than ttl + grace', async () => {

@@ -1,7 +1,8 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { skipUnlessInstalled } from '../src/nbd/testing.js';
 import { fuseMountsUnder, processesTagged } from '../src/recovery/mounts.js';
@@ -13,6 +14,8 @@ import { pseudoRandom } from './recovery-fixtures.js';
  * File-level recovery over HTTP (F10 mount/dismount; browse; download): real disks (GPT + ext4,
  * GPT + LVM + XFS), real snapshots, served over NBD from the repository to a real libguestfs
  * appliance (TCG), mounted with FUSE on this host. Timings are printed, never asserted.
+ * The service has two directory targets and the workload uses the one that is NOT the default
+ * (backup_target_types), so mounts and searches must read each snapshot from its own target.
  */
 const MOUNT_WAIT = 600_000; // a TCG appliance launch on a loaded 2-core box
 
@@ -20,6 +23,7 @@ const md5 = (b: Buffer) => createHash('md5').update(b).digest('hex');
 
 describe('snapshot mount, browse and download', { skip: skipUnlessInstalled('guestfish', 'sgdisk', 'mkfs.ext4', 'fusermount3') }, () => {
   let h: Harness;
+  let targets = '';
   let wid = '';
   let s1 = '';
   let s2 = '';
@@ -31,7 +35,8 @@ describe('snapshot mount, browse and download', { skip: skipUnlessInstalled('gue
   const vm = () => h.vms[0]!;
 
   before(async () => {
-    h = await startHarness({ env: { LIFEBOAT_APPLIANCE_TCG: '1' } });
+    targets = mkdtempSync(join(tmpdir(), 'lifeboat-fr-targets-'));
+    h = await startHarness({ env: { LIFEBOAT_APPLIANCE_TCG: '1', LIFEBOAT_TARGETS: `main=file://${join(targets, 'main')};second=file://${join(targets, 'second')}` } });
     await buildExt4Disk(vm().disks[0]!.path, 128, {
       'etc/hosts': '127.0.0.1 localhost\n',
       'opt/File_1': file1,
@@ -40,16 +45,22 @@ describe('snapshot mount, browse and download', { skip: skipUnlessInstalled('gue
       'home/u/dotdot': { symlink: '../../..' },
     });
     await buildLvmXfsDisk(vm().disks[1]!.path, { 'data/report.txt': xfsFile }, guestfsEnv());
-    const r = await h.api(h.alice, 'POST', '/workloads', { workload: { name: 'frm', instances: [{ 'instance-id': vm().id }] } });
+    const r = await h.api(h.alice, 'POST', '/workloads', { workload: { name: 'frm', instances: [{ 'instance-id': vm().id }], backup_target_types: 'second' } });
+    assert.equal(r.status, 202, r.text);
     wid = r.json.workload.id;
     await waitFor(async () => (await h.api(h.alice, 'GET', `/workloads/${wid}`)).json.workload.status === 'available', 20_000, 'workload available');
     s1 = (await takeSnapshotAndWait(h, h.alice, wid, true, 300_000)).id;
     await buildExt4Disk(vm().disks[0]!.path, 128, { 'etc/hosts': '127.0.0.1 changed\n', 'opt/File_1': file1b });
     await buildLvmXfsDisk(vm().disks[1]!.path, { 'data/report.txt': xfsFile2 }, guestfsEnv()); // same VG name and LV in both snapshots
     s2 = (await takeSnapshotAndWait(h, h.alice, wid, false, 300_000)).id;
+    for (const sid of [s1, s2]) {
+      assert.ok(existsSync(join(targets, 'second', 'manifests', `${sid}.json`)), 'the snapshot is on its own target');
+      assert.ok(!existsSync(join(targets, 'main', 'manifests', `${sid}.json`)), 'and not on the default one');
+    }
   });
   after(async () => {
     await h?.close();
+    if (targets) rmSync(targets, { recursive: true, force: true });
   });
 
   const status = async (sid: string) => (await h.api(h.alice, 'GET', `/workloads/${wid}/snapshots/${sid}`)).json.snapshot.status as string;

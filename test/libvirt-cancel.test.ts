@@ -2,20 +2,14 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { openBackend } from '../src/backend/open.js';
-import { loadConfig } from '../src/config/config.js';
-import { restoreDisk } from '../src/datamover/restore.js';
-import { MemDiskSink } from '../src/datamover/testing.js';
-import { diskKey } from '../src/jobs/snapshot.job.js';
-import { Repository } from '../src/repository/repository.js';
 import { skipUnlessInstalled } from '../src/nbd/testing.js';
-import { freePort, waitFor } from './harness.js';
+import { waitFor } from './harness.js';
 import { LIBVIRT_TOOLS, startLibvirtd, type Libvirtd } from './libvirtd.js';
 import { TestGuest } from './libvirt-guest.js';
-import { runLifeboat, startProcess, type LifeboatProcess } from './process.js';
+import { libvirtOwnedDir, startLibvirtServe, type LibvirtServe } from './libvirt-process.js';
+import { runLifeboat, snapshotDiskOf, type ProcessApi } from './process.js';
 
 /**
  * Issue 11, cancel and crash of a libvirt backup through real `lifeboat serve` processes on a
@@ -31,56 +25,28 @@ import { runLifeboat, startProcess, type LifeboatProcess } from './process.js';
 const MiB = 1024 * 1024;
 const KiB = 1024;
 const SIZE = 192 * MiB;
-const hex = () => randomBytes(16).toString('hex');
 
 describe('libvirt: cancel, kill -9, vanished domain, libvirtd down', { skip: skipUnlessInstalled(...LIBVIRT_TOOLS) }, () => {
   let lv: Libvirtd;
   let g: TestGuest;
-  let home: string;
-  let env: Record<string, string>;
   let scratchDir: string;
-  let proc: LifeboatProcess | null = null;
-  let api: Api;
+  let lb: LibvirtServe;
   let wid: string;
-  const projectId = hex();
   const dom = `lb-cancel-${randomBytes(3).toString('hex')}`;
 
   before(async () => {
     lv = await startLibvirtd();
     g = TestGuest.create(lv, dom, [{ target: 'vda', format: 'qcow2', size: SIZE, fill: (b) => randomBytes(160 * MiB).copy(b, 0) }]);
-    scratchDir = join(lv.dataDir, 'scratch');
-    mkdirSync(scratchDir, { mode: 0o750 });
-    lv.own(scratchDir);
-    home = mkdtempSync(join(tmpdir(), 'lifeboat-lvcancel-'));
-    writeFileSync(
-      join(home, 'identity.json'),
-      JSON.stringify({ projects: [{ id: projectId, name: 'p' }], users: [{ id: hex(), name: 'u', password: 'pw', roles: [{ project: 'p', role: 'member' }] }] }),
-      { mode: 0o600 },
-    );
-    env = {
-      LIFEBOAT_HOME: home,
-      LIFEBOAT_LISTEN: `127.0.0.1:${await freePort()}`,
-      LIFEBOAT_JOB_LEASE: '2',
-      LIFEBOAT_NODE_NAME: 'lv-cancel',
-      LIFEBOAT_LOG_LEVEL: 'info',
-      LIFEBOAT_PLATFORM: 'libvirt',
-      LIFEBOAT_LIBVIRT_URI: lv.uri,
-      LIFEBOAT_LIBVIRT_SCRATCH_DIR: scratchDir,
-    };
-    const assign = runLifeboat(env, ['libvirt-assign', g.uuid, projectId]);
-    assert.equal(assign.status, 0, assign.stderr);
-    await restart();
-    const w = await api('POST', '/workloads', { workload: { name: 'w', instances: [{ 'instance-id': g.uuid }] } });
-    assert.equal(w.status, 202, JSON.stringify(w.json));
-    wid = w.json.workload.id;
-    await workloadAvailable();
+    scratchDir = libvirtOwnedDir(lv, 'scratch');
+    // Log level info: lastModes() reads the worker's "snapshot available" lines.
+    lb = await startLibvirtServe(lv, { nodeName: 'lv-cancel', homePrefix: 'lifeboat-lvcancel-', scratchDir, env: { LIFEBOAT_LOG_LEVEL: 'info' } });
+    wid = await lb.protect(g.uuid);
   });
 
   after(async () => {
     try {
-      await proc?.stop();
+      await lb?.close();
     } finally {
-      rmSync(home, { recursive: true, force: true });
       // A test that failed while QEMU was stopped must not leave it stopped: libvirt could not destroy it.
       try {
         process.kill(g.qemuPid(), 'SIGCONT');
@@ -91,13 +57,10 @@ describe('libvirt: cancel, kill -9, vanished domain, libvirtd down', { skip: ski
     }
   });
 
-  async function restart(): Promise<void> {
-    await proc?.stop();
-    proc = await startProcess(env);
-    api = await client(proc, projectId);
-  }
-
-  const workloadAvailable = () => waitFor(async () => (await api('GET', `/workloads/${wid}`)).json.workload.status === 'available', 20_000, 'workload available');
+  const api: ProcessApi = (method, path, body) => lb.api(method, path, body);
+  const restart = () => lb.restart();
+  const workloadAvailable = () => lb.workloadAvailable(wid, 20_000);
+  const snapshot = (full = false) => lb.snapshot(wid, full);
   const jobDir = () => join(scratchDir, g.uuid);
   /** 'running' once a backup job is open; 'starting' while libvirt sets one up ('backup job data missing'). */
   const backupJob = (): 'none' | 'starting' | 'running' => {
@@ -113,15 +76,6 @@ describe('libvirt: cancel, kill -9, vanished domain, libvirtd down', { skip: ski
       const x = (await api('GET', `/snapshots/${sid}`)).json.snapshot;
       return states.includes(x.status) ? x : null;
     }, 60_000, `snapshot ${states.join('|')}`);
-  }
-
-  async function snapshot(full = false): Promise<{ id: string; warning_msg: string | null }> {
-    const r = await api('POST', `/workloads/${wid}${full ? '?full=1' : ''}`, { snapshot: { name: 's', snapshot_type: full ? 'full' : 'incremental' } });
-    assert.equal(r.status, 200, JSON.stringify(r.json));
-    const s = await snapshotDone(r.json.snapshot.id);
-    assert.equal(s.status, 'available', s.error_msg);
-    await workloadAvailable();
-    return s;
   }
 
   /**
@@ -140,11 +94,8 @@ describe('libvirt: cancel, kill -9, vanished domain, libvirtd down', { skip: ski
 
   /** The snapshot's vda read back from the repository equals the model; QEMU holds one Lifeboat bitmap; nothing of a job is left. */
   async function assertExactAndClean(sid: string, what: string): Promise<void> {
-    const config = loadConfig({ ...process.env, ...env });
-    const repo = await Repository.open(await openBackend(config.target, { create: false, connections: config.targetConnections }));
-    const sink = new MemDiskSink(SIZE);
-    await restoreDisk({ repo, snapshotId: sid, diskKey: diskKey(g.uuid, '/dev/vda'), sink });
-    assert.ok(sink.data.equals(g.disk('vda').expected), `${what}: restores byte-exact`);
+    const data = await snapshotDiskOf(lb.env, sid, g.uuid, '/dev/vda', SIZE);
+    assert.ok(data.equals(g.disk('vda').expected), `${what}: restores byte-exact`);
     assertNoJobLeft(what);
     assert.equal(g.lifeboatBitmaps().length, 1, `${what}: one Lifeboat bitmap: ${JSON.stringify(g.lifeboatBitmaps())}`);
   }
@@ -157,7 +108,7 @@ describe('libvirt: cancel, kill -9, vanished domain, libvirtd down', { skip: ski
 
   /** The modes the last snapshot's disks were read in, from the worker's log ("snapshot available"). */
   function lastModes(): string[] {
-    const lines = proc!.output().split('\n').filter((l) => l.includes('"snapshot available"'));
+    const lines = lb.proc!.output().split('\n').filter((l) => l.includes('"snapshot available"'));
     return (JSON.parse(lines.at(-1) ?? '{}') as { modes?: string[] }).modes ?? [];
   }
 
@@ -165,7 +116,7 @@ describe('libvirt: cancel, kill -9, vanished domain, libvirtd down', { skip: ski
     await snapshot(true);
     g.write('vda', 0x11, 1 * MiB, 64 * KiB);
     const sid = await snapshotHeldMidBackup();
-    await proc!.kill9();
+    await lb.proc!.kill9();
     process.kill(g.qemuPid(), 'SIGCONT');
     assert.ok(hasBackupJob(), 'the dead worker left its pull job open');
     assert.ok(readdirSync(jobDir()).length > 0, 'and its socket and scratch file');
@@ -207,6 +158,18 @@ describe('libvirt: cancel, kill -9, vanished domain, libvirtd down', { skip: ski
     await assertExactAndClean(next.id, 'after a cancel');
   });
 
+  test('lifeboat serve stops: it ends its virsh shells first, no virsh process is left', async () => {
+    await snapshot();
+    const pid = lb.proc!.child.pid!;
+    const shells = virshOf(lv.uri).filter((p) => p.ppid === pid);
+    assert.ok(shells.length > 0, 'the service talks to libvirt through virsh shells');
+    await lb.proc!.stop();
+    // Looked at the moment the service has exited, with no waiting: a shell it left to notice
+    // the end of its stdin on its own would still be there.
+    assert.deepEqual(virshOf(lv.uri), [], 'no virsh process left');
+    await restart();
+  });
+
   test('the domain disappears mid-backup: the snapshot fails naming it, nothing is left', async () => {
     const sid = await snapshotHeldMidBackup();
     // Undefined while running (it becomes transient), then its QEMU dies: the domain is gone.
@@ -220,7 +183,7 @@ describe('libvirt: cancel, kill -9, vanished domain, libvirtd down', { skip: ski
   });
 
   test('libvirtd down: the snapshot fails naming libvirt, the workload is unlocked, nothing is published', async () => {
-    const before = JSON.parse(runLifeboat(env, ['repo', 'verify', '--json']).stdout).snapshots as number;
+    const before = JSON.parse(runLifeboat(lb.env, ['repo', 'verify', '--json']).stdout).snapshots as number;
     const daemon = spawnSync('pgrep', ['-f', `libvirtd -f ${lv.dir}/libvirtd.conf`], { encoding: 'utf8' }).stdout.trim().split('\n').map(Number);
     assert.equal(daemon.length, 1, 'one libvirtd of this test');
     process.kill(daemon[0]!, 'SIGKILL');
@@ -231,23 +194,17 @@ describe('libvirt: cancel, kill -9, vanished domain, libvirtd down', { skip: ski
     assert.match(s.error_msg, /libvirt \S+ failed/);
     assert.doesNotMatch(s.error_msg, /\/tmp|socket=/, 'no path in the message');
     await workloadAvailable();
-    assert.equal(JSON.parse(runLifeboat(env, ['repo', 'verify', '--json']).stdout).snapshots, before, 'no new manifest');
+    assert.equal(JSON.parse(runLifeboat(lb.env, ['repo', 'verify', '--json']).stdout).snapshots, before, 'no new manifest');
   });
 });
 
-type Api = (method: string, path: string, body?: unknown) => Promise<{ status: number; json: any }>; // eslint-disable-line @typescript-eslint/no-explicit-any
-
-/** A member of `projectId` signed in to the process's API (Keystone-style password auth). */
-async function client(proc: LifeboatProcess, projectId: string): Promise<Api> {
-  const r = await fetch(`${proc.url}/identity/v3/auth/tokens`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ auth: { identity: { methods: ['password'], password: { user: { name: 'u', domain: { id: 'default' }, password: 'pw' } } }, scope: { project: { id: projectId } } } }),
-  });
-  const token = r.headers.get('x-subject-token')!;
-  return async (method, path, body) => {
-    const res = await fetch(`${proc.url}/v1/${projectId}${path}`, { method, headers: { 'x-auth-token': token, ...(body ? { 'content-type': 'application/json' } : {}) }, body: body ? JSON.stringify(body) : undefined });
-    const text = await res.text();
-    return { status: res.status, json: text ? JSON.parse(text) : undefined };
-  };
+/** Running `virsh … -c <uri>` processes (the test's own calls are synchronous: none is running now). */
+function virshOf(uri: string): { pid: number; ppid: number }[] {
+  const ps = spawnSync('ps', ['-eo', 'pid=,ppid=,args='], { encoding: 'utf8' }).stdout;
+  return ps
+    .split('\n')
+    .map((l) => /^\s*(\d+)\s+(\d+)\s+(.*)$/.exec(l))
+    .filter((m): m is RegExpExecArray => m !== null && /^virsh\s/.test(m[3]!) && m[3]!.includes(` -c ${uri}`))
+    .map((m) => ({ pid: Number(m[1]), ppid: Number(m[2]) }));
 }
+

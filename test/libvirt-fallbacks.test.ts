@@ -1,11 +1,10 @@
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import type { LibvirtPlatform } from '../src/platform/libvirt/libvirt.platform.js';
 import { skipUnlessInstalled } from '../src/nbd/testing.js';
-import { takeSnapshotAndWait, waitFor, type Harness } from './harness.js';
-import { LIBVIRT_TOOLS, type Libvirtd } from './libvirtd.js';
-import { snapshotDisk, startLibvirtService, type TestGuest } from './libvirt-guest.js';
+import { waitFor } from './harness.js';
+import { LIBVIRT_TOOLS } from './libvirtd.js';
+import { libvirtServiceFixture } from './libvirt-guest.js';
 
 /**
  * Issue 11, "a broken chain never yields a wrong incremental": every case in which the
@@ -22,45 +21,23 @@ const VDA = 64 * MiB;
 const VDB = 16 * MiB;
 
 describe('libvirt: every broken checkpoint chain falls back to a full read', { skip: skipUnlessInstalled(...LIBVIRT_TOOLS) }, () => {
-  let lv: Libvirtd;
-  let h: Harness;
-  let g: TestGuest;
-  let wid: string;
-  const dom = `lb-fallback-${randomBytes(3).toString('hex')}`;
-  let close: () => Promise<void>;
+  const f = libvirtServiceFixture('lb-fallback', [
+    { target: 'vda', format: 'qcow2', size: VDA, fill: (b) => randomBytes(8 * MiB).copy(b, 0) },
+    { target: 'vdb', format: 'raw', size: VDB, fill: (b) => randomBytes(VDB).copy(b, 0) },
+  ]);
 
-  before(async () => {
-    ({ lv, h, g, wid, close } = await startLibvirtService(dom, [
-      { target: 'vda', format: 'qcow2', size: VDA, fill: (b) => randomBytes(8 * MiB).copy(b, 0) },
-      { target: 'vdb', format: 'raw', size: VDB, fill: (b) => randomBytes(VDB).copy(b, 0) },
-    ]));
-  });
-
-  after(async () => {
-    await close?.();
-  });
-
-  const platform = () => h.lb.platform as LibvirtPlatform;
-
-  /**
-   * A snapshot through the API. The platform's end() ran before it became available, so its
-   * read statistics and its bitmaps are final here.
-   */
-  async function snapshot(full = false): Promise<{ id: string; size: number; warning_msg: string | null; mode: string | undefined; bytesRead: number | undefined }> {
-    const s = await takeSnapshotAndWait(h, h.alice, wid, full);
-    const stats = platform().lastBackupStats(g.uuid);
-    return { ...s, mode: stats?.mode, bytesRead: stats?.bytesRead };
+  /** A snapshot through the API with the mode and bytes read of its backup. */
+  async function snapshot(full = false) {
+    const s = await f.snapshot(full);
+    return { ...s, mode: s.stats?.mode, bytesRead: s.stats?.bytesRead };
   }
 
   /** Both disks of the snapshot equal the model, and QEMU holds exactly one Lifeboat bitmap (the new base) on vda. */
   async function assertExact(sid: string, what: string): Promise<void> {
-    for (const d of g.disks) {
-      const got = await snapshotDisk(h, sid, g.uuid, d.target, d.expected.length);
-      assert.ok(got.equals(d.expected), `${what}: ${d.target} restores byte-exact`);
-    }
-    const bitmaps = g.lifeboatBitmaps();
+    await f.assertExact(sid, what);
+    const bitmaps = f.g.lifeboatBitmaps();
     assert.equal(bitmaps.length, 1, `${what}: one Lifeboat bitmap in QEMU, got ${JSON.stringify(bitmaps)}`);
-    assert.equal(lv.virsh('checkpoint-list', dom, '--name').trim(), '', `${what}: no checkpoint metadata in libvirt`);
+    assert.equal(f.lv.virsh('checkpoint-list', f.dom, '--name').trim(), '', `${what}: no checkpoint metadata in libvirt`);
   }
 
   test('raw file disk in the same job: vda incremental, vdb read in full every time (warning), stored size small through dedup', async () => {
@@ -69,8 +46,8 @@ describe('libvirt: every broken checkpoint chain falls back to a full read', { s
     assert.deepEqual([full.mode, full.bytesRead], ['full', 8 * MiB + VDB]);
     await assertExact(full.id, 'full');
 
-    g.write('vda', 0x11, 1 * MiB, 64 * KiB);
-    g.write('vdb', 0x12, 3 * MiB, 64 * KiB);
+    f.g.write('vda', 0x11, 1 * MiB, 64 * KiB);
+    f.g.write('vdb', 0x12, 3 * MiB, 64 * KiB);
     const inc = await snapshot();
     assert.match(inc.warning_msg ?? '', /disk vdb \(raw\) cannot track changes and was read in full/);
     assert.deepEqual([inc.mode, inc.bytesRead], ['incremental', 64 * KiB + VDB], 'vda: the dirty block only; vdb: all of it');
@@ -79,35 +56,35 @@ describe('libvirt: every broken checkpoint chain falls back to a full read', { s
   });
 
   test('checkpoint missing (its bitmap removed from the running domain) → full, new chain, warning', async () => {
-    for (const b of g.lifeboatBitmaps()) g.qmp('block-dirty-bitmap-remove', { node: b.node, name: b.name });
-    g.write('vda', 0x21, 2 * MiB, 64 * KiB);
+    for (const b of f.g.lifeboatBitmaps()) f.g.qmp('block-dirty-bitmap-remove', { node: b.node, name: b.name });
+    f.g.write('vda', 0x21, 2 * MiB, 64 * KiB);
     const s = await snapshot();
     assert.match(s.warning_msg ?? '', /dirty bitmap of the last checkpoint is missing or broken.*read in full and a new checkpoint chain started/);
     assert.equal(s.mode, 'full');
     await assertExact(s.id, 'after a missing bitmap');
 
-    g.write('vda', 0x22, 4 * MiB, 64 * KiB);
+    f.g.write('vda', 0x22, 4 * MiB, 64 * KiB);
     const next = await snapshot();
     assert.deepEqual([next.mode, next.bytesRead], ['incremental', 64 * KiB + VDB], 'the new chain continues exactly');
     await assertExact(next.id, 'the new chain');
   });
 
   test('a recorded checkpoint that is not this domain\'s is not trusted (full, warning, the chain restarts)', async () => {
-    const inst = (await platform().getInstance(h.alice.projectId, g.uuid))!;
-    const first = await platform().beginBackup(inst, { baseCheckpoint: null });
+    const inst = (await f.platform().getInstance(f.h.alice.projectId, f.g.uuid))!;
+    const first = await f.platform().beginBackup(inst, { baseCheckpoint: null });
     await first.end('committed');
     const other = first.checkpoint!;
-    const forged = { name: other.name, state: other.state!.replaceAll(g.uuid, '00000000-0000-4000-8000-000000000000') };
-    const s = await platform().beginBackup(inst, { baseCheckpoint: forged });
+    const forged = { name: other.name, state: other.state!.replaceAll(f.g.uuid, '00000000-0000-4000-8000-000000000000') };
+    const s = await f.platform().beginBackup(inst, { baseCheckpoint: forged });
     try {
       assert.match(s.warnings.join(), /recorded checkpoint belongs to another domain; the disks were read in full/);
       assert.equal(s.disks[0]!.source.changedExtentsSince, undefined, 'no dirty bitmap is offered');
     } finally {
       await s.end('committed');
     }
-    assert.equal(g.lifeboatBitmaps().length, 1, 'the untrusted base bitmap was removed');
+    assert.equal(f.g.lifeboatBitmaps().length, 1, 'the untrusted base bitmap was removed');
     // The service's chain was broken by this out-of-band backup: its next snapshot restarts too.
-    g.write('vda', 0x31, 5 * MiB, 64 * KiB);
+    f.g.write('vda', 0x31, 5 * MiB, 64 * KiB);
     const next = await snapshot();
     assert.match(next.warning_msg ?? '', /missing or broken/);
     assert.equal(next.mode, 'full');
@@ -115,27 +92,27 @@ describe('libvirt: every broken checkpoint chain falls back to a full read', { s
   });
 
   test('QEMU killed (kill -9) and started again: every bitmap is inconsistent → full, warning, the broken bitmap removed', async () => {
-    g.write('vda', 0x41, 6 * MiB, 64 * KiB);
-    process.kill(g.qemuPid(), 'SIGKILL');
-    await waitFor(async () => g.state().startsWith('shut off'), 20_000, 'libvirt saw QEMU die');
-    lv.virsh('start', dom);
-    g.write('vda', 0x42, 7 * MiB, 64 * KiB);
+    f.g.write('vda', 0x41, 6 * MiB, 64 * KiB);
+    process.kill(f.g.qemuPid(), 'SIGKILL');
+    await waitFor(async () => f.g.state().startsWith('shut off'), 20_000, 'libvirt saw QEMU die');
+    f.lv.virsh('start', f.dom);
+    f.g.write('vda', 0x42, 7 * MiB, 64 * KiB);
     const s = await snapshot();
     assert.match(s.warning_msg ?? '', /missing or broken \(e\.g\. after an unclean QEMU exit\)/);
     assert.equal(s.mode, 'full');
     await assertExact(s.id, 'after kill -9');
-    assert.ok(g.lifeboatBitmaps()[0]!.recording, 'the new base records');
+    assert.ok(f.g.lifeboatBitmaps()[0]!.recording, 'the new base records');
 
-    g.write('vda', 0x43, 9 * MiB, 64 * KiB);
+    f.g.write('vda', 0x43, 9 * MiB, 64 * KiB);
     const next = await snapshot();
     assert.deepEqual([next.mode, next.bytesRead], ['incremental', 64 * KiB + VDB]);
     await assertExact(next.id, 'the chain after kill -9');
   });
 
   test('a clean QEMU stop (virsh destroy = SIGTERM) and start keeps the chain: the next incremental is exact', async () => {
-    lv.virsh('destroy', dom);
-    lv.virsh('start', dom);
-    g.write('vda', 0x51, 10 * MiB, 64 * KiB);
+    f.lv.virsh('destroy', f.dom);
+    f.lv.virsh('start', f.dom);
+    f.g.write('vda', 0x51, 10 * MiB, 64 * KiB);
     const s = await snapshot();
     assert.equal(s.warning_msg?.includes('checkpoint') ?? false, false, `no chain warning: ${s.warning_msg}`);
     assert.deepEqual([s.mode, s.bytesRead], ['incremental', 64 * KiB + VDB]);
@@ -143,29 +120,29 @@ describe('libvirt: every broken checkpoint chain falls back to a full read', { s
   });
 
   test('disk resized → full, warning naming the disk, restore has the new size', async () => {
-    lv.virsh('blockresize', dom, 'vda', `${(VDA + 16 * MiB) / KiB}KiB`);
-    const vda = g.disk('vda');
+    f.lv.virsh('blockresize', f.dom, 'vda', `${(VDA + 16 * MiB) / KiB}KiB`);
+    const vda = f.g.disk('vda');
     vda.expected = Buffer.concat([vda.expected, Buffer.alloc(16 * MiB)]);
-    g.write('vda', 0x61, VDA + 1 * MiB, 64 * KiB); // into the new space
+    f.g.write('vda', 0x61, VDA + 1 * MiB, 64 * KiB); // into the new space
     const s = await snapshot();
     assert.match(s.warning_msg ?? '', /disk vda was resized since the last checkpoint; the disks were read in full/);
     assert.equal(s.mode, 'full');
     await assertExact(s.id, 'after a resize');
-    g.write('vda', 0x62, 11 * MiB, 64 * KiB);
+    f.g.write('vda', 0x62, 11 * MiB, 64 * KiB);
     const next = await snapshot();
     assert.deepEqual([next.mode, next.bytesRead], ['incremental', 64 * KiB + VDB]);
     await assertExact(next.id, 'the chain after a resize');
   });
 
   test('previous snapshot deleted → its base bitmap is gone: full, warning; its own bitmap does not linger', async () => {
-    g.write('vda', 0x71, 12 * MiB, 64 * KiB);
+    f.g.write('vda', 0x71, 12 * MiB, 64 * KiB);
     const victim = await snapshot();
     assert.equal(victim.mode, 'incremental');
-    const del = await h.api(h.alice, 'DELETE', `/snapshots/${victim.id}`);
+    const del = await f.h.api(f.h.alice, 'DELETE', `/snapshots/${victim.id}`);
     assert.equal(del.status, 200, del.text);
-    await waitFor(async () => (await h.api(h.alice, 'GET', `/snapshots/${victim.id}`)).status === 404, 30_000, 'snapshot deleted');
-    await waitFor(async () => (await h.api(h.alice, 'GET', `/workloads/${wid}`)).json.workload.status === 'available', 20_000, 'workload unlocked');
-    g.write('vda', 0x72, 13 * MiB, 64 * KiB);
+    await waitFor(async () => (await f.h.api(f.h.alice, 'GET', `/snapshots/${victim.id}`)).status === 404, 30_000, 'snapshot deleted');
+    await waitFor(async () => (await f.h.api(f.h.alice, 'GET', `/workloads/${f.wid}`)).json.workload.status === 'available', 20_000, 'workload unlocked');
+    f.g.write('vda', 0x72, 13 * MiB, 64 * KiB);
     const s = await snapshot();
     assert.match(s.warning_msg ?? '', /missing or broken/);
     assert.equal(s.mode, 'full');
@@ -173,19 +150,19 @@ describe('libvirt: every broken checkpoint chain falls back to a full read', { s
   });
 
   test('previous snapshot failed (domain paused: the snapshot errors naming it) → the next continues from the last good checkpoint, exactly', async () => {
-    g.write('vda', 0x81, 14 * MiB, 64 * KiB);
-    lv.virsh('suspend', dom);
-    const r = await h.api(h.alice, 'POST', `/workloads/${wid}`, { snapshot: { name: 'fails', snapshot_type: 'incremental' } });
+    f.g.write('vda', 0x81, 14 * MiB, 64 * KiB);
+    f.lv.virsh('suspend', f.dom);
+    const r = await f.h.api(f.h.alice, 'POST', `/workloads/${f.wid}`, { snapshot: { name: 'fails', snapshot_type: 'incremental' } });
     assert.equal(r.status, 200, r.text);
     const failed = await waitFor(async () => {
-      const x = (await h.api(h.alice, 'GET', `/snapshots/${r.json.snapshot.id}`)).json.snapshot;
+      const x = (await f.h.api(f.h.alice, 'GET', `/snapshots/${r.json.snapshot.id}`)).json.snapshot;
       return ['available', 'error'].includes(x.status) ? x : null;
     }, 30_000, 'snapshot ended');
     assert.equal(failed.status, 'error');
-    assert.match(failed.error_msg, new RegExp(`${dom}.*paused`));
-    await waitFor(async () => (await h.api(h.alice, 'GET', `/workloads/${wid}`)).json.workload.status === 'available', 20_000, 'workload unlocked');
-    lv.virsh('resume', dom);
-    g.write('vda', 0x82, 15 * MiB, 64 * KiB);
+    assert.match(failed.error_msg, new RegExp(`${f.dom}.*paused`));
+    await waitFor(async () => (await f.h.api(f.h.alice, 'GET', `/workloads/${f.wid}`)).json.workload.status === 'available', 20_000, 'workload unlocked');
+    f.lv.virsh('resume', f.dom);
+    f.g.write('vda', 0x82, 15 * MiB, 64 * KiB);
     const s = await snapshot();
     assert.equal(s.warning_msg?.includes('checkpoint') ?? false, false, `no chain warning: ${s.warning_msg}`);
     assert.deepEqual([s.mode, s.bytesRead], ['incremental', 2 * 64 * KiB + VDB], 'both writes since the last good snapshot');

@@ -1,12 +1,17 @@
+import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { restoreDisk } from '../src/datamover/restore.js';
 import { MemDiskSink } from '../src/datamover/testing.js';
 import { diskKey } from '../src/jobs/snapshot.job.js';
+import type { LibvirtPlatform } from '../src/platform/libvirt/libvirt.platform.js';
+import type { BackupReadStats } from '../src/platform/libvirt/stats.js';
 import { run } from '../src/nbd/testing.js';
-import { startHarness, waitFor, type Harness } from './harness.js';
+import { after, before } from 'node:test';
+import { startHarness, takeSnapshotAndWait, waitFor, type Harness } from './harness.js';
 import { startLibvirtd, testDomainXml, type Libvirtd } from './libvirtd.js';
 
 /**
@@ -130,7 +135,7 @@ export interface LibvirtService {
   close(): Promise<void>;
 }
 
-export async function startLibvirtService(dom: string, specs: GuestDiskSpec[]): Promise<LibvirtService> {
+export async function startLibvirtService(dom: string, specs: GuestDiskSpec[], env: Record<string, string> = {}): Promise<LibvirtService> {
   const lv = await startLibvirtd();
   const cliHome = mkdtempSync(join(tmpdir(), 'lifeboat-cli-'));
   let h: Harness | null = null;
@@ -152,7 +157,7 @@ export async function startLibvirtService(dom: string, specs: GuestDiskSpec[]): 
     const scratchDir = join(lv.dataDir, 'scratch');
     mkdirSync(scratchDir, { mode: 0o750 });
     lv.own(scratchDir);
-    h = await startHarness({ env: { LIFEBOAT_PLATFORM: 'libvirt', LIFEBOAT_LIBVIRT_URI: lv.uri, LIFEBOAT_LIBVIRT_SCRATCH_DIR: scratchDir } });
+    h = await startHarness({ env: { LIFEBOAT_PLATFORM: 'libvirt', LIFEBOAT_LIBVIRT_URI: lv.uri, LIFEBOAT_LIBVIRT_SCRATCH_DIR: scratchDir, ...env } });
     const hh = h;
     const assign = spawnSync(process.execPath, ['dist/src/main.js', 'libvirt-assign', g.uuid, hh.alice.projectId], { encoding: 'utf8', env: { ...process.env, LIFEBOAT_HOME: cliHome, LIFEBOAT_LIBVIRT_URI: lv.uri } });
     if (assign.status !== 0) throw new Error(`libvirt-assign failed: ${assign.stderr}`);
@@ -165,4 +170,39 @@ export async function startLibvirtService(dom: string, specs: GuestDiskSpec[]): 
     await close().catch(() => undefined);
     throw e;
   }
+}
+
+/**
+ * The setup of a describe block that tests one guest through the service: the service of
+ * `startLibvirtService` (domain `<prefix>-<random>`) started in `before` and stopped in
+ * `after`; its fields are set once `before` ran. `snapshot()` goes through the API and adds
+ * the platform's read statistics of that backup (its end() ran before it became available, so
+ * they are final); `assertExact()` compares every disk of a snapshot with the model.
+ */
+export interface LibvirtFixture extends LibvirtService {
+  dom: string;
+  platform(): LibvirtPlatform;
+  snapshot(full?: boolean): Promise<{ id: string; size: number; warning_msg: string | null; stats: BackupReadStats | null }>;
+  assertExact(snapshotId: string, what: string): Promise<void>;
+}
+
+export function libvirtServiceFixture(prefix: string, specs: GuestDiskSpec[]): LibvirtFixture {
+  const f = {
+    dom: `${prefix}-${randomBytes(3).toString('hex')}`,
+    platform: () => f.h.lb.platform as LibvirtPlatform,
+    async snapshot(full = false) {
+      const s = await takeSnapshotAndWait(f.h, f.h.alice, f.wid, full);
+      return { ...s, stats: f.platform().lastBackupStats(f.g.uuid) };
+    },
+    async assertExact(snapshotId: string, what: string) {
+      for (const d of f.g.disks) assert.ok((await snapshotDisk(f.h, snapshotId, f.g.uuid, d.target, d.expected.length)).equals(d.expected), `${what}: ${d.target} restores byte-exact`);
+    },
+  } as LibvirtFixture;
+  before(async () => {
+    Object.assign(f, await startLibvirtService(f.dom, specs));
+  });
+  after(async () => {
+    await f.close?.();
+  });
+  return f;
 }

@@ -1,11 +1,10 @@
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import type { LibvirtPlatform } from '../src/platform/libvirt/libvirt.platform.js';
 import { run, skipUnlessInstalled } from '../src/nbd/testing.js';
-import { takeSnapshotAndWait, waitFor, type Harness } from './harness.js';
-import { LIBVIRT_TOOLS, type Libvirtd } from './libvirtd.js';
-import { snapshotDisk, startLibvirtService, type TestGuest } from './libvirt-guest.js';
+import { waitFor } from './harness.js';
+import { LIBVIRT_TOOLS } from './libvirtd.js';
+import { libvirtServiceFixture } from './libvirt-guest.js';
 
 /**
  * Issue 11, incrementals of a shut-off domain through the real service: the base's persistent
@@ -20,46 +19,26 @@ const VDA = 64 * MiB;
 const VDB = 8 * MiB;
 
 describe('libvirt: incrementals of a shut-off domain', { skip: skipUnlessInstalled(...LIBVIRT_TOOLS, 'qemu-nbd', 'qemu-io') }, () => {
-  let lv: Libvirtd;
-  let h: Harness;
-  let g: TestGuest;
-  let wid: string;
-  const dom = `lb-offline-${randomBytes(3).toString('hex')}`;
-  let close: () => Promise<void>;
-
-  before(async () => {
-    ({ lv, h, g, wid, close } = await startLibvirtService(dom, [
-      { target: 'vda', format: 'qcow2', size: VDA, fill: (b) => randomBytes(8 * MiB).copy(b, 0) },
-      { target: 'vdb', format: 'raw', size: VDB, fill: (b) => randomBytes(VDB).copy(b, 0) },
-    ]));
-  });
-
-  after(async () => {
-    await close?.();
-  });
-
-  const platform = () => h.lb.platform as LibvirtPlatform;
-  async function snapshot(full = false) {
-    const s = await takeSnapshotAndWait(h, h.alice, wid, full);
-    return { ...s, stats: platform().lastBackupStats(g.uuid) };
-  }
-  async function assertExact(sid: string, what: string): Promise<void> {
-    for (const d of g.disks) assert.ok((await snapshotDisk(h, sid, g.uuid, d.target, d.expected.length)).equals(d.expected), `${what}: ${d.target} byte-exact`);
-  }
+  const f = libvirtServiceFixture('lb-offline', [
+    { target: 'vda', format: 'qcow2', size: VDA, fill: (b) => randomBytes(8 * MiB).copy(b, 0) },
+    { target: 'vdb', format: 'raw', size: VDB, fill: (b) => randomBytes(VDB).copy(b, 0) },
+  ]);
+  const snapshot = (full = false) => f.snapshot(full);
+  const assertExact = (sid: string, what: string) => f.assertExact(sid, what);
   /** Lifeboat's bitmaps in the vda image (the domain must be off, or -U reads a stale header). */
   const imageBitmaps = () =>
-    ((JSON.parse(run('qemu-img', ['info', '-U', '--output=json', g.disk('vda').file])) as { 'format-specific': { data: { bitmaps?: { name: string; flags: string[] }[] } } })['format-specific'].data.bitmaps ?? []).filter((b) => b.name.startsWith('lifeboat-'));
+    ((JSON.parse(run('qemu-img', ['info', '-U', '--output=json', f.g.disk('vda').file])) as { 'format-specific': { data: { bitmaps?: { name: string; flags: string[] }[] } } })['format-specific'].data.bitmaps ?? []).filter((b) => b.name.startsWith('lifeboat-'));
   /** A write while the domain is off, by a tool that opens the image (it records into the enabled bitmaps). */
   function offlineWrite(pattern: number, offset: number, length: number): void {
-    run('qemu-io', ['-f', 'qcow2', '-c', `write -P 0x${pattern.toString(16)} ${offset} ${length}`, g.disk('vda').file]);
-    g.disk('vda').expected.fill(pattern, offset, offset + length);
+    run('qemu-io', ['-f', 'qcow2', '-c', `write -P 0x${pattern.toString(16)} ${offset} ${length}`, f.g.disk('vda').file]);
+    f.g.disk('vda').expected.fill(pattern, offset, offset + length);
   }
 
   test('running full, then shut off: the offline incremental reads only the blocks written since (vdb raw: in full)', async () => {
     const full = await snapshot(true);
     assert.equal(full.stats?.mode, 'full');
-    g.write('vda', 0x11, 1 * MiB, 64 * KiB);
-    lv.virsh('destroy', dom); // SIGTERM: QEMU stores the bitmaps in the image
+    f.g.write('vda', 0x11, 1 * MiB, 64 * KiB);
+    f.lv.virsh('destroy', f.dom); // SIGTERM: QEMU stores the bitmaps in the image
     const s = await snapshot();
     assert.match(s.warning_msg ?? '', /disk vdb \(raw\) cannot track changes/);
     assert.deepEqual(s.stats, { mode: 'incremental', bytesRead: 64 * KiB + VDB });
@@ -77,18 +56,18 @@ describe('libvirt: incrementals of a shut-off domain', { skip: skipUnlessInstall
   });
 
   test('running again: the checkpoint made offline is the base of the live incremental', async () => {
-    lv.virsh('start', dom);
-    g.write('vda', 0x31, 5 * MiB, 64 * KiB);
+    f.lv.virsh('start', f.dom);
+    f.g.write('vda', 0x31, 5 * MiB, 64 * KiB);
     const s = await snapshot();
     assert.deepEqual(s.stats, { mode: 'incremental', bytesRead: 64 * KiB + VDB });
     await assertExact(s.id, 'live after offline');
-    assert.equal(g.lifeboatBitmaps().length, 1);
+    assert.equal(f.g.lifeboatBitmaps().length, 1);
   });
 
   test('QEMU killed (kill -9) and left off: the bitmap is in-use → full read offline, warning; the next one is incremental again', async () => {
-    g.write('vda', 0x41, 6 * MiB, 64 * KiB);
-    process.kill(g.qemuPid(), 'SIGKILL');
-    await waitFor(async () => g.state().startsWith('shut off'), 20_000, 'libvirt saw QEMU die');
+    f.g.write('vda', 0x41, 6 * MiB, 64 * KiB);
+    process.kill(f.g.qemuPid(), 'SIGKILL');
+    await waitFor(async () => f.g.state().startsWith('shut off'), 20_000, 'libvirt saw QEMU die');
     const s = await snapshot();
     assert.match(s.warning_msg ?? '', /dirty bitmap of the last checkpoint is missing or broken on disk vda/);
     assert.equal(s.stats?.mode, 'full');

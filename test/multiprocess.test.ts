@@ -27,6 +27,9 @@ const skip = pgUrl || process.env.CI === 'true' ? false : 'LIFEBOAT_TEST_PG is n
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
+/** The job lease of every process (LIFEBOAT_JOB_LEASE), short so that the killed worker's jobs expire within the test. */
+const LEASE_S = 3;
+
 describe('2 API + 3 worker processes on PostgreSQL and S3: 20 workloads, SIGKILL and SIGTERM mid-run', { skip }, () => {
   const schema = `mp_${hex().slice(0, 12)}`;
   let home: string;
@@ -76,7 +79,7 @@ describe('2 API + 3 worker processes on PostgreSQL and S3: 20 workloads, SIGKILL
       LIFEBOAT_SETTINGS_KEY_FILE: join(home, 'settings.key'),
       AWS_ACCESS_KEY_ID: s3.credentials.accessKeyId,
       AWS_SECRET_ACCESS_KEY: s3.credentials.secretAccessKey,
-      LIFEBOAT_JOB_LEASE: '3',
+      LIFEBOAT_JOB_LEASE: String(LEASE_S),
       LIFEBOAT_SHUTDOWN_GRACE: '2',
       LIFEBOAT_WORKER_CONCURRENCY: '2',
       // Short repository leases, so GC may collect what the killed writer left within the test.
@@ -105,8 +108,14 @@ describe('2 API + 3 worker processes on PostgreSQL and S3: 20 workloads, SIGKILL
 
   /** Jobs of one kind as the store has them. */
   const jobs = async (kind: string) =>
-    (await db.query<{ id: string; resource_id: string; status: string; error: string | null; attempts: number; lease_owner: string | null }>('SELECT id, resource_id, status, error, attempts, lease_owner FROM jobs WHERE kind = $1', [kind])).rows;
-  const runningOf = async (node: string) => (await jobs('snapshot.take')).filter((j) => j.status === 'running' && j.lease_owner?.startsWith(`${node}:`)).map((j) => j.resource_id);
+    (
+      await db.query<{ id: string; resource_id: string; status: string; error: string | null; attempts: number; lease_owner: string | null; updated_at: string }>(
+        'SELECT id, resource_id, status, error, attempts, lease_owner, updated_at FROM jobs WHERE kind = $1',
+        [kind],
+      )
+    ).rows;
+  const ownedBy = async (node: string) => (await jobs('snapshot.take')).filter((j) => j.lease_owner?.startsWith(`${node}:`));
+  const runningOf = async (node: string) => (await ownedBy(node)).filter((j) => j.status === 'running').map((j) => j.resource_id);
 
   /** Starts one snapshot per workload at once, through both APIs; returns the snapshot ids in workload order. */
   async function snapshotAll(apis: Api[], wids: string[], full: boolean): Promise<string[]> {
@@ -137,22 +146,37 @@ describe('2 API + 3 worker processes on PostgreSQL and S3: 20 workloads, SIGKILL
 
     // Round 1: 20 full snapshots; w1 is killed and w2 stopped while each runs a snapshot.
     const full = await snapshotAll(apis, wids, true);
-    const killedJobs = await waitFor(async () => {
-      const r = await runningOf('w1');
-      return r.length > 0 ? r : null;
-    }, 60_000, 'w1 running a snapshot');
+    // Which jobs a worker had is read once it is gone: it keeps claiming until the signal lands,
+    // so a list read before the signal can miss a job it claimed in between.
+    await waitFor(async () => (await runningOf('w1')).length > 0 || null, 60_000, 'w1 running a snapshot');
     await procs.get('w1')!.kill9();
-    const stoppedJobs = await waitFor(async () => {
-      const r = await runningOf('w2');
-      return r.length > 0 ? r : null;
-    }, 60_000, 'w2 running a snapshot');
+    const killedAt = Date.now();
+    // w1 is dead: every job it holds that is not done was cut off by the kill (running, or failed
+    // by a reconciler that already saw its lease expire) -- unless its snapshot was committed
+    // (available) before the kill came, between the snapshot's transaction and the job's end.
+    const cutOff = (await ownedBy('w1')).filter((j) => j.status !== 'done').map((j) => j.resource_id);
+    const committed = new Set((await db.query<{ id: string }>("SELECT id FROM snapshots WHERE status = 'available' AND id = ANY($1)", [cutOff])).rows.map((r) => r.id));
+    const killedJobs = cutOff.filter((id) => !committed.has(id));
+    assert.ok(killedJobs.length > 0, 'w1 was running a snapshot when killed');
+    await waitFor(async () => (await runningOf('w2')).length > 0 || null, 60_000, 'w2 running a snapshot');
     const w2 = procs.get('w2')!;
+    const w2DoneBefore = new Set((await ownedBy('w2')).filter((j) => j.status === 'done').map((j) => j.resource_id));
     const w2Exit = new Promise<number | null>((resolve) => w2.child.once('exit', (code) => resolve(code)));
     w2.child.kill('SIGTERM');
     assert.equal(await w2Exit, 0, w2.output());
+    // w2 has exited: the jobs it still held after its last finished one (it finished them in its
+    // grace or failed them as 'service restarted'; the unstarted ones it handed back hold no owner).
+    const stoppedJobs = (await ownedBy('w2')).filter((j) => !w2DoneBefore.has(j.resource_id)).map((j) => j.resource_id);
+    assert.ok(stoppedJobs.length > 0, 'w2 was running a snapshot when stopped');
     const round1 = await allFinal(api1, full);
 
-    const takeJobs = await jobs('snapshot.take');
+    // A job row ends just after its snapshot's (the runner marks it once the handler returns),
+    // and a killed worker's only when its lease is reconciled: wait for every one to end.
+    const ended = (j: { status: string }) => j.status === 'done' || j.status === 'failed';
+    const takeJobs = await waitFor(async () => {
+      const all = await jobs('snapshot.take');
+      return round1.every((s) => all.filter((j) => j.resource_id === s.id).every(ended)) ? all : null;
+    }, 10 * LEASE_S * 1000, 'the snapshot jobs of round 1 to end');
     for (const [i, s] of round1.entries()) {
       const own = takeJobs.filter((j) => j.resource_id === s.id);
       assert.equal(own.length, 1, `snapshot ${i}: one job`);
@@ -161,6 +185,13 @@ describe('2 API + 3 worker processes on PostgreSQL and S3: 20 workloads, SIGKILL
       assert.ok(j.attempts === 1 || (j.attempts === 2 && !j.lease_owner?.startsWith('w2:')), `snapshot ${i}: job claimed ${j.attempts} times by ${j.lease_owner}`);
       if (killedJobs.includes(s.id)) {
         assert.deepEqual([s.status, s.error_msg, j.status, j.error], ['error', 'Snapshot did not finish successfully', 'failed', 'worker lease expired'], `killed worker's snapshot ${i}`);
+        // Reconciled within one lease of its expiry: the lease ran out at most one lease after
+        // the kill, the reconcilers look every half lease; one more lease of margin for a loaded box.
+        const reconciledMs = Number(j.updated_at) - killedAt;
+        assert.ok(reconciledMs <= 3 * LEASE_S * 1000, `killed worker's snapshot ${i} failed ${reconciledMs} ms after the kill (lease ${LEASE_S} s)`);
+      } else if (committed.has(s.id)) {
+        // Its data and row were final before the kill; only the job's end was lost (reconciled).
+        assert.deepEqual([s.status, j.status, j.error], ['available', 'failed', 'worker lease expired'], `killed worker's committed snapshot ${i}`);
       } else if (stoppedJobs.includes(s.id)) {
         const ok = (s.status === 'available' && j.status === 'done') || (s.status === 'error' && j.status === 'failed' && j.error === 'service restarted');
         assert.ok(ok, `stopped worker's snapshot ${i}: ${s.status} ${s.error_msg} / job ${j.status} ${j.error}`);

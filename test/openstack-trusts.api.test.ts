@@ -1,7 +1,8 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { OpenStackPlatform } from '../src/platform/openstack/openstack.platform.js';
-import { OsFixture, openstackSkip, startOsLifeboat, tokenOf, type OsLifeboat, type OsProject, type OsUser } from './openstack.js';
+import { runCli } from './cli-run.js';
+import { OS_AUTH_URL, OsFixture, openstackSkip, startOsLifeboat, tokenOf, type OsLifeboat, type OsProject, type OsUser } from './openstack.js';
 
 /**
  * The vendor's /trusts API (tempest F22) on real Keystone trusts: a member delegates `member`
@@ -79,4 +80,37 @@ test('trusts: create, list, show, act through, delete — on real Keystone trust
   assert.equal((await f.admin.call('identity', 'GET', `/OS-TRUST/trusts/${t.value}`, { expect: [200, 404] })).status, 404);
   assert.equal(await platform.trusts.validate(t.value), false);
   assert.deepEqual((await os.api(token, 'GET', `/v1/${p1.id}/trusts`)).json.trust, []);
+});
+
+test('trust-create/-list/-show/-delete: the vendor CLI on real Keystone trusts', { skip }, async () => {
+  const env = {
+    OS_AUTH_URL,
+    OS_USERNAME: member.name,
+    OS_PASSWORD: member.password,
+    OS_PROJECT_NAME: p1.name,
+    OS_USER_DOMAIN_NAME: 'Default',
+    OS_PROJECT_DOMAIN_NAME: 'Default',
+    OS_WORKLOADS_URL: `${os.url}/v1/${p1.id}`,
+  };
+  const cli = (args: string[]) => runCli(env, args);
+  const made = await cli(['trust-create', '-f', 'json', '--is_cloud_trust', 'False', 'member']);
+  assert.equal(made.code, 0, made.stderr);
+  const [row] = JSON.parse(made.stdout) as { TrustID: string; Value: string; Role: string }[];
+  assert.match(row!.TrustID, /^trust-[0-9a-f-]{36}$/);
+  assert.equal(row!.Role, 'member');
+  f.onCleanup('cli trust', async () => void (await f.admin.call('identity', 'DELETE', `/OS-TRUST/trusts/${row!.Value}`, { expect: [204, 404] })));
+  const listed = await cli(['trust-list', '-f', 'json']);
+  assert.deepEqual((JSON.parse(listed.stdout) as { TrustID: string }[]).map((t) => t.TrustID), [row!.TrustID]);
+  const shown = JSON.parse((await cli(['trust-show', '-f', 'json', row!.TrustID])).stdout);
+  for (const k of ['version', 'user_id', 'project_id', 'name', 'value', 'description', 'status', 'metadata']) assert.ok(k in shown, `trust-show has ${k}`);
+  assert.equal(shown.metadata[0].value, 'member');
+  assert.equal(shown.user_id, member.id);
+  const refused = await cli(['trust-create', 'admin']);
+  assert.equal(refused.code, 5);
+  assert.match(refused.stderr, /^ERROR: Keystone refused the trust for role\(s\) admin/);
+  assert.equal((await cli(['trust-delete', row!.TrustID])).code, 0);
+  assert.equal((await f.admin.call('identity', 'GET', `/OS-TRUST/trusts/${row!.Value}`, { expect: [200, 404] })).status, 404);
+  const gone = await cli(['trust-show', row!.TrustID]);
+  assert.equal(gone.code, 4);
+  assert.equal((await cli(['trust-list', '-f', 'json'])).stdout.trim(), '[]');
 });

@@ -3,6 +3,13 @@ import { closeSync, openSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
+import { openBackend } from '../src/backend/open.js';
+import { loadConfig } from '../src/config/config.js';
+import { restoreDisk } from '../src/datamover/restore.js';
+import { MemDiskSink } from '../src/datamover/testing.js';
+import { diskKey } from '../src/jobs/snapshot.job.js';
+import { Repository } from '../src/repository/repository.js';
+import { waitFor } from '../src/lib/testing.js';
 
 /** Real `lifeboat` processes for crash and multi-process tests. */
 export const MAIN = fileURLToPath(new URL('../src/main.js', import.meta.url));
@@ -48,7 +55,11 @@ export async function startProcess(env: Record<string, string>, args: string[] =
   });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   const url = await new Promise<string | null>((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`lifeboat printed no readiness line within ${timeoutMs} ms:\n${out}`)), timeoutMs);
+    // Not ready in time: the child is killed (no caller holds it to stop it), then the error.
+    const t = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`lifeboat printed no readiness line within ${timeoutMs} ms:\n${out}`));
+    }, timeoutMs);
     onStdoutLines(child, (line) => {
       const m = READY_LINE.exec(line);
       if (!m) return false;
@@ -149,4 +160,27 @@ export async function signedInClient(url: string, projectId: string, user: 'u' |
     const text = await res.text();
     return { status: res.status, json: text ? (JSON.parse(text) as Record<string, unknown>) : {} };
   };
+}
+
+/**
+ * Gives a libvirt domain to the project (`lifeboat libvirt-assign` with the process's `env`),
+ * creates a workload of it through `api` and waits until it is available; returns its id.
+ */
+export async function protectDomain(env: Record<string, string>, uuid: string, projectId: string, api: ProcessApi): Promise<string> {
+  const assign = runLifeboat(env, ['libvirt-assign', uuid, projectId]);
+  if (assign.status !== 0) throw new Error(`libvirt-assign failed: ${assign.stderr}`);
+  const w = await api('POST', '/workloads', { workload: { name: 'w', instances: [{ 'instance-id': uuid }] } });
+  if (w.status !== 202) throw new Error(`workload: ${w.status} ${JSON.stringify(w.json)}`);
+  const wid = w.json.workload.id as string;
+  await waitFor(async () => (await api('GET', `/workloads/${wid}`)).json.workload.status === 'available', 30_000, 'workload available');
+  return wid;
+}
+
+/** One disk of a snapshot read back from the repository the process's `env` names (what a restore writes). */
+export async function snapshotDiskOf(env: Record<string, string>, snapshotId: string, instanceId: string, device: string, size: number): Promise<Buffer> {
+  const config = loadConfig({ ...process.env, ...env });
+  const repo = await Repository.open(await openBackend(config.target, { create: false, connections: config.targetConnections }));
+  const sink = new MemDiskSink(size);
+  await restoreDisk({ repo, snapshotId, diskKey: diskKey(instanceId, device), sink });
+  return sink.data;
 }

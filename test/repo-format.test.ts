@@ -4,6 +4,7 @@ import { after, describe, test } from 'node:test';
 import { MemBackend } from '../src/backend/mem/mem.backend.js';
 import { ManualClock } from '../src/lib/clock.js';
 import { newId } from '../src/lib/ids.js';
+import { CorruptMetadataError } from '../src/lib/errors.js';
 import { Repository } from '../src/repository/repository.js';
 import { ChunkCodec, chunkId, FLAG_SEALED, newChunkHasher } from '../src/repository/chunk-codec.js';
 import { SEALED_MAGIC } from '../src/repository/envelope.js';
@@ -125,18 +126,18 @@ describe('repository format version', () => {
     await assert.rejects(Repository.open(b, opts), /repository config is damaged \(features\)/);
   });
 
-  test('sealed (encrypted) objects are refused by name, never misread; so are unknown chunk flags', async () => {
+  test('a damaged sealed (encrypted) object and a sealed chunk without its data key are refused, never misread; so are unknown chunk flags', async () => {
     const b = new MemBackend();
     const repo = await Repository.init(b, { chunkSize: CS }, opts);
     const sid = await backupOnce(repo, disk(4 * CS));
     const key = keys.manifest(sid);
     b.objects.set(key, Buffer.concat([Buffer.from(SEALED_MAGIC, 'latin1'), Buffer.alloc(40, 7)]));
-    await assert.rejects(repo.readManifest(sid), (e: unknown) => e instanceof UnsupportedFormatError && e.message === `${key} is encrypted (LBSEAL01 manifest) and this Lifeboat cannot decrypt it`);
+    await assert.rejects(repo.readManifest(sid), (e: unknown) => e instanceof CorruptMetadataError && e.message === `${key} has a bad sealed header length`);
 
     const codec = new ChunkCodec();
     const hasher = newChunkHasher(repo.projectKey(PROJECT));
     const raw = Buffer.alloc(100, 1);
-    assert.equal(codec.decodeVerify(raw, FLAG_SEALED, Buffer.alloc(100), hasher, hasher.id(raw)), 'chunk is encrypted and this Lifeboat cannot decrypt it');
+    assert.equal(codec.decodeVerify(raw, FLAG_SEALED, Buffer.alloc(100), hasher, hasher.id(raw)), 'chunk is encrypted and its data key is not available');
     assert.equal(codec.decodeVerify(raw, 8, Buffer.alloc(100), hasher, hasher.id(raw)), 'unknown stored-form flags 0x8');
     assert.equal(codec.decodeVerify(raw, 0, Buffer.alloc(100), hasher, hasher.id(raw)), null);
   });

@@ -4,6 +4,7 @@ import { readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { mutateDisk, sha256File, startHarness, waitFor, type Harness } from './harness.js';
 import { runLifeboat } from './process.js';
+import { f8SelectiveRestoreOptions } from './tempest-bodies.js';
 
 /**
  * Restores over HTTP with tempest's payloads (F7 one-click, F8 selective, F9 in-place), checked
@@ -164,21 +165,13 @@ describe('restores over HTTP', () => {
     assert.ok(vdb);
     const body = {
       restore: {
-        options: {
-          name: 'Tempest_test_restore',
-          description: 'Tempest_test_restore_description',
-          type: 'openstack',
-          oneclickrestore: false,
-          restore_type: 'selective',
-          openstack: {
-            instances: [
-              { id: vm1().id, include: true, restore_boot_disk: true, name: 'tempest_test_vm_1_restored', availability_zone: 'nova', vdisks: [{ id: vdbResource, availability_zone: 'nova', new_volume_type: 'x' }] },
-              { id: vm2().id, availability_zone: 'nova', include: false },
-            ],
-            restore_topology: false,
-            networks_mapping: { networks: [{ snapshot_network: { name: net.name, id: net.id, subnet: { id: net.subnet!.id } }, target_network: target }] },
-          },
-        },
+        options: f8SelectiveRestoreOptions({
+          keep: vm1().id,
+          exclude: vm2().id,
+          vdisks: [{ id: vdbResource, availability_zone: 'nova', new_volume_type: 'x' }],
+          snapshot: { name: net.name, id: net.id, subnet: { id: net.subnet!.id } },
+          target,
+        }),
       },
     };
     const r = await restore(s3, body);

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { readFileSync, statSync, writeFileSync } from 'node:fs';
+import { readFileSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { listAll } from '../src/backend/backend.js';
@@ -129,15 +129,21 @@ describe('S3 backup target end to end (issue 14.1–2)', () => {
     assert.deepEqual((await packKeys()).sort(), packsBefore.sort(), 'every pack is referenced: GC deletes none');
   });
 
-  test('a pack damaged on the S3 server fails the restore (own hash check), never wrong bytes', async (t) => {
-    if (s3.directory === null) return t.skip('damages s3rver files on disk; not possible on an external S3');
-    mutateDisk(diskPath, 3); // new chunks: the snapshot writes a pack only it references
+  /** A full snapshot that writes a pack only it references, and s3rver's file of that pack. */
+  async function snapshotWithOwnPack(seed: number): Promise<{ sid: string; file: string }> {
+    mutateDisk(diskPath, seed); // new chunks: the snapshot writes a pack only it references
     const before = new Set(await packKeys());
     const sid = await snapshot(true);
     const made = (await packKeys()).filter((k) => !before.has(k));
     assert.ok(made.length > 0);
     // s3rver keeps object `a/b/c` as the file `<dir>/<bucket>/a/b/c._S3rver_object`.
-    const file = join(s3.directory, s3.bucket, ...`${prefix}/${made[0]}`.split('/').slice(0, -1), `${made[0]!.split('/').pop()}._S3rver_object`);
+    const file = join(s3.directory!, s3.bucket, ...`${prefix}/${made[0]}`.split('/').slice(0, -1), `${made[0]!.split('/').pop()}._S3rver_object`);
+    return { sid, file };
+  }
+
+  test('a pack damaged on the S3 server fails the restore (own hash check), never wrong bytes', async (t) => {
+    if (s3.directory === null) return t.skip('damages s3rver files on disk; not possible on an external S3');
+    const { sid, file } = await snapshotWithOwnPack(3);
     const bytes = readFileSync(file);
     bytes[10] = bytes[10]! ^ 0xff; // inside the first stored chunk; length and ETag metadata unchanged
     writeFileSync(file, bytes);
@@ -147,5 +153,15 @@ describe('S3 backup target end to end (issue 14.1–2)', () => {
     assert.doesNotMatch(r.error_msg ?? '', /S3RVER|127\.0\.0\.1|_S3rver_/);
     assert.match((await getSnap(sid)).warning_msg ?? '', /damaged/i, 'the failed restore marked the snapshot');
   });
-});
 
+  test('a pack truncated on the S3 server fails the restore, never short or wrong bytes', async (t) => {
+    if (s3.directory === null) return t.skip('truncates s3rver files on disk; not possible on an external S3');
+    const { sid, file } = await snapshotWithOwnPack(5);
+    truncateSync(file, Math.floor(statSync(file).size / 2));
+    const r = await restore(sid);
+    assert.equal(r.status, 'error');
+    assert.equal(r.sha, null);
+    assert.match(r.error_msg ?? '', /no intact copy/); // the truncated copy counts as lost
+    assert.doesNotMatch(r.error_msg ?? '', /S3RVER|127\.0\.0\.1|_S3rver_/);
+  });
+});

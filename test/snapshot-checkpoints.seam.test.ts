@@ -3,12 +3,12 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { openStore, type StoreHandle } from '../src/store/db.js';
 import { getWorkload, insertWorkload } from '../src/store/workload.store.js';
-import { getSnapshot, getSnapshotCheckpoints, insertSnapshot, updateSnapshotFields } from '../src/store/snapshot.store.js';
+import { getSnapshot, getSnapshotCheckpoints, insertSnapshot, transitionSnapshot, updateSnapshotFields } from '../src/store/snapshot.store.js';
 import { MemBackend } from '../src/backend/mem/mem.backend.js';
 import { Repository } from '../src/repository/repository.js';
 import { restoreDisk } from '../src/datamover/restore.js';
 import { MemDiskSink } from '../src/datamover/testing.js';
-import type { BackupOutcome, BackupSession, BeginBackupOptions, Checkpoint, DiskSource, Extent, Platform } from '../src/platform/platform.js';
+import type { BackupOutcome, BackupSession, BeginBackupOptions, Checkpoint, DiskSource, Extent, Platform, PlatformNetwork } from '../src/platform/platform.js';
 import type { Instance } from '../src/domain/instance.js';
 import type { Snapshot, SnapshotType } from '../src/domain/snapshot.js';
 import type { Workload } from '../src/domain/workload.js';
@@ -37,6 +37,8 @@ class CbtSource implements DiskSource {
   bytesRead = 0;
   closed = false;
   changedExtentsSince?: (base: string) => Promise<Extent[] | null>;
+  /** Awaited before the first read (what happens meanwhile elsewhere, e.g. a user's cancel). */
+  beforeFirstRead?: () => Promise<void>;
   constructor(
     private readonly data: Buffer,
     base: string | null,
@@ -47,6 +49,9 @@ class CbtSource implements DiskSource {
     if (base) this.changedExtentsSince = async (b) => (b === base ? changed : null);
   }
   async read(buf: Buffer, offset: number, length: number, position: number): Promise<number> {
+    const hook = this.beforeFirstRead;
+    this.beforeFirstRead = undefined;
+    await hook?.();
     if (this.failAt !== null && position + length > this.failAt) throw new Error('disk read error');
     const n = Math.max(0, Math.min(length, this.size - position));
     this.data.copy(buf, offset, position, position + n);
@@ -65,6 +70,9 @@ interface FakeVm {
   dirty: Extent[];
   failBegin?: boolean;
   failReadAt?: number;
+  beforeFirstRead?: () => Promise<void>;
+  /** Awaited when the backup session ends (the job has written the manifest when it commits). */
+  onEnd?: (outcome: BackupOutcome) => Promise<void>;
 }
 
 /** A CBT platform in miniature: every backup takes a new checkpoint and resets the dirty map. */
@@ -81,6 +89,9 @@ class FakeCbtPlatform implements Platform {
   async listInstances(projectId: string): Promise<Instance[]> {
     return this.vms.map((v) => v.instance).filter((i) => i.project_id === projectId);
   }
+  async listNetworks(): Promise<PlatformNetwork[]> {
+    return [];
+  }
   async getInstance(projectId: string, id: string): Promise<Instance | null> {
     return (await this.listInstances(projectId)).find((i) => i.id === id) ?? null;
   }
@@ -92,6 +103,7 @@ class FakeCbtPlatform implements Platform {
     const known = this.current.get(instance.id);
     const trusted = opts.baseCheckpoint && known && known.name === opts.baseCheckpoint.name && known.state === opts.baseCheckpoint.state;
     const source = new CbtSource(Buffer.from(vm.data), trusted ? known.name : null, trusted ? [...vm.dirty] : null, vm.failReadAt ?? null);
+    source.beforeFirstRead = vm.beforeFirstRead;
     this.sources.push(source);
     const checkpoint = { name: `ck-${++this.seq}`, state: `<domaincheckpoint><name>ck-${this.seq}</name></domaincheckpoint>` };
     return {
@@ -100,6 +112,7 @@ class FakeCbtPlatform implements Platform {
       warnings: this.warnings,
       end: async (outcome) => {
         this.ends.push({ instanceId: instance.id, outcome });
+        await vm.onEnd?.(outcome);
         await source.close();
         if (outcome === 'committed') {
           this.current.set(instance.id, checkpoint);
@@ -162,13 +175,13 @@ describe('snapshot job through a CBT platform seam', () => {
   }
 
   /** Locks the workload and runs one snapshot job to its end, like the service + runner would. */
-  async function snap(platform: Platform, w: Workload, type: SnapshotType): Promise<Snapshot> {
+  async function snap(platform: Platform, w: Workload, type: SnapshotType, progressEveryMs = 5): Promise<Snapshot> {
     clock.advance(60_000);
     await h.db.updateTable('workloads').set({ status: 'locked' }).where('id', '=', w.id).execute();
     // As the snapshot-start service leaves it: creating, not yet on any host.
     const s = testSnapshot(w, { status: 'creating', host: '', snapshot_type: type, created_at: clock.now(), finished_at: null });
     await insertSnapshot(h.db, s);
-    const handler = snapshotJobHandlers({ db: h.db, platform, repo, clock, nodeName: 'node-1', progressEveryMs: 5 }).find((x): x is JobHandler<typeof SNAPSHOT_JOBS.take> => x.kind === SNAPSHOT_JOBS.take)!;
+    const handler = snapshotJobHandlers({ db: h.db, platform, repo, clock, nodeName: 'node-1', progressEveryMs }).find((x): x is JobHandler<typeof SNAPSHOT_JOBS.take> => x.kind === SNAPSHOT_JOBS.take)!;
     const job: KindJob<typeof SNAPSHOT_JOBS.take> = {
       id: newId(),
       kind: SNAPSHOT_JOBS.take,
@@ -281,5 +294,40 @@ describe('snapshot job through a CBT platform seam', () => {
     assert.ok(platform.sources.every((x) => x.closed));
     await assert.rejects(repo.readManifest(s2.id), 'nothing was published');
     assert.equal(await getSnapshotCheckpoints(h.db, s2.id), null);
+  });
+
+  /** What the cancel service does to a running snapshot (its row → cancelling). */
+  const requestCancel = async (w: Workload): Promise<void> => {
+    const row = await h.db.selectFrom('snapshots').select('id').where('workload_id', '=', w.id).where('status', 'in', ['creating', 'executing', 'uploading']).executeTakeFirstOrThrow();
+    assert.ok(await transitionSnapshot(h.db, row.id, ['creating', 'executing', 'uploading'], 'cancelling', clock.now() / 1000));
+  };
+  // The progress ticker (the usual way a cancel is seen) never ticks in these two runs: the copy
+  // is shorter than one tick, as a fast disk's is. An accepted cancel must still win.
+  const NO_TICK = 3_600_000;
+
+  it('a cancel accepted while the disks are copied ends the snapshot cancelled, even when the copy is shorter than a progress tick', async () => {
+    const v = vm('vm-cancel-copy', randomBytes(8 * CS));
+    const w = await workloadOf([v]);
+    v.beforeFirstRead = () => requestCancel(w);
+    const platform = new FakeCbtPlatform([v]);
+    const s = await snap(platform, w, 'full', NO_TICK);
+    assert.equal(s.status, 'cancelled', s.error_msg ?? '');
+    assert.equal(platform.sources[0]!.bytesRead, 8 * CS, 'the copy itself ran to its end');
+    assert.deepEqual(platform.ends.map((e) => e.outcome), ['failed'], 'its checkpoint is no base');
+    await assert.rejects(repo.readManifest(s.id), 'nothing was published');
+    assert.equal((await getWorkload(h.db, { admin: true }, w.id))?.status, 'available');
+  });
+
+  it('a cancel accepted after the manifest was written (while the sessions end) ends it cancelled and removes it from the target', async () => {
+    const v = vm('vm-cancel-commit', randomBytes(4 * CS));
+    const w = await workloadOf([v]);
+    v.onEnd = async (outcome) => {
+      if (outcome === 'committed') await requestCancel(w);
+    };
+    const platform = new FakeCbtPlatform([v]);
+    const s = await snap(platform, w, 'full', NO_TICK);
+    assert.equal(s.status, 'cancelled', s.error_msg ?? '');
+    await assert.rejects(repo.readManifest(s.id), 'the cancelled snapshot is not on the target');
+    assert.equal((await getWorkload(h.db, { admin: true }, w.id))?.status, 'available');
   });
 });

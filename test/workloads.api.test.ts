@@ -54,9 +54,10 @@ describe('workloads API over HTTP', () => {
     const d = (await h.api(h.alice, 'GET', `/workloads/${w.id}`)).json.workload;
     assert.deepEqual(
       Object.keys(d).sort(),
-      ['availability_zone', 'created_at', 'description', 'error_msg', 'id', 'instances', 'interval', 'jobschedule', 'links', 'metadata', 'name', 'project_id', 'status', 'storage_usage', 'updated_at', 'user_id', 'workload_type_id'].sort(),
+      ['availability_zone', 'backup_target_types', 'created_at', 'description', 'error_msg', 'id', 'instances', 'interval', 'jobschedule', 'links', 'metadata', 'name', 'project_id', 'status', 'storage_usage', 'updated_at', 'user_id', 'workload_type_id'].sort(),
     );
     assert.deepEqual(d.instances, [{ id: vm, name: 'vm-a2', metadata: {} }]);
+    assert.equal(d.backup_target_types, 'default', 'the one configured target, by name');
     assert.deepEqual(d.storage_usage, { usage: 0, full: { snap_count: 0, usage: 0 }, incremental: { snap_count: 0, usage: 0 } });
     assert.equal(d.jobschedule.enabled, true);
     assert.equal(d.jobschedule.start_time, '09:00 PM');

@@ -27,7 +27,7 @@ import { restoreJobHandlers } from '../jobs/restore.job.js';
 import { restoreRoutes } from '../http/restores.routes.js';
 import { snapshotJobHandlers } from '../jobs/snapshot.job.js';
 import { snapshotRoutes } from '../http/snapshots.routes.js';
-import { openRepositories, probeTarget } from './targets.js';
+import { encryptionKeyWarning, openRepositories, platformSettings, probeTarget } from './targets.js';
 import type { RepositorySet } from '../repository/repository-set.js';
 import { TargetCatalog, type NamedTarget } from '../lib/target.js';
 import type { Repository } from '../repository/repository.js';
@@ -43,6 +43,11 @@ import { NodeRegistry, listNodeInfo } from '../services/node.service.js';
 import { settingsKeyId } from '../store/setting.store.js';
 import { WLM_VERSION } from '../domain/snapshot.js';
 import { nodeRoutes } from '../http/nodes.routes.js';
+import { repoVerifyRoutes } from '../http/repo-verify.routes.js';
+import { RepoVerifyService } from '../services/repo-verify.service.js';
+import { repoVerifyJobHandlers } from '../jobs/repo-verify.job.js';
+import { platformRoutes } from '../http/platform.routes.js';
+import { PlatformInventoryService } from '../services/platform-inventory.service.js';
 import { createSmtpMailer, notifySnapshotFinished, notifyRestoreFinished } from '../jobs/notify.js';
 import { policyRoutes } from '../http/policies.routes.js';
 import { quotaRoutes } from '../http/quotas.routes.js';
@@ -63,7 +68,7 @@ import type { TokenValidator } from '../identity/token-validator.js';
 import type { IdentityLookup } from '../domain/identity-lookup.js';
 import { fileIdentityLookup } from '../identity/file-identity-lookup.js';
 import { keystoneIdentityLookup } from '../identity/keystone-identity-lookup.js';
-import { scanTarget } from '../jobs/target-catalog.js';
+import { scanTargets } from '../jobs/target-catalog.js';
 import { ImportService } from '../services/import.service.js';
 import { OrphanService } from '../services/orphan.service.js';
 import { ReassignService } from '../services/reassign.service.js';
@@ -143,9 +148,10 @@ export async function startLifeboat(config: Config, o: StartOptions): Promise<Li
     }
     if (identityFile && (identityFile.created.length > 0 || demoVms.length > 0)) o.onCredentials?.(identityFile.created, demoVms);
     for (const w of [...(identityFile?.warnings ?? []), ...loosePermissionWarnings(config)]) log.warn(w);
+    const keyWarning = encryptionKeyWarning(config);
+    if (keyWarning) log.warn(keyWarning);
 
-    const openstack = config.keystone ? { keystone: config.keystone, ...config.openstack, nodeName: config.nodeName } : undefined;
-    const platform = await openPlatform({ kind: config.platform, inventoryPath: config.inventory, restoreDir: config.restoreDir, libvirt: config.libvirt, openstack, logger: log });
+    const platform = await openPlatform(platformSettings(config, log));
     const policy = Policy.load(config.policy ?? undefined, { log });
 
     let validator: TokenValidator;
@@ -179,7 +185,7 @@ export async function startLifeboat(config: Config, o: StartOptions): Promise<Li
     const metrics = new LifeboatMetrics();
     metrics.setJobSource(() => countJobsByKindAndStatus(store.db));
     const targets = TargetCatalog.of(config.targets, config.defaultTarget);
-    const repos = await openRepositories(config, 'init', { clock, log, observer: metrics });
+    const repos = await openRepositories(config, 'init', { clock, log, observer: metrics, keyManager: platform.keyManager });
     const repo = repos.default;
     const backend = repo.backend;
     const workloads = new WorkloadService({ db: store.db, platform, clock, targets });
@@ -197,7 +203,7 @@ export async function startLifeboat(config: Config, o: StartOptions): Promise<Li
       : undefined;
     const policies = new PolicyService({ db: store.db, clock, projects });
     const quotas = new QuotaService({ db: store.db, clock, projects });
-    const targetScan = () => scanTarget(repo);
+    const targetScan = () => scanTargets(repos);
     const imports = new ImportService({ db: store.db, clock, scanTarget: targetScan, projects: identityLookup });
     const orphans = new OrphanService({ db: store.db, clock, identity: identityLookup, scanTarget: targetScan });
     const reassign = new ReassignService({ db: store.db, clock, identity: identityLookup });
@@ -246,7 +252,7 @@ export async function startLifeboat(config: Config, o: StartOptions): Promise<Li
     const fr = config.fileRecovery;
     const mountEngine =
       o.role !== 'api'
-        ? new SnapshotMounts({ home: config.home, repo, forceTcg: fr.forceTcg, idleMs: fr.mountIdleSeconds * 1000, logger: log, onExpired: (id) => void snapshotMounts.released(id).catch(() => undefined) })
+        ? new SnapshotMounts({ home: config.home, repos, forceTcg: fr.forceTcg, idleMs: fr.mountIdleSeconds * 1000, logger: log, onExpired: (id) => void snapshotMounts.released(id).catch(() => undefined) })
         : null;
     const snapshotMounts = new SnapshotMountService({ db: store.db, clock, platform, mounts: mountEngine, log });
     if (mountEngine) await snapshotMounts.reconcile();
@@ -265,7 +271,8 @@ export async function startLifeboat(config: Config, o: StartOptions): Promise<Li
         nodeName: config.nodeName,
         concurrency: config.workerConcurrency,
         handlers: [
-          ...fileSearchJobHandlers({ db: store.db, repo, clock, home: config.home, forceTcg: fr.forceTcg, tag: applianceTag(config.home) }),
+          ...repoVerifyJobHandlers({ db: store.db, repo: repos, clock }),
+          ...fileSearchJobHandlers({ db: store.db, repo: repos, clock, home: config.home, forceTcg: fr.forceTcg, tag: applianceTag(config.home) }),
           ...workloadJobHandlers(store.db, platform, clock),
           ...snapshotJobHandlers({
             db: store.db,
@@ -273,6 +280,7 @@ export async function startLifeboat(config: Config, o: StartOptions): Promise<Li
             repo: repos,
             clock,
             nodeName: config.nodeName,
+            liveWindowMs: leaseMs,
             onSnapshotDeleted: () => gcs.request(),
             onSnapshotFinished: (id) => void notifySnapshotFinished(notify, id),
             metrics,
@@ -281,7 +289,7 @@ export async function startLifeboat(config: Config, o: StartOptions): Promise<Li
           ...restoreJobHandlers({ db: store.db, platform, repo: repos, clock, nodeName: config.nodeName, onRestoreFinished: (id) => void notifyRestoreFinished(notify, id) }),
         ],
       });
-      await runner.reconcile();
+      // Reconciles (repairs of jobs lost with a dead worker) run in the background from here on.
       runner.start();
       const r = runner;
       scheduler = new Scheduler({ db: store.db, clock, log, targets, onQueued: () => r.poke() });
@@ -307,7 +315,8 @@ export async function startLifeboat(config: Config, o: StartOptions): Promise<Li
         v1Routes: [
           // Scale-out admin views (issue 14): configured targets, registered nodes.
           backupTargetRoutes({ targets: backupTargets }),
-          nodeRoutes({ nodes: () => listNodeInfo(store.db, clock.now(), leaseMs) }),
+          nodeRoutes({ nodes: () => listNodeInfo(store.db, clock.now(), leaseMs), jobs: () => countJobsByKindAndStatus(store.db) }),
+          platformRoutes({ inventory: new PlatformInventoryService(platform) }),
           workloadRoutes({ workloads, policy, publicUrl: config.publicUrl }),
           snapshotRoutes({ snapshots, workloads, policy }),
           snapshotMountRoutes({ snapshots, mounts: snapshotMounts }),
@@ -321,6 +330,7 @@ export async function startLifeboat(config: Config, o: StartOptions): Promise<Li
           trustRoutes({ trusts: new TrustService({ db: store.db, clock, broker: platform.trusts ?? null }) }),
           drRoutes({ workloads, imports, orphans, reassign, publicUrl: config.publicUrl }),
           adminRoutes({ usage, audit }),
+          repoVerifyRoutes({ verifications: new RepoVerifyService({ db: store.db, clock, targets }) }),
         ],
         v1Hooks: [(v1) => installAuditTrail(v1, audit, log)],
         ops,
@@ -360,6 +370,7 @@ export async function startLifeboat(config: Config, o: StartOptions): Promise<Li
         await runner?.stop();
         await Promise.all(gc.map((g) => g.stop()));
         await registry.stop();
+        await platform.close?.(); // after the last job: no platform process outlives the service
         await store.close();
       },
       async shutdown() {
@@ -373,6 +384,7 @@ export async function startLifeboat(config: Config, o: StartOptions): Promise<Li
         await opsHttp?.close();
         await Promise.all(gc.map((g) => g.stop()));
         await registry.stop();
+        await platform.close?.(); // after the last job: no platform process outlives the service
         await store.close();
       },
     };

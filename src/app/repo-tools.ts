@@ -6,8 +6,15 @@ import type { GcReport } from '../repository/gc.js';
 import { openStore } from '../store/db.js';
 import { committedSnapshotIdsOn } from '../store/snapshot.store.js';
 import { recordVerifyResult } from '../jobs/damage.job.js';
+import { verifyOutcome, verifyProblemLines } from '../jobs/repo-verify.job.js';
+import { insertRepoVerification, transitionRepoVerification } from '../store/repo-verification.store.js';
+import { newRepoVerification, type RepoVerification } from '../domain/repo-verification.js';
+import { newId } from '../lib/ids.js';
+import { toSecond } from '../lib/time.js';
 import { errorMessage, ValidationError } from '../lib/errors.js';
 import type { NamedTarget } from '../lib/target.js';
+import { openKeyManager } from '../platform/open.js';
+import { encryptionKeySource, platformSettings } from './targets.js';
 
 /**
  * Operator tools on the backup target (`lifeboat repo verify|gc`), outside the service. They
@@ -16,7 +23,10 @@ import type { NamedTarget } from '../lib/target.js';
  */
 async function openRepo(config: Config, t: NamedTarget): Promise<Repository> {
   const backend = await openBackend(t.target, { create: false, connections: config.targetConnections });
-  return Repository.open(backend, { leaseTtlMs: config.repoLease.ttlMs, graceMs: config.repoLease.graceMs });
+  // Encrypted workloads' data keys open as in the service: the key file, and Barbican secrets on OpenStack.
+  const km = openKeyManager(platformSettings(config));
+  const secretKeys = km ? (secretUuid: string) => km.readKey(secretUuid) : null;
+  return Repository.open(backend, { leaseTtlMs: config.repoLease.ttlMs, graceMs: config.repoLease.graceMs, keySource: encryptionKeySource(config), secretKeys });
 }
 
 /** The targets a tool acts on: the one named by `--target`, else every configured one. */
@@ -52,19 +62,54 @@ export interface VerifyReport extends VerifyResult {
  * DB (warning_msg names the damaged disks; a complete verify clears older damage warnings).
  */
 export async function verifyTarget(config: Config, opts: { markBad: boolean; readDataSubset?: number }, t: NamedTarget = config.targets[0]!): Promise<VerifyReport> {
-  const v = await verifyRepository(await openRepo(config, t), { markBad: opts.markBad, readDataSubset: opts.readDataSubset });
-  let recorded: VerifyReport['recorded'];
+  // The run is recorded in the store (admin API / dashboard history) when the DB can be opened; verify runs regardless.
+  let store: Awaited<ReturnType<typeof openStore>> | null = null;
+  let storeError: unknown = null;
+  const runId = newId();
+  let inHistory = false;
   try {
-    const store = await openStore(config.db);
-    try {
-      recorded = await recordVerifyResult(store.db, v, Date.now());
-    } finally {
-      await store.close();
-    }
+    store = await openStore(config.db);
+    await insertRepoVerification(store.db, cliRun(runId, t.name, opts));
+    inHistory = true;
   } catch (e) {
-    recorded = { error: `snapshot records not updated: ${errorMessage(e)}` };
+    storeError = e;
   }
-  return { ...v, recorded };
+  try {
+    let v: VerifyResult;
+    try {
+      v = await verifyRepository(await openRepo(config, t), { markBad: opts.markBad, readDataSubset: opts.readDataSubset });
+    } catch (e) {
+      if (store && inHistory) await transitionRepoVerification(store.db, runId, ['running'], 'error', { error_msg: `Verify failed: ${errorMessage(e)}`.slice(0, 1000), finished_at: toSecond(Date.now()) }).catch(() => false);
+      throw e;
+    }
+    let recorded: VerifyReport['recorded'];
+    if (!store) recorded = { error: `snapshot records not updated: ${errorMessage(storeError)}` };
+    else {
+      try {
+        recorded = await recordVerifyResult(store.db, v, Date.now());
+        const out = verifyOutcome(v, Date.now());
+        if (inHistory) await transitionRepoVerification(store.db, runId, ['running'], out.status, out.extra);
+      } catch (e) {
+        recorded = { error: `snapshot records not updated: ${errorMessage(e)}` };
+      }
+    }
+    return { ...v, recorded };
+  } finally {
+    await store?.close();
+  }
+}
+
+/** The history row of a CLI run, `running` from the start (no job queues it). */
+function cliRun(id: string, target: string, opts: { markBad: boolean; readDataSubset?: number }): RepoVerification {
+  return newRepoVerification({
+    id,
+    target,
+    read_data_subset: opts.readDataSubset !== undefined && opts.readDataSubset < 1 ? opts.readDataSubset : null,
+    mark_bad: opts.markBad,
+    source: 'cli',
+    user_id: null,
+    created_at: Date.now(),
+  });
 }
 
 /** `--read-data-subset=N%` → N/100 (0 < N ≤ 100). */
@@ -112,13 +157,13 @@ export function formatVerify(v: VerifyReport): string {
     `verified ${v.snapshots} snapshots, ${v.disks} disks, ${v.chunksChecked} chunks in ${v.packsRead} packs (${(v.bytesRead / 2 ** 20).toFixed(1)} MiB read)`,
   ];
   if (v.sampled !== null) lines.push(`sampled ${(v.sampled * 100).toFixed(1)}% of the packs: ${v.chunksSkipped} chunks in unread packs were checked for presence and length only`);
-  for (const p of v.problems) {
-    const aff = p.affected.map((a) => `snapshot ${a.snapshotId} disk ${a.diskKey}`).join(', ');
-    lines.push(`${p.kind.toUpperCase()} chunk ${p.chunk} (pack ${p.pack}): ${p.detail}; affects ${aff || 'no snapshot'}`);
-  }
-  for (const m of v.metadataProblems) lines.push(`BAD METADATA ${JSON.stringify(m)}`);
+  lines.push(...verifyProblemLines(v));
   if (v.healedChunks > 0) lines.push(`${v.healedChunks} chunks have a bad copy but an intact one too`);
-  lines.push(v.ok ? 'OK: every referenced chunk is present and intact' : `FAILED: ${v.failedSnapshots.length} snapshot(s) affected: ${v.failedSnapshots.join(', ')}`);
+  for (const u of v.encryptedUnchecked) {
+    lines.push(`ENCRYPTED workload ${u.scope}: structure checked (${u.snapshots.length} snapshot(s), ${u.sealedObjects} sealed object(s), ${u.packs} pack(s) of ${(u.packBytes / 2 ** 20).toFixed(1)} MiB); ${u.reason}`);
+  }
+  const unchecked = v.encryptedUnchecked.length > 0 ? `; ${v.encryptedUnchecked.length} encrypted workload(s) checked for structure only: contents not checked: key not available` : '';
+  lines.push(v.ok ? `OK: every referenced chunk is present and intact${unchecked}` : `FAILED: ${v.failedSnapshots.length} snapshot(s) affected: ${v.failedSnapshots.join(', ')}${unchecked}`);
   if ('error' in v.recorded) lines.push(v.recorded.error);
   else if (v.recorded.marked.length + v.recorded.cleared > 0) lines.push(`snapshot records: ${v.recorded.marked.length} marked damaged, ${v.recorded.cleared} damage warning(s) cleared`);
   return lines.join('\n');

@@ -30,6 +30,13 @@ export interface Backend {
    */
   openWriter?(key: string): Promise<ObjectWriter>;
   /**
+   * True when the streamed writers keep what they are given in buffers of their own until it is
+   * uploaded (S3: the target's part pool holds a pack while it goes up and the next one fills).
+   * A backup then needs no read-ahead batches of its own to ride out an upload: they would only
+   * wait on the writer, holding memory (datamover/backup.ts sizes its slots by this).
+   */
+  readonly buffersWrites?: boolean;
+  /**
    * Optional form of `getRange` that reads into the caller's buffer (no allocation per read):
    * fills `dst[0, length)` exactly or throws like `getRange`.
    */

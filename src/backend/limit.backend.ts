@@ -33,7 +33,7 @@ class Slots {
  * Wraps a backend so that at most `connections` requests run at once (S3 and NFS servers
  * throttle or stall beyond a point; restic's `-o s3.connections`). Every request holds one
  * slot while it runs. Streams hold a slot per step, never across steps: one per `next()` of a
- * listing and one per `write`/`commit`/`abort` of a writer, so a caller that reads objects
+ * listing and one per `commit`/`abort` of a writer (a `write` none, see limitWriter), so a caller that reads objects
  * while iterating a listing, or keeps several writers open, cannot deadlock the limiter.
  *
  * Put the retry wrapper OUTSIDE this one (`withRetry(withConcurrencyLimit(b, n))`): a request
@@ -56,13 +56,17 @@ export function withConcurrencyLimit(inner: Backend, connections: number): Backe
     }
   }
 
+  // A write holds no slot: writes are sequential per writer, and a backend's write may wait on
+  // its own memory bound (the S3 writer's part buffers) until another writer commits, which a
+  // slot held while waiting could prevent.
   const limitWriter = (w: ObjectWriter): ObjectWriter => ({
-    write: (parts) => slots.run(() => w.write(parts)),
+    write: (parts) => w.write(parts),
     commit: () => slots.run(() => w.commit()),
     abort: () => slots.run(() => w.abort()),
   });
 
   const b: Backend = {
+    ...(inner.buffersWrites ? { buffersWrites: true } : {}),
     put: (key, data) => slots.run(() => inner.put(key, data)),
     get: (key) => slots.run(() => inner.get(key)),
     getRange: (key, offset, length) => slots.run(() => inner.getRange(key, offset, length)),

@@ -58,6 +58,7 @@ export function withMetrics(inner: Backend, observer: BackendObserver): Backend 
   });
 
   const b: Backend = {
+    ...(inner.buffersWrites ? { buffersWrites: true } : {}),
     put: (key, data) => timed('put', () => inner.put(key, data)),
     get: (key) => timed('get', () => inner.get(key)),
     getRange: (key, offset, length) => timed('getRange', () => inner.getRange(key, offset, length)),

@@ -2,7 +2,7 @@ import { mkdir, stat } from 'node:fs/promises';
 import { describeTarget, type BackupTarget, type S3Target } from '../lib/target.js';
 import type { Backend } from './backend.js';
 import { FsBackend } from './fs/fs.backend.js';
-import { S3Backend } from './s3/s3.backend.js';
+import { DEFAULT_PART_SIZE, S3Backend } from './s3/s3.backend.js';
 import { S3CredentialsError } from './s3/s3.credentials.js';
 import { withConcurrencyLimit } from './limit.backend.js';
 import { withRetry, type RetryOptions } from './retry.backend.js';
@@ -72,7 +72,7 @@ async function openFileTarget(t: { kind: 'file'; path: string }, opts: OpenBacke
  * here (`create` is about directories): that is the storage admin's call (region, policy).
  */
 async function openS3Target(t: S3Target): Promise<Backend> {
-  const b = new S3Backend(t);
+  const b = new S3Backend({ ...t, ...(t.uploadBufferMiB === undefined ? {} : { bufferParts: Math.floor((t.uploadBufferMiB * 1024 * 1024) / DEFAULT_PART_SIZE) }) });
   let state: 'ok' | 'missing' | 'forbidden';
   try {
     state = await b.checkBucket();

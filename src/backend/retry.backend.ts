@@ -87,6 +87,7 @@ export function withRetry(inner: Backend, opts: RetryOptions = {}): Backend {
   }
 
   const b: Backend = {
+    ...(inner.buffersWrites ? { buffersWrites: true } : {}),
     put: (key, data) => retrying('put', key, () => inner.put(key, data)),
     get: (key) => retrying('get', key, () => inner.get(key)),
     getRange: (key, offset, length) => retrying('getRange', key, () => inner.getRange(key, offset, length)),

@@ -9,7 +9,9 @@ import { backendConformance } from './backend.conformance.js';
 import { FsBackend } from './fs/fs.backend.js';
 import { withConcurrencyLimit } from './limit.backend.js';
 import { MemBackend } from './mem/mem.backend.js';
+import { withMetrics } from './metrics.backend.js';
 import { withRetry } from './retry.backend.js';
+import { S3Backend } from './s3/s3.backend.js';
 import { faultyBackend, transient } from './testing.js';
 
 const noSleep = async () => {};
@@ -169,5 +171,19 @@ describe('concurrency limit wrapper', () => {
 
   test('refuses a nonsensical limit', () => {
     for (const n of [0, -1, 1.5, NaN]) assert.throws(() => withConcurrencyLimit(new MemBackend(), n), RangeError);
+  });
+});
+
+describe('buffered writes', () => {
+  test('the service stack (limit, metrics, retry) says what its backend says: S3 buffers its streamed writes, fs does not', () => {
+    const stack = (b: Backend) => withRetry(withMetrics(withConcurrencyLimit(b, 2), { observeBackend: () => {} }), { sleep: noSleep });
+    const s3 = new S3Backend({ bucket: 'b', prefix: '', endpoint: 'http://127.0.0.1:9', region: 'us-east-1', credentials: { accessKeyId: 'a', secretAccessKey: 's' } });
+    try {
+      assert.equal(stack(s3).buffersWrites, true);
+    } finally {
+      s3.destroy();
+    }
+    assert.equal(stack(new FsBackend(tmpdir())).buffersWrites, undefined);
+    assert.equal(stack(new MemBackend()).buffersWrites, undefined);
   });
 });

@@ -8,6 +8,8 @@ import { registerWorkloadCommands } from './workload.commands.js';
 import { registerPolicyCommands } from './policy.commands.js';
 import { registerQuotaCommands } from './quota.commands.js';
 import { registerSettingCommands } from './setting.commands.js';
+import { registerTrustCommands } from './trust.commands.js';
+import { registerUsageCommands } from './usage.commands.js';
 import { registerSchedulerCommands } from './scheduler.commands.js';
 import { registerDrCommands } from './dr.commands.js';
 
@@ -31,6 +33,8 @@ export function registerClientCommands(program: Command, io: ClientIo = processI
   registerPolicyCommands(program, io);
   registerQuotaCommands(program, io);
   registerSettingCommands(program, io);
+  registerTrustCommands(program, io);
+  registerUsageCommands(program, io);
   registerSchedulerCommands(program, io);
   registerDrCommands(program, io);
   registerFileRecoveryCommands(program, io);

@@ -97,7 +97,9 @@ export function registerWorkloadCommands(program: Command, io: ClientIo): void {
     addWorkloadFields(addCommand(program, io, 'workload-create', 'Create a workload (a protected group of VMs).'))
       .option('--workload-type-id <id>', 'workload type (default: Serial)')
       .option('--source-platform <platform>', 'source platform', 'openstack')
-      .option('--backup-target-type <name>', 'the backup target its snapshots go to (see backup-target-list; default: the default target)'),
+      .option('--backup-target-type <name>', 'the backup target its snapshots go to (see backup-target-list; default: the default target)')
+      .option('--encryption <bool>', 'encrypt its snapshots under its own key (True/False)')
+      .option('--secret-uuid <uuid>', 'Barbican secret of an encrypted workload (recorded)'),
   ).action(
     handler(io, async (c) => {
       const w = workloadBody(c.opts);
@@ -105,6 +107,8 @@ export function registerWorkloadCommands(program: Command, io: ClientIo): void {
       if (typeof c.opts.workloadTypeId === 'string') w.workload_type_id = c.opts.workloadTypeId;
       w.source_platform = c.opts.sourcePlatform;
       if (typeof c.opts.backupTargetType === 'string') w.backup_target_types = c.opts.backupTargetType;
+      if (c.opts.encryption !== undefined) w.encryption = boolText(c.opts.encryption, '--encryption');
+      if (typeof c.opts.secretUuid === 'string') w.secret_uuid = c.opts.secretUuid;
       w.jobschedule ??= {};
       w.metadata ??= {};
       const s = await c.session();

@@ -35,6 +35,8 @@ test('bad values name the variable', () => {
     { LIFEBOAT_TARGET: 's3://bucket?endpoint=http://u:p@minio:9000' },
     { LIFEBOAT_TARGET: 's3://bucket?acl=public' },
     { LIFEBOAT_TARGET: 's3://bucket?region=Mars%201' },
+    { LIFEBOAT_TARGET: 's3://bucket?upload_buffer_mib=4' },
+    { LIFEBOAT_TARGET: 's3://bucket?upload_buffer_mib=1e3' },
     { LIFEBOAT_TARGET_CONNECTIONS: '0' },
     { LIFEBOAT_KEYSTONE_URL: 'http://k:5000/v3' },
     { LIFEBOAT_KEYSTONE_URL: 'not a url', LIFEBOAT_KEYSTONE_USER: 'u', LIFEBOAT_KEYSTONE_PASSWORD: 'p', LIFEBOAT_KEYSTONE_PROJECT: 's' },
@@ -118,6 +120,7 @@ test('LIFEBOAT_TARGET: the scheme picks the kind; s3 URLs parse into the union (
     endpoint: 'http://127.0.0.1:9000',
     region: 'eu-west-1',
   });
+  assert.equal((t('s3://b-1?upload_buffer_mib=80') as { uploadBufferMiB?: number }).uploadBufferMiB, 80);
   assert.equal(loadConfig({ LIFEBOAT_TARGET_CONNECTIONS: '4' }, '/srv').targetConnections, 4);
   // A credential in the URL is refused without being echoed.
   assert.throws(
@@ -131,12 +134,13 @@ test('LIFEBOAT_PLATFORM=openstack: needs Keystone service credentials; interface
   const ks = { LIFEBOAT_KEYSTONE_URL: 'http://ks:5000/v3', LIFEBOAT_KEYSTONE_USER: 'lifeboat', LIFEBOAT_KEYSTONE_PASSWORD: 'pw', LIFEBOAT_KEYSTONE_PROJECT: 'service' };
   const d = loadConfig({ LIFEBOAT_PLATFORM: 'openstack', ...ks }, '/srv');
   assert.equal(d.platform, 'openstack');
-  assert.deepEqual(d.openstack, { interface: 'public', region: null });
+  assert.deepEqual(d.openstack, { interface: 'public', region: null, dataPath: 'auto' });
   assert.equal(d.keystone?.userDomain, 'Default');
   assert.equal(d.keystone?.projectDomain, 'Default');
-  const c = loadConfig({ LIFEBOAT_PLATFORM: 'openstack', ...ks, LIFEBOAT_OS_INTERFACE: 'internal', LIFEBOAT_OS_REGION: 'RegionTwo', LIFEBOAT_KEYSTONE_USER_DOMAIN: 'svc', LIFEBOAT_KEYSTONE_PROJECT_DOMAIN: 'svcp' }, '/srv');
-  assert.deepEqual(c.openstack, { interface: 'internal', region: 'RegionTwo' });
+  const c = loadConfig({ LIFEBOAT_PLATFORM: 'openstack', ...ks, LIFEBOAT_OS_INTERFACE: 'internal', LIFEBOAT_OS_REGION: 'RegionTwo', LIFEBOAT_KEYSTONE_USER_DOMAIN: 'svc', LIFEBOAT_KEYSTONE_PROJECT_DOMAIN: 'svcp', LIFEBOAT_OS_DATA_PATH: 'host' }, '/srv');
+  assert.deepEqual(c.openstack, { interface: 'internal', region: 'RegionTwo', dataPath: 'host' });
   assert.equal(c.keystone?.userDomain, 'svc');
   assert.equal(c.keystone?.projectDomain, 'svcp');
   assert.throws(() => loadConfig({ LIFEBOAT_PLATFORM: 'openstack', ...ks, LIFEBOAT_OS_INTERFACE: 'private' }, '/srv'), /LIFEBOAT_OS_INTERFACE must be public, internal or admin/);
+  assert.throws(() => loadConfig({ LIFEBOAT_PLATFORM: 'openstack', ...ks, LIFEBOAT_OS_DATA_PATH: 'nfs' }, '/srv'), /LIFEBOAT_OS_DATA_PATH must be auto, host or api/);
 });

@@ -31,7 +31,7 @@ export interface Config {
   identity: string;
   keystone: { url: string; user: string; password: string; project: string; userDomain: string; projectDomain: string } | null;
   /** OpenStack platform: which catalog endpoints Lifeboat's service user calls (LIFEBOAT_OS_*). */
-  openstack: { interface: 'public' | 'internal' | 'admin'; region: string | null };
+  openstack: { interface: 'public' | 'internal' | 'admin'; region: string | null; dataPath: OsDataPath };
   policy: string | null;
   nodeName: string;
   restoreDir: string;
@@ -55,6 +55,13 @@ export interface Config {
    */
   settingsKey: { path: string; create: boolean };
   /**
+   * The key-encryption key of encrypted workloads (LIFEBOAT_ENCRYPTION_KEY_FILE; repository
+   * README "Encrypted workloads"). Named explicitly, the file must exist (every worker of a
+   * scale-out install needs the same one); by default LIFEBOAT_HOME/encryption.key, created on
+   * the first snapshot of an encrypted workload.
+   */
+  encryptionKey: { path: string; create: boolean };
+  /**
    * Repository leases on the target (CONCURRENCY.md): a holder renews every ttl/3; GC treats a
    * lease as dead, and collects what its writer left, after ttl + grace without a renewal.
    */
@@ -76,6 +83,15 @@ export class ConfigError extends Error {}
 
 /** The platforms LIFEBOAT_PLATFORM may name (platform/open.ts opens each). */
 export const PLATFORM_KINDS = ['local', 'libvirt', 'openstack'] as const;
+
+/**
+ * LIFEBOAT_OS_DATA_PATH: how the OpenStack platform reads a server's disks. `host`: only through
+ * libvirt by the Lifeboat worker of the server's compute host (LIFEBOAT_NODE_NAME = the host);
+ * `api`: only through Cinder/Glance/Nova from any worker; `auto` (default): the host path when a
+ * live worker serves the host, else the API path.
+ */
+export const OS_DATA_PATHS = ['auto', 'host', 'api'] as const;
+export type OsDataPath = (typeof OS_DATA_PATHS)[number];
 export type PlatformKind = (typeof PLATFORM_KINDS)[number];
 
 function parsePlatform(env: Env): PlatformKind {
@@ -232,6 +248,8 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
     },
     jobLeaseSeconds: positiveInt(env, 'LIFEBOAT_JOB_LEASE', 30),
     settingsKey: env.LIFEBOAT_SETTINGS_KEY_FILE === undefined ? { path: join(home, 'settings.key'), create: true } : { path: resolve(cwd, nonEmpty(env, 'LIFEBOAT_SETTINGS_KEY_FILE')!), create: false },
+    encryptionKey:
+      env.LIFEBOAT_ENCRYPTION_KEY_FILE === undefined ? { path: join(home, 'encryption.key'), create: true } : { path: resolve(cwd, nonEmpty(env, 'LIFEBOAT_ENCRYPTION_KEY_FILE')!), create: false },
     repoLease: { ttlMs: positiveInt(env, 'LIFEBOAT_REPO_LEASE_TTL', 300) * 1000, graceMs: nonNegativeInt(env, 'LIFEBOAT_REPO_LEASE_GRACE', 300) * 1000 },
     workerConcurrency: positiveInt(env, 'LIFEBOAT_WORKER_CONCURRENCY', 2),
     shutdownGraceSeconds: nonNegativeInt(env, 'LIFEBOAT_SHUTDOWN_GRACE', 20),
@@ -242,14 +260,16 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
   };
 }
 
-/** LIFEBOAT_OS_INTERFACE (public|internal|admin, default public) and LIFEBOAT_OS_REGION (default: any). */
+/** LIFEBOAT_OS_INTERFACE (public|internal|admin, default public), LIFEBOAT_OS_REGION (default: any), LIFEBOAT_OS_DATA_PATH (auto|host|api, default auto). */
 function parseOpenStack(env: Env): Config['openstack'] {
   const iface = nonEmpty(env, 'LIFEBOAT_OS_INTERFACE') ?? 'public';
   if (iface !== 'public' && iface !== 'internal' && iface !== 'admin') throw new ConfigError(`LIFEBOAT_OS_INTERFACE must be public, internal or admin; got ${JSON.stringify(iface)}`);
-  return { interface: iface, region: nonEmpty(env, 'LIFEBOAT_OS_REGION') ?? null };
+  const dataPath = nonEmpty(env, 'LIFEBOAT_OS_DATA_PATH') ?? 'auto';
+  if (!(OS_DATA_PATHS as readonly string[]).includes(dataPath)) throw new ConfigError(`LIFEBOAT_OS_DATA_PATH must be auto, host or api; got ${JSON.stringify(dataPath)}`);
+  return { interface: iface, region: nonEmpty(env, 'LIFEBOAT_OS_REGION') ?? null, dataPath: dataPath as OsDataPath };
 }
 
-const TARGET_HELP = 'file://<absolute dir> or s3://<bucket>[/<prefix>][?endpoint=<http(s) url>&region=<name>]';
+const TARGET_HELP = 'file://<absolute dir> or s3://<bucket>[/<prefix>][?endpoint=<http(s) url>&region=<name>&upload_buffer_mib=<n>]';
 
 /**
  * LIFEBOAT_TARGET → BackupTarget. The scheme picks the kind; each kind's URL is checked in full
@@ -291,14 +311,21 @@ function parseS3Target(raw: string): BackupTarget {
   if (u.hash) throw new ConfigError('LIFEBOAT_TARGET s3:// takes no #fragment');
   let endpoint: string | null = null;
   let region: string | null = null;
+  let uploadBufferMiB: number | null = null;
   for (const [name, value] of u.searchParams) {
     if (name === 'endpoint') endpoint = checkEndpoint(value);
+    else if (name === 'upload_buffer_mib') {
+      uploadBufferMiB = Number(value);
+      if (!/^\d{1,4}$/.test(value) || uploadBufferMiB < 5 || uploadBufferMiB > 4096) {
+        throw new ConfigError(`LIFEBOAT_TARGET upload_buffer_mib must be a whole number of MiB from 5 to 4096, got ${JSON.stringify(value.slice(0, 16))}`);
+      }
+    }
     else if (name === 'region') {
       if (!/^[a-z0-9-]{1,64}$/.test(value)) throw new ConfigError(`LIFEBOAT_TARGET region must be like us-east-1, got ${JSON.stringify(value)}`);
       region = value;
-    } else throw new ConfigError(`LIFEBOAT_TARGET s3:// knows only ?endpoint= and ?region=, got ?${name}=`);
+    } else throw new ConfigError(`LIFEBOAT_TARGET s3:// knows only ?endpoint=, ?region= and ?upload_buffer_mib=, got ?${name}=`);
   }
-  return { kind: 's3', bucket, prefix, endpoint, region };
+  return { kind: 's3', bucket, prefix, endpoint, region, ...(uploadBufferMiB === null ? {} : { uploadBufferMiB }) };
 }
 
 function checkEndpoint(v: string): string {

@@ -13,7 +13,8 @@ let hasher: ChunkHasher | null = null;
 let hasherKey: ChunkIdKey = { hash: 'hmac-sha256', key: Buffer.alloc(0) };
 
 function hasherFor(k: ChunkIdKey): ChunkHasher {
-  if (!hasher || hasherKey.hash !== k.hash || !Buffer.from(hasherKey.key).equals(k.key)) {
+  // An encrypted scope's backup posts its id key alone (hashing), its restore with the data key: both count.
+  if (!hasher || hasherKey.hash !== k.hash || !Buffer.from(hasherKey.key).equals(k.key) || (k.dek !== undefined) !== (hasher.dek !== undefined)) {
     hasher = newChunkHasher(k);
     hasherKey = { hash: k.hash, key: Buffer.from(k.key) };
   }

@@ -18,9 +18,11 @@ export interface RestoreDiskOptions {
   signal?: AbortSignal;
   pool?: ChunkPool;
   /**
-   * Reads in flight (default 5): restore speed comes from parallel fetches (PBS lesson). 5 × 2 ×
-   * 4 MiB is the memory a backup's slots take (two workers), so a restore reuses it (slot
-   * cache) instead of adding its own; measured as fast as 6 in flight.
+   * Groups in flight (default 8): restore speed comes from parallel fetches (PBS lesson), and
+   * with more groups queued the two decode workers never wait on a read or a write. Memory:
+   * 8 × 2 × 4 MiB of slots whatever the disk size. Measured on the bench's text 1 GiB
+   * incremental restore (2 cores, load 2.6-4): 8 in flight 1.09 s median, 5 in flight 1.25 s
+   * (6 interleaved pairs, 8 faster in each), peak RSS 148 MiB instead of 128 MiB.
    */
   maxInFlight?: number;
   /** Largest single read from a pack (default 4 MiB). */
@@ -36,7 +38,7 @@ export interface RestoreDiskSummary {
   holes: number;
 }
 
-const DEFAULT_IN_FLIGHT = 5;
+const DEFAULT_IN_FLIGHT = 8;
 const DEFAULT_READ_BYTES = 4 << 20;
 
 interface Group {
@@ -114,7 +116,8 @@ export async function restoreDisk(opts: RestoreDiskOptions): Promise<RestoreDisk
     if (sink.size !== header.size) throw new ValidationError(`restore target for disk ${diskKey} has size ${sink.size}, expected ${header.size}`);
     const chunks = await repo.loadChunkIndex(manifest.projectId);
     const projectKey = repo.projectKey(manifest.projectId);
-    const key = { hash: projectKey.hash, key: new Uint8Array(projectKey.key) }; // own buffer: cheap to post
+    // Own buffers: cheap to post. `dek`: an encrypted workload's chunks are opened on the workers.
+    const key = { hash: projectKey.hash, key: new Uint8Array(projectKey.key), ...(projectKey.dek ? { dek: new Uint8Array(projectKey.dek) } : {}) };
     const pool = opts.pool ?? sharedChunkPool();
     const cs = header.chunkSize;
     const maxRead = opts.readBytes ?? DEFAULT_READ_BYTES;
@@ -172,6 +175,9 @@ export async function restoreDisk(opts: RestoreDiskOptions): Promise<RestoreDisk
       signal?.throwIfAborted();
       const items = new Uint32Array(g.locs.length * 4);
       let rawTotal = 0;
+      // A group of chunks all stored raw (incompressible data) is verified in place and written
+      // from the stored slot: the stored bytes are the disk's bytes, back to back.
+      let allRaw = true;
       for (let k = 0; k < g.locs.length; k++) {
         const l = g.locs[k]!;
         items[k * 4] = l.offset - start;
@@ -179,7 +185,9 @@ export async function restoreDisk(opts: RestoreDiskOptions): Promise<RestoreDisk
         items[k * 4 + 2] = l.rawLength;
         items[k * 4 + 3] = l.flags;
         rawTotal += l.rawLength;
+        if (l.flags !== 0) allRaw = false;
       }
+      const outOff = allRaw ? storedOff : rawBase + slot * slotBytes;
       // The chunks are consecutive on disk: one positional write.
       const expected = Math.min(total, (g.first + g.locs.length) * cs) - g.first * cs;
       if (rawTotal !== expected) throw fail(g.first, `has a wrong length (${rawTotal} bytes for ${expected})`);
@@ -194,11 +202,11 @@ export async function restoreDisk(opts: RestoreDiskOptions): Promise<RestoreDisk
         ids: gIds,
         key,
         out: rawSab,
-        outOff: rawBase + slot * slotBytes,
+        outOff,
       });
       if (r.error) throw await corrupt(g.first + r.error[0], g.locs[r.error[0]]!.pack, r.error[1]);
       signal?.throwIfAborted();
-      await sink.write(Buffer.from(rawSab, rawBase + slot * slotBytes, rawTotal), g.first * cs);
+      await sink.write(Buffer.from(rawSab, outOff, rawTotal), g.first * cs);
       bytesWritten += rawTotal;
       bytesDone += rawTotal;
       opts.onProgress?.({ bytesDone: Math.min(bytesDone, total), bytesTotal: total });

@@ -7,6 +7,27 @@ export interface Flavor {
   ram: number; // MiB
   disk: number; // GiB
   ephemeral: number; // GiB
+  /** OpenStack: the flavor's name when the server was built, swap (MiB) and extra specs. */
+  name?: string;
+  swap?: number;
+  extra_specs?: Record<string, string>;
+}
+
+/** OpenStack: a Neutron security-group rule as a restore recreates it. */
+export interface SecurityGroupRule {
+  direction: string;
+  ethertype: string;
+  protocol: string | null;
+  port_range_min: number | null;
+  port_range_max: number | null;
+  remote_ip_prefix: string | null;
+}
+
+/** OpenStack: a security group of the instance's ports, with its rules. */
+export interface SecurityGroup {
+  id: string;
+  name: string;
+  rules: SecurityGroupRule[];
 }
 
 export interface Subnet {
@@ -43,6 +64,10 @@ export interface Disk {
   /** Present for image-backed disks. */
   image_id?: string;
   image_name?: string;
+  /** OpenStack: the image's own properties (hw_*, os_*...), given again to a restored root image. */
+  image_properties?: Record<string, string>;
+  /** OpenStack: the volume's availability zone. */
+  availability_zone?: string;
 }
 
 export interface Instance {
@@ -56,4 +81,8 @@ export interface Instance {
   nics: Nic[];
   disks: Disk[];
   metadata: Record<string, string>;
+  /** OpenStack: the server's key pair (null: none). */
+  key_name?: string | null;
+  /** OpenStack: the security groups of its ports with their rules (`security_groups` are the names). */
+  security_group_details?: SecurityGroup[];
 }

@@ -60,6 +60,8 @@ export interface RestorePlanInstance {
   networkMap: Record<string, { id: string; name: string; subnet?: { id: string } }>;
   /** Device → the volume type asked for (`vdisks[].new_volume_type`); libvirt: `raw` or `qcow2`. */
   volumeTypes?: Record<string, string>;
+  /** Device → the availability zone asked for its new volume (`vdisks[].availability_zone`; OpenStack only). */
+  volumeZones?: Record<string, string>;
   /**
    * Lifeboat's `power_on` option (per instance, or for all in `options`): start the restored
    * instance or not. Absent: a new instance starts when its source was running at snapshot

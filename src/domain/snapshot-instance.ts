@@ -1,4 +1,4 @@
-import type { Instance } from './instance.js';
+import type { Flavor, Instance } from './instance.js';
 import type { SnapshotInstance, SnapshotVdisk } from './snapshot.js';
 
 /**
@@ -14,7 +14,7 @@ export function snapshotInstanceView(
 ): SnapshotInstance {
   const ips = inst.nics.map((n) => n.ip_address).join(',');
   // power_state: the platform's status at snapshot time (a restore starts the copy of a running VM).
-  const vmMeta = { workload_name: workload.name, workload_id: workload.id, trilio_ordered_interfaces: ips, config_drive: '', power_state: inst.status };
+  const vmMeta = { workload_name: workload.name, workload_id: workload.id, trilio_ordered_interfaces: ips, config_drive: '', power_state: inst.status, ...(inst.key_name ? { key_name: inst.key_name } : {}) };
   const vdisks: SnapshotVdisk[] = inst.disks.map((d) => {
     const size = diskSizes.get(d.device) ?? 0;
     const v: SnapshotVdisk = {
@@ -31,10 +31,12 @@ export function snapshotInstanceView(
       v.volume_name = d.volume_name || d.volume_id;
       v.volume_size = String(d.volume_size ?? Math.max(1, Math.ceil(size / 2 ** 30)));
       v.volume_type = d.volume_type ?? 'local';
+      if (d.availability_zone) v.availability_zone = d.availability_zone;
     } else {
       v.image_id = d.image_id ?? '';
       v.image_name = d.image_name ?? '';
-      v.hw_qemu_guest_agent = 'no';
+      v.hw_qemu_guest_agent = d.image_properties?.hw_qemu_guest_agent ?? 'no';
+      if (d.image_properties) v.image_properties = { ...d.image_properties };
     }
     return v;
   });
@@ -53,8 +55,11 @@ export function snapshotInstanceView(
       workload_id: workload.id,
       workload_name: workload.name,
     },
-    flavor: { vcpus: String(inst.flavor.vcpus), ram: String(inst.flavor.ram), disk: String(inst.flavor.disk), ephemeral: String(inst.flavor.ephemeral) },
-    security_group: inst.security_groups.map((name) => ({ name, security_group_type: 'neutron' })),
+    flavor: flavorView(inst.flavor),
+    security_group: inst.security_groups.map((name) => {
+      const g = inst.security_group_details?.find((x) => x.name === name);
+      return { name, security_group_type: 'neutron', ...(g ? { id: g.id, rules: g.rules } : {}) };
+    }),
     nics: inst.nics.map((n) => ({
       mac_address: n.mac_address,
       ip_address: n.ip_address,
@@ -67,5 +72,17 @@ export function snapshotInstanceView(
       },
     })),
     vdisks,
+  };
+}
+
+function flavorView(f: Flavor): SnapshotInstance['flavor'] {
+  return {
+    vcpus: String(f.vcpus),
+    ram: String(f.ram),
+    disk: String(f.disk),
+    ephemeral: String(f.ephemeral),
+    ...(f.name !== undefined ? { name: f.name } : {}),
+    ...(f.swap !== undefined ? { swap: String(f.swap) } : {}),
+    ...(f.extra_specs !== undefined ? { extra_specs: { ...f.extra_specs } } : {}),
   };
 }

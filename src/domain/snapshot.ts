@@ -1,4 +1,6 @@
 /** Snapshot states (workloadmgr-api §3.2) and the snapshot-time description of its VMs. */
+import type { SecurityGroupRule } from './instance.js';
+
 export type SnapshotStatus =
   | 'creating'
   | 'executing'
@@ -67,8 +69,10 @@ export interface SnapshotInstance {
   name: string;
   status: string;
   metadata: Record<string, string>;
-  flavor: { vcpus: string; ram: string; disk: string; ephemeral: string };
-  security_group: { name: string; security_group_type: string }[];
+  /** OpenStack adds the flavor's name, swap (MiB, as text) and extra specs. */
+  flavor: { vcpus: string; ram: string; disk: string; ephemeral: string; name?: string; swap?: string; extra_specs?: Record<string, string> };
+  /** OpenStack adds each group's id and rules (a restore recreates a group that is gone). */
+  security_group: { name: string; security_group_type: string; id?: string; rules?: SecurityGroupRule[] }[];
   nics: {
     mac_address: string;
     ip_address: string;
@@ -98,6 +102,8 @@ export interface SnapshotVdisk {
   image_id?: string;
   image_name?: string;
   hw_qemu_guest_agent?: string;
+  /** OpenStack: the root image's own properties (given again to the restored image). */
+  image_properties?: Record<string, string>;
 }
 
 export interface Task {

@@ -43,6 +43,9 @@ export interface SnapshotManifestMeta {
     instances?: WorkloadMember[];
     /** The workload policy the workload follows (so a fresh install can recreate it). */
     policy?: ManifestPolicy | null;
+    /** An encrypted workload (absent: plain); its manifest is sealed, so an import had its key. */
+    encryption?: boolean;
+    secret_uuid?: string | null;
   };
   instances: SnapshotInstance[];
   disks: { instanceId: string; device: string; size: number; format: string }[];
@@ -63,6 +66,8 @@ export interface TargetSnapshot {
   snapshotId: string;
   /** The project whose chunk keys and packs hold the data (may differ from the workload's after a reassign). */
   storageProjectId: string;
+  /** The backup target it was found on (LIFEBOAT_TARGETS name); null/absent: the default one. */
+  target?: string | null;
   /** Epoch ms the writer began and the manifest was committed. */
   startedAt: number;
   committedAt: number;
@@ -125,8 +130,8 @@ export function importedSnapshotRecord(t: TargetSnapshot, workload: { project_id
     time_taken: Math.max(0, Math.round((t.committedAt - started) / 1000)),
     pinned: false,
     instances: t.meta.instances,
-    // Imports read the default target (app wiring), so the snapshot is on it.
-    backup_target: null,
+    // Where the import found it (every configured target is scanned); null: the default one.
+    backup_target: t.target ?? null,
     created_at: s.created_at,
     updated_at: finished,
     finished_at: finished,
@@ -154,7 +159,8 @@ export function importedWorkloadRecord(newest: TargetSnapshot, fallbackSchedule:
     jobschedule: { ...(w.jobschedule ?? fallbackSchedule), enabled: false },
     metadata: w.metadata,
     force_full: false,
-    backup_target: null, // the default target, where imports come from
+    backup_target: newest.target ?? null, // where its newest snapshot was found (null: the default target)
+    ...(w.encryption ? { encryption: true, secret_uuid: w.secret_uuid ?? null } : {}),
     created_at: w.created_at ?? newest.meta.snapshot.created_at,
     updated_at: now,
     instances: members,

@@ -34,9 +34,25 @@ export interface Workload {
   force_full: boolean;
   /** Name of the backup target its snapshots go to (chosen at create time); null: the default. */
   backup_target: string | null;
+  /**
+   * Encrypted workload (Trilio 5.x `encryption`): every object of its snapshots is sealed under
+   * its own data key (repository README "Encrypted workloads"). Absent: false.
+   */
+  encryption?: boolean;
+  /** The Barbican secret named at create (`secret_uuid`), recorded; null/absent: the default key source. */
+  secret_uuid?: string | null;
   created_at: number;
   updated_at: number;
   instances: WorkloadMember[];
+}
+
+/**
+ * The repository scope the workload's snapshots are stored under: its project (chunk ids keyed
+ * per project, dedup inside it), or — encrypted — its own id, so its data key covers exactly its
+ * data and dedup stays inside that key's scope.
+ */
+export function storageScope(w: Pick<Workload, 'id' | 'project_id' | 'encryption'>): string {
+  return w.encryption ? w.id : w.project_id;
 }
 
 /** Stored job schedule (workloadmgr 4.x keys); values are stored as the strings users see. */

@@ -73,7 +73,16 @@ const AUDIT = query({ time_in_minutes: 'the last N minutes (default 1440)', star
 export const ROUTE_SCHEMAS: Readonly<Record<string, RouteSchemaEntry>> = {
   [`GET ${V1}/workloads`]: { querystring: query({ all_workloads: 'admin: every project', project_id: 'admin: this project' }) },
   [`GET ${V1}/workloads/detail`]: { querystring: query({ all_workloads: 'admin: every project', project_id: 'admin: this project' }) },
-  [`POST ${V1}/workloads`]: { summary: 'Create a workload', body: wrapped('workload', { ...WORKLOAD_FIELDS, workload_type_id: text('workload type UUID (default Serial)'), source_platform: text('default openstack') }) },
+  [`POST ${V1}/workloads`]: {
+    summary: 'Create a workload',
+    body: wrapped('workload', {
+      ...WORKLOAD_FIELDS,
+      workload_type_id: text('workload type UUID (default Serial)'),
+      source_platform: text('default openstack'),
+      encryption: any('boolean (or "True"/"False"): snapshots sealed under the workload\'s own data key'),
+      secret_uuid: text('Barbican secret UUID (with encryption): on OpenStack its 256-bit payload wraps the data key; elsewhere recorded'),
+    }),
+  },
   [`PUT ${V1}/workloads/:id`]: { summary: 'Modify a workload', body: wrapped('workload', WORKLOAD_FIELDS) },
   [`POST ${V1}/workloads/:wid`]: {
     summary: 'Take a snapshot',
@@ -99,4 +108,16 @@ export const ROUTE_SCHEMAS: Readonly<Record<string, RouteSchemaEntry>> = {
   [`PUT ${V1}/settings`]: { summary: 'Update settings', body: SETTINGS },
   [`GET ${V1}/settings`]: { querystring: query({ get_hidden: 'include hidden settings' }) },
   [`GET ${V1}/workloads/audit/auditlog`]: { summary: 'Audit log (admin)', querystring: AUDIT },
+  [`POST ${V1}/repo_verifications`]: {
+    summary: 'Start a repo verify of a backup target (admin; a durable job)',
+    body: wrapped(
+      'repo_verification',
+      { target: text('backup target name (default: the default target)'), read_data_subset: any('percentage of the packs whose data is read, e.g. "10%" (default: all)'), mark_bad: { type: 'boolean', nullable: true, description: 'mark bad copies so the next backup stores them again (default true)' } },
+      undefined,
+      true,
+    ),
+    bodyOptional: true,
+  },
+  [`GET ${V1}/repo_verifications`]: { summary: 'Recent repo verify runs, newest first (admin)', querystring: query({ limit: '1..100 (default 20)', target: 'only this backup target' }) },
+  [`GET ${V1}/repo_verifications/:id`]: { summary: 'One repo verify run (admin)' },
 };

@@ -82,7 +82,7 @@ describe('http commands: bodies become typed commands, bad ones a 400 naming the
     bad(sel({ instances: [{ id: VM, vdisks: [{ id: '/dev/vda', new_volume_type: 7 }] }] }), /new_volume_type/);
   });
 
-  it('restore: Lifeboat power_on (per instance, or for all), new_volume_type per disk, libvirt network:/bridge: targets', () => {
+  it('restore: Lifeboat power_on (per instance, or for all), new_volume_type and availability_zone per disk, libvirt network:/bridge: targets', () => {
     const req = parseCreateRestore({
       restore: {
         options: {
@@ -90,7 +90,7 @@ describe('http commands: bodies become typed commands, bad ones a 400 naming the
           restore_type: 'selective',
           power_on: 'False',
           openstack: {
-            instances: [{ id: VM, power_on: true, vdisks: [{ id: '/dev/vda', new_volume_type: 'qcow2' }, { id: '/dev/vdb' }] }],
+            instances: [{ id: VM, power_on: true, vdisks: [{ id: '/dev/vda', new_volume_type: 'qcow2' }, { id: '/dev/vdb', availability_zone: 'az2', new_volume_type: '' }] }],
             networks_mapping: { networks: [{ snapshot_network: { id: 'network:default' }, target_network: { id: 'bridge:br0' } }] },
           },
         },
@@ -98,7 +98,7 @@ describe('http commands: bodies become typed commands, bad ones a 400 naming the
     }).request;
     assert.deepEqual(req, {
       kind: 'selective',
-      instances: [{ id: VM, include: true, diskIds: ['/dev/vda', '/dev/vdb'], volumeTypes: { '/dev/vda': 'qcow2' }, powerOn: true }],
+      instances: [{ id: VM, include: true, diskIds: ['/dev/vda', '/dev/vdb'], volumeTypes: { '/dev/vda': 'qcow2' }, volumeZones: { '/dev/vdb': 'az2' }, powerOn: true }],
       networks: [{ snapshotNetworkId: 'network:default', target: { id: 'bridge:br0', name: 'bridge:br0' } }],
       powerOn: false,
     });

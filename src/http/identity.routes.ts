@@ -44,6 +44,16 @@ export const identityRoutes: FastifyPluginAsync<IdentityRoutesOptions> = async (
     return reply.code(200).header('x-subject-token', subject).send(body);
   });
 
+  // Keystone's list of the projects a token's user may scope to (the dashboard's project switch).
+  app.get('/v3/auth/projects', async (req) => {
+    const projects = await idp.projectsOf(header(req, 'x-auth-token'), String(req.id));
+    const self = `${idp.identityV3Url}/auth/projects`;
+    return {
+      projects: projects.map((p) => ({ id: p.id, name: p.name, domain_id: 'default', enabled: true, is_domain: false, parent_id: 'default', description: '', links: { self: `${idp.identityV3Url}/projects/${p.id}` } })),
+      links: { self, previous: null, next: null },
+    };
+  });
+
   app.head('/v3/auth/tokens', async (req, reply) => {
     const caller = await idp.validate(header(req, 'x-auth-token'), String(req.id));
     const subject = header(req, 'x-subject-token');

@@ -42,12 +42,13 @@ function networkMappings(v: unknown): NetworkMappingRequest[] {
   });
 }
 
-/** A `vdisks` item `{"id": ..., "new_volume_type"?: ...}`: a volume id, resource id or mount point of the instance. */
-function diskRequest(v: unknown, instanceId: string): { id: string; volumeType?: string } {
+/** A `vdisks` item `{"id": ..., "new_volume_type"?: ..., "availability_zone"?: ...}`: a volume id, resource id or mount point of the instance. */
+function diskRequest(v: unknown, instanceId: string): { id: string; volumeType?: string; zone?: string } {
   const o = requireObject(v, 'vdisks item');
   if (typeof o.id !== 'string') throw new ValidationError(`Invalid restore options: disk ${JSON.stringify(o.id)} is not a disk of instance ${instanceId} in the snapshot`);
   const volumeType = optionalText(o.new_volume_type, 'new_volume_type');
-  return volumeType ? { id: o.id, volumeType } : { id: o.id };
+  const zone = optionalText(o.availability_zone, 'vdisks availability_zone');
+  return { id: o.id, ...(volumeType ? { volumeType } : {}), ...(zone ? { zone } : {}) };
 }
 
 /** Lifeboat's `power_on` (not in the vendor's API; unknown keys are ignored there): absent or null = the default. */
@@ -68,6 +69,7 @@ function instanceRequest(item: unknown, seen: Set<string>): RestoreInstanceReque
   const availabilityZone = optionalText(o.availability_zone, 'availability_zone');
   const disks = vd.map((v) => diskRequest(v, id));
   const volumeTypes = Object.fromEntries(disks.filter((d) => d.volumeType !== undefined).map((d) => [d.id, d.volumeType!]));
+  const volumeZones = Object.fromEntries(disks.filter((d) => d.zone !== undefined).map((d) => [d.id, d.zone!]));
   return {
     id,
     include: o.include === undefined ? true : parseBool(o.include, 'include'),
@@ -75,6 +77,7 @@ function instanceRequest(item: unknown, seen: Set<string>): RestoreInstanceReque
     ...(name !== undefined && name.trim() !== '' ? { name } : {}),
     ...(availabilityZone ? { availabilityZone } : {}),
     ...(Object.keys(volumeTypes).length > 0 ? { volumeTypes } : {}),
+    ...(Object.keys(volumeZones).length > 0 ? { volumeZones } : {}),
     ...powerOn(o.power_on),
   };
 }

@@ -1,4 +1,5 @@
 import { ValidationError } from '../lib/errors.js';
+import { isUuid } from '../lib/ids.js';
 import { DEFAULT_DESCRIPTION, DEFAULT_WORKLOAD_NAME, DEFAULT_WORKLOAD_TYPE_ID, WORKLOAD_TYPES } from '../domain/workload.js';
 import { parseJobScheduleChanges } from '../domain/jobschedule.js';
 import type { CreateWorkloadCommand, ModifyWorkloadCommand } from '../services/workload.service.js';
@@ -24,7 +25,24 @@ export function parseCreateWorkload(body: unknown): CreateWorkloadCommand {
     jobschedule: parseJobScheduleChanges(b.jobschedule),
     metadata: stringMap(b.metadata, 'metadata'),
     ...backupTargetChoice(b.backup_target_types),
+    ...encryptionChoice(b.encryption, b.secret_uuid),
   };
+}
+
+/**
+ * workloadmgr 5.x `encryption` (a boolean; the CLI's "True"/"False" strings too) and
+ * `secret_uuid` (the Barbican secret's UUID, only with encryption: on OpenStack the KEK, checked by
+ * the workload service; elsewhere recorded). Anything else → 400.
+ */
+function encryptionChoice(enc: unknown, secret: unknown): { encryption?: boolean; secretUuid?: string } {
+  let encryption = false;
+  if (typeof enc === 'boolean') encryption = enc;
+  else if (typeof enc === 'string' && /^(true|false)$/i.test(enc)) encryption = enc.toLowerCase() === 'true';
+  else if (enc !== undefined && enc !== null) throw new ValidationError('Invalid encryption: expected true or false');
+  if (secret === undefined || secret === null || secret === '') return encryption ? { encryption } : {};
+  if (typeof secret !== 'string' || !isUuid(secret)) throw new ValidationError('Invalid secret_uuid: expected the UUID of a secret');
+  if (!encryption) throw new ValidationError('Invalid secret_uuid: only an encrypted workload (encryption true) takes a secret');
+  return { encryption, secretUuid: secret.toLowerCase() };
 }
 
 /**

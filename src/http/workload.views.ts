@@ -32,7 +32,11 @@ export interface WorkloadDetailExtras {
   globalJobScheduler: boolean;
   /** Seconds until the next scheduled run; null when the schedule is off or ended. */
   nextRunSeconds: number | null;
+  /** OpenStack: the trust scheduled runs act through (null elsewhere: the field is left out). */
+  schedulerTrust?: unknown;
   isAdmin: boolean;
+  /** The workload's backup target name (workloadmgr 5.x `backup_target_types`). */
+  backupTarget: string | null;
 }
 
 export function workloadDetail(baseUrl: string, w: Workload, x: WorkloadDetailExtras) {
@@ -51,9 +55,12 @@ export function workloadDetail(baseUrl: string, w: Workload, x: WorkloadDetailEx
     project_id: w.project_id,
     availability_zone: w.availability_zone,
     workload_type_id: w.workload_type_id,
+    backup_target_types: x.backupTarget,
     status: w.status,
     error_msg: redactPathsOrNull(w.error_msg),
     interval: null,
+    // Only where scheduled runs act through a trust (OpenStack): §2.2's field list otherwise.
+    ...(x.schedulerTrust ? { scheduler_trust: x.schedulerTrust } : {}),
     storage_usage: x.storageUsage,
     instances: w.instances.map((m) => ({ id: m.id, name: m.name, metadata: m.metadata })),
     metadata,
@@ -63,6 +70,8 @@ export function workloadDetail(baseUrl: string, w: Workload, x: WorkloadDetailEx
       global_jobscheduler: x.globalJobScheduler,
       ...(enabled ? { nextrun: x.nextRunSeconds } : {}),
     },
+    // Trilio 5.x shows these on encrypted workloads; a plain workload's view is unchanged.
+    ...(w.encryption ? { encryption: true, secret_uuid: w.secret_uuid ?? null } : {}),
     links: workloadLinks(baseUrl, w),
   };
 }

@@ -300,6 +300,22 @@ export class EmbeddedIdentity implements TokenValidator {
   }
 
   /**
+   * `GET /v3/auth/projects`: the projects the caller's user can scope a token to (holds a role
+   * on), so a client can offer a project switch (re-scope with the token method). The token
+   * must be valid (else UnauthenticatedError); projects are sorted by name.
+   */
+  async projectsOf(token: string | undefined, requestId: string): Promise<{ id: string; name: string }[]> {
+    const ctx = await this.validate(token, requestId);
+    const dir = this.directory();
+    const user = dir.userById(ctx.userId);
+    if (!user) throw new UnauthenticatedError();
+    return dir.data.projects
+      .filter((p) => currentRoles(dir, user, p.id).length > 0)
+      .map((p) => ({ id: p.id, name: p.name }))
+      .sort((a, b) => a.name.localeCompare(b.name));
+  }
+
+  /**
    * The /v1 auth hook's check. Missing, unknown, expired or revoked → UnauthenticatedError;
    * so is a token whose user, project or roles the identity file no longer grants (checked on
    * every call, cache or not). The store lookup is cached per token hash for at most

@@ -125,6 +125,11 @@ export const DEFAULT_RULES: Readonly<Record<string, string>> = Object.freeze({
   'workload:delete_allowed_quota': 'rule:admin_api',
   // Lifeboat extension (libvirt platform): which project a domain belongs to is operator business.
   'lifeboat:libvirt_assign': 'rule:admin_api',
+  // Lifeboat extension: the caller's own project's instances and networks (VM picker, restore mapping).
+  'lifeboat:platform_list': 'rule:admin_or_owner',
+  // Lifeboat extension: `repo verify` of the backup targets (whole-service data) is operator business.
+  'lifeboat:repo_verify_start': 'rule:admin_api',
+  'lifeboat:repo_verify_list': 'rule:admin_api',
 });
 
 export class PolicyFileError extends Error {

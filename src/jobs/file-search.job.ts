@@ -1,6 +1,8 @@
 import type { Db } from '../store/db.js';
 import { getFileSearch, setFileSearchProgress, transitionFileSearch } from '../store/file-search.store.js';
 import type { Repository } from '../repository/repository.js';
+import { asRepositorySet, type RepositorySet } from '../repository/repository-set.js';
+import { getSnapshot } from '../store/snapshot.store.js';
 import type { Clock } from '../lib/clock.js';
 import type { Logger } from '../lib/logger.js';
 import { CancelledError, errorMessage } from '../lib/errors.js';
@@ -12,7 +14,8 @@ import type { AnyJobHandler } from './runner.js';
 
 export interface FileSearchJobDeps {
   db: Db;
-  repo: Repository;
+  /** Every backup target (or the one of a single-target setup); each snapshot is read from its own. */
+  repo: Repository | RepositorySet;
   clock: Clock;
   /** LIFEBOAT_HOME (NBD sockets) and the appliance settings of recovery/. */
   home: string;
@@ -44,11 +47,11 @@ async function runSearch(d: FileSearchJobDeps, searchId: number, signal: AbortSi
   const abort = AbortSignal.any([signal, ticker.cancelSignal]);
   try {
     const results = await searchSnapshots({
-      repo: d.repo,
+      repos: asRepositorySet(d.repo),
       home: d.home,
       forceTcg: d.forceTcg,
       tag: d.tag,
-      snapshotIds: s.snapshot_ids,
+      snapshots: await Promise.all(s.snapshot_ids.map(async (id) => ({ id, target: (await getSnapshot(d.db, { admin: true }, id))?.backup_target ?? null }))),
       vmId: s.vm_id,
       pattern: s.filepath,
       signal: abort,

@@ -7,6 +7,7 @@ import { snapshotJobHandlers } from './snapshot.job.js';
 import { retentionJobHandlers } from './retention.js';
 import { restoreJobHandlers } from './restore.job.js';
 import { fileSearchJobHandlers } from './file-search.job.js';
+import { repoVerifyJobHandlers } from './repo-verify.job.js';
 import type { Db } from '../store/db.js';
 import type { Platform } from '../platform/platform.js';
 import type { Repository } from '../repository/repository.js';
@@ -24,9 +25,10 @@ test('every job kind of the list has exactly one handler among the ones the work
     ...retentionJobHandlers({ db, repo, clock }),
     ...restoreJobHandlers({ db, platform, repo, clock, nodeName: 'n' }),
     ...fileSearchJobHandlers({ db, repo, clock, home: '/nonexistent', forceTcg: true, tag: 't' }),
+    ...repoVerifyJobHandlers({ db, repo, clock }),
   ];
   assert.deepEqual(handlers.map((h) => h.kind).sort(), [...JOB_KINDS].sort());
-  assert.equal(JOB_KINDS.length, 8);
+  assert.equal(JOB_KINDS.length, 9);
 });
 
 test('isJobKind accepts the listed kinds only', () => {

@@ -24,6 +24,8 @@ export interface JobPayloads {
   'restore.run': { restoreId: string; plan: RestorePlan };
   /** Runs a file search created by services/file-search.service.ts. */
   'file_search.run': { searchId: number };
+  /** Runs a `repo verify` of one backup target started by services/repo-verify.service.ts. */
+  'repo.verify': { verificationId: string };
 }
 
 export type JobKind = keyof JobPayloads;
@@ -38,6 +40,7 @@ const KIND_SET: { readonly [K in JobKind]: true } = {
   'retention.delete': true,
   'restore.run': true,
   'file_search.run': true,
+  'repo.verify': true,
 };
 
 export const JOB_KINDS: readonly JobKind[] = Object.keys(KIND_SET).filter(isJobKind);
@@ -52,3 +55,4 @@ export const SNAPSHOT_JOBS = { take: 'snapshot.take', delete: 'snapshot.delete' 
 export const RETENTION_JOBS = { delete: 'retention.delete' } as const satisfies Record<string, JobKind>;
 export const RESTORE_JOBS = { run: 'restore.run' } as const satisfies Record<string, JobKind>;
 export const FILE_SEARCH_JOBS = { run: 'file_search.run' } as const satisfies Record<string, JobKind>;
+export const REPO_JOBS = { verify: 'repo.verify' } as const satisfies Record<string, JobKind>;

@@ -54,6 +54,7 @@ export async function snapshotManifestMeta(
       created_at: w.created_at,
       instances: w.instances,
       policy: await manifestPolicy(db, w.metadata.policy_id),
+      ...(w.encryption ? { encryption: true, secret_uuid: w.secret_uuid ?? null } : {}),
     },
     instances: x.instances,
     disks: x.disks,

@@ -9,7 +9,7 @@ export interface EnqueueOptions {
   now: number;
   /**
    * The node name of the only worker that may run the job (per-host routing: the compute host
-   * whose disks the job reads). Absent: any worker. Nothing sets it yet.
+   * whose disks the job reads: jobs/routing.ts). Absent: any worker.
    */
   targetNode?: string;
 }

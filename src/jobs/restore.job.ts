@@ -7,6 +7,7 @@ import type { Repository } from '../repository/repository.js';
 import { asRepositorySet, type RepositorySet } from '../repository/repository-set.js';
 import { restoreDisk } from '../datamover/restore.js';
 import type { SnapshotInstance } from '../domain/snapshot.js';
+import { storageScope } from '../domain/workload.js';
 import { RESTORE_LOST_MESSAGE, type RestorePlan, type RestorePlanInstance, type RestoredInstance } from '../domain/restore.js';
 import type { Clock } from '../lib/clock.js';
 import type { Logger } from '../lib/logger.js';
@@ -42,14 +43,34 @@ function diskFormats(meta: unknown): Map<string, string> {
   return out;
 }
 
+/** The snapshot-time `vm_metadata` (power_state, key_name...); {} when absent or unreadable. */
+function vmMetadata(si: SnapshotInstance): Record<string, unknown> {
+  try {
+    const m: unknown = JSON.parse(si.metadata.vm_metadata ?? '{}');
+    return m && typeof m === 'object' ? (m as Record<string, unknown>) : {};
+  } catch {
+    return {};
+  }
+}
+
 /** Whether the VM was running at snapshot time (`vm_metadata.power_state`); undefined for older snapshots. */
 function wasRunning(si: SnapshotInstance): boolean | undefined {
-  try {
-    const state = (JSON.parse(si.metadata.vm_metadata ?? '{}') as { power_state?: unknown }).power_state;
-    return typeof state === 'string' ? state === 'ACTIVE' : undefined;
-  } catch {
-    return undefined;
-  }
+  const state = vmMetadata(si).power_state;
+  return typeof state === 'string' ? state === 'ACTIVE' : undefined;
+}
+
+/** The snapshot-time flavor as numbers (OpenStack's name, swap and extra specs when recorded). */
+function flavorOf(si: SnapshotInstance): NewInstanceSpec['flavor'] {
+  const f = si.flavor;
+  return {
+    vcpus: Number(f.vcpus),
+    ram: Number(f.ram),
+    disk: Number(f.disk),
+    ephemeral: Number(f.ephemeral),
+    ...(f.name !== undefined ? { name: f.name } : {}),
+    ...(f.swap !== undefined ? { swap: Number(f.swap) || 0 } : {}),
+    ...(f.extra_specs !== undefined ? { extra_specs: { ...f.extra_specs } } : {}),
+  };
 }
 
 /**
@@ -59,11 +80,15 @@ function wasRunning(si: SnapshotInstance): boolean | undefined {
  */
 function newInstanceSpec(si: SnapshotInstance, p: RestorePlanInstance, disks: Map<string, { size: number; format: string }>): NewInstanceSpec {
   const powerOn = p.powerOn ?? wasRunning(si);
+  const keyName = vmMetadata(si).key_name;
+  const groups = si.security_group.flatMap((g) => (g.id !== undefined ? [{ id: g.id, name: g.name, rules: g.rules ?? [] }] : []));
   return {
     name: p.name,
     availability_zone: p.availability_zone,
-    flavor: { vcpus: Number(si.flavor.vcpus), ram: Number(si.flavor.ram), disk: Number(si.flavor.disk), ephemeral: Number(si.flavor.ephemeral) },
+    flavor: flavorOf(si),
     security_groups: si.security_group.map((g) => g.name),
+    ...(typeof keyName === 'string' && keyName ? { key_name: keyName } : {}),
+    ...(groups.length > 0 ? { security_group_details: groups } : {}),
     nics: si.nics.map((n) => {
       const mapped = p.networkMap[n.network.id];
       const network = mapped
@@ -76,8 +101,12 @@ function newInstanceSpec(si: SnapshotInstance, p: RestorePlanInstance, disks: Ma
       .filter((v) => p.devices.includes(v.volume_mountpoint))
       .map((v) => {
         const volumeType = p.volumeTypes?.[v.volume_mountpoint] ?? v.volume_type;
+        // A Cinder volume keeps its snapshot-time zone unless the plan maps it (restore-check.ts
+        // refuses a zone or type that no longer exists before any work).
+        const zone = p.volumeZones?.[v.volume_mountpoint] ?? (v.volume_id !== undefined ? v.availability_zone : undefined);
         const d = disks.get(v.volume_mountpoint);
-        return { device: v.volume_mountpoint, format: d?.format ?? 'raw', size: d?.size ?? v.restore_size, ...(volumeType ? { volume_type: volumeType } : {}) };
+        const source = v.volume_id === undefined ? { image_backed: true, ...(v.image_properties ? { image_properties: { ...v.image_properties } } : {}) } : {};
+        return { device: v.volume_mountpoint, format: d?.format ?? 'raw', size: d?.size ?? v.restore_size, ...(volumeType ? { volume_type: volumeType } : {}), ...(zone ? { availability_zone: zone } : {}), ...source };
       }),
     ...(powerOn !== undefined ? { power_on: powerOn } : {}),
   };
@@ -95,7 +124,12 @@ async function runRestore(d: RestoreJobDeps, restoreId: string, plan: RestorePla
   if (!r) return;
   const started = clock.now();
   if (r.status === 'cancelling') return finish(d, r.id, r.snapshot_id, r.workload_id, 'cancelled', { progress_msg: 'Restore cancelled' });
-  if (!(await transitionRestore(db, r.id, ['restoring'], 'executing', toSecond(started), { host: d.nodeName, progress_msg: 'Restore from snapshot is starting' }))) return;
+  if (!(await transitionRestore(db, r.id, ['restoring'], 'executing', toSecond(started), { host: d.nodeName, progress_msg: 'Restore from snapshot is starting' }))) {
+    // A cancel that landed between the read and the claim is honoured, else the restore would
+    // stay `cancelling` with its snapshot and workload locked; anything else is not ours.
+    if ((await getRestore(db, { admin: true }, r.id))?.status === 'cancelling') await finish(d, r.id, r.snapshot_id, r.workload_id, 'cancelled', { progress_msg: 'Restore cancelled' });
+    return;
+  }
 
   let progress: ByteProgress | null = null;
   const ticker = startTicker({
@@ -113,7 +147,8 @@ async function runRestore(d: RestoreJobDeps, restoreId: string, plan: RestorePla
     const snap = await getSnapshot(db, { admin: true }, r.snapshot_id);
     if (!snap) throw new Error(`Snapshot ${r.snapshot_id} no longer exists`);
     const repo = asRepositorySet(d.repo).get(snap.backup_target);
-    const manifest = await repo.readManifest(snap.id);
+    const owner = await getWorkload(db, { admin: true }, r.workload_id);
+    const manifest = await repo.readManifest(snap.id, owner?.encryption ? { encryptedScope: storageScope(owner) } : {});
     const sizeOf = new Map(manifest.disks.map((x) => [x.diskKey, x.size]));
     const formatOf = diskFormats(manifest.meta);
     const total = plan.instances.reduce((a, p) => a + p.devices.reduce((b, dev) => b + (sizeOf.get(diskKey(p.id, dev)) ?? 0), 0), 0);
@@ -270,10 +305,14 @@ export function restoreJobHandlers(d: RestoreJobDeps): AnyJobHandler[] {
       onLost: async (job, nowMs) => {
         const r = await getRestore(d.db, { admin: true }, job.payload.restoreId);
         if (!r) return;
+        // First, while the workload is still locked (no snapshot may read a domain mid-swap):
+        // what the dead worker left — in-place temp files, partial new instances, an in-place
+        // swap cut off half-way (finished by the platform: the next snapshot is then a full).
+        // Best effort: the restore ends whatever the cleanup managed (onLost runs once).
+        const left = await d.platform.cleanupRestore(r.project_id, { restoreId: r.id }, job.payload.plan.instances.map((p) => p.id)).catch(() => undefined);
+        if (left?.changeTrackingReset) await updateWorkloadFields(d.db, r.workload_id, { force_full: true }, toSecond(nowMs));
         await finish(d, r.id, r.snapshot_id, r.workload_id, 'error', { error_msg: RESTORE_LOST_MESSAGE, progress_msg: RESTORE_LOST_MESSAGE, finished_at: toSecond(nowMs) });
         d.onRestoreFinished?.(r.id);
-        // Then what the dead worker left unpublished: in-place temp files, partial new instances.
-        await d.platform.cleanupRestore(r.project_id, { restoreId: r.id }, job.payload.plan.instances.map((p) => p.id));
       },
     },
   ];

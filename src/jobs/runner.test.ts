@@ -8,6 +8,7 @@ import { JobRunner, type AnyJobHandler, type JobHandler, type KindJob, type Runn
 import { storeKinds, type StoreKind } from '../store/testing.js';
 import { openStore, type Db, type StoreHandle } from '../store/db.js';
 import { claimJob, enqueueJob, getJob } from '../store/job.store.js';
+import { insertNode } from '../store/node.store.js';
 import { ManualClock } from '../lib/clock.js';
 import { silentLogger } from '../lib/logger.js';
 
@@ -165,6 +166,10 @@ for (const kind of storeKinds()) {
       const onA = new Probe();
       const onB = new Probe();
       const id = await enqueueJob(h.db, { kind: PROBE, payload: { workloadId: 'res-1' }, resourceId: 'res-1', now: clock.now(), targetNode: 'host-b' });
+      // host-b is a live worker in the node registry, as app.ts registers it; else host-a's
+      // start-up reconcile rightly fails the job as unserved before host-b claims it.
+      const t = clock.now();
+      await insertNode(h.db, { id: `host-b:${t}`, node_name: 'host-b', role: 'worker', pid: 1, version: 't', settings_key_id: 'k', status: 'up', running_jobs: 0, concurrency: 1, loadavg: 0, started_at: t, heartbeat_at: t });
       runner({ handlers: [onA], nodeName: 'host-a' }).start();
       runner({ handlers: [onB], nodeName: 'host-b' }).start();
       await waitFor('host-b runs it', () => onB.runs.length === 1);
@@ -244,6 +249,28 @@ for (const kind of storeKinds()) {
       assert.deepEqual(p.lost.map((j) => j.id), [id]);
       assert.deepEqual(p.runs, []);
       assert.equal(await status(id), 'failed');
+    });
+
+    it('start() reconciles at once in the background: a slow repair of a lost job holds back neither start nor new jobs', async () => {
+      clock = new ManualClock();
+      const repairDone = deferred();
+      const p = new Probe();
+      p.onLost = async (job) => {
+        p.lost.push(job);
+        await repairDone.promise; // an OpenStack cleanup waiting on Cinder, say
+      };
+      const lostId = await enqueue();
+      await claimJob(h.db, h.dialect, 'dead-worker', LEASE, clock.now());
+      clock.advance(LEASE + 1);
+      const r = runner({ handlers: [p], reconcileMs: 60_000 }); // no timer round within the test
+      r.start();
+      await waitFor('the first round, without waiting for the timer', () => p.lost.length === 1);
+      const next = await enqueue();
+      await waitFor('a new job runs while the repair still waits', () => p.runs.some((j) => j.id === next));
+      p.release(next);
+      await waitFor('new job done', async () => (await status(next)) === 'done');
+      assert.equal(await status(lostId), 'failed');
+      repairDone.resolve();
     });
 
     it('a worker that lost its lease aborts its handler and does not overwrite the outcome', async () => {

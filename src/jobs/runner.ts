@@ -1,5 +1,6 @@
 import type { Db, DialectName } from '../store/db.js';
-import { claimJob, failExpiredJob, finishJob, listExpiredJobs, releaseJob, renewLease, type Job } from '../store/job.store.js';
+import { claimJob, failExpiredJob, failQueuedJob, finishJob, listExpiredJobs, listQueuedTargetedJobs, releaseJob, renewLease, type Job } from '../store/job.store.js';
+import { liveWorkerNodeNames } from '../store/node.store.js';
 import type { Clock } from '../lib/clock.js';
 import type { Logger } from '../lib/logger.js';
 import { errorMessage } from '../lib/errors.js';
@@ -35,7 +36,8 @@ export interface JobRunContext {
 export interface JobHandler<K extends JobKind> {
   readonly kind: K;
   run(job: KindJob<K>, ctx: JobRunContext): Promise<void>;
-  onLost(job: KindJob<K>, now: number): Promise<void>;
+  /** `reason`: why, when it is not a dead worker (e.g. no live worker serves the job's target node). */
+  onLost(job: KindJob<K>, now: number, reason?: string): Promise<void>;
 }
 
 /** A handler of any kind; a list of them mixes kinds, each typed by its own `kind`. */
@@ -59,6 +61,11 @@ export interface RunnerOptions {
   handlers: AnyJobHandler[];
   /** This worker's node name: it also claims the jobs targeted at this node. */
   nodeName?: string;
+  /**
+   * A node whose last heartbeat (node registry) is older than this is dead: a queued job
+   * targeted at a node with no live worker is failed by the reconciler. Default: leaseMs.
+   */
+  liveWindowMs?: number;
   concurrency?: number;
   pollMs?: number;
   reconcileMs?: number;
@@ -84,18 +91,29 @@ export class JobRunner {
     }
   }
 
+  /**
+   * Starts claiming, and reconciling: a first round at once, then every `reconcileMs`, each in
+   * the background and one at a time. A start-up round is not awaited by the caller on purpose:
+   * repairing a lost job can take minutes (an OpenStack restore's cleanup waits for Cinder and
+   * Glance), and a restarted service must serve meanwhile; what the repair still holds (the
+   * workload's lock) answers 409 until it is done.
+   */
   start(): void {
     if (!this.stopped) return;
     this.stopped = false;
     this.loop = this.claimLoop();
     const every = this.o.reconcileMs ?? Math.max(1000, Math.floor(this.o.leaseMs / 2));
-    this.reconcileTimer = setInterval(() => {
-      if (this.reconciling) return;
-      this.reconciling = this.reconcile()
-        .catch((e) => this.o.log.error({ err: errorMessage(e) }, 'reconcile failed'))
-        .finally(() => (this.reconciling = null));
-    }, every);
+    this.reconcileInBackground();
+    this.reconcileTimer = setInterval(() => this.reconcileInBackground(), every);
     this.reconcileTimer.unref();
+  }
+
+  /** One reconcile round unless one is running; stop() waits for it. */
+  private reconcileInBackground(): void {
+    if (this.reconciling) return;
+    this.reconciling = this.reconcile()
+      .catch((e) => this.o.log.error({ err: errorMessage(e) }, 'reconcile failed'))
+      .finally(() => (this.reconciling = null));
   }
 
   /** Nudges the claim loop (called after enqueueing in the same process). */
@@ -152,15 +170,40 @@ export class JobRunner {
       if (!(await failExpiredJob(this.o.db, job.id, 'worker lease expired', now))) continue;
       n++;
       this.o.log.warn({ jobId: job.id, kind: job.kind, resourceId: job.resourceId }, 'job lost with its worker; not re-running');
-      const h = this.handlers.get(job.kind);
-      const typed = asKindJob(job);
-      try {
-        if (h && typed) await h.onLost(typed, now);
-      } catch (e) {
-        this.o.log.error({ jobId: job.id, err: errorMessage(e) }, 'repair after lost job failed');
-      }
+      await this.repair(job, now);
+    }
+    return n + (await this.failUnservedTargets(now));
+  }
+
+  /**
+   * Queued jobs targeted at a node no live worker serves would wait for ever: failed with a
+   * reason naming the node, and repaired like lost ones. Conditional: a job its worker
+   * claimed meanwhile is left alone.
+   */
+  private async failUnservedTargets(now: number): Promise<number> {
+    const targeted = await listQueuedTargetedJobs(this.o.db);
+    if (targeted.length === 0) return 0;
+    const live = await liveWorkerNodeNames(this.o.db, now - (this.o.liveWindowMs ?? this.o.leaseMs));
+    let n = 0;
+    for (const job of targeted) {
+      if (live.has(job.targetNode!) || job.targetNode === this.o.nodeName) continue;
+      const reason = `no live Lifeboat worker serves node ${job.targetNode} (a worker with LIFEBOAT_NODE_NAME=${job.targetNode} must run there)`;
+      if (!(await failQueuedJob(this.o.db, job.id, reason, now))) continue;
+      n++;
+      this.o.log.warn({ jobId: job.id, kind: job.kind, targetNode: job.targetNode }, 'queued job failed: its target node has no live worker');
+      await this.repair(job, now, reason);
     }
     return n;
+  }
+
+  private async repair(job: Job, now: number, reason?: string): Promise<void> {
+    const h = this.handlers.get(job.kind);
+    const typed = asKindJob(job);
+    try {
+      if (h && typed) await h.onLost(typed, now, reason);
+    } catch (e) {
+      this.o.log.error({ jobId: job.id, err: errorMessage(e) }, 'repair after lost job failed');
+    }
   }
 
   private async claimLoop(): Promise<void> {

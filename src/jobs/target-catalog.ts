@@ -1,7 +1,24 @@
 import type { Repository } from '../repository/repository.js';
+import type { RepositorySet } from '../repository/repository-set.js';
 import type { Manifest } from '../repository/manifest.format.js';
 import { manifestMetaProblem, type SnapshotManifestMeta, type TargetScan, type TargetSnapshot, type UnreadableSnapshot } from '../domain/target-snapshot.js';
-import { errorMessage, isEngineFault } from '../lib/errors.js';
+import { EncryptionKeyError, errorMessage, isEngineFault } from '../lib/errors.js';
+
+/**
+ * Every configured target's manifests (import, orphans): a workload on a non-default target
+ * (LIFEBOAT_TARGETS) is found there, its snapshots tagged with that target's name.
+ */
+export async function scanTargets(repos: RepositorySet): Promise<TargetScan> {
+  const out: TargetScan = { snapshots: [], unreadable: [] };
+  for (const t of repos.entries()) {
+    const scan = await scanTarget(t.repo);
+    for (const s of scan.snapshots) out.snapshots.push(t.isDefault ? s : { ...s, target: t.name });
+    out.unreadable.push(...scan.unreadable);
+  }
+  out.snapshots.sort((a, b) => a.committedAt - b.committedAt || a.snapshotId.localeCompare(b.snapshotId));
+  out.unreadable.sort((a, b) => a.snapshot_id.localeCompare(b.snapshot_id));
+  return out;
+}
 
 /**
  * Reads every manifest on the target (import, orphans). A manifest that is damaged (checksum,
@@ -18,7 +35,8 @@ export async function scanTarget(repo: Repository): Promise<TargetScan> {
     try {
       m = await repo.readManifest(id);
     } catch (e) {
-      if (!isEngineFault(e)) throw e;
+      // An encrypted workload whose key this node cannot open is reported like a damaged manifest.
+      if (!isEngineFault(e) && !(e instanceof EncryptionKeyError)) throw e;
       unreadable.push({ snapshot_id: id, reason: `manifest unreadable: ${errorMessage(e)}` });
       return;
     }

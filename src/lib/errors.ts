@@ -105,6 +105,13 @@ export class UnavailableError extends AppError {
   }
 }
 
+/**
+ * An encrypted workload's data cannot be opened here: its key-encryption key is missing or is
+ * not the one that wrapped the workload's data key, or the wrapped data key is gone from the
+ * target. The message names the workload; a job or a client gets it instead of any data.
+ */
+export class EncryptionKeyError extends UnavailableError {}
+
 /** Too many attempts; `retryAfterSeconds` goes into the Retry-After header. */
 export class RateLimitedError extends AppError {
   constructor(

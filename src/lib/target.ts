@@ -19,6 +19,12 @@ export interface S3Target {
   /** S3-compatible endpoint (MinIO, Ceph RGW); null for AWS. Addressing is path-style. */
   endpoint: string | null;
   region: string | null;
+  /**
+   * Memory for the upload buffers of every writer of this target in one process (`?upload_buffer_mib=`;
+   * absent: the backend's default, 45 MiB). More lets the next pack fill while one goes up: faster
+   * on a slow server, at that much more resident memory.
+   */
+  uploadBufferMiB?: number;
 }
 
 /** The target as shown to users (snapshot `backup_target` fields, logs): no credentials. */

@@ -79,6 +79,7 @@ export class NbdClient {
   private idleWaiters: (() => void)[] = [];
   private nextHandle = 1;
   private failure: NbdError | null = null;
+  private corked = false;
 
   private constructor(
     private readonly socket: Socket,
@@ -156,7 +157,7 @@ export class NbdClient {
         }
       }
     };
-    await Promise.all(Array.from({ length: depth }, worker));
+    await Promise.all(Array.from({ length: Math.min(depth, Math.ceil(length / requestSize)) }, worker));
   }
 
   /**
@@ -260,6 +261,16 @@ export class NbdClient {
     } while (this.pending.has(this.nextHandle));
     req.handle = this.nextHandle;
     this.pending.set(req.handle, req);
+    // Requests issued together (a batch of scattered reads) leave in one write, not one
+    // syscall each: the socket is corked until the current tick's work is done.
+    if (!this.corked) {
+      this.corked = true;
+      this.socket.cork();
+      process.nextTick(() => {
+        this.corked = false;
+        this.socket.uncork();
+      });
+    }
     this.socket.write(requestHeader(command, req.handle, req.offset, req.length));
   }
 

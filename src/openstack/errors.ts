@@ -23,7 +23,7 @@ export class OpenStackError extends AppError {
   }
 }
 
-const TITLES: Record<string, string> = { compute: 'Nova', volumev3: 'Cinder', image: 'Glance', network: 'Neutron', identity: 'Keystone' };
+const TITLES: Record<string, string> = { compute: 'Nova', volumev3: 'Cinder', image: 'Glance', network: 'Neutron', identity: 'Keystone', 'key-manager': 'Barbican' };
 
 export function serviceTitle(type: string): string {
   return TITLES[type] ?? type;

@@ -4,6 +4,7 @@ import { UnauthenticatedError } from '../lib/errors.js';
 import { silentLogger, type Logger } from '../lib/logger.js';
 import { endpointFor, type CatalogEntry, type EndpointInterface } from './catalog.js';
 import { errorDetail, OpenStackError } from './errors.js';
+import { retryPause } from './wait.js';
 
 /**
  * A Keystone-authenticated session against one OpenStack cloud: Lifeboat's own service user
@@ -17,13 +18,13 @@ import { errorDetail, OpenStackError } from './errors.js';
  *  * Endpoints come from the token's catalog (LIFEBOAT_OS_INTERFACE / _REGION), never from
  *    configuration; microversions are pinned (MICROVERSIONS) and sent on every call.
  *  * Every call has a timeout. Connection failures and 5xx answers are retried (`retries`
- *    times, backoff 0.25 s, 0.5 s, …) when repeating the call cannot do anything twice:
+ *    times, pausing 1 s then 2 s: wait.ts retryPause) when repeating the call cannot do anything twice:
  *    GET/HEAD/PUT/DELETE always, POST only when the connection was refused (never sent).
  *  * A failure throws OpenStackError naming the service, method, path, status and the
  *    request id OpenStack gave it. Tokens and passwords never go into errors or logs.
  */
 
-export type ServiceType = 'compute' | 'volumev3' | 'image' | 'network';
+export type ServiceType = 'compute' | 'volumev3' | 'image' | 'network' | 'key-manager';
 
 /** Pinned microversions (Zed supports compute ≤ 2.93, volume ≤ 3.70; these were verified there). */
 export const MICROVERSIONS: Readonly<Partial<Record<ServiceType, string>>> = { compute: '2.79', volumev3: '3.60' };
@@ -33,9 +34,10 @@ const CATALOG_TYPES: Record<ServiceType, readonly string[]> = {
   volumev3: ['volumev3', 'block-storage', 'volume'],
   image: ['image'],
   network: ['network'],
+  'key-manager': ['key-manager'],
 };
 /** Path prefix under each endpoint (Glance and Neutron register bare host:port endpoints). */
-const VERSION_PREFIX: Record<ServiceType, string> = { compute: '', volumev3: '', image: '/v2', network: '/v2.0' };
+const VERSION_PREFIX: Record<ServiceType, string> = { compute: '', volumev3: '', image: '/v2', network: '/v2.0', 'key-manager': '/v1' };
 
 export interface PasswordAuth {
   kind: 'password';
@@ -148,7 +150,8 @@ export class OpenStackSession {
       const base = service === 'identity' ? this.authUrl : await this.endpoint(service);
       const headers: Record<string, string> = { accept: 'application/json', 'x-auth-token': info.token, ...o.headers };
       const mv = service === 'identity' ? undefined : MICROVERSIONS[service];
-      if (mv) headers['openstack-api-version'] = `${service === 'compute' ? 'compute' : 'volume'} ${mv}`;
+      // A call may ask for a newer microversion of its own (e.g. Cinder's os-reimage, 3.68).
+      if (mv && !o.headers?.['openstack-api-version']) headers['openstack-api-version'] = `${service === 'compute' ? 'compute' : 'volume'} ${mv}`;
       if (o.json !== undefined) headers['content-type'] = 'application/json';
       else if (o.contentType) headers['content-type'] = o.contentType;
       const res = await this.exchange(service, method, base, path, headers, o);
@@ -262,5 +265,5 @@ function causeCode(e: unknown): string | undefined {
 }
 
 function backoff(attempt: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, 250 * 2 ** attempt));
+  return retryPause(attempt + 1);
 }

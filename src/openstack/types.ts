@@ -21,7 +21,11 @@ export interface NovaServer {
   'OS-EXT-SRV-ATTR:instance_name'?: string | null;
   'OS-EXT-SRV-ATTR:root_device_name'?: string | null;
   'OS-EXT-STS:task_state'?: string | null;
+  /** Why the server is in ERROR (Nova shows it then). */
+  fault?: { message?: string };
   'os-extended-volumes:volumes_attached'?: { id: string; delete_on_termination?: boolean }[];
+  /** Network label → its addresses, in the server's NIC (VIF) order, each with its port's MAC. */
+  addresses?: Record<string, { 'OS-EXT-IPS-MAC:mac_addr'?: string }[]>;
 }
 
 export interface NovaFlavor {
@@ -33,6 +37,14 @@ export interface NovaFlavor {
   'OS-FLV-EXT-DATA:ephemeral'?: number;
   swap: number | '';
   extra_specs?: Record<string, string>;
+  /** compute 2.55+ */
+  description?: string | null;
+}
+
+export interface CinderVolumeType {
+  id: string;
+  name: string;
+  is_public: boolean;
 }
 
 export interface CinderVolume {
@@ -45,6 +57,7 @@ export interface CinderVolume {
   availability_zone: string;
   attachments: { server_id: string; device: string; attachment_id: string }[];
   volume_image_metadata?: Record<string, string>;
+  metadata?: Record<string, string>;
 }
 
 export interface NeutronPort {
@@ -61,8 +74,11 @@ export interface NeutronNetwork {
   id: string;
   name: string;
   project_id: string;
+  subnets?: string[];
   shared?: boolean;
   'router:external'?: boolean;
+  /** ACTIVE, DOWN, BUILD or ERROR. */
+  status?: string;
 }
 
 export interface NeutronSubnet {
@@ -77,6 +93,7 @@ export interface NeutronSubnet {
 export interface NeutronSecurityGroup {
   id: string;
   name: string;
+  description?: string;
   project_id: string;
   security_group_rules: { direction: string; ethertype: string; protocol: string | null; port_range_min: number | null; port_range_max: number | null; remote_ip_prefix: string | null; remote_group_id: string | null }[];
 }

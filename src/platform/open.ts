@@ -4,8 +4,9 @@ import { LibvirtPlatform } from './libvirt/libvirt.platform.js';
 import { LocalPlatform } from './local/local.platform.js';
 import { OpenStackPlatform } from './openstack/openstack.platform.js';
 import { KeystoneTrustBroker } from './openstack/trust-broker.js';
+import { BarbicanKeyManager } from './openstack/key-manager.js';
 import { OpenStackSession } from '../openstack/session.js';
-import type { Platform } from './platform.js';
+import type { KeyManager, Platform } from './platform.js';
 
 /** Everything any platform may need from the configuration (app/ fills it from Config). */
 export interface PlatformSettings {
@@ -22,6 +23,8 @@ export interface PlatformSettings {
     interface: 'public' | 'internal' | 'admin';
     region: string | null;
     nodeName: string;
+    /** LIFEBOAT_OS_DATA_PATH. */
+    dataPath?: 'auto' | 'host' | 'api';
   };
   logger?: Logger;
 }
@@ -56,5 +59,26 @@ function openOpenStack(s: PlatformSettings): Platform {
     log: s.logger,
   };
   const session = new OpenStackSession(options);
-  return new OpenStackPlatform({ session, trusts: new KeystoneTrustBroker(session, options), nodeName: o.nodeName, scratchDir: s.libvirt?.scratchDir ?? s.restoreDir, logger: s.logger });
+  return new OpenStackPlatform({
+    session,
+    trusts: new KeystoneTrustBroker(session, options),
+    nodeName: o.nodeName,
+    scratchDir: s.libvirt?.scratchDir ?? s.restoreDir,
+    dataPath: o.dataPath,
+    libvirt: s.libvirt,
+    logger: s.logger,
+  });
+}
+
+/**
+ * The platform's key manager alone, for the operator tools (`lifeboat repo verify|gc`), which
+ * open encrypted workloads' data keys like the service does: Barbican with
+ * LIFEBOAT_PLATFORM=openstack (Lifeboat's service user, as in openOpenStack), else none.
+ */
+export function openKeyManager(s: PlatformSettings): KeyManager | undefined {
+  const o = s.openstack;
+  if (s.kind !== 'openstack' || !o) return undefined;
+  const k = o.keystone;
+  const auth = { kind: 'password' as const, username: k.user, password: k.password, userDomainName: k.userDomain, projectName: k.project, projectDomainName: k.projectDomain };
+  return new BarbicanKeyManager(new OpenStackSession({ authUrl: k.url, auth, interface: o.interface, region: o.region, log: s.logger }));
 }

@@ -1,4 +1,4 @@
-import type { Disk, Instance, Nic } from '../domain/instance.js';
+import type { Disk, Instance, Nic, SecurityGroup } from '../domain/instance.js';
 import type { RestorePlan } from '../domain/restore.js';
 import type { Snapshot } from '../domain/snapshot.js';
 
@@ -17,12 +17,26 @@ export interface Platform {
   listInstances(projectId: string): Promise<Instance[]>;
   getInstance(projectId: string, instanceId: string): Promise<Instance | null>;
   /**
+   * The networks a restored instance of the project can be plugged into (the targets of a
+   * restore's `networks_mapping`): the project's own and the shared ones, each with its
+   * subnets, ids as `networks_mapping.target_network` takes them. Never another project's
+   * private network.
+   */
+  listNetworks(projectId: string): Promise<PlatformNetwork[]>;
+  /**
    * Why an existing instance cannot be protected now (e.g. an OpenStack server in BUILD or
    * ERROR), or null. Optional: a platform without it can protect every instance it lists.
    */
   unprotectableReason?(inst: Instance): string | null;
   /** Delegation for work done later in a tenant's name (OpenStack: Keystone trusts); absent elsewhere. */
   readonly trusts?: TrustBroker;
+  /** Key-encryption keys of encrypted workloads kept in the cloud's key manager (OpenStack: Barbican, `secret_uuid`); absent elsewhere. */
+  readonly keyManager?: KeyManager;
+  /**
+   * Releases what the platform holds open (libvirt: its virsh shells); called once when the
+   * service stops, after the last job ended. Optional: a platform holding nothing has none.
+   */
+  close?(): Promise<void>;
 
   /**
    * Starts the backup of one instance: a point-in-time source for each of its disks and, on a
@@ -47,7 +61,7 @@ export interface Platform {
    * partial new instances); a published instance is never touched. Idempotent. `instanceIds`
    * are the snapshot's instances the restore targeted (in place: the instances overwritten).
    */
-  cleanupRestore(projectId: string, tag: RestoreTag, instanceIds: string[]): Promise<void>;
+  cleanupRestore(projectId: string, tag: RestoreTag, instanceIds: string[]): Promise<void | RestoreCleanup>;
   /**
    * Ends what a backup whose worker died left open on the platform (libvirt: the backup job,
    * its NBD socket and scratch files, checkpoint metadata). Called by the reconciler before the
@@ -61,6 +75,45 @@ export interface Platform {
    * ValidationError / InvalidStateError / NotFoundError (4xx); changes nothing.
    */
   checkRestore?(projectId: string, plan: RestorePlan, snapshot: Snapshot): Promise<void>;
+  /**
+   * Optional: a scheduled snapshot acts for the workload's owner, whose token expired long ago.
+   * Called before a scheduled run reads anything: the platform proves it can still act for
+   * `ownerUserId` in the project (OpenStack: a new trust-scoped token from the owner's trust,
+   * through which every server of the workload is visible) or throws an error saying why and
+   * how to fix it, which fails the run (never a silent skip).
+   */
+  beginScheduledRun?(projectId: string, ownerUserId: string, instanceIds: string[]): Promise<void>;
+  /**
+   * Optional: where each instance's disks can be read (per-host job routing, jobs/routing.ts),
+   * by instance id. A platform without it reads every disk the same from any worker.
+   */
+  placement?(projectId: string, instances: Instance[]): Promise<Map<string, Placement>>;
+}
+
+/**
+ * Where one instance's disks can be read. `host`: the compute host whose Lifeboat worker (the
+ * one whose LIFEBOAT_NODE_NAME is that host) reads them through the hypervisor (null: no host
+ * path). `anywhere`: any worker can read them too (OpenStack: through Cinder/Glance/Nova).
+ * Neither: the snapshot cannot be taken until a worker serves `host`.
+ */
+export interface Placement {
+  host: string | null;
+  anywhere: boolean;
+  /** When not `anywhere`: why the disks cannot be read elsewhere (for the snapshot's error). */
+  reason?: string;
+}
+
+/** A network as Platform.listNetworks reports it. */
+export interface PlatformNetwork {
+  /** Local/OpenStack: the network UUID; libvirt: `network:<name>` or `bridge:<name>`. */
+  id: string;
+  name: string;
+  /** Visible to every project (OpenStack `shared`; every libvirt host network; local: no project_id). */
+  shared: boolean;
+  /** Up now (OpenStack status ACTIVE, libvirt network started, bridge present); restores onto a down one fail to start. */
+  active: boolean;
+  /** Neutron subnets (UUID ids); none on libvirt. */
+  subnets: { id: string; name: string; cidr: string }[];
 }
 
 /**
@@ -137,7 +190,16 @@ export interface NewInstanceSpec {
   security_groups: string[];
   nics: Nic[];
   metadata: Record<string, string>;
-  disks: { device: string; format: string; size: number; volume_type?: string }[];
+  /**
+   * Each disk to make. OpenStack: `image_backed` = the original's disk was an image-backed
+   * root disk (restored as a Glance image the server boots from, with `image_properties`), not
+   * a Cinder volume; `availability_zone` = the Cinder zone of its new volume (absent: Cinder's default).
+   */
+  disks: { device: string; format: string; size: number; volume_type?: string; availability_zone?: string; image_backed?: boolean; image_properties?: Record<string, string> }[];
+  /** OpenStack: the original's key pair, given to the new server when the acting user owns it. */
+  key_name?: string;
+  /** OpenStack: the original's security groups with rules; one gone from the project is recreated. */
+  security_group_details?: SecurityGroup[];
   /**
    * Start the new instance once published: the plan's choice, else whether the source was
    * running at snapshot time; absent = the platform's default (not started).
@@ -199,6 +261,15 @@ export interface DiskSource {
   close(): Promise<void>;
 }
 
+/** What cleanupRestore did that the restore's record must reflect. */
+export interface RestoreCleanup {
+  /**
+   * The dead restore had begun replacing disks in place and the cleanup finished it: those
+   * disks lost their change tracking, so the workload's next snapshot must be a full.
+   */
+  changeTrackingReset: boolean;
+}
+
 export interface DiskSink {
   /** Size the restored disk must have. */
   readonly size: number;
@@ -208,4 +279,19 @@ export interface DiskSink {
   commit(): Promise<void>;
   /** Discards a partially written disk. */
   abort(): Promise<void>;
+}
+
+/**
+ * The cloud's key manager (OpenStack: Barbican) as the source of encrypted workloads'
+ * key-encryption keys. Which identity reads: platform/openstack/key-manager.ts.
+ */
+export interface KeyManager {
+  /** Recorded with each data key it wraps ('barbican'). */
+  readonly kind: string;
+  /**
+   * The 32-byte key the secret holds. ValidationError naming the secret when it does not exist,
+   * Lifeboat may not read it, or it is not a 256-bit key; a key manager that does not answer
+   * fails as the platform's other calls do (503).
+   */
+  readKey(secretUuid: string): Promise<Buffer>;
 }

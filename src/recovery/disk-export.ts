@@ -50,6 +50,12 @@ export class DiskExport {
     return this.reader.size;
   }
 
+  /** Reads bytes of the disk directly (partition table and superblock probes), clipped to its size. */
+  read(offset: number, length: number): Promise<Buffer> {
+    const end = Math.min(this.reader.size, offset + length);
+    return end > offset ? this.reader.read(offset, end - offset) : Promise.resolve(Buffer.alloc(0));
+  }
+
   /** The export as an NBD URI (qemu, libnbd and libguestfs accept it). */
   get uri(): string {
     return `nbd+unix:///?socket=${this.socketPath}`;

@@ -21,13 +21,17 @@ export interface FoundFileSystem {
   disk: SnapshotDisk;
 }
 
-/** The disks of a snapshot from its manifest, in manifest order. */
+/**
+ * The disks of a snapshot from its manifest, in manifest order. A key is `<instance>:<device>`
+ * on every platform (instance ids have no colon); a device the platform could not name (an
+ * OpenStack volume attachment without a device) is called `/dev/disk<k>` after its position.
+ */
 export function snapshotDisks(manifest: Manifest): SnapshotDisk[] {
-  return manifest.disks.map((d) => {
-    const at = d.diskKey.lastIndexOf(':/dev/');
-    return at > 0
-      ? { instanceId: d.diskKey.slice(0, at), device: d.diskKey.slice(at + 1), diskKey: d.diskKey }
-      : { instanceId: '', device: d.diskKey, diskKey: d.diskKey };
+  return manifest.disks.map((d, k) => {
+    const at = d.diskKey.indexOf(':');
+    if (at <= 0) return { instanceId: '', device: d.diskKey, diskKey: d.diskKey };
+    const device = d.diskKey.slice(at + 1);
+    return { instanceId: d.diskKey.slice(0, at), device: device.startsWith('/dev/') ? device : `/dev/disk${k}`, diskKey: d.diskKey };
   });
 }
 
@@ -87,7 +91,7 @@ export async function mountReadOnly(app: Appliance, fs: FoundFileSystem, at: str
  * The directory a file system appears under in a mount: the VM device without `/dev/`
  * (`vda1`, `vg0-lv0`), prefixed with the instance id when the snapshot holds several VMs.
  */
-export function mountDirName(fs: FoundFileSystem, severalInstances: boolean): string {
+export function mountDirName(fs: Pick<FoundFileSystem, 'guestDevice'> & { disk: Pick<SnapshotDisk, 'instanceId'> }, severalInstances: boolean): string {
   const dev = fs.guestDevice.replace(/^\/dev\//, '').replace(/^mapper\//, '').replace(/\//g, '-');
   return severalInstances && fs.disk.instanceId ? `${fs.disk.instanceId}-${dev}` : dev;
 }

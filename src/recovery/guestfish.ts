@@ -33,10 +33,24 @@ export interface ApplianceOptions {
 
 const SCRATCH_BYTES = 4 << 20;
 
+/** Set once a KVM launch failed in this process: later launches use TCG at once. */
+let kvmLaunchFailed = false;
+
 export class ApplianceError extends AppError {
   constructor(message: string) {
     super('unavailable', message);
   }
+}
+
+/** The appliance's `run` (the launch itself) failed; what callers see is `cause`. */
+class LaunchError extends Error {
+  constructor(override readonly cause: ApplianceError) {
+    super(cause.message);
+  }
+}
+
+function unwrapLaunch(e: unknown): unknown {
+  return e instanceof LaunchError ? e.cause : e;
 }
 
 /** guestfish quoting: every argument double-quoted, `\` and `"` escaped, no newlines. */
@@ -80,10 +94,28 @@ export class Appliance {
     child.stdin!.on('error', () => undefined);
   }
 
-  /** Starts guestfish, adds the drives and launches the appliance (the slow part). */
+  /**
+   * Starts guestfish, adds the drives and launches the appliance (the slow part). Unless TCG is
+   * forced, the first launch tries KVM (libguestfs' `accel=kvm:tcg`); on hosts where /dev/kvm
+   * opens but QEMU aborts with it (nested KVM refusing an MSR, seen here: "failed to set MSR
+   * 0x10a"), the launch is retried once under TCG and every later launch of this process goes
+   * straight to TCG, so an operator gets a slower search instead of an error.
+   */
   static async launch(o: ApplianceOptions): Promise<Appliance> {
+    const tcg = o.forceTcg || kvmLaunchFailed;
+    try {
+      return await Appliance.launchOnce(o, tcg);
+    } catch (e) {
+      if (tcg || !(e instanceof LaunchError) || o.signal?.aborted) throw unwrapLaunch(e);
+      kvmLaunchFailed = true;
+      (o.logger ?? silentLogger).warn({ err: e.message }, 'the file system appliance did not start with KVM; retrying under TCG (LIFEBOAT_APPLIANCE_TCG=1 skips the KVM attempt)');
+      return Appliance.launchOnce(o, true).catch((e2: unknown) => Promise.reject(unwrapLaunch(e2)));
+    }
+  }
+
+  private static async launchOnce(o: ApplianceOptions, tcg: boolean): Promise<Appliance> {
     const env: NodeJS.ProcessEnv = { ...process.env, LIBGUESTFS_BACKEND: 'direct', LIFEBOAT_APPLIANCE: o.tag };
-    if (o.forceTcg) env.LIBGUESTFS_BACKEND_SETTINGS = 'force_tcg';
+    if (tcg) env.LIBGUESTFS_BACKEND_SETTINGS = 'force_tcg';
     const child = spawn('sh', ['-c', 'exec guestfish --ro 2>&1'], { env, stdio: ['pipe', 'pipe', 'ignore'], detached: false });
     const a = new Appliance(child, o.logger ?? silentLogger);
     const kill = () => child.kill('SIGKILL');
@@ -93,7 +125,7 @@ export class Appliance {
       o.signal?.throwIfAborted();
       for (const sock of o.drives) await a.run(`add "" protocol:nbd ${quoteArg(`server:unix:${sock}`)} format:raw readonly:true`);
       if (o.scratchRoot) await a.run(`add-drive-scratch ${SCRATCH_BYTES}`);
-      await a.run('run');
+      await a.run('run').catch((e: unknown) => Promise.reject(e instanceof ApplianceError ? new LaunchError(e) : e));
       return a;
     } catch (e) {
       await a.close();

@@ -1,18 +1,21 @@
-import { spawnSync } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, rmdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { errorMessage } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import { silentLogger } from '../lib/logger.js';
-import type { Repository } from '../repository/repository.js';
+import type { RepositorySet } from '../repository/repository-set.js';
 import { DiskExport } from './disk-export.js';
-import { findFileSystems, mountDirName, mountReadOnly, snapshotDisks } from './filesystems.js';
+import { findFileSystems, mountDirName, mountReadOnly, snapshotDisks, type SnapshotDisk } from './filesystems.js';
+import { ExtMount, fuse2fsAvailable } from './ext-mount.js';
+import { extOnlyLayout } from './ext-search.js';
+import { unmountFuse } from './fuse.js';
 import { Appliance, ApplianceError, applianceDrive, quoteArg } from './guestfish.js';
 
 export interface RecoveryOptions {
   /** LIFEBOAT_HOME: sockets go to `<home>/nbd`, mounts to `<home>/mounts` (both 0700). */
   home: string;
-  repo: Repository;
+  /** Every configured backup target; a snapshot is read from the target it recorded. */
+  repos: RepositorySet;
   /** Run appliances under TCG even when /dev/kvm exists. */
   forceTcg: boolean;
   /** A mount nobody touched for this long is dismounted (onExpired is told). */
@@ -22,13 +25,16 @@ export interface RecoveryOptions {
   onExpired?: (snapshotId: string) => void;
   /** How long a mount may take to appear (default 5 min: TCG appliance launch on a busy host). */
   mountTimeoutMs?: number;
+  /** Mount ext-only snapshots in the appliance too (comparison runs of the bench). */
+  applianceOnly?: boolean;
 }
 
 interface ActiveMount {
   snapshotId: string;
   path: string;
   exports: DiskExport[];
-  app: Appliance;
+  /** Unmounts and stops what serves the mount (fuse2fs or the appliance); the exports stay. */
+  release: () => Promise<void>;
   lastUsed: number;
 }
 
@@ -44,6 +50,8 @@ export class SnapshotMounts {
   private readonly starting = new Map<string, Promise<string>>();
   private readonly log: Logger;
   private readonly timer: NodeJS.Timeout;
+  /** Snapshots of ext file systems only are mounted with fuse2fs, no appliance (ext-mount.ts). */
+  private readonly fuse2fs = fuse2fsAvailable();
 
   constructor(private readonly o: RecoveryOptions) {
     this.log = o.logger ?? silentLogger;
@@ -79,38 +87,67 @@ export class SnapshotMounts {
     return [...this.mounts.keys()];
   }
 
-  /** Mounts the snapshot (once; a second call while it starts waits for the first). Returns the path. */
-  mount(snapshotId: string): Promise<string> {
+  /**
+   * Mounts the snapshot (once; a second call while it starts waits for the first), reading it
+   * from backup target `target` (the snapshot's `backup_target`; null: the default). Returns the path.
+   */
+  mount(snapshotId: string, target: string | null): Promise<string> {
     const active = this.mounts.get(snapshotId);
     if (active) return Promise.resolve(active.path);
     let p = this.starting.get(snapshotId);
     if (!p) {
-      p = this.start(snapshotId).finally(() => this.starting.delete(snapshotId));
+      p = this.start(snapshotId, target).finally(() => this.starting.delete(snapshotId));
       this.starting.set(snapshotId, p);
     }
     return p;
   }
 
-  private async start(snapshotId: string): Promise<string> {
+  private async start(snapshotId: string, target: string | null): Promise<string> {
+    const repo = this.o.repos.get(target);
     mkdirSync(this.socketDir, { recursive: true, mode: 0o700 });
     mkdirSync(this.mountRoot, { recursive: true, mode: 0o700 });
     const path = join(this.mountRoot, snapshotId);
     mkdirSync(path, { recursive: true, mode: 0o700 });
-    const manifest = await this.o.repo.readManifest(snapshotId);
+    const manifest = await repo.readManifest(snapshotId);
     const disks = snapshotDisks(manifest);
     const exports: DiskExport[] = [];
-    let app: Appliance | null = null;
+    let release: (() => Promise<void>) | null = null;
     try {
       for (const [k, d] of disks.entries()) {
-        exports.push(await DiskExport.start({ repo: this.o.repo, snapshotId, diskKey: d.diskKey, socketPath: join(this.socketDir, `${snapshotId}-${k}.sock`), logger: this.log }));
+        exports.push(await DiskExport.start({ repo, snapshotId, diskKey: d.diskKey, socketPath: join(this.socketDir, `${snapshotId}-${k}.sock`), logger: this.log }));
       }
-      app = await Appliance.launch({ drives: exports.map((e) => e.socketPath), forceTcg: this.o.forceTcg, logger: this.log, tag: this.tag, scratchRoot: true });
+      const several = new Set(disks.map((d) => d.instanceId)).size > 1;
+      const layout = this.fuse2fs && !this.o.applianceOnly ? await extOnlyLayout(disks, exports) : null;
+      if (layout && layout.length > 0) {
+        const m = await ExtMount.mount({ path, mountRoot: this.mountRoot, snapshotId, layout, nameOf: (fs) => mountDirName({ guestDevice: fs.device, disk: fs }, several), tag: this.tag, logger: this.log, timeoutMs: this.o.mountTimeoutMs ?? 300_000 });
+        release = () => m.close();
+      } else {
+        const app = await this.mountInAppliance(snapshotId, path, disks, exports, several);
+        release = async () => {
+          unmountFuse(path);
+          await app.close();
+        };
+      }
+      this.mounts.set(snapshotId, { snapshotId, path, exports, release, lastUsed: Date.now() });
+      this.log.info({ snapshotId, appliance: !(layout && layout.length > 0) }, 'snapshot mounted');
+      return path;
+    } catch (e) {
+      await release?.().catch(() => undefined);
+      await Promise.all(exports.map((x) => x.close().catch(() => undefined)));
+      removeEmptyDir(path);
+      throw e;
+    }
+  }
+
+  /** One appliance takes every disk, mounts each file system under a scratch root and serves it with FUSE at `path`. */
+  private async mountInAppliance(snapshotId: string, path: string, disks: SnapshotDisk[], exports: DiskExport[], several: boolean): Promise<Appliance> {
+    const app = await Appliance.launch({ drives: exports.map((e) => e.socketPath), forceTcg: this.o.forceTcg, logger: this.log, tag: this.tag, scratchRoot: true });
+    try {
       const scratch = applianceDrive(disks.length); // the drive after the snapshot's
       const found = await findFileSystems(app, disks);
       await app.run(`mkfs ext2 ${scratch}`);
       await app.run(`mount ${scratch} /`);
       await app.run('rmdir /lost+found');
-      const several = new Set(disks.map((d) => d.instanceId)).size > 1;
       for (const fs of found) {
         const dir = `/${mountDirName(fs, several)}`;
         await app.run(`mkdir ${quoteArg(dir)}`);
@@ -119,14 +156,10 @@ export class SnapshotMounts {
       await app.run(`mount-local ${quoteArg(path)} readonly:true`);
       app.send('mount-local-run'); // serves FUSE until the directory is unmounted
       await this.waitMounted(path, app);
-      this.mounts.set(snapshotId, { snapshotId, path, exports, app, lastUsed: Date.now() });
-      this.log.info({ snapshotId, filesystems: found.length }, 'snapshot mounted');
-      return path;
+      return app;
     } catch (e) {
       unmountFuse(path);
-      await app?.close(5000).catch(() => undefined);
-      await Promise.all(exports.map((x) => x.close().catch(() => undefined)));
-      removeEmptyDir(path);
+      await app.close(5000).catch(() => undefined);
       throw e;
     }
   }
@@ -148,8 +181,7 @@ export class SnapshotMounts {
     const m = this.mounts.get(snapshotId);
     if (!m) return false;
     this.mounts.delete(snapshotId);
-    unmountFuse(m.path);
-    await m.app.close();
+    await m.release();
     await Promise.all(m.exports.map((x) => x.close().catch(() => undefined)));
     removeEmptyDir(m.path);
     this.log.info({ snapshotId }, 'snapshot dismounted');
@@ -188,7 +220,11 @@ export class SnapshotMounts {
       }
     }
     rmSync(this.socketDir, { recursive: true, force: true });
-    for (const name of safeList(this.mountRoot)) removeEmptyDir(join(this.mountRoot, name));
+    // Empty directories only (file systems were mounted one level down): never a delete through a mount.
+    for (const name of safeList(this.mountRoot)) {
+      for (const sub of safeList(join(this.mountRoot, name))) removeEmptyDir(join(this.mountRoot, name, sub));
+      removeEmptyDir(join(this.mountRoot, name));
+    }
     if (stale.length || pids.length) this.log.warn({ mounts: stale.length, processes: pids.length }, 'removed file recovery mounts and appliances left by an earlier run');
     return { mounts: stale.length, processes: pids.length };
   }
@@ -242,11 +278,6 @@ export function fuseMountsUnder(root: string): string[] {
     if (mp === root || mp.startsWith(`${root}/`)) out.push(mp);
   }
   return out;
-}
-
-/** Lazy FUSE unmount (works while the FUSE server is hung or dead). */
-export function unmountFuse(path: string): void {
-  spawnSync('fusermount3', ['-u', '-z', path], { stdio: 'ignore' });
 }
 
 /** Pids whose environment carries LIFEBOAT_APPLIANCE=<tag>. */

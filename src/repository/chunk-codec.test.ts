@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { createHmac, randomBytes } from 'node:crypto';
 import { test } from 'node:test';
-import { ChunkCodec, chunkId, compressBound, deriveProjectKey, HmacChunkHasher, isZeroId, newChunkHasher, ZERO_ID, type ChunkIdKey } from './chunk-codec.js';
+import { ChunkCodec, chunkId, compressBound, deriveProjectKey, FLAG_COMPRESSED, HmacChunkHasher, isZeroId, looksIncompressible, newChunkHasher, ZERO_ID, type ChunkIdKey } from './chunk-codec.js';
 
 test('HmacChunkHasher gives the same ids as HMAC-SHA256 (chunkId), for any key length', () => {
   for (const keyLen of [16, 32, 64, 65, 100]) {
@@ -63,4 +63,41 @@ test('encode/decodeVerify round trip at fast levels; isZeroId', () => {
   ids[63] = 1;
   assert.equal(isZeroId(ids, 0), true);
   assert.equal(isZeroId(ids, 32), false);
+});
+
+test('compressibility estimate: random chunks are stored raw without zstd, anything zstd can shrink is compressed', () => {
+  const hist = new Uint32Array(256);
+  const text = Buffer.from('the quick brown fox jumps over the lazy dog '.repeat(1500)).subarray(0, 65_536);
+  const random = randomBytes(65_536);
+  const half = Buffer.concat([random.subarray(0, 32_768), text.subarray(0, 32_768)]);
+  // A database-like page: random fields between zeroed free space.
+  const page = Buffer.alloc(65_536);
+  for (let off = 0; off < page.length; off += 8192) randomBytes(2048).copy(page, off);
+  assert.equal(looksIncompressible(random, hist), true);
+  for (const compressible of [text, half, page, Buffer.alloc(65_536, 7)]) assert.equal(looksIncompressible(compressible, hist), false);
+  assert.equal(looksIncompressible(randomBytes(4095), hist), false, 'small chunks are left to zstd');
+
+  const codec = new ChunkCodec();
+  const key: ChunkIdKey = { hash: 'blake3-keyed', key: randomBytes(32) };
+  for (const raw of [random, text, half, page]) {
+    const dst = Buffer.alloc(compressBound(raw.length));
+    const r = codec.encode(raw, dst, 1);
+    assert.equal(r.flags, raw === random ? 0 : FLAG_COMPRESSED);
+    assert.ok(raw === random || r.length < raw.length * 0.8);
+    const out = Buffer.alloc(raw.length);
+    assert.equal(codec.decodeVerify(dst.subarray(0, r.length), r.flags, out, newChunkHasher(key), chunkId(key, raw)), null);
+    assert.deepEqual(out, raw);
+  }
+});
+
+test('decodeVerify of a raw chunk in place (dst is the stored bytes): verified, unchanged; a wrong id still fails', () => {
+  const codec = new ChunkCodec();
+  const key: ChunkIdKey = { hash: 'blake3-keyed', key: randomBytes(32) };
+  const raw = randomBytes(65_536);
+  const slot = new Uint8Array(new SharedArrayBuffer(3 * 65_536), 65_536, 65_536);
+  slot.set(raw);
+  assert.equal(codec.decodeVerify(slot, 0, slot, newChunkHasher(key), chunkId(key, raw)), null);
+  assert.deepEqual(Buffer.from(slot), raw);
+  slot[100] = slot[100]! ^ 1;
+  assert.equal(codec.decodeVerify(slot, 0, slot, newChunkHasher(key), chunkId(key, raw)), 'content does not match its chunk id');
 });

@@ -1,6 +1,7 @@
 import { createHash, createHmac, timingSafeEqual, type Hash } from 'node:crypto';
 import { createRequire } from 'node:module';
 import type { ChunkIdHash } from './format.js';
+import { openChunk } from './crypto.js';
 
 /**
  * Chunk identity and encoding, shared by the repository (GC, verify) and the datamover's
@@ -35,12 +36,12 @@ const zstd = require('zstd-napi/binding') as ZstdBinding;
 
 export const FLAG_COMPRESSED = 1;
 /**
- * Reserved since format v2 for encryption (README.md "Format version"): the stored bytes are
- * sealed (authenticated ciphertext of the compressed-or-raw form). Not written yet.
+ * Encrypted workloads (format v2 feature `sealed-aes-256-gcm`, crypto.ts): the stored bytes are
+ * sealed, the authenticated ciphertext of the compressed-or-raw form (whose flag stays set).
  */
 export const FLAG_SEALED = 2;
 /** Flag bits this code decodes; any other bit makes a stored chunk undecodable (refused, never guessed). */
-const KNOWN_FLAGS = FLAG_COMPRESSED;
+const KNOWN_FLAGS = FLAG_COMPRESSED | FLAG_SEALED;
 export const ID_LEN = 32;
 export const ZERO_ID = Buffer.alloc(ID_LEN);
 
@@ -54,6 +55,8 @@ export function isZeroId(ids: Uint8Array, off: number): boolean {
 export interface ChunkIdKey {
   hash: ChunkIdHash;
   key: Uint8Array;
+  /** The storage scope's data key when its chunks are sealed (an encrypted workload; data-keys.ts). */
+  dek?: Uint8Array;
 }
 
 /** The project's chunk id key: 32 bytes derived from the repository secret, one label per hash function. */
@@ -70,13 +73,16 @@ export function chunkId(k: ChunkIdKey, raw: Uint8Array): Buffer {
 
 /** Computes chunk ids under one key, many chunks; one per thread and key. */
 export interface ChunkHasher {
+  /** The scope's data key when its chunks are sealed: decodeVerify opens them with it. */
+  readonly dek?: Uint8Array;
   id(raw: Uint8Array): Buffer;
   /** Writes the id of `raw` to dst[off, off + 32). */
   idInto(raw: Uint8Array, dst: Uint8Array, off: number): void;
 }
 
 export function newChunkHasher(k: ChunkIdKey): ChunkHasher {
-  return k.hash === 'blake3-keyed' ? new Blake3ChunkHasher(k.key) : new HmacChunkHasher(k.key);
+  const h = k.hash === 'blake3-keyed' ? new Blake3ChunkHasher(k.key) : new HmacChunkHasher(k.key);
+  return k.dek ? Object.assign(h, { dek: Buffer.from(k.dek) }) : h;
 }
 
 /** Keyed BLAKE3 (32-byte key, 32-byte output): one native hasher reset per chunk. */
@@ -142,11 +148,50 @@ export function compressBound(n: number): number {
   return zstd.compressBound(n);
 }
 
+/** Bytes of a chunk the compressibility estimate looks at: SAMPLE_WINDOWS windows of SAMPLE_WINDOW bytes, spread evenly. */
+const SAMPLE_WINDOWS = 16;
+const SAMPLE_WINDOW = 64;
+const SAMPLE_BYTES = SAMPLE_WINDOWS * SAMPLE_WINDOW;
+/** x·log2(x) for every count a sample can hold (the entropy sum without a log per symbol). */
+const X_LOG2_X = Float64Array.from({ length: SAMPLE_BYTES + 1 }, (_, x) => (x > 1 ? x * Math.log2(x) : 0));
+/**
+ * Sampled order-0 entropy (bits per byte) at or above which a chunk is stored raw without
+ * running zstd. Uniform random bytes measure ≈ 7.82 on a 1 KiB sample (the estimate is biased
+ * low by ≈ 0.18); text ≈ 4–5, database pages and binaries ≈ 3–6.5, a half-random half-text chunk
+ * ≈ 7.0. Chosen on the bench mixes (bench/codec-strategy.ts, bench/README.md).
+ */
+export const RAW_ENTROPY_BITS = 7.6;
+
+/**
+ * Cheap compressibility estimate: the order-0 entropy of a 1 KiB sample of the chunk (16 windows
+ * of 64 bytes spread over it) — about 1/64 of the bytes zstd would read. True when the sample
+ * looks like random or already-compressed data, which zstd could not shrink either. Chunks
+ * smaller than 4 KiB are never judged (zstd is cheap on them). `hist` is caller scratch (256).
+ */
+export function looksIncompressible(raw: Uint8Array, hist: Uint32Array): boolean {
+  const n = raw.length;
+  if (n < 4096) return false;
+  hist.fill(0);
+  const step = Math.floor((n - SAMPLE_WINDOW) / (SAMPLE_WINDOWS - 1));
+  for (let w = 0; w < SAMPLE_WINDOWS; w++) {
+    const start = w * step;
+    for (let i = start; i < start + SAMPLE_WINDOW; i++) hist[raw[i]!]!++;
+  }
+  let sum = 0;
+  for (let b = 0; b < 256; b++) sum += X_LOG2_X[hist[b]!]!;
+  const bits = Math.log2(SAMPLE_BYTES) - sum / SAMPLE_BYTES;
+  return bits >= RAW_ENTROPY_BITS;
+}
+
 /** One per thread: holds the zstd contexts. */
 export class ChunkCodec {
   private readonly cctx = new zstd.CCtx();
   private readonly dctx = new zstd.DCtx();
+  private readonly hist = new Uint32Array(256);
   private level: number | null = null;
+
+  /** `estimate` false runs zstd on every chunk (benchmarks compare both). */
+  constructor(private readonly estimate = true) {}
 
   /**
    * zstd parameters for `level`. Levels 1 and below (the "fast" strategy) get minMatch 7: on the
@@ -163,10 +208,12 @@ export class ChunkCodec {
   /**
    * Compresses `raw` into `dst` (which must hold compressBound(raw.length)) and returns the
    * compressed length, or 0 when zstd does not shrink the chunk: then it is stored raw (flags
-   * 0) and the caller uses `raw` itself, no copy. zstd gives up on incompressible data at
-   * several GB/s, so a random chunk costs little more than that check.
+   * 0) and the caller uses `raw` itself, no copy. A chunk whose sample looks random
+   * (looksIncompressible) is stored raw without running zstd at all: the stored form is the
+   * same one zstd's failure gives (flags 0), so readers of every format version read it.
    */
   compressInto(raw: Uint8Array, dst: Uint8Array, level: number): number {
+    if (this.estimate && looksIncompressible(raw, this.hist)) return 0;
     this.setLevel(level);
     const n = this.cctx.compress2(dst, raw);
     return n < raw.length ? n : 0;
@@ -192,8 +239,13 @@ export class ChunkCodec {
     expectedId: Uint8Array,
   ): string | null {
     let raw: Uint8Array;
-    if (flags & ~KNOWN_FLAGS) {
-      return flags & FLAG_SEALED ? 'chunk is encrypted and this Lifeboat cannot decrypt it' : `unknown stored-form flags 0x${flags.toString(16)}`;
+    if (flags & ~KNOWN_FLAGS) return `unknown stored-form flags 0x${flags.toString(16)}`;
+    if (flags & FLAG_SEALED) {
+      // Encrypted workload (crypto.ts): opened, tag checked, before anything is decoded.
+      const opened = openChunk(hasher.dek, expectedId, flags & ~FLAG_SEALED, stored);
+      if (typeof opened === 'string') return opened;
+      stored = opened;
+      flags &= ~FLAG_SEALED;
     }
     if (flags & FLAG_COMPRESSED) {
       let n: number;
@@ -206,7 +258,8 @@ export class ChunkCodec {
       raw = dst;
     } else {
       if (stored.length !== dst.length) return `stored length ${stored.length}, expected ${dst.length}`;
-      dst.set(stored);
+      // Decoding in place (dst is the stored bytes themselves, restore.ts): nothing to copy.
+      if (dst.buffer !== stored.buffer || dst.byteOffset !== stored.byteOffset) dst.set(stored);
       raw = dst;
     }
     const id = hasher.id(raw);

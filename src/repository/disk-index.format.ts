@@ -1,6 +1,6 @@
 import { CorruptMetadataError } from '../lib/errors.js';
 import { ID_LEN } from './chunk-codec.js';
-import { openMetadata, sealMetadata } from './envelope.js';
+import { assertSealedAsScope, openMetadata, sealMetadata } from './envelope.js';
 import { decodeFramed, encodeFramed } from './framing.js';
 
 /**
@@ -49,5 +49,7 @@ export function decodeDiskIndex(what: string, data: Buffer): DiskIndex {
     header.chunkCount === chunkCountFor(header.size, header.chunkSize) &&
     body.length === header.chunkCount * ID_LEN;
   if (!ok) throw new CorruptMetadataError(`${what} has an inconsistent header`);
+  if (typeof header.projectId !== 'string') throw new CorruptMetadataError(`${what} names no scope`);
+  assertSealedAsScope(what, data, header.projectId);
   return { header, ids: Buffer.from(body) };
 }

@@ -8,7 +8,11 @@ import { CorruptMetadataError } from '../lib/errors.js';
  * - v1: repositories written before the version was explicit. Chunk ids HMAC-SHA256, no
  *   features, no sealed objects. Still read (and written to: v1 and v2 objects are the same).
  * - v2: config also names `chunkIdHash` and `features` (both checked); chunk flag bit 2 and
- *   the `LBSEAL01` envelope are reserved for encrypted (sealed) objects.
+ *   the `LBSEAL01` envelope seal encrypted workloads' objects (feature `sealed-aes-256-gcm`).
+ *
+ * Not format changes (readers of every version decode them, nothing recorded): the zstd level
+ * and parameters, and which chunks the writer stores raw (flags 0) — by zstd's failure to shrink
+ * them or by the compressibility estimate that skips zstd (chunk-codec.ts looksIncompressible).
  *
  * Rules for the next change: a new optional header field needs no version; a change an older
  * reader would misread needs either a new `features` entry (when only some repositories use it)
@@ -30,10 +34,17 @@ export type ChunkIdHash = (typeof CHUNK_ID_HASHES)[number];
 export const DEFAULT_CHUNK_ID_HASH: ChunkIdHash = 'blake3-keyed';
 
 /**
- * Features a repository may require of its readers. None exist yet; a repository listing one
- * this code does not know is refused (the list is how a later change stays out of older hands).
+ * The repository holds sealed objects (encrypted workloads, issue 17): chunk flag bit 2 and the
+ * `LBSEAL01` envelope (crypto.ts), AES-256-GCM. Added to `features` when the first data key is
+ * created (data-keys.ts), so a reader without it refuses the target by name.
  */
-export const KNOWN_FEATURES: readonly string[] = [];
+export const SEALED_FEATURE = 'sealed-aes-256-gcm';
+
+/**
+ * Features a repository may require of its readers; a repository listing one this code does
+ * not know is refused (the list is how a later change stays out of older hands).
+ */
+export const KNOWN_FEATURES: readonly string[] = [SEALED_FEATURE];
 
 /**
  * The target was written in a format this code does not read (newer, unknown, or with

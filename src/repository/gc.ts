@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { listAll, type Backend } from '../backend/backend.js';
-import { ConflictError, IntegrityError, NotFoundError } from '../lib/errors.js';
+import { ConflictError, errorMessage, IntegrityError, NotFoundError } from '../lib/errors.js';
 import { ChunkCodec, ID_LEN, newChunkHasher, ZERO_ID } from './chunk-codec.js';
 import { ChunkIndex } from './chunk-index.js';
 import { decodeDiskIndex } from './disk-index.format.js';
@@ -90,6 +90,9 @@ export interface GcReport {
 export async function collectGarbage(repo: Repository, opts: GcOptions = {}): Promise<GcReport> {
   const lease = await acquireGcLease(repo);
   try {
+    // Encrypted workloads' manifests and indexes are sealed: GC reads them all, so it needs every data key.
+    const locked = await repo.unlockAll().then(() => null, (e: unknown) => errorMessage(e));
+    if (locked) return { ...emptyReport(0), reason: `cannot read every snapshot: ${locked}` };
     const plan = await planGc(repo, opts);
     if ('refused' in plan) return { ...emptyReport(plan.manifests), reason: plan.refused, missingChunks: plan.missingChunks };
     const report = emptyReport(plan.mark.manifestKeys.length);
@@ -366,7 +369,13 @@ interface Decision {
  */
 async function decide(repo: Repository, plan: Plan): Promise<Decision | Refusal> {
   const b = repo.backend;
-  const refuse = (refused: string): Refusal => ({ refused, manifests: plan.mark.manifestKeys.length, missingChunks: [] });
+  // A refused run deletes nothing: its plan must not outlive it. Left published, it would make
+  // every later writer shun packs that stay (in a race, packs a snapshot committed meanwhile
+  // references: incrementals re-read and re-store those chunks until the next GC).
+  const refuse = async (refused: string): Promise<Refusal> => {
+    if (planPublished) await b.delete(GC_PLAN_KEY);
+    return { refused, manifests: plan.mark.manifestKeys.length, missingChunks: [] };
+  };
   const published: GcPlan = {
     planId: randomBytes(16).toString('hex'),
     createdAt: repo.clock.now(),
@@ -380,10 +389,10 @@ async function decide(repo: Repository, plan: Plan): Promise<Decision | Refusal>
   const liveOf = (ls: LeaseEntry[]) => ls.filter((l) => !l.record || isLive(l.record, now, repo.graceMs));
   const before = liveOf(plan.inventory.leases);
   const after = liveOf(leasesNow);
-  if ([...before, ...after].some((l) => l.record === null)) return refuse('an unreadable lease exists; refusing to sweep');
+  if ([...before, ...after].some((l) => l.record === null)) return await refuse('an unreadable lease exists; refusing to sweep');
   const marked = new Set(plan.mark.manifestKeys);
   if ((await listAll(b, 'manifests/')).some((k) => parse.manifest(k) && !marked.has(k))) {
-    return refuse('snapshots were committed during GC; run it again');
+    return await refuse('snapshots were committed during GC; run it again');
   }
   const liveLeaseIds = new Set([...before, ...after].map((l) => l.record!.id));
   // Holders that may reuse any chunk: everyone live before the plan existed, and everyone
@@ -402,8 +411,18 @@ async function decide(repo: Repository, plan: Plan): Promise<Decision | Refusal>
       }
     }
   }
+  // What is held back is not condemned this round: writers that start from now on may dedup
+  // against it (same planId: holders that saw the plan stay 'seen').
+  if (planPublished && pendingPacks > 0) await republish(b, published, plan.projects);
   const deadLeases = leasesNow.filter((l) => l.record !== null && !isLive(l.record, now, repo.graceMs));
   return { projects: plan.projects, pendingPacks, planPublished, deadLeases, liveLeaseIds };
+}
+
+/** Puts the plan again with only what will be swept (the plan is removed when nothing is). */
+async function republish(b: Repository['backend'], published: GcPlan, projects: ProjectPlan[]): Promise<void> {
+  const condemned = Object.fromEntries(projects.filter((p) => p.condemned.size > 0).map((p) => [p.projectId, [...p.condemned]]));
+  if (Object.keys(condemned).length === 0) await b.delete(GC_PLAN_KEY);
+  else await b.put(GC_PLAN_KEY, Buffer.from(JSON.stringify({ ...published, condemned } satisfies GcPlan)));
 }
 
 // ---------------------------------------------------------------- execute

@@ -2,7 +2,8 @@ import { listAll, type Backend } from '../backend/backend.js';
 import { errorMessage, IntegrityError, NotFoundError } from '../lib/errors.js';
 import { ChunkIndex } from './chunk-index.js';
 import { keys, packId, parse } from './keys.js';
-import { decodePackIndex, encodePackIndex, minPackLength, type PackIndexEntry, type PackIndexHeader } from './pack-index.format.js';
+import { ID_LEN } from './chunk-codec.js';
+import { decodePackIndexRecords, encodePackIndex, minPackLength, PACK_INDEX_RECORD, packIndexRecords, recordLocation, recordPack, type ChunkLocation, type PackIndexEntry, type PackIndexRecords } from './pack-index.format.js';
 import { decodePackTrailer } from './pack.format.js';
 
 /**
@@ -76,10 +77,8 @@ export interface LoadedIndex {
   repair: IndexRepair | null;
 }
 
-interface ReadIndex {
-  header: Pick<PackIndexHeader, 'packs' | 'packLengths'>;
-  entries: PackIndexEntry[];
-}
+/** A pack index kept as its stored records (52 bytes per chunk copy, no object per entry). */
+type ReadIndex = PackIndexRecords;
 
 const STAT_CONCURRENCY = 16;
 
@@ -127,7 +126,7 @@ async function readIndexes(backend: Backend, projectId: string): Promise<{ ok: R
   for (const key of await listAll(backend, `index/${projectId}/`)) {
     if (!parse.packIndex(key)) continue;
     try {
-      ok.push(decodePackIndex(key, await backend.get(key)));
+      ok.push(decodePackIndexRecords(key, await backend.get(key)));
     } catch (e) {
       if (!(e instanceof IntegrityError)) throw e; // NotFound: GC consolidated meanwhile → caller retries
       bad.push({ key, reason: errorMessage(e) });
@@ -174,8 +173,8 @@ async function repairIndexes(
     }
   }
   if (entries.length === 0) return { repair, rebuilt: null };
-  const packs = [...lengths.keys()];
-  return { repair, rebuilt: { header: { packs, packLengths: packs.map((p) => lengths.get(p)!) }, entries } };
+  const { packs, body } = packIndexRecords(entries);
+  return { repair, rebuilt: { header: { packs, packLengths: packs.map((p) => lengths.get(p)!) }, body, count: entries.length } };
 }
 
 /** Why a pack an index references cannot be trusted, or null when it looks whole. */
@@ -188,9 +187,11 @@ function packProblem(pack: string, actual: number | undefined, expected: number 
 
 /** Packs of `idx` that failed the check (pack → problem). */
 function checkIndexPacks(idx: ReadIndex, sizes: Map<string, number>, exclude: ReadonlySet<string> | undefined): Map<string, string> {
-  const byPack = new Map<string, PackIndexEntry[]>();
+  // Only indexes written before packLengths need their locations grouped (for minPackLength).
+  const byPack = new Map<string, ChunkLocation[]>();
   if (!idx.header.packLengths) {
-    for (const e of idx.entries) {
+    for (let i = 0; i < idx.count; i++) {
+      const e = recordLocation(idx, i);
       const l = byPack.get(e.pack);
       if (l) l.push(e);
       else byPack.set(e.pack, [e]);
@@ -203,6 +204,16 @@ function checkIndexPacks(idx: ReadIndex, sizes: Map<string, number>, exclude: Re
     if (why) out.set(pack, why);
   });
   return out;
+}
+
+/** A copy left out of the index (lost pack or marked bad): reported by id. */
+interface CopyRef {
+  id: Buffer;
+  pack: string;
+}
+
+function copyRef(body: Buffer, at: number, pack: string): CopyRef {
+  return { id: Buffer.from(body.subarray(at, at + ID_LEN)), pack };
 }
 
 /**
@@ -230,27 +241,29 @@ export async function loadIndexOnce(
     if (r.rebuilt) all.push(r.rebuilt);
   }
   const lost = new Map<string, LostPack>();
-  const lostEntries: PackIndexEntry[] = [];
-  const badEntries: PackIndexEntry[] = [];
+  const lostEntries: CopyRef[] = [];
+  const badEntries: CopyRef[] = [];
   const index = new ChunkIndex();
+  index.reserve(all.reduce((n, idx) => n + idx.count, 0)); // one table of the final size, no rehash series
   for (const idx of all) {
     const problems = opts.checkPacks && sizes ? checkIndexPacks(idx, sizes, opts.excludePacks) : null;
-    index.reserve(index.size + idx.entries.length);
-    for (const e of idx.entries) {
-      if (opts.excludePacks?.has(e.pack)) continue;
-      const why = problems?.get(e.pack);
+    const b = idx.body;
+    for (let i = 0, at = 0; i < idx.count; i++, at += PACK_INDEX_RECORD) {
+      const pack = recordPack(idx, i);
+      if (opts.excludePacks?.has(pack)) continue;
+      const why = problems?.get(pack);
       if (why) {
-        const l = lost.get(e.pack) ?? { pack: e.pack, reason: why, reported: markers.reportedLostPacks.has(e.pack), chunks: 0 };
+        const l = lost.get(pack) ?? { pack, reason: why, reported: markers.reportedLostPacks.has(pack), chunks: 0 };
         l.chunks++;
-        lost.set(e.pack, l);
-        lostEntries.push(e);
+        lost.set(pack, l);
+        lostEntries.push(copyRef(b, at, pack));
         continue;
       }
-      if (bad.size > 0 && bad.has(`${e.id.toString('hex')}.${e.pack}`)) {
-        badEntries.push(e);
+      if (bad.size > 0 && bad.has(`${b.toString('hex', at, at + ID_LEN)}.${pack}`)) {
+        badEntries.push(copyRef(b, at, pack));
         continue;
       }
-      index.set(e.id, e);
+      index.setFields(b, at, pack, b.readUInt32LE(at + 36), b.readUInt32LE(at + 40), b.readUInt32LE(at + 44), b.readUInt32LE(at + 48));
     }
   }
   const lostChunks = new Set<string>();

@@ -43,6 +43,8 @@ export const keys = {
   bad: (projectId: string, chunkHex: string, pack: string) => `bad/${projectId}/${chunkHex}.${pack}`,
   /** Marker: the loss of this pack was reported on the snapshots it affects (not reported again). */
   lostPack: (projectId: string, pack: string) => `bad/${projectId}/lost-${pack}`,
+  /** The wrapped data key of an encrypted storage scope (data-keys.ts). */
+  dataKey: (scope: string) => `datakeys/${scope}.json`,
 };
 
 /** Parses keys back; null when a key does not have the expected shape (foreign files are ignored). */
@@ -65,6 +67,10 @@ export const parse = {
   },
   lease(key: string): string | null {
     const m = /^locks\/([0-9a-f]{32})\.json$/.exec(key);
+    return m ? m[1]! : null;
+  },
+  dataKey(key: string): string | null {
+    const m = /^datakeys\/([0-9a-f-]+)\.json$/.exec(key);
     return m ? m[1]! : null;
   },
   lostPack(key: string): { projectId: string; packId: string } | null {

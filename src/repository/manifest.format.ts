@@ -1,6 +1,6 @@
 import { CorruptMetadataError } from '../lib/errors.js';
 import { sha256 } from './chunk-codec.js';
-import { openMetadata, sealMetadata } from './envelope.js';
+import { assertSealedAsScope, openMetadata, sealMetadata } from './envelope.js';
 
 /**
  * Snapshot manifest (`manifests/<snapshotId>.json`), written last: its presence is what makes
@@ -65,5 +65,12 @@ export function decodeManifest(what: string, data: Buffer): Manifest {
   if (typeof m.snapshotId !== 'string' || typeof m.projectId !== 'string' || !Array.isArray(m.disks)) {
     throw new CorruptMetadataError(`${what} lacks required fields`);
   }
+  assertSealedAsScope(what, data, m.projectId, claimsEncryption(m.meta));
   return m;
+}
+
+/** Whether the caller's metadata says the workload is encrypted (jobs/manifest-meta.ts `workload.encryption`). */
+function claimsEncryption(meta: unknown): boolean {
+  const w = meta && typeof meta === 'object' ? (meta as { workload?: unknown }).workload : undefined;
+  return !!w && typeof w === 'object' && (w as { encryption?: unknown }).encryption === true;
 }

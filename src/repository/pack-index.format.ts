@@ -1,6 +1,6 @@
 import { IntegrityError } from '../lib/errors.js';
 import { ID_LEN } from './chunk-codec.js';
-import { openMetadata, sealMetadata } from './envelope.js';
+import { assertSealedAsScope, openMetadata, sealMetadata } from './envelope.js';
 import { decodeFramed, encodeFramed } from './framing.js';
 import { isPackId } from './keys.js';
 
@@ -54,13 +54,20 @@ export function minPackLength(entries: readonly ChunkLocation[]): number {
   return end + TRAILER_FIXED + offsets.size * TRAILER_REC;
 }
 
-export function encodePackIndex(
-  projectId: string,
-  createdAt: number,
-  entries: readonly PackIndexEntry[],
-  /** Exact pack lengths, when known for every pack of `entries` (else none is recorded). */
-  packLengths?: ReadonlyMap<string, number>,
-): Uint8Array[] {
+/**
+ * A pack index's records as they are stored (PACK_INDEX_RECORD bytes each, layout above), for
+ * readers that must not make one JS object per chunk (a project's index is loaded whole).
+ * Accessors: recordPack / recordLocation; the id is body[at, at + 32).
+ */
+export interface PackIndexRecords {
+  header: Pick<PackIndexHeader, 'packs' | 'packLengths'>;
+  body: Buffer;
+  count: number;
+}
+export const PACK_INDEX_RECORD = REC;
+
+/** The records of `entries` and the pack list their ordinals point into. */
+export function packIndexRecords(entries: readonly PackIndexEntry[]): { packs: string[]; body: Buffer } {
   const packs: string[] = [];
   const ord = new Map<string, number>();
   const body = Buffer.alloc(entries.length * REC);
@@ -79,12 +86,44 @@ export function encodePackIndex(
     body.writeUInt32LE(e.rawLength, at + 44);
     body.writeUInt32LE(e.flags, at + 48);
   });
+  return { packs, body };
+}
+
+/** Pack of record i (ordinals are checked when decoding). */
+export function recordPack(r: PackIndexRecords, i: number): string {
+  return r.header.packs[r.body.readUInt32LE(i * REC + 32)]!;
+}
+
+/** Location of record i. */
+export function recordLocation(r: PackIndexRecords, i: number): ChunkLocation {
+  const at = i * REC;
+  const b = r.body;
+  return { pack: recordPack(r, i), offset: b.readUInt32LE(at + 36), storedLength: b.readUInt32LE(at + 40), rawLength: b.readUInt32LE(at + 44), flags: b.readUInt32LE(at + 48) };
+}
+
+export function encodePackIndex(
+  projectId: string,
+  createdAt: number,
+  entries: readonly PackIndexEntry[],
+  /** Exact pack lengths, when known for every pack of `entries` (else none is recorded). */
+  packLengths?: ReadonlyMap<string, number>,
+): Uint8Array[] {
+  const { packs, body } = packIndexRecords(entries);
   const header: PackIndexHeader = { projectId, packs, createdAt };
   if (packLengths && packs.every((p) => packLengths.has(p))) header.packLengths = packs.map((p) => packLengths.get(p)!);
   return sealMetadata('pack-index', { projectId }, encodeFramed(PACK_INDEX_MAGIC, header, [body]));
 }
 
+/** Every entry as an object (GC, verify); loading a whole project's index uses decodePackIndexRecords. */
 export function decodePackIndex(what: string, data: Buffer): { header: PackIndexHeader; entries: PackIndexEntry[] } {
+  const r = decodePackIndexRecords(what, data);
+  const entries: PackIndexEntry[] = [];
+  for (let i = 0; i < r.count; i++) entries.push({ id: Buffer.from(r.body.subarray(i * REC, i * REC + ID_LEN)), ...recordLocation(r, i) });
+  return { header: r.header, entries };
+}
+
+/** A pack index checked (header, body length, every pack ordinal) and left as records. */
+export function decodePackIndexRecords(what: string, data: Buffer): PackIndexRecords & { header: PackIndexHeader } {
   const { header, body } = decodeFramed<PackIndexHeader>(what, PACK_INDEX_MAGIC, openMetadata('pack-index', what, data));
   if (!Array.isArray(header.packs) || !header.packs.every((p) => typeof p === 'string' && isPackId(p))) {
     throw new IntegrityError(`${what} has a bad pack list`);
@@ -94,18 +133,11 @@ export function decodePackIndex(what: string, data: Buffer): { header: PackIndex
     throw new IntegrityError(`${what} has a bad pack length list`);
   }
   if (body.length % REC !== 0) throw new IntegrityError(`${what} has a bad body length`);
-  const entries: PackIndexEntry[] = [];
+  if (typeof header.projectId !== 'string') throw new IntegrityError(`${what} names no scope`);
+  assertSealedAsScope(what, data, header.projectId);
+  const packCount = header.packs.length;
   for (let at = 0; at < body.length; at += REC) {
-    const pack = header.packs[body.readUInt32LE(at + 32)];
-    if (pack === undefined) throw new IntegrityError(`${what} references an unknown pack`);
-    entries.push({
-      id: Buffer.from(body.subarray(at, at + 32)),
-      pack,
-      offset: body.readUInt32LE(at + 36),
-      storedLength: body.readUInt32LE(at + 40),
-      rawLength: body.readUInt32LE(at + 44),
-      flags: body.readUInt32LE(at + 48),
-    });
+    if (body.readUInt32LE(at + 32) >= packCount) throw new IntegrityError(`${what} references an unknown pack`);
   }
-  return { header, entries };
+  return { header, body, count: body.length / REC };
 }

@@ -1,6 +1,6 @@
 import { ID_LEN } from './chunk-codec.js';
 import { IntegrityError } from '../lib/errors.js';
-import { openMetadata, sealMetadata } from './envelope.js';
+import { assertSealedAsScope, openMetadata, sealMetadata } from './envelope.js';
 import { decodeFramed, encodeFramed } from './framing.js';
 
 /**
@@ -48,6 +48,8 @@ export function decodePackTrailer(what: string, pack: Buffer, projectId?: string
   const framed = pack.subarray(Math.max(0, pack.length - 4 - len), pack.length - 4);
   const { header, body } = decodeFramed<{ projectId?: unknown; count?: unknown }>(`${what} trailer`, PACK_MAGIC, openMetadata('pack-trailer', `${what} trailer`, framed));
   if (projectId !== undefined && header.projectId !== projectId) throw new IntegrityError(`${what} belongs to another project`);
+  if (typeof header.projectId !== 'string') throw new IntegrityError(`${what} trailer names no scope`);
+  assertSealedAsScope(`${what} trailer`, framed, header.projectId);
   if (body.length % REC !== 0 || header.count !== body.length / REC) throw new IntegrityError(`${what} trailer has a bad record count`);
   const out: PackTrailerEntry[] = [];
   for (let at = 0; at + REC <= body.length; at += REC) {

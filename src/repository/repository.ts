@@ -17,6 +17,9 @@ import { loadIndexOnce, type IndexRepair, type LoadedIndex, type LoadIndexOption
 import { collectGarbage, type GcOptions, type GcReport } from './gc.js';
 import { newLeaseId, SnapshotWriter } from './snapshot-writer.js';
 import { verifyRepository, type VerifyResult } from './verify.js';
+import { DataKeys, scopeDataKey, type ScopeOwner } from './data-keys.js';
+import { isSealed, sealedScope, unsealedError } from './envelope.js';
+import { KeySources, type KeySource, type SecretKeyReader } from './key-source.js';
 
 export interface RepositoryOptions {
   clock?: Clock;
@@ -25,6 +28,10 @@ export interface RepositoryOptions {
   leaseTtlMs?: number;
   /** Extra safety margin for clock skew and stalls before GC trusts an expired lease. Default 5 min. */
   graceMs?: number;
+  /** The default key-encryption key source of encrypted workloads (the key file; key-source.ts); without one their data cannot be opened. */
+  keySource?: KeySource | null;
+  /** Barbican secrets as key-encryption keys (`secret_uuid`; the OpenStack platform's key manager); null: not read on this node. */
+  secretKeys?: SecretKeyReader | null;
 }
 
 export interface GcPlan {
@@ -44,6 +51,8 @@ export class Repository {
   readonly leaseTtlMs: number;
   readonly graceMs: number;
   private readonly secret: Buffer;
+  /** Data keys of the encrypted workloads on this target (data-keys.ts). */
+  readonly dataKeys: DataKeys;
 
   private constructor(
     readonly backend: Backend,
@@ -57,6 +66,7 @@ export class Repository {
     this.leaseTtlMs = opts.leaseTtlMs ?? 5 * 60_000;
     this.graceMs = opts.graceMs ?? 5 * 60_000;
     this.secret = Buffer.from(config.secret, 'base64');
+    this.dataKeys = new DataKeys(backend, new KeySources(opts.keySource ?? null, opts.secretKeys ?? null), this.clock, this.logger);
   }
 
   /**
@@ -82,10 +92,28 @@ export class Repository {
     return this.config.chunkSize;
   }
 
-  /** The project's chunk id function and key (format.ts: the repository's chunkIdHash). */
+  /**
+   * The storage scope's chunk id function and key (format.ts: the repository's chunkIdHash). An
+   * encrypted workload's scope (unlocked first: every async entry point below does) derives its
+   * id key from its data key, not from the secret on the target, so whoever reads the target
+   * cannot test its chunks for known content; the data key comes along to open its chunks.
+   */
   projectKey(projectId: string): ChunkIdKey {
     assertId('project', projectId);
-    return deriveProjectKey(this.secret, projectId, this.format.chunkIdHash);
+    const dek = scopeDataKey(projectId);
+    if (!dek) return deriveProjectKey(this.secret, projectId, this.format.chunkIdHash);
+    return { ...deriveProjectKey(dek, projectId, this.format.chunkIdHash), dek };
+  }
+
+  /** Opens the data key of every encrypted scope on the target (GC, verify); EncryptionKeyError names a workload it cannot open. */
+  async unlockAll(): Promise<void> {
+    for (const scope of await this.dataKeys.scopes()) await this.dataKeys.unlock(scope);
+  }
+
+  /** Opens the data key of the scope a stored object names when it is sealed (readers, before decoding). */
+  private async unlockFor(what: string, stored: Buffer): Promise<void> {
+    const scope = sealedScope(what, stored);
+    if (scope) await this.dataKeys.unlock(scope);
   }
 
   async acquireLease(kind: LeaseKind, projectId: string | null, snapshotId: string | null, gcPlanSeen: string | null = null): Promise<Lease> {
@@ -103,9 +131,11 @@ export class Repository {
    * Starts a snapshot: registers the writer lease FIRST, then reads the GC plan and the
    * project's chunk index (order matters: see gc.ts). No exclusive lock is taken.
    */
-  async beginSnapshot(args: { projectId: string; snapshotId: string }): Promise<SnapshotWriter> {
+  async beginSnapshot(args: { projectId: string; snapshotId: string; encryptedFor?: ScopeOwner | null }): Promise<SnapshotWriter> {
     assertId('project', args.projectId);
     assertId('snapshot', args.snapshotId);
+    // Encrypted workload: its scope's data key is made (first snapshot) or opened before anything is written.
+    if (args.encryptedFor) await this.dataKeys.ensure(args.projectId, args.encryptedFor);
     if ((await this.backend.stat(keys.manifest(args.snapshotId))) !== null) {
       throw new ValidationError(`snapshot ${args.snapshotId} already exists in the repository`);
     }
@@ -175,6 +205,7 @@ export class Repository {
   /** loadChunkIndex with the pack check and index repair options of index-load.ts. */
   async loadProjectIndex(projectId: string, opts: LoadIndexOptions): Promise<LoadedIndex> {
     assertId('project', projectId);
+    await this.dataKeys.unlock(projectId);
     for (let attempt = 0; ; attempt++) {
       try {
         const markers = await this.listDamageMarkers(projectId);
@@ -269,7 +300,12 @@ export class Repository {
     else dst.set(await this.backend.getRange(key, loc.offset, loc.storedLength));
   }
 
-  async readManifest(snapshotId: string): Promise<Manifest> {
+  /**
+   * The snapshot's manifest. `expect.encryptedScope`: the caller knows (from its database) that
+   * the snapshot is an encrypted workload's, so the manifest must be sealed for that scope,
+   * whatever the target says about itself.
+   */
+  async readManifest(snapshotId: string, expect: { encryptedScope?: string } = {}): Promise<Manifest> {
     assertId('snapshot', snapshotId);
     const key = keys.manifest(snapshotId);
     let data: Buffer;
@@ -279,9 +315,23 @@ export class Repository {
       if (e instanceof NotFoundError) throw NotFoundError.of('Snapshot', snapshotId);
       throw e;
     }
+    // An encrypted workload's job opens its data key afresh (a revoked Barbican secret stops it here).
+    if (expect.encryptedScope !== undefined) await this.dataKeys.reopen(expect.encryptedScope);
+    await this.unlockFor(key, data);
     const m = decodeManifest(key, data);
     if (m.snapshotId !== snapshotId) throw new CorruptMetadataError(`${key} describes snapshot ${m.snapshotId}`);
+    await this.refuseUnsealed(key, data, m.projectId);
+    const want = expect.encryptedScope;
+    if (want !== undefined && (!isSealed(data) || m.projectId !== want)) throw isSealed(data) ? new CorruptMetadataError(`${key} belongs to scope ${m.projectId}, not to encrypted workload ${want}: refused`) : unsealedError(key, want);
     return m;
+  }
+
+  /**
+   * A plain object is trusted only when its scope is not an encrypted workload's, checked on the
+   * target (the codecs check what this process already knows: envelope.ts assertSealedAsScope).
+   */
+  private async refuseUnsealed(key: string, stored: Buffer, scope: string): Promise<void> {
+    if (!isSealed(stored) && (await this.dataKeys.isEncrypted(scope))) throw unsealedError(key, scope);
   }
 
   /** Ids of every committed snapshot (those with a manifest). A failing listing throws. */
@@ -296,7 +346,11 @@ export class Repository {
 
   async readDiskIndex(key: string): Promise<DiskIndex> {
     if (!parse.diskIndex(key)) throw new ValidationError(`not a disk index key: ${key}`);
-    return decodeDiskIndex(key, await this.backend.get(key));
+    const data = await this.backend.get(key);
+    await this.unlockFor(key, data);
+    const index = decodeDiskIndex(key, data);
+    await this.refuseUnsealed(key, data, index.header.projectId);
+    return index;
   }
 
   /**

@@ -3,7 +3,8 @@ import type { Backend, ObjectWriter } from '../backend/backend.js';
 import { InvalidStateError } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import type { Clock } from '../lib/clock.js';
-import { ID_LEN, isZeroId, type ChunkIdKey } from './chunk-codec.js';
+import { FLAG_SEALED, ID_LEN, isZeroId, type ChunkIdKey } from './chunk-codec.js';
+import { sealForScope } from './data-keys.js';
 import type { ChunkIndex } from './chunk-index.js';
 import { encodeDiskIndex, type DiskIndex } from './disk-index.format.js';
 import { keys, packId, packOwner } from './keys.js';
@@ -100,6 +101,11 @@ export class SnapshotWriter {
     return this.lease.record.id;
   }
 
+  /** True when the target's streamed writes buffer a pack themselves while it uploads (Backend.buffersWrites). */
+  get uploadsBuffered(): boolean {
+    return this.backend.buffersWrites === true;
+  }
+
   /** True when a good copy of the chunk is stored, or this writer has stored/claimed it. */
   hasChunk(id: Uint8Array, off = 0): boolean {
     if (this.index.has(id, off) && !this.isDistrusted(id, off)) return true;
@@ -166,9 +172,12 @@ export class SnapshotWriter {
    * then reuse `stored`). Packs close at packSize; at most one closed pack is being made
    * durable (fsync) while the next one fills, so a slow target slows the caller down.
    */
-  async addChunks(items: readonly NewChunk[]): Promise<void> {
+  async addChunks(chunks: readonly NewChunk[]): Promise<void> {
     this.assertOpen();
     this.throwIfUploadFailed();
+    // Encrypted workload (issue 17): the chunks of a sealed scope are stored sealed (data-keys.ts).
+    const sealed = sealForScope(this.projectId, chunks, FLAG_SEALED);
+    const items = sealed.items;
     const waits: Promise<void>[] = [];
     let run: Uint8Array[] = [];
     let runPack: OpenPack | null = null;
@@ -198,6 +207,7 @@ export class SnapshotWriter {
     pushRun();
     await Promise.all(waits);
     this.throwIfUploadFailed();
+    sealed.release(); // handed over: the sealed bytes' arena may be reused (not after a failure: a write may still read it)
   }
 
   private newPack(): OpenPack {

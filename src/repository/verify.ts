@@ -1,11 +1,12 @@
 import { listAll } from '../backend/backend.js';
-import { errorMessage, IntegrityError, NotFoundError, ValidationError } from '../lib/errors.js';
+import { EncryptionKeyError, errorMessage, IntegrityError, NotFoundError, ValidationError } from '../lib/errors.js';
 import { ChunkCodec, ID_LEN, newChunkHasher, ZERO_ID, type ChunkHasher } from './chunk-codec.js';
 import { decodeDiskIndex } from './disk-index.format.js';
 import { keys, parse } from './keys.js';
 import { decodeManifest } from './manifest.format.js';
 import { decodePackIndex, type PackIndexEntry } from './pack-index.format.js';
 import type { Repository } from './repository.js';
+import { checkSealedFraming, sealedScope } from './envelope.js';
 
 /** Largest read from a pack (bytes). */
 const WINDOW = 4 << 20;
@@ -54,6 +55,27 @@ export interface VerifyResult {
   healedChunks: number;
   /** New bad-copy markers written (those copies are never deduplicated against again). */
   badCopiesMarked: number;
+  /**
+   * Encrypted workloads whose data key this node could not open: their structure was checked
+   * (every object sealed, for its scope, of its kind, with a readable header and room for its
+   * tag; each pack's trailer framing), their contents were not. Their snapshots are not in
+   * `snapshotIds` (not verified).
+   */
+  encryptedUnchecked: EncryptedUnchecked[];
+}
+
+export interface EncryptedUnchecked {
+  /** The encrypted workload's storage scope (its id). */
+  scope: string;
+  /** "contents not checked: key not available (<why>)". */
+  reason: string;
+  /** Its snapshots whose manifests were found (sealed, structure only). */
+  snapshots: string[];
+  /** Sealed metadata objects whose framing was checked (manifests, disk and pack indexes). */
+  sealedObjects: number;
+  /** Packs whose trailer framing was checked, and their bytes. */
+  packs: number;
+  packBytes: number;
 }
 
 
@@ -100,8 +122,11 @@ export async function verifyRepository(repo: Repository, opts: VerifyOptions = {
   const res = emptyResult(subset ?? null);
   const lease = await repo.acquireLease('reader', null, null);
   try {
-    const refs = await collectReferences(repo, res);
-    const projects = new Set<string>([...refs.byProject.keys()]);
+    // Encrypted workloads: checking their GCM tags needs each wrapped data key (on the target) and
+    // the KEK that opens it; a scope this node cannot open gets its structure checked instead.
+    const locked = await openDataKeys(repo, res);
+    const refs = await collectReferences(repo, res, locked);
+    const projects = new Set<string>([...refs.byProject.keys(), ...locked.keys()]);
     for (const k of await listAll(repo.backend, 'index/')) {
       const p = parse.packIndex(k);
       if (p) projects.add(p.projectId);
@@ -109,9 +134,15 @@ export async function verifyRepository(repo: Repository, opts: VerifyOptions = {
     const allPacks = await listAll(repo.backend, 'packs/');
     const reader = new PackReader(repo, opts, res, subset === undefined ? null : samplePacks(allPacks, subset), allPacks.length);
     for (const projectId of projects) {
+      const unchecked = locked.get(projectId);
+      if (unchecked) {
+        await checkSealedScope(repo, res, unchecked);
+        continue;
+      }
       const verdicts = await reader.verifyProject(projectId);
       judgeReferences(res, refs, projectId, verdicts);
     }
+    res.encryptedUnchecked = [...locked.values()];
     res.failedSnapshots = [...refs.failed].sort();
     res.ok = res.problems.length === 0 && res.metadataProblems.length === 0;
     return res;
@@ -136,11 +167,89 @@ function emptyResult(sampled: number | null): VerifyResult {
     failedSnapshots: [],
     healedChunks: 0,
     badCopiesMarked: 0,
+    encryptedUnchecked: [],
   };
 }
 
+/**
+ * Opens the data key of every encrypted scope; the ones this node cannot open (no or another
+ * KEK, a Barbican secret it cannot read) are returned, to be checked without the key. A damaged
+ * wrapped key is a metadata problem too.
+ */
+async function openDataKeys(repo: Repository, res: VerifyResult): Promise<Map<string, EncryptedUnchecked>> {
+  const locked = new Map<string, EncryptedUnchecked>();
+  for (const scope of await repo.dataKeys.scopes()) {
+    try {
+      await repo.dataKeys.unlock(scope);
+    } catch (e) {
+      if (!(e instanceof EncryptionKeyError || e instanceof IntegrityError)) throw e;
+      if (e instanceof IntegrityError) res.metadataProblems.push({ key: keys.dataKey(scope), snapshotId: null, message: errorMessage(e) });
+      locked.set(scope, { scope, reason: `contents not checked: key not available (${errorMessage(e)})`, snapshots: [], sealedObjects: 0, packs: 0, packBytes: 0 });
+    }
+  }
+  return locked;
+}
+
+/**
+ * A sealed manifest of a scope whose key is not available: its framing and its disk indexes'
+ * (listed under the snapshot) are checked, nothing inside. Problems are metadata problems of the snapshot.
+ */
+async function checkLockedSnapshot(repo: Repository, res: VerifyResult, u: EncryptedUnchecked, snapshotId: string, mk: string, data: Buffer): Promise<boolean> {
+  try {
+    checkSealedFraming(mk, data, 'manifest', u.scope);
+    u.sealedObjects++;
+    for (const dk of await listAll(repo.backend, `disks/${snapshotId}/`)) {
+      if (!parse.diskIndex(dk)) continue;
+      checkSealedFraming(dk, await repo.backend.get(dk), 'disk-index', u.scope);
+      u.sealedObjects++;
+    }
+  } catch (e) {
+    if (!(e instanceof IntegrityError || e instanceof NotFoundError)) throw e;
+    res.metadataProblems.push({ key: mk, snapshotId, message: errorMessage(e) });
+    return false;
+  }
+  u.snapshots.push(snapshotId);
+  return true;
+}
+
+/**
+ * The pack indexes and packs of a scope whose key is not available: every pack index sealed
+ * for the scope; every pack's length word pointing at a sealed trailer of the scope inside the
+ * pack. Chunks stay unread (their tags need the key).
+ */
+async function checkSealedScope(repo: Repository, res: VerifyResult, u: EncryptedUnchecked): Promise<void> {
+  const b = repo.backend;
+  for (const k of await listAll(b, `index/${u.scope}/`)) {
+    if (!parse.packIndex(k)) continue;
+    try {
+      checkSealedFraming(k, await b.get(k), 'pack-index', u.scope);
+      u.sealedObjects++;
+    } catch (e) {
+      if (!(e instanceof IntegrityError)) throw e;
+      res.metadataProblems.push({ key: k, snapshotId: null, message: errorMessage(e) });
+    }
+  }
+  for (const k of await listAll(b, `packs/${u.scope}/`)) {
+    if (!parse.pack(k)) continue;
+    try {
+      const size = await b.stat(k);
+      if (size === null) continue; // deleted meanwhile (GC)
+      if (size < 4) throw new IntegrityError(`${k} is truncated (${size} bytes)`);
+      const len = (await b.getRange(k, size - 4, 4)).readUInt32LE(0);
+      if (len + 4 > size) throw new IntegrityError(`${k} has a bad trailer length`);
+      checkSealedFraming(`${k} trailer`, await b.getRange(k, size - 4 - len, len), 'pack-trailer', u.scope);
+      u.packs++;
+      u.packBytes += size;
+      res.bytesRead += len + 4;
+    } catch (e) {
+      if (!(e instanceof IntegrityError)) throw e;
+      res.metadataProblems.push({ key: k, snapshotId: null, message: errorMessage(e) });
+    }
+  }
+}
+
 /** Reads every manifest and disk index; unreadable ones are metadata problems of their snapshot. */
-async function collectReferences(repo: Repository, res: VerifyResult): Promise<References> {
+async function collectReferences(repo: Repository, res: VerifyResult, locked: ReadonlyMap<string, EncryptedUnchecked>): Promise<References> {
   const b = repo.backend;
   const refs: References = { disks: [], byProject: new Map(), failed: new Set() };
   for (const mk of await listAll(b, 'manifests/')) {
@@ -149,7 +258,13 @@ async function collectReferences(repo: Repository, res: VerifyResult): Promise<R
     res.snapshots++;
     let m;
     try {
-      m = decodeManifest(mk, await b.get(mk));
+      const data = await b.get(mk);
+      const u = locked.get(sealedScope(mk, data) ?? '');
+      if (u) {
+        if (!(await checkLockedSnapshot(repo, res, u, snapshotId, mk, data))) refs.failed.add(snapshotId);
+        continue;
+      }
+      m = decodeManifest(mk, data);
     } catch (e) {
       if (e instanceof NotFoundError) continue; // deleted meanwhile
       res.metadataProblems.push({ key: mk, snapshotId, message: errorMessage(e) });

@@ -3,6 +3,7 @@ import { cancelJob, type Job } from '../store/job.store.js';
 import { listSnapshots, setSnapshotMetadata, transitionSnapshot } from '../store/snapshot.store.js';
 import { getRestore, transitionRestore } from '../store/restore.store.js';
 import { transitionFileSearch } from '../store/file-search.store.js';
+import { transitionRepoVerification } from '../store/repo-verification.store.js';
 import { isJobKind, type JobKind } from '../jobs/kinds.js';
 import { RUNNING_SNAPSHOT_STATES } from '../domain/snapshot.js';
 import { RUNNING_RESTORE_STATES } from '../domain/restore.js';
@@ -22,6 +23,7 @@ const RESOURCE_OF: Record<JobKind, string> = {
   'retention.delete': 'workload',
   'restore.run': 'restore',
   'file_search.run': 'file search',
+  'repo.verify': 'repo verification',
 };
 
 /**
@@ -62,6 +64,9 @@ async function settleResource(tx: DbOrTx, kind: JobKind, resourceId: string, why
     }
     case 'file_search.run':
       await transitionFileSearch(tx, Number(resourceId), ['executing', 'searching', 'cancelling'], 'cancelled', now, { error_msg: `File search cancelled: ${why}` });
+      return;
+    case 'repo.verify':
+      await transitionRepoVerification(tx, resourceId, ['queued', 'running'], 'error', { error_msg: `Verify cancelled: ${why}`, finished_at: now });
       return;
     case 'workload.create':
     case 'workload.reset':

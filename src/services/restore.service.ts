@@ -40,6 +40,8 @@ export interface RestoreInstanceRequest {
   availabilityZone?: string;
   /** Disk id (as in diskIds) → `new_volume_type`. */
   volumeTypes?: Record<string, string>;
+  /** Disk id (as in diskIds) → the disk's `availability_zone` (OpenStack: the Cinder zone of the new volume). */
+  volumeZones?: Record<string, string>;
   /** Lifeboat's `power_on` for this instance (wins over the request's). */
   powerOn?: boolean;
 }
@@ -101,12 +103,15 @@ export function planRestore(req: RestoreRequest, snap: Snapshot): RestorePlan {
     if (!want.include) continue;
     const devices: string[] = [];
     const volumeTypes: Record<string, string> = {};
+    const volumeZones: Record<string, string> = {};
     for (const diskId of want.diskIds) {
       const disk = inst.vdisks.find((x) => (x.volume_id !== undefined && x.volume_id === diskId) || x.resource_id === diskId || x.volume_mountpoint === diskId);
       if (!disk) throw new ValidationError(`Invalid restore options: disk ${JSON.stringify(diskId)} is not a disk of instance ${want.id} in the snapshot`);
       if (!devices.includes(disk.volume_mountpoint)) devices.push(disk.volume_mountpoint);
       const volumeType = want.volumeTypes?.[diskId];
       if (volumeType !== undefined) volumeTypes[disk.volume_mountpoint] = volumeType;
+      const zone = want.volumeZones?.[diskId];
+      if (zone !== undefined) volumeZones[disk.volume_mountpoint] = zone;
     }
     const powerOn = want.powerOn ?? req.powerOn;
     out.push({
@@ -116,6 +121,7 @@ export function planRestore(req: RestoreRequest, snap: Snapshot): RestorePlan {
       devices: devices.length > 0 ? devices : inst.vdisks.map((x) => x.volume_mountpoint),
       networkMap: kind === 'selective' ? networkMap : {},
       ...(Object.keys(volumeTypes).length > 0 ? { volumeTypes } : {}),
+      ...(Object.keys(volumeZones).length > 0 ? { volumeZones } : {}),
       ...(powerOn !== undefined ? { powerOn } : {}),
     });
   }

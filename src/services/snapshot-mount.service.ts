@@ -70,7 +70,7 @@ export class SnapshotMountService {
     if (!(await transitionSnapshot(this.d.db, snap.id, ['available'], 'mounting', now))) throw new InvalidStateError('Snapshot status must be available');
     await deleteSnapshotMetadataKeys(this.d.db, snap.id, ['mount_error']);
     await setSnapshotMetadata(this.d.db, snap.id, { mount_vm_id: vm.id }, now);
-    void mounts.mount(snap.id).then(
+    void mounts.mount(snap.id, snap.backup_target).then(
       async () => {
         const ok = await transitionSnapshot(this.d.db, snap.id, ['mounting'], 'mounted', this.now());
         if (ok) await setSnapshotMetadata(this.d.db, snap.id, { mounturl: `/snapshots/${snap.id}/files` }, this.now());

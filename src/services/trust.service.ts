@@ -75,3 +75,28 @@ export class TrustService {
 function isTrust(r: SettingRow): boolean {
   return r.category === TRUST_CATEGORY && r.type === TRUST_TYPE;
 }
+
+/** The workload detail's `scheduler_trust`: whether scheduled runs can act for the owner. */
+export interface SchedulerTrust {
+  scheduler_enabled: boolean;
+  /** The owner's newest trust in the workload's project (the one scheduled runs use), or null. */
+  trust: { name: string; role_name: string; user_id: string } | null;
+  /** Keystone honours it now (checked only while the schedule is on). */
+  is_valid: boolean;
+}
+
+/**
+ * What a scheduled run of `w` would act through; null on a platform without delegation. A
+ * workload whose schedule is on but whose owner has no valid trust shows `is_valid: false`
+ * here before its next run fails saying so.
+ */
+export async function schedulerTrustOf(db: Db, broker: TrustBroker | null | undefined, w: { project_id: string; user_id: string; jobschedule: { enabled: boolean } }): Promise<SchedulerTrust | null> {
+  if (!broker) return null;
+  const owned = (await listSettings(db, w.project_id, { hidden: true })).filter((r) => isTrust(r) && r.user_id === w.user_id);
+  const newest = owned.sort((a, b) => b.created_at - a.created_at)[0];
+  const enabled = w.jobschedule.enabled;
+  if (!newest) return { scheduler_enabled: enabled, trust: null, is_valid: false };
+  const role = (JSON.parse(newest.metadata || '{}') as { role_name?: unknown }).role_name;
+  const trust = { name: newest.name, role_name: typeof role === 'string' ? role : '', user_id: newest.user_id };
+  return { scheduler_enabled: enabled, trust, is_valid: enabled ? await broker.validate(newest.value) : false };
+}

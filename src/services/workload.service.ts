@@ -29,6 +29,7 @@ import { getGlobalJobScheduler } from '../store/scheduler.store.js';
 import { enforceWorkloadQuotas } from './quota.service.js';
 import { cancelJobsInFlight, describeJob } from './job-cancel.service.js';
 import type { TargetCatalog } from '../lib/target.js';
+import { schedulerTrustOf, type SchedulerTrust } from './trust.service.js';
 
 export interface WorkloadServiceDeps {
   db: Db;
@@ -40,9 +41,13 @@ export interface WorkloadServiceDeps {
 
 export interface WorkloadDetail {
   workload: Workload;
+  /** Name of the backup target its snapshots go to (a stored null resolved to the default). */
+  backupTarget: string | null;
   storageUsage: StorageUsage;
   globalJobScheduler: boolean;
   nextRunSeconds: number | null;
+  /** What scheduled runs act through (null: the platform has no delegation). */
+  schedulerTrust: SchedulerTrust | null;
 }
 
 /** A workload create, checked for shape by http/ (workload.commands.ts). */
@@ -57,6 +62,10 @@ export interface CreateWorkloadCommand {
   metadata: Record<string, string>;
   /** The backup target (type) named in `backup_target_types`; null: the default. */
   backupTarget?: string | null;
+  /** An encrypted workload (its snapshots sealed under its own data key); absent: plain. */
+  encryption?: boolean;
+  /** The Barbican secret named at create (recorded). */
+  secretUuid?: string;
 }
 
 /** A workload modify: only what is present changes (metadata merges into the stored map). */
@@ -106,9 +115,15 @@ export class WorkloadService {
 
   /** The detail of a workload already read (e.g. one just imported). */
   async detailOf(w: Workload): Promise<WorkloadDetail> {
+    const backupTarget = this.deps.targets ? this.deps.targets.resolve(w.backup_target) : w.backup_target;
+    return { ...(await this.detailFields(w)), backupTarget };
+  }
+
+  private async detailFields(w: Workload): Promise<Omit<WorkloadDetail, 'backupTarget'>> {
     const now = this.deps.clock.now();
     const schedule = scheduleViewFields(w.jobschedule, await getGlobalJobScheduler(this.deps.db), now);
-    return { workload: w, storageUsage: await workloadStorageUsage(this.deps.db, w.id), ...schedule };
+    const schedulerTrust = await schedulerTrustOf(this.deps.db, this.deps.platform.trusts, w);
+    return { workload: w, storageUsage: await workloadStorageUsage(this.deps.db, w.id), ...schedule, schedulerTrust };
   }
 
   /** Resolves instance ids in the caller's project; a foreign or unknown id is the same 400. */
@@ -137,6 +152,7 @@ export class WorkloadService {
     await assertScheduleChangeAllowed(this.deps.db, baseSchedule, schedule, changed);
     const members = await this.resolveMembers(ctx, cmd.instanceIds, null);
     const backupTarget = this.backupTargetOf(cmd.backupTarget ?? null);
+    if (cmd.encryption && cmd.secretUuid) await this.checkEncryptionSecret(cmd.secretUuid);
     const w: Workload = {
       id: newId(),
       project_id: ctx.projectId,
@@ -152,6 +168,7 @@ export class WorkloadService {
       metadata: cmd.metadata,
       force_full: true,
       backup_target: backupTarget,
+      ...(cmd.encryption ? { encryption: true, secret_uuid: cmd.secretUuid ?? null } : {}),
       created_at: now,
       updated_at: now,
       instances: members,
@@ -175,6 +192,24 @@ export class WorkloadService {
       throw e;
     }
     return w;
+  }
+
+  /**
+   * A workload naming a Barbican secret (`secret_uuid`) on a platform with a key manager
+   * (OpenStack) has its data key wrapped by that secret's key, read by Lifeboat's service
+   * identity (platform/openstack/key-manager.ts): the secret must exist, be readable by Lifeboat
+   * and hold a 256-bit key now, else 400 naming it and nothing is created. Elsewhere the secret
+   * is only recorded and the key file is the source (repository/key-source.ts KeySources).
+   */
+  private async checkEncryptionSecret(secretUuid: string): Promise<void> {
+    const km = this.deps.platform.keyManager;
+    if (!km) return;
+    try {
+      await km.readKey(secretUuid);
+    } catch (e) {
+      if (e instanceof ValidationError) throw new ValidationError(`Invalid secret_uuid: ${e.message}`);
+      throw e;
+    }
   }
 
   /**

@@ -170,6 +170,18 @@ export async function failExpiredJob(db: DbOrTx, id: string, error: string, now:
   return Number(res.numUpdatedRows) === 1;
 }
 
+/** Queued jobs that only one node may claim (the reconciler checks that node still lives). */
+export async function listQueuedTargetedJobs(db: DbOrTx): Promise<Job[]> {
+  const rows = await db.selectFrom('jobs').selectAll().where('status', '=', 'queued').where('target_node', 'is not', null).orderBy('created_at').execute();
+  return rows.map(toJob);
+}
+
+/** Fails a job that is still queued (never started); false when a worker claimed it meanwhile. */
+export async function failQueuedJob(db: DbOrTx, id: string, error: string, now: number): Promise<boolean> {
+  const res = await db.updateTable('jobs').set({ status: 'failed', error, updated_at: now }).where('id', '=', id).where('status', '=', 'queued').executeTakeFirst();
+  return Number(res.numUpdatedRows) === 1;
+}
+
 export async function getJob(db: DbOrTx, id: string): Promise<Job | null> {
   const r = await db.selectFrom('jobs').selectAll().where('id', '=', id).executeTakeFirst();
   return r ? toJob(r) : null;

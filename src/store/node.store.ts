@@ -28,3 +28,13 @@ export async function pruneNodes(db: DbOrTx, before: number): Promise<number> {
   const r = await db.deleteFrom('nodes').where('heartbeat_at', '<', before).executeTakeFirst();
   return Number(r.numDeletedRows);
 }
+
+/**
+ * Node names of the workers alive now: a row that runs jobs (concurrency > 0), says `up` (not
+ * draining or stopped) and heartbeated at or after `since`. Per-host routing hands a job only
+ * to one of these (jobs/routing.ts).
+ */
+export async function liveWorkerNodeNames(db: DbOrTx, since: number): Promise<Set<string>> {
+  const rows = await db.selectFrom('nodes').select('node_name').where('status', '=', 'up').where('concurrency', '>', 0).where('heartbeat_at', '>=', since).execute();
+  return new Set(rows.map((r) => r.node_name));
+}

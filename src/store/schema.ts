@@ -35,6 +35,9 @@ export interface WorkloadsTable {
   force_full: number;
   /** The chosen backup target's name; null: the default (0007). */
   backup_target: string | null;
+  /** 1: an encrypted workload (0010). */
+  encryption: number;
+  secret_uuid: string | null;
   created_at: number;
   updated_at: number;
   deleted: number;
@@ -184,6 +187,30 @@ export interface FileSearchesTable {
   deleted_at: number | null;
 }
 
+/** One `repo verify` run (migration 0011); JSON text in `problems` and `failed_snapshots`. */
+export interface RepoVerificationsTable {
+  id: string;
+  target: string;
+  read_data_subset: number | null;
+  mark_bad: number;
+  source: string; // api | cli
+  user_id: string | null;
+  status: string; // queued | running | ok | damaged | error
+  progress_percent: number;
+  snapshots: number;
+  disks: number;
+  packs_read: number;
+  chunks_checked: number;
+  bytes_read: number;
+  problem_count: number;
+  problems: string;
+  failed_snapshots: string;
+  error_msg: string | null;
+  created_at: number;
+  started_at: number | null;
+  finished_at: number | null;
+}
+
 export interface WorkloadScheduleStateTable {
   workload_id: string;
   schedule_key: string;
@@ -291,6 +318,7 @@ export interface Database {
   tasks: TasksTable;
   restores: RestoresTable;
   file_searches: FileSearchesTable;
+  repo_verifications: RepoVerificationsTable;
   workload_schedule_state: WorkloadScheduleStateTable;
   job_scheduler_global: JobSchedulerGlobalTable;
   workload_policies: WorkloadPoliciesTable;

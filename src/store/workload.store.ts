@@ -24,6 +24,8 @@ function toWorkload(r: WorkloadsTable, members: WorkloadMember[]): Workload {
     metadata: JSON.parse(r.metadata) as Record<string, string>,
     force_full: r.force_full === 1,
     backup_target: r.backup_target,
+    // Only on encrypted workloads: a plain one reads back exactly as it was written.
+    ...(r.encryption === 1 ? { encryption: true, secret_uuid: r.secret_uuid } : {}),
     created_at: r.created_at,
     updated_at: r.updated_at,
     instances: members,
@@ -48,6 +50,8 @@ export async function insertWorkload(db: DbOrTx, w: Workload): Promise<void> {
       metadata: JSON.stringify(w.metadata),
       force_full: w.force_full ? 1 : 0,
       backup_target: w.backup_target,
+      encryption: w.encryption ? 1 : 0,
+      secret_uuid: w.secret_uuid ?? null,
       created_at: w.created_at,
       updated_at: w.updated_at,
       deleted: 0,

@@ -13,8 +13,9 @@ export function Time({ value }: { value: string | null | undefined }) {
   );
 }
 
-export function Status({ value }: { value: string }) {
-  return <span class={`status status-${value.replace(/[^a-z_]/gi, '')}`}>{value}</span>;
+/** A status word, coloured by `tone` (a status whose colour it borrows; default: itself). */
+export function Status({ value, tone }: { value: string; tone?: string }) {
+  return <span class={`status status-${(tone ?? value).replace(/[^a-z_]/gi, '')}`}>{value}</span>;
 }
 
 export function ErrorBox({ error }: { error: unknown }) {
@@ -105,4 +106,95 @@ export function usePoll(active: boolean, ms: number, step: () => Promise<boolean
       clearTimeout(timer);
     };
   }, [active, ms]);
+}
+
+/** A label, the input, and the field's error tied to it for screen readers. */
+export function Field(props: { id: string; label: string; error?: string | undefined; hint?: string; children: (a: Record<string, unknown>) => ComponentChildren }) {
+  const err = props.error;
+  const describedBy = [err ? `${props.id}-error` : '', props.hint ? `${props.id}-hint` : ''].filter(Boolean).join(' ') || undefined;
+  return (
+    <div class="field">
+      <label for={props.id}>{props.label}</label>
+      {props.children({ id: props.id, name: props.id, 'aria-invalid': err ? 'true' : undefined, 'aria-describedby': describedBy })}
+      {props.hint ? (
+        <small id={`${props.id}-hint`} class="muted">
+          {props.hint}
+        </small>
+      ) : null}
+      {err ? (
+        <small id={`${props.id}-error`} class="field-error">
+          {err}
+        </small>
+      ) : null}
+    </div>
+  );
+}
+
+/**
+ * Runs user actions one at a time: `busy` while one runs, its error kept for an ErrorBox.
+ * `run` returns whether the action succeeded.
+ */
+export function useAction(): { busy: boolean; error: unknown; run: (fn: () => Promise<unknown>) => Promise<boolean>; clear: () => void } {
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<unknown>(null);
+  const run = async (fn: () => Promise<unknown>) => {
+    setBusy(true);
+    setError(null);
+    try {
+      await fn();
+      return true;
+    } catch (e) {
+      setError(e);
+      return false;
+    } finally {
+      setBusy(false);
+    }
+  };
+  return { busy, error, run, clear: () => setError(null) };
+}
+
+/** A titled section of a page (h2) with an accessible name. */
+export function Section({ title, id, children }: { title: string; id: string; children: ComponentChildren }) {
+  return (
+    <section aria-labelledby={id}>
+      <h2 id={id}>{title}</h2>
+      {children}
+    </section>
+  );
+}
+
+/**
+ * A table with column headings, scrolling sideways on narrow screens (the scroller is
+ * focusable so keyboard users can scroll it). An empty heading is read as `Actions`.
+ */
+export function DataTable(props: { heads: string[]; caption?: string; testId?: string; children: ComponentChildren }) {
+  return (
+    <div class="table-wrap" tabIndex={0}>
+      <table data-testid={props.testId}>
+        {props.caption ? <caption class="sr-only">{props.caption}</caption> : null}
+        <thead>
+          <tr>
+            {props.heads.map((h, i) => (
+              <th scope="col" key={i}>
+                {h === '' ? <span class="sr-only">Actions</span> : h}
+              </th>
+            ))}
+          </tr>
+        </thead>
+        <tbody>{props.children}</tbody>
+      </table>
+    </div>
+  );
+}
+
+/** A table cell naming a VM (or another object) with its id below. */
+export function NameCell({ name, id }: { name: string; id: string }) {
+  return (
+    <td>
+      <strong>{name}</strong>
+      <div class="muted">
+        <code>{id}</code>
+      </div>
+    </td>
+  );
 }

@@ -25,14 +25,14 @@ export function useRoute(): string {
 }
 
 /** An in-app link: a real href (open in new tab works), client-side navigation on a plain click. */
-export function Link(props: { href: string; children: ComponentChildren; class?: string }) {
+export function Link(props: { href: string; children: ComponentChildren; class?: string; label?: string }) {
   const onClick = (e: MouseEvent) => {
     if (e.button !== 0 || e.metaKey || e.ctrlKey || e.shiftKey || e.altKey) return;
     e.preventDefault();
     navigate(props.href);
   };
   return (
-    <a href={BASE + props.href} class={props.class} onClick={onClick}>
+    <a href={BASE + props.href} class={props.class} onClick={onClick} aria-label={props.label}>
       {props.children}
     </a>
   );

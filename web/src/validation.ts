@@ -21,8 +21,8 @@ const UUID = /^[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}$
 export interface WorkloadForm {
   name: string;
   description: string;
-  /** Instance ids, separated by commas, spaces or new lines. */
-  instanceIds: string;
+  /** Ids of the instances picked from the platform's list. */
+  instanceIds: string[];
   scheduleEnabled: boolean;
   /** From <input type="time">: "HH:MM" (24 h). */
   startTime: string;
@@ -79,14 +79,9 @@ export function toApiStartTime(hhmm: string): string | null {
   return `${String(h12).padStart(2, '0')}:${m[2]} ${h < 12 ? 'AM' : 'PM'}`;
 }
 
-/** Instance ids from free text; duplicates dropped, order kept. */
-export function parseInstanceIds(text: string): string[] {
-  return [...new Set(text.split(/[\s,]+/).filter((s) => s !== ''))];
-}
-
-function validateInstances(text: string): string | null {
-  const ids = parseInstanceIds(text);
-  if (ids.length === 0) return 'Enter at least one instance id.';
+function validateInstances(picked: string[]): string | null {
+  const ids = [...new Set(picked)];
+  if (ids.length === 0) return 'Choose at least one VM.';
   const bad = ids.find((id) => !UUID.test(id));
   return bad === undefined ? null : `Not an instance id: ${bad.slice(0, 40)}`;
 }
@@ -122,7 +117,7 @@ export function workloadCreateBody(f: WorkloadForm, timeZone: string): WorkloadC
     workload: {
       name: f.name.trim(),
       description: f.description,
-      instances: parseInstanceIds(f.instanceIds).map((id) => ({ 'instance-id': id })),
+      instances: [...new Set(f.instanceIds)].map((id) => ({ 'instance-id': id })),
       jobschedule: {
         enabled: f.scheduleEnabled,
         start_time: toApiStartTime(f.startTime) ?? '',
@@ -134,5 +129,105 @@ export function workloadCreateBody(f: WorkloadForm, timeZone: string): WorkloadC
       },
       metadata: {},
     },
+  };
+}
+
+/** "09:30 PM" (the API's start time) → "21:30" for <input type="time">; "" when unreadable. */
+export function fromApiStartTime(t: string): string {
+  const m = /^(\d{1,2}):(\d{2})\s*(AM|PM)$/i.exec(t.trim());
+  if (!m) return '';
+  const h12 = Number(m[1]) % 12;
+  const h = m[3]!.toUpperCase() === 'PM' ? h12 + 12 : h12;
+  return `${String(h).padStart(2, '0')}:${m[2]}`;
+}
+
+/** The form filled with a workload's current values (the edit page). */
+export function formFromWorkload(w: {
+  name: string;
+  description: string;
+  instances: { id: string }[];
+  jobschedule: { enabled: boolean; interval: string; start_time: string; retention_policy_type: string; retention_policy_value: string; fullbackup_interval: string };
+}): WorkloadForm {
+  const j = w.jobschedule;
+  const iv = /^(\d+)\s*(\w+)$/.exec(j.interval.trim());
+  return {
+    name: w.name,
+    description: w.description,
+    instanceIds: w.instances.map((i) => i.id),
+    scheduleEnabled: j.enabled,
+    startTime: fromApiStartTime(j.start_time),
+    intervalValue: iv ? iv[1]! : '',
+    intervalUnit: iv ? iv[2]! : 'hr',
+    retentionType: j.retention_policy_type,
+    retentionValue: String(j.retention_policy_value),
+    fullBackupInterval: String(j.fullbackup_interval),
+  };
+}
+
+/** The policy form (admin): a named schedule template, its four fields as the user typed them. */
+export interface PolicyForm {
+  name: string;
+  description: string;
+  intervalValue: string;
+  intervalUnit: string;
+  retentionType: string;
+  retentionValue: string;
+  fullBackupInterval: string;
+}
+
+export type PolicyErrors = Partial<Record<keyof PolicyForm, string>>;
+
+export const EMPTY_POLICY_FORM: PolicyForm = { name: '', description: '', intervalValue: '24', intervalUnit: 'hr', retentionType: RETENTION_TYPES[0], retentionValue: '7', fullBackupInterval: '-1' };
+
+/**
+ * Every field's error, as the policy API judges them (src/http/policy.commands.ts: a name, a
+ * description of at most 255 characters, the interval and retention as for workloads, a
+ * full-backup interval from -1 to 999).
+ */
+export function validatePolicyForm(f: PolicyForm): PolicyErrors {
+  const e: PolicyErrors = {};
+  if (f.name.trim() === '') e.name = 'Enter a name.';
+  else if (f.name.length > 255) e.name = 'Use at most 255 characters.';
+  if (f.description.length > 255) e.description = 'Use at most 255 characters.';
+  const iv = validateInterval(f.intervalValue, f.intervalUnit);
+  if ('error' in iv) e.intervalValue = iv.error;
+  if (!(RETENTION_TYPES as readonly string[]).includes(f.retentionType)) e.retentionType = 'Choose a retention policy.';
+  const rv = validateCount(f.retentionValue, 1);
+  if (rv) e.retentionValue = rv;
+  const fb = f.fullBackupInterval.trim();
+  if (!/^-?\d+$/.test(fb) || Number(fb) < -1 || Number(fb) > 999) e.fullBackupInterval = 'Enter a whole number from -1 to 999.';
+  return e;
+}
+
+/** The four policy fields of a valid form, as the API stores them. */
+export function policyFieldValues(f: PolicyForm): Record<string, string> {
+  const iv = validateInterval(f.intervalValue, f.intervalUnit);
+  return {
+    interval: 'interval' in iv ? iv.interval : '',
+    retention_policy_type: f.retentionType,
+    retention_policy_value: String(Number(f.retentionValue.trim())),
+    fullbackup_interval: String(Number(f.fullBackupInterval.trim())),
+  };
+}
+
+/** POST /workload_policy (`key` workload_policy) and PUT /workload_policy/{id} (`key` policy) bodies of a valid form. */
+export function policyBody<K extends 'workload_policy' | 'policy'>(f: PolicyForm, key: K) {
+  return { [key]: { display_name: f.name.trim(), display_description: f.description.trim(), field_values: policyFieldValues(f) } } as Record<K, { display_name: string; display_description: string; field_values: Record<string, string> }>;
+}
+
+/** The form filled with a policy's values (edit). An interval in another spelling ("24hr", "1 hrs") becomes value + unit. */
+export function formFromPolicy(p: { name: string; description: string; field_values: { policy_field_name: string; value: string }[] }): PolicyForm {
+  const v = (k: string) => p.field_values.find((x) => x.policy_field_name === k)?.value ?? '';
+  const m = /^(\d+)\s*([a-z]*)$/i.exec(v('interval').trim());
+  const unit = (m?.[2] || 'hr').toLowerCase();
+  const canonical = /^(m|min|mins|minute|minutes)$/.test(unit) ? 'min' : /^(d|day|days)$/.test(unit) ? 'days' : /^(w|week|weeks)$/.test(unit) ? 'weeks' : 'hr';
+  return {
+    name: p.name,
+    description: p.description === 'No description' ? '' : p.description,
+    intervalValue: m ? m[1]! : '',
+    intervalUnit: canonical,
+    retentionType: v('retention_policy_type') || RETENTION_TYPES[0],
+    retentionValue: v('retention_policy_value'),
+    fullBackupInterval: v('fullbackup_interval'),
   };
 }

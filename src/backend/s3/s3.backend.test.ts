@@ -1,12 +1,15 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { createServer, type IncomingHttpHeaders } from 'node:http';
+import type { Socket } from 'node:net';
 import { after, test } from 'node:test';
 import { listAll, TransientError } from '../backend.js';
 import { backendConformance } from '../backend.conformance.js';
 import { withConcurrencyLimit } from '../limit.backend.js';
 import { BackendConfigError, openBackend } from '../open.js';
 import { withRetry } from '../retry.backend.js';
-import type { S3Backend } from './s3.backend.js';
+import { S3Backend } from './s3.backend.js';
 import { startTestS3, testBackend, type TestS3 } from './s3.testing.js';
 
 // One server for the whole file (s3rver by default, LIFEBOAT_TEST_S3 when set); each test has
@@ -46,31 +49,66 @@ function observe(b: S3Backend, fail: (command: string, n: number) => Error | nul
 
 const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 
-test('s3: a 32 MiB pack goes up as a multipart upload and reads back byte-exact (own hash, not the ETag)', async (t) => {
+const MiB = 1024 * 1024;
+
+/** Writes `data` through a writer in 1 MiB parts (as the snapshot writer streams a pack). */
+async function streamed(b: S3Backend, key: string, data: Buffer): Promise<void> {
+  const w = await b.openWriter(key);
+  for (let off = 0; off < data.length; off += MiB) await w.write([data.subarray(off, off + MiB)]);
+  assert.equal(await b.stat(key), null, 'nothing visible before commit');
+  await w.commit();
+}
+
+test('s3: a default 32 MiB pack goes up as ONE PutObject with an unsigned payload, and reads back byte-exact (own hash, not the ETag)', async (t) => {
   const { backend, cleanup } = testBackend(await s3());
   try {
     const sent = observe(backend);
-    const data = randomBytes(32 * 1024 * 1024 + 12345);
+    const payloadHashes: string[] = [];
+    // After signing: the header the server sees.
+    backend.client.middlewareStack.add(
+      (next, context) => async (args) => {
+        if (context.commandName === 'PutObjectCommand') payloadHashes.push((args.request as { headers: Record<string, string> }).headers['x-amz-content-sha256']!);
+        return next(args);
+      },
+      { step: 'deserialize', name: 'lifeboatTestHeaders' },
+    );
+    const data = randomBytes(32 * MiB + 12345);
     let t0 = performance.now();
-    const w = await backend.openWriter('packs/big');
-    for (let off = 0; off < data.length; off += 1 << 20) await w.write([data.subarray(off, off + (1 << 20))]);
-    assert.equal(await backend.stat('packs/big'), null, 'nothing visible before commit');
-    await w.commit();
+    await streamed(backend, 'packs/big', data);
     const putMs = performance.now() - t0;
-    assert.equal(sent.get('CreateMultipartUploadCommand'), 1);
-    assert.equal(sent.get('UploadPartCommand'), 3); // 16 MiB + 16 MiB + the rest
-    assert.equal(sent.get('CompleteMultipartUploadCommand'), 1);
-    assert.equal(sent.get('PutObjectCommand'), undefined);
+    assert.equal(sent.get('PutObjectCommand'), 1);
+    assert.equal(sent.get('CreateMultipartUploadCommand'), undefined);
+    assert.deepEqual(payloadHashes, ['UNSIGNED-PAYLOAD']);
     t0 = performance.now();
     const back = await backend.get('packs/big');
     const getMs = performance.now() - t0;
     assert.equal(sha(back), sha(data));
     assert.deepEqual(await backend.getRange('packs/big', data.length - 100, 100), data.subarray(data.length - 100));
     // Information only (never asserted): throughput on this machine's loopback server.
-    const mb = data.length / 2 ** 20;
+    const mb = data.length / MiB;
     t.diagnostic(`32 MiB pack: put ${(mb / (putMs / 1000)).toFixed(0)} MiB/s, get ${(mb / (getMs / 1000)).toFixed(0)} MiB/s`);
-    // put() of a large payload takes the same multipart path.
-    await backend.put('packs/big2', [data.subarray(0, 20 << 20), data.subarray(20 << 20)]);
+    // put() of several parts: one PutObject of the parts as they are.
+    await backend.put('packs/big2', [data.subarray(0, 20 * MiB), data.subarray(20 * MiB)]);
+    assert.equal(sent.get('PutObjectCommand'), 2);
+    assert.equal(sha(await backend.get('packs/big2')), sha(data));
+  } finally {
+    await cleanup();
+  }
+});
+
+test('s3: an object above the single-PUT size goes up as a multipart upload of part-size parts', async () => {
+  const { backend, cleanup } = testBackend(await s3(), { singlePutMax: 16 * MiB });
+  try {
+    const sent = observe(backend);
+    const data = randomBytes(32 * MiB + 12345);
+    await streamed(backend, 'packs/big', data);
+    assert.equal(sent.get('CreateMultipartUploadCommand'), 1);
+    assert.equal(sent.get('UploadPartCommand'), 7); // 6 × 5 MiB + the rest
+    assert.equal(sent.get('CompleteMultipartUploadCommand'), 1);
+    assert.equal(sent.get('PutObjectCommand'), undefined);
+    assert.equal(sha(await backend.get('packs/big')), sha(data));
+    // put() of a large payload takes the same path.
+    await backend.put('packs/big2', [data.subarray(0, 20 * MiB), data.subarray(20 * MiB)]);
     assert.equal(sent.get('CreateMultipartUploadCommand'), 2);
     assert.equal(sha(await backend.get('packs/big2')), sha(data));
   } finally {
@@ -78,15 +116,58 @@ test('s3: a 32 MiB pack goes up as a multipart upload and reads back byte-exact 
   }
 });
 
+test('s3: writers sharing a pool of two part buffers all finish byte-exact (a writer waits only once its own parts are in flight)', async () => {
+  const { backend, cleanup } = testBackend(await s3(), { partSize: 5 * MiB, bufferParts: 2, singlePutMax: 15 * MiB });
+  try {
+    const sent = observe(backend);
+    const data = [0, 1, 2].map(() => randomBytes(12 * MiB + 7));
+    // Three writers at once, 1 MiB writes each: each needs 3 buffers, the pool has 2 for all.
+    await Promise.all(data.map((d, i) => streamed(backend, `packs/w${i}`, d)));
+    for (const [i, d] of data.entries()) assert.equal(sha(await backend.get(`packs/w${i}`)), sha(d));
+    // Short of buffers, they went multipart rather than wait holding unsent bytes.
+    assert.ok((sent.get('CreateMultipartUploadCommand') ?? 0) >= 2, JSON.stringify([...sent]));
+  } finally {
+    await cleanup();
+  }
+});
+
+test('s3: short of buffers while another upload is under way, a writer keeps its single PUT and waits for that upload', async () => {
+  const { backend, cleanup } = testBackend(await s3(), { partSize: 5 * MiB, bufferParts: 3, singlePutMax: 15 * MiB });
+  try {
+    const sent = observe(backend);
+    const a = await backend.openWriter('packs/a');
+    const dataA = randomBytes(10 * MiB);
+    await a.write([dataA]); // two buffers
+    const aDone = a.commit(); // its PutObject is under way with both
+    const dataB = randomBytes(7 * MiB); // two buffers: the third, then one of a's when its PUT ends
+    await streamed(backend, 'packs/b', dataB);
+    await aDone;
+    assert.equal(sent.get('PutObjectCommand'), 2);
+    assert.equal(sent.get('CreateMultipartUploadCommand'), undefined, 'neither had to go multipart');
+    assert.equal(sha(await backend.get('packs/a')), sha(dataA));
+    assert.equal(sha(await backend.get('packs/b')), sha(dataB));
+  } finally {
+    await cleanup();
+  }
+});
+
 test('s3: a multipart upload that fails midway is aborted and leaves no object', async () => {
-  const { backend, cleanup } = testBackend(await s3(), { partSize: 5 * 1024 * 1024, partAttempts: 2 });
+  const small = { partSize: 5 * MiB, singlePutMax: 5 * MiB };
+  const { backend, cleanup } = testBackend(await s3(), { ...small, partAttempts: 2 });
   try {
     // The second part fails permanently (as a broken body stream would); the first went up.
     const sent = observe(backend, (name, n) => (name === 'UploadPartCommand' && n === 2 ? new Error('injected body stream failure') : null));
     const w = await backend.openWriter('packs/doomed');
-    await w.write([randomBytes(6 * 1024 * 1024)]);
-    assert.equal(sent.get('UploadPartCommand'), 1);
-    await assert.rejects(w.write([randomBytes(6 * 1024 * 1024)]), /put part of packs\/doomed failed/);
+    await w.write([randomBytes(6 * MiB)]);
+    // Parts go up in the background: the failure fails a later write or the commit.
+    await assert.rejects(
+      (async () => {
+        await w.write([randomBytes(6 * MiB)]);
+        await w.commit();
+      })(),
+      /put part of packs\/doomed failed/,
+    );
+    assert.equal(sent.get('UploadPartCommand'), 2);
     assert.equal(sent.get('AbortMultipartUploadCommand'), 1, 'the upload is aborted on failure');
     await assert.rejects(w.commit(), /aborted object writer/);
     assert.equal(sent.get('CompleteMultipartUploadCommand'), undefined);
@@ -94,9 +175,9 @@ test('s3: a multipart upload that fails midway is aborted and leaves no object',
     assert.deepEqual(await listAll(backend, 'packs/'), []);
 
     // A transient part failure is retried in place (the stream cannot be replayed by the wrapper).
-    const flaky = testBackend(await s3(), { partSize: 5 * 1024 * 1024, partAttempts: 3 });
+    const flaky = testBackend(await s3(), { ...small, partAttempts: 3 });
     const sent2 = observe(flaky.backend, (name, n) => (name === 'UploadPartCommand' && n === 1 ? Object.assign(new Error('reset'), { code: 'ECONNRESET' }) : null));
-    const data = randomBytes(7 * 1024 * 1024);
+    const data = randomBytes(7 * MiB);
     await flaky.backend.put('packs/ok', data);
     assert.equal(sent2.get('UploadPartCommand'), 3); // part 1 twice, part 2 once
     assert.equal(sha(await flaky.backend.get('packs/ok')), sha(data));
@@ -179,3 +260,29 @@ function restore(name: string, value: string | undefined): void {
   if (value === undefined) delete process.env[name];
   else process.env[name] = value;
 }
+
+test('s3: pack-sized bodies reuse the pooled connection and ask for no 100-continue (the SDK default opened a new one per pack)', async () => {
+  // A minimal S3 endpoint that answers every PutObject, recording each request's headers and socket.
+  const sockets = new Set<Socket>();
+  const headers: IncomingHttpHeaders[] = [];
+  const srv = createServer((req, res) => {
+    sockets.add(req.socket);
+    headers.push(req.headers);
+    req.resume();
+    req.on('end', () => res.writeHead(200, { etag: '"e"' }).end());
+  });
+  srv.listen(0, '127.0.0.1');
+  await once(srv, 'listening');
+  const { port } = srv.address() as { port: number };
+  const b = new S3Backend({ bucket: 'b', prefix: 'p', endpoint: `http://127.0.0.1:${port}`, region: 'us-east-1', credentials: { accessKeyId: 'a', secretAccessKey: 's' } });
+  try {
+    for (let i = 0; i < 3; i++) await b.put(`packs/${i}`, Buffer.alloc(3 * MiB, i));
+    assert.equal(headers.length, 3);
+    assert.deepEqual(headers.map((h) => h.expect), [undefined, undefined, undefined]);
+    assert.deepEqual(headers.map((h) => h['content-length']), Array(3).fill(String(3 * MiB)));
+    assert.equal(sockets.size, 1);
+  } finally {
+    b.destroy();
+    srv.close();
+  }
+});

@@ -15,7 +15,10 @@ import {
 } from '@aws-sdk/client-s3';
 import { IntegrityError, MissingObjectError } from '../../lib/errors.js';
 import { assertValidKey, assertValidPrefix, isTransient, payloadLength, type Backend, type ObjectWriter } from '../backend.js';
+import { Readable } from 'node:stream';
 import { defaultCredentials } from './s3.credentials.js';
+import { PartPool } from './s3.parts.js';
+import { S3Writer, type UploadRequests } from './s3.writer.js';
 import { classifyS3Error, httpStatus, isNotFound } from './s3.errors.js';
 
 export interface S3BackendOptions {
@@ -32,22 +35,40 @@ export interface S3BackendOptions {
   requestTimeoutMs?: number;
   /** TCP connect deadline (default 10 s). */
   connectTimeoutMs?: number;
-  /** Objects larger than this go up as a multipart upload in parts of this size (default 16 MiB, min 5 MiB). */
+  /** Part size of multipart uploads and of the writers' buffers (default and minimum 5 MiB). */
   partSize?: number;
+  /** Objects up to this size go up as one PutObject (default 40 MiB: a default 32 MiB pack with its last chunk and trailer). */
+  singlePutMax?: number;
+  /** Part buffers all streamed writes of this target share (default 9): their memory is at most this × partSize. */
+  bufferParts?: number;
   /** Keys per listing request (default 1000, the S3 maximum); tests make it small to page. */
   listPageSize?: number;
+  /** Parts of one multipart upload in flight at once while the next fills (default 2). */
+  partsInFlight?: number;
   /** Tries per step of a streamed write (default 3; the retry wrapper cannot redo those steps). */
   partAttempts?: number;
   /** A client to use instead of building one (tests observe the commands it sends). */
   client?: S3Client;
 }
 
-export const DEFAULT_PART_SIZE = 16 * 1024 * 1024;
+/**
+ * Defaults measured with the scale-out bench (bench/README.md): a default 32 MiB pack goes up as
+ * one PutObject from seven reused 5 MiB buffers (a server that joins multipart uploads by
+ * copying, as s3rver does, does half the work), the next pack fills the two spare ones while
+ * it goes, and the buffers of every upload of the process together stay at 45 MiB, which keeps
+ * a worker under 256 MiB while it uploads (80 MiB of buffers was ~10 % faster, at 280 MiB).
+ */
+export const DEFAULT_PART_SIZE = 5 * 1024 * 1024;
+const DEFAULT_SINGLE_PUT_MAX = 40 * 1024 * 1024;
+const DEFAULT_BUFFER_PARTS = 9;
 const MIN_PART_SIZE = 5 * 1024 * 1024; // S3's floor for every part but the last
 
-/** Builds the client every S3 target uses: path-style, checksums only when required, timeouts. */
+/**
+ * Builds the client every S3 target uses: path-style, checksums only when required, timeouts,
+ * unsigned data payloads.
+ */
 export function makeS3Client(o: S3BackendOptions): S3Client {
-  return new S3Client({
+  const client = new S3Client({
     ...(o.endpoint === null ? {} : { endpoint: o.endpoint }),
     region: o.region ?? process.env.AWS_REGION ?? 'us-east-1',
     forcePathStyle: true,
@@ -57,28 +78,69 @@ export function makeS3Client(o: S3BackendOptions): S3Client {
     requestChecksumCalculation: 'WHEN_REQUIRED',
     responseChecksumValidation: 'WHEN_REQUIRED',
     credentials: o.credentials ?? defaultCredentials(),
+    // The SDK sends `Expect: 100-continue` with every body of 2 MB or more (each pack, each part)
+    // and, for such a request, opens a NEW connection that is not kept alive (and waits a round
+    // trip for the 100): a TCP (and on https, TLS) handshake per pack. Our bodies are at most a
+    // pack; a refused one costs at most sending it once, and the pooled connections are kept.
+    expectContinueHeader: false,
     // One try per SDK call: retries are the retry wrapper's (TransientError, backoff with jitter).
     maxAttempts: 1,
     requestHandler: { connectionTimeout: o.connectTimeoutMs ?? 10_000, requestTimeout: o.requestTimeoutMs ?? 120_000 },
+    // The SDK would print to the console when a streamed body fails; failures are ours to report.
+    logger: SILENT,
   });
+  // SigV4 otherwise hashes every body with SHA-256 to sign it (~1.4 CPU-s per 2 GiB backup, a
+  // third of the whole backup's CPU on top of the filesystem target's). The repository frames
+  // and hashes every object itself and checks that on every read, and TLS guards the wire:
+  // data bodies go as UNSIGNED-PAYLOAD (accepted by AWS, MinIO, Ceph RGW and s3rver).
+  client.middlewareStack.add(
+    (next, context) => async (args) => {
+      const request = args.request as { headers?: Record<string, string> };
+      if (UNSIGNED_BODY_COMMANDS.has(context.commandName ?? '') && request.headers) request.headers['x-amz-content-sha256'] = 'UNSIGNED-PAYLOAD';
+      return next(args);
+    },
+    { step: 'build', name: 'lifeboatUnsignedPayload' },
+  );
+  return client;
+}
+
+const SILENT = { trace() {}, debug() {}, info() {}, warn() {}, error() {} };
+
+const UNSIGNED_BODY_COMMANDS = new Set(['PutObjectCommand', 'UploadPartCommand']);
+
+/** A body of several buffers without joining them (a new stream per try). */
+function bodyOf(parts: readonly Buffer[]): Buffer | Readable {
+  if (parts.length === 1) return parts[0]!;
+  return parts.length === 0 ? Buffer.alloc(0) : Readable.from(parts, { objectMode: false });
+}
+
+/** A Buffer view of the caller's bytes (no copy). */
+function asBuffer(p: Uint8Array): Buffer {
+  return Buffer.isBuffer(p) ? p : Buffer.from(p.buffer, p.byteOffset, p.length);
 }
 
 /**
- * Objects in an S3 bucket under a key prefix. Puts are single PutObjects up to `partSize`, a
+ * Objects in an S3 bucket under a key prefix. Puts are single PutObjects up to `singlePutMax`, a
  * multipart upload above (aborted on any failure, so nothing partial is ever visible); reads
  * check the byte count they were promised. Integrity beyond that is the repository's: every
  * object it reads is framed and hashed (framing.ts, pack.format.ts) and checked on read — the
  * ETag is never trusted (multipart ETags are not digests). Every SDK failure is classified
  * (s3.errors.ts) so the retry wrapper retries only what may pass on a second try.
  */
-export class S3Backend implements Backend {
+export class S3Backend implements Backend, UploadRequests {
   readonly client: S3Client;
   readonly bucket: string;
   private readonly base: string;
   private readonly partSize: number;
+  private readonly singlePutMax: number;
+  /** The part buffers every streamed write of this target shares. */
+  private readonly pool: PartPool;
   private readonly pageSize: number;
   private readonly timeoutMs: number;
   private readonly partAttempts: number;
+  private readonly partsInFlight: number;
+  /** Streamed writes go through the part pool (s3.writer.ts), which holds a pack while it uploads. */
+  readonly buffersWrites = true;
 
   constructor(o: S3BackendOptions) {
     this.client = o.client ?? makeS3Client(o);
@@ -86,9 +148,12 @@ export class S3Backend implements Backend {
     this.base = o.prefix === '' ? '' : `${o.prefix}/`;
     this.partSize = o.partSize ?? DEFAULT_PART_SIZE;
     if (this.partSize < MIN_PART_SIZE) throw new RangeError(`S3 part size must be at least ${MIN_PART_SIZE} bytes`);
+    this.singlePutMax = o.singlePutMax ?? DEFAULT_SINGLE_PUT_MAX;
+    this.pool = new PartPool(this.partSize, Math.max(1, o.bufferParts ?? DEFAULT_BUFFER_PARTS));
     this.pageSize = o.listPageSize ?? 1000;
     this.timeoutMs = o.requestTimeoutMs ?? 120_000;
     this.partAttempts = Math.max(1, o.partAttempts ?? 3);
+    this.partsInFlight = Math.max(1, o.partsInFlight ?? 2);
   }
 
   private full(key: string): string {
@@ -120,7 +185,7 @@ export class S3Backend implements Backend {
 
   async put(key: string, data: Uint8Array | readonly Uint8Array[]): Promise<void> {
     const full = this.full(key);
-    if (payloadLength(data) > this.partSize) {
+    if (payloadLength(data) > this.singlePutMax) {
       const w = await this.openWriter(key);
       try {
         await w.write(data instanceof Uint8Array ? [data] : data);
@@ -130,18 +195,16 @@ export class S3Backend implements Backend {
       }
       return;
     }
-    const body = data instanceof Uint8Array ? Buffer.from(data) : Buffer.concat(data as Uint8Array[]);
+    const parts = data instanceof Uint8Array ? [asBuffer(data)] : data.map(asBuffer);
+    const length = payloadLength(parts);
     await this.send('put', key, (abortSignal) =>
-      this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: full, Body: body, ContentLength: body.length }), { abortSignal }),
+      this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: full, Body: bodyOf(parts), ContentLength: length }), { abortSignal }),
     );
   }
 
-  /**
-   * Buffers up to `partSize`; a commit below that is one PutObject, above it a multipart upload
-   * (created at the first full part). Any failure aborts the upload before it is rethrown.
-   */
+  /** A streamed write through the target's part buffers (s3.writer.ts). */
   async openWriter(key: string): Promise<ObjectWriter> {
-    return new S3Writer(this, key, this.full(key), this.partSize);
+    return new S3Writer(this, this.pool, key, this.full(key), { singlePutMax: this.singlePutMax, partsInFlight: this.partsInFlight });
   }
 
   /**
@@ -340,11 +403,12 @@ export class S3Backend implements Backend {
     });
   }
 
-  /** @internal for S3Writer: single PutObject of a buffered body. */
-  async putWhole(key: string, full: string, body: Buffer): Promise<void> {
+  /** @internal for S3Writer: single PutObject of buffered bytes. */
+  async putWhole(key: string, full: string, body: readonly Buffer[]): Promise<void> {
+    const length = payloadLength(body);
     await this.inPlace(() =>
       this.send('put', key, (abortSignal) =>
-        this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: full, Body: body, ContentLength: body.length }), { abortSignal }),
+        this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: full, Body: bodyOf(body), ContentLength: length }), { abortSignal }),
       ),
     );
   }
@@ -361,86 +425,5 @@ function isOurKey(k: string): boolean {
     return true;
   } catch {
     return false;
-  }
-}
-
-/**
- * The streamed writer: copies what it is given (callers reuse their parts) into a buffer of at
- * most one part; each full part goes up before `write` resolves, so memory stays at one part.
- */
-class S3Writer implements ObjectWriter {
-  private state: 'open' | 'committed' | 'aborted' = 'open';
-  private pending: Buffer[] = [];
-  private pendingBytes = 0;
-  private uploadId: string | null = null;
-  private readonly etags: string[] = [];
-  /** Bytes sent in parts so far. */
-  private sent = 0;
-
-  constructor(
-    private readonly s3: S3Backend,
-    private readonly key: string,
-    private readonly full: string,
-    private readonly partSize: number,
-  ) {}
-
-  async write(parts: readonly Uint8Array[]): Promise<void> {
-    if (this.state !== 'open') throw new Error(`write to a ${this.state} object writer (${this.key})`);
-    for (const p of parts) {
-      if (p.length === 0) continue;
-      this.pending.push(Buffer.from(p));
-      this.pendingBytes += p.length;
-    }
-    await this.guard(async () => {
-      while (this.pendingBytes > this.partSize) await this.flushPart(this.partSize);
-    });
-  }
-
-  async commit(): Promise<void> {
-    if (this.state !== 'open') throw new Error(`commit of a ${this.state} object writer (${this.key})`);
-    await this.guard(async () => {
-      if (this.uploadId === null) {
-        await this.s3.putWhole(this.key, this.full, this.take(this.pendingBytes));
-      } else {
-        if (this.pendingBytes > 0) await this.flushPart(this.pendingBytes);
-        await this.s3.completeUpload(this.key, this.full, this.uploadId, this.etags, this.sent);
-      }
-      this.state = 'committed';
-    });
-  }
-
-  async abort(): Promise<void> {
-    if (this.state !== 'open') return;
-    this.state = 'aborted';
-    this.pending = [];
-    this.pendingBytes = 0;
-    if (this.uploadId !== null) await this.s3.abortUpload(this.key, this.full, this.uploadId).catch(() => {});
-  }
-
-  /** Runs a step; on failure the upload is aborted (nothing partial stays) and the error rethrown. */
-  private async guard(step: () => Promise<void>): Promise<void> {
-    try {
-      await step();
-    } catch (e) {
-      await this.abort();
-      throw e;
-    }
-  }
-
-  private async flushPart(size: number): Promise<void> {
-    this.uploadId ??= await this.s3.createUpload(this.key, this.full);
-    const body = this.take(size);
-    this.sent += body.length;
-    this.etags.push(await this.s3.uploadPart(this.key, this.full, this.uploadId, this.etags.length + 1, body));
-  }
-
-  /** Removes the first `size` buffered bytes as one Buffer. */
-  private take(size: number): Buffer {
-    const all = this.pending.length === 1 ? this.pending[0]! : Buffer.concat(this.pending);
-    const head = all.subarray(0, size);
-    const rest = all.subarray(size);
-    this.pending = rest.length > 0 ? [rest] : [];
-    this.pendingBytes = rest.length;
-    return head;
   }
 }

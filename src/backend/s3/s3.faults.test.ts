@@ -41,7 +41,7 @@ backendConformance('s3 via limit(2)+retry over a proxy breaking every third requ
 
 test('s3 faults: a 503 storm, resets and cut bodies are retried; the bytes read back are right', async () => {
   const proxy = await behind((_m, _p, n) => (n <= 3 ? '503' : n % 4 === 0 ? 'truncate' : n % 5 === 0 ? 'reset' : 'pass'));
-  const { backend, cleanup } = testBackend(await s3(), { endpoint: proxy.endpoint, partSize: 5 * 1024 * 1024 });
+  const { backend, cleanup } = testBackend(await s3(), { endpoint: proxy.endpoint, partSize: 5 * 1024 * 1024, singlePutMax: 5 * 1024 * 1024 });
   const b = withRetry(backend, { sleep: noSleep, attempts: 6 });
   try {
     const data = randomBytes(11 * 1024 * 1024); // a multipart put: its steps are retried in place
@@ -49,6 +49,21 @@ test('s3 faults: a 503 storm, resets and cut bodies are retried; the bytes read 
     assert.equal(sha(await b.get('packs/p1')), sha(data));
     assert.deepEqual(await b.getRange('packs/p1', 4096, 100_000), data.subarray(4096, 104_096));
     assert.ok(proxy.counts['503'] >= 3 && proxy.counts.truncate > 0 && proxy.counts.reset > 0, JSON.stringify(proxy.counts));
+  } finally {
+    await cleanup();
+  }
+});
+
+test('s3 faults: a streamed single PutObject of several part buffers is sent again whole after a 503 or a reset', async () => {
+  const proxy = await behind((m, _p, n) => (m === 'PUT' && n <= 2 ? (n === 1 ? '503' : 'reset') : 'pass'));
+  const { backend, cleanup } = testBackend(await s3(), { endpoint: proxy.endpoint, partSize: 5 * 1024 * 1024, singlePutMax: 20 * 1024 * 1024 });
+  try {
+    const data = randomBytes(17 * 1024 * 1024 + 3); // four buffers, one PutObject
+    const w = await backend.openWriter('packs/single');
+    for (let off = 0; off < data.length; off += 1 << 20) await w.write([data.subarray(off, off + (1 << 20))]);
+    await w.commit();
+    assert.deepEqual([proxy.counts['503'], proxy.counts.reset], [1, 1]);
+    assert.equal(sha(await backend.get('packs/single')), sha(data));
   } finally {
     await cleanup();
   }

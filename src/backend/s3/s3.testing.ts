@@ -26,13 +26,16 @@ export interface TestS3 {
   credentials: { accessKeyId: string; secretAccessKey: string; sessionToken?: string };
   /** s3rver's data directory (null for an external server): tests that damage files need it. */
   directory: string | null;
+  /** s3rver's process id (null for an external server): the bench counts its CPU time. */
+  pid: number | null;
   /** Stops the server (s3rver) and removes its directory. */
   close(): Promise<void>;
 }
 
 export const TEST_BUCKET = 'lifeboat-test';
 
-export async function startTestS3(): Promise<TestS3> {
+/** `nodeArgs`: extra options for s3rver's node process (the bench's CPU profile). */
+export async function startTestS3(nodeArgs: readonly string[] = []): Promise<TestS3> {
   const external = process.env.LIFEBOAT_TEST_S3;
   if (external) {
     const u = new URL(external);
@@ -44,10 +47,10 @@ export async function startTestS3(): Promise<TestS3> {
     }
     const sessionToken = process.env.AWS_SESSION_TOKEN;
     const credentials = { accessKeyId, secretAccessKey, ...(sessionToken ? { sessionToken } : {}) };
-    return { bucket: t.bucket, prefix: t.prefix, endpoint: t.endpoint, region: t.region, credentials, directory: null, close: async () => {} };
+    return { bucket: t.bucket, prefix: t.prefix, endpoint: t.endpoint, region: t.region, credentials, directory: null, pid: null, close: async () => {} };
   }
   const directory = await mkdtemp(join(tmpdir(), 'lb-s3rver-'));
-  const child = spawn(process.execPath, ['--openssl-legacy-provider', fileURLToPath(new URL('./s3rver.main.js', import.meta.url)), directory, TEST_BUCKET], {
+  const child = spawn(process.execPath, [...nodeArgs, '--openssl-legacy-provider', fileURLToPath(new URL('./s3rver.main.js', import.meta.url)), directory, TEST_BUCKET], {
     stdio: ['pipe', 'pipe', 'inherit'],
   });
   const port = await readPort(child);
@@ -58,6 +61,7 @@ export async function startTestS3(): Promise<TestS3> {
     region: 'us-east-1',
     credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' },
     directory,
+    pid: child.pid ?? null,
     close: async () => {
       if (child.exitCode === null) {
         const exited = once(child, 'exit');

@@ -9,7 +9,7 @@ import { NbdClient } from '../../nbd/client.js';
 import { nbdDiskSource } from '../../nbd/disk-source.js';
 import { BASE_ALLOCATION, dirtyBitmapContext } from '../../nbd/protocol.js';
 import type { BackupDisk, BackupOutcome, BackupSession, Checkpoint, DiskSource } from '../platform.js';
-import { counted, type BackupReadStats } from './stats.js';
+import { counted, newBackupTimings, timedSource, timedVirsh, type BackupReadStats, type BackupTimings } from './stats.js';
 import { parseBackupExports, parseCheckpointXml, xmlAttr, type DomainDisk, type DomainInfo } from './domain-xml.js';
 import { isNoDomain, LibvirtError, type Virsh } from './virsh.js';
 import { BitmapLedger, removeStaleBitmaps } from './bitmaps.js';
@@ -64,7 +64,7 @@ async function lifeboatCheckpoints(virsh: Virsh, uuid: string): Promise<string[]
  * checkpoint, covers exactly the current qcow2 disks at the same sizes. Anything else → full
  * with a warning (never an incremental from a bitmap we cannot trust).
  */
-export function checkBase(base: Checkpoint | null, dom: DomainInfo, sizes: Map<string, number>): Plan {
+export function checkBase(base: Checkpoint | null, dom: DomainInfo, sizes: Map<string, number> | null): Plan {
   if (!base) return { base: null, warnings: [] };
   const restart = (why: string): Plan => ({ base: null, warnings: [`Instance ${dom.name}: ${why}; the disks were read in full and a new checkpoint chain started`] });
   const state = parseState(base);
@@ -74,7 +74,8 @@ export function checkBase(base: Checkpoint | null, dom: DomainInfo, sizes: Map<s
   const qcow2 = dom.disks.filter(isBitmapCapable).map((d) => d.target);
   if (qcow2.length === 0) return restart('no disk can hold a dirty bitmap');
   if ([...parsed.bitmapDisks].sort().join() !== [...qcow2].sort().join()) return restart('the disks changed since the last checkpoint');
-  for (const t of qcow2) if (state.sizes[t] !== sizes.get(t)) return restart(`disk ${t} was resized since the last checkpoint`);
+  // sizes null: not known yet (a speculative check; the caller checks again with them).
+  if (sizes) for (const t of qcow2) if (state.sizes[t] !== sizes.get(t)) return restart(`disk ${t} was resized since the last checkpoint`);
   const warnings = dom.disks.filter((d) => !isBitmapCapable(d)).map((d) => `Instance ${dom.name}: disk ${d.target} (${d.format}) cannot track changes and was read in full`);
   return { base: { name: base.name, state }, warnings };
 }
@@ -103,21 +104,29 @@ const BROKEN_CHAIN_RE = /checkpoint inconsistent|missing or broken bitmap|not fo
  * Lifeboat's copy before, and every Lifeboat checkpoint's metadata is removed in end(). Every
  * bitmap but the trusted base is removed before the job begins (bitmaps.ts).
  */
-export async function beginLibvirtBackup(deps: LibvirtBackupDeps, instance: Instance, dom: DomainInfo, baseCheckpoint: Checkpoint | null): Promise<BackupSession> {
+export async function beginLibvirtBackup(untimed: LibvirtBackupDeps, instance: Instance, dom: DomainInfo, baseCheckpoint: Checkpoint | null): Promise<BackupSession> {
+  const timings = newBackupTimings();
+  const began = performance.now();
+  const deps = { ...untimed, virsh: timedVirsh(untimed.virsh, timings) };
   const { virsh, log } = deps;
   const uuid = dom.uuid;
-  const sizes = await diskSizes(virsh, uuid, dom.disks);
-  let plan = checkBase(baseCheckpoint, dom, sizes);
-  await abortStaleJob(virsh, uuid, log);
-  await dropLeftoverCheckpoints(virsh, uuid, plan.base?.name ?? null, log);
   // One job per domain at a time: the domain's own directory holds only this job's files.
-  const jobDir = await domainScratchDir(deps.scratchDir, uuid);
+  const jobDir = path.join(deps.scratchDir, uuid);
+  const socket = path.join(jobDir, 'nbd.sock');
+  if (Buffer.byteLength(socket) > MAX_SOCKET_PATH) throw new ValidationError('LIFEBOAT_LIBVIRT_SCRATCH_DIR is too long for a unix socket path (at most 60 characters)');
   const xmlDir = await mkdtemp(path.join(tmpdir(), 'lifeboat-libvirt-'));
+  // From here on plan.base set ⇔ the base's metadata is in libvirt (removed on every failure).
+  let plan: Plan;
+  let sizes: Map<string, number>;
+  try {
+    ({ plan, sizes } = await prepare(virsh, uuid, dom, baseCheckpoint, xmlDir, log));
+  } catch (e) {
+    await rm(xmlDir, { recursive: true, force: true });
+    throw e;
+  }
   const ledger = new BitmapLedger(deps.scratchDir, uuid);
   const tag = `${Date.now().toString(36)}-${randomBytes(4).toString('hex')}`;
   const newCp = dom.disks.some(isBitmapCapable) ? `${CHECKPOINT_PREFIX}${tag}` : null;
-  const socket = path.join(jobDir, 'nbd.sock');
-  if (Buffer.byteLength(socket) > MAX_SOCKET_PATH) throw new ValidationError('LIFEBOAT_LIBVIRT_SCRATCH_DIR is too long for a unix socket path (at most 60 characters)');
   const scratch = (d: DomainDisk) => path.join(jobDir, `${d.target}.scratch`);
   const cleanupFiles = async () => {
     await rm(xmlDir, { recursive: true, force: true });
@@ -127,7 +136,7 @@ export async function beginLibvirtBackup(deps: LibvirtBackupDeps, instance: Inst
   const dropStale = () =>
     removeStaleBitmaps({ virsh, uuid, disks: dom.disks, ledger, keep: plan.base?.name ?? null, untrusted: !plan.base && baseCheckpoint?.name.startsWith(CHECKPOINT_PREFIX) ? baseCheckpoint.name : null, xmlDir, log });
   try {
-    if (plan.base) plan = await redefineBase(virsh, uuid, xmlDir, plan, dom);
+    await domainScratchDir(deps.scratchDir, uuid);
     await dropStale();
     const begin = async (base: string | null) => {
       await writeFile(path.join(xmlDir, 'backup.xml'), backupXml(socket, scratch, dom.disks, base));
@@ -145,7 +154,7 @@ export async function beginLibvirtBackup(deps: LibvirtBackupDeps, instance: Inst
       if (!plan.base || !(e instanceof LibvirtError) || !BROKEN_CHAIN_RE.test(e.detail)) throw e;
       log.warn({ domain: uuid, err: e.detail }, 'libvirt refused the incremental; starting a new checkpoint chain');
       await deleteCheckpoint(virsh, uuid, plan.base.name, 'metadata', log);
-      plan = { base: null, warnings: [`Instance ${dom.name}: the last checkpoint could not be used (${e.detail}); the disks were read in full and a new checkpoint chain started`] };
+      plan = { base: null, warnings: [brokenChainWarning(dom, e.detail, 'the last checkpoint could not be used')] };
       await dropStale();
       await begin(null);
     }
@@ -154,7 +163,46 @@ export async function beginLibvirtBackup(deps: LibvirtBackupDeps, instance: Inst
     await cleanupFiles();
     throw e;
   }
-  return openSession(deps, { instance, dom, plan, newCp, socket, sizes, cleanupFiles, xmlDir, ledger });
+  const session = await openSession(deps, { instance, dom, plan, newCp, socket, sizes, cleanupFiles, xmlDir, ledger, timings });
+  timings.beginMs = performance.now() - began;
+  return session;
+}
+
+/**
+ * The begin's first round trips, at once (the virsh pool has several shells): the disk sizes,
+ * leftover Lifeboat checkpoints, a stale job and, when the base passes every check but the
+ * sizes (not known yet), the base's redefinition. That speculative redefine stands when
+ * nothing needed cleaning first: no stale job and no leftover but the base itself (which the
+ * list may show because of our own redefine). Otherwise it is undone and the serial order
+ * runs: leftovers dropped, then the base redefined. Returns the plan; plan.base set ⇔ its
+ * metadata is in libvirt now. On a failure no metadata of ours is left.
+ */
+async function prepare(virsh: Virsh, uuid: string, dom: DomainInfo, baseCheckpoint: Checkpoint | null, xmlDir: string, log: Logger): Promise<{ plan: Plan; sizes: Map<string, number> }> {
+  const earlyPlan = checkBase(baseCheckpoint, dom, null);
+  const early = earlyPlan.base;
+  const spec = early ? redefineBase(virsh, uuid, xmlDir, earlyPlan, dom) : Promise.resolve(null);
+  const [sizesR, leftoversR, staleR, specR] = await Promise.allSettled([diskSizes(virsh, uuid, dom.disks), lifeboatCheckpoints(virsh, uuid), abortStaleJob(virsh, uuid, log), spec]);
+  const specPlan = specR.status === 'fulfilled' ? specR.value : null;
+  const redefined = specPlan?.base ? early : null; // our metadata in libvirt now
+  const undo = async () => {
+    if (redefined) await deleteCheckpoint(virsh, uuid, redefined.name, 'metadata', log);
+  };
+  for (const r of [sizesR, leftoversR, staleR]) {
+    if (r.status === 'rejected') {
+      await undo();
+      throw r.reason;
+    }
+  }
+  const sizes = (sizesR as PromiseFulfilledResult<Map<string, number>>).value;
+  const others = (leftoversR as PromiseFulfilledResult<string[]>).value.filter((n) => n !== redefined?.name);
+  const staleJob = (staleR as PromiseFulfilledResult<boolean>).value;
+  let plan = checkBase(baseCheckpoint, dom, sizes);
+  // The redefine's outcome stands: the plan with sizes (same base and warnings), or its fallback.
+  if (plan.base && specPlan && others.length === 0 && !staleJob) return { plan: specPlan.base ? plan : specPlan, sizes };
+  await undo();
+  await dropLeftoverCheckpoints(virsh, uuid, others, plan.base?.name ?? null, log);
+  if (plan.base) plan = await redefineBase(virsh, uuid, xmlDir, plan, dom);
+  return { plan, sizes };
 }
 
 interface Begun {
@@ -167,6 +215,7 @@ interface Begun {
   xmlDir: string;
   ledger: BitmapLedger;
   cleanupFiles: () => Promise<void>;
+  timings: BackupTimings;
 }
 
 /** Connects to every export and builds the session; on failure ends the job (all or none). */
@@ -176,10 +225,15 @@ async function openSession(deps: LibvirtBackupDeps, b: Begun): Promise<BackupSes
   const clients: NbdClient[] = [];
   const stats: BackupReadStats = { mode: b.plan.base ? 'incremental' : 'full', bytesRead: 0 };
   const disks: BackupDisk[] = [];
+  const readSpan = { first: null as number | null };
   let checkpoint: Checkpoint | null = null;
   const finish = async (outcome: BackupOutcome) => {
-    await Promise.all(clients.map((c) => c.close().catch(() => c.destroy())));
-    await virsh.run(['domjobabort', uuid]).catch((e: unknown) => log.warn({ domain: uuid, err: errorMessage(e) }, 'ending the libvirt backup job failed'));
+    // At once: ending the job ends the exports, and QEMU closes our connections either way
+    // (a client's polite close then returns as soon as its socket is closed).
+    await Promise.all([
+      ...clients.map((c) => c.close().catch(() => c.destroy())),
+      virsh.run(['domjobabort', uuid]).catch((e: unknown) => log.warn({ domain: uuid, err: errorMessage(e) }, 'ending the libvirt backup job failed')),
+    ]);
     // The bitmap that is no base from now on goes (the chain stays one bitmap long): the old
     // base once the new checkpoint is committed, else the new one. A bitmap whose removal
     // failed stays in the ledger; the next backup removes it.
@@ -187,11 +241,15 @@ async function openSession(deps: LibvirtBackupDeps, b: Begun): Promise<BackupSes
     if (keep) await deleteCheckpoint(virsh, uuid, keep, 'metadata', log);
     if (outcome === 'committed' && b.newCp) await b.ledger.committed(b.newCp);
     if (drop && (await deleteCheckpoint(virsh, uuid, drop, 'all', log))) await b.ledger.remove(drop);
+    // Committed: the new checkpoint is the only base from now on. Any other ledger bitmap (the
+    // last committed one a full kept while it ran, one whose removal failed) goes now rather
+    // than in the next backup's begin, where it would delay the snapshot.
+    if (outcome === 'committed' && b.newCp) await removeStaleBitmaps({ virsh, uuid, disks: b.dom.disks, ledger: b.ledger, keep: b.newCp, untrusted: null, xmlDir: b.xmlDir, log }).catch((e: unknown) => log.warn({ domain: uuid, err: errorMessage(e) }, 'removing stale dirty bitmaps failed'));
     await b.cleanupFiles();
   };
   try {
     const exports = parseBackupExports(await virsh.run(['backup-dumpxml', uuid]));
-    for (const disk of b.dom.disks) {
+    const connectDisk = async (disk: DomainDisk): Promise<BackupDisk> => {
       const ex = exports.find((x) => x.disk === disk.target);
       if (!ex) throw new LibvirtError('backup-begin', `disk ${disk.target} is not exported`);
       const incremental = b.plan.base !== null && isBitmapCapable(disk) && ex.exportBitmap !== null;
@@ -199,12 +257,18 @@ async function openSession(deps: LibvirtBackupDeps, b: Begun): Promise<BackupSes
       const client = await NbdClient.connect({ socketPath: b.socket, exportName: ex.exportName, metaContexts: context ? [BASE_ALLOCATION, context] : [BASE_ALLOCATION] });
       clients.push(client);
       const source = nbdDiskSource(client, { alignment: 1, ...(context ? { dirty: { checkpoint: b.plan.base!.name, context } } : {}) });
-      disks.push({ disk: instanceDisk(b.instance, disk), source: counted(namingTheDomain(source, virsh, b.dom), stats) });
+      return { disk: instanceDisk(b.instance, disk), source: timedSource(counted(namingTheDomain(source, virsh, b.dom), stats), b.timings, readSpan) };
+    };
+    // Every disk's NBD handshake and the checkpoint's XML at once; all settle before a failure
+    // is thrown, so finish() closes every client that connected.
+    const cpXml = b.newCp ? virsh.run(['checkpoint-dumpxml', uuid, b.newCp]) : null;
+    cpXml?.catch(() => undefined);
+    const connected = await Promise.allSettled(b.dom.disks.map(connectDisk));
+    for (const r of connected) {
+      if (r.status === 'rejected') throw r.reason;
+      disks.push(r.value);
     }
-    if (b.newCp) {
-      const xml = await virsh.run(['checkpoint-dumpxml', uuid, b.newCp]);
-      checkpoint = { name: b.newCp, state: JSON.stringify({ v: 1, xml, sizes: Object.fromEntries(b.sizes) } satisfies CheckpointState) };
-    }
+    if (b.newCp && cpXml) checkpoint = { name: b.newCp, state: JSON.stringify({ v: 1, xml: await cpXml, sizes: Object.fromEntries(b.sizes) } satisfies CheckpointState) };
   } catch (e) {
     await finish('failed');
     throw e;
@@ -217,10 +281,20 @@ async function openSession(deps: LibvirtBackupDeps, b: Begun): Promise<BackupSes
     end: async (outcome) => {
       if (ended) return;
       ended = true;
+      const t0 = performance.now();
       await finish(outcome).catch((e: unknown) => log.warn({ domain: uuid, err: errorMessage(e) }, 'libvirt backup cleanup failed'));
+      b.timings.endMs = performance.now() - t0;
+      log.info({ domain: uuid, outcome, ...stats, timings: roundTimings(b.timings) }, 'libvirt backup timings');
       deps.onStats?.(uuid, stats);
     },
   };
+}
+
+/** Whole milliseconds, for the log. */
+function roundTimings(t: BackupTimings): BackupTimings {
+  const r = (x: number) => Math.round(x);
+  const virsh = Object.fromEntries(Object.entries(t.virsh).map(([op, v]) => [op, { n: v.n, ms: r(v.ms) }]));
+  return { virsh, beginMs: r(t.beginMs), endMs: r(t.endMs), blockStatusMs: r(t.blockStatusMs), reads: t.reads, readSpanMs: r(t.readSpanMs) };
 }
 
 /**
@@ -264,32 +338,43 @@ function instanceDisk(instance: Instance, d: DomainDisk): Instance['disks'][numb
   return instance.disks.find((x) => x.device === `/dev/${d.target}`) ?? { device: `/dev/${d.target}`, format: d.format };
 }
 
-/** Recreates the base checkpoint's libvirt metadata from Lifeboat's copy; failure → full. */
+/**
+ * Recreates the base checkpoint's libvirt metadata from Lifeboat's copy; failure → full.
+ * Metadata only (no --redefine-validate, which asks QEMU for every disk's bitmaps while
+ * holding the domain's job, ~15 ms here): backup-begin asks QEMU anyway and refuses an
+ * incremental from a missing or inconsistent bitmap (QEMU cannot merge one; after an unclean
+ * QEMU exit every bitmap is inconsistent), and then the job starts again as a full.
+ */
 async function redefineBase(virsh: Virsh, uuid: string, xmlDir: string, plan: Plan, dom: DomainInfo): Promise<Plan> {
   const base = plan.base!;
   const file = path.join(xmlDir, 'base-checkpoint.xml');
-  await writeFile(file, withoutParent(base.state.xml));
+  await writeFile(file, redefinable(base.state.xml));
   try {
-    // --redefine-validate: libvirt checks that every disk still has the bitmap and that it is
-    // consistent (after an unclean QEMU exit, every bitmap is 'inconsistent').
-    await virsh.run(['checkpoint-create', uuid, file, '--redefine', '--redefine-validate']);
+    await virsh.run(['checkpoint-create', uuid, file, '--redefine']);
     return plan;
   } catch (e) {
-    const detail = e instanceof LibvirtError ? e.detail : errorMessage(e);
-    const why = /inconsistent|missing or broken/i.test(detail) ? 'the dirty bitmap of the last checkpoint is missing or broken (e.g. after an unclean QEMU exit)' : 'the last checkpoint could not be restored in libvirt';
-    return { base: null, warnings: [`Instance ${dom.name}: ${why} (${detail}); the disks were read in full and a new checkpoint chain started`] };
+    return { base: null, warnings: [brokenChainWarning(dom, e instanceof LibvirtError ? e.detail : errorMessage(e), 'the last checkpoint could not be restored in libvirt')] };
   }
 }
 
+/** The warning of a chain that libvirt refused to continue (`otherwise`: why, when the bitmap is not the reason). */
+function brokenChainWarning(dom: DomainInfo, detail: string, otherwise: string): string {
+  const why = /inconsistent|missing or broken/i.test(detail) ? 'the dirty bitmap of the last checkpoint is missing or broken (e.g. after an unclean QEMU exit)' : otherwise;
+  return `Instance ${dom.name}: ${why} (${detail}); the disks were read in full and a new checkpoint chain started`;
+}
+
 /**
- * The saved XML names the checkpoint's parent (the base of its own backup), which Lifeboat
- * removed since; --redefine-validate refuses a missing parent, and the chain is one bitmap
- * long anyway. Only the head of the document (before the embedded domain XML) is looked at.
+ * What is redefined of the saved XML: its head only. The saved XML names the checkpoint's
+ * parent (the base of its own backup), which Lifeboat removed since; libvirt refuses a
+ * missing parent, and the chain is one bitmap long anyway. The embedded domain XML is left
+ * out: libvirt parses and checks a whole domain definition for it (most of the redefine's
+ * time), and an incremental needs only the checkpoint's disks and bitmaps.
  */
-function withoutParent(xml: string): string {
+function redefinable(xml: string): string {
   const cut = xml.search(/<domain[\s>]/);
+  const end = xml.lastIndexOf('</domain>');
   const head = cut < 0 ? xml : xml.slice(0, cut);
-  return head.replace(/<parent>\s*<name>[^<]*<\/name>\s*<\/parent>\s*/, '') + (cut < 0 ? '' : xml.slice(cut));
+  return head.replace(/<parent>\s*<name>[^<]*<\/name>\s*<\/parent>\s*/, '') + (cut < 0 ? '' : end > cut ? xml.slice(end + '</domain>'.length) : xml.slice(cut));
 }
 
 /** Longest unix socket path (sun_path is 108 bytes with the terminating NUL). */
@@ -300,13 +385,12 @@ const MAX_SOCKET_PATH = 107;
  * scratch files there) and emptied: called after any stale job of the domain was aborted, so
  * what is left there (a dead worker's socket or scratch files) belongs to no one.
  */
-async function domainScratchDir(scratchDir: string, uuid: string): Promise<string> {
+async function domainScratchDir(scratchDir: string, uuid: string): Promise<void> {
   const dir = path.join(scratchDir, uuid);
   await rm(dir, { recursive: true, force: true });
   await mkdir(dir, { mode: 0o750 });
   const owner = await stat(scratchDir);
   await chown(dir, owner.uid, owner.gid);
-  return dir;
 }
 
 /**
@@ -314,8 +398,7 @@ async function domainScratchDir(scratchDir: string, uuid: string): Promise<strin
  * end. The base keeps its bitmap (it is redefined next); any other is never a base again
  * (an uncommitted backup's, or older than the base): its bitmap is removed too.
  */
-async function dropLeftoverCheckpoints(virsh: Virsh, uuid: string, base: string | null, log: Logger): Promise<void> {
-  const leftovers = await lifeboatCheckpoints(virsh, uuid);
+async function dropLeftoverCheckpoints(virsh: Virsh, uuid: string, leftovers: string[], base: string | null, log: Logger): Promise<void> {
   if (leftovers.length > 0) log.warn({ domain: uuid, checkpoints: leftovers }, 'removing checkpoints an earlier backup left in libvirt');
   // Newest first (names sort by creation time): a child goes before its parent.
   for (const cp of leftovers.sort().reverse()) await deleteCheckpoint(virsh, uuid, cp, cp === base ? 'metadata' : 'all', log);
@@ -323,14 +406,12 @@ async function dropLeftoverCheckpoints(virsh: Virsh, uuid: string, base: string 
 
 /** Virtual size of every disk (the checkpoint records them: a resize breaks the chain). */
 async function diskSizes(virsh: Virsh, uuid: string, disks: DomainDisk[]): Promise<Map<string, number>> {
-  const sizes = new Map<string, number>();
-  for (const d of disks) {
-    const out = await virsh.run(['domblkinfo', uuid, d.target]);
-    const m = /^Capacity:\s+(\d+)/m.exec(out);
+  const capacity = async (d: DomainDisk): Promise<[string, number]> => {
+    const m = /^Capacity:\s+(\d+)/m.exec(await virsh.run(['domblkinfo', uuid, d.target]));
     if (!m) throw new LibvirtError('domblkinfo', `no capacity reported for disk ${d.target}`);
-    sizes.set(d.target, Number(m[1]));
-  }
-  return sizes;
+    return [d.target, Number(m[1])];
+  };
+  return new Map(await Promise.all(disks.map(capacity)));
 }
 
 /**
@@ -345,12 +426,13 @@ export async function cleanupDeadBackup(deps: LibvirtBackupDeps, uuid: string): 
   await rm(path.join(deps.scratchDir, uuid), { recursive: true, force: true });
 }
 
-/** A pull job left open by a dead worker would block backup-begin: end it. */
-async function abortStaleJob(virsh: Virsh, uuid: string, log: Logger): Promise<void> {
+/** A pull job left open by a dead worker would block backup-begin: end it. True when there was one. */
+async function abortStaleJob(virsh: Virsh, uuid: string, log: Logger): Promise<boolean> {
   const info = await virsh.run(['domjobinfo', uuid]).catch(() => '');
-  if (!/^Operation:\s+Backup/m.test(info)) return;
+  if (!/^Operation:\s+Backup/m.test(info)) return false;
   log.warn({ domain: uuid }, 'ending a libvirt backup job left open by an earlier run');
   await virsh.run(['domjobabort', uuid]);
+  return true;
 }
 
 /** 'metadata': libvirt forgets it, the qcow2 bitmap stays; 'all': the bitmap goes too. Never throws; true when done. */

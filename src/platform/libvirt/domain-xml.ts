@@ -21,6 +21,8 @@ export interface DomainDisk {
   type: string;
   /** Source file or block device (never shown to users). */
   source: string | null;
+  /** `<serial>`, when the disk has one (OpenStack: the Cinder volume id of a volume disk). */
+  serial?: string | null;
 }
 
 export interface DomainNic {
@@ -92,6 +94,7 @@ function parseDisks(devices: Node | null): DomainDisk[] {
       format: attr(node(d)?.driver, 'type') ?? 'raw',
       type: attr(d, 'type') ?? 'file',
       source: attr(src, 'file') ?? attr(src, 'dev') ?? null,
+      serial: text(node(d)?.serial)?.trim() || null,
     });
   }
   return out;

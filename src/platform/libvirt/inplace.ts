@@ -1,14 +1,12 @@
-import { mkdir, readdir, realpath, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, readdir, realpath, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { AppError, NotFoundError, UnavailableError, ValidationError, errorMessage } from '../../lib/errors.js';
 import type { Instance } from '../../domain/instance.js';
 import type { Logger } from '../../lib/logger.js';
-import { fsyncDir } from '../disk-io/atomic-file.js';
 import type { DiskSink, PreparedInstance, RestoreTag } from '../platform.js';
 import type { DomainDisk, DomainInfo } from './domain-xml.js';
-import { CHECKPOINT_PREFIX } from './backup.js';
-import { BitmapLedger } from './bitmaps.js';
-import { isRestoreFormat, ownLike, qemuImg, StagedDiskSink, toQcow2 } from './restore-disks.js';
+import { domainActive, finishSwap, journalPath, recoverSwap, step, swapDisks, writeJournal, type SwapDisk, type SwapJournal } from './inplace-swap.js';
+import { isRestoreFormat, qemuImg, StagedDiskSink, toQcow2 } from './restore-disks.js';
 import type { Virsh } from './virsh.js';
 
 /**
@@ -74,45 +72,6 @@ async function stageDisk(deps: InPlaceDeps, dom: DomainInfo, disk: DomainDisk, s
   return { disk, target, sink, staged: qcow2 ?? raw };
 }
 
-/** Replaces one disk with its staged image; the domain is stopped. */
-async function swapIn(s: StagedDisk, dom: DomainInfo): Promise<void> {
-  if ((await stat(s.target)).isBlockDevice()) {
-    // -n: the device exists and is not zero-initialised, so holes of the image are written as zeros.
-    await qemuImg(['convert', '-q', '-n', '-f', 'raw', '-O', 'raw', s.staged, s.target], `Writing disk ${s.disk.target} of instance ${dom.name} to its block device`);
-    await rm(s.staged, { force: true });
-    return;
-  }
-  await ownLike(s.staged, s.target, true);
-  await rename(s.staged, s.target);
-  await fsyncDir(path.dirname(s.target));
-}
-
-/** Lifeboat's checkpoints libvirt still knows of the domain (normally none between backups). */
-async function dropCheckpointMetadata(virsh: Virsh, uuid: string): Promise<void> {
-  const names = (await virsh.run(['checkpoint-list', uuid, '--name'])).split('\n').map((s) => s.trim());
-  for (const name of names.filter((n) => n.startsWith(CHECKPOINT_PREFIX))) await virsh.run(['checkpoint-delete', uuid, name, '--metadata']);
-}
-
-/**
- * Every qcow2 disk rewritten: none of the bitmaps in the backup side's ledger exists any more,
- * so the ledger is emptied (otherwise the next backups would try to remove them). With a
- * qcow2 disk left as it was, its bitmaps stay and the ledger still names them for removal.
- */
-async function forgetBitmaps(deps: InPlaceDeps, dom: DomainInfo, staged: StagedDisk[]): Promise<void> {
-  if (!dom.disks.filter((d) => d.format === 'qcow2').every((d) => staged.some((s) => s.disk.target === d.target))) return;
-  const ledger = new BitmapLedger(deps.scratchDir, dom.uuid);
-  for (const name of (await ledger.read()).bitmaps) await ledger.remove(name);
-}
-
-/** Runs one step of publish; a failure says which step failed. */
-async function step<T>(what: string, fn: () => Promise<T>): Promise<T> {
-  try {
-    return await fn();
-  } catch (e) {
-    throw new UnavailableError(`In-place restore failed while ${what}: ${errorMessage(e)}`, { cause: e });
-  }
-}
-
 export async function openLibvirtInPlace(deps: InPlaceDeps, instanceId: string, disks: { device: string; size: number }[], tag: RestoreTag, opts: { powerOn?: boolean }): Promise<PreparedInstance> {
   if (!TAG_RE.test(tag.restoreId)) throw new ValidationError('Invalid restore id');
   const found = await deps.describe(instanceId.toLowerCase());
@@ -144,7 +103,7 @@ export async function openLibvirtInPlace(deps: InPlaceDeps, instanceId: string, 
       if (pending.length > 0) throw new AppError('internal', `Cannot finish the in-place restore of ${dom.uuid}: disks not committed: ${pending.join(', ')}`);
       state = 'published';
       try {
-        await replaceDisks(deps, dom, staged, opts, progress);
+        await replaceDisks(deps, dom, staged, tag.restoreId, opts, progress);
       } finally {
         await discardAll().catch(() => undefined);
         if (progress.swapped > 0) warnings.push(`Instance ${dom.name} was restored in place: its disks were rewritten without change-tracking bitmaps, so the next snapshot of the workload is a full one (a new checkpoint chain)`);
@@ -162,38 +121,44 @@ export async function openLibvirtInPlace(deps: InPlaceDeps, instanceId: string, 
 }
 
 /**
- * Stop, swap, drop checkpoints, start. If a swap fails after the domain was stopped, a domain
- * that was running is started again (its disks may then be partly restored: the error says so).
+ * Stop, swap, drop checkpoints, start, with a journal (inplace-swap.ts) written before the
+ * domain is stopped, so a worker that dies on the way leaves a swap the reconciler finishes.
+ * If a swap fails here, a domain that was running is started again (its disks may then be
+ * partly restored: the error says so).
  */
-async function replaceDisks(deps: InPlaceDeps, dom: DomainInfo, staged: StagedDisk[], opts: { powerOn?: boolean }, progress: { swapped: number }): Promise<void> {
-  const state = (await step('reading the domain state', () => deps.virsh.run(['domstate', dom.uuid]))).trim();
-  const wasRunning = state === 'running' || state === 'paused' || state === 'in shutdown';
-  if (wasRunning) await step(`stopping domain ${dom.name}`, () => deps.virsh.run(['destroy', dom.uuid]));
-  const start = opts.powerOn ?? wasRunning;
+async function replaceDisks(deps: InPlaceDeps, dom: DomainInfo, staged: StagedDisk[], restoreId: string, opts: { powerOn?: boolean }, progress: { swapped: number }): Promise<void> {
+  const wasRunning = await step('reading the domain state', () => domainActive(deps.virsh, dom.uuid));
+  const file = journalPath(deps.restoreDir, restoreId, dom.uuid);
+  const disks: SwapDisk[] = await Promise.all(
+    staged.map(async (s) => ({ target: s.disk.target, image: s.target, staged: s.staged, block: (await stat(s.target)).isBlockDevice(), qcow2: s.disk.format === 'qcow2' })),
+  );
+  const journal: SwapJournal = { v: 1, uuid: dom.uuid, wasRunning, start: opts.powerOn ?? wasRunning, phase: 'swapping', disks };
+  await step('recording the swap', () => writeJournal(file, journal));
   try {
-    for (const s of staged) {
-      await step(`replacing disk ${s.disk.target} of ${dom.name}`, () => swapIn(s, dom));
-      progress.swapped++;
-    }
-    await step(`dropping the checkpoints of ${dom.name}`, () => dropCheckpointMetadata(deps.virsh, dom.uuid));
-    await step(`forgetting the dirty bitmaps of ${dom.name}`, () => forgetBitmaps(deps, dom, staged));
+    await swapDisks(deps, dom, journal, file, progress, true);
   } catch (e) {
     if (wasRunning) await deps.virsh.run(['start', dom.uuid]).catch((err: unknown) => deps.log.warn({ domain: dom.uuid, err: errorMessage(err) }, 'restarting the domain after a failed in-place restore failed'));
+    await rm(file, { force: true });
     const partly = progress.swapped > 0 ? ` (${progress.swapped} of ${staged.length} disks were already replaced)` : ' (no disk was replaced)';
     throw new UnavailableError(`${errorMessage(e)}${partly}`, { cause: e });
   }
-  if (start) await step(`starting domain ${dom.name} again`, () => deps.virsh.run(['start', dom.uuid]));
+  await finishSwap(deps, dom, journal, file);
 }
 
 /**
- * After a restore's worker died: removes the staged files of its in-place restores of
- * `instanceIds` (beside their file disks, and their block-device staging in the restore
- * directory). Domains of other projects are not looked at; the disks are never touched.
+ * After a restore's worker died: a swap it left cut off (its journal) is finished first — the
+ * domain ends with the snapshot's disks, started if the restore was to start it — then the
+ * staged files of its in-place restores of `instanceIds` are removed (beside their file disks,
+ * and their block-device staging in the restore directory). Domains of other projects are not
+ * looked at; a disk is only ever replaced by a complete staged image. True when a swap was
+ * finished (those disks lost their dirty bitmaps: the next snapshot must be a full).
  */
-export async function cleanupLibvirtInPlace(deps: InPlaceDeps, tag: RestoreTag, instanceIds: string[]): Promise<void> {
+export async function cleanupLibvirtInPlace(deps: InPlaceDeps, tag: RestoreTag, instanceIds: string[]): Promise<boolean> {
   if (!TAG_RE.test(tag.restoreId)) throw new ValidationError('Invalid restore id');
-  for (const id of instanceIds) {
-    const found = await deps.describe(id.toLowerCase());
+  let swapped = false;
+  for (const id of instanceIds.map((x) => x.toLowerCase())) {
+    const found = await deps.describe(id);
+    swapped = (await recoverSwap(deps, found?.dom ?? null, tag.restoreId, id)) || swapped;
     if (!found) continue;
     await removeWithPrefix(deps.restoreDir, `${BLOCK_PREFIX}${tag.restoreId}.${found.dom.uuid}.`);
     for (const disk of found.dom.disks) {
@@ -201,6 +166,7 @@ export async function cleanupLibvirtInPlace(deps: InPlaceDeps, tag: RestoreTag, 
       if (target) await removeWithPrefix(path.dirname(target), `.${path.basename(target)}.${tag.restoreId}.`);
     }
   }
+  return swapped;
 }
 
 async function removeWithPrefix(dir: string, prefix: string): Promise<void> {

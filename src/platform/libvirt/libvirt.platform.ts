@@ -4,7 +4,8 @@ import type { Snapshot } from '../../domain/snapshot.js';
 import { NotFoundError, UnavailableError, errorMessage } from '../../lib/errors.js';
 import { isUuid } from '../../lib/ids.js';
 import { silentLogger, type Logger } from '../../lib/logger.js';
-import type { BackupSession, BeginBackupOptions, NewInstanceSpec, Platform, PreparedInstance, RestoreTag } from '../platform.js';
+import type { BackupSession, BeginBackupOptions, NewInstanceSpec, Platform, PlatformNetwork, PreparedInstance, RestoreCleanup, RestoreTag } from '../platform.js';
+import { listHostNetworks } from './networks.js';
 import { assignDomain } from './assign.js';
 import { beginLibvirtBackup, cleanupDeadBackup, vanishedError, type LibvirtBackupDeps } from './backup.js';
 import { beginOfflineBackup } from './offline.js';
@@ -59,6 +60,11 @@ export class LibvirtPlatform implements Platform {
     return out;
   }
 
+  /** The host's libvirt networks and bridges (networks.ts): host-wide, the same for every project. */
+  listNetworks(_projectId: string): Promise<PlatformNetwork[]> {
+    return listHostNetworks(this.virsh);
+  }
+
   async getInstance(projectId: string, instanceId: string): Promise<Instance | null> {
     if (!isUuid(instanceId)) return null;
     const found = await this.lookup(instanceId.toLowerCase());
@@ -68,9 +74,9 @@ export class LibvirtPlatform implements Platform {
   /** The domain's XML and state; null when libvirt has no such domain (it may vanish any time). */
   private async lookup(uuid: string): Promise<{ dom: DomainInfo; state: string } | null> {
     try {
-      const dom = parseDomainXml(await this.virsh.run(['dumpxml', uuid]));
-      const state = (await this.virsh.run(['domstate', uuid])).trim();
-      return { dom, state };
+      // Two shells at once: one round trip instead of two (every snapshot asks twice).
+      const [xml, state] = await Promise.all([this.virsh.run(['dumpxml', uuid]), this.virsh.run(['domstate', uuid])]);
+      return { dom: parseDomainXml(xml), state: state.trim() };
     } catch (e) {
       if (isNoDomain(e)) return null;
       throw e;
@@ -79,7 +85,12 @@ export class LibvirtPlatform implements Platform {
 
   /** Gives a domain (UUID) to a project or takes it away (null): `lifeboat libvirt-assign` as an admin API. */
   assign(domainUuid: string, projectId: string | null): Promise<{ uuid: string; name: string }> {
-    return assignDomain(this.virsh.uri, domainUuid, projectId);
+    return assignDomain(this.virsh, domainUuid, projectId);
+  }
+
+  /** Ends the virsh shells (the service stops): no virsh process outlives `lifeboat serve`. */
+  close(): Promise<void> {
+    return this.virsh.close();
   }
 
   /** Read statistics of the last finished backup of a domain (operator diagnostics, tests). */
@@ -150,10 +161,14 @@ export class LibvirtPlatform implements Platform {
     return checkLibvirtRestore({ virsh: this.virsh, getInstance: (uuid) => this.getInstance(projectId, uuid) }, plan, snapshot);
   }
 
-  /** Removes what a dead restore left: directories of new domains it never defined, staged in-place images. */
-  async cleanupRestore(projectId: string, tag: RestoreTag, instanceIds: string[] = []): Promise<void> {
+  /**
+   * Removes what a dead restore left: directories of new domains it never defined, staged
+   * in-place images; an in-place swap it left cut off is finished first (inplace-swap.ts).
+   */
+  async cleanupRestore(projectId: string, tag: RestoreTag, instanceIds: string[] = []): Promise<RestoreCleanup> {
     await cleanupLibvirtRestore(this.restoreDeps(projectId), tag);
-    await cleanupLibvirtInPlace(this.inPlaceDeps(projectId), tag, instanceIds);
+    const finished = await cleanupLibvirtInPlace(this.inPlaceDeps(projectId), tag, instanceIds);
+    return { changeTrackingReset: finished };
   }
 }
 

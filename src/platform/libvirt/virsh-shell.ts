@@ -89,6 +89,20 @@ export class VirshShell {
     this.dead ??= reason;
     this.child.kill('SIGKILL');
   }
+
+  /**
+   * Ends the shell: stdin closed (virsh quits at end of input, closing its connection
+   * cleanly), SIGKILL if it has not exited within `graceMs`. Resolves once the process is gone.
+   */
+  async close(graceMs = 2000): Promise<void> {
+    if (this.child.exitCode !== null || this.child.signalCode !== null) return;
+    const exited = new Promise<void>((resolve) => this.child.once('exit', () => resolve()));
+    this.dead ??= new Error('closed');
+    this.child.stdin!.end();
+    const timer = setTimeout(() => this.child.kill('SIGKILL'), graceMs);
+    await exited;
+    clearTimeout(timer);
+  }
 }
 
 /** Arguments the shell passes through unchanged: no quote, backslash or line break (others use a spawned virsh). */

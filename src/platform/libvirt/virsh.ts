@@ -48,6 +48,9 @@ export class Virsh {
   private shells = 0;
   private readonly waiters: ((s: VirshShell | null) => void)[] = [];
   private readonly useShell = process.env.LIFEBOAT_VIRSH_SHELL !== '0';
+  /** Every shell started and not yet gone (idle or running a command), for close(). */
+  private readonly live = new Set<VirshShell>();
+  private closed = false;
 
   constructor(
     readonly uri: string,
@@ -58,7 +61,7 @@ export class Virsh {
   async run(args: readonly string[], opts: { timeoutMs?: number } = {}): Promise<string> {
     const op = args[0] ?? 'virsh';
     const timeoutMs = opts.timeoutMs ?? this.timeoutMs;
-    const shell = this.useShell && shellSafe(args) ? await this.acquire() : null;
+    const shell = this.useShell && !this.closed && shellSafe(args) ? await this.acquire() : null;
     if (!shell) return this.spawned(args, timeoutMs);
     try {
       const r = await shell.exec(args, timeoutMs);
@@ -84,14 +87,27 @@ export class Virsh {
     const free = this.idle.pop();
     if (free) return free;
     if (this.shells < MAX_SHELLS) {
-      this.shells++;
-      return new VirshShell(this.uri);
+      const shell = this.startShell();
+      // The rest of the pool starts now, idle: a later burst of parallel calls (a backup's
+      // first questions) would otherwise wait for a new virsh each, a process and a libvirt
+      // connection (30 ms quiet, hundreds loaded), longer than the calls themselves.
+      while (this.shells < MAX_SHELLS) this.idle.push(this.startShell());
+      return shell;
     }
     return new Promise((resolve) => this.waiters.push(resolve));
   }
 
+  private startShell(): VirshShell {
+    this.shells++;
+    const shell = new VirshShell(this.uri);
+    this.live.add(shell);
+    return shell;
+  }
+
   private release(shell: VirshShell): void {
+    if (this.closed && !shell.dead) void shell.close();
     if (shell.dead) {
+      this.live.delete(shell);
       this.shells--;
       this.waiters.shift()?.(null); // that caller spawns; the next one may open a new shell
       return;
@@ -99,6 +115,18 @@ export class Virsh {
     const waiter = this.waiters.shift();
     if (waiter) waiter(shell);
     else this.idle.push(shell);
+  }
+
+  /**
+   * Ends every shell (the service stops: no virsh process may outlive it). Idle shells end
+   * now; a shell running a command ends when the command is done. Later calls still work,
+   * through a spawned virsh each.
+   */
+  async close(): Promise<void> {
+    this.closed = true;
+    this.idle.length = 0;
+    await Promise.all([...this.live].map((s) => s.close()));
+    this.live.clear();
   }
 
   private spawned(args: readonly string[], timeoutMs: number): Promise<string> {

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { ValidationError } from '../../lib/errors.js';
 import type { Logger } from '../../lib/logger.js';
-import { InventoryFile, parseInventory, validateInventory } from './inventory.js';
+import { InventoryFile, parseInventory, validateInventory, validateInventoryDoc } from './inventory.js';
 
 const P1 = '0123456789abcdef0123456789abcdef';
 
@@ -132,6 +132,20 @@ describe('inventory validation', () => {
     rejects({ instances: [vm({ disks: [{ device: '/dev/vda', path: '/srv/a.qcow2', format: 'qcow2' }] })] }, 'instances[0].disks[0].format: only "raw"', 'qcow2');
     rejects({ instances: [vm({ disks: [{ device: 'vda/../../x', path: '/srv/a.raw', format: 'raw' }] })] }, 'instances[0].disks[0].device: must be a device name');
     rejects({ instances: [vm({ disks: [{ device: '/dev/vda', path: '/srv/a.raw', volume_id: 'vol-1' }] })] }, 'instances[0].disks[0].volume_id: must be a lowercase UUID');
+  });
+
+  it('declared networks: validated, ids unique, project_id absent (shared) or a project', () => {
+    const sub = { id: '00000000-0000-4000-8000-0000000000cc', name: 'dmz-subnet', cidr: '192.0.2.0/24', ip_version: 4, gateway_ip: null };
+    const doc = validateInventoryDoc({ instances: [vm()], networks: [{ id: '00000000-0000-4000-8000-0000000000c1', name: 'dmz', subnets: [sub] }, { id: '00000000-0000-4000-8000-0000000000c2', name: 'own', project_id: P1 }] });
+    assert.deepEqual(doc.networks, [
+      { id: '00000000-0000-4000-8000-0000000000c1', name: 'dmz', project_id: null, subnets: [sub] },
+      { id: '00000000-0000-4000-8000-0000000000c2', name: 'own', project_id: P1, subnets: [] },
+    ]);
+    assert.equal(doc.instances.length, 1);
+    const id = '00000000-0000-4000-8000-0000000000c1';
+    rejects({ instances: [], networks: [{ id, name: 'a' }, { id, name: 'b' }] }, `networks[1].id: duplicate network id ${id} (also networks[0])`);
+    rejects({ instances: [], networks: [{ id: 'x', name: 'a', project_id: 'P', subnets: [{ id, name: 's', cidr: '10.0.0.0/99', ip_version: 4 }], color: 'red' }] }, 'networks[0].id', 'networks[0].project_id: must be 32 lowercase hex', 'networks[0].subnets[0].cidr', 'networks[0].color: unknown field');
+    rejects({ instances: [], networks: {} }, 'networks');
   });
 
   it('lists several problems in one message', () => {

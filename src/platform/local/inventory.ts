@@ -8,8 +8,8 @@ import { silentLogger, type Logger } from '../../lib/logger.js';
 import { fileKey, hasCode, writeFileAtomic } from '../disk-io/atomic-file.js';
 
 /**
- * The local platform's inventory: a JSON file `{"instances": [...]}` describing VMs whose disks
- * are raw image files (format in README.md). The inventory is operator configuration; API users
+ * The local platform's inventory: a JSON file `{"instances": [...], "networks"?: [...]}` describing
+ * VMs whose disks are raw image files, and networks a restore may map to (format in README.md). The inventory is operator configuration; API users
  * never supply paths.
  */
 
@@ -23,6 +23,23 @@ export interface InventoryInstance extends Omit<Instance, 'disks'> {
   disks: InventoryDisk[];
 }
 
+/**
+ * A network declared at the top level of the inventory (`networks`): a restore can map a
+ * snapshot's network to it. `project_id` null: shared (every project sees it).
+ */
+export interface InventoryNetwork {
+  id: string;
+  name: string;
+  project_id: string | null;
+  subnets: Subnet[];
+}
+
+/** A validated inventory document. */
+export interface InventoryDoc {
+  instances: InventoryInstance[];
+  networks: InventoryNetwork[];
+}
+
 /** Guest device names we accept; the basename (e.g. `vda`) names restored files, so keep it tame. */
 const DEVICE_RE = /^\/dev\/[a-z][a-z0-9]{0,31}$/;
 const MAC_RE = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i;
@@ -33,6 +50,7 @@ const INSTANCE_KEYS = ['id', 'name', 'project_id', 'status', 'availability_zone'
 const FLAVOR_KEYS = ['vcpus', 'ram', 'disk', 'ephemeral'];
 const NIC_KEYS = ['mac_address', 'ip_address', 'network'];
 const NETWORK_KEYS = ['id', 'name', 'subnet'];
+const DECLARED_NETWORK_KEYS = ['id', 'name', 'project_id', 'subnets'];
 const SUBNET_KEYS = ['id', 'name', 'cidr', 'ip_version', 'gateway_ip'];
 const DISK_KEYS = ['device', 'path', 'format', 'volume_id', 'volume_type', 'image_id', 'image_name'];
 
@@ -230,15 +248,36 @@ function fail(source: string, p: Problems): never {
   throw new ValidationError(`Invalid inventory ${source}: ${shown.join('; ')}${more}`);
 }
 
+/** The top-level `networks` list: ids unique, subnets valid, `project_id` absent (shared) or a project id. */
+function validateNetworks(list: unknown[], p: Problems): InventoryNetwork[] {
+  const seen = new Map<string, number>();
+  return list.flatMap((v, i) => {
+    const where = `networks[${i}]`;
+    const o = record(v, where, p, DECLARED_NETWORK_KEYS);
+    if (!o) return [];
+    const id = uuid(o, 'id', where, p, true) ?? '';
+    const prev = seen.get(id);
+    if (id && prev !== undefined) p.add(`${where}.id`, `duplicate network id ${id} (also networks[${prev}])`);
+    else if (id) seen.set(id, i);
+    const projectId = o.project_id ?? null;
+    if (projectId !== null && !isHexId(projectId)) p.add(`${where}.project_id`, `must be 32 lowercase hex characters, or absent for a shared network (got ${describe(projectId)})`);
+    const subnets = array(o, 'subnets', where, p, false)
+      .map((sn, j) => validateSubnet(sn, `${where}.subnets[${j}]`, p))
+      .filter((sn): sn is Subnet => sn !== undefined);
+    return [{ id, name: str(o, 'name', where, p), project_id: projectId === null ? null : String(projectId), subnets }];
+  });
+}
+
 /**
  * Validates a parsed inventory document. Throws ValidationError naming every problem by its
  * path (`instances[1].disks[0].path: must be an absolute path`), including duplicate instance
  * ids, duplicate devices within an instance and one image file used by two disks.
  */
-export function validateInventory(value: unknown, source = 'inventory'): InventoryInstance[] {
+export function validateInventoryDoc(value: unknown, source = 'inventory'): InventoryDoc {
   const p = new Problems();
-  const top = record(value, '(top level)', p, ['instances']);
+  const top = record(value, '(top level)', p, ['instances', 'networks']);
   const list = top ? array(top, 'instances', '(top level)', p, true) : [];
+  const networks = top ? validateNetworks(array(top, 'networks', '(top level)', p, false), p) : [];
   const out: InventoryInstance[] = [];
   const ids = new Map<string, number>();
   const paths = new Map<string, string>();
@@ -258,7 +297,12 @@ export function validateInventory(value: unknown, source = 'inventory'): Invento
     out.push(inst);
   });
   if (p.list.length > 0) fail(source, p);
-  return out;
+  return { instances: out, networks };
+}
+
+/** The instances of a parsed inventory document (validateInventoryDoc, networks dropped). */
+export function validateInventory(value: unknown, source = 'inventory'): InventoryInstance[] {
+  return validateInventoryDoc(value, source).instances;
 }
 
 /** Validates one instance entry on its own (used before a restore creates any file). */
@@ -270,13 +314,17 @@ export function validateInstance(value: unknown, source = 'instance'): Inventory
 }
 
 export function parseInventory(text: string, source: string): InventoryInstance[] {
+  return parseInventoryDoc(text, source).instances;
+}
+
+export function parseInventoryDoc(text: string, source: string): InventoryDoc {
   let value: unknown;
   try {
     value = JSON.parse(text);
   } catch (e) {
     throw new ValidationError(`Invalid inventory ${source}: not valid JSON (${errorMessage(e)})`);
   }
-  return validateInventory(value, source);
+  return validateInventoryDoc(value, source);
 }
 
 /** The instance as the rest of Lifeboat sees it: a deep copy without image paths. */
@@ -305,6 +353,7 @@ export class InventoryFile {
   readonly path: string;
   private readonly log: Logger;
   private cache: InventoryInstance[] = [];
+  private networkCache: InventoryNetwork[] = [];
   /** fileKey of the content last loaded (good or bad), or MISSING; null before the first look. */
   private key: string | null = null;
   private refreshing: Promise<void> | null = null;
@@ -326,13 +375,23 @@ export class InventoryFile {
   }
 
   async instances(): Promise<readonly InventoryInstance[]> {
+    await this.current();
+    return this.cache;
+  }
+
+  /** The declared networks (top-level `networks`), reloaded like instances(). */
+  async networks(): Promise<readonly InventoryNetwork[]> {
+    await this.current();
+    return this.networkCache;
+  }
+
+  private async current(): Promise<void> {
     if (!this.refreshing) {
       this.refreshing = this.refresh(false).finally(() => {
         this.refreshing = null;
       });
     }
     await this.refreshing;
-    return this.cache;
   }
 
   private async refresh(strict: boolean): Promise<void> {
@@ -367,7 +426,9 @@ export class InventoryFile {
     const first = this.key === null;
     this.key = key; // also for bad content: report it once, retry only after the next change
     try {
-      this.cache = parseInventory(text, this.path);
+      const doc = parseInventoryDoc(text, this.path);
+      this.cache = doc.instances;
+      this.networkCache = doc.networks;
       this.log.info({ instances: this.cache.length }, first ? 'inventory loaded' : 'inventory reloaded');
     } catch (e) {
       if (strict && first) throw e;
@@ -379,6 +440,7 @@ export class InventoryFile {
     if (this.key !== MISSING && this.key !== null) this.log.warn({}, 'inventory file disappeared; the inventory is now empty');
     this.key = MISSING;
     this.cache = [];
+    this.networkCache = [];
   }
 
   /**
@@ -412,9 +474,10 @@ export class InventoryFile {
       else throw new UnavailableError(`Cannot update the inventory: ${errorMessage(e)}. Fix the file and retry.`, { cause: e });
     }
     change(doc.instances);
-    const instances = validateInventory(doc, this.path);
+    const valid = validateInventoryDoc(doc, this.path);
     const st = await writeFileAtomic(this.path, `${JSON.stringify(doc, null, 2)}\n`, { mode: 0o600 }); // names tenants' VMs and disks: owner only
-    this.cache = instances;
+    this.cache = valid.instances;
+    this.networkCache = valid.networks;
     this.key = fileKey(st);
   }
 }

@@ -5,7 +5,7 @@ import type { BackupDisk, BackupSession, BeginBackupOptions, DiskSink, DiskSourc
 import { AppError, NotFoundError, UnavailableError, ValidationError, errorMessage } from '../../lib/errors.js';
 import { isHexId, isUuid, newId } from '../../lib/ids.js';
 import { silentLogger, type Logger } from '../../lib/logger.js';
-import type { NewInstanceSpec, Platform, PreparedInstance } from '../platform.js';
+import type { NewInstanceSpec, Platform, PlatformNetwork, PreparedInstance } from '../platform.js';
 import { hasCode } from '../disk-io/atomic-file.js';
 import { FileDiskSink, openFileDiskSource, tempPathFor } from '../disk-io/file-disk.js';
 import { InventoryFile, toPublic, validateInstance, type InventoryDisk, type InventoryInstance } from './inventory.js';
@@ -53,6 +53,31 @@ export class LocalPlatform implements Platform {
   async listInstances(projectId: string): Promise<Instance[]> {
     const all = await this.inventory.instances();
     return all.filter((i) => i.project_id === projectId).map(toPublic);
+  }
+
+  /**
+   * The networks declared in the inventory (top-level `networks`) for this project or shared,
+   * plus those the project's VMs are on (with the subnets seen on their NICs).
+   */
+  async listNetworks(projectId: string): Promise<PlatformNetwork[]> {
+    const byId = new Map<string, PlatformNetwork>();
+    const addSubnet = (n: PlatformNetwork, sn: { id: string; name: string; cidr: string }) => {
+      if (!n.subnets.some((x) => x.id === sn.id)) n.subnets.push({ id: sn.id, name: sn.name, cidr: sn.cidr });
+    };
+    for (const d of await this.inventory.networks()) {
+      if (d.project_id !== null && d.project_id !== projectId) continue;
+      const n: PlatformNetwork = { id: d.id, name: d.name, shared: d.project_id === null, active: true, subnets: [] };
+      d.subnets.forEach((sn) => addSubnet(n, sn));
+      byId.set(d.id, n);
+    }
+    for (const inst of await this.listInstances(projectId)) {
+      for (const nic of inst.nics) {
+        const n = byId.get(nic.network.id) ?? { id: nic.network.id, name: nic.network.name || nic.network.id, shared: false, active: true, subnets: [] };
+        if (nic.network.subnet) addSubnet(n, nic.network.subnet);
+        byId.set(n.id, n);
+      }
+    }
+    return [...byId.values()];
   }
 
   async getInstance(projectId: string, instanceId: string): Promise<Instance | null> {
@@ -116,6 +141,21 @@ export class LocalPlatform implements Platform {
    * uuid and the validated device basename only). Nothing is in the inventory until publish();
    * publish() requires every sink to be committed. Disks with a volume_type get a new volume_id.
    */
+  /**
+   * A NIC mapped to a network declared in the inventory takes that network's name and the
+   * declared subnet it names (else the network's first), so the new VM's record matches the
+   * network it joined; other NICs are kept as the snapshot had them.
+   */
+  private async withDeclaredNetworks(projectId: string, nics: NewInstanceSpec['nics']): Promise<NewInstanceSpec['nics']> {
+    const declared = (await this.inventory.networks()).filter((n) => n.project_id === null || n.project_id === projectId);
+    return nics.map((nic) => {
+      const d = declared.find((n) => n.id === nic.network.id);
+      if (!d) return nic;
+      const subnet = d.subnets.find((sn) => sn.id === nic.network.subnet?.id) ?? d.subnets[0];
+      return { ...nic, network: { id: d.id, name: d.name, ...(subnet ? { subnet: { ...subnet } } : {}) } };
+    });
+  }
+
   async createInstance(projectId: string, spec: NewInstanceSpec, tag?: RestoreTag): Promise<PreparedInstance> {
     if (!isHexId(projectId)) throw new ValidationError(`Invalid project id ${JSON.stringify(projectId)}`);
     const id = newId();
@@ -142,7 +182,7 @@ export class LocalPlatform implements Platform {
         availability_zone: spec.availability_zone,
         flavor: spec.flavor,
         security_groups: spec.security_groups,
-        nics: spec.nics,
+        nics: await this.withDeclaredNetworks(projectId, spec.nics),
         disks,
         metadata: spec.metadata,
       },

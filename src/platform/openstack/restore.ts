@@ -1,72 +1,93 @@
-import { randomUUID } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import path from 'node:path';
-import { Readable } from 'node:stream';
 import type { Instance } from '../../domain/instance.js';
-import { ValidationError } from '../../lib/errors.js';
-import type { Logger } from '../../lib/logger.js';
-import type { OpenStackApi } from '../../openstack/api.js';
-import type { OpenStackSession } from '../../openstack/session.js';
-import type { NovaFlavor } from '../../openstack/types.js';
+import { errorMessage, ValidationError } from '../../lib/errors.js';
 import { waitUntil } from '../../openstack/wait.js';
 import { FileDiskSink } from '../disk-io/file-disk.js';
 import type { DiskSink, NewInstanceSpec, PreparedInstance, RestoreTag } from '../platform.js';
+import {
+  deleteServer,
+  diskToVolume,
+  flavorFor,
+  hasKeyPair,
+  imageKey,
+  PENDING_KEY,
+  networkFor,
+  portKey,
+  securityGroupIds,
+  serverKey,
+  STEP_TIMEOUT_MS,
+  stopServer,
+  unmark,
+  uploadImage,
+  volumeKey,
+  type Made,
+  type RestoreDeps,
+  type RestoredFile,
+  type ServerNetwork,
+} from './restore-resources.js';
 import { Temporaries } from './temporaries.js';
-import { removeVolume } from './volume-export.js';
 
 /**
  * A restore into OpenStack, API only (OpenStack-in-a-box README §7.3, way 1):
  *  1. the datamover writes each disk into a sparse local file (the sinks handed out here);
- *  2. publish(): each file is uploaded to Glance as a raw image and a Cinder volume is created
- *     from it (same size, the original volume type); the image is deleted once the volume is
- *     available;
- *  3. a port per NIC on the (possibly mapped) network with the original security groups;
+ *  2. publish(): the quick steps first (3 and the flavor of 4: what cannot be had fails the
+ *     restore before minutes of uploads); then each volume's file is uploaded to Glance as a
+ *     raw image and a Cinder volume is created from it (same size, the original or mapped
+ *     volume type, the mapped zone); the image is deleted once the volume is available. An image-backed root disk becomes a Glance image
+ *     (with the original image's properties) the server boots from, removed once ACTIVE;
+ *  3. the original security groups (a group gone is recreated with its rules), a port per NIC
+ *     on the (possibly mapped) network with them;
  *  4. a server with a flavor of the original specs (the original's, else a recreated one),
- *     booted from the first disk's volume, the other volumes attached at boot; waits ACTIVE.
+ *     its key pair (when the acting user has it; else a warning), booted from the root image
+ *     or the first volume, the other volumes attached at their original device names; waits
+ *     ACTIVE, then stops it when the restore asks not to start it.
  * Everything is created in the tenant's project through a trust-scoped session (`tenant`);
  * flavor lookup/creation uses the service identity. On any failure (and on discard) every
  * created resource is removed, and the error names the step, the call and its request id.
+ * Each step's time goes to the log (no wait polls faster than 1 s or slower than 2 s).
  */
-export interface RestoreDeps {
-  /** The service identity (admin): flavors. */
-  service: OpenStackApi;
-  /** Acts in the tenant's project (a trust-scoped session). */
-  tenant: OpenStackSession;
-  tenantApi: OpenStackApi;
-  scratchDir: string;
-  log: Logger;
+export interface PublishDeps extends RestoreDeps {
   describe: (serverId: string) => Promise<Instance | null>;
 }
 
-const STEP_TIMEOUT_MS = 30 * 60_000;
-const GiB = 2 ** 30;
+/** Local sparse files the datamover writes each disk into (one scratch directory per restore). */
+export interface LocalDisks {
+  dir: string;
+  sinks: Map<string, DiskSink>;
+  files: Map<string, RestoredFile>;
+}
 
-export async function prepareOpenStackInstance(d: RestoreDeps, projectId: string, spec: NewInstanceSpec, tag: RestoreTag): Promise<PreparedInstance> {
-  if (spec.disks.length === 0) throw new ValidationError('An OpenStack restore needs at least one disk');
-  await mkdir(d.scratchDir, { recursive: true, mode: 0o700 });
-  const dir = await mkdtemp(path.join(d.scratchDir, `os-restore-${tag.restoreId.slice(0, 8)}-`));
+export async function openLocalDisks(scratchDir: string, tag: RestoreTag, disks: { device: string; size: number; volume_type?: string; availability_zone?: string }[]): Promise<LocalDisks> {
+  await mkdir(scratchDir, { recursive: true, mode: 0o700 });
+  const dir = await mkdtemp(path.join(scratchDir, `os-restore-${tag.restoreId.slice(0, 8)}-`));
   const sinks = new Map<string, DiskSink>();
-  const files = new Map<string, { file: string; size: number; volumeType?: string }>();
+  const files = new Map<string, RestoredFile>();
   try {
-    for (const disk of spec.disks) {
+    for (const disk of disks) {
       const file = path.join(dir, `${disk.device.replace(/[^a-z0-9]/gi, '_')}.raw`);
       sinks.set(disk.device, await FileDiskSink.create(file, disk.size));
-      files.set(disk.device, { file, size: disk.size, ...(disk.volume_type ? { volumeType: disk.volume_type } : {}) });
+      files.set(disk.device, { file, size: disk.size, ...(disk.volume_type ? { volumeType: disk.volume_type } : {}), ...(disk.availability_zone ? { availabilityZone: disk.availability_zone } : {}) });
     }
   } catch (e) {
     await rm(dir, { recursive: true, force: true });
     throw e;
   }
+  return { dir, sinks, files };
+}
+
+export async function prepareOpenStackInstance(d: PublishDeps, projectId: string, spec: NewInstanceSpec, tag: RestoreTag): Promise<PreparedInstance> {
+  if (spec.disks.length === 0) throw new ValidationError('An OpenStack restore needs at least one disk');
+  const { dir, sinks, files } = await openLocalDisks(d.scratchDir, tag, spec.disks);
   const temps = new Temporaries(d.log);
+  const warnings: string[] = [];
   const pending: Instance = { id: '', name: spec.name, project_id: projectId, status: 'BUILD', availability_zone: spec.availability_zone, flavor: spec.flavor, security_groups: spec.security_groups, nics: [], disks: [], metadata: spec.metadata };
   return {
     instance: pending,
     sinks,
     publish: async () => {
       try {
-        const inst = await publish(d, projectId, spec, files, temps, tag);
-        return inst;
+        return await publish(d, projectId, spec, files, { temps, tag, warnings });
       } catch (e) {
         const left = await temps.removeAll();
         if (left.length > 0) d.log.error({ left }, 'restore cleanup left resources behind');
@@ -79,87 +100,107 @@ export async function prepareOpenStackInstance(d: RestoreDeps, projectId: string
       await temps.removeAll();
       await rm(dir, { recursive: true, force: true });
     },
+    notes: () => ({ warnings, changeTrackingReset: false }),
   };
 }
 
-async function publish(d: RestoreDeps, projectId: string, spec: NewInstanceSpec, files: Map<string, { file: string; size: number; volumeType?: string }>, temps: Temporaries, tag: RestoreTag): Promise<Instance> {
-  const t0 = Date.now();
-  const steps: string[] = [];
-  const step = (what: string, since: number) => steps.push(`${what} ${((Date.now() - since) / 1000).toFixed(1)} s`);
-  const devices = [...files.keys()].sort();
-  const volumes = new Map<string, string>();
-  for (const device of devices) {
-    const s = Date.now();
-    volumes.set(device, await diskToVolume(d, spec.name, device, files.get(device)!, temps, tag));
-    step(`volume ${device}`, s);
+interface PublishRun {
+  temps: Temporaries;
+  tag: RestoreTag;
+  warnings: string[];
+}
+
+/** Runs one named step: its time is recorded, and a failure says which step failed. */
+export class Steps {
+  readonly times: Record<string, number> = {};
+  async run<T>(name: string, fn: () => Promise<T>): Promise<T> {
+    const t = Date.now();
+    try {
+      return await fn();
+    } catch (e) {
+      if (e instanceof ValidationError) throw e;
+      throw new Error(`step "${name}" failed: ${errorMessage(e)}`, { cause: e });
+    } finally {
+      this.times[name] = Date.now() - t;
+    }
   }
-  let s = Date.now();
-  const flavorId = await flavorFor(d, spec.flavor);
-  const ports: string[] = [];
-  for (const nic of spec.nics) ports.push(await portFor(d, projectId, nic.network, spec.security_groups, temps));
-  step('flavor + ports', s);
-  s = Date.now();
-  const bdm = devices.map((device, i) => ({ boot_index: i === 0 ? 0 : -1, uuid: volumes.get(device), source_type: 'volume', destination_type: 'volume', delete_on_termination: false }));
-  const body: Record<string, unknown> = {
-    name: spec.name,
-    flavorRef: flavorId,
-    networks: ports.length > 0 ? ports.map((port) => ({ port })) : 'none',
-    block_device_mapping_v2: bdm,
-    metadata: spec.metadata,
-    ...(spec.availability_zone ? { availability_zone: spec.availability_zone } : {}),
-  };
-  const r = await d.tenant.call<{ server: { id: string } }>('compute', 'POST', '/servers', { json: { server: body } });
-  const serverId = r.data.server.id;
-  temps.add(`Nova server ${serverId}`, () => deleteServer(d, serverId));
-  await waitUntil(`Nova server ${serverId}`, () => d.tenantApi.getServer(serverId), (v) => v.status === 'ACTIVE', { timeoutMs: STEP_TIMEOUT_MS, failed: (v) => (v.status === 'ERROR' ? 'ERROR' : null) });
-  step('server ACTIVE', s);
-  // Published: the server, its ports and volumes are the restored instance now, not temporaries.
-  for (const what of [`Nova server ${serverId}`, ...ports.map((p) => `Neutron port ${p}`), ...[...volumes.values()].map((v) => `Cinder volume ${v}`)]) temps.keep(what);
-  d.log.info({ server: serverId, steps, totalMs: Date.now() - t0 }, 'OpenStack restore published');
+}
+
+async function publish(d: PublishDeps, projectId: string, spec: NewInstanceSpec, files: Map<string, RestoredFile>, run: PublishRun): Promise<Instance> {
+  const { temps, tag } = run;
+  const t0 = Date.now();
+  const steps = new Steps();
+  const root = spec.disks.find((x) => x.image_backed) ?? null;
+  const volumeDevices = spec.disks.filter((x) => !x.image_backed).map((x) => x.device).sort();
+  // The quick steps first (a flavor, groups or network that cannot be had fails the restore
+  // before minutes of uploads), then the volumes and the root image.
+  const made: Made = { flavors: [], groups: [] };
+  const flavorId = await steps.run('flavor', () => flavorFor(d, spec.flavor, temps, tag, made));
+  const groups = await steps.run('security groups', () => securityGroupIds(d, projectId, spec.security_groups, spec.security_group_details ?? [], temps, tag, made));
+  const networks: ServerNetwork[] = [];
+  for (const nic of spec.nics) networks.push(await steps.run(`network ${nic.network.name || nic.network.id}`, () => networkFor(d, nic.network, groups, temps, tag)));
+  const ports = networks.flatMap((n) => ('port' in n ? [n.port] : []));
+  const keyName = spec.key_name && (await hasKeyPair(d, spec.key_name)) ? spec.key_name : null;
+  if (spec.key_name && !keyName) run.warnings.push(`Key pair ${spec.key_name} is not the restoring user's: server ${spec.name} was made without it`);
+  const volumes = new Map<string, string>();
+  for (const device of volumeDevices) {
+    volumes.set(device, await steps.run(`volume ${device}`, () => diskToVolume(d, spec.name, device, files.get(device)!, temps, tag)));
+  }
+  const rootImage = root ? await steps.run(`root image ${root.device}`, () => uploadImage(d, files.get(root.device)!, temps, tag, root.image_properties)) : null;
+  const body = serverBody(spec, { flavorId, networks, groups, volumes, rootImage, keyName, tag });
+  const serverId = await steps.run('server boot', () => bootServer(d, body, temps));
+  if (spec.power_on === false) await steps.run('server stop', () => stopServer(d, serverId));
+  await steps.run('publish', () => unmark(d, serverId, [...volumes.values()], made, tag));
+  // Published: the server, its ports, volumes, groups and flavor are the restored instance now.
+  for (const what of [serverKey(serverId), ...ports.map(portKey), ...[...volumes.values()].map(volumeKey)]) temps.keep(what);
+  temps.keepWhere((what) => !what.startsWith('Glance image '));
+  if (rootImage) await steps.run('remove root image', () => d.tenantApi.deleteImage(rootImage)).then(() => temps.keep(imageKey(rootImage)));
+  d.log.info({ server: serverId, stepMs: steps.times, totalMs: Date.now() - t0 }, 'OpenStack restore published');
   const inst = await d.describe(serverId);
   if (!inst) throw new Error(`Nova server ${serverId} vanished after it became ACTIVE`);
   return inst;
 }
 
-/** Uploads the restored bytes to Glance and makes a volume of them; the image is removed after. */
-async function diskToVolume(d: RestoreDeps, name: string, device: string, f: { file: string; size: number; volumeType?: string }, temps: Temporaries, tag: RestoreTag): Promise<string> {
-  const imageName = `lifeboat-tmp-restore-${tag.restoreId.slice(0, 8)}-${randomUUID().slice(0, 8)}`;
-  const img = await d.tenant.call<{ id: string }>('image', 'POST', '/images', { json: { name: imageName, disk_format: 'raw', container_format: 'bare', visibility: 'private' } });
-  const imageId = img.data.id;
-  const imageKey = `Glance image ${imageId}`;
-  temps.add(imageKey, () => d.tenantApi.deleteImage(imageId));
-  const body = Readable.toWeb(createReadStream(f.file)) as unknown as ReadableStream<Uint8Array>;
-  await d.tenant.call('image', 'PUT', `/images/${imageId}/file`, { body, contentType: 'application/octet-stream', timeoutMs: STEP_TIMEOUT_MS, headers: { 'content-length': String(f.size) } });
-  const vol = await d.tenantApi.createVolume({ size: Math.max(1, Math.ceil(f.size / GiB)), name: `${name}-${path.basename(device)}`, imageRef: imageId, ...(f.volumeType ? { volume_type: f.volumeType } : {}) });
-  temps.add(`Cinder volume ${vol.id}`, () => removeVolume(d.tenantApi, vol.id));
-  await waitUntil(`Cinder volume ${vol.id}`, () => d.tenantApi.getVolume(vol.id), (v) => v.status === 'available', { timeoutMs: STEP_TIMEOUT_MS, failed: (v) => (v.status.startsWith('error') ? v.status : null) });
-  await d.tenantApi.deleteImage(imageId);
-  temps.keep(imageKey);
-  return vol.id;
+interface ServerParts {
+  flavorId: string;
+  networks: ServerNetwork[];
+  /** Security group ids for the ports Nova makes (a made port has them already). */
+  groups: string[];
+  volumes: Map<string, string>;
+  rootImage: string | null;
+  keyName: string | null;
+  tag: RestoreTag;
 }
 
-/** The original flavor if one with the same specs exists, else a recreated one (service identity). */
-async function flavorFor(d: RestoreDeps, f: NewInstanceSpec['flavor']): Promise<string> {
-  const r = await d.service.session.call<{ flavors: NovaFlavor[] }>('compute', 'GET', '/flavors/detail?is_public=None');
-  const same = r.data.flavors.find((x) => x.vcpus === f.vcpus && x.ram === f.ram && x.disk === f.disk && (x['OS-FLV-EXT-DATA:ephemeral'] ?? 0) === f.ephemeral);
-  if (same) return same.id;
-  const made = await d.service.session.call<{ flavor: { id: string } }>('compute', 'POST', '/flavors', { json: { flavor: { name: `lifeboat-${f.vcpus}-${f.ram}-${f.disk}-${f.ephemeral}-${randomUUID().slice(0, 8)}`, vcpus: f.vcpus, ram: f.ram, disk: f.disk, 'OS-FLV-EXT-DATA:ephemeral': f.ephemeral } } });
-  return made.data.flavor.id;
+/** POST /servers body: boot from the root image (local disk) or the first volume; volumes at their original device names. */
+function serverBody(spec: NewInstanceSpec, p: ServerParts): Record<string, unknown> {
+  const bdm: Record<string, unknown>[] = [];
+  if (p.rootImage) bdm.push({ boot_index: 0, uuid: p.rootImage, source_type: 'image', destination_type: 'local', delete_on_termination: true });
+  [...p.volumes.entries()].forEach(([device, uuid], i) => {
+    bdm.push({ boot_index: !p.rootImage && i === 0 ? 0 : -1, uuid, source_type: 'volume', destination_type: 'volume', device_name: device, delete_on_termination: false });
+  });
+  return {
+    name: spec.name,
+    flavorRef: p.flavorId,
+    networks: p.networks.length > 0 ? p.networks : 'none',
+    ...(p.groups.length > 0 && p.networks.some((n) => 'uuid' in n) ? { security_groups: p.groups.map((name) => ({ name })) } : {}),
+    block_device_mapping_v2: bdm,
+    metadata: { ...spec.metadata, [PENDING_KEY]: p.tag.restoreId },
+    ...(p.rootImage ? { imageRef: p.rootImage } : {}),
+    ...(p.keyName ? { key_name: p.keyName } : {}),
+    ...(spec.availability_zone ? { availability_zone: spec.availability_zone } : {}),
+  };
 }
 
-async function portFor(d: RestoreDeps, projectId: string, net: NewInstanceSpec['nics'][number]['network'], groups: string[], temps: Temporaries): Promise<string> {
-  const found = await d.tenantApi.getNetwork(net.id);
-  if (!found) throw new ValidationError(`Network ${net.name || net.id} (${net.id}) no longer exists; map it to another network with networks_mapping`);
-  const all = await d.tenantApi.projectSecurityGroups(projectId);
-  const sgIds = groups.map((g) => all.find((x) => x.name === g)?.id).filter((x): x is string => !!x);
-  const fixed = net.subnet ? { fixed_ips: [{ subnet_id: net.subnet.id }] } : {};
-  const r = await d.tenant.call<{ port: { id: string } }>('network', 'POST', '/ports', { json: { port: { network_id: net.id, security_groups: sgIds, ...fixed } } });
-  const id = r.data.port.id;
-  temps.add(`Neutron port ${id}`, async () => void (await d.tenant.call('network', 'DELETE', `/ports/${id}`, { expect: [204, 404] })));
+async function bootServer(d: PublishDeps, body: Record<string, unknown>, temps: Temporaries): Promise<string> {
+  const r = await d.tenant.call<{ server: { id: string } }>('compute', 'POST', '/servers', { json: { server: body } });
+  const id = r.data.server.id;
+  temps.add(serverKey(id), () => deleteServer(d.tenant, d.tenantApi, id));
+  await waitUntil(serverKey(id), () => d.tenantApi.getServer(id), (v) => v.status === 'ACTIVE', { timeoutMs: STEP_TIMEOUT_MS, failed: (v) => (v.status === 'ERROR' ? `ERROR${serverFault(v)}` : null) });
   return id;
 }
 
-async function deleteServer(d: RestoreDeps, id: string): Promise<void> {
-  await d.tenant.call('compute', 'DELETE', `/servers/${id}`, { expect: [204, 404] });
-  await waitUntil(`deletion of Nova server ${id}`, () => d.tenantApi.getServer(id), () => false, { timeoutMs: STEP_TIMEOUT_MS, goneIsDone: true });
+function serverFault(v: unknown): string {
+  const f = (v as { fault?: { message?: unknown } }).fault;
+  return typeof f?.message === 'string' ? `: ${f.message}` : '';
 }

@@ -22,6 +22,11 @@ export class Temporaries {
     if (i >= 0) this.undo.splice(i, 1);
   }
 
+  /** Forgets every temporary `keepIt` selects (e.g. all but the images once a restore is published). */
+  keepWhere(keepIt: (what: string) => boolean): void {
+    for (let i = this.undo.length - 1; i >= 0; i--) if (keepIt(this.undo[i]!.what)) this.undo.splice(i, 1);
+  }
+
   get size(): number {
     return this.undo.length;
   }

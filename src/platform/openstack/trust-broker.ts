@@ -4,6 +4,13 @@ import { OpenStackSession, type PasswordAuth, type SessionOptions } from '../../
 import { createTrust, deleteTrust } from '../../openstack/trusts.js';
 import type { TrustBroker } from '../platform.js';
 
+interface KeystoneTrust {
+  id: string;
+  project_id: string;
+  trustor_user_id: string;
+  expires_at: string | null;
+}
+
 /** Keystone trusts to Lifeboat's service user (see openstack/trusts.ts). */
 export class KeystoneTrustBroker implements TrustBroker {
   constructor(
@@ -42,15 +49,43 @@ export class KeystoneTrustBroker implements TrustBroker {
    * honours, or null when no user of the project has made one.
    */
   async sessionForProject(projectId: string): Promise<OpenStackSession | null> {
-    const me = (await this.service.tokenInfo()).userId;
-    const r = await this.service.call<{ trusts: { id: string; project_id: string; expires_at: string | null }[] }>('identity', 'GET', `/OS-TRUST/trusts?trustee_user_id=${encodeURIComponent(me)}`);
-    const now = Date.now();
-    const candidates = r.data.trusts.filter((t) => t.project_id === projectId && (!t.expires_at || Date.parse(t.expires_at) > now)).reverse();
-    for (const t of candidates) {
-      const s = this.session(t.id);
-      if (await this.validate(t.id)) return s;
+    for (const t of await this.projectTrusts(projectId)) {
+      if (await this.validate(t.id)) return this.session(t.id);
     }
     return null;
+  }
+
+  /**
+   * A scheduled run of a workload acts for its owner long after their token expired: a new
+   * trust-scoped token (trust tokens cannot be refreshed, so one per run) from the newest
+   * trust the owner gave Lifeboat on the project. Throws an error saying why and how to fix
+   * it when the owner has no trust, or Keystone no longer honours any (deleted, expired, the
+   * owner lost the role or was disabled): a scheduled run without one fails, never skips.
+   */
+  async sessionForScheduledRun(projectId: string, ownerUserId: string): Promise<{ session: OpenStackSession; trustId: string }> {
+    const owned = (await this.projectTrusts(projectId)).filter((t) => t.trustor_user_id === ownerUserId);
+    const refused: string[] = [];
+    for (const t of owned) {
+      const session = this.session(t.id);
+      try {
+        await session.tokenInfo();
+        return { session, trustId: t.id };
+      } catch (e) {
+        if (!(e instanceof OpenStackError && (e.status === 401 || e.status === 403 || e.status === 404))) throw e;
+        refused.push(`trust ${t.id}: ${e.detail || `HTTP ${e.status}`}${e.requestId ? ` (request id ${e.requestId})` : ''}`);
+      }
+    }
+    const how = 'the workload owner must create one with POST /trusts {"trusts": {"role_name": "member"}}';
+    if (refused.length === 0) throw new Error(`Scheduled snapshots act for the workload's owner (user ${ownerUserId}) through a Keystone trust to Lifeboat, and the owner has none on project ${projectId} (deleted or expired): ${how}`);
+    throw new Error(`Keystone refused every trust of the workload's owner (user ${ownerUserId}) on project ${projectId}: ${refused.join('; ')}; ${how}`);
+  }
+
+  /** Trusts to Lifeboat on `projectId` that have not expired, newest first. */
+  private async projectTrusts(projectId: string): Promise<KeystoneTrust[]> {
+    const me = (await this.service.tokenInfo()).userId;
+    const r = await this.service.call<{ trusts: KeystoneTrust[] }>('identity', 'GET', `/OS-TRUST/trusts?trustee_user_id=${encodeURIComponent(me)}`);
+    const now = Date.now();
+    return r.data.trusts.filter((t) => t.project_id === projectId && (!t.expires_at || Date.parse(t.expires_at) > now)).reverse();
   }
 
   /** A session acting through the trust (the trustor's project and roles); one per run: trust tokens cannot be refreshed. */

@@ -53,22 +53,24 @@ async function exportThrough(api: OpenStackApi, temps: Temporaries, volumeId: st
 
   const vol = await api.createVolume({ size: sizeGiB, name: tag, snapshot_id: snap.id });
   const volKey = `Cinder volume ${vol.id}`;
-  temps.add(volKey, () => removeVolume(api, vol.id));
+  let uploaded = false;
+  temps.add(volKey, () => removeVolume(api, vol.id, { uploaded }));
   await waitUntil(volKey, () => api.getVolume(vol.id), (v) => v.status === 'available', wait);
 
   const imageId = await api.uploadVolumeToImage(vol.id, tag);
   const imageKey = `Glance image ${imageId}`;
   temps.add(imageKey, () => api.deleteImage(imageId));
   const image = await waitUntil(imageKey, () => api.getImage(imageId), (i) => i.status === 'active', { ...wait, failed: (i) => (i.status === 'killed' || i.status === 'deleted' ? i.status : null) });
+  uploaded = true;
   const size = Number(image?.size ?? sizeGiB * 2 ** 30);
 
   const target = path.join(dir, `${tag}.raw`);
-  await download(api, imageId, target, size, signal);
+  await downloadImageTo(api, imageId, target, size, signal);
   return { file: target, size };
 }
 
 /** Streams the image into a sparse file (all-zero blocks become holes). */
-async function download(api: OpenStackApi, imageId: string, target: string, size: number, signal?: AbortSignal): Promise<void> {
+export async function downloadImageTo(api: OpenStackApi, imageId: string, target: string, size: number, signal?: AbortSignal): Promise<void> {
   const sink = await FileDiskSink.create(target, size);
   try {
     const res = await api.downloadImage(imageId, STEP_TIMEOUT_MS);
@@ -89,10 +91,32 @@ async function download(api: OpenStackApi, imageId: string, target: string, size
   }
 }
 
-/** Deletes a volume and waits until it is gone (its snapshot can be deleted only then). */
-export async function removeVolume(api: OpenStackApi, id: string): Promise<void> {
+/**
+ * How long a temporary volume whose upload to Glance is complete (the image is active) may stay
+ * `uploading` before its status is reset: Cinder sets it back to `available` right after the
+ * upload, but a failed database update (the loopback stack's SQLite "database is locked") leaves
+ * it `uploading` for ever, and Cinder refuses to delete it.
+ */
+const STUCK_UPLOAD_MS = 120_000;
+
+/**
+ * Deletes a volume and waits until it is gone (its snapshot can be deleted only then).
+ * `uploaded`: the volume is Lifeboat's temporary and its upload to Glance finished, so an
+ * `uploading` status that outlives STUCK_UPLOAD_MS is Cinder's lost update: reset (admin).
+ */
+export async function removeVolume(api: OpenStackApi, id: string, o: { uploaded?: boolean } = {}): Promise<void> {
+  if (o.uploaded) await unstickUpload(api, id);
   // A volume still uploading (or detaching) cannot be deleted yet: wait for a settled state.
   await waitUntil(`Cinder volume ${id}`, () => api.getVolume(id), (v) => !['uploading', 'creating', 'downloading', 'attaching', 'detaching'].includes(v.status), { timeoutMs: STEP_TIMEOUT_MS, goneIsDone: true });
   await api.deleteVolume(id);
   await waitUntil(`deletion of Cinder volume ${id}`, () => api.getVolume(id), () => false, { timeoutMs: STEP_TIMEOUT_MS, goneIsDone: true, failed: (v) => (v.status === 'error_deleting' ? v.status : null) });
+}
+
+async function unstickUpload(api: OpenStackApi, id: string): Promise<void> {
+  try {
+    await waitUntil(`Cinder volume ${id} to end its upload`, () => api.getVolume(id), (v) => v.status !== 'uploading', { timeoutMs: STUCK_UPLOAD_MS, goneIsDone: true });
+  } catch (e) {
+    if ((await api.getVolume(id))?.status !== 'uploading') throw e;
+    await api.resetVolumeStatus(id, 'available');
+  }
 }

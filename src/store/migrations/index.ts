@@ -10,6 +10,8 @@ import * as m0004 from './0004-policies-quotas-settings.js';
 import * as m0005 from './0005-job-target-node.js';
 import * as m0006 from './0006-snapshot-checkpoints.js';
 import * as m0007 from './0007-audit-log.js';
+import * as workloadEncryption from './0010-workload-encryption.js'; // encrypted workloads (issue 17)
+import * as repoVerifications from './0011-repo-verifications.js'; // dashboard: repo verify results (issue 16)
 
 /**
  * Migrations are listed statically (not read from a folder) so the compiled package needs no
@@ -30,6 +32,8 @@ export const migrations: Readonly<Record<string, Migration>> = {
   '0005-job-target-node': m0005,
   '0006-snapshot-checkpoints': m0006,
   '0007-audit-log': m0007,
+  '0010-workload-encryption': workloadEncryption,
+  '0011-repo-verifications': repoVerifications,
 };
 
 /** Migration names in application order. */

@@ -1,6 +1,6 @@
 import { useState } from 'preact/hooks';
 import { TERMINAL, type RestoreDetail, type V1 } from '../api';
-import { ErrorBox, Page, ProgressBar, Status, Time, usePoll } from '../components';
+import { ErrorBox, Page, ProgressBar, Status, Time, useAction, usePoll } from '../components';
 import { Link } from '../router';
 import { bytesText, durationText } from '../time';
 
@@ -8,6 +8,7 @@ import { bytesText, durationText } from '../time';
 export function RestorePage({ api, id }: { api: V1; id: string }) {
   const [r, setR] = useState<RestoreDetail | null>(null);
   const [error, setError] = useState<unknown>(null);
+  const cancel = useAction();
   usePoll(r === null || !TERMINAL.has(r.status), 400, async () => {
     try {
       const x = await api.restore(id);
@@ -50,6 +51,12 @@ export function RestorePage({ api, id }: { api: V1; id: string }) {
           <div aria-live="polite">
             <ProgressBar label={`Restore: ${r.status}`} percent={r.progress_percent} message={r.progress_msg} />
           </div>
+          {!TERMINAL.has(r.status) && r.status !== 'cancelling' ? (
+            <button type="button" class="secondary" disabled={cancel.busy} onClick={() => void cancel.run(() => api.cancelRestore(r.id))}>
+              Cancel restore
+            </button>
+          ) : null}
+          <ErrorBox error={cancel.error} />
           <h2>New instances</h2>
           {r.instances.length === 0 ? (
             <p>{TERMINAL.has(r.status) ? 'None.' : 'Not yet.'}</p>
@@ -57,7 +64,10 @@ export function RestorePage({ api, id }: { api: V1; id: string }) {
             <ul class="instances">
               {r.instances.map((i) => (
                 <li key={i.id}>
-                  <strong>{i.name}</strong> <code>{i.id}</code> <Status value={i.status} />
+                  <Link href={`/instances#vm-${i.id}`}>
+                    <strong>{i.name}</strong>
+                  </Link>{' '}
+                  <code>{i.id}</code> <Status value={i.status} />
                 </li>
               ))}
             </ul>

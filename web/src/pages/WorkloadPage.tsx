@@ -1,8 +1,9 @@
 import { useEffect, useState } from 'preact/hooks';
 import { TERMINAL, type SnapshotDetail, type V1, type WorkloadDetail } from '../api';
-import { ErrorBox, Page, ProgressBar, Status, Time, useLoad, usePoll } from '../components';
-import { navigate } from '../router';
+import { DataTable, ErrorBox, Page, ProgressBar, Status, Time, useLoad, usePoll } from '../components';
+import { Link } from '../router';
 import { bytesText, durationText } from '../time';
+import { StorageSection } from './Storage';
 
 function Summary({ w }: { w: WorkloadDetail }) {
   const j = w.jobschedule;
@@ -28,13 +29,15 @@ function Summary({ w }: { w: WorkloadDetail }) {
   );
 }
 
-function SnapshotRow({ s, onRestore, onDelete, restoreBusy }: { s: SnapshotDetail; onRestore: (s: SnapshotDetail) => void; onDelete: (s: SnapshotDetail) => void; restoreBusy: boolean }) {
+function SnapshotRow({ s, onDelete, restoreBusy }: { s: SnapshotDetail; onDelete: (s: SnapshotDetail) => void; restoreBusy: boolean }) {
   return (
     <tr>
       <td>
         <Time value={s.created_at} />
       </td>
-      <td>{s.name}</td>
+      <td>
+        <Link href={`/snapshots/${s.id}`}>{s.name}</Link>
+      </td>
       <td>{s.snapshot_type}</td>
       <td>
         <Status value={s.status} />
@@ -45,9 +48,9 @@ function SnapshotRow({ s, onRestore, onDelete, restoreBusy }: { s: SnapshotDetai
       <td>{TERMINAL.has(s.status) ? durationText(s.time_taken) : `${s.progress_percent} %`}</td>
       <td>
         {s.status === 'available' ? (
-          <button type="button" disabled={restoreBusy} onClick={() => onRestore(s)} aria-label={`Restore snapshot ${s.name} (one click)`}>
-            Restore
-          </button>
+          <Link href={`/snapshots/${s.id}/restore`} class="button" label={`Restore snapshot ${s.name}`}>
+            Restore…
+          </Link>
         ) : null}{' '}
         {TERMINAL.has(s.status) && s.status !== 'deleted' ? (
           <button type="button" class="secondary" disabled={restoreBusy} onClick={() => onDelete(s)} aria-label={`Delete snapshot ${s.name}`}>
@@ -59,31 +62,13 @@ function SnapshotRow({ s, onRestore, onDelete, restoreBusy }: { s: SnapshotDetai
   );
 }
 
-function SnapshotTable({ snaps, onRestore, onDelete, busy }: { snaps: SnapshotDetail[]; onRestore: (s: SnapshotDetail) => void; onDelete: (s: SnapshotDetail) => void; busy: boolean }) {
+function SnapshotTable({ snaps, onDelete, busy }: { snaps: SnapshotDetail[]; onDelete: (s: SnapshotDetail) => void; busy: boolean }) {
   return (
-    <div class="table-wrap">
-      <table>
-        <caption class="sr-only">Snapshots of this workload, newest first</caption>
-        <thead>
-          <tr>
-            <th scope="col">Taken</th>
-            <th scope="col">Name</th>
-            <th scope="col">Type</th>
-            <th scope="col">Status</th>
-            <th scope="col">Size</th>
-            <th scope="col">Duration</th>
-            <th scope="col">
-              <span class="sr-only">Actions</span>
-            </th>
-          </tr>
-        </thead>
-        <tbody>
+    <DataTable heads={['Taken', 'Name', 'Type', 'Status', 'Size', 'Duration', '']} caption="Snapshots of this workload, newest first" testId="snapshots">
           {snaps.map((s) => (
-            <SnapshotRow key={s.id} s={s} onRestore={onRestore} onDelete={onDelete} restoreBusy={busy} />
+            <SnapshotRow key={s.id} s={s} onDelete={onDelete} restoreBusy={busy} />
           ))}
-        </tbody>
-      </table>
-    </div>
+    </DataTable>
   );
 }
 
@@ -133,11 +118,7 @@ export function WorkloadPage({ api, id }: { api: V1; id: string }) {
     setRunning({ ...s, finished_at: null, size: 0, uploaded_size: 0, progress_percent: 0, progress_msg: null, warning_msg: null, error_msg: null, time_taken: 0 });
     reload();
   };
-  const restore = (s: SnapshotDetail) =>
-    act(async () => {
-      const r = await api.oneClickRestore(s.id, `Restore of ${s.name}`);
-      navigate(`/restores/${r.id}`);
-    });
+  const cancel = (s: SnapshotDetail) => act(() => api.cancelSnapshot(s.id));
 
   /** Deletion is irreversible: the user confirms it. The list refreshes until the snapshot is gone. */
   const remove = (s: SnapshotDetail) =>
@@ -153,7 +134,16 @@ export function WorkloadPage({ api, id }: { api: V1; id: string }) {
   const w = data?.w;
   const canSnapshot = w?.status === 'available' && !busy && (!running || TERMINAL.has(running.status));
   return (
-    <Page title={w ? `Workload ${w.name}` : 'Workload'}>
+    <Page
+      title={w ? `Workload ${w.name}` : 'Workload'}
+      actions={
+        w ? (
+          <Link href={`/workloads/${id}/edit`} class="button secondary">
+            Edit workload
+          </Link>
+        ) : null
+      }
+    >
       <ErrorBox error={error} />
       {w ? <Summary w={w} /> : <p aria-busy="true">Loading…</p>}
       <div class="actions">
@@ -173,11 +163,17 @@ export function WorkloadPage({ api, id }: { api: V1; id: string }) {
       {running ? (
         <div aria-live="polite">
           <ProgressBar label={`Snapshot ${running.name}: ${running.status}`} percent={running.progress_percent} message={running.error_msg ?? running.progress_msg} />
+          {!TERMINAL.has(running.status) && running.status !== 'cancelling' ? (
+            <button type="button" class="secondary" disabled={busy} onClick={() => void cancel(running)}>
+              Cancel snapshot
+            </button>
+          ) : null}
         </div>
       ) : null}
       <h2>Snapshots</h2>
       {data && data.snaps.length === 0 ? <p>No snapshots yet.</p> : null}
-      {data && data.snaps.length > 0 ? <SnapshotTable snaps={data.snaps} onRestore={(x) => void restore(x)} onDelete={(x) => void remove(x)} busy={busy} /> : null}
+      {data && data.snaps.length > 0 ? <SnapshotTable snaps={data.snaps} onDelete={(x) => void remove(x)} busy={busy} /> : null}
+      {w && data ? <StorageSection w={w} snaps={data.snaps} /> : null}
     </Page>
   );
 }

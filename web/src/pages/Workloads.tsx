@@ -1,5 +1,5 @@
 import type { SnapshotSummary, V1, WorkloadDetail } from '../api';
-import { ErrorBox, Page, Status, Time, useLoad } from '../components';
+import { DataTable, ErrorBox, Page, Status, Time, useLoad } from '../components';
 import { Link } from '../router';
 import { bytesText, durationText, parseWireTime } from '../time';
 
@@ -42,20 +42,7 @@ export function Workloads({ api }: { api: V1 }) {
       {!data && !error ? <p aria-busy="true">Loading…</p> : null}
       {data && data.workloads.length === 0 ? <p>No workloads yet: create one to protect VMs.</p> : null}
       {data && data.workloads.length > 0 ? (
-        <div class="table-wrap">
-          <table>
-            <caption class="sr-only">Workloads of this project</caption>
-            <thead>
-              <tr>
-                <th scope="col">Name</th>
-                <th scope="col">Status</th>
-                <th scope="col">VMs</th>
-                <th scope="col">Schedule</th>
-                <th scope="col">Last snapshot</th>
-                <th scope="col">Storage used</th>
-              </tr>
-            </thead>
-            <tbody>
+        <DataTable heads={['Name', 'Status', 'VMs', 'Schedule', 'Last snapshot', 'Storage used']} caption="Workloads of this project">
               {data.workloads.map((w) => {
                 const last = data.latest.get(w.id);
                 return (
@@ -83,9 +70,7 @@ export function Workloads({ api }: { api: V1 }) {
                   </tr>
                 );
               })}
-            </tbody>
-          </table>
-        </div>
+        </DataTable>
       ) : null}
     </Page>
   );
