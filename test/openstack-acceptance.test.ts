@@ -77,16 +77,20 @@ let dataVol: string;
 /** `kvm`'s root disk's first 2 MiB as the guest sees them (the image, then guest writes); zeros beyond. */
 const rootHead = randomBytes(2 * MiB);
 
-/** Prints the restore's per-step times (restore.ts logs them when a server is published). */
+/** Prints the restore's steps as they end, its per-server times once published, and Lifeboat's warnings and errors. */
 const stepLog: Logger = {
   info(o, msg) {
     if (msg === 'OpenStack restore published') console.log(`  restore published: ${JSON.stringify(o)}`);
   },
-  warn() {},
+  warn(o, msg) {
+    console.log(`  lifeboat warning: ${msg ?? ''} ${JSON.stringify(o)}`);
+  },
   error(o, msg) {
     console.log(`  lifeboat error: ${msg ?? ''} ${JSON.stringify(o)}`);
   },
-  debug() {},
+  debug(o, msg) {
+    if (msg === 'OpenStack restore step ended') console.log(`    restore step: ${JSON.stringify(o)}`);
+  },
   child: () => stepLog,
 };
 

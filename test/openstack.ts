@@ -89,12 +89,12 @@ export interface OsProject {
 }
 
 /** Polls every second (OpenStack state changes take seconds) until `fn` is truthy. */
-export async function pollFor<T>(fn: () => Promise<T | null | undefined | false>, ms: number, what: string): Promise<T> {
+export async function pollFor<T>(fn: () => Promise<T | null | undefined | false>, ms: number, what: string, describe?: () => Promise<string>): Promise<T> {
   const end = Date.now() + ms;
   for (;;) {
     const v = await fn();
     if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}${describe ? `; ${await describe().catch((e) => `(state unreadable: ${String(e)})`)}` : ''}`);
     await new Promise((r) => setTimeout(r, 1000));
   }
 }
@@ -464,10 +464,26 @@ export async function startRestore(os: OsLifeboat, token: string, projectId: str
   return os.api(token, 'POST', `/v1/${projectId}/workloads/${wid}/snapshots/${sid}/restores`, { restore: { options: { type: 'openstack', ...options } } });
 }
 
-/** Waits until a restore ends (available or error) and returns its detail. */
+/**
+ * Waits until a restore ends (available or error) and returns its detail. A restore that does
+ * not end fails the test with its last progress and the project's servers and volumes as Nova
+ * and Cinder see them (what CI prints is all there is to read afterwards).
+ */
 export async function restoreDone(os: OsLifeboat, token: () => Promise<string>, projectId: string, wid: string, sid: string, rid: string): Promise<Json> {
+  let last: Json = null;
+  const describe = async () => `last seen: ${JSON.stringify({ status: last?.status, progress_msg: last?.progress_msg, progress_percent: last?.progress_percent })}; ${await projectState(projectId)}`;
   return pollFor(async () => {
-    const x = (await os.api(await token(), 'GET', `/v1/${projectId}/workloads/${wid}/snapshots/${sid}/restores/${rid}`)).json.restore;
-    return ['available', 'error'].includes(x.status) ? x : null;
-  }, 1_200_000, `restore ${rid}`);
+    last = (await os.api(await token(), 'GET', `/v1/${projectId}/workloads/${wid}/snapshots/${sid}/restores/${rid}`)).json.restore;
+    return ['available', 'error'].includes(last.status) ? last : null;
+  }, 1_200_000, `restore ${rid}`, describe);
+}
+
+/** The servers (status, task state, host) and volumes (status) of a project, read as admin: for a test's failure message. */
+export async function projectState(projectId: string): Promise<string> {
+  const admin = passwordSession('admin', OS_PASSWORD, 'admin');
+  const servers = (await admin.call<{ servers: Json[] }>('compute', 'GET', `/servers/detail?all_tenants=1&project_id=${projectId}`)).data.servers;
+  const volumes = (await admin.call<{ volumes: Json[] }>('volumev3', 'GET', `/volumes/detail?all_tenants=1&project_id=${projectId}`)).data.volumes;
+  const s = servers.map((x) => `${x.name}=${x.status}/${x['OS-EXT-STS:task_state'] ?? '-'}@${x['OS-EXT-SRV-ATTR:host'] ?? '-'}`);
+  const v = volumes.map((x) => `${x.name || x.id.slice(0, 8)}=${x.status}`);
+  return `servers: ${s.join(', ') || 'none'}; volumes: ${v.join(', ') || 'none'}`;
 }

@@ -115,7 +115,8 @@ function newInstanceSpec(si: SnapshotInstance, p: RestorePlanInstance, disks: Ma
 /**
  * Runs a restore: for each planned instance, prepare the target (a new instance, or sinks over
  * the original disks), restore every disk through the datamover (hash-verified, sparse), then
- * publish the instance. A disk that fails (missing/corrupt chunk) fails its instance only; the
+ * publish the instance (on a platform with `concurrentPublishes`, while the next instance's
+ * disks are restored; the data itself is restored one disk at a time). A disk that fails (missing/corrupt chunk) fails its instance only; the
  * restore then ends `error` naming it, while the other instances are still restored.
  */
 async function runRestore(d: RestoreJobDeps, restoreId: string, plan: RestorePlan, signal: AbortSignal, log: Logger): Promise<void> {
@@ -154,15 +155,23 @@ async function runRestore(d: RestoreJobDeps, restoreId: string, plan: RestorePla
     const total = plan.instances.reduce((a, p) => a + p.devices.reduce((b, dev) => b + (sizeOf.get(diskKey(p.id, dev)) ?? 0), 0), 0);
     await updateRestoreFields(db, r.id, { size: total }, ['executing']);
     progress = new ByteProgress(total);
-    for (const p of plan.instances) {
-      abort.throwIfAborted();
-      const si = snap.instances.find((i) => i.id === p.id);
-      if (!si) throw new Error(`Instance ${p.id} is not in snapshot ${snap.id}`);
-      const disks = new Map(p.devices.map((dev) => [dev, { size: sizeOf.get(diskKey(p.id, dev)) ?? 0, format: formatOf.get(diskKey(p.id, dev)) ?? 'raw' }]));
-      await restoreInstance({ ...d, repo }, { restoreId: r.id, projectId: r.project_id, kind: plan.kind, snapshotId: snap.id, si, p, disks }, { progress, abort, log }, result);
+    const publishing = new Publishing(d.platform.concurrentPublishes ?? 0);
+    try {
+      for (const [slot, p] of plan.instances.entries()) {
+        abort.throwIfAborted();
+        publishing.throwIfFailed();
+        const si = snap.instances.find((i) => i.id === p.id);
+        if (!si) throw new Error(`Instance ${p.id} is not in snapshot ${snap.id}`);
+        const disks = new Map(p.devices.map((dev) => [dev, { size: sizeOf.get(diskKey(p.id, dev)) ?? 0, format: formatOf.get(diskKey(p.id, dev)) ?? 'raw' }]));
+        const prepared = await restoreInstance({ ...d, repo }, { restoreId: r.id, projectId: r.project_id, kind: plan.kind, snapshotId: snap.id, si, p, disks }, { progress, abort, log }, result);
+        if (prepared) await publishing.start(() => publishInstance(prepared, slot, result));
+      }
+    } finally {
+      await publishing.settle();
     }
+    publishing.throwIfFailed();
     await completeRestore(d, r, plan, total, started, result);
-    log.info({ restoreId: r.id, kind: plan.kind, instances: result.restored.length, failures: result.failures.length }, 'restore finished');
+    log.info({ restoreId: r.id, kind: plan.kind, instances: restoredOf(result).length, failures: result.failures.length }, 'restore finished');
     d.onRestoreFinished?.(r.id);
   } catch (e) {
     ticker.stop();
@@ -172,7 +181,7 @@ async function runRestore(d: RestoreJobDeps, restoreId: string, plan: RestorePla
     await finish(d, r.id, r.snapshot_id, r.workload_id, cancelled ? 'cancelled' : 'error', {
       progress_msg: cancelled ? 'Restore cancelled' : msg,
       error_msg: msg,
-      instances: JSON.stringify(result.restored),
+      instances: JSON.stringify(restoredOf(result)),
       finished_at: toSecond(clock.now()),
     });
     if (!cancelled) d.onRestoreFinished?.(r.id);
@@ -183,13 +192,49 @@ async function runRestore(d: RestoreJobDeps, restoreId: string, plan: RestorePla
 }
 
 interface RestoreResult {
-  restored: RestoredInstance[];
+  /** The published instances by their place in the plan (publishes may end out of order): read through restoredOf(). */
+  restored: (RestoredInstance | undefined)[];
   failures: string[];
   bytesWritten: number;
   /** What the platform said of the instances it published (warning_msg). */
   warnings: string[];
   /** A platform reset an instance's change tracking: the workload's next snapshot must be a full. */
   forceFull: boolean;
+}
+
+/** The published instances in plan order. */
+function restoredOf(x: RestoreResult): RestoredInstance[] {
+  return x.restored.filter((i): i is RestoredInstance => i !== undefined);
+}
+
+/**
+ * The publishes of one restore that run while the next instance's disks are restored, at most
+ * `limit` at once (0: each one is awaited before start() returns, as a plain loop would). The
+ * first failure is kept: the caller starts nothing new after it (throwIfFailed), settle() waits
+ * for the ones in flight, and the restore then fails with it.
+ */
+class Publishing {
+  private readonly inFlight = new Set<Promise<void>>();
+  private failure: { e: unknown } | null = null;
+
+  constructor(private readonly limit: number) {}
+
+  async start(publish: () => Promise<void>): Promise<void> {
+    if (this.limit <= 0) return publish();
+    while (this.inFlight.size >= this.limit) await Promise.race(this.inFlight);
+    const run: Promise<void> = publish()
+      .catch((e: unknown) => void (this.failure ??= { e }))
+      .finally(() => this.inFlight.delete(run));
+    this.inFlight.add(run);
+  }
+
+  throwIfFailed(): void {
+    if (this.failure) throw this.failure.e;
+  }
+
+  async settle(): Promise<void> {
+    await Promise.all(this.inFlight);
+  }
 }
 
 interface InstanceRestore {
@@ -203,11 +248,12 @@ interface InstanceRestore {
 }
 
 /**
- * One instance: prepare its target, restore each disk, publish. Whatever happens before publish
- * (a failed disk, an abort, an error), the prepared target is discarded: in place, committed
- * disks stay restored and the others keep their original content.
+ * One instance's data: prepare its target and restore each disk. Returns the prepared target
+ * to publish, or null when a disk failed (named in `result.failures`). Whatever happens before
+ * it is handed over for publishing (a failed disk, an abort, an error), the prepared target is
+ * discarded: in place, committed disks stay restored and the others keep their original content.
  */
-async function restoreInstance(d: Omit<RestoreJobDeps, 'repo'> & { repo: Repository }, x: InstanceRestore, run: { progress: ByteProgress; abort: AbortSignal; log: Logger }, result: RestoreResult): Promise<void> {
+async function restoreInstance(d: Omit<RestoreJobDeps, 'repo'> & { repo: Repository }, x: InstanceRestore, run: { progress: ByteProgress; abort: AbortSignal; log: Logger }, result: RestoreResult): Promise<PreparedInstance | null> {
   const { progress, abort, log } = run;
   const tag = { restoreId: x.restoreId };
   const sizeOf = (dev: string) => x.disks.get(dev)?.size ?? 0;
@@ -220,7 +266,7 @@ async function restoreInstance(d: Omit<RestoreJobDeps, 'repo'> & { repo: Reposit
     spec.metadata.restored_from_snapshot = x.snapshotId;
     prepared = await d.platform.createInstance(x.projectId, spec, tag);
   }
-  let published = false;
+  let handedOver = false;
   try {
     const failedHere: string[] = [];
     for (const dev of x.p.devices) {
@@ -238,8 +284,19 @@ async function restoreInstance(d: Omit<RestoreJobDeps, 'repo'> & { repo: Reposit
     }
     if (failedHere.length > 0) {
       result.failures.push(...failedHere);
-      return;
+      return null;
     }
+    handedOver = true;
+    return prepared;
+  } finally {
+    if (!handedOver) await prepared.discard().catch(() => undefined);
+  }
+}
+
+/** Publishes a prepared instance into its place `slot` of the result; a publish that fails is discarded. */
+async function publishInstance(prepared: PreparedInstance, slot: number, result: RestoreResult): Promise<void> {
+  let published = false;
+  try {
     let inst;
     try {
       inst = await prepared.publish();
@@ -250,7 +307,7 @@ async function restoreInstance(d: Omit<RestoreJobDeps, 'repo'> & { repo: Reposit
       result.forceFull ||= notes?.changeTrackingReset ?? false;
     }
     published = true;
-    result.restored.push({ id: inst.id, name: inst.name, status: 'available', metadata: { ...inst.metadata } });
+    result.restored[slot] = { id: inst.id, name: inst.name, status: 'available', metadata: { ...inst.metadata } };
   } finally {
     if (!published) await prepared.discard().catch(() => undefined);
   }
@@ -264,7 +321,7 @@ async function completeRestore(d: RestoreJobDeps, r: { id: string; snapshot_id: 
     if (ok && plan.kind === 'oneclick') {
       // The workload now protects the restored VMs (tempest compares the member ids).
       const w = await getWorkload(tx, { admin: true }, r.workload_id);
-      if (w) await replaceMembers(tx, w.id, w.project_id, x.restored.map((i) => ({ id: i.id, name: i.name, metadata: {} })));
+      if (w) await replaceMembers(tx, w.id, w.project_id, restoredOf(x).map((i) => ({ id: i.id, name: i.name, metadata: {} })));
     }
     // Disks rewritten without their change-tracking state: no checkpoint recorded before may be trusted.
     if (x.forceFull) await updateWorkloadFields(tx, r.workload_id, { force_full: true }, toSecond(end));
@@ -276,7 +333,7 @@ async function completeRestore(d: RestoreJobDeps, r: { id: string; snapshot_id: 
       error_msg: ok ? null : `Restore failed: ${x.failures.join('; ')}`,
       warning_msg: x.warnings.length > 0 ? x.warnings.join('; ') : null,
       time_taken: Math.max(0, Math.round((end - started) / 1000)),
-      instances: JSON.stringify(x.restored),
+      instances: JSON.stringify(restoredOf(x)),
       finished_at: toSecond(end),
     });
   });

@@ -33,6 +33,13 @@ export interface Platform {
   /** Key-encryption keys of encrypted workloads kept in the cloud's key manager (OpenStack: Barbican, `secret_uuid`); absent elsewhere. */
   readonly keyManager?: KeyManager;
   /**
+   * How many prepared instances of one restore may publish at once while the next instance's
+   * disks are restored (OpenStack: publishing is waiting on Glance, Cinder and Nova). Absent or
+   * 0: each instance is published before the next one starts. Each publish in flight holds its
+   * restored disks in scratch space until its uploads end, so this also bounds that space.
+   */
+  readonly concurrentPublishes?: number;
+  /**
    * Releases what the platform holds open (libvirt: its virsh shells); called once when the
    * service stops, after the last job ended. Optional: a platform holding nothing has none.
    */

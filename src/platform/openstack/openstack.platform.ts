@@ -58,6 +58,8 @@ const SERVER_FRESH_MS = 10_000;
  */
 export class OpenStackPlatform implements Platform {
   readonly name = 'openstack';
+  /** A restore's servers publish side by side (uploads and boots are waits on the cloud). */
+  readonly concurrentPublishes = 3;
   /** Barbican secrets as key-encryption keys (`secret_uuid`), read with the service identity; made at first use. */
   get keyManager(): KeyManager {
     this.barbican ??= new BarbicanKeyManager(this.opts.session);

@@ -71,7 +71,7 @@ export async function openOpenStackInPlace(d: RestoreDeps, t: InPlaceTarget, dis
 }
 
 async function rewrite(d: RestoreDeps, t: InPlaceTarget, volumes: Map<string, InPlaceVolume>, files: Map<string, RestoredFile>, tag: RestoreTag, start: boolean): Promise<void> {
-  const steps = new Steps();
+  const steps = new Steps(d.log, t.server.name);
   const temps = new Temporaries(d.log);
   const id = t.server.id;
   const t0 = Date.now();

@@ -2,7 +2,9 @@ import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { Instance } from '../../domain/instance.js';
 import { errorMessage, ValidationError } from '../../lib/errors.js';
-import { waitUntil } from '../../openstack/wait.js';
+import type { Logger } from '../../lib/logger.js';
+import type { NovaServer } from '../../openstack/types.js';
+import { realWaitClock, waitUntil, type WaitClock } from '../../openstack/wait.js';
 import { FileDiskSink } from '../disk-io/file-disk.js';
 import type { DiskSink, NewInstanceSpec, PreparedInstance, RestoreTag } from '../platform.js';
 import {
@@ -110,9 +112,17 @@ interface PublishRun {
   warnings: string[];
 }
 
-/** Runs one named step: its time is recorded, and a failure says which step failed. */
+/**
+ * Runs one named step: its time is recorded and logged as it ends (debug: what a restore
+ * that takes long is doing), and a failure says which step failed.
+ */
 export class Steps {
   readonly times: Record<string, number> = {};
+  constructor(
+    private readonly log: Logger,
+    private readonly server: string,
+  ) {}
+
   async run<T>(name: string, fn: () => Promise<T>): Promise<T> {
     const t = Date.now();
     try {
@@ -122,6 +132,7 @@ export class Steps {
       throw new Error(`step "${name}" failed: ${errorMessage(e)}`, { cause: e });
     } finally {
       this.times[name] = Date.now() - t;
+      this.log.debug({ server: this.server, step: name, ms: this.times[name] }, 'OpenStack restore step ended');
     }
   }
 }
@@ -129,7 +140,7 @@ export class Steps {
 async function publish(d: PublishDeps, projectId: string, spec: NewInstanceSpec, files: Map<string, RestoredFile>, run: PublishRun): Promise<Instance> {
   const { temps, tag } = run;
   const t0 = Date.now();
-  const steps = new Steps();
+  const steps = new Steps(d.log, spec.name);
   const root = spec.disks.find((x) => x.image_backed) ?? null;
   const volumeDevices = spec.disks.filter((x) => !x.image_backed).map((x) => x.device).sort();
   // The quick steps first (a flavor, groups or network that cannot be had fails the restore
@@ -148,7 +159,7 @@ async function publish(d: PublishDeps, projectId: string, spec: NewInstanceSpec,
   }
   const rootImage = root ? await steps.run(`root image ${root.device}`, () => uploadImage(d, files.get(root.device)!, temps, tag, root.image_properties)) : null;
   const body = serverBody(spec, { flavorId, networks, groups, volumes, rootImage, keyName, tag });
-  const serverId = await steps.run('server boot', () => bootServer(d, body, temps));
+  const serverId = await steps.run('server boot', () => bootServer(d, body, [...volumes.values()], temps));
   if (spec.power_on === false) await steps.run('server stop', () => stopServer(d, serverId));
   await steps.run('publish', () => unmark(d, serverId, [...volumes.values()], made, tag));
   // Published: the server, its ports, volumes, groups and flavor are the restored instance now.
@@ -192,12 +203,40 @@ function serverBody(spec: NewInstanceSpec, p: ServerParts): Record<string, unkno
   };
 }
 
-async function bootServer(d: PublishDeps, body: Record<string, unknown>, temps: Temporaries): Promise<string> {
-  const r = await d.tenant.call<{ server: { id: string } }>('compute', 'POST', '/servers', { json: { server: body } });
-  const id = r.data.server.id;
-  temps.add(serverKey(id), () => deleteServer(d.tenant, d.tenantApi, id));
-  await waitUntil(serverKey(id), () => d.tenantApi.getServer(id), (v) => v.status === 'ACTIVE', { timeoutMs: STEP_TIMEOUT_MS, failed: (v) => (v.status === 'ERROR' ? `ERROR${serverFault(v)}` : null) });
-  return id;
+/**
+ * A server Nova has not placed after this long (BUILD, task state `scheduling`) is taken as
+ * lost: a cast that never arrived or a conductor whose database write failed leaves it so for
+ * ever (seen on the loopback stack under load: nova-conductor's "database is locked"). On a
+ * working cloud scheduling takes seconds; spawning (image download, volume mapping) can take
+ * long and is never cut short.
+ */
+export const SCHEDULING_STUCK_MS = 5 * 60_000;
+/** Boots of one restored server at most, counting the first (each later one after a lost scheduling). */
+const BOOT_TRIES = 3;
+
+/** Boots the server and waits ACTIVE; a boot lost in scheduling is deleted and made again (its volumes back to available first). */
+export async function bootServer(d: RestoreDeps, body: Record<string, unknown>, volumeIds: string[], temps: Temporaries, clock: WaitClock = realWaitClock): Promise<string> {
+  for (let attempt = 1; ; attempt++) {
+    const r = await d.tenant.call<{ server: { id: string } }>('compute', 'POST', '/servers', { json: { server: body } });
+    const id = r.data.server.id;
+    temps.add(serverKey(id), () => deleteServer(d.tenant, d.tenantApi, id));
+    if (await activeOrLostInScheduling(d, id, clock)) return id;
+    const lost = `Nova server ${id} was not scheduled within ${SCHEDULING_STUCK_MS / 1000} s`;
+    if (attempt >= BOOT_TRIES) throw new Error(`${lost} (${BOOT_TRIES} boots tried)`);
+    d.log.warn({ server: id, attempt }, `${lost}: deleting it and booting again`);
+    await temps.removeNow(serverKey(id));
+    for (const v of volumeIds) {
+      await waitUntil(`Cinder volume ${v} freed by the deleted boot`, () => d.tenantApi.getVolume(v), (x) => x.status === 'available', { timeoutMs: STEP_TIMEOUT_MS, clock, failed: (x) => (x.status.startsWith('error') ? x.status : null) });
+    }
+  }
+}
+
+/** Waits until the server is ACTIVE (true) or has sat in scheduling for SCHEDULING_STUCK_MS (false); ERROR fails with Nova's fault. */
+async function activeOrLostInScheduling(d: RestoreDeps, id: string, clock: WaitClock): Promise<boolean> {
+  const since = clock.now();
+  const lost = (v: NovaServer) => v.status === 'BUILD' && v['OS-EXT-STS:task_state'] === 'scheduling' && clock.now() - since > SCHEDULING_STUCK_MS;
+  const v = await waitUntil(serverKey(id), () => d.tenantApi.getServer(id), (x) => x.status === 'ACTIVE' || lost(x), { timeoutMs: STEP_TIMEOUT_MS, clock, failed: (x) => (x.status === 'ERROR' ? `ERROR${serverFault(x)}` : null) });
+  return v!.status === 'ACTIVE';
 }
 
 function serverFault(v: unknown): string {

@@ -27,6 +27,14 @@ export class Temporaries {
     for (let i = this.undo.length - 1; i >= 0; i--) if (keepIt(this.undo[i]!.what)) this.undo.splice(i, 1);
   }
 
+  /** Removes one temporary now (e.g. a server to boot again) and forgets it; a failure is thrown. */
+  async removeNow(what: string): Promise<void> {
+    const i = this.undo.findIndex((u) => u.what === what);
+    if (i < 0) return;
+    await this.undo[i]!.remove();
+    this.undo.splice(i, 1);
+  }
+
   get size(): number {
     return this.undo.length;
   }
