@@ -213,7 +213,7 @@ function restoredOf(x: RestoreResult): RestoredInstance[] {
  * first failure is kept: the caller starts nothing new after it (throwIfFailed), settle() waits
  * for the ones in flight, and the restore then fails with it.
  */
-class Publishing {
+export class Publishing {
   private readonly inFlight = new Set<Promise<void>>();
   private failure: { e: unknown } | null = null;
 

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { createReadStream } from 'node:fs';
+import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import type { SecurityGroup } from '../../domain/instance.js';
@@ -11,6 +12,7 @@ import type { OpenStackSession } from '../../openstack/session.js';
 import type { NovaFlavor } from '../../openstack/types.js';
 import { retryPause, waitUntil } from '../../openstack/wait.js';
 import type { NewInstanceSpec, RestoreTag } from '../platform.js';
+import { uploadableImage } from './qemu-img.js';
 import type { Temporaries } from './temporaries.js';
 import { removeVolume } from './volume-export.js';
 
@@ -61,16 +63,24 @@ export interface RestoredFile {
 /** Glance's reserved property namespace: never set by a client. */
 const RESERVED_PROPERTY = /^os_glance|^(id|name|status|owner|size|checksum|tags|visibility|protected|disk_format|container_format|file|self|schema|locations|direct_url|stores|os_hidden|os_hash_algo|os_hash_value|virtual_size|min_ram|min_disk|created_at|updated_at)$/;
 
-/** A raw Glance image of the restored bytes in the tenant's project (a temporary). */
+/**
+ * A Glance image of the restored bytes in the tenant's project (a temporary): raw, or qcow2 when
+ * the disk is mostly holes (uploadableImage; the qcow2 copy is removed once uploaded).
+ */
 export async function uploadImage(d: RestoreDeps, f: RestoredFile, temps: Temporaries, tag: RestoreTag, properties: Record<string, string> = {}): Promise<string> {
   const props = Object.fromEntries(Object.entries(properties).filter(([k]) => !RESERVED_PROPERTY.test(k)));
   const name = `lifeboat-tmp-restore-${tag.restoreId.slice(0, 8)}-${randomUUID().slice(0, 8)}`;
-  const img = await d.tenant.call<{ id: string }>('image', 'POST', '/images', { json: { ...props, name, disk_format: 'raw', container_format: 'bare', visibility: 'private', tags: [imageTag(tag)] } });
-  const imageId = img.data.id;
-  temps.add(imageKey(imageId), () => d.tenantApi.deleteImage(imageId));
-  const body = Readable.toWeb(createReadStream(f.file)) as unknown as ReadableStream<Uint8Array>;
-  await d.tenant.call('image', 'PUT', `/images/${imageId}/file`, { body, contentType: 'application/octet-stream', timeoutMs: STEP_TIMEOUT_MS, headers: { 'content-length': String(f.size) } });
-  return imageId;
+  const upload = await uploadableImage(f.file, f.size);
+  try {
+    const img = await d.tenant.call<{ id: string }>('image', 'POST', '/images', { json: { ...props, name, disk_format: upload.format, container_format: 'bare', visibility: 'private', tags: [imageTag(tag)] } });
+    const imageId = img.data.id;
+    temps.add(imageKey(imageId), () => d.tenantApi.deleteImage(imageId));
+    const body = Readable.toWeb(createReadStream(upload.file)) as unknown as ReadableStream<Uint8Array>;
+    await d.tenant.call('image', 'PUT', `/images/${imageId}/file`, { body, contentType: 'application/octet-stream', timeoutMs: STEP_TIMEOUT_MS, headers: { 'content-length': String(upload.size) } });
+    return imageId;
+  } finally {
+    if (upload.file !== f.file) await rm(upload.file, { force: true });
+  }
 }
 
 export const imageKey = (id: string) => `Glance image ${id}`;

@@ -1,10 +1,10 @@
-import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { OpenStackApi } from '../../openstack/api.js';
 import { waitUntil } from '../../openstack/wait.js';
 import type { Logger } from '../../lib/logger.js';
+import { qemuImg } from './qemu-img.js';
 import { Temporaries } from './temporaries.js';
 import { downloadImageTo, type VolumeExport } from './volume-export.js';
 
@@ -41,7 +41,7 @@ export async function exportRootImage(api: OpenStackApi, serverId: string, dir: 
     else {
       const raw = path.join(dir, `${tag}.raw`);
       files.push(raw);
-      await qemuImg(['convert', '-f', format, '-O', 'raw', '-S', '64k', fetched, raw], signal);
+      await qemuImg(['convert', '-f', format, '-O', 'raw', '-S', '64k', fetched, raw], 'the root disk', signal);
       await rm(fetched, { force: true });
       result = { file: raw, size: await virtualSize(raw) };
     }
@@ -60,17 +60,7 @@ export async function exportRootImage(api: OpenStackApi, serverId: string, dir: 
 }
 
 async function virtualSize(file: string): Promise<number> {
-  const info = JSON.parse(await qemuImg(['info', '--output=json', '-f', 'raw', file])) as { 'virtual-size'?: number };
+  const info = JSON.parse(await qemuImg(['info', '--output=json', '-f', 'raw', file], 'the root disk')) as { 'virtual-size'?: number };
   if (!info['virtual-size']) throw new Error('qemu-img reported no size for the converted root disk');
   return info['virtual-size'];
-}
-
-/** qemu-img as a subprocess (killed on cancel); rejects with the end of its stderr (no paths). */
-function qemuImg(args: string[], signal?: AbortSignal): Promise<string> {
-  return new Promise((resolve, reject) => {
-    execFile('qemu-img', args, { encoding: 'utf8', signal, timeout: STEP_TIMEOUT_MS, env: { ...process.env, LC_ALL: 'C' } }, (err, stdout, stderr) => {
-      if (err) reject(new Error(`qemu-img ${args[0]} of the root disk failed: ${(stderr || err.message).replace(/\/[^\s'"]+/g, '<path>').trim().slice(-300)}`));
-      else resolve(stdout);
-    });
-  });
 }
