@@ -1,6 +1,6 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { SMTPServer } from 'smtp-server';
 import { join } from 'node:path';
@@ -14,6 +14,7 @@ import { startHarness, waitFor, type Harness, type TestUser } from './harness.js
  */
 describe('schedules, policies, quotas and settings on the real service', () => {
   let h: Harness;
+  let policyDir: string;
   const PARALLEL = '2ddd528d-c9b4-4d7e-8722-cc395140255a';
   const create = (u: TestUser, vms: string[], extra: Record<string, unknown> = {}) =>
     h.api(u, 'POST', '/workloads', { workload: { name: 'w', workload_type_id: PARALLEL, source_platform: 'openstack', instances: vms.map((v) => ({ 'instance-id': v })), jobschedule: {}, metadata: {}, description: 'test', ...extra } });
@@ -31,11 +32,15 @@ describe('schedules, policies, quotas and settings on the real service', () => {
   before(async () => {
     // This operator lets project members choose their SMTP server and send the test e-mail
     // (admin-only by default: see test/smtp-targets.test.ts).
-    const policy = join(mkdtempSync(join(tmpdir(), 'lifeboat-policy-')), 'policy.yaml');
+    policyDir = mkdtempSync(join(tmpdir(), 'lifeboat-policy-'));
+    const policy = join(policyDir, 'policy.yaml');
     writeFileSync(policy, "'workload:settings_smtp_update': 'rule:admin_or_owner'\n'workload:settings_email_test': 'rule:admin_or_owner'\n");
     h = await startHarness({ env: { LIFEBOAT_POLICY: policy } });
   });
-  after(async () => h.close());
+  after(async () => {
+    await h.close();
+    rmSync(policyDir, { recursive: true, force: true });
+  });
 
   test('F12: retention keeps the newest 3 of 4 full snapshots; the first is gone from the target too', async () => {
     const r = await create(h.alice, [h.vms[2]!.id], { jobschedule: { retention_policy_type: 'Number of Snapshots to Keep', retention_policy_value: '3', full_backup_interval: '2', enabled: false } });

@@ -1,6 +1,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startHarness, waitFor, type Harness } from './harness.js';
 
@@ -308,13 +309,17 @@ describe('workloads API over HTTP', () => {
 
 describe('token expiry and policy file', () => {
   let h: Harness;
+  let policyDir: string;
   before(async () => {
-    const home = process.env.TMPDIR ?? '/tmp';
-    const policyPath = join(home, `lifeboat-policy-${process.pid}.yaml`);
+    policyDir = mkdtempSync(join(tmpdir(), 'lifeboat-policy-'));
+    const policyPath = join(policyDir, 'policy.yaml');
     writeFileSync(policyPath, 'backup_api: "role:backup"\n"workload:workload_create": "rule:backup_api"\n');
     h = await startHarness({ env: { LIFEBOAT_TOKEN_TTL: '1', LIFEBOAT_POLICY: policyPath } });
   });
-  after(async () => h.close());
+  after(async () => {
+    await h.close();
+    rmSync(policyDir, { recursive: true, force: true });
+  });
 
   test('a custom policy denies with the oslo message', async () => {
     const r = await h.api(h.alice, 'POST', '/workloads', f1Body(h.vms[0]!.id));
