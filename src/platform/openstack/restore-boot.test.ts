@@ -10,8 +10,8 @@ import { Temporaries } from './temporaries.js';
 
 /**
  * bootServer against a fake Nova and Cinder (the layer below the one under test) and a fake
- * clock: a boot that sits in scheduling is deleted and made again, a server in ERROR fails at
- * once with Nova's fault, and a boot lost every time fails after three tries.
+ * clock: a boot that sits in scheduling or ends in ERROR is deleted and made again, and one
+ * that fails every time fails the step after three tries with the last reason.
  */
 type Behaviour = 'stuck' | 'active' | 'error';
 
@@ -55,7 +55,7 @@ function fakeCloud(behaviours: Behaviour[]) {
   return { d, clock, deleted, warnings, now: () => t, temps: new Temporaries(log) };
 }
 
-describe('bootServer: a boot lost in scheduling', () => {
+describe('bootServer: a boot lost in scheduling or failed', () => {
   it('is deleted and booted again; the second boot is returned and is the only temporary left', async () => {
     const c = fakeCloud(['stuck', 'active']);
     const id = await bootServer(c.d, { name: 'x' }, ['vol-1'], c.temps, c.clock);
@@ -74,10 +74,15 @@ describe('bootServer: a boot lost in scheduling', () => {
     assert.deepEqual(c.deleted, ['s1', 's2', 's3']);
   });
 
-  it('a server in ERROR fails at once with the fault, and is not booted again', async () => {
-    const c = fakeCloud(['error', 'active']);
-    await assert.rejects(bootServer(c.d, {}, [], c.temps, c.clock), /ERROR: No valid host was found\./);
-    assert.deepEqual(c.deleted, []);
-    assert.ok(c.now() < 10_000);
+  it('a boot in ERROR is deleted and booted again; three in ERROR fail with the last fault', async () => {
+    const once = fakeCloud(['error', 'active']);
+    assert.equal(await bootServer(once.d, {}, ['vol-1'], once.temps, once.clock), 's2');
+    assert.deepEqual(once.deleted, ['s1']);
+    assert.ok(once.now() < 10_000, 'an ERROR is acted on at once, not after the scheduling bound');
+    assert.match(once.warnings.join('\n'), /Nova server s1 failed: ERROR: No valid host was found\.: deleting it and booting again/);
+
+    const always = fakeCloud(['error', 'error', 'error']);
+    await assert.rejects(bootServer(always.d, {}, [], always.temps, always.clock), /Nova server s3 failed: ERROR: No valid host was found\. \(3 boots tried\)/);
+    assert.deepEqual(always.deleted, ['s1', 's2']);
   });
 });

@@ -211,19 +211,25 @@ function serverBody(spec: NewInstanceSpec, p: ServerParts): Record<string, unkno
  * long and is never cut short.
  */
 export const SCHEDULING_STUCK_MS = 5 * 60_000;
-/** Boots of one restored server at most, counting the first (each later one after a lost scheduling). */
+/**
+ * Boots of one restored server at most, counting the first. A boot that ends in ERROR or is
+ * lost in scheduling is deleted and tried again: Nova fails builds for passing reasons of its
+ * own (seen on the loopback stack: the conductor's database locked mid-spawn, "Exceeded maximum
+ * number of retries"), and a failure that is not passing costs seconds to meet again. The
+ * restore fails with the last boot's fault.
+ */
 const BOOT_TRIES = 3;
 
-/** Boots the server and waits ACTIVE; a boot lost in scheduling is deleted and made again (its volumes back to available first). */
+/** Boots the server and waits ACTIVE; a failed or lost boot is deleted and made again (its volumes back to available first). */
 export async function bootServer(d: RestoreDeps, body: Record<string, unknown>, volumeIds: string[], temps: Temporaries, clock: WaitClock = realWaitClock): Promise<string> {
   for (let attempt = 1; ; attempt++) {
     const r = await d.tenant.call<{ server: { id: string } }>('compute', 'POST', '/servers', { json: { server: body } });
     const id = r.data.server.id;
     temps.add(serverKey(id), () => deleteServer(d.tenant, d.tenantApi, id));
-    if (await activeOrLostInScheduling(d, id, clock)) return id;
-    const lost = `Nova server ${id} was not scheduled within ${SCHEDULING_STUCK_MS / 1000} s`;
-    if (attempt >= BOOT_TRIES) throw new Error(`${lost} (${BOOT_TRIES} boots tried)`);
-    d.log.warn({ server: id, attempt }, `${lost}: deleting it and booting again`);
+    const failure = await bootFailure(d, id, clock);
+    if (failure === null) return id;
+    if (attempt >= BOOT_TRIES) throw new Error(`${failure} (${BOOT_TRIES} boots tried)`);
+    d.log.warn({ server: id, attempt }, `${failure}: deleting it and booting again`);
     await temps.removeNow(serverKey(id));
     for (const v of volumeIds) {
       await waitUntil(`Cinder volume ${v} freed by the deleted boot`, () => d.tenantApi.getVolume(v), (x) => x.status === 'available', { timeoutMs: STEP_TIMEOUT_MS, clock, failed: (x) => (x.status.startsWith('error') ? x.status : null) });
@@ -231,12 +237,14 @@ export async function bootServer(d: RestoreDeps, body: Record<string, unknown>, 
   }
 }
 
-/** Waits until the server is ACTIVE (true) or has sat in scheduling for SCHEDULING_STUCK_MS (false); ERROR fails with Nova's fault. */
-async function activeOrLostInScheduling(d: RestoreDeps, id: string, clock: WaitClock): Promise<boolean> {
+/** Waits until the server is ACTIVE (null), in ERROR, or has sat in scheduling for SCHEDULING_STUCK_MS (what went wrong). */
+async function bootFailure(d: RestoreDeps, id: string, clock: WaitClock): Promise<string | null> {
   const since = clock.now();
   const lost = (v: NovaServer) => v.status === 'BUILD' && v['OS-EXT-STS:task_state'] === 'scheduling' && clock.now() - since > SCHEDULING_STUCK_MS;
-  const v = await waitUntil(serverKey(id), () => d.tenantApi.getServer(id), (x) => x.status === 'ACTIVE' || lost(x), { timeoutMs: STEP_TIMEOUT_MS, clock, failed: (x) => (x.status === 'ERROR' ? `ERROR${serverFault(x)}` : null) });
-  return v!.status === 'ACTIVE';
+  const v = (await waitUntil(serverKey(id), () => d.tenantApi.getServer(id), (x) => x.status === 'ACTIVE' || x.status === 'ERROR' || lost(x), { timeoutMs: STEP_TIMEOUT_MS, clock }))!;
+  if (v.status === 'ACTIVE') return null;
+  if (v.status === 'ERROR') return `Nova server ${id} failed: ERROR${serverFault(v)}`;
+  return `Nova server ${id} was not scheduled within ${SCHEDULING_STUCK_MS / 1000} s`;
 }
 
 function serverFault(v: unknown): string {
