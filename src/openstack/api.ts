@@ -130,10 +130,10 @@ export class OpenStackApi {
     await orNull(this.session.call('volumev3', 'DELETE', `/volumes/${encodeURIComponent(id)}`));
   }
 
-  /** os-volume_upload_image of an available volume (never `force`: clouds refuse it by default). */
-  async uploadVolumeToImage(volumeId: string, imageName: string): Promise<string> {
+  /** os-volume_upload_image of an available volume in `diskFormat` (never `force`: clouds refuse it by default). */
+  async uploadVolumeToImage(volumeId: string, imageName: string, diskFormat: 'raw' | 'qcow2' = 'raw'): Promise<string> {
     const r = await this.session.call<{ 'os-volume_upload_image': { image_id: string } }>('volumev3', 'POST', `/volumes/${encodeURIComponent(volumeId)}/action`, {
-      json: { 'os-volume_upload_image': { image_name: imageName, disk_format: 'raw', container_format: 'bare', force: false } },
+      json: { 'os-volume_upload_image': { image_name: imageName, disk_format: diskFormat, container_format: 'bare', force: false } },
     });
     return r.data['os-volume_upload_image'].image_id;
   }

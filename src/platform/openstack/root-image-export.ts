@@ -4,9 +4,8 @@ import path from 'node:path';
 import type { OpenStackApi } from '../../openstack/api.js';
 import { waitUntil } from '../../openstack/wait.js';
 import type { Logger } from '../../lib/logger.js';
-import { qemuImg } from './qemu-img.js';
 import { Temporaries } from './temporaries.js';
-import { downloadImageTo, type VolumeExport } from './volume-export.js';
+import { fetchImageAsRaw, type VolumeExport } from './volume-export.js';
 
 /**
  * The API-only export of an image-booted server's root disk (issue 12 item 3, "image-booted
@@ -24,7 +23,6 @@ const STEP_TIMEOUT_MS = 30 * 60_000;
 export async function exportRootImage(api: OpenStackApi, serverId: string, dir: string, log: Logger, signal?: AbortSignal): Promise<VolumeExport> {
   const temps = new Temporaries(log);
   const tag = `lifeboat-tmp-${serverId.slice(0, 8)}-${randomUUID().slice(0, 8)}`;
-  const files: string[] = [];
   let result: VolumeExport | undefined;
   try {
     const imageId = await api.createServerImage(serverId, tag, { lifeboat_temporary: 'root-disk-export' });
@@ -32,35 +30,14 @@ export async function exportRootImage(api: OpenStackApi, serverId: string, dir: 
     temps.add(key, () => api.deleteImage(imageId));
     const failed = (i: { status: string }) => (i.status === 'killed' || i.status === 'deleted' ? i.status : null);
     const image = await waitUntil(key, () => api.getImage(imageId), (i) => i.status === 'active', { timeoutMs: STEP_TIMEOUT_MS, signal, failed });
-    const size = Number(image?.size ?? 0);
-    const format = String(image?.disk_format ?? 'raw');
-    const fetched = path.join(dir, `${tag}.${format}`);
-    files.push(fetched);
-    await downloadImageTo(api, imageId, fetched, size, signal);
-    if (format === 'raw') result = { file: fetched, size };
-    else {
-      const raw = path.join(dir, `${tag}.raw`);
-      files.push(raw);
-      await qemuImg(['convert', '-f', format, '-O', 'raw', '-S', '64k', fetched, raw], 'the root disk', signal);
-      await rm(fetched, { force: true });
-      result = { file: raw, size: await virtualSize(raw) };
-    }
-  } catch (e) {
-    await Promise.all(files.map((f) => rm(f, { force: true })));
-    throw e;
+    result = await fetchImageAsRaw(api, imageId, { size: Number(image?.size ?? 0), format: String(image?.disk_format ?? 'raw') }, path.join(dir, tag), 'the root disk', signal);
   } finally {
     const left = await temps.removeAll();
     if (left.length > 0) {
-      await Promise.all(files.map((f) => rm(f, { force: true })));
+      if (result) await rm(result.file, { force: true });
       // eslint-disable-next-line no-unsafe-finally
       throw new Error(`could not remove the temporary image of server ${serverId}: ${left.join('; ')}`);
     }
   }
   return result;
-}
-
-async function virtualSize(file: string): Promise<number> {
-  const info = JSON.parse(await qemuImg(['info', '--output=json', '-f', 'raw', file], 'the root disk')) as { 'virtual-size'?: number };
-  if (!info['virtual-size']) throw new Error('qemu-img reported no size for the converted root disk');
-  return info['virtual-size'];
 }

@@ -5,14 +5,17 @@ import type { OpenStackApi } from '../../openstack/api.js';
 import { waitUntil } from '../../openstack/wait.js';
 import { FileDiskSink } from '../disk-io/file-disk.js';
 import type { Logger } from '../../lib/logger.js';
+import { OpenStackError } from '../../openstack/errors.js';
+import { qemuImg } from './qemu-img.js';
 import { Temporaries } from './temporaries.js';
 
 /**
  * The API-only export of one Cinder volume (OpenStack-in-a-box README §7.4), for volumes with
  * no Lifeboat worker on their compute host:
  *   snapshot (`force`, the volume may be in use) → volume from the snapshot → upload that
- *   volume to Glance (never `force` upload: clouds refuse it by default) → stream
- *   `GET /v2/images/{id}/file` into a sparse local file → delete image, volume, snapshot.
+ *   volume to Glance as qcow2 (never `force` upload: clouds refuse it by default) → stream
+ *   `GET /v2/images/{id}/file` into a local file, converted to a sparse raw one → delete
+ *   image, volume, snapshot.
  * The three temporaries belong to Lifeboat's service project (not the tenant's quota). Each is
  * registered the moment it exists and all are removed before this returns or throws (success,
  * failure, cancel through `signal`); a removal failure fails the export naming the leftover.
@@ -57,16 +60,50 @@ async function exportThrough(api: OpenStackApi, temps: Temporaries, volumeId: st
   temps.add(volKey, () => removeVolume(api, vol.id, { uploaded }));
   await waitUntil(volKey, () => api.getVolume(vol.id), (v) => v.status === 'available', wait);
 
-  const imageId = await api.uploadVolumeToImage(vol.id, tag);
+  const imageId = await uploadAsQcow2(api, vol.id, tag);
   const imageKey = `Glance image ${imageId}`;
   temps.add(imageKey, () => api.deleteImage(imageId));
   const image = await waitUntil(imageKey, () => api.getImage(imageId), (i) => i.status === 'active', { ...wait, failed: (i) => (i.status === 'killed' || i.status === 'deleted' ? i.status : null) });
   uploaded = true;
-  const size = Number(image?.size ?? sizeGiB * 2 ** 30);
+  return fetchImageAsRaw(api, imageId, { size: Number(image?.size ?? sizeGiB * 2 ** 30), format: String(image?.disk_format ?? 'raw') }, path.join(dir, tag), `volume ${volumeId}`, signal);
+}
 
-  const target = path.join(dir, `${tag}.raw`);
-  await downloadImageTo(api, imageId, target, size, signal);
-  return { file: target, size };
+/**
+ * The temporary volume goes to Glance as qcow2: Cinder leaves its unwritten blocks out, so a
+ * mostly empty volume is neither uploaded nor downloaded in full (1 GiB volume holding 3 MiB,
+ * loopback stack: upload 14.3 → 4.2 s, image 1 GiB → 3.4 MiB). A cloud that refuses qcow2
+ * uploads (400) gets the raw one.
+ */
+async function uploadAsQcow2(api: OpenStackApi, volumeId: string, name: string): Promise<string> {
+  try {
+    return await api.uploadVolumeToImage(volumeId, name, 'qcow2');
+  } catch (e) {
+    if (!(e instanceof OpenStackError && e.status === 400)) throw e;
+    return api.uploadVolumeToImage(volumeId, name, 'raw');
+  }
+}
+
+/**
+ * Streams a Glance image into `base`.<format> and returns it as a raw sparse file: a raw image
+ * as it came, any other format converted by qemu-img with its holes kept (the fetched file is
+ * removed). On failure no file is left.
+ */
+export async function fetchImageAsRaw(api: OpenStackApi, imageId: string, image: { size: number; format: string }, base: string, what: string, signal?: AbortSignal): Promise<VolumeExport> {
+  const fetched = `${base}.${image.format}`;
+  await downloadImageTo(api, imageId, fetched, image.size, signal);
+  if (image.format === 'raw') return { file: fetched, size: image.size };
+  const raw = `${base}.raw`;
+  try {
+    await qemuImg(['convert', '-f', image.format, '-O', 'raw', '-S', '64k', fetched, raw], what, signal);
+    const info = JSON.parse(await qemuImg(['info', '--output=json', '-f', 'raw', raw], what)) as { 'virtual-size'?: number };
+    if (!info['virtual-size']) throw new Error(`qemu-img reported no size for ${what}`);
+    return { file: raw, size: info['virtual-size'] };
+  } catch (e) {
+    await rm(raw, { force: true });
+    throw e;
+  } finally {
+    await rm(fetched, { force: true });
+  }
 }
 
 /** Streams the image into a sparse file (all-zero blocks become holes). */
