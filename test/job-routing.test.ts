@@ -250,12 +250,38 @@ for (const kind of storeKinds()) {
       startRunner(p1);
       const two = await finished(await requestSnapshot([a, b]));
       assert.equal(two.status, 'error');
-      assert.match(two.error_msg ?? '', /several compute hosts .*h5 \(a-on-h5 .*\); h6 \(b-on-h6 /);
+      assert.match(two.error_msg ?? '', /several compute hosts whose disks only their own Lifeboat workers can read: h5 \(a-on-h5 .*\); h6 \(b-on-h6 /);
       startRunner(p5);
       const mixed = await finished(await requestSnapshot([a2, c]));
       assert.equal(mixed.status, 'available', mixed.error_msg ?? '');
       assert.equal(mixed.host, 'h5');
       assert.deepEqual([p1.begun, p5.begun], [[], ['a2-on-h5', 'c-anywhere']]);
+    });
+
+    it('VMs on two served hosts, all but one host readable anywhere: one worker reads them all (the host only it can read, else the host of most)', async () => {
+      await registerNode('h7');
+      await registerNode('h8');
+      const on7 = vm('api-on-h7', { host: 'h7', anywhere: true });
+      const only8 = vm('only-on-h8', { host: 'h8', anywhere: false });
+      const x7 = vm('x-api-on-h7', { host: 'h7', anywhere: true });
+      const y7 = vm('y-api-on-h7', { host: 'h7', anywhere: true });
+      const z8 = vm('z-api-on-h8', { host: 'h8', anywhere: true });
+      const all = [on7, only8, x7, y7, z8];
+      const p1 = new PlacedPlatform('h1', all);
+      const p7 = new PlacedPlatform('h7', all);
+      const p8 = new PlacedPlatform('h8', all);
+      startRunner(p1);
+      startRunner(p7);
+      startRunner(p8);
+      const toOnly = await finished(await requestSnapshot([on7, only8]));
+      assert.equal(toOnly.status, 'available', toOnly.error_msg ?? '');
+      assert.equal(toOnly.host, 'h8', 'the host whose VM only its worker can read');
+      assert.deepEqual(p8.begun.sort(), ['api-on-h7', 'only-on-h8']);
+      const toMost = await finished(await requestSnapshot([x7, z8, y7]));
+      assert.equal(toMost.status, 'available', toMost.error_msg ?? '');
+      assert.equal(toMost.host, 'h7', 'the host of most VMs');
+      assert.deepEqual(p7.begun.sort(), ['x-api-on-h7', 'y-api-on-h7', 'z-api-on-h8']);
+      assert.deepEqual(p1.begun, []);
     });
 
     it('the reconciler fails a queued job targeted at a node with no live worker, naming it; a live node\'s job waits', async () => {

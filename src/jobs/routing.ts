@@ -1,6 +1,6 @@
 import type { Instance } from '../domain/instance.js';
 import type { Clock } from '../lib/clock.js';
-import type { Platform } from '../platform/platform.js';
+import type { Placement, Platform } from '../platform/platform.js';
 import { liveWorkerNodeNames } from '../store/node.store.js';
 import type { Db } from '../store/db.js';
 
@@ -14,8 +14,12 @@ import type { Db } from '../store/db.js';
  * An instance is pinned to its host when a live worker serves that host (node registry: a
  * worker whose LIFEBOAT_NODE_NAME is the host, heartbeating); one whose host has no live worker
  * runs anywhere if its disks can be read anywhere, else the snapshot fails naming the host.
- * Instances pinned to two or more hosts: one snapshot has one repository writer and one
- * worker, so it is refused naming the hosts (per-host child tasks are not built).
+ * Instances on two or more served hosts: one snapshot has one repository writer and one worker
+ * (per-host child tasks are not built). When the instances of all hosts but one can be read
+ * anywhere (through the APIs), the snapshot runs on that one host's worker — the host with an
+ * instance readable only there, else the one with the most instances (this node first on a
+ * tie, then by name: every node picks the same) — and the others are read through the APIs
+ * there. Only instances readable only on two different hosts are refused, naming the hosts.
  */
 export type Route = { kind: 'here' } | { kind: 'handover'; node: string; instances: string[] };
 
@@ -57,11 +61,22 @@ export async function routeSnapshot(d: RoutingDeps, projectId: string, instances
       );
     }
   }
-  if (pinned.size > 1) {
-    const hosts = [...pinned].map(([h, list]) => `${h} (${list.map(label).join(', ')})`).join('; ');
-    throw new UnroutableError(`The workload's instances sit on several compute hosts read by their own Lifeboat workers: ${hosts}. One snapshot is read by one worker, so they must sit on one host`);
-  }
-  const [only] = pinned;
+  const only = pinned.size > 1 ? oneHostFor(pinned, placements, d.nodeName) : [...pinned][0];
   if (!only || only[0] === d.nodeName) return { kind: 'here' };
   return { kind: 'handover', node: only[0], instances: only[1].map((i) => i.id) };
+}
+
+/** The one host a snapshot of instances on several served hosts runs on (see the module doc), or an UnroutableError. */
+function oneHostFor(pinned: Map<string, Instance[]>, placements: Map<string, Placement>, nodeName: string): [string, Instance[]] {
+  const onlyThere = [...pinned].filter(([, list]) => list.some((i) => placements.get(i.id)?.anywhere === false));
+  if (onlyThere.length > 1) {
+    const hosts = onlyThere.map(([h, list]) => `${h} (${list.map(label).join(', ')})`).join('; ');
+    throw new UnroutableError(`The workload's instances sit on several compute hosts whose disks only their own Lifeboat workers can read: ${hosts}. One snapshot is read by one worker, so they must sit on one host`);
+  }
+  if (onlyThere.length === 1) return onlyThere[0]!;
+  const rank = ([h, list]: [string, Instance[]]) => [-list.length, h === nodeName ? 0 : 1, h] as const;
+  return [...pinned].sort((a, b) => {
+    const [x, y] = [rank(a), rank(b)];
+    return x[0] - y[0] || x[1] - y[1] || x[2].localeCompare(y[2]);
+  })[0]!;
 }
