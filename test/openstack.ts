@@ -224,24 +224,27 @@ export class OsFixture {
     return g;
   }
 
-  /**
-   * POST /servers; registers the delete, waiting until the server is gone (so its ports go
-   * first). A delete the stack's SQLite failed ("database is locked": the server goes to ERROR
-   * with no task) is asked again.
-   */
+  /** POST /servers; registers the delete, waiting until the server is gone (so its ports go first). */
   async server(s: OpenStackSession, body: Record<string, unknown>): Promise<string> {
     const r = await s.call<{ server: { id: string } }>('compute', 'POST', '/servers', { json: { server: { name: this.name(String(body.name ?? 'server')), ...body, ...(body.name ? { name: this.name(String(body.name)) } : {}) } } });
     const id = r.data.server.id;
-    this.onCleanup(`compute /servers/${id}`, async () => {
-      await this.deleteServerRetrying(s, id);
-      await pollFor(async () => {
-        const g = await s.call<{ server: { status: string; 'OS-EXT-STS:task_state'?: string | null } }>('compute', 'GET', `/servers/${id}`, { expect: [200, 404] });
-        if (g.status === 404) return true;
-        if (g.data.server.status === 'ERROR' && !g.data.server['OS-EXT-STS:task_state']) await this.deleteServerRetrying(s, id);
-        return false;
-      }, 300_000, `/servers/${id} to be deleted`);
-    });
+    this.onCleanup(`compute /servers/${id}`, () => this.deleteServerUntilGone(s, id));
     return id;
+  }
+
+  /**
+   * DELETE /servers/{id}, then waits until it is gone. A delete the stack's SQLite failed
+   * ("database is locked" in nova-compute or the conductor) is reverted by Nova: the server is
+   * back with no task (ACTIVE, or ERROR) instead of `deleting`; the delete is then asked again.
+   */
+  private async deleteServerUntilGone(s: OpenStackSession, id: string): Promise<void> {
+    await this.deleteServerRetrying(s, id);
+    await pollFor(async () => {
+      const g = await s.call<{ server: { status: string; 'OS-EXT-STS:task_state'?: string | null } }>('compute', 'GET', `/servers/${id}`, { expect: [200, 404] });
+      if (g.status === 404) return true;
+      if (!g.data.server['OS-EXT-STS:task_state'] && g.data.server.status !== 'DELETED') await this.deleteServerRetrying(s, id);
+      return false;
+    }, 300_000, `/servers/${id} to be deleted`);
   }
 
   /**
@@ -283,8 +286,7 @@ export class OsFixture {
   async deleteRestored(serverId: string): Promise<void> {
     const s = (await this.admin.call<{ server: { 'os-extended-volumes:volumes_attached': { id: string }[] } }>('compute', 'GET', `/servers/${serverId}`, { expect: [200, 404] })).data?.server;
     const vols = s ? s['os-extended-volumes:volumes_attached'].map((v) => v.id) : [];
-    await this.admin.call('compute', 'DELETE', `/servers/${serverId}`, { expect: [204, 404] });
-    await pollFor(async () => (await this.admin.call('compute', 'GET', `/servers/${serverId}`, { expect: [200, 404] })).status === 404, 300_000, 'restored server gone');
+    await this.deleteServerUntilGone(this.admin, serverId);
     for (const v of vols) {
       await pollFor(async () => ['available', 'error'].includes((await this.admin.call<{ volume: { status: string } }>('volumev3', 'GET', `/volumes/${v}`)).data.volume.status), 300_000, 'restored volume detached');
       await this.admin.call('volumev3', 'DELETE', `/volumes/${v}`);

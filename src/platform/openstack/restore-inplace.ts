@@ -5,7 +5,7 @@ import type { NovaServer } from '../../openstack/types.js';
 import { waitUntil } from '../../openstack/wait.js';
 import type { PreparedInstance, RestoreTag } from '../platform.js';
 import { openLocalDisks, Steps } from './restore.js';
-import { imageKey, postAgain, serverAction, STEP_TIMEOUT_MS, stopServer, uploadImage, type RestoreDeps, type RestoredFile } from './restore-resources.js';
+import { imageKey, postAgain, startServer, STEP_TIMEOUT_MS, stopServer, uploadImage, type RestoreDeps, type RestoredFile } from './restore-resources.js';
 import { Temporaries } from './temporaries.js';
 
 /**
@@ -167,7 +167,3 @@ async function rebuildBootVolume(d: RestoreDeps, serverId: string, imageId: stri
   if (after?.status !== 'SHUTOFF') await stopServer(d, serverId);
 }
 
-async function startServer(d: RestoreDeps, id: string): Promise<void> {
-  await serverAction(d, id, 'os-start');
-  await waitUntil(`Nova server ${id} to start`, () => d.tenantApi.getServer(id), (v) => v.status === 'ACTIVE', { timeoutMs: STEP_TIMEOUT_MS, failed: (v) => (v.status === 'ERROR' ? 'ERROR' : null) });
-}

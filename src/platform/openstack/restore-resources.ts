@@ -9,8 +9,8 @@ import type { Logger } from '../../lib/logger.js';
 import type { OpenStackApi } from '../../openstack/api.js';
 import { OpenStackError } from '../../openstack/errors.js';
 import type { OpenStackSession } from '../../openstack/session.js';
-import type { NovaFlavor } from '../../openstack/types.js';
-import { retryPause, waitUntil } from '../../openstack/wait.js';
+import type { NovaFlavor, NovaServer } from '../../openstack/types.js';
+import { realWaitClock, retryPause, waitUntil, type WaitClock } from '../../openstack/wait.js';
 import type { NewInstanceSpec, RestoreTag } from '../platform.js';
 import { uploadableImage } from './qemu-img.js';
 import type { Temporaries } from './temporaries.js';
@@ -237,10 +237,36 @@ export async function serverAction(d: Pick<RestoreDeps, 'tenant'>, id: string, a
   await postAgain(() => d.tenant.call('compute', 'POST', `/servers/${id}/action`, { json: { [action]: null }, expect: [202, 409] }));
 }
 
-/** Stops a server and waits until it is SHUTOFF (a restore asked not to start it). */
-export async function stopServer(d: RestoreDeps, id: string): Promise<void> {
-  await serverAction(d, id, 'os-stop');
-  await waitUntil(`Nova server ${id} to stop`, () => d.tenantApi.getServer(id), (v) => v.status === 'SHUTOFF', { timeoutMs: STEP_TIMEOUT_MS, failed: (v) => (v.status === 'ERROR' ? 'ERROR' : null) });
+/** Stops a server and waits until it is SHUTOFF (a restore asked not to start it; before an in-place rewrite). */
+export function stopServer(d: RestoreDeps, id: string, clock?: WaitClock): Promise<void> {
+  return powerServer(d, id, 'os-stop', 'SHUTOFF', clock);
+}
+
+/** Starts a server and waits until it is ACTIVE. */
+export function startServer(d: RestoreDeps, id: string, clock?: WaitClock): Promise<void> {
+  return powerServer(d, id, 'os-start', 'ACTIVE', clock);
+}
+
+/** Asks of one power action at most, counting the first (each later one after Nova reverted the last). */
+const POWER_TRIES = 3;
+
+/**
+ * Asks a power action and waits until the server is `want`. Nova sets the action's task before
+ * it answers 202, and reverts it when the compute host fails it (seen on the loopback stack:
+ * "database is locked" mid power-on, the server left SHUTOFF with no task): a server with no
+ * task that is not `want` is asked again, POWER_TRIES times at most. ERROR fails at once.
+ */
+async function powerServer(d: RestoreDeps, id: string, action: 'os-start' | 'os-stop', want: 'ACTIVE' | 'SHUTOFF', clock: WaitClock = realWaitClock): Promise<void> {
+  const what = `Nova server ${id} to ${action === 'os-start' ? 'start' : 'stop'}`;
+  for (let attempt = 1; ; attempt++) {
+    await serverAction(d, id, action);
+    const settled = (v: NovaServer) => v.status === want || !v['OS-EXT-STS:task_state'];
+    const v = (await waitUntil(what, () => d.tenantApi.getServer(id), settled, { timeoutMs: STEP_TIMEOUT_MS, clock }))!;
+    if (v.status === want) return;
+    if (v.status === 'ERROR') throw new Error(`${what} failed: ERROR`);
+    if (attempt >= POWER_TRIES) throw new Error(`${what}: Nova left it ${v.status} ${POWER_TRIES} times`);
+    d.log.warn({ server: id, action, status: v.status, attempt }, 'Nova reverted a power action of a restored server: asking again');
+  }
 }
 
 /**
