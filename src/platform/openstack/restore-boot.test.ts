@@ -13,7 +13,7 @@ import { Temporaries } from './temporaries.js';
  * clock: a boot that sits in scheduling or ends in ERROR is deleted and made again, and one
  * that fails every time fails the step after three tries with the last reason.
  */
-type Behaviour = 'stuck' | 'active' | 'error';
+type Behaviour = 'stuck' | 'stuck-no-task' | 'active' | 'error';
 
 function fakeCloud(behaviours: Behaviour[]) {
   const servers = new Map<string, Behaviour>();
@@ -44,7 +44,7 @@ function fakeCloud(behaviours: Behaviour[]) {
       if (!b) return null;
       if (b === 'active') return { id, status: 'ACTIVE', 'OS-EXT-STS:task_state': null };
       if (b === 'error') return { id, status: 'ERROR', fault: { message: 'No valid host was found.' } };
-      return { id, status: 'BUILD', 'OS-EXT-STS:task_state': 'scheduling' };
+      return { id, status: 'BUILD', 'OS-EXT-STS:task_state': b === 'stuck' ? 'scheduling' : null };
     },
     async getVolume(id: string) {
       return { id, status: 'available' };
@@ -67,7 +67,7 @@ describe('bootServer: a boot lost in scheduling or failed', () => {
   });
 
   it('fails after three boots, naming the server and the bound; the earlier two are deleted', async () => {
-    const c = fakeCloud(['stuck', 'stuck', 'stuck']);
+    const c = fakeCloud(['stuck', 'stuck-no-task', 'stuck']);
     await assert.rejects(bootServer(c.d, {}, [], c.temps, c.clock), /Nova server s3 was not scheduled within 300 s \(3 boots tried\)/);
     assert.deepEqual(c.deleted, ['s1', 's2']);
     assert.deepEqual(await c.temps.removeAll(), []);

@@ -204,8 +204,8 @@ function serverBody(spec: NewInstanceSpec, p: ServerParts): Record<string, unkno
 }
 
 /**
- * A server Nova has not placed after this long (BUILD, task state `scheduling`) is taken as
- * lost: a cast that never arrived or a conductor whose database write failed leaves it so for
+ * A server Nova has not placed after this long (BUILD with task state `scheduling`, or with no
+ * task at all, seen on the loopback stack after a conductor failure) is taken as lost: a cast that never arrived or a conductor whose database write failed leaves it so for
  * ever (seen on the loopback stack under load: nova-conductor's "database is locked"). On a
  * working cloud scheduling takes seconds; spawning (image download, volume mapping) can take
  * long and is never cut short.
@@ -240,7 +240,8 @@ export async function bootServer(d: RestoreDeps, body: Record<string, unknown>, 
 /** Waits until the server is ACTIVE (null), in ERROR, or has sat in scheduling for SCHEDULING_STUCK_MS (what went wrong). */
 async function bootFailure(d: RestoreDeps, id: string, clock: WaitClock): Promise<string | null> {
   const since = clock.now();
-  const lost = (v: NovaServer) => v.status === 'BUILD' && v['OS-EXT-STS:task_state'] === 'scheduling' && clock.now() - since > SCHEDULING_STUCK_MS;
+  const unplaced = (v: NovaServer) => v['OS-EXT-STS:task_state'] === 'scheduling' || !v['OS-EXT-STS:task_state'];
+  const lost = (v: NovaServer) => v.status === 'BUILD' && unplaced(v) && clock.now() - since > SCHEDULING_STUCK_MS;
   const v = (await waitUntil(serverKey(id), () => d.tenantApi.getServer(id), (x) => x.status === 'ACTIVE' || x.status === 'ERROR' || lost(x), { timeoutMs: STEP_TIMEOUT_MS, clock }))!;
   if (v.status === 'ACTIVE') return null;
   if (v.status === 'ERROR') return `Nova server ${id} failed: ERROR${serverFault(v)}`;
