@@ -12,6 +12,17 @@ const PAGE_MASK = PAGE - 1;
 /** Slot tables are kept at most this full (tenths). */
 const MAX_LOAD_TENTHS = 7;
 
+/**
+ * The ID_LEN bytes at `a[aOff]` and `b[bOff]` are equal. A plain loop, not Buffer.compare: a
+ * probe is one call per lookup on the hot paths (index loading, dedup, reuse checks), and the
+ * native call with its argument checks cost ~1 µs, more than the whole lookup otherwise. Ids
+ * are uniform hashes, so a different id almost always differs in its first byte.
+ */
+function sameId(a: Uint8Array, aOff: number, b: Uint8Array, bOff: number): boolean {
+  for (let k = 0; k < ID_LEN; k++) if (a[aOff + k] !== b[bOff + k]) return false;
+  return true;
+}
+
 function valAt(e: number): number {
   return (e & PAGE_MASK) * VALS;
 }
@@ -56,7 +67,7 @@ export class ChunkIndex {
       const e = this.slots[i]!;
       if (e === 0) return i;
       const at = ((e - 1) & PAGE_MASK) * ID_LEN;
-      if (this.idPages[(e - 1) >>> PAGE_SHIFT]!.compare(id, idOff, idOff + ID_LEN, at, at + ID_LEN) === 0) return i;
+      if (sameId(this.idPages[(e - 1) >>> PAGE_SHIFT]!, at, id, idOff)) return i;
       i = (i + 1) & mask;
     }
   }
