@@ -8,11 +8,11 @@
  * incremental to a new domain, checked with `qemu-img compare` against the source disk.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startLibvirtd, testDomainXml, type Libvirtd } from '../test/libvirtd.js';
-import { MiB, now, removeDir, run, summarize, trackDir, type Summary } from './lib.js';
+import { cpuSeconds, machineCpuSeconds, MiB, now, removeDir, run, summarize, trackDir, type Summary } from './lib.js';
 import { prepareHome, Service } from './service.js';
 import { writeFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -118,7 +118,9 @@ async function libvirtRun(c: RunContext): Promise<LibvirtRun> {
     svc = await Service.start(h, c.repoRoot, env);
     const s = svc;
     const wid = await s.createWorkload();
+    const qemuPid = qemuPidOf(c.dom);
     const snapshot = async (label: string, full: boolean) => {
+      const cpu0 = cpuNow(s.pid, qemuPid);
       const t0 = now();
       const posted = Date.now();
       const id = (await s.expect('POST', `/workloads/${wid}${full ? '?full=1' : ''}`, { snapshot: { name: label } }, [200, 202])).json.snapshot.id as string;
@@ -129,6 +131,7 @@ async function libvirtRun(c: RunContext): Promise<LibvirtRun> {
       if (d.snapshot.status !== 'available') throw new Error(`libvirt ${label}: ${d.snapshot.error_msg}\n${s.logTail()}`);
       c.log(`  ${label.padEnd(24)} ${wall.toFixed(3)} s  (${d.snapshot.snapshot_type}${d.snapshot.warning_msg ? `; ${d.snapshot.warning_msg}` : ''}; load ${loadavg()[0]!.toFixed(1)})`);
       c.log(`    ${await breakdownOf(s.logPath, id, times)}`);
+      c.log(`    CPU: ${cpuSpent(cpu0, cpuNow(s.pid, qemuPid))}`);
       return { id, wall };
     };
     const full = await snapshot('full snapshot', true);
@@ -162,4 +165,35 @@ async function libvirtRun(c: RunContext): Promise<LibvirtRun> {
     await svc?.stop();
     removeDir(home);
   }
+}
+
+/** The pid of the QEMU that runs domain `name` (its command line carries `guest=<name>`), or null. */
+function qemuPidOf(name: string): number | null {
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const argv = readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0');
+      if (argv.some((a) => a.startsWith(`guest=${name},`) || a === `guest=${name}`)) return Number(entry);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return null;
+}
+
+interface CpuMark {
+  service: number | null;
+  qemu: number | null;
+  machine: { busy: number; total: number } | null;
+}
+
+function cpuNow(servicePid: number, qemuPid: number | null): CpuMark {
+  return { service: cpuSeconds(servicePid), qemu: qemuPid === null ? null : cpuSeconds(qemuPid), machine: machineCpuSeconds() };
+}
+
+/** Where a step's CPU went: the service (all its threads), the domain's QEMU (NBD serving, vCPU), the whole machine. */
+function cpuSpent(a: CpuMark, b: CpuMark): string {
+  const d = (x: number | null, y: number | null) => (x === null || y === null ? '?' : (y - x).toFixed(2));
+  const busy = a.machine && b.machine ? (b.machine.busy - a.machine.busy).toFixed(2) : '?';
+  return `service ${d(a.service, b.service)} s, QEMU ${d(a.qemu, b.qemu)} s, machine busy ${busy} s`;
 }

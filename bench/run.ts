@@ -9,7 +9,7 @@ import { cpus, loadavg, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { apiBench, type ApiBenchResult } from './api.js';
-import { cleanupAll, dirStats, installCleanupHandlers, MB, MiB, newFiles, now, probe, removeDir, RssSampler, run, summarize, trackDir, type Summary } from './lib.js';
+import { cleanupAll, cpuSeconds, dirStats, installCleanupHandlers, MB, MiB, newFiles, now, probe, removeDir, RssSampler, run, summarize, trackDir, type Summary } from './lib.js';
 import { borg, restic, runPeers, type PeerResult, type PeerTool } from './peers.js';
 import { libvirtBench, type LibvirtBenchResult } from './libvirt.js';
 import { encryptionBench, type EncryptionBenchResult } from './encryption.bench.js';
@@ -135,14 +135,17 @@ async function lifeboatRun(image: string, index: number, total: number): Promise
     const measure = async (label: string, post: () => Promise<string>, poll: (id: string) => Promise<{ status: string; detail: any }>) => { // eslint-disable-line @typescript-eslint/no-explicit-any
       const before = await dirStats(h.targetDir);
       smp.mark();
+      const cpu0 = cpuSeconds(s.pid);
       const t0 = now();
       const id = await post();
       const { status, detail } = await poll(id);
       const wall = (now() - t0) / 1000;
       const peakRss = smp.peak();
+      const cpu1 = cpuSeconds(s.pid);
+      const cpu = cpu0 === null || cpu1 === null ? '?' : (cpu1 - cpu0).toFixed(2);
       const after = await dirStats(h.targetDir);
       const r = { id, status, detail, wall, peakRss, growth: after.allocated - before.allocated, growthApparent: after.apparent - before.apparent, objects: newFiles(before, after) };
-      if (status !== 'skipped') log(`  ${label.padEnd(24)} ${wall.toFixed(3)} s  repo +${(r.growth / MB).toFixed(1)} MB (${r.objects} new files)  peak RSS ${(peakRss / MiB).toFixed(0)} MiB  [${status}]`);
+      if (status !== 'skipped') log(`  ${label.padEnd(24)} ${wall.toFixed(3)} s  repo +${(r.growth / MB).toFixed(1)} MB (${r.objects} new files)  peak RSS ${(peakRss / MiB).toFixed(0)} MiB  service CPU ${cpu} s  [${status}]`);
       return r;
     };
 
