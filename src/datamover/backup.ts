@@ -386,8 +386,10 @@ class ProgressFeed {
  * a worker), hash on the pool, claim the new ids, compress and store only the claimed chunks.
  */
 class BatchWorker {
-  // Compress together with hashing while most chunks turn out new (a full backup), hash first
-  // and compress only the new ones while most are known (an incremental re-read).
+  // Compress together with hashing while most chunks turn out new (a full backup; the changed
+  // extents the platform reported), hash first and compress only the new ones while most are
+  // known (an incremental that re-reads the whole disk). Until 64 chunks were seen the mode
+  // decides: the first batches all start before any is done.
   private seenNew = 0;
   private seenKnown = 0;
 
@@ -403,7 +405,8 @@ class BatchWorker {
   ) {}
 
   private speculate(): boolean {
-    return this.seenNew + this.seenKnown < 64 ? !this.plan.hasBase : this.seenNew > this.seenKnown;
+    if (this.seenNew + this.seenKnown < 64) return !this.plan.hasBase || this.plan.mode === 'changed-extents';
+    return this.seenNew > this.seenKnown;
   }
 
   async process(b: Batch, slot: number): Promise<void> {
