@@ -101,7 +101,8 @@ describe('dashboard admin pages in headless Chromium', { skip: chromiumSkip }, (
     await section.getByRole('status').filter({ hasText: 'Projects of policy gold saved.' }).waitFor();
     const assigned = (await h.api(h.admin, 'GET', `/workload_policy/assigned/${h.alice.projectId}`)).json.policies;
     assert.deepEqual(assigned.map((a: { policy_id: string }) => a.policy_id), [id]);
-    assert.match((await page.getByTestId('policies').textContent()) ?? '', /gold.*twice a day.*12 hr.*30 \(Number of days to retain Snapshots\).*6.*alpha/);
+    // The status shows once the assign call answered; the table reloads after it, so wait for the row.
+    await page.getByTestId('policies').filter({ hasText: /gold.*twice a day.*12 hr.*30 \(Number of days to retain Snapshots\).*6.*alpha/ }).waitFor();
     await shot(page, '23-admin-policies');
 
     await section.getByRole('button', { name: 'Delete gold' }).click();
