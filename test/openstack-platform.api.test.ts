@@ -57,7 +57,7 @@ before(async () => {
     const serverErr = (await f.activeServer(ops1, { name: 'err', imageRef: imageId, flavorRef: flavor.id, networks: 'none', ...fake })).id;
     const vol = await f.create<{ id: string }>(ops1, 'volumev3', '/volumes', 'volume', { size: 1, name: f.name('vol1') }, true);
     // A server Nova marks ERROR (an admin's reset-state: deterministic, unlike a failing build).
-    await ops1.call('compute', 'POST', `/servers/${serverErr}/action`, { json: { 'os-resetState': { state: 'error' } } });
+    await ops1.call('compute', 'POST', `/servers/${serverErr}/action`, { json: { 'os-resetState': { state: 'error' } }, idempotent: true });
     await f.volumeStatus(ops1, vol.id, 'available'); // Nova refuses to attach a volume still `creating`
     await ops1.call('compute', 'POST', `/servers/${serverA}/os-volume_attachments`, { json: { volumeAttachment: { volumeId: vol.id } } });
     f.onCleanup('detach', async () => {

@@ -109,6 +109,11 @@ export class OpenStackApi {
     return orNull(this.session.call<{ snapshot: CinderSnapshot }>('volumev3', 'GET', `/snapshots/${encodeURIComponent(id)}`).then((r) => r.data.snapshot));
   }
 
+  /** Admin: sets a snapshot's status in Cinder's database (no change to the snapshot itself). */
+  async resetSnapshotStatus(id: string, status: string): Promise<void> {
+    await this.session.call('volumev3', 'POST', `/snapshots/${encodeURIComponent(id)}/action`, { json: { 'os-reset_status': { status } }, expect: [202], idempotent: true });
+  }
+
   async deleteSnapshot(id: string): Promise<void> {
     await orNull(this.session.call('volumev3', 'DELETE', `/snapshots/${encodeURIComponent(id)}`));
   }
@@ -123,7 +128,7 @@ export class OpenStackApi {
 
   /** Admin: sets a volume's status in Cinder's database (no change to the volume itself). */
   async resetVolumeStatus(id: string, status: string): Promise<void> {
-    await this.session.call('volumev3', 'POST', `/volumes/${encodeURIComponent(id)}/action`, { json: { 'os-reset_status': { status } }, expect: [202] });
+    await this.session.call('volumev3', 'POST', `/volumes/${encodeURIComponent(id)}/action`, { json: { 'os-reset_status': { status } }, expect: [202], idempotent: true });
   }
 
   async deleteVolume(id: string): Promise<void> {

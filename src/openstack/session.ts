@@ -19,7 +19,8 @@ import { retryPause } from './wait.js';
  *    configuration; microversions are pinned (MICROVERSIONS) and sent on every call.
  *  * Every call has a timeout. Connection failures and 5xx answers are retried (`retries`
  *    times, pausing 1 s then 2 s: wait.ts retryPause) when repeating the call cannot do anything twice:
- *    GET/HEAD/PUT/DELETE always, POST only when the connection was refused (never sent).
+ *    GET/HEAD/PUT/DELETE always, POST only when the connection was refused (never sent) or
+ *    the caller marks it `idempotent`.
  *  * A failure throws OpenStackError naming the service, method, path, status and the
  *    request id OpenStack gave it. Tokens and passwords never go into errors or logs.
  */
@@ -92,6 +93,11 @@ export interface CallOptions {
   timeoutMs?: number;
   /** Return the Response unread (downloads); the caller must consume or cancel its body. */
   raw?: boolean;
+  /**
+   * The caller vouches that sending this POST twice does no more than once (an admin's
+   * reset-state, setting a status): it is retried on 5xx like a PUT.
+   */
+  idempotent?: boolean;
 }
 
 export interface CallResult<T = unknown> {
@@ -169,6 +175,7 @@ export class OpenStackSession {
     const body = o.json !== undefined ? JSON.stringify(o.json) : o.body;
     // A stream body can be sent only once: no retry then.
     const replayable = body === undefined || typeof body === 'string' || body instanceof Uint8Array;
+    const repeatable = IDEMPOTENT.has(method) || o.idempotent === true;
     for (let attempt = 0; ; attempt++) {
       const started = Date.now();
       try {
@@ -176,7 +183,7 @@ export class OpenStackSession {
         if (body !== undefined && !replayable) init.duplex = 'half';
         const res = await fetch(`${base}${path}`, init);
         this.log.debug({ service, method, path: stripQuery(path), status: res.status, requestId: requestIdOf(res.headers), ms: Date.now() - started }, 'openstack call');
-        if (RETRY_STATUS.has(res.status) && IDEMPOTENT.has(method) && replayable && attempt < this.retries) {
+        if (RETRY_STATUS.has(res.status) && repeatable && replayable && attempt < this.retries) {
           await res.body?.cancel();
           await backoff(attempt);
           continue;
@@ -185,7 +192,7 @@ export class OpenStackSession {
       } catch (e) {
         const timedOut = e instanceof Error && (e.name === 'TimeoutError' || e.name === 'AbortError');
         const refused = causeCode(e) === 'ECONNREFUSED';
-        const retry = !timedOut && replayable && attempt < this.retries && (IDEMPOTENT.has(method) || refused);
+        const retry = !timedOut && replayable && attempt < this.retries && (repeatable || refused);
         if (retry) {
           await backoff(attempt);
           continue;

@@ -7,12 +7,14 @@ import { FileDiskSink } from '../disk-io/file-disk.js';
 import type { Logger } from '../../lib/logger.js';
 import { OpenStackError } from '../../openstack/errors.js';
 import { qemuImg } from './qemu-img.js';
+import { takeVolumeSnapshot } from './cinder-snapshot.js';
 import { Temporaries } from './temporaries.js';
 
 /**
  * The API-only export of one Cinder volume (OpenStack-in-a-box README §7.4), for volumes with
  * no Lifeboat worker on their compute host:
- *   snapshot (`force`, the volume may be in use) → volume from the snapshot → upload that
+ *   snapshot (`force`, the volume may be in use; a lost one is taken again, cinder-snapshot.ts)
+ *   → volume from the snapshot → upload that
  *   volume to Glance as qcow2 (never `force` upload: clouds refuse it by default) → stream
  *   `GET /v2/images/{id}/file` into a local file, converted to a sparse raw one → delete
  *   image, volume, snapshot.
@@ -32,7 +34,7 @@ export async function exportVolume(api: OpenStackApi, volumeId: string, sizeGiB:
   const temps = new Temporaries(log);
   let result: VolumeExport | undefined;
   try {
-    result = await exportThrough(api, temps, volumeId, sizeGiB, dir, signal);
+    result = await exportThrough(api, temps, volumeId, sizeGiB, dir, log, signal);
   } finally {
     const left = await temps.removeAll();
     if (left.length > 0) {
@@ -44,15 +46,12 @@ export async function exportVolume(api: OpenStackApi, volumeId: string, sizeGiB:
   return result;
 }
 
-async function exportThrough(api: OpenStackApi, temps: Temporaries, volumeId: string, sizeGiB: number, dir: string, signal?: AbortSignal): Promise<VolumeExport> {
+async function exportThrough(api: OpenStackApi, temps: Temporaries, volumeId: string, sizeGiB: number, dir: string, log: Logger, signal?: AbortSignal): Promise<VolumeExport> {
   const tag = `lifeboat-tmp-${volumeId.slice(0, 8)}-${randomUUID().slice(0, 8)}`;
   const failed = (v: { status: string }) => (v.status.startsWith('error') ? v.status : null);
   const wait = { timeoutMs: STEP_TIMEOUT_MS, signal, failed };
 
-  const snap = await api.createSnapshot(volumeId, tag);
-  const snapKey = `Cinder snapshot ${snap.id}`;
-  temps.add(snapKey, () => api.deleteSnapshot(snap.id));
-  await waitUntil(snapKey, () => api.getSnapshot(snap.id), (s) => s.status === 'available', wait);
+  const snap = await takeVolumeSnapshot(api, volumeId, tag, temps, { log, signal });
 
   const vol = await api.createVolume({ size: sizeGiB, name: tag, snapshot_id: snap.id });
   const volKey = `Cinder volume ${vol.id}`;
