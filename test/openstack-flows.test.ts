@@ -4,7 +4,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { OpenStackSession } from '../src/openstack/session.js';
 import { imageTag } from '../src/platform/openstack/restore-resources.js';
-import { OsFixture, openstackSkip, volumeFile, writeVolume, pollFor, startOsLifeboat, tokenOf, type OsLifeboat, type OsProject, type OsUser } from './openstack.js';
+import { OsFixture, openstackSkip, projectState, RecentLog, temporariesState, volumeFile, writeVolume, pollFor, startOsLifeboat, tokenOf, type OsLifeboat, type OsProject, type OsUser } from './openstack.js';
 import { f8SelectiveRestoreOptions } from './tempest-bodies.js';
 
 /**
@@ -80,7 +80,7 @@ before(async () => {
   vm1Volumes = s1['os-extended-volumes:volumes_attached'].map((v) => v.id);
   const s2 = (await ops.call<{ server: { 'os-extended-volumes:volumes_attached': { id: string }[] } }>('compute', 'GET', `/servers/${vm2}`)).data.server;
   sourceVolumes = [...vm1Volumes, ...s2['os-extended-volumes:volumes_attached'].map((v) => v.id)];
-  os = await startOsLifeboat(svc);
+  os = await startOsLifeboat(svc, {}, { log: recent });
 });
 
 after(async () => {
@@ -93,11 +93,27 @@ async function api(method: string, path: string, body?: unknown): Promise<{ stat
   return os.api(await tokenOf(owner, p1), method, `/v1/${p1.id}${path}`, body);
 }
 
+/** Lifeboat's last log lines, for a failure message. */
+const recent = new RecentLog();
+
+/**
+ * Polls `path` until its `key` object reaches one of `states`. A wait that times out names the
+ * object's last status and progress, this run's temporaries as Cinder and Glance see them, the
+ * project's servers and volumes, and Lifeboat's last log lines.
+ */
 async function until(path: string, key: string, states: string[], ms = 1_200_000): Promise<Json> {
+  let last: Json = null;
+  const describe = async () =>
+    [
+      `last seen: ${JSON.stringify({ status: last?.status, progress_msg: last?.progress_msg, progress_percent: last?.progress_percent, error_msg: last?.error_msg })}`,
+      await temporariesState(sourceVolumes.map((v) => `lifeboat-tmp-${v.slice(0, 8)}-`)),
+      await projectState(p1.id),
+      `lifeboat log:\n${recent.tail()}`,
+    ].join('; ');
   return pollFor(async () => {
-    const x = (await api('GET', path)).json[key];
-    return states.includes(x.status) ? x : null;
-  }, ms, `${path} ${states.join('|')}`);
+    last = (await api('GET', path)).json[key];
+    return states.includes(last.status) ? last : null;
+  }, ms, `${path} ${states.join('|')}`, describe);
 }
 
 /** F3: take a snapshot with tempest's body (full: `?full=1`), wait until it ends. */

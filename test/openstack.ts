@@ -454,10 +454,13 @@ export async function snapshotOf(os: OsLifeboat, token: string, projectId: strin
   const r = await os.api(token, 'POST', `/v1/${projectId}/workloads/${workloadId}${type === 'full' ? '?full=1' : ''}`, { snapshot: { name: type, snapshot_type: type } });
   if (r.status !== 200) throw new Error(`snapshot refused: ${r.status} ${JSON.stringify(r.json)}`);
   const sid = r.json.snapshot.id as string;
+  let last: Json = null;
+  const describe = async () =>
+    `last seen: ${JSON.stringify({ status: last?.status, progress_msg: last?.progress_msg, progress_percent: last?.progress_percent })}; ${await temporariesState(['lifeboat-tmp-'])}; ${await projectState(projectId)}`;
   const snap = await pollFor(async () => {
-    const x = (await os.api(token, 'GET', `/v1/${projectId}/snapshots/${sid}`)).json.snapshot;
-    return ['available', 'error', 'cancelled'].includes(x.status) ? x : null;
-  }, ms, `snapshot ${sid} done`);
+    last = (await os.api(token, 'GET', `/v1/${projectId}/snapshots/${sid}`)).json.snapshot;
+    return ['available', 'error', 'cancelled'].includes(last.status) ? last : null;
+  }, ms, `snapshot ${sid} done`, describe);
   return { snap, ms: Date.now() - started };
 }
 
@@ -488,4 +491,55 @@ export async function projectState(projectId: string): Promise<string> {
   const s = servers.map((x) => `${x.name}=${x.status}/${x['OS-EXT-STS:task_state'] ?? '-'}@${x['OS-EXT-SRV-ATTR:host'] ?? '-'}`);
   const v = volumes.map((x) => `${x.name || x.id.slice(0, 8)}=${x.status}`);
   return `servers: ${s.join(', ') || 'none'}; volumes: ${v.join(', ') || 'none'}`;
+}
+
+/**
+ * A Logger that keeps Lifeboat's last lines (every level) for a test's failure message: CI
+ * prints only the tail of a run, so what a hung step was doing must be in the error itself.
+ */
+export class RecentLog implements Logger {
+  private readonly lines: string[] = [];
+
+  constructor(private readonly keep = 25) {}
+
+  info(o: object | string, msg?: string): void {
+    this.add('info', o, msg);
+  }
+  warn(o: object | string, msg?: string): void {
+    this.add('warn', o, msg);
+  }
+  error(o: object | string, msg?: string): void {
+    this.add('error', o, msg);
+  }
+  debug(o: object | string, msg?: string): void {
+    this.add('debug', o, msg);
+  }
+  child(): Logger {
+    return this;
+  }
+
+  tail(): string {
+    return this.lines.join('\n');
+  }
+
+  private add(level: string, o: object | string, msg?: string): void {
+    const what = typeof o === 'string' ? o : `${msg ?? ''} ${JSON.stringify(o)}`;
+    this.lines.push(`${new Date().toISOString().slice(11, 19)} ${level} ${what.slice(0, 400)}`);
+    if (this.lines.length > this.keep) this.lines.shift();
+  }
+}
+
+/** The Cinder snapshots, volumes and Glance images whose names start with one of `prefixes`, with their states (admin view). */
+export async function temporariesState(prefixes: string[]): Promise<string> {
+  const admin = passwordSession('admin', OS_PASSWORD, 'admin');
+  const ours = (name: string | null) => prefixes.some((p) => (name ?? '').startsWith(p));
+  const snaps = (await admin.call<{ snapshots: Json[] }>('volumev3', 'GET', '/snapshots/detail?all_tenants=1')).data.snapshots;
+  const vols = (await admin.call<{ volumes: Json[] }>('volumev3', 'GET', '/volumes/detail?all_tenants=1')).data.volumes;
+  const imgs = (await admin.call<{ images: Json[] }>('image', 'GET', '/images?limit=1000')).data.images;
+  const list = [
+    ...snaps.filter((s) => ours(s.name)).map((s) => `snapshot ${s.name}=${s.status}`),
+    ...vols.filter((v) => ours(v.name)).map((v) => `volume ${v.name}=${v.status}`),
+    ...imgs.filter((i) => ours(i.name)).map((i) => `image ${i.name}=${i.status}`),
+  ];
+  return `temporaries: ${list.join(', ') || 'none'}`;
 }
