@@ -14,8 +14,8 @@ import type { Temporaries } from './temporaries.js';
 export const SNAPSHOT_LOST_MS = 5 * 60_000;
 /** Snapshots tried at most, counting the first: a lost or failed one is removed and made again. */
 export const SNAPSHOT_TRIES = 3;
-/** Bound of the other waits here (a deletion). */
-const DELETE_TIMEOUT_MS = 30 * 60_000;
+/** Outer bound of every wait here (a `creating` snapshot is given up sooner: SNAPSHOT_LOST_MS). */
+const WAIT_TIMEOUT_MS = 30 * 60_000;
 
 export interface SnapshotOptions {
   log: Logger;
@@ -41,7 +41,7 @@ export async function takeVolumeSnapshot(api: OpenStackApi, volumeId: string, na
     temps.add(key, () => removeSnapshot(api, snap.id, { clock, settleMs: removal.settleMs }));
     const since = clock.now();
     const lost = (s: CinderSnapshot) => s.status === 'creating' && clock.now() - since > SNAPSHOT_LOST_MS;
-    const s = await waitUntil(key, () => api.getSnapshot(snap.id), (x) => x.status === 'available' || x.status.startsWith('error') || lost(x), { timeoutMs: DELETE_TIMEOUT_MS, signal: o.signal, clock });
+    const s = await waitUntil(key, () => api.getSnapshot(snap.id), (x) => x.status === 'available' || x.status.startsWith('error') || lost(x), { timeoutMs: WAIT_TIMEOUT_MS, signal: o.signal, clock });
     if (s?.status === 'available') return s;
     const failure = s?.status === 'creating' ? `${key} of volume ${volumeId} stayed creating for ${SNAPSHOT_LOST_MS / 1000} s` : `${key} of volume ${volumeId} failed: ${s?.status}`;
     removal.settleMs = 0;
@@ -64,5 +64,5 @@ export async function removeSnapshot(api: OpenStackApi, id: string, o: { clock?:
   if (settled === null) return;
   if (settled === undefined) await api.resetSnapshotStatus(id, 'error');
   await api.deleteSnapshot(id);
-  await waitUntil(`deletion of ${key}`, () => api.getSnapshot(id), () => false, { timeoutMs: DELETE_TIMEOUT_MS, goneIsDone: true, clock, failed: (s) => (s.status === 'error_deleting' ? s.status : null) });
+  await waitUntil(`deletion of ${key}`, () => api.getSnapshot(id), () => false, { timeoutMs: WAIT_TIMEOUT_MS, goneIsDone: true, clock, failed: (s) => (s.status === 'error_deleting' ? s.status : null) });
 }
