@@ -163,8 +163,14 @@ test('a worker SIGKILLed mid-restore: the reconciler removes the port, volume, i
   const rid = r.json.restore.id as string;
   unverified = rid;
   // Killed once it uploads the volume's bytes (a tagged Glance image; the flavor, group and port come before it).
+  // A restore that ends before (a failed step) fails the test at once, naming why.
   await pollFor(
-    async () => (await f.admin.call<{ images: unknown[] }>('image', 'GET', `/images?tag=${imageTag({ restoreId: rid })}`)).data.images.length > 0,
+    async () => {
+      if ((await f.admin.call<{ images: unknown[] }>('image', 'GET', `/images?tag=${imageTag({ restoreId: rid })}`)).data.images.length > 0) return true;
+      const x = (await call(first, 'GET', `/workloads/${wid}/snapshots/${sid}/restores/${rid}`)).json.restore;
+      if (['error', 'available'].includes(x.status)) throw new Error(`the restore ended ${x.status} before it uploaded its volume: ${x.error_msg}`);
+      return false;
+    },
     1_500_000,
     'the restore to upload its volume',
   );

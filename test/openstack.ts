@@ -220,7 +220,8 @@ export class OsFixture {
 
   async securityGroup(s: OpenStackSession, what: string): Promise<{ id: string; name: string }> {
     const g = await this.create<{ id: string; name: string }>(s, 'network', '/security-groups', 'security_group', { name: this.name(what) });
-    await s.call('network', 'POST', '/security-group-rules', { json: { security_group_rule: { security_group_id: g.id, direction: 'ingress', protocol: 'tcp', port_range_min: 22, port_range_max: 22 } } });
+    // Sent again after a 5xx (Neutron on SQLite fails one now and then); a repeat that finds the rule made is a 409.
+    await s.call('network', 'POST', '/security-group-rules', { json: { security_group_rule: { security_group_id: g.id, direction: 'ingress', protocol: 'tcp', port_range_min: 22, port_range_max: 22 } }, idempotent: true, expect: [201, 409] });
     return g;
   }
 

@@ -176,7 +176,9 @@ async function recreateGroup(d: RestoreDeps, g: SecurityGroup, temps: Temporarie
   temps.add(`Neutron security group ${id}`, async () => void (await d.tenant.call('network', 'DELETE', `/security-groups/${id}`, { expect: [204, 404] })));
   for (const rule of g.rules) {
     try {
-      await d.tenant.call('network', 'POST', '/security-group-rules', { json: { security_group_rule: { ...rule, security_group_id: id } } });
+      // Sent again after a 5xx (the loopback stack's Neutron fails one now and then on a locked
+      // database): a rule made twice is refused with 409, which counts as made.
+      await d.tenant.call('network', 'POST', '/security-group-rules', { json: { security_group_rule: { ...rule, security_group_id: id } }, idempotent: true });
     } catch (e) {
       if (!(e instanceof OpenStackError && e.status === 409)) throw e; // 409: the same rule exists (a default one)
     }
