@@ -488,6 +488,48 @@ describe('delete and garbage collection', () => {
     assert.equal(sha((await restore(repo, s3.snapshotId, 'vda', CS * 8)).sink.data), sha(makeDisk(CS * 8, 28)));
   });
 
+  test("a per-host part's disks outlive its writer while the snapshot's writer lives; the manifest adopts them; an aborted snapshot's part is collected", async () => {
+    const { repo, backend } = await newRepo();
+    const mem = backend as MemBackend;
+    const p = newHexId();
+    const s0 = await snapshot(repo, p, { vda: new MemDiskSource(rnd(CS * 16, 60)) });
+    await snapshot(repo, p, { vda: new MemDiskSource(rnd(CS * 8, 61)) });
+    const run = async () => {
+      const snapshotId = newId();
+      const parent = await repo.beginSnapshot({ projectId: p, snapshotId });
+      await backupDisk({ writer: parent, diskKey: 'vm1:vda', source: new MemDiskSource(rnd(CS * 20, 62)), pool });
+      const part = await repo.beginSnapshot({ projectId: p, snapshotId });
+      await backupDisk({ writer: part, diskKey: 'vm2:vda', source: new MemDiskSource(rnd(CS * 24, 63)), pool });
+      const disks = await part.finishPart();
+      assert.deepEqual(disks.map((d) => d.diskKey), ['vm2:vda']);
+      return { snapshotId, parent, part, disks };
+    };
+    const a = await run();
+    // GC while the part's writer is gone and the parent still writes: the part's index and packs stay.
+    assert.equal(await repo.deleteSnapshot(s0.snapshotId), true);
+    const r = await repo.gc();
+    assert.equal(r.swept, true, r.reason ?? '');
+    assert.equal(r.diskIndexesRemoved, 0);
+    assert.equal((await listAll(mem, `disks/${a.snapshotId}/`)).filter((k) => k.includes(a.part.writerId)).length, 1);
+    assert.ok(packKeys(mem).some((k) => k.includes(a.part.writerId)));
+    // Only this snapshot's indexes, once each.
+    const other = await run();
+    assert.throws(() => a.parent.adoptDisks(other.disks), /is not one of snapshot/);
+    a.parent.adoptDisks(a.disks);
+    assert.throws(() => a.parent.adoptDisks(a.disks), /already written/);
+    const m = await a.parent.commit({ workload: 'wl-1' });
+    assert.deepEqual(m.disks.map((d) => d.diskKey).sort(), ['vm1:vda', 'vm2:vda']);
+    assert.equal(sha((await restore(repo, a.snapshotId, 'vm2:vda', CS * 24)).sink.data), sha(rnd(CS * 24, 63)));
+    assert.equal(sha((await restore(repo, a.snapshotId, 'vm1:vda', CS * 20)).sink.data), sha(rnd(CS * 20, 62)));
+    // The other snapshot fails: its parent aborts, and the next GC takes the part's objects.
+    await other.parent.abort();
+    const r2 = await repo.gc();
+    assert.equal(r2.swept, true, r2.reason ?? '');
+    assert.deepEqual(await listAll(mem, `disks/${other.snapshotId}/`), []);
+    assert.ok(!packKeys(mem).some((k) => k.includes(other.part.writerId)));
+    assert.equal((await repo.verify()).ok, true);
+  });
+
   test('GC killed mid-sweep is resumable', async () => {
     const { repo, backend } = await newRepo();
     const mem = backend as MemBackend;

@@ -62,6 +62,12 @@ function vm(name: string, placement: Placement): Vm {
 class PlacedPlatform implements Platform {
   readonly name = 'placed';
   readonly begun: string[] = [];
+  /** How each backup session ended, by VM name: committed or failed. */
+  readonly ended: string[] = [];
+  /** Set: every backup this node begins fails with it (a host whose reads break). */
+  failWith: string | null = null;
+  /** Set: reads wait for it (a part still copying when the snapshot stops). */
+  readGate: Promise<void> | null = null;
   constructor(
     readonly node: string,
     private readonly vms: Vm[],
@@ -81,22 +87,29 @@ class PlacedPlatform implements Platform {
   async beginBackup(instance: Instance): Promise<BackupSession> {
     const v = this.vms.find((x) => x.instance.id === instance.id)!;
     if (v.placement.host !== null && v.placement.host !== this.node && !v.placement.anywhere) throw new Error(`${this.node} cannot read ${instance.name}: it sits on ${v.placement.host}`);
+    if (this.failWith) throw new Error(this.failWith);
     this.begun.push(instance.name);
     const data = v.data;
+    const gate = () => this.readGate ?? Promise.resolve();
     return {
       disks: [
         {
           disk: instance.disks[0]!,
           source: {
             size: data.length,
-            read: async (buf, offset, length, position) => data.copy(buf, offset, position, Math.min(data.length, position + length)),
+            read: async (buf, offset, length, position) => {
+              await gate();
+              return data.copy(buf, offset, position, Math.min(data.length, position + length));
+            },
             close: async () => undefined,
           },
         },
       ],
       checkpoint: null,
       warnings: [],
-      end: async () => undefined,
+      end: async (outcome) => {
+        this.ended.push(`${instance.name}:${outcome}`);
+      },
     };
   }
   async createInstance(): Promise<never> {
@@ -194,7 +207,15 @@ for (const kind of storeKinds()) {
       startRunner(p1);
       const id = await requestSnapshot([a]);
       // Only h1 runs: the snapshot waits for h2's worker, and h1 never claims h2's job.
-      const waiting = await waitFor(async () => ((await jobsOf(id)).length === 2 ? jobsOf(id) : null), 10_000, 'the hand-over');
+      // The first job ends just after the hand-over it committed: wait for both, do not race it.
+      const waiting = await waitFor(
+        async () => {
+          const jobs = await jobsOf(id);
+          return jobs.length === 2 && jobs[0]?.status === 'done' ? jobs : null;
+        },
+        10_000,
+        'the hand-over',
+      );
       assert.deepEqual(
         waiting.map((j) => [j.status, j.target_node]),
         [
@@ -238,50 +259,120 @@ for (const kind of storeKinds()) {
       assert.deepEqual(p1.begun, ['api-readable']);
     });
 
-    it('VMs pinned to two hosts are refused naming both; one pinned and one readable anywhere go to the pinned host', async () => {
+    /** Every VM's disk restores byte-exact from the snapshot's one manifest. */
+    async function assertRestores(id: string, vms: Vm[]): Promise<void> {
+      for (const v of vms) {
+        const sink = new MemDiskSink(v.data.length);
+        await restoreDisk({ repo, snapshotId: id, diskKey: diskKey(v.instance.id, '/dev/vda'), sink });
+        assert.ok(sink.data.equals(v.data), `${v.instance.name} restores byte-exact`);
+      }
+    }
+
+    /** Waits until the snapshot's parent job runs on `node` (the parent is whoever claims first: tests start the other hosts after). */
+    const claimedBy = (id: string, node: string) =>
+      waitFor(async () => ((await getSnapshot(h.db, { admin: true }, id))?.host === node ? true : null), 10_000, `the snapshot to be claimed by ${node}`);
+
+    const partsOf = (id: string) => h.db.selectFrom('snapshot_parts').select(['node', 'status', 'error_msg']).where('snapshot_id', '=', id).orderBy('node').execute();
+
+    it('VMs pinned to two hosts: the snapshot is split, each host\'s worker reads its own VMs, one manifest holds them all; one pinned and one readable anywhere go to the pinned host', async () => {
       await registerNode('h5');
       await registerNode('h6');
       const a = vm('a-on-h5', { host: 'h5', anywhere: false });
       const b = vm('b-on-h6', { host: 'h6', anywhere: false });
       const a2 = vm('a2-on-h5', { host: 'h5', anywhere: false });
       const c = vm('c-anywhere', { host: null, anywhere: true });
-      const p1 = new PlacedPlatform('h1', [a, b, a2, c]);
-      const p5 = new PlacedPlatform('h5', [a, b, a2, c]);
+      const c2 = vm('c2-anywhere', { host: null, anywhere: true });
+      const all = [a, b, a2, c, c2];
+      const p1 = new PlacedPlatform('h1', all);
+      const p5 = new PlacedPlatform('h5', all);
+      const p6 = new PlacedPlatform('h6', all);
       startRunner(p1);
-      const two = await finished(await requestSnapshot([a, b]));
-      assert.equal(two.status, 'error');
-      assert.match(two.error_msg ?? '', /several compute hosts whose disks only their own Lifeboat workers can read: h5 \(a-on-h5 .*\); h6 \(b-on-h6 /);
       startRunner(p5);
-      const mixed = await finished(await requestSnapshot([a2, c]));
+      startRunner(p6);
+      const two = await finished(await requestSnapshot([a, b, c]));
+      assert.equal(two.status, 'available', two.error_msg ?? '');
+      // The parent read the VM any worker can read wherever it ran; each host read its own VM.
+      const parentPlatform = [p1, p5, p6].find((p) => p.node === two.host)!;
+      assert.ok(parentPlatform.begun.includes('c-anywhere'), `the parent (${two.host}) read c`);
+      assert.ok(p5.begun.includes('a-on-h5') && p6.begun.includes('b-on-h6'));
+      assert.deepEqual([...p1.begun, ...p5.begun, ...p6.begun].sort(), ['a-on-h5', 'b-on-h6', 'c-anywhere']);
+      assert.deepEqual([...p1.ended, ...p5.ended, ...p6.ended].sort(), ['a-on-h5:committed', 'b-on-h6:committed', 'c-anywhere:committed']);
+      await assertRestores(two.id, [a, b, c]);
+      assert.equal(two.instances.length, 3);
+      assert.equal(two.restore_size, a.data.length + b.data.length + c.data.length);
+      const parts = await partsOf(two.id);
+      assert.deepEqual(parts.map((p) => p.status), parts.map(() => 'done'));
+      assert.deepEqual(parts.map((p) => p.node), ['h5', 'h6'].filter((n) => n !== two.host));
+      // One host only: handed over whole, no parts.
+      const mixed = await finished(await requestSnapshot([a2, c2]));
       assert.equal(mixed.status, 'available', mixed.error_msg ?? '');
       assert.equal(mixed.host, 'h5');
-      assert.deepEqual([p1.begun, p5.begun], [[], ['a2-on-h5', 'c-anywhere']]);
+      assert.deepEqual(await partsOf(mixed.id), []);
+      assert.deepEqual(p5.begun.slice(-2), ['a2-on-h5', 'c2-anywhere']);
+      await assertRestores(mixed.id, [a2, c2]);
     });
 
-    it('VMs on two served hosts, all but one host readable anywhere: one worker reads them all (the host only it can read, else the host of most)', async () => {
+    it('a part that fails fails the whole snapshot, naming its host and why; every session ends failed and the workload is usable again', async () => {
       await registerNode('h7');
       await registerNode('h8');
-      const on7 = vm('api-on-h7', { host: 'h7', anywhere: true });
-      const only8 = vm('only-on-h8', { host: 'h8', anywhere: false });
-      const x7 = vm('x-api-on-h7', { host: 'h7', anywhere: true });
-      const y7 = vm('y-api-on-h7', { host: 'h7', anywhere: true });
-      const z8 = vm('z-api-on-h8', { host: 'h8', anywhere: true });
-      const all = [on7, only8, x7, y7, z8];
-      const p1 = new PlacedPlatform('h1', all);
-      const p7 = new PlacedPlatform('h7', all);
-      const p8 = new PlacedPlatform('h8', all);
-      startRunner(p1);
+      const on7 = vm('on-h7', { host: 'h7', anywhere: true });
+      const on8 = vm('on-h8', { host: 'h8', anywhere: false });
+      const p7 = new PlacedPlatform('h7', [on7, on8]);
+      const p8 = new PlacedPlatform('h8', [on7, on8]);
+      p8.failWith = 'the hypervisor said no';
       startRunner(p7);
+      const id = await requestSnapshot([on7, on8]);
+      await claimedBy(id, 'h7');
       startRunner(p8);
-      const toOnly = await finished(await requestSnapshot([on7, only8]));
-      assert.equal(toOnly.status, 'available', toOnly.error_msg ?? '');
-      assert.equal(toOnly.host, 'h8', 'the host whose VM only its worker can read');
-      assert.deepEqual(p8.begun.sort(), ['api-on-h7', 'only-on-h8']);
-      const toMost = await finished(await requestSnapshot([x7, z8, y7]));
-      assert.equal(toMost.status, 'available', toMost.error_msg ?? '');
-      assert.equal(toMost.host, 'h7', 'the host of most VMs');
-      assert.deepEqual(p7.begun.sort(), ['x-api-on-h7', 'y-api-on-h7', 'z-api-on-h8']);
-      assert.deepEqual(p1.begun, []);
+      const s = await finished(id);
+      assert.equal(s.status, 'error');
+      assert.match(s.error_msg ?? '', /the part read on compute host h8 failed: the hypervisor said no/);
+      assert.deepEqual((await partsOf(s.id)).map((p) => [p.node, p.status]), [['h8', 'failed']]);
+      assert.deepEqual(p7.ended, ['on-h7:failed']);
+      await assert.rejects(repo.readManifest(s.id), /could not be found/);
+      const w = await h.db.selectFrom('workloads').select('status').where('id', '=', s.workload_id).executeTakeFirstOrThrow();
+      assert.equal(w.status, 'available');
+    });
+
+    it('a cancel stops the parent and every part: the snapshot ends cancelled, the parts failed, every session failed', async () => {
+      await registerNode('h11');
+      await registerNode('h12');
+      const x = vm('x-on-h11', { host: 'h11', anywhere: false });
+      const y = vm('y-on-h12', { host: 'h12', anywhere: false });
+      const p11 = new PlacedPlatform('h11', [x, y]);
+      const p12 = new PlacedPlatform('h12', [x, y]);
+      let open!: () => void;
+      p12.readGate = new Promise<void>((resolve) => (open = resolve));
+      startRunner(p11);
+      const id = await requestSnapshot([x, y]);
+      await claimedBy(id, 'h11');
+      startRunner(p12);
+      await waitFor(async () => ((await partsOf(id)).some((p) => p.status === 'running') && p12.begun.length === 1 ? true : null), 10_000, 'the part to start copying');
+      await h.db.updateTable('snapshots').set({ status: 'cancelling' }).where('id', '=', id).execute();
+      const s = await finished(id);
+      open();
+      assert.equal(s.status, 'cancelled');
+      await waitFor(async () => ((await partsOf(id)).every((p) => p.status === 'failed') && p12.ended.length === 1 ? true : null), 10_000, 'the part to stop');
+      assert.deepEqual([...p11.ended, ...p12.ended].sort(), ['x-on-h11:failed', 'y-on-h12:failed']);
+      await assert.rejects(repo.readManifest(id), /could not be found/);
+    });
+
+    it("a part whose host's worker is gone fails the snapshot at the reconciler's next round, naming the host", async () => {
+      await registerNode('h13');
+      await registerNode('h14');
+      const x = vm('x-on-h13', { host: 'h13', anywhere: false });
+      const y = vm('y-on-h14', { host: 'h14', anywhere: false });
+      const p13 = new PlacedPlatform('h13', [x, y]);
+      const r = startRunner(p13);
+      const id = await requestSnapshot([x, y]);
+      await waitFor(async () => ((await partsOf(id)).length === 1 ? true : null), 10_000, 'the part for h14');
+      // h14's worker stops heartbeating: its queued part can never run.
+      await h.db.updateTable('nodes').set({ heartbeat_at: Date.now() - 10 * LEASE }).where('node_name', '=', 'h14').execute();
+      assert.equal(await r.reconcile(), 1);
+      const s = await finished(id);
+      assert.equal(s.status, 'error');
+      assert.match(s.error_msg ?? '', /the part read on compute host h14 failed: no live Lifeboat worker serves node h14/);
+      assert.deepEqual(p13.ended, ['x-on-h13:failed']);
     });
 
     it('the reconciler fails a queued job targeted at a node with no live worker, naming it; a live node\'s job waits', async () => {

@@ -193,7 +193,11 @@ describe('2 API + 3 worker processes on PostgreSQL and S3: 20 workloads, SIGKILL
         // Its data and row were final before the kill; only the job's end was lost (reconciled).
         assert.deepEqual([s.status, j.status, j.error], ['available', 'failed', 'worker lease expired'], `killed worker's committed snapshot ${i}`);
       } else if (stoppedJobs.includes(s.id)) {
-        const ok = (s.status === 'available' && j.status === 'done') || (s.status === 'error' && j.status === 'failed' && j.error === 'service restarted');
+        // Finished in the grace, or cut off by its end and repaired. A snapshot that committed just
+        // as the grace ran out is available with its job handed over: the repair (onLost) finds
+        // it settled and changes nothing (seen once on a loaded 2-core box).
+        const handedOver = j.status === 'failed' && j.error === 'service restarted';
+        const ok = (s.status === 'available' && (j.status === 'done' || handedOver)) || (s.status === 'error' && handedOver);
         assert.ok(ok, `stopped worker's snapshot ${i}: ${s.status} ${s.error_msg} / job ${j.status} ${j.error}`);
       } else {
         assert.equal(s.status, 'available', `snapshot ${i}: ${s.error_msg}`);

@@ -3,12 +3,10 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { restoreDisk } from '../src/datamover/restore.js';
 import { diskKey } from '../src/jobs/snapshot.job.js';
 import { waitFor } from '../src/lib/testing.js';
-import { FileDiskSink } from '../src/platform/disk-io/file-disk.js';
 import type { OpenStackPlatform } from '../src/platform/openstack/openstack.platform.js';
-import { guestWrite, KVM_HOST, kvmHostSkip, kvmVirsh, kvmWorkerEnv, OsFixture, paddedSha256, pollFor, sha256File, snapshotOf, startOsLifeboat, tokenOf, volumeFile, workloadBody, type OsLifeboat, type OsProject, type OsUser } from './openstack.js';
+import { guestWrite, KVM_HOST, kvmHostSkip, kvmVirsh, kvmWorkerEnv, OsFixture, paddedSha256, pollFor, restoredDiskSha, sha256File, snapshotOf, startOsLifeboat, tokenOf, volumeFile, workloadBody, type OsLifeboat, type OsProject, type OsUser } from './openstack.js';
 
 /**
  * The compute-host data path against the loopback stack's libvirt host: a server booted from
@@ -67,17 +65,8 @@ after(async () => {
 /** sha256 of the whole 1 GiB root disk: rootHead, then zeros. */
 const rootSha = () => paddedSha256(rootHead, GiB);
 
-/** Restores one disk of a snapshot into a sparse file and returns its sha256. */
-async function restoredSha(snapshotId: string, device: string, size: number): Promise<string> {
-  const out = join(scratchDir, `restored-${device.replace(/\W/g, '')}.raw`);
-  try {
-    const sink = await FileDiskSink.create(out, size);
-    await restoreDisk({ repo: os.lb.repo, snapshotId, diskKey: diskKey(server, device), sink });
-    return await sha256File(out);
-  } finally {
-    rmSync(out, { force: true });
-  }
-}
+/** Restores one disk of the server from a snapshot and returns its sha256. */
+const restoredSha = (snapshotId: string, device: string, size: number) => restoredDiskSha(os.lb.repo, scratchDir, snapshotId, diskKey(server, device), size);
 
 const platform = () => os.lb.platform as OpenStackPlatform;
 const lifeboatCheckpoints = () => kvmVirsh('checkpoint-list', server, '--name').split('\n').map((s) => s.trim()).filter((s) => s.startsWith('lifeboat-'));

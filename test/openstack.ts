@@ -11,6 +11,9 @@ import { OpenStackApi } from '../src/openstack/api.js';
 import { OpenStackError } from '../src/openstack/errors.js';
 import { OpenStackSession, type ServiceType } from '../src/openstack/session.js';
 import { imageTag } from '../src/platform/openstack/restore-resources.js';
+import { FileDiskSink } from '../src/platform/disk-io/file-disk.js';
+import { restoreDisk } from '../src/datamover/restore.js';
+import type { Repository } from '../src/repository/repository.js';
 
 type Json = any; // eslint-disable-line @typescript-eslint/no-explicit-any
 
@@ -45,6 +48,18 @@ export async function sha256File(path: string): Promise<string> {
   const h = createHash('sha256');
   for await (const chunk of createReadStream(path)) h.update(chunk as Buffer);
   return h.digest('hex');
+}
+
+/** Restores one disk of a snapshot into a sparse file under `dir` and returns its sha256 (the file is removed). */
+export async function restoredDiskSha(repo: Repository, dir: string, snapshotId: string, key: string, size: number): Promise<string> {
+  const out = join(dir, `restored-${createHash('sha256').update(key).digest('hex').slice(0, 16)}.raw`);
+  try {
+    const sink = await FileDiskSink.create(out, size);
+    await restoreDisk({ repo, snapshotId, diskKey: key, sink });
+    return await sha256File(out);
+  } finally {
+    rmSync(out, { force: true });
+  }
 }
 
 /** sha256 of a disk of `size` bytes that holds `head`, then zeros (a root disk booted from a raw image of `head`). */

@@ -28,7 +28,7 @@ test('every job kind of the list has exactly one handler among the ones the work
     ...repoVerifyJobHandlers({ db, repo, clock }),
   ];
   assert.deepEqual(handlers.map((h) => h.kind).sort(), [...JOB_KINDS].sort());
-  assert.equal(JOB_KINDS.length, 9);
+  assert.equal(JOB_KINDS.length, 10);
 });
 
 test('isJobKind accepts the listed kinds only', () => {

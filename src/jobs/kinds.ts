@@ -16,6 +16,8 @@ export interface JobPayloads {
   'workload.delete': { workloadId: string };
   /** Runs a snapshot started by services/snapshot-start.service.ts. */
   'snapshot.take': { snapshotId: string };
+  /** One compute host's share of a split snapshot (jobs/snapshot-part.job.ts); always targeted at that host. */
+  'snapshot.part': { snapshotId: string; partId: string };
   /** Removes a `deleting` snapshot from the repository; finishes its task when there is one. */
   'snapshot.delete': { snapshotId: string; taskId?: string };
   /** Deletes snapshots that retention already moved to `deleting`, then unlocks the workload. */
@@ -36,6 +38,7 @@ const KIND_SET: { readonly [K in JobKind]: true } = {
   'workload.reset': true,
   'workload.delete': true,
   'snapshot.take': true,
+  'snapshot.part': true,
   'snapshot.delete': true,
   'retention.delete': true,
   'restore.run': true,
@@ -51,7 +54,7 @@ export function isJobKind(kind: string): kind is JobKind {
 
 // Names by area, for readable call sites; each value is checked against the list above.
 export const WORKLOAD_JOBS = { create: 'workload.create', reset: 'workload.reset', delete: 'workload.delete' } as const satisfies Record<string, JobKind>;
-export const SNAPSHOT_JOBS = { take: 'snapshot.take', delete: 'snapshot.delete' } as const satisfies Record<string, JobKind>;
+export const SNAPSHOT_JOBS = { take: 'snapshot.take', part: 'snapshot.part', delete: 'snapshot.delete' } as const satisfies Record<string, JobKind>;
 export const RETENTION_JOBS = { delete: 'retention.delete' } as const satisfies Record<string, JobKind>;
 export const RESTORE_JOBS = { run: 'restore.run' } as const satisfies Record<string, JobKind>;
 export const FILE_SEARCH_JOBS = { run: 'file_search.run' } as const satisfies Record<string, JobKind>;

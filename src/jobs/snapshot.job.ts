@@ -1,17 +1,14 @@
-import { inTransaction, type Db, type Tx } from '../store/db.js';
+import { inTransaction, type Tx } from '../store/db.js';
 import { getWorkload, transitionWorkload, updateWorkloadFields } from '../store/workload.store.js';
 import { finishTask, getSnapshot, markSnapshotDeleted, setSnapshotMetadata, transitionSnapshot, updateSnapshotFields } from '../store/snapshot.store.js';
-import type { BackupOutcome, BackupSession, Checkpoint, DiskSource, Platform } from '../platform/platform.js';
-import type { Repository } from '../repository/repository.js';
-import { asRepositorySet, type RepositorySet } from '../repository/repository-set.js';
-import type { DiskIndex } from '../repository/disk-index.format.js';
+import { commitSnapshotParts } from '../store/snapshot-part.store.js';
+import type { BackupOutcome, Checkpoint } from '../platform/platform.js';
 import type { SnapshotWriter } from '../repository/snapshot-writer.js';
-import { backupDisk, type BackupDiskSummary } from '../datamover/backup.js';
-import type { Disk, Instance } from '../domain/instance.js';
+import type { BackupDiskSummary } from '../datamover/backup.js';
+import type { Instance } from '../domain/instance.js';
 import { storageScope, type Workload } from '../domain/workload.js';
 import { RUNNING_SNAPSHOT_STATES, SNAPSHOT_LOST_MESSAGE, type Snapshot, type SnapshotInstance } from '../domain/snapshot.js';
 import { snapshotInstanceView } from '../domain/snapshot-instance.js';
-import type { Clock } from '../lib/clock.js';
 import type { Logger } from '../lib/logger.js';
 import { CancelledError, errorMessage } from '../lib/errors.js';
 import { newId } from '../lib/ids.js';
@@ -19,79 +16,21 @@ import { toSecond } from '../lib/time.js';
 import { SNAPSHOT_JOBS } from './kinds.js';
 import { releaseWorkloadWithRetention } from './retention.js';
 import { ByteProgress, startTicker } from './progress-ticker.js';
-import { checkpointRecord, loadSnapshotBase, type SnapshotBase } from './snapshot-base.js';
+import { checkpointRecord, type SnapshotBase } from './snapshot-base.js';
 import { reportWriterDamage } from './damage.job.js';
 import { snapshotManifestMeta } from './manifest-meta.js';
 import type { AnyJobHandler, KindJob } from './runner.js';
 import { routeSnapshot, type Route } from './routing.js';
 import { enqueue } from './queue.js';
-import type { DiskBackupNumbers } from '../lib/metrics.js';
+import { baseFor, beginSessions, copyDisks, Held, onTargetOf, type OnTarget, type PlannedDisk, type SnapshotJobDeps } from './snapshot-steps.js';
+import { awaitParts, awaitPartsEnded, enqueueParts, snapshotPartHandler, type PartResult } from './snapshot-part.job.js';
 
-export interface SnapshotJobDeps {
-  db: Db;
-  platform: Platform;
-  /** The target repositories (or the one): each snapshot uses the one of its `backup_target`. */
-  repo: Repository | RepositorySet;
-  clock: Clock;
-  nodeName: string;
-  /** How often progress is written and cancellation is checked (ms). */
-  progressEveryMs?: number;
-  /** Called when a snapshot ends available or error (e-mail notification; best effort). */
-  onSnapshotFinished?: (snapshotId: string) => void;
-  /** Called after a snapshot delete so space can be reclaimed (GC runs outside the job). */
-  onSnapshotDeleted?: () => void;
-  /** Told the numbers of every backed-up disk (the /metrics byte and chunk counters). */
-  metrics?: { recordDiskBackup(n: DiskBackupNumbers): void };
-  /**
-   * Per-host routing (routing.ts): a worker whose last heartbeat is older than this is not
-   * live, so no snapshot is handed to it. Default 60 s (the default job lease).
-   */
-  liveWindowMs?: number;
-}
+export { diskKey, type SnapshotJobDeps } from './snapshot-steps.js';
 
-/** The deps of one snapshot's steps: the repository of the snapshot's own target. */
-type OnTarget = Omit<SnapshotJobDeps, 'repo'> & { repo: Repository };
-
-function onTargetOf(d: SnapshotJobDeps, s: Snapshot): OnTarget {
-  return { ...d, repo: asRepositorySet(d.repo).get(s.backup_target) };
-}
-
-/** The disk's name inside the repository: stable across snapshots of the same VM. */
-export function diskKey(instanceId: string, device: string): string {
-  return `${instanceId}:${device}`;
-}
-
-/**
- * What a running snapshot holds open: platform backup sessions (every disk source) and the
- * repository writer (lease). release() lets go of all of it on every path; idempotent.
- */
-class Held {
-  readonly sessions: { instance: Instance; session: BackupSession }[] = [];
-  writerStart: Promise<SnapshotWriter> | null = null;
-  writer: SnapshotWriter | null = null;
-
-  /** Ends every session; on 'failed' also aborts the writer (the snapshot must not appear). */
-  async release(outcome: BackupOutcome, log: Logger): Promise<void> {
-    if (outcome === 'failed') {
-      if (!this.writer && this.writerStart) this.writer = await this.writerStart.catch(() => null);
-      this.writerStart = null;
-      await this.writer?.abort().catch(() => undefined);
-      this.writer = null;
-    }
-    const sessions = this.sessions.splice(0);
-    await Promise.all(
-      sessions.map(({ instance, session }) => session.end(outcome).catch((e: unknown) => log.warn({ instance: instance.id, err: errorMessage(e) }, 'ending a backup session failed'))),
-    );
-  }
-}
-
-interface PlannedDisk {
-  instance: Instance;
-  disk: Disk;
-  source: DiskSource;
-  key: string;
-  /** The base checkpoint the disk's session began from (the datamover asks for changes since it). */
-  cbtBase: string | null;
+/** The VMs a snapshot reads here, and the per-host parts other workers read (routing.ts 'split'). */
+interface Routed {
+  instances: Instance[] | undefined;
+  parts?: { node: string; instances: Instance[] }[];
 }
 
 /**
@@ -110,6 +49,8 @@ interface OpenedSnapshot {
   disks: PlannedDisk[];
   total: number;
   writer: SnapshotWriter;
+  /** What the per-host parts wrote (a split snapshot), once every part is written. */
+  parts: PartResult[];
 }
 
 /**
@@ -122,7 +63,7 @@ interface OpenedSnapshot {
 async function takeSnapshot(deps: SnapshotJobDeps, job: KindJob<typeof SNAPSHOT_JOBS.take>, signal: AbortSignal, log: Logger): Promise<void> {
   const snapshotId = job.payload.snapshotId;
   // A job already targeted at this node was routed here; anything else asks where to run.
-  const routed = job.targetNode === null && deps.platform.placement ? await routeOrHandOver(deps, snapshotId, log) : { instances: undefined };
+  const routed: Routed | 'handed-over' = job.targetNode === null && deps.platform.placement ? await routeOrHandOver(deps, snapshotId, log) : { instances: undefined };
   if (routed === 'handed-over') return;
   const s = await claimSnapshot(deps, snapshotId);
   if (!s) return;
@@ -145,13 +86,14 @@ async function takeSnapshot(deps: SnapshotJobDeps, job: KindJob<typeof SNAPSHOT_
   const abort = AbortSignal.any([signal, ticker.cancelSignal]);
   let outcome: BackupOutcome = 'failed';
   try {
-    const opened = await openSnapshot(d, s, held, abort, log, routed.instances);
+    const opened = await openSnapshot(d, s, held, abort, log, routed);
     marks.opened = d.clock.now();
     progress = new ByteProgress(opened.total);
     // Not moved: a cancel (or an admin's unlock) came while the sessions opened; it must not be lost.
     if (!(await transitionSnapshot(d.db, s.id, ['executing'], 'uploading', toSecond(d.clock.now()), { progress_msg: 'Uploading snapshot data', restore_size: opened.total }))) throw new CancelledError('Snapshot');
     const dataStart = d.clock.now();
-    const summaries = await copyDisks(d, s, opened, progress, abort);
+    const summaries = await copyDisks(d, { ...opened, full: s.snapshot_type === 'full' }, progress, abort);
+    if (routed.parts) opened.parts = await awaitWrittenParts(d, s, routed.parts, abort);
     marks.copied = d.clock.now();
     // A cancel that came after the ticker's last look (a copy shorter than one tick) is honoured
     // here, before the manifest makes the snapshot exist; commitSnapshot covers the rest.
@@ -160,7 +102,7 @@ async function takeSnapshot(deps: SnapshotJobDeps, job: KindJob<typeof SNAPSHOT_
     if (!(await commitSnapshot(d, s, opened, held, summaries, { startedAt, dataStart, marks }, log))) return;
     outcome = 'committed';
     marks.available = d.clock.now();
-    log.info({ snapshotId: s.id, type: s.snapshot_type, bytes: opened.total, modes: summaries.map((x) => x.mode), marks }, 'snapshot available');
+    log.info({ snapshotId: s.id, type: s.snapshot_type, bytes: opened.total, modes: [...summaries.map((x) => x.mode), ...opened.parts.flatMap((p) => p.modes)], marks }, 'snapshot available');
     // Older snapshots that lost data (lost packs, copies the read-back found corrupt) say so.
     await reportWriterDamage(d.db, d.repo, opened.writer, d.clock.now()).catch((e: unknown) => log.warn({ err: errorMessage(e) }, 'damage report failed'));
     d.onSnapshotFinished?.(s.id);
@@ -180,9 +122,10 @@ async function takeSnapshot(deps: SnapshotJobDeps, job: KindJob<typeof SNAPSHOT_
  * Runs the snapshot here, or hands it to a job only the worker of the instances' compute host
  * may claim (routing.ts), in one transaction with a progress message saying so; 'handed-over'
  * then, and this job ends. A snapshot no live worker can take fails here, naming the host.
- * The instances looked up here are returned for the snapshot to reuse.
+ * The instances looked up here are returned for the snapshot to reuse: for a split snapshot,
+ * those read here, with the parts for the other hosts (queued once the writer is open).
  */
-async function routeOrHandOver(d: SnapshotJobDeps, snapshotId: string, log: Logger): Promise<'handed-over' | { instances: Instance[] | undefined }> {
+async function routeOrHandOver(d: SnapshotJobDeps, snapshotId: string, log: Logger): Promise<'handed-over' | Routed> {
   const s = await getSnapshot(d.db, { admin: true }, snapshotId);
   const w = s?.status === 'creating' ? await getWorkload(d.db, { admin: true }, s.workload_id) : null;
   if (!s || !w) return { instances: undefined };
@@ -201,6 +144,7 @@ async function routeOrHandOver(d: SnapshotJobDeps, snapshotId: string, log: Logg
     throw e;
   }
   if (route.kind === 'here') return { instances };
+  if (route.kind === 'split') return { instances: route.here, parts: route.parts };
   const node = route.node;
   const now = d.clock.now();
   const handed = await inTransaction(d.db, async (tx) => {
@@ -229,9 +173,11 @@ async function claimSnapshot(d: SnapshotJobDeps, snapshotId: string): Promise<Sn
 
 /**
  * Open step: the workload's VMs, the incremental base, a backup session per VM (each pushed
- * into `held` as soon as it exists, so a later failure still ends it) and the writer.
+ * into `held` as soon as it exists, so a later failure still ends it) and the writer. A split
+ * snapshot queues its per-host parts once its writer (and so its lease) is open: the lease is
+ * what keeps GC off the parts' objects until the manifest names them.
  */
-async function openSnapshot(d: OnTarget, s: Snapshot, held: Held, abort: AbortSignal, log: Logger, known?: Instance[]): Promise<OpenedSnapshot> {
+async function openSnapshot(d: OnTarget, s: Snapshot, held: Held, abort: AbortSignal, log: Logger, routed: Routed): Promise<OpenedSnapshot> {
   const w = await getWorkload(d.db, { admin: true }, s.workload_id);
   if (!w) throw new Error(`Workload ${s.workload_id} no longer exists`);
   // The writer (lease, GC plan, the project's chunk index) loads while the platform and the
@@ -240,65 +186,55 @@ async function openSnapshot(d: OnTarget, s: Snapshot, held: Held, abort: AbortSi
   const scope = storageScope(w);
   held.writerStart = d.repo.beginSnapshot({ projectId: scope, snapshotId: s.id, encryptedFor: w.encryption ? { workloadId: w.id, projectId: w.project_id, secretUuid: w.secret_uuid ?? null } : null });
   held.writerStart.catch(() => undefined); // awaited below, or aborted by release()
+  if (routed.parts) await queueParts(d, s, held, routed.parts, log);
   // A scheduled run acts for the workload's owner (OpenStack: a new trust-scoped token per run).
   if (s.is_scheduled) await d.platform.beginScheduledRun?.(w.project_id, w.user_id, w.instances.map((m) => m.id));
   const instances: Instance[] = [];
   // Looked up moments ago by the routing step (same workload: it is locked): not asked again.
-  for (const m of known ? [] : w.instances) {
+  for (const m of routed.instances ? [] : w.instances) {
     const inst = await d.platform.getInstance(w.project_id, m.id);
     if (!inst) throw new Error(`Instance ${m.name} (${m.id}) could not be found on the platform`);
     instances.push(inst);
   }
-  if (known) instances.push(...known);
-  // A full trusts nothing of earlier snapshots, checkpoints included.
-  const loaded = s.snapshot_type === 'incremental' ? await loadSnapshotBase(d.db, d.repo, w.id, log) : null;
-  // A base stored under another project (the workload was reassigned since) holds chunks keyed
-  // for that project: this snapshot stores its data anew under the workload's project.
-  const base = loaded && loaded.manifest.projectId === scope ? loaded : null;
-  if (loaded && !base) log.info({ snapshotId: s.id, baseProject: loaded.manifest.projectId }, 'base snapshot stored under another project: reading every disk in full');
-  const disks: PlannedDisk[] = [];
-  for (const instance of instances) {
-    abort.throwIfAborted();
-    const baseCheckpoint: Checkpoint | null = base?.checkpoints.get(instance.id) ?? null;
-    const session = await d.platform.beginBackup(instance, { baseCheckpoint });
-    held.sessions.push({ instance, session });
-    for (const { disk, source } of session.disks) disks.push({ instance, disk, source, key: diskKey(instance.id, disk.device), cbtBase: baseCheckpoint?.name ?? null });
-  }
+  if (routed.instances) instances.push(...routed.instances);
+  const base = await baseFor(d, s, scope, log);
+  const disks = await beginSessions(d, instances, base, held, abort);
   held.writer = await held.writerStart;
   held.writerStart = null;
-  return { workload: w, instances, base, disks, total: disks.reduce((a, x) => a + x.source.size, 0), writer: held.writer };
+  return { workload: w, instances, base, disks, total: disks.reduce((a, x) => a + x.source.size, 0), writer: held.writer, parts: [] };
 }
 
-/** Run step: every disk through the datamover; the next base index is read while a disk runs. */
-async function copyDisks(d: OnTarget, s: Snapshot, o: OpenedSnapshot, progress: ByteProgress, abort: AbortSignal): Promise<BackupDiskSummary[]> {
-  const baseIndexOf = (i: number): Promise<DiskIndex | null> => {
-    const x = o.disks[i];
-    const bd = x ? o.base?.manifest.disks.find((y) => y.diskKey === x.key) : undefined;
-    return bd ? d.repo.readDiskIndex(bd.index).catch(() => null) : Promise.resolve(null);
-  };
-  let nextBase = baseIndexOf(0);
-  const summaries: BackupDiskSummary[] = [];
-  for (const [i, x] of o.disks.entries()) {
-    const base = await nextBase;
-    nextBase = baseIndexOf(i + 1);
-    const summary = await backupDisk({
-      writer: o.writer,
-      diskKey: x.key,
-      source: x.source,
-      meta: { instanceId: x.instance.id, device: x.disk.device },
-      full: s.snapshot_type === 'full',
-      base,
-      cbtBase: x.cbtBase,
-      signal: abort,
-      onProgress: (p) => progress.update(p.bytesDone),
-    });
-    summaries.push(summary);
-    d.metrics?.recordDiskBackup({ ...summary, bytesDeduplicated: Math.min(x.source.size, summary.reusedChunks * o.writer.chunkSize) });
-    progress.finishDisk(x.source.size);
-  }
-  abort.throwIfAborted();
-  return summaries;
+/** Waits for the writer's lease, then queues one part per other host (the snapshot must still be ours: executing). */
+async function queueParts(d: OnTarget, s: Snapshot, held: Held, parts: NonNullable<Routed['parts']>, log: Logger): Promise<void> {
+  held.writer = await held.writerStart!;
+  held.writerStart = Promise.resolve(held.writer); // openSnapshot awaits it again
+  const now = d.clock.now();
+  const hosts = parts.map((p) => p.node).join(', ');
+  const queued = await inTransaction(d.db, async (tx) => {
+    const msg = `Snapshot of workload is starting; the Lifeboat workers of compute hosts ${hosts} read their servers`;
+    if (!(await updateSnapshotFields(tx, s.id, { progress_msg: msg, updated_at: toSecond(now) }, ['executing']))) return false;
+    await enqueueParts(tx, s, parts, now);
+    return true;
+  });
+  if (!queued) throw new CancelledError('Snapshot');
+  log.info({ snapshotId: s.id, parts: parts.map((p) => ({ node: p.node, instances: p.instances.map((i) => i.id) })) }, 'snapshot split into per-host parts');
 }
+
+/** After the parent's own disks: waits for every part to be written; their results. */
+async function awaitWrittenParts(d: OnTarget, s: Snapshot, parts: NonNullable<Routed['parts']>, abort: AbortSignal): Promise<PartResult[]> {
+  const msg = `Waiting for the Lifeboat workers of compute hosts ${parts.map((p) => p.node).join(', ')}`;
+  await updateSnapshotFields(d.db, s.id, { progress_msg: msg, updated_at: toSecond(d.clock.now()) }, ['uploading']);
+  const written = await awaitParts(d, s.id, ['written'], d.progressEveryMs ?? 500, abort);
+  return written.map((p) => p.result as PartResult);
+}
+
+/**
+ * How long the parent waits, after its manifest, for its parts to end their backup sessions
+ * (a libvirt backup job ends in well under a second): beyond it the snapshot is made available
+ * anyway, since its data is durable; a part still ending then costs at most its host's next
+ * incremental (read in full when the checkpoint is missing).
+ */
+const PART_END_BOUND_MS = 120_000;
 
 /**
  * Commit step: the manifest (the snapshot exists on the target from here; it carries what is
@@ -307,13 +243,21 @@ async function copyDisks(d: OnTarget, s: Snapshot, o: OpenedSnapshot, progress: 
  */
 async function commitSnapshot(d: OnTarget, s: Snapshot, o: OpenedSnapshot, held: Held, summaries: BackupDiskSummary[], t: { startedAt: number; dataStart: number; marks: PhaseMarks }, log: Logger): Promise<boolean> {
   const w = o.workload;
+  // This worker's disks and sessions, then every part's (a split snapshot), in one manifest.
+  const diskList = [
+    ...o.disks.map((x) => ({ instanceId: x.instance.id, device: x.disk.device, size: x.source.size, format: x.disk.format })),
+    ...o.parts.flatMap((p) => p.disks.map(({ instanceId, device, size, format }) => ({ instanceId, device, size, format }))),
+  ];
   const sizes = new Map<string, Map<string, number>>();
-  for (const x of o.disks) sizes.set(x.instance.id, (sizes.get(x.instance.id) ?? new Map<string, number>()).set(x.disk.device, x.source.size));
-  const views: SnapshotInstance[] = o.instances.map((inst) => snapshotInstanceView(inst, w, sizes.get(inst.id) ?? new Map(), new Map(inst.disks.map((dk) => [dk.device, newId()]))));
-  const checkpoints = checkpointRecord(held.sessions.map(({ instance, session }) => [instance.id, session.checkpoint]));
-  const warnings = held.sessions.flatMap(({ session }) => session.warnings);
+  for (const x of diskList) sizes.set(x.instanceId, (sizes.get(x.instanceId) ?? new Map<string, number>()).set(x.device, x.size));
+  const instances = [...o.instances, ...o.parts.flatMap((p) => p.instances)];
+  const views: SnapshotInstance[] = instances.map((inst) => snapshotInstanceView(inst, w, sizes.get(inst.id) ?? new Map(), new Map(inst.disks.map((dk) => [dk.device, newId()]))));
+  const checkpoints = checkpointRecord([...held.sessions.map(({ instance, session }): [string, Checkpoint | null] => [instance.id, session.checkpoint]), ...o.parts.flatMap((p) => p.checkpoints)]);
+  const warnings = [...held.sessions.flatMap(({ session }) => session.warnings), ...o.parts.flatMap((p) => p.warnings)];
   const transferSeconds = Math.round((d.clock.now() - t.dataStart) / 1000);
-  const stored = summaries.reduce((a, x) => a + x.bytesStored, 0);
+  const stored = summaries.reduce((a, x) => a + x.bytesStored, 0) + o.parts.reduce((a, p) => a + p.bytesStored, 0);
+  const total = diskList.reduce((a, x) => a + x.size, 0);
+  o.writer.adoptDisks(o.parts.flatMap((p) => p.disks.map((x) => x.manifest)));
   const snapshotMeta = { data_transfer_time: String(transferSeconds), workload_approx_backup_size: String(Math.ceil(stored / 2 ** 20)) };
   const manifest = await o.writer.commit(
     await snapshotManifestMeta(d.db, {
@@ -324,7 +268,7 @@ async function commitSnapshot(d: OnTarget, s: Snapshot, o: OpenedSnapshot, held:
       warnings,
       metadata: snapshotMeta,
       instances: views,
-      disks: o.disks.map((x) => ({ instanceId: x.instance.id, device: x.disk.device, size: x.source.size, format: x.disk.format })),
+      disks: diskList,
       checkpoints,
     }),
   );
@@ -335,7 +279,10 @@ async function commitSnapshot(d: OnTarget, s: Snapshot, o: OpenedSnapshot, held:
   // next snapshot of the workload can then never overlap this one's end(). Should the
   // transaction below fail, the new checkpoint is simply never used as a base; the platform
   // then finds the older base's bitmap gone and starts a new chain (never a wrong incremental).
+  // A split snapshot's parts do the same on their hosts, and are waited for likewise.
+  if (o.parts.length > 0) await commitSnapshotParts(d.db, s.id, d.clock.now());
   await held.release('committed', log);
+  if (o.parts.length > 0) await awaitPartsEnded(d, s.id, d.progressEveryMs ?? 500, AbortSignal.timeout(PART_END_BOUND_MS), log).catch((e: unknown) => log.warn({ snapshotId: s.id, err: errorMessage(e) }, 'parts did not end their sessions in time'));
   t.marks.ended = d.clock.now();
 
   // The manifest's commit time is the snapshot's end: an import rebuilds the same record from it.
@@ -346,7 +293,7 @@ async function commitSnapshot(d: OnTarget, s: Snapshot, o: OpenedSnapshot, held:
     const committed = await transitionSnapshot(tx, s.id, ['uploading'], 'available', toSecond(end), {
       size: stored,
       uploaded_size: stored,
-      restore_size: o.total,
+      restore_size: total,
       progress_percent: 100,
       progress_msg: 'Snapshot of workload is complete',
       time_taken: Math.max(0, Math.round((end - t.startedAt) / 1000)),
@@ -409,6 +356,7 @@ async function deleteSnapshot(d: SnapshotJobDeps, snapshotId: string, taskId: st
 
 export function snapshotJobHandlers(d: SnapshotJobDeps): AnyJobHandler[] {
   return [
+    snapshotPartHandler(d),
     {
       kind: SNAPSHOT_JOBS.take,
       run: (job, ctx) => takeSnapshot(d, job, ctx.signal, ctx.log),

@@ -439,7 +439,7 @@ async function executeGc(repo: Repository, lease: Lease, plan: Plan, d: Decision
     await b.delete(l.key);
     report.leasesRemoved++;
   }
-  report.diskIndexesRemoved = await removeOrphanDiskIndexes(b, plan.mark.snapshotIds, d.liveLeaseIds);
+  report.diskIndexesRemoved = await removeOrphanDiskIndexes(repo, plan.mark.snapshotIds);
   report.leftoversRemoved = (await b.sweepLeftovers?.(opts.leftoverGraceMs ?? LEFTOVER_GRACE_MS)) ?? 0;
   if (d.planPublished) await b.delete(GC_PLAN_KEY);
 }
@@ -528,14 +528,32 @@ async function repackProject(repo: Repository, lease: Lease, p: ProjectPlan, nex
 }
 
 /** Disk indexes of snapshots that have no manifest and whose writer is not live (it died). */
-async function removeOrphanDiskIndexes(b: Backend, snapshotIds: ReadonlySet<string>, liveLeaseIds: ReadonlySet<string>): Promise<number> {
-  let n = 0;
-  for (const k of await listAll(b, 'disks/')) {
+/**
+ * Removes disk indexes of snapshots that have no manifest and no live writer: neither the one
+ * that wrote the index nor another writer of its snapshot (a per-host part's indexes wait for
+ * the snapshot's committing writer, which adopts them). Leases are listed after the indexes:
+ * every writer puts its lease before its first index and keeps it until its manifest exists,
+ * so an index listed here whose snapshot has a writer still running is always seen as held.
+ * An unreadable lease removes nothing this round.
+ */
+async function removeOrphanDiskIndexes(repo: Repository, snapshotIds: ReadonlySet<string>): Promise<number> {
+  const b = repo.backend;
+  const indexes = (await listAll(b, 'disks/')).flatMap((k) => {
     const p = parse.diskIndex(k);
-    if (p && !snapshotIds.has(p.snapshotId) && !liveLeaseIds.has(p.writerId) && (await b.stat(keys.manifest(p.snapshotId))) === null) {
-      await b.delete(k);
-      n++;
-    }
+    return p && !snapshotIds.has(p.snapshotId) ? [{ key: k, ...p }] : [];
+  });
+  if (indexes.length === 0) return 0;
+  const now = repo.clock.now();
+  const leases = await listLeases(b);
+  if (leases.some((l) => l.record === null)) return 0;
+  const live = leases.map((l) => l.record!).filter((r) => isLive(r, now, repo.graceMs));
+  const liveIds = new Set(live.map((r) => r.id));
+  const liveSnapshots = new Set(live.flatMap((r) => (r.kind === 'writer' && r.snapshotId ? [r.snapshotId] : [])));
+  let n = 0;
+  for (const x of indexes) {
+    if (liveIds.has(x.writerId) || liveSnapshots.has(x.snapshotId) || (await b.stat(keys.manifest(x.snapshotId))) !== null) continue;
+    await b.delete(x.key);
+    n++;
   }
   return n;
 }

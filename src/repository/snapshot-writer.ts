@@ -7,7 +7,7 @@ import { FLAG_SEALED, ID_LEN, isZeroId, type ChunkIdKey } from './chunk-codec.js
 import { sealForScope } from './data-keys.js';
 import type { ChunkIndex } from './chunk-index.js';
 import { encodeDiskIndex, type DiskIndex } from './disk-index.format.js';
-import { keys, packId, packOwner } from './keys.js';
+import { keys, packId, packOwner, parse } from './keys.js';
 import type { Lease } from './lease.js';
 import { encodeManifest, MANIFEST_FORMAT, type Manifest, type ManifestDisk } from './manifest.format.js';
 import { encodePackIndex, type ChunkLocation, type PackIndexEntry } from './pack-index.format.js';
@@ -353,12 +353,47 @@ export class SnapshotWriter {
     this.failed ??= reason;
   }
 
-  /** Writes the manifest (the commit point) and releases the lease. */
-  async commit(meta: unknown): Promise<Manifest> {
+  /**
+   * Adds disks that another writer of the same snapshot wrote (a per-host part: finishPart) to
+   * this writer's manifest. Each must be this snapshot's disk index, of this repository's chunk
+   * size, and not a disk already listed; the part writer checked every chunk it references
+   * before publishing it. This writer's live lease is what keeps GC off the part's objects
+   * until the manifest names them (gc.ts keeps disk indexes of a snapshot with a live writer).
+   */
+  adoptDisks(disks: readonly ManifestDisk[]): void {
     this.assertOpen();
-    if (this.failed) throw new InvalidStateError(`snapshot ${this.snapshotId} cannot be committed: ${this.failed}`);
+    for (const d of disks) {
+      const owner = parse.diskIndex(d.index);
+      if (owner?.snapshotId !== this.snapshotId) throw new InvalidStateError(`disk ${d.diskKey}: index ${d.index} is not one of snapshot ${this.snapshotId}`);
+      if (d.chunkSize !== this.chunkSize) throw new InvalidStateError(`disk ${d.diskKey}: chunk size differs from the repository`);
+      if (this.disks.some((x) => x.diskKey === d.diskKey)) throw new InvalidStateError(`disk ${d.diskKey} was already written`);
+      this.disks.push(d);
+    }
+  }
+
+  /** Every chunk durable and indexed, none claimed but unstored: what a commit or a part's end requires. */
+  private async settle(what: string): Promise<void> {
+    this.assertOpen();
+    if (this.failed) throw new InvalidStateError(`snapshot ${this.snapshotId} cannot be ${what}: ${this.failed}`);
     await this.flush();
     if (this.pending.size > 0) throw new InvalidStateError(`snapshot ${this.snapshotId} has ${this.pending.size} chunks claimed but never stored`);
+  }
+
+  /**
+   * Ends a part writer (one host's share of a snapshot whose manifest another writer commits):
+   * everything durable, no manifest, lease released. Returns the disks it wrote, for the
+   * committing writer's adoptDisks.
+   */
+  async finishPart(): Promise<ManifestDisk[]> {
+    await this.settle('finished');
+    this.state = 'committed';
+    await this.lease.release().catch((e) => this.logger.warn({ err: String(e) }, 'lease release failed'));
+    return [...this.disks];
+  }
+
+  /** Writes the manifest (the commit point) and releases the lease. */
+  async commit(meta: unknown): Promise<Manifest> {
+    await this.settle('committed');
     const manifest: Manifest = {
       format: MANIFEST_FORMAT,
       snapshotId: this.snapshotId,

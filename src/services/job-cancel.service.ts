@@ -19,6 +19,7 @@ const RESOURCE_OF: Record<JobKind, string> = {
   'workload.reset': 'workload',
   'workload.delete': 'workload',
   'snapshot.take': 'snapshot',
+  'snapshot.part': 'snapshot',
   'snapshot.delete': 'snapshot',
   'retention.delete': 'workload',
   'restore.run': 'restore',
@@ -45,6 +46,7 @@ export async function cancelJobsInFlight(tx: DbOrTx, jobs: Job[], why: string, n
 async function settleResource(tx: DbOrTx, kind: JobKind, resourceId: string, why: string, now: number): Promise<void> {
   switch (kind) {
     case 'snapshot.take':
+    case 'snapshot.part': // a part of a split snapshot: the whole snapshot is cancelled (its parent and other parts stop)
       if (await transitionSnapshot(tx, resourceId, [...RUNNING_SNAPSHOT_STATES, 'cancelling'], 'cancelled', now, { progress_msg: `Snapshot cancelled: ${why}`, finished_at: now })) {
         await setSnapshotMetadata(tx, resourceId, { cancel_requested: '1' }, now);
       }

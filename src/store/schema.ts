@@ -306,6 +306,19 @@ export interface AuditLogTable {
   status_code: number;
 }
 
+/** One per-host child task of a snapshot (migration 0012); JSON text in `instance_ids` and `result`. */
+export interface SnapshotPartsTable {
+  id: string;
+  snapshot_id: string;
+  node: string;
+  instance_ids: string;
+  status: string; // queued | running | written | committed | done | failed
+  result: string | null;
+  error_msg: string | null;
+  created_at: number;
+  updated_at: number;
+}
+
 /** Every table, as Kysely sees it: the one type of `Db` (db.ts). A new migration's tables go here. */
 export interface Database {
   tokens: TokensTable;
@@ -319,6 +332,7 @@ export interface Database {
   restores: RestoresTable;
   file_searches: FileSearchesTable;
   repo_verifications: RepoVerificationsTable;
+  snapshot_parts: SnapshotPartsTable;
   workload_schedule_state: WorkloadScheduleStateTable;
   job_scheduler_global: JobSchedulerGlobalTable;
   workload_policies: WorkloadPoliciesTable;

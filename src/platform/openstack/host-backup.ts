@@ -56,12 +56,20 @@ function soleUnserialed(dom: DomainInfo): DomainDisk | undefined {
   return local.length === 1 ? local[0] : undefined;
 }
 
+/** The server has no libvirt domain on this host: moved away, or its host's hypervisor is not this libvirt. */
+export class NoDomainError extends UnavailableError {
+  constructor(instance: Instance) {
+    super(`Server ${instance.name} (${instance.id}) has no libvirt domain on this host (it may have moved to another compute host)`);
+    this.name = 'NoDomainError';
+  }
+}
+
 async function lookupDomain(virsh: Virsh, instance: Instance): Promise<{ dom: DomainInfo; state: string }> {
   try {
     const [xml, state] = await Promise.all([virsh.run(['dumpxml', instance.id]), virsh.run(['domstate', instance.id])]);
     return { dom: parseDomainXml(xml), state: state.trim() };
   } catch (e) {
-    if (isNoDomain(e)) throw new UnavailableError(`Server ${instance.name} (${instance.id}) has no libvirt domain on this host (it may have moved to another compute host)`);
+    if (isNoDomain(e)) throw new NoDomainError(instance);
     throw e;
   }
 }

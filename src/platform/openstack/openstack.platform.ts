@@ -15,7 +15,7 @@ import type { BackupDisk, BackupSession, BeginBackupOptions, DiskSource, NewInst
 import type { NovaServer } from '../../openstack/types.js';
 import { Virsh } from '../libvirt/virsh.js';
 import type { BackupReadStats } from '../libvirt/stats.js';
-import { beginHostBackup, cleanupHostBackup, type HostBackupDeps } from './host-backup.js';
+import { beginHostBackup, NoDomainError, cleanupHostBackup, type HostBackupDeps } from './host-backup.js';
 import { describeServers, unprotectableReason } from './discovery.js';
 import type { KeystoneTrustBroker } from './trust-broker.js';
 import { exportVolume } from './volume-export.js';
@@ -197,12 +197,30 @@ export class OpenStackPlatform implements Platform {
   async beginBackup(instance: Instance, opts: BeginBackupOptions): Promise<BackupSession> {
     const s = await this.server(instance.id);
     if (!s) throw NotFoundError.of('Instance', instance.id);
-    if (this.onThisHost(s)) return beginHostBackup(this.hostDeps(), instance, opts.baseCheckpoint);
+    if (this.onThisHost(s)) return this.beginOnThisHost(instance, s, opts);
     if (this.dataPath === 'host') {
       const host = s['OS-EXT-SRV-ATTR:host'] ?? 'unknown';
       throw new UnavailableError(`Server ${instance.name} (${instance.id}) sits on compute host ${host}; with LIFEBOAT_OS_DATA_PATH=host only the Lifeboat worker of that host (LIFEBOAT_NODE_NAME=${host}) reads it, and this worker is ${this.opts.nodeName}`);
     }
     return this.beginApiBackup(instance, s);
+  }
+
+  /**
+   * The host path; with `auto`, a server Nova places on this host but whose domain this
+   * worker's libvirt does not hold (a host whose hypervisor is not this libvirt, or a server
+   * moving away) is read through the APIs instead when they can read it, with a warning on the
+   * snapshot (no dirty bitmaps: every read is full).
+   */
+  private async beginOnThisHost(instance: Instance, s: NovaServer, opts: BeginBackupOptions): Promise<BackupSession> {
+    try {
+      return await beginHostBackup(this.hostDeps(), instance, opts.baseCheckpoint);
+    } catch (e) {
+      if (!(e instanceof NoDomainError) || this.dataPath !== 'auto' || (await this.apiUnreadableReason(instance, s)) !== null) throw e;
+      const why = `Server ${instance.name} (${instance.id}) has no libvirt domain on compute host ${this.opts.nodeName}: read through the APIs`;
+      this.log.warn({ server: instance.id }, why);
+      const session = await this.beginApiBackup(instance, s);
+      return { disks: session.disks, checkpoint: session.checkpoint, warnings: [...session.warnings, why], end: (outcome) => session.end(outcome) };
+    }
   }
 
   /**

@@ -12,6 +12,7 @@ import * as m0006 from './0006-snapshot-checkpoints.js';
 import * as m0007 from './0007-audit-log.js';
 import * as workloadEncryption from './0010-workload-encryption.js'; // encrypted workloads (issue 17)
 import * as repoVerifications from './0011-repo-verifications.js'; // dashboard: repo verify results (issue 16)
+import * as snapshotParts from './0012-snapshot-parts.js'; // per-host child tasks of a snapshot (issue 12)
 
 /**
  * Migrations are listed statically (not read from a folder) so the compiled package needs no
@@ -34,6 +35,7 @@ export const migrations: Readonly<Record<string, Migration>> = {
   '0007-audit-log': m0007,
   '0010-workload-encryption': workloadEncryption,
   '0011-repo-verifications': repoVerifications,
+  '0012-snapshot-parts': snapshotParts,
 };
 
 /** Migration names in application order. */
