@@ -158,7 +158,7 @@ for (const kind of storeKinds()) {
       });
     }
 
-    function startRunner(platform: PlacedPlatform): JobRunner {
+    function startRunner(platform: PlacedPlatform, concurrency?: number): JobRunner {
       const r = new JobRunner({
         db: h.db,
         dialect: h.dialect,
@@ -169,6 +169,7 @@ for (const kind of storeKinds()) {
         nodeName: platform.node,
         pollMs: 20,
         reconcileMs: 60_000,
+        concurrency,
         handlers: snapshotJobHandlers({ db: h.db, platform, repo, clock: systemClock, nodeName: platform.node, progressEveryMs: 20, liveWindowMs: LEASE }),
       });
       runners.push(r);
@@ -355,6 +356,26 @@ for (const kind of storeKinds()) {
       await waitFor(async () => ((await partsOf(id)).every((p) => p.status === 'failed') && p12.ended.length === 1 ? true : null), 10_000, 'the part to stop');
       assert.deepEqual([...p11.ended, ...p12.ended].sort(), ['x-on-h11:failed', 'y-on-h12:failed']);
       await assert.rejects(repo.readManifest(id), /could not be found/);
+    });
+
+    it('two hosts whose every slot holds a parent waiting on the other: their parts still run (outside the limit), both snapshots end available', async () => {
+      await registerNode('h15');
+      await registerNode('h16');
+      const vms = ['a', 'b'].flatMap((t) => [vm(`${t}-on-h15`, { host: 'h15', anywhere: false }), vm(`${t}-on-h16`, { host: 'h16', anywhere: false })]);
+      const p15 = new PlacedPlatform('h15', vms);
+      const p16 = new PlacedPlatform('h16', vms);
+      // Both requested first: h15 takes the first parent; the second's job is then older than
+      // the first's part, so h16 takes the second parent, and each holds its one slot waiting.
+      const first = await requestSnapshot(vms.slice(0, 2));
+      const second = await requestSnapshot(vms.slice(2));
+      startRunner(p15, 1);
+      await claimedBy(first, 'h15');
+      await waitFor(async () => ((await partsOf(first)).length === 1 ? true : null), 10_000, 'the first part');
+      startRunner(p16, 1);
+      const [s1, s2] = [await finished(first), await finished(second)];
+      assert.deepEqual([s1.status, s1.host, s2.status, s2.host], ['available', 'h15', 'available', 'h16'], `${s1.error_msg ?? ''} ${s2.error_msg ?? ''}`);
+      await assertRestores(first, vms.slice(0, 2));
+      await assertRestores(second, vms.slice(2));
     });
 
     it("a part whose host's worker is gone fails the snapshot at the reconciler's next round, naming the host", async () => {

@@ -38,6 +38,14 @@ export interface JobHandler<K extends JobKind> {
   run(job: KindJob<K>, ctx: JobRunContext): Promise<void>;
   /** `reason`: why, when it is not a dead worker (e.g. no live worker serves the job's target node). */
   onLost(job: KindJob<K>, now: number, reason?: string): Promise<void>;
+  /**
+   * Claimed even while the worker runs its concurrency limit of other jobs. For a job that
+   * other running jobs wait for and that itself waits for none of them: a split snapshot's
+   * per-host part. Its parent holds a slot on another worker while it waits, so parts held
+   * back by the limit could deadlock two hosts whose slots are all parents waiting on each
+   * other. How many run is bounded by the parents running in the whole cluster.
+   */
+  readonly outsideConcurrency?: boolean;
 }
 
 /** A handler of any kind; a list of them mixes kinds, each typed by its own `kind`. */
@@ -75,7 +83,9 @@ export class JobRunner {
   // Each handler's methods take its own kind's job; stored as the widest kind, and fed only jobs
   // of that kind by the lookup below.
   private readonly handlers = new Map<string, JobHandler<JobKind>>();
-  private readonly active = new Map<string, { ctl: AbortController; done: Promise<void> }>();
+  private readonly active = new Map<string, { ctl: AbortController; done: Promise<void>; bounded: boolean }>();
+  /** The kinds claimed outside the concurrency limit (JobHandler.outsideConcurrency). */
+  private readonly unboundedKinds: string[] = [];
   private stopped = true;
   private loop: Promise<void> | null = null;
   private wake: (() => void) | null = null;
@@ -88,6 +98,7 @@ export class JobRunner {
     for (const h of o.handlers) {
       if (this.handlers.has(h.kind)) throw new Error(`two handlers for job kind ${h.kind}`);
       this.handlers.set(h.kind, h);
+      if (h.outsideConcurrency) this.unboundedKinds.push(h.kind);
     }
   }
 
@@ -212,9 +223,12 @@ export class JobRunner {
     while (!this.stopped) {
       this.woken = false;
       let claimed: Job | null = null;
-      if (this.active.size < limit) {
+      // At the limit, only the kinds that run outside it (see JobHandler.outsideConcurrency).
+      const bounded = [...this.active.values()].filter((a) => a.bounded).length;
+      const kinds = bounded < limit ? undefined : this.unboundedKinds;
+      if (kinds === undefined || kinds.length > 0) {
         try {
-          claimed = await claimJob(this.o.db, this.o.dialect, this.o.owner, this.o.leaseMs, this.o.clock.now(), this.o.nodeName ?? null);
+          claimed = await claimJob(this.o.db, this.o.dialect, this.o.owner, this.o.leaseMs, this.o.clock.now(), this.o.nodeName ?? null, kinds);
         } catch (e) {
           this.o.log.error({ err: errorMessage(e) }, 'claiming a job failed');
         }
@@ -273,7 +287,7 @@ export class JobRunner {
         this.nudge();
       }
     })();
-    this.active.set(job.id, { ctl, done });
+    this.active.set(job.id, { ctl, done, bounded: !this.handlers.get(job.kind)?.outsideConcurrency });
   }
 
   /**

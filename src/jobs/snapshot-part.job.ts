@@ -197,6 +197,8 @@ async function awaitCommitOrEnd(d: SnapshotJobDeps, partId: string, snapshotId: 
 export function snapshotPartHandler(d: SnapshotJobDeps): JobHandler<typeof SNAPSHOT_JOBS.part> {
   return {
     kind: SNAPSHOT_JOBS.part,
+    // Parents wait for parts on other workers: a part is never held back by its worker's limit.
+    outsideConcurrency: true,
     run: (job, ctx) => runPart(d, job, ctx.signal, ctx.log),
     // Its worker died, or no live worker serves its host (`reason`): the part fails, and with it
     // the snapshot (the parent sees it). What the dead worker left on the platform is cleaned

@@ -72,17 +72,19 @@ export async function enqueueJob(db: DbOrTx, job: NewJob): Promise<string> {
 
 /**
  * Claims the oldest queued job this worker may run: one without a target node, or one for
- * `node`. PostgreSQL: one statement with FOR UPDATE SKIP LOCKED, so many workers never block on
+ * `node`; with `onlyKinds`, one of those kinds only. PostgreSQL: one statement with FOR UPDATE SKIP LOCKED, so many workers never block on
  * or double-claim a row. SQLite: a conditional update on the chosen row (one process writes at
  * a time; the condition still protects a second process).
  */
-export async function claimJob(db: Db, dialect: DialectName, owner: string, leaseMs: number, now: number, node: string | null = null): Promise<Job | null> {
+export async function claimJob(db: Db, dialect: DialectName, owner: string, leaseMs: number, now: number, node: string | null = null, onlyKinds?: readonly string[]): Promise<Job | null> {
   const expires = now + leaseMs;
+  if (onlyKinds?.length === 0) return null;
   if (dialect === 'postgres') {
+    const ofKinds = onlyKinds ? sql`AND kind IN (${sql.join(onlyKinds)})` : sql``;
     const r = await sql<JobsTable>`
       UPDATE jobs SET status = 'running', lease_owner = ${owner}, lease_expires_at = ${expires},
              attempts = attempts + 1, updated_at = ${now}
-      WHERE id = (SELECT id FROM jobs WHERE status = 'queued' AND (target_node IS NULL OR target_node = ${node})
+      WHERE id = (SELECT id FROM jobs WHERE status = 'queued' AND (target_node IS NULL OR target_node = ${node}) ${ofKinds}
                   ORDER BY created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED)
       RETURNING *`.execute(db);
     const row = r.rows[0];
@@ -94,6 +96,7 @@ export async function claimJob(db: Db, dialect: DialectName, owner: string, leas
       .select('id')
       .where('status', '=', 'queued')
       .where((eb) => (node === null ? eb('target_node', 'is', null) : eb.or([eb('target_node', 'is', null), eb('target_node', '=', node)])))
+      .$if(onlyKinds !== undefined, (qb) => qb.where('kind', 'in', onlyKinds!))
       .orderBy('created_at')
       .orderBy('id')
       .limit(1)
