@@ -273,7 +273,7 @@ for (const kind of storeKinds()) {
     const claimedBy = (id: string, node: string) =>
       waitFor(async () => ((await getSnapshot(h.db, { admin: true }, id))?.host === node ? true : null), 10_000, `the snapshot to be claimed by ${node}`);
 
-    const partsOf = (id: string) => h.db.selectFrom('snapshot_parts').select(['node', 'status', 'error_msg']).where('snapshot_id', '=', id).orderBy('node').execute();
+    const partsOf = (id: string) => h.db.selectFrom('snapshot_parts').select(['node', 'status', 'error_msg', 'bytes_done', 'bytes_total']).where('snapshot_id', '=', id).orderBy('node').execute();
 
     it('VMs pinned to two hosts: the snapshot is split, each host\'s worker reads its own VMs, one manifest holds them all; one pinned and one readable anywhere go to the pinned host', async () => {
       await registerNode('h5');
@@ -304,6 +304,7 @@ for (const kind of storeKinds()) {
       const parts = await partsOf(two.id);
       assert.deepEqual(parts.map((p) => p.status), parts.map(() => 'done'));
       assert.deepEqual(parts.map((p) => p.node), ['h5', 'h6'].filter((n) => n !== two.host));
+      assert.deepEqual(parts.map((p) => [Number(p.bytes_done), Number(p.bytes_total)]), parts.map(() => [4 * CS, 4 * CS]), 'each part copied its one disk');
       // One host only: handed over whole, no parts.
       const mixed = await finished(await requestSnapshot([a2, c2]));
       assert.equal(mixed.status, 'available', mixed.error_msg ?? '');
@@ -348,10 +349,16 @@ for (const kind of storeKinds()) {
       const id = await requestSnapshot([x, y]);
       await claimedBy(id, 'h11');
       startRunner(p12);
-      await waitFor(async () => ((await partsOf(id)).some((p) => p.status === 'running') && p12.begun.length === 1 ? true : null), 10_000, 'the part to start copying');
-      await h.db.updateTable('snapshots').set({ status: 'cancelling' }).where('id', '=', id).execute();
-      const s = await finished(id);
-      open();
+      let s: Snapshot;
+      try {
+        await waitFor(async () => ((await partsOf(id)).some((p) => p.status === 'running') && p12.begun.length === 1 ? true : null), 10_000, 'the part to start copying');
+        // The parent's disk is copied, the part's is not: the snapshot says half (each VM has one 4-chunk disk).
+        await waitFor(async () => ((await getSnapshot(h.db, { admin: true }, id))?.progress_percent === 50 ? true : null), 10_000, 'the snapshot to report 50 %');
+        await h.db.updateTable('snapshots').set({ status: 'cancelling' }).where('id', '=', id).execute();
+        s = await finished(id);
+      } finally {
+        open(); // a failed wait must not leave the part's read hanging (the runners could not stop)
+      }
       assert.equal(s.status, 'cancelled');
       await waitFor(async () => ((await partsOf(id)).every((p) => p.status === 'failed') && p12.ended.length === 1 ? true : null), 10_000, 'the part to stop');
       assert.deepEqual([...p11.ended, ...p12.ended].sort(), ['x-on-h11:failed', 'y-on-h12:failed']);

@@ -8,6 +8,7 @@ import {
   insertSnapshotPart,
   listSnapshotParts,
   recordSnapshotPartResult,
+  reportSnapshotPartProgress,
   startSnapshotPart,
   type SnapshotPart,
 } from '../store/snapshot-part.store.js';
@@ -112,6 +113,17 @@ export async function awaitPartsEnded(d: SnapshotJobDeps, snapshotId: string, ev
   }
 }
 
+/**
+ * Parent side: the snapshot's percent with its parts' bytes counted (0..99, like ByteProgress):
+ * a part not yet open counts nothing yet, so the percent can step back once its size is known.
+ */
+export async function partsProgress(d: SnapshotJobDeps, snapshotId: string, own: ByteProgress): Promise<number> {
+  const parts = await listSnapshotParts(d.db, snapshotId);
+  const total = own.total + parts.reduce((a, p) => a + (p.bytesTotal ?? 0), 0);
+  const done = own.done + parts.reduce((a, p) => a + p.bytesDone, 0);
+  return total === 0 ? 0 : Math.min(99, Math.floor((done * 100) / total));
+}
+
 /** The running states a part keeps working in; anything else (error, cancelled, cancelling) stops it. */
 const isRunning = (s: Snapshot | null) => !!s && RUNNING_SNAPSHOT_STATES.includes(s.status);
 
@@ -132,7 +144,17 @@ async function runPart(d: SnapshotJobDeps, job: KindJob<typeof SNAPSHOT_JOBS.par
   const o = onTargetOf(d, s);
   const everyMs = d.progressEveryMs ?? 500;
   const held = new Held();
-  const ticker = startTicker({ what: 'Snapshot', everyMs, log, isCancelling: async () => !isRunning(await getSnapshot(d.db, { admin: true }, snapshotId)), report: async () => undefined });
+  let progress: ByteProgress | null = null;
+  const ticker = startTicker({
+    what: 'Snapshot',
+    everyMs,
+    log,
+    isCancelling: async () => !isRunning(await getSnapshot(d.db, { admin: true }, snapshotId)),
+    // The parent folds this into the snapshot's progress (partsProgress).
+    report: async () => {
+      if (progress) await reportSnapshotPartProgress(d.db, partId, progress.done, progress.total, d.clock.now());
+    },
+  });
   const abort = AbortSignal.any([signal, ticker.cancelSignal]);
   let outcome: BackupOutcome = 'failed';
   try {
@@ -152,7 +174,7 @@ async function runPart(d: SnapshotJobDeps, job: KindJob<typeof SNAPSHOT_JOBS.par
     const disks = await beginSessions(o, instances, base, held, abort);
     const writer = (held.writer = await held.writerStart);
     held.writerStart = null;
-    const progress = new ByteProgress(disks.reduce((a, x) => a + x.source.size, 0));
+    progress = new ByteProgress(disks.reduce((a, x) => a + x.source.size, 0));
     const summaries = await copyDisks(o, { disks, base, writer, full: s.snapshot_type === 'full' }, progress, abort);
     const written = await writer.finishPart();
     held.writer = null; // finished: nothing to abort (GC takes its objects if the snapshot never commits)
@@ -164,7 +186,7 @@ async function runPart(d: SnapshotJobDeps, job: KindJob<typeof SNAPSHOT_JOBS.par
       bytesStored: summaries.reduce((a, x) => a + x.bytesStored, 0),
       modes: summaries.map((x) => x.mode),
     };
-    if (!(await recordSnapshotPartResult(d.db, partId, result, d.clock.now()))) throw new CancelledError('Snapshot');
+    if (!(await recordSnapshotPartResult(d.db, partId, result, progress.total, d.clock.now()))) throw new CancelledError('Snapshot');
     ticker.stop(); // from here the part waits for the snapshot's end, whatever it is
     log.info({ snapshotId, partId, disks: disks.length, bytesStored: result.bytesStored }, 'snapshot part written; waiting for the parent to commit');
     outcome = (await awaitCommitOrEnd(d, partId, snapshotId, everyMs, signal)) ? 'committed' : 'failed';

@@ -23,7 +23,7 @@ import type { AnyJobHandler, KindJob } from './runner.js';
 import { routeSnapshot, type Route } from './routing.js';
 import { enqueue } from './queue.js';
 import { baseFor, beginSessions, copyDisks, Held, onTargetOf, type OnTarget, type PlannedDisk, type SnapshotJobDeps } from './snapshot-steps.js';
-import { awaitParts, awaitPartsEnded, enqueueParts, snapshotPartHandler, type PartResult } from './snapshot-part.job.js';
+import { awaitParts, awaitPartsEnded, enqueueParts, partsProgress, snapshotPartHandler, type PartResult } from './snapshot-part.job.js';
 
 export { diskKey, type SnapshotJobDeps } from './snapshot-steps.js';
 
@@ -80,7 +80,10 @@ async function takeSnapshot(deps: SnapshotJobDeps, job: KindJob<typeof SNAPSHOT_
     log,
     isCancelling,
     report: async () => {
-      if (progress) await updateSnapshotFields(d.db, s.id, { progress_percent: progress.percent, updated_at: toSecond(d.clock.now()) }, ['uploading']);
+      if (!progress) return;
+      // A split snapshot's percent counts its parts' bytes too.
+      const percent = routed.parts ? await partsProgress(d, s.id, progress) : progress.percent;
+      await updateSnapshotFields(d.db, s.id, { progress_percent: percent, updated_at: toSecond(d.clock.now()) }, ['uploading']);
     },
   });
   const abort = AbortSignal.any([signal, ticker.cancelSignal]);

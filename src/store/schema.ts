@@ -315,6 +315,8 @@ export interface SnapshotPartsTable {
   status: string; // queued | running | written | committed | done | failed
   result: string | null;
   error_msg: string | null;
+  bytes_total: number | string | null;
+  bytes_done: number | string;
   created_at: number;
   updated_at: number;
 }

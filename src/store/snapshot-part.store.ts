@@ -19,6 +19,9 @@ export interface SnapshotPart {
   /** What the part wrote (jobs/snapshot-part.job.ts `PartResult`), when done. */
   result: unknown;
   error: string | null;
+  /** The bytes of its disks once its sessions are open (null before), and how many are copied. */
+  bytesTotal: number | null;
+  bytesDone: number;
 }
 
 function toPart(r: SnapshotPartsTable): SnapshotPart {
@@ -30,13 +33,15 @@ function toPart(r: SnapshotPartsTable): SnapshotPart {
     status: r.status as SnapshotPartStatus,
     result: r.result === null ? null : (JSON.parse(r.result) as unknown),
     error: r.error_msg,
+    bytesTotal: r.bytes_total === null ? null : Number(r.bytes_total),
+    bytesDone: Number(r.bytes_done),
   };
 }
 
 export async function insertSnapshotPart(db: DbOrTx, p: { id: string; snapshotId: string; node: string; instanceIds: string[] }, now: number): Promise<void> {
   await db
     .insertInto('snapshot_parts')
-    .values({ id: p.id, snapshot_id: p.snapshotId, node: p.node, instance_ids: JSON.stringify(p.instanceIds), status: 'queued', result: null, error_msg: null, created_at: now, updated_at: now })
+    .values({ id: p.id, snapshot_id: p.snapshotId, node: p.node, instance_ids: JSON.stringify(p.instanceIds), status: 'queued', result: null, error_msg: null, bytes_total: null, bytes_done: 0, created_at: now, updated_at: now })
     .execute();
 }
 
@@ -55,9 +60,14 @@ export async function startSnapshotPart(db: DbOrTx, id: string, now: number): Pr
   return move(db, id, ['queued'], { status: 'running', updated_at: now });
 }
 
-/** running → written with what the part wrote; false when it was settled meanwhile. */
-export async function recordSnapshotPartResult(db: DbOrTx, id: string, result: unknown, now: number): Promise<boolean> {
-  return move(db, id, ['running'], { status: 'written', result: JSON.stringify(result), updated_at: now });
+/** A running part's progress: `total` bytes to copy, `done` of them copied. */
+export async function reportSnapshotPartProgress(db: DbOrTx, id: string, done: number, total: number, now: number): Promise<void> {
+  await move(db, id, ['running'], { bytes_done: done, bytes_total: total, updated_at: now });
+}
+
+/** running → written with what the part wrote (all its `bytes` copied); false when it was settled meanwhile. */
+export async function recordSnapshotPartResult(db: DbOrTx, id: string, result: unknown, bytes: number, now: number): Promise<boolean> {
+  return move(db, id, ['running'], { status: 'written', result: JSON.stringify(result), bytes_done: bytes, bytes_total: bytes, updated_at: now });
 }
 
 /** written → committed, for every part of the snapshot (its manifest is durable). */

@@ -5,7 +5,8 @@ import type { Kysely } from 'kysely';
  * hosts (jobs/snapshot-part.job.ts). One row per host part: the parent job inserts it with the
  * part's targeted job; states and who moves them: store/snapshot-part.store.ts. `result` is
  * the JSON of what the part wrote (disk indexes, checkpoints, instances); `error_msg` why it
- * failed.
+ * failed; `bytes_total` (once its sessions are open) and `bytes_done` its progress, which the
+ * parent folds into the snapshot's.
  */
 export async function up(db: Kysely<unknown>): Promise<void> {
   await db.schema
@@ -17,6 +18,8 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     .addColumn('status', 'text', (c) => c.notNull())
     .addColumn('result', 'text')
     .addColumn('error_msg', 'text')
+    .addColumn('bytes_total', 'bigint')
+    .addColumn('bytes_done', 'bigint', (c) => c.notNull().defaultTo(0))
     .addColumn('created_at', 'bigint', (c) => c.notNull())
     .addColumn('updated_at', 'bigint', (c) => c.notNull())
     .execute();
