@@ -31,11 +31,28 @@ export interface StatusExtent {
 
 export interface PipelineOptions {
   /**
-   * Bytes per NBD_CMD_READ, at most the export's maximum block size. Default 4 MiB (one request
-   * per datamover batch): the 1.29 GB of the bench disk as qcow2 behind qemu-nbd, read in 4 MiB
-   * batches 5 at a time, cost this client 0.27–0.36 CPU-s and qemu-nbd 0.37–0.47 with 4 MiB
-   * requests, against 0.38–0.47 and 0.44–0.49 with 2 MiB (interleaved runs, 2-core machine,
-   * payloads read straight into the batches; with the earlier copying reader 2 MiB was better).
+   * Bytes per NBD_CMD_READ, at most the export's maximum block size. Default 192 KiB, for QEMU's
+   * servers (qemu-nbd, a libvirt pull-mode backup): QEMU allocates each request's buffer
+   * (posix_memalign) and frees it after the reply, and for multi-MiB requests glibc keeps handing
+   * it fresh pages (mmap, or heap trimmed back to the kernel), so QEMU page-faults every page of
+   * the disk before it copies into it. Small requests come from glibc's free lists. The bench
+   * disk (1.29 GB allocated) read like the datamover reads it (4 MiB batches, 5 at once), on
+   * this project's 2-core VMs where a page fault is dear:
+   *
+   * | server                        | request | server CPU-s | minor faults | client CPU-s | wall      |
+   * |-------------------------------|---------|--------------|--------------|--------------|-----------|
+   * | qemu-nbd (qcow2)              | 4 MiB   | 4.0–4.2      | 213–253 k    | 0.7–0.8      | 2.7–3.3 s |
+   * | qemu-nbd (qcow2)              | 192 KiB | 0.93–0.98    | 1.5–2.4 k    | 1.2          | 1.3 s     |
+   * | libvirt backup export (TCG)   | 4 MiB   | 2.7–4.0      | 166–275 k    | 0.7–0.8      | 2.0–2.9 s |
+   * | libvirt backup export (TCG)   | 192 KiB | 0.78–1.27    | 0–1.3 k      | 1.1–1.4      | 1.1–1.5 s |
+   *
+   * (128 and 256 KiB measured like 192; 16 MiB one at a time is faster once QEMU's heap has
+   * grown, but not on a fresh QEMU and not always then.) What glibc does depends on the server's
+   * history: one connection reading the same 48 MiB of a raw qemu-nbd export over and over still
+   * faulted about two pages in three with 192 KiB, so the bench, not a test, judges this
+   * (bench/README.md, the libvirt case: QEMU 3.2–3.4 → 1.6–1.7 CPU-s per full). An earlier measurement on another
+   * machine had found 4 MiB cheapest (qemu-nbd 0.37–0.47 CPU-s): where faults are cheap, larger
+   * requests save client CPU.
    */
   requestSize?: number;
   /** Requests in flight at once; default 8. */
@@ -64,6 +81,7 @@ interface StatusRequest extends RequestBase {
 type Request = ReadRequest | StatusRequest;
 
 const DEFAULT_TIMEOUT_MS = 60_000;
+const DEFAULT_REQUEST_SIZE = 192 * 1024; // PipelineOptions.requestSize says why
 const MAX_STATUS_REQUEST = 2 ** 31; // per NBD_CMD_BLOCK_STATUS; any minimum block size divides it
 
 /**
@@ -245,7 +263,7 @@ export class NbdClient {
 
   private pipeline(opts: PipelineOptions): { requestSize: number; depth: number } {
     const max = this.info.blockSize.maximum;
-    const requestSize = Math.min(opts.requestSize ?? 4 * 1024 * 1024, max);
+    const requestSize = Math.min(opts.requestSize ?? DEFAULT_REQUEST_SIZE, max);
     const depth = opts.depth ?? 8;
     if (!Number.isInteger(requestSize) || requestSize < 1) throw new ValidationError('NBD requestSize must be a positive integer');
     if (!Number.isInteger(depth) || depth < 1) throw new ValidationError('NBD depth must be a positive integer');
