@@ -79,6 +79,16 @@ export interface RunResult {
   peakRss: number;
 }
 
+/**
+ * Writes back every dirty page (`sync`) before a timed step, so no step pays for an earlier
+ * step's writeback (issue 13's rule; the sweep does the same). Measured on the libvirt case: an
+ * incremental started 9 s after a full still found the full's repository being written back, and
+ * libvirt's own fsyncs (checkpoint metadata, the scratch image) waited behind it.
+ */
+export async function flushDirtyPages(): Promise<void> {
+  await run('sync', []);
+}
+
 /** Runs a command (no shell), capturing output; rejects on a non-zero exit unless allowFail. */
 export function run(cmd: string, args: string[], opts: SpawnOptions & { allowFail?: boolean } = {}): Promise<RunResult> {
   return new Promise((resolve, reject) => {

@@ -12,7 +12,7 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startLibvirtd, testDomainXml, type Libvirtd } from '../test/libvirtd.js';
-import { cpuSeconds, machineCpuSeconds, MiB, now, removeDir, run, summarize, trackDir, type Summary } from './lib.js';
+import { cpuSeconds, flushDirtyPages, machineCpuSeconds, MiB, now, removeDir, run, summarize, trackDir, type Summary } from './lib.js';
 import { prepareHome, Service } from './service.js';
 import { writeFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -120,6 +120,7 @@ async function libvirtRun(c: RunContext): Promise<LibvirtRun> {
     const wid = await s.createWorkload();
     const qemuPid = qemuPidOf(c.dom);
     const snapshot = async (label: string, full: boolean) => {
+      await flushDirtyPages();
       const cpu0 = cpuNow(s.pid, qemuPid);
       const t0 = now();
       const posted = Date.now();
@@ -143,6 +144,7 @@ async function libvirtRun(c: RunContext): Promise<LibvirtRun> {
     c.log(`  (${offsets.length} guest writes of 64 KiB through the monitor, ${((now() - tw) / 1000).toFixed(1)} s, not timed)`);
     const incr = await snapshot('incremental 1 %', false);
 
+    await flushDirtyPages();
     const t0 = now();
     const body = { restore: { options: { type: 'openstack', oneclickrestore: false, restore_type: 'selective', openstack: { instances: [{ id: c.uuid, include: true, name: `${c.dom}-r${c.seed}`, vdisks: [] }] } } } };
     const rid = (await s.expect('POST', `/workloads/${wid}/snapshots/${incr.id}/restores`, body, [200, 202])).json.restore.id as string;

@@ -6,7 +6,7 @@
  */
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { dirStats, run, type RunResult } from './lib.js';
+import { dirStats, flushDirtyPages, run, type RunResult } from './lib.js';
 
 export interface PeerResult {
   full: number;
@@ -112,6 +112,7 @@ export async function runPeers(tools: PeerTool[], work: string, image: string, m
   const afterFull = new Map<string, { allocated: number; apparent: number }>();
   for (const t of tools) {
     const d = dirs.get(t.name) as string;
+    await flushDirtyPages();
     const r = await t.backup(d, image, 'full');
     const s = await dirStats(t.repoDir(d));
     afterFull.set(t.name, { allocated: s.allocated, apparent: s.apparent });
@@ -121,6 +122,7 @@ export async function runPeers(tools: PeerTool[], work: string, image: string, m
   await mutate();
   for (const t of tools) {
     const d = dirs.get(t.name) as string;
+    await flushDirtyPages();
     const r = await t.backup(d, image, 'incr');
     const s = await dirStats(t.repoDir(d));
     const p = partial.get(t.name) as Partial<PeerResult>;
@@ -135,6 +137,7 @@ export async function runPeers(tools: PeerTool[], work: string, image: string, m
     const d = dirs.get(t.name) as string;
     const out = join(d, 'restore');
     mkdirSync(out, { recursive: true });
+    await flushDirtyPages();
     const r = await t.restore(d, 'full', out);
     const p = partial.get(t.name) as Partial<PeerResult>;
     p.restore = r.seconds;

@@ -9,7 +9,7 @@ import { cpus, loadavg, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { apiBench, type ApiBenchResult } from './api.js';
-import { cleanupAll, cpuSeconds, dirStats, installCleanupHandlers, MB, MiB, newFiles, now, probe, removeDir, RssSampler, run, summarize, trackDir, type Summary } from './lib.js';
+import { cleanupAll, cpuSeconds, dirStats, flushDirtyPages, installCleanupHandlers, MB, MiB, newFiles, now, probe, removeDir, RssSampler, run, summarize, trackDir, type Summary } from './lib.js';
 import { borg, restic, runPeers, type PeerResult, type PeerTool } from './peers.js';
 import { libvirtBench, type LibvirtBenchResult } from './libvirt.js';
 import { encryptionBench, type EncryptionBenchResult } from './encryption.bench.js';
@@ -134,6 +134,7 @@ async function lifeboatRun(image: string, index: number, total: number): Promise
 
     const measure = async (label: string, post: () => Promise<string>, poll: (id: string) => Promise<{ status: string; detail: any }>) => { // eslint-disable-line @typescript-eslint/no-explicit-any
       const before = await dirStats(h.targetDir);
+      await flushDirtyPages();
       smp.mark();
       const cpu0 = cpuSeconds(s.pid);
       const t0 = now();
