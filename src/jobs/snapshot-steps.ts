@@ -117,12 +117,33 @@ export async function beginSessions(d: OnTarget, instances: readonly Instance[],
   return disks;
 }
 
+/** A base disk index being read ahead (`index`: its object key, naming the disk it is for). */
+export interface BaseIndexPrefetch {
+  index: string;
+  read: Promise<DiskIndex | null>;
+}
+
+/**
+ * Starts reading the base index of the disk the run step most likely copies first (the first
+ * instance's first disk in the base manifest) while the platform opens its sessions: an
+ * incremental's first disk then finds its base loaded (a 2 GiB disk's index is 1 MiB to read
+ * and decode). At most one index is held ahead, as copyDisks does for the next disk.
+ */
+export function prefetchFirstBaseIndex(d: OnTarget, base: SnapshotBase | null, first: Instance | undefined): BaseIndexPrefetch | null {
+  const bd = first ? base?.manifest.disks.find((x) => x.diskKey.startsWith(diskKey(first.id, ''))) : undefined;
+  if (!bd) return null;
+  const read = d.repo.readDiskIndex(bd.index).catch(() => null);
+  return { index: bd.index, read };
+}
+
 /** What the run step copies: the planned disks, the base they are deduplicated against, the writer. */
 export interface CopyPlan {
   disks: PlannedDisk[];
   base: SnapshotBase | null;
   writer: SnapshotWriter;
   full: boolean;
+  /** The first disk's base index, read ahead (used when it is that disk's). */
+  firstBaseIndex?: BaseIndexPrefetch | null;
 }
 
 /** Run step: every disk through the datamover; the next base index is read while a disk runs. */
@@ -130,6 +151,7 @@ export async function copyDisks(d: OnTarget, o: CopyPlan, progress: ByteProgress
   const baseIndexOf = (i: number): Promise<DiskIndex | null> => {
     const x = o.disks[i];
     const bd = x ? o.base?.manifest.disks.find((y) => y.diskKey === x.key) : undefined;
+    if (bd && i === 0 && o.firstBaseIndex?.index === bd.index) return o.firstBaseIndex.read;
     return bd ? d.repo.readDiskIndex(bd.index).catch(() => null) : Promise.resolve(null);
   };
   let nextBase = baseIndexOf(0);

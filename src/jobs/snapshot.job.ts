@@ -22,7 +22,7 @@ import { snapshotManifestMeta } from './manifest-meta.js';
 import type { AnyJobHandler, KindJob } from './runner.js';
 import { routeSnapshot, type Route } from './routing.js';
 import { enqueue } from './queue.js';
-import { baseFor, beginSessions, copyDisks, Held, onTargetOf, type OnTarget, type PlannedDisk, type SnapshotJobDeps } from './snapshot-steps.js';
+import { baseFor, beginSessions, copyDisks, Held, onTargetOf, prefetchFirstBaseIndex, type BaseIndexPrefetch, type OnTarget, type PlannedDisk, type SnapshotJobDeps } from './snapshot-steps.js';
 import { awaitParts, awaitPartsEnded, enqueueParts, partsProgress, snapshotPartHandler, type PartResult } from './snapshot-part.job.js';
 
 export { diskKey, type SnapshotJobDeps } from './snapshot-steps.js';
@@ -51,6 +51,8 @@ interface OpenedSnapshot {
   writer: SnapshotWriter;
   /** What the per-host parts wrote (a split snapshot), once every part is written. */
   parts: PartResult[];
+  /** The first disk's base index, read while the sessions opened. */
+  firstBaseIndex: BaseIndexPrefetch | null;
 }
 
 /**
@@ -201,10 +203,11 @@ async function openSnapshot(d: OnTarget, s: Snapshot, held: Held, abort: AbortSi
   }
   if (routed.instances) instances.push(...routed.instances);
   const base = await baseFor(d, s, scope, log);
+  const firstBaseIndex = prefetchFirstBaseIndex(d, base, instances[0]);
   const disks = await beginSessions(d, instances, base, held, abort);
   held.writer = await held.writerStart;
   held.writerStart = null;
-  return { workload: w, instances, base, disks, total: disks.reduce((a, x) => a + x.source.size, 0), writer: held.writer, parts: [] };
+  return { workload: w, instances, base, disks, total: disks.reduce((a, x) => a + x.source.size, 0), writer: held.writer, parts: [], firstBaseIndex };
 }
 
 /** Waits for the writer's lease, then queues one part per other host (the snapshot must still be ours: executing). */

@@ -26,6 +26,27 @@ test('fs: a put leaves no temp file behind and listings skip crash leftovers', a
   }
 });
 
+// Streamed objects past the early-writeback threshold (4 MiB): the background fdatasyncs never
+// change what is committed, and an abort while one may be running leaves no temp file.
+test('fs: a streamed object of many MiB commits byte for byte; an abort past the writeback threshold leaves nothing', async () => {
+  const { dir, backend, cleanup } = await fresh();
+  try {
+    const part = Buffer.alloc(1 << 20);
+    const w = await backend.openWriter('big/obj');
+    for (let i = 0; i < 13; i++) await w.write([part.fill(i + 1)]); // the caller reuses its buffer
+    await w.commit();
+    const got = await backend.get('big/obj');
+    assert.equal(got.length, 13 << 20);
+    for (let i = 0; i < 13; i++) assert.equal(got.subarray(i << 20, (i + 1) << 20).every((b) => b === i + 1), true, `MiB ${i}`);
+    const a = await backend.openWriter('big/gone');
+    for (let i = 0; i < 5; i++) await a.write([part]);
+    await a.abort();
+    assert.deepEqual(await readdir(join(dir, 'big')), ['obj']);
+  } finally {
+    await cleanup();
+  }
+});
+
 // A folder the backend cannot read must make the listing throw, never look empty (GC would
 // take "empty" for "nothing referenced"). chmod 000 blocks every user but root; as root (CI)
 // the folder is a symlink to itself instead, which readdir refuses with ELOOP.

@@ -1,11 +1,24 @@
 import { randomBytes } from 'node:crypto';
 import { lstat, mkdir, open, readdir, readFile, rename, rm, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { dirname, join, relative, sep } from 'node:path';
+import { EarlyWriteback } from '../../lib/early-writeback.js';
 import { IntegrityError, MissingObjectError } from '../../lib/errors.js';
 import { assertValidKey, assertValidPrefix, TransientError, type Backend, type ObjectWriter } from '../backend.js';
 
 /** Temp files live beside their final name and start with this; listings never show them. */
 const TMP_PREFIX = '.tmp-';
+
+/**
+ * A streamed object's writer starts writing back what it was given (an fdatasync in the
+ * background, one at a time) every this many bytes, so the disk works while the caller still
+ * produces data and the commit's fsync finds only the tail dirty. Without it a pack of an
+ * incremental (tens of MB written within ~0.1 s) reached the disk only at the commit, after
+ * the last chunk, and the snapshot waited for all of it. Measured here (30 MiB written in 1 MiB
+ * parts over ~110 ms, then committed; 6 runs each, twice): commit 17–25 ms without, 4.6–7.5 ms
+ * every 8 MiB, 2.1–8.0 ms every 4 MiB; the bench's file-path full (936 MB of packs) unchanged
+ * within its noise (2.20–2.83 s without, 2.24–2.31 s with 4 MiB).
+ */
+const WRITEBACK_EVERY = 4 * 1024 * 1024;
 
 function isErrno(e: unknown, code: string): boolean {
   return typeof e === 'object' && e !== null && (e as { code?: string }).code === code;
@@ -76,12 +89,14 @@ export class FsBackend implements Backend {
     let state: 'open' | 'committed' | 'aborted' = 'open';
     let closed = false;
     const root = this.root;
+    const writeback = new EarlyWriteback(fh, WRITEBACK_EVERY);
     return {
       async write(parts: readonly Uint8Array[]): Promise<void> {
         if (state !== 'open') throw new Error(`write to a ${state} object writer (${key})`);
         await writeAll(fh, parts).catch((e: unknown) => {
           throw classify(e, 'put', key);
         });
+        writeback.wrote(parts.reduce((n, p) => n + p.length, 0));
       },
       async commit(): Promise<void> {
         if (state !== 'open') throw new Error(`commit of a ${state} object writer (${key})`);
@@ -92,6 +107,7 @@ export class FsBackend implements Backend {
       async abort(): Promise<void> {
         if (state !== 'open') return;
         state = 'aborted';
+        await writeback.idle();
         if (!closed) await fh.close().catch(() => {});
         await rm(tmp, { force: true }).catch(() => {});
       },
@@ -99,6 +115,7 @@ export class FsBackend implements Backend {
     /** fsync, rename over the final name, fsync the directory (and any directory created). */
     async function publish(): Promise<void> {
       // Any fsync/close failure fails the put; the same fd is never retried.
+      await writeback.settle();
       await fh.sync();
       closed = true;
       await fh.close();

@@ -1,6 +1,7 @@
 import { chmod, open, rename, unlink, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import type { DiskSink, DiskSource, Extent } from '../platform.js';
+import { EarlyWriteback } from '../../lib/early-writeback.js';
 import { AppError } from '../../lib/errors.js';
 import { fileKey, fsyncDir, tempPathBeside } from './atomic-file.js';
 import { fileExtents } from './sparse-extents.js';
@@ -122,18 +123,17 @@ export type SinkState = 'open' | 'committing' | 'committed' | 'aborted';
 export class FileDiskSink implements DiskSink {
   private state: SinkState = 'open';
   private readonly written = new RangeSet();
-  /** Bytes written since the last background flush was started. */
-  private unflushed = 0;
-  /** A background fdatasync in flight: writeback overlaps the restore instead of piling up for commit. */
-  private flushing: Promise<unknown> | null = null;
-  private flushError: unknown = null;
+  /** Writeback overlaps the restore instead of piling up for commit. */
+  private readonly writeback: EarlyWriteback;
 
   private constructor(
     private readonly fh: FileHandle,
     readonly size: number,
     readonly target: string,
     readonly tempPath: string,
-  ) {}
+  ) {
+    this.writeback = new EarlyWriteback(fh, FLUSH_EVERY);
+  }
 
   /**
    * Creates the temp file (exclusive; by default the name holds a fresh uuid) with length
@@ -193,14 +193,7 @@ export class FileDiskSink implements DiskSink {
       if (bytesWritten <= 0) throw new AppError('internal', `short write to ${this.tempPath}`);
       done += bytesWritten;
     }
-    this.unflushed += to - from;
-    if (this.unflushed >= FLUSH_EVERY && !this.flushing) {
-      this.unflushed = 0;
-      this.flushing = this.fh
-        .datasync()
-        .catch((e: unknown) => (this.flushError ??= e))
-        .finally(() => (this.flushing = null));
-    }
+    this.writeback.wrote(to - from);
   }
 
   /** fsync, rename over the target, fsync the directory. After this the target is the new image. */
@@ -208,8 +201,7 @@ export class FileDiskSink implements DiskSink {
     if (this.state !== 'open') throw new AppError('internal', `commit of a ${this.state} disk sink (${path.basename(this.target)})`);
     this.state = 'committing';
     try {
-      await this.flushing;
-      if (this.flushError) throw this.flushError;
+      await this.writeback.settle();
       await this.fh.sync();
       await this.fh.close();
       await rename(this.tempPath, this.target);
@@ -227,7 +219,7 @@ export class FileDiskSink implements DiskSink {
   async abort(): Promise<void> {
     if (this.state === 'committed' || this.state === 'aborted') return;
     this.state = 'aborted';
-    await this.flushing;
+    await this.writeback.idle();
     await this.fh.close().catch(() => {});
     await unlink(this.tempPath).catch(() => {});
   }
