@@ -105,12 +105,13 @@ const idleSlots: SharedArrayBuffer[] = [];
 const KEEP = 2;
 
 export function acquireSlotMemory(bytes: number): SharedArrayBuffer {
-  // The smallest idle buffer that fits and wastes at most a quarter: a restore (2 × 5 × 4 MiB)
-  // runs in the memory a backup (5 × (2 × 4 MiB) + ids/meta) left, instead of adding its own.
+  // The smallest idle buffer that fits and wastes at most half: a restore's two slot buffers
+  // (8 × 4 MiB each) run in the memory a backup (5 × (2 × 4 MiB) + ids/meta) and a full's
+  // read-back proof (5 × 2 × 4 MiB) left, instead of adding their own.
   let best = -1;
   for (let i = 0; i < idleSlots.length; i++) {
     const n = idleSlots[i]!.byteLength;
-    if (n >= bytes && n - bytes <= bytes / 4 && (best < 0 || n < idleSlots[best]!.byteLength)) best = i;
+    if (n >= bytes && n - bytes <= bytes / 2 && (best < 0 || n < idleSlots[best]!.byteLength)) best = i;
   }
   if (best >= 0) return idleSlots.splice(best, 1)[0]!;
   return new SharedArrayBuffer(bytes);
