@@ -62,6 +62,7 @@ describe('libvirt: cancel, kill -9, vanished domain, libvirtd down', { skip: ski
   const workloadAvailable = () => lb.workloadAvailable(wid, 20_000);
   const snapshot = (full = false) => lb.snapshot(wid, full);
   const jobDir = () => join(scratchDir, g.uuid);
+  const xmlDir = () => join(scratchDir, `${g.uuid}.xml`);
   /** 'running' once a backup job is open; 'starting' while libvirt sets one up ('backup job data missing'). */
   const backupJob = (): 'none' | 'starting' | 'running' => {
     const r = spawnSync('virsh', ['-q', '-c', lv.uri, 'domjobinfo', dom], { encoding: 'utf8' });
@@ -103,6 +104,7 @@ describe('libvirt: cancel, kill -9, vanished domain, libvirtd down', { skip: ski
   function assertNoJobLeft(what: string): void {
     assert.equal(hasBackupJob(), false, `${what}: no libvirt backup job`);
     assert.ok(!existsSync(jobDir()), `${what}: no NBD socket or scratch file`);
+    assert.ok(!existsSync(xmlDir()), `${what}: no XML file of the backup`);
     assert.equal(lv.virsh('checkpoint-list', dom, '--name').trim(), '', `${what}: no checkpoint metadata`);
   }
 
@@ -120,6 +122,7 @@ describe('libvirt: cancel, kill -9, vanished domain, libvirtd down', { skip: ski
     process.kill(g.qemuPid(), 'SIGCONT');
     assert.ok(hasBackupJob(), 'the dead worker left its pull job open');
     assert.ok(readdirSync(jobDir()).length > 0, 'and its socket and scratch file');
+    assert.ok(readdirSync(xmlDir()).length > 0, 'and its XML files');
 
     await restart();
     const dead = await snapshotDone(sid, ['error']);
@@ -180,6 +183,7 @@ describe('libvirt: cancel, kill -9, vanished domain, libvirtd down', { skip: ski
     assert.match(s.error_msg, new RegExp(`Instance ${dom} \\(${g.uuid}\\) disappeared during the backup`));
     await workloadAvailable();
     assert.ok(!existsSync(jobDir()), 'no NBD socket or scratch file');
+    assert.ok(!existsSync(xmlDir()), 'no XML file of the backup');
   });
 
   test('libvirtd down: the snapshot fails naming libvirt, the workload is unlocked, nothing is published', async () => {

@@ -1,6 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { chown, mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { chown, mkdir, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Instance } from '../../domain/instance.js';
 import { UnavailableError, ValidationError, errorMessage } from '../../lib/errors.js';
@@ -114,7 +113,7 @@ export async function beginLibvirtBackup(untimed: LibvirtBackupDeps, instance: I
   const jobDir = path.join(deps.scratchDir, uuid);
   const socket = path.join(jobDir, 'nbd.sock');
   if (Buffer.byteLength(socket) > MAX_SOCKET_PATH) throw new ValidationError('LIFEBOAT_LIBVIRT_SCRATCH_DIR is too long for a unix socket path (at most 60 characters)');
-  const xmlDir = await mkdtemp(path.join(tmpdir(), 'lifeboat-libvirt-'));
+  const xmlDir = await domainXmlDir(deps.scratchDir, uuid);
   // From here on plan.base set ⇔ the base's metadata is in libvirt (removed on every failure).
   let plan: Plan;
   let sizes: Map<string, number>;
@@ -385,6 +384,24 @@ const MAX_SOCKET_PATH = 107;
  * scratch files there) and emptied: called after any stale job of the domain was aborted, so
  * what is left there (a dead worker's socket or scratch files) belongs to no one.
  */
+/**
+ * `<scratch dir>/<uuid>.xml/`: the XML files Lifeboat hands virsh during one backup of the
+ * domain (virsh reads them; QEMU never does). Beside the job directory rather than a temp dir
+ * elsewhere, so that when a worker dies mid-backup the reconciler (cleanupDeadBackup) or the
+ * domain's next backup removes them; a temp dir under /tmp stayed for good. Emptied here: one
+ * backup per domain at a time.
+ */
+function xmlDirOf(scratchDir: string, uuid: string): string {
+  return path.join(scratchDir, `${uuid}.xml`);
+}
+
+async function domainXmlDir(scratchDir: string, uuid: string): Promise<string> {
+  const dir = xmlDirOf(scratchDir, uuid);
+  await rm(dir, { recursive: true, force: true });
+  await mkdir(dir, { mode: 0o700 });
+  return dir;
+}
+
 async function domainScratchDir(scratchDir: string, uuid: string): Promise<void> {
   const dir = path.join(scratchDir, uuid);
   await rm(dir, { recursive: true, force: true });
@@ -418,12 +435,13 @@ async function diskSizes(virsh: Virsh, uuid: string, disks: DomainDisk[]): Promi
  * What a backup whose worker died left of a running domain (the reconciler calls this): the
  * open pull job, Lifeboat checkpoint metadata (metadata only: which bitmap is the base is the
  * next backup's decision, and every bitmap is in the ledger), the job directory with the NBD
- * socket and scratch files.
+ * socket and scratch files, and the backup's XML files.
  */
 export async function cleanupDeadBackup(deps: LibvirtBackupDeps, uuid: string): Promise<void> {
   await abortStaleJob(deps.virsh, uuid, deps.log);
   for (const cp of (await lifeboatCheckpoints(deps.virsh, uuid)).sort().reverse()) await deleteCheckpoint(deps.virsh, uuid, cp, 'metadata', deps.log);
   await rm(path.join(deps.scratchDir, uuid), { recursive: true, force: true });
+  await rm(xmlDirOf(deps.scratchDir, uuid), { recursive: true, force: true });
 }
 
 /** A pull job left open by a dead worker would block backup-begin: end it. True when there was one. */
