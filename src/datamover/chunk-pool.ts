@@ -1,6 +1,7 @@
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import type { WorkerRequest, WorkerResponse } from './worker-protocol.js';
+import { alignedSharedMemory } from '../lib/aligned-memory.js';
 
 type Pending = { resolve: (r: WorkerResponse) => void; reject: (e: Error) => void };
 
@@ -114,7 +115,7 @@ export function acquireSlotMemory(bytes: number): SharedArrayBuffer {
     if (n >= bytes && n - bytes <= bytes / 2 && (best < 0 || n < idleSlots[best]!.byteLength)) best = i;
   }
   if (best >= 0) return idleSlots.splice(best, 1)[0]!;
-  return new SharedArrayBuffer(bytes);
+  return alignedSharedMemory(bytes);
 }
 
 /** Only after every worker request naming this memory has been answered. */

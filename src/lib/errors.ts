@@ -167,6 +167,11 @@ export function isAppError(e: unknown): e is AppError {
 }
 
 /** Best-effort text of any thrown value, for logs and error_msg fields. */
+/** Whether `e` is a Node system error with this errno code (e.g. 'ENOENT'). */
+export function isErrno(e: unknown, code: string): boolean {
+  return typeof e === 'object' && e !== null && (e as { code?: unknown }).code === code;
+}
+
 export function errorMessage(e: unknown): string {
   if (e instanceof Error) return e.message;
   return String(e);

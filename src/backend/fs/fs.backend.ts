@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { lstat, mkdir, open, readdir, readFile, rename, rm, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { dirname, join, relative, sep } from 'node:path';
 import { EarlyWriteback } from '../../lib/early-writeback.js';
-import { IntegrityError, MissingObjectError } from '../../lib/errors.js';
+import { IntegrityError, isErrno, MissingObjectError } from '../../lib/errors.js';
 import { assertValidKey, assertValidPrefix, TransientError, type Backend, type ObjectWriter } from '../backend.js';
 
 /** Temp files live beside their final name and start with this; listings never show them. */
@@ -19,10 +19,6 @@ const TMP_PREFIX = '.tmp-';
  * within its noise (2.20–2.83 s without, 2.24–2.31 s with 4 MiB).
  */
 const WRITEBACK_EVERY = 4 * 1024 * 1024;
-
-function isErrno(e: unknown, code: string): boolean {
-  return typeof e === 'object' && e !== null && (e as { code?: string }).code === code;
-}
 
 /**
  * Errors a second try may not see: a busy or interrupted call, descriptor exhaustion, and what

@@ -5,6 +5,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { FileDiskSink, RangeSet, openFileDiskSource } from './file-disk.js';
+import { DIRECT_MIN, goesDirect, openDirect } from './direct-io.js';
+import { alignedSharedMemory } from '../../lib/aligned-memory.js';
 import { sparseExtentsAvailable } from './sparse-extents.js';
 import { closeSync, ftruncateSync, mkdtempSync, openSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
@@ -114,6 +116,52 @@ describe('file disks', () => {
     b.copy(want, 40 * MiB + 1);
     assert.ok(got.equals(want), 'content matches');
     await assert.rejects(sink.write(a, 0), /committed/);
+  });
+
+  it('sink writes large aligned runs from page-aligned memory with O_DIRECT, the rest buffered, byte for byte', async () => {
+    await writeFile(path.join(dir, 'probe'), '');
+    const probeFh = await openDirect(path.join(dir, 'probe'));
+    await probeFh?.close();
+    const target = path.join(dir, 'direct.raw');
+    const size = 32 * MiB;
+    const mem = Buffer.from(alignedSharedMemory(8 * MiB));
+    mem.set(randomBytes(8 * MiB));
+    mem.fill(0, 2 * MiB, 2 * MiB + 8192); // a zero run splits the first write in two direct runs
+    const want = Buffer.alloc(size);
+    const sink = await FileDiskSink.create(target, size);
+    const put = async (buf: Buffer, at: number) => {
+      await sink.write(buf, at);
+      buf.copy(want, at);
+    };
+    await put(mem.subarray(0, 4 * MiB), 0); // direct (two runs around the zero blocks)
+    await put(mem.subarray(4 * MiB, 4 * MiB + 64 * 1024), 8 * MiB); // small: buffered
+    await put(mem.subarray(100, 100 + MiB), 12 * MiB); // not aligned in memory: buffered
+    await put(mem.subarray(5 * MiB, 5 * MiB + 3 * 4096), MiB); // buffered rewrite inside the direct range
+    await put(mem.subarray(6 * MiB, 6 * MiB + 512 * 1024), 8 * MiB); // direct over the buffered run
+    await put(mem.subarray(4 * MiB, 4 * MiB + 8192 + 5), size - 8192 - 5); // the disk's unaligned tail
+    const directAfterAligned = sink.directBytes;
+    // Memory whose address JavaScript cannot see: direct if it happens to be aligned, else
+    // refused (EINVAL) and written buffered; the bytes are right either way.
+    const plain = Buffer.from(new SharedArrayBuffer(MiB));
+    plain.set(randomBytes(MiB));
+    await put(plain, 20 * MiB);
+    await put(mem.subarray(0, MiB), 24 * MiB);
+    await sink.commit();
+    assert.ok((await readFile(target)).equals(want), 'content matches');
+    if (probeFh) assert.equal(directAfterAligned, 4 * MiB - 8192 + 512 * 1024, 'the aligned large runs went direct, nothing else');
+    else {
+      assert.equal(sink.directBytes, 0);
+      process.stdout.write(`# ${dir} has no O_DIRECT: every write went buffered\n`);
+    }
+  });
+
+  it('a write goes direct only when large and aligned (positions past 4 GiB too)', () => {
+    const big = 2 ** 33;
+    assert.equal(goesDirect(0, DIRECT_MIN, big), true);
+    assert.equal(goesDirect(0, DIRECT_MIN, big + 512), false);
+    assert.equal(goesDirect(4096, DIRECT_MIN - 4096, 0), false, 'too small');
+    assert.equal(goesDirect(16, DIRECT_MIN, 0), false, 'memory offset not aligned');
+    assert.equal(goesDirect(0, DIRECT_MIN + 100, 0), false, 'length not aligned');
   });
 
   it('sink abort leaves the target untouched and no temp file', async () => {
