@@ -50,3 +50,19 @@ export function goesDirect(byteOffset: number, length: number, position: number)
   // Not `(a | b | c) % n`: bitwise operators cut positions to 32 bits.
   return length >= DIRECT_MIN && byteOffset % DIRECT_ALIGN === 0 && length % DIRECT_ALIGN === 0 && position % DIRECT_ALIGN === 0;
 }
+
+/**
+ * Runs `qemu-img convert <args>` (args without the verb) whose source is a raw file a
+ * FileDiskSink wrote: its bytes went to the device with O_DIRECT and are not in the page cache,
+ * so the conversion reads them with O_DIRECT too (`-T none`) instead of filling the cache with
+ * pages nobody reads again. Measured (1 GiB text disk, 0.73 GB of data, to qcow2): reading
+ * buffered 1.82 s with 2.2 CPU-s of system time, `-T none` 0.59-0.80 s with 0.3-0.37. Where
+ * qemu-img cannot read the source so (a filesystem without O_DIRECT), it runs again buffered.
+ */
+export async function convertStaged<T>(qemuImg: (args: string[]) => Promise<T>, args: string[]): Promise<T> {
+  try {
+    return await qemuImg(['convert', '-T', 'none', ...args]);
+  } catch {
+    return qemuImg(['convert', ...args]);
+  }
+}

@@ -4,6 +4,7 @@ import path from 'node:path';
 import { errorMessage, UnavailableError } from '../../lib/errors.js';
 import type { Logger } from '../../lib/logger.js';
 import { fsyncDir, writeFileAtomic } from '../disk-io/atomic-file.js';
+import { convertStaged } from '../disk-io/direct-io.js';
 import { CHECKPOINT_PREFIX } from './backup.js';
 import { BitmapLedger } from './bitmaps.js';
 import type { DomainInfo } from './domain-xml.js';
@@ -72,7 +73,8 @@ async function swapIn(d: SwapDisk, dom: DomainInfo): Promise<boolean> {
   if (!(await exists(d.staged))) return false;
   if (d.block) {
     // -n: the device exists and is not zero-initialised, so holes of the image are written as zeros.
-    await qemuImg(['convert', '-q', '-n', '-f', 'raw', '-O', 'raw', d.staged, d.image], `Writing disk ${d.target} of instance ${dom.name} to its block device`);
+    const what = `Writing disk ${d.target} of instance ${dom.name} to its block device`;
+    await convertStaged((args) => qemuImg(args, what), ['-q', '-n', '-f', 'raw', '-O', 'raw', d.staged, d.image]);
     await rm(d.staged, { force: true });
     return true;
   }

@@ -4,6 +4,7 @@ import path from 'node:path';
 import { UnavailableError } from '../../lib/errors.js';
 import { fsyncDir } from '../disk-io/atomic-file.js';
 import { FileDiskSink } from '../disk-io/file-disk.js';
+import { convertStaged } from '../disk-io/direct-io.js';
 import type { DiskSink } from '../platform.js';
 import { scrubLibvirtMessage } from './virsh.js';
 
@@ -48,7 +49,7 @@ export function toQcow2(target: string, what: string): Finisher {
   return async (raw) => {
     const tmp = `${target}.convert`;
     try {
-      await qemuImg(['convert', '-q', '-f', 'raw', '-O', 'qcow2', raw, tmp], what);
+      await convertStaged((args) => qemuImg(args, what), ['-q', '-f', 'raw', '-O', 'qcow2', raw, tmp]);
       await rename(tmp, target);
       await fsyncDir(path.dirname(target));
     } finally {

@@ -1,5 +1,6 @@
 import { execFile } from 'node:child_process';
 import { stat } from 'node:fs/promises';
+import { convertStaged } from '../disk-io/direct-io.js';
 
 /** qemu-img's longest run here: a conversion of a whole disk. */
 const QEMU_IMG_TIMEOUT_MS = 30 * 60_000;
@@ -30,6 +31,6 @@ export async function uploadableImage(rawFile: string, size: number, signal?: Ab
   const allocated = (await stat(rawFile)).blocks * 512;
   if (size === 0 || allocated >= size * QCOW2_BELOW_SHARE) return { file: rawFile, format: 'raw', size };
   const qcow2 = `${rawFile}.qcow2`;
-  await qemuImg(['convert', '-f', 'raw', '-O', 'qcow2', rawFile, qcow2], 'a restored disk', signal);
+  await convertStaged((args) => qemuImg(args, 'a restored disk', signal), ['-f', 'raw', '-O', 'qcow2', rawFile, qcow2]);
   return { file: qcow2, format: 'qcow2', size: (await stat(qcow2)).size };
 }
