@@ -6,7 +6,7 @@
  * and random content.
  */
 import { createHash, createHmac, randomBytes } from 'node:crypto';
-import { rmSync } from 'node:fs';
+import { readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { ChunkCodec, compressBound } from '../src/repository/chunk-codec.js';
 import { run } from './lib.js';
@@ -24,7 +24,40 @@ export interface MachineLimits {
   zstd1Random: number;
   /** The codec on random chunks with its compressibility estimate (stored raw, zstd skipped). */
   estimateRandom: number;
+  /** Free page reporting to the hypervisor, when the guest does it (see freePageReporting). */
+  pageReporting?: { blockKiB: number; reportedKiB: number | null } | null;
   load: number[];
+}
+
+const VIRTIO_ID_BALLOON = 0x5;
+const VIRTIO_BALLOON_F_REPORTING = 5;
+
+/**
+ * Whether this guest hands freed memory back to its host (virtio-balloon's free page
+ * reporting): then a page one process frees costs the next process that touches it a host
+ * fault, and a tool's time depends on what ran before it. null when it does not (or not a VM).
+ * The block size is the reporting order's; `reported_kib` exists on some kernels only.
+ */
+export function freePageReporting(): { blockKiB: number; reportedKiB: number | null } | null {
+  const read = (f: string) => {
+    try {
+      return readFileSync(f, 'utf8').trim();
+    } catch {
+      return null;
+    }
+  };
+  const devices = '/sys/bus/virtio/devices';
+  let ids: string[] = [];
+  try {
+    ids = readdirSync(devices);
+  } catch {
+    return null;
+  }
+  const reporting = ids.some((d) => Number(read(join(devices, d, 'device'))) === VIRTIO_ID_BALLOON && read(join(devices, d, 'features'))?.[VIRTIO_BALLOON_F_REPORTING] === '1');
+  const order = Number(read('/sys/module/page_reporting/parameters/page_reporting_order'));
+  if (!reporting || !Number.isInteger(order)) return null;
+  const reported = read('/sys/module/page_reporting/parameters/reported_kib');
+  return { blockKiB: 4 << order, reportedKiB: reported === null ? null : Number(reported) };
 }
 
 const CHUNK = 64 * 1024;
@@ -94,6 +127,7 @@ export async function measureMachine(dir: string, load: () => number[]): Promise
     zstd1Text: rate(text, total / 4, (c) => codec.encode(c, dst, 1)),
     zstd1Random: rate(rnd, total, (c) => codec.encode(c, dst, 1)),
     estimateRandom: rate(rnd, total, (c) => gated.encode(c, dst, 1)),
+    pageReporting: freePageReporting(),
     load: load(),
   };
 }

@@ -3,6 +3,11 @@
  * data, CPU-seconds per GB (user + system), peak RSS and the ratio to restic (restic's time /
  * this tool's: > 1 = faster than restic), with the load average at the step's start; then the
  * machine limits and Lifeboat's time per GB over the size sweep (linearity).
+ *
+ * A scenario run in several rounds shows, per tool and step, the run with the median time (the
+ * lower middle one for an even count), the range of the times, the ratio of the medians and the
+ * range of the per-round ratios (restic's time in a round / the tool's in the same round), and
+ * the largest peak RSS of the rounds.
  */
 import type { MachineLimits } from './machine.js';
 
@@ -23,6 +28,8 @@ export interface StepResult {
   dataBytes: number;
   /** 1/5/15-minute load averages when the step started. */
   load: number[];
+  /** 0-based round of the scenario the step ran in. */
+  round?: number;
 }
 
 export interface ScenarioResult {
@@ -30,6 +37,8 @@ export interface ScenarioResult {
   gib: number;
   size: number;
   dataBytes: number;
+  /** Rounds the scenario ran (absent in reports written before rounds existed: 1). */
+  rounds?: number;
   steps: StepResult[];
   repoAfterFull: Record<string, number>;
   restoredExact: Record<string, boolean>;
@@ -46,31 +55,59 @@ const gbps = (bytes: number, s: number) => (bytes / 1e9 / s).toFixed(2);
 const pad = (s: string, n: number) => s.padEnd(n);
 const lpad = (s: string, n: number) => s.padStart(n);
 
-function stepLine(r: StepResult, restic: StepResult | undefined): string {
+/** The run of `tool`'s `step` with the median time; undefined if it never ran. */
+export function medianRun(steps: StepResult[], tool: string, step: StepName): StepResult | undefined {
+  const runs = steps.filter((r) => r.tool === tool && r.step === step).sort((a, b) => a.seconds - b.seconds);
+  return runs[Math.floor((runs.length - 1) / 2)];
+}
+
+const range = (xs: number[], digits: number, unit = '') => {
+  const lo = Math.min(...xs).toFixed(digits);
+  const hi = Math.max(...xs).toFixed(digits);
+  return lo === hi ? `${lo}${unit}` : `${lo}–${hi}${unit}`;
+};
+
+/** restic's time / the tool's, per round both ran in. */
+function roundRatios(steps: StepResult[], tool: string, step: StepName): number[] {
+  const mine = steps.filter((r) => r.tool === tool && r.step === step);
+  return mine.flatMap((r) => {
+    const restic = steps.find((x) => x.tool === 'restic' && x.step === step && x.round === r.round);
+    return restic ? [restic.seconds / r.seconds] : [];
+  });
+}
+
+function stepLine(s: ScenarioResult, tool: string, step: StepName): string {
+  const r = medianRun(s.steps, tool, step)!;
+  const all = s.steps.filter((x) => x.tool === tool && x.step === step);
+  const restic = medianRun(s.steps, 'restic', step);
   const gb = r.dataBytes / 1e9;
-  const ratio = restic && r.tool !== 'restic' ? `${(restic.seconds / r.seconds).toFixed(2)}×` : '–';
+  const ratios = roundRatios(s.steps, tool, step);
+  const ratio = restic && tool !== 'restic' ? `${(restic.seconds / r.seconds).toFixed(2)}×` : '–';
   return [
-    pad(r.step, 12),
-    pad(r.tool, 9),
+    pad(step, 12),
+    pad(tool, 9),
     lpad(r.seconds.toFixed(2), 8),
+    lpad(range(all.map((x) => x.seconds), 2), 11),
     lpad(gbps(r.dataBytes, r.seconds), 6),
     lpad(`${(r.user / gb).toFixed(2)}+${(r.sys / gb).toFixed(2)}`, 11),
-    lpad(`${(r.peakRss / 2 ** 20).toFixed(0)} MiB`, 9),
+    lpad(`${(Math.max(...all.map((x) => x.peakRss)) / 2 ** 20).toFixed(0)} MiB`, 9),
     lpad(ratio, 9),
+    lpad(tool !== 'restic' && ratios.length > 1 ? range(ratios, 2, '×') : '–', 12),
     lpad(r.load[0]!.toFixed(1), 5),
   ].join(' ');
 }
 
 function scenarioTable(s: ScenarioResult): string[] {
-  const out = [`\n${s.mix} mix, ${s.gib} GiB (${(s.dataBytes / 1e9).toFixed(2)} GB non-hole)`];
-  out.push(`${pad('step', 12)} ${pad('tool', 9)} ${lpad('s', 8)} ${lpad('GB/s', 6)} ${lpad('CPU-s/GB', 11)} ${lpad('peak RSS', 9)} ${lpad('vs restic', 9)} ${lpad('load', 5)}`);
+  const n = s.rounds ?? 1;
+  const out = [`\n${s.mix} mix, ${s.gib} GiB (${(s.dataBytes / 1e9).toFixed(2)} GB non-hole), ${n} round(s)${n > 1 ? ': median run, range over the rounds' : ''}`];
+  out.push(`${pad('step', 12)} ${pad('tool', 9)} ${lpad('s', 8)} ${lpad('s range', 11)} ${lpad('GB/s', 6)} ${lpad('CPU-s/GB', 11)} ${lpad('peak RSS', 9)} ${lpad('vs restic', 9)} ${lpad('per round', 12)} ${lpad('load', 5)}`);
+  const tools = [...new Set(s.steps.map((x) => x.tool))];
   for (const step of ['full', 'incremental', 'restore'] as const) {
-    const restic = s.steps.find((r) => r.step === step && r.tool === 'restic');
-    for (const r of s.steps.filter((x) => x.step === step)) out.push(stepLine(r, restic));
+    for (const tool of tools) if (medianRun(s.steps, tool, step)) out.push(stepLine(s, tool, step));
   }
-  const tools = Object.keys(s.restoredExact);
-  out.push(`restore byte-exact: ${tools.map((t) => `${t} ${s.restoredExact[t] ? 'yes' : 'NO'}`).join(', ')}`);
-  out.push(`repository after full: ${tools.map((t) => `${t} ${((s.repoAfterFull[t] ?? 0) / 1e9).toFixed(2)} GB`).join(', ')}`);
+  const exact = Object.keys(s.restoredExact);
+  out.push(`restore byte-exact${n > 1 ? ' (every round)' : ''}: ${exact.map((t) => `${t} ${s.restoredExact[t] ? 'yes' : 'NO'}`).join(', ')}`);
+  out.push(`repository after full: ${exact.map((t) => `${t} ${((s.repoAfterFull[t] ?? 0) / 1e9).toFixed(2)} GB`).join(', ')}`);
   return out;
 }
 
@@ -79,7 +116,15 @@ function machineLines(m: MachineLimits): string[] {
   return [
     `machine (load ${m.load.join(' ')}): disk sequential read ${g(m.seqRead)}, fdatasync write ${g(m.fdatasyncWrite)};`,
     `  per CPU-second of one core, 64 KiB chunks: SHA-256 ${g(m.sha256)}, HMAC-SHA256 ${g(m.hmacSha256)}, keyed BLAKE3 ${g(m.blake3Keyed)}, zstd-1 text ${g(m.zstd1Text)}, zstd-1 random ${g(m.zstd1Random)}, random with the estimate (zstd skipped) ${g(m.estimateRandom)}`,
+    `  ${pageReportingLine(m.pageReporting)}`,
   ];
+}
+
+function pageReportingLine(p: MachineLimits['pageReporting']): string {
+  if (p === undefined) return 'free page reporting: not measured';
+  if (p === null) return 'free page reporting: off (freed memory stays with this machine)';
+  const reported = p.reportedKiB === null ? '' : `, ${(p.reportedKiB / 2 ** 20).toFixed(1)} GiB reported since boot`;
+  return `free page reporting: ON (virtio-balloon, ${p.blockKiB} KiB blocks${reported}): memory a process frees goes back to the host and costs the next one to touch it a host fault per page, so times depend on what ran before`;
 }
 
 /** Lifeboat seconds per GB of data at each size of a mix run at several sizes. */
@@ -92,7 +137,7 @@ function linearity(scenarios: ScenarioResult[]): string[] {
     out.push(`\nlinearity, ${mix} mix (Lifeboat s per GB of non-hole data; change vs the smallest size):`);
     for (const step of ['full', 'incremental', 'restore'] as const) {
       const per = list.map((s) => {
-        const r = s.steps.find((x) => x.tool === 'lifeboat' && x.step === step)!;
+        const r = medianRun(s.steps, 'lifeboat', step)!;
         return { gib: s.gib, v: r.seconds / (r.dataBytes / 1e9), rss: r.peakRss };
       });
       const base = per[0]!.v;

@@ -8,12 +8,20 @@
  *   LIFEBOAT_BENCH_SWEEP_MIX  the mix run at every size, default "db"
  *   LIFEBOAT_BENCH_PEERS  default "restic,borg" ("" = Lifeboat only)
  *   LIFEBOAT_BENCH_DIR    images, repositories and the JSON, default /var/tmp/lifeboat-bench
+ *   LIFEBOAT_BENCH_ROUNDS       rounds of each scenario at the smallest size, default 3
+ *   LIFEBOAT_BENCH_SIZE_ROUNDS  rounds of each larger scenario of the size sweep, default 1
  *
  * Per scenario (mix, size): image D0 and its mutation D1 (generated once, cached in the dir);
  * each tool in turn: full backup of D0, incremental of D1 (no CBT: every tool re-reads), restore
  * of the incremental, compared byte for byte with D1. Before every timed step `sync` flushes
  * dirty pages, so no tool pays for another's writeback; each step's time includes a `sync`
  * after it (a restore is only done when it is on disk; Lifeboat fsyncs itself, the peers don't).
+ *
+ * Rounds: a scenario runs every tool once per round, the tools' order rotated by one each round
+ * (Lifeboat first in round 1, second in round 2, ...). On a VM with free page reporting (see
+ * machine.ts) memory a process frees goes back to the host, and whoever touches memory next pays
+ * a host fault per page: the tool that follows a big one pays for it. Rotating the order spreads
+ * that cost; the report shows each step's median and range over the rounds.
  */
 import { mkdirSync, renameSync, rmSync, statSync, writeFileSync, existsSync, readFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
@@ -32,6 +40,13 @@ const sizes = (env.LIFEBOAT_BENCH_SIZES ?? '1,4,16').split(',').filter(Boolean).
 const mixes = (env.LIFEBOAT_BENCH_MIXES ?? MIX_NAMES.join(',')).split(',').filter(Boolean) as MixName[];
 const sweepMix = (env.LIFEBOAT_BENCH_SWEEP_MIX ?? 'db') as MixName;
 const peers = (env.LIFEBOAT_BENCH_PEERS ?? 'restic,borg').split(',').filter(Boolean);
+const positive = (name: string, dflt: string): number => {
+  const n = Number(env[name] ?? dflt);
+  if (!Number.isInteger(n) || n < 1) throw new Error(`bad ${name} ${env[name]} (a whole number ≥ 1)`);
+  return n;
+};
+const rounds = positive('LIFEBOAT_BENCH_ROUNDS', '3');
+const sizeRounds = positive('LIFEBOAT_BENCH_SIZE_ROUNDS', '1');
 const log = (s: string) => process.stderr.write(`${s}\n`);
 const load = () => loadavg().map((x) => Math.round(x * 100) / 100);
 
@@ -137,21 +152,40 @@ async function borg(work: string, d0: string, d1: string): Promise<ToolRun> {
 
 const TOOLS: Record<string, (work: string, d0: string, d1: string) => Promise<ToolRun>> = { lifeboat, restic, borg };
 
-async function scenario(mix: MixName, gib: number): Promise<ScenarioResult> {
-  log(`\n== ${mix} mix, ${gib} GiB`);
-  const { d0, d1 } = await images(mix, gib);
-  const result: ScenarioResult = { mix, gib, size: gib * GiB, dataBytes: dataBytes(d0), steps: [], repoAfterFull: {}, restoredExact: {} };
-  for (const tool of ['lifeboat', ...peers]) {
-    const work = join(dir, `work-${tool}`);
+function withoutStdout(x: StepResult): StepResult {
+  const { stdout: _, ...rest } = x as StepResult & { stdout?: string };
+  return rest;
+}
+
+/** The tools in the order of round `r` (0-based): Lifeboat and the peers rotated by r. */
+function roundOrder(r: number): string[] {
+  const tools = ['lifeboat', ...peers];
+  return tools.map((_, i) => tools[(i + r) % tools.length]!);
+}
+
+async function runTool(tool: string, d0: string, d1: string): Promise<ToolRun> {
+  const work = join(dir, `work-${tool}`);
+  rmSync(work, { recursive: true, force: true });
+  mkdirSync(work, { recursive: true });
+  try {
+    return await TOOLS[tool]!(work, d0, d1);
+  } finally {
     rmSync(work, { recursive: true, force: true });
-    mkdirSync(work, { recursive: true });
-    try {
-      const r = await TOOLS[tool]!(work, d0, d1);
-      result.steps.push(...r.steps);
+  }
+}
+
+async function scenario(mix: MixName, gib: number, n: number): Promise<ScenarioResult> {
+  log(`\n== ${mix} mix, ${gib} GiB, ${n} round(s)`);
+  const { d0, d1 } = await images(mix, gib);
+  const result: ScenarioResult = { mix, gib, size: gib * GiB, dataBytes: dataBytes(d0), rounds: n, steps: [], repoAfterFull: {}, restoredExact: {} };
+  for (let round = 0; round < n; round++) {
+    const order = roundOrder(round);
+    if (n > 1) log(`  round ${round + 1}: ${order.join(', ')}`);
+    for (const tool of order) {
+      const r = await runTool(tool, d0, d1);
+      result.steps.push(...r.steps.map((x) => ({ ...withoutStdout(x), round })));
       result.repoAfterFull[tool] = r.repoAfterFull;
-      result.restoredExact[tool] = r.restoredExact;
-    } finally {
-      rmSync(work, { recursive: true, force: true });
+      result.restoredExact[tool] = (result.restoredExact[tool] ?? true) && r.restoredExact;
     }
   }
   return result;
@@ -174,7 +208,8 @@ async function main(): Promise<void> {
   log('machine limits...');
   const machine: MachineLimits = await measureMachine(dir, load);
   const scenarios: ScenarioResult[] = [];
-  for (const [mix, gib] of plan) scenarios.push(await scenario(mix, gib));
+  const smallest = Math.min(...sizes);
+  for (const [mix, gib] of plan) scenarios.push(await scenario(mix, gib, gib === smallest ? rounds : sizeRounds));
   const report = { started, finished: { at: new Date().toISOString(), load: load() }, machine, scenarios };
   writeFileSync(join(dir, 'sweep-last.json'), JSON.stringify(report, null, 1));
   printSweep(report);

@@ -3,6 +3,7 @@ import { mkdtemp, readdir, rm, writeFile, mkdir, chmod, symlink, utimes } from '
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { MissingObjectError } from '../../lib/errors.js';
 import { listAll } from '../backend.js';
 import { backendConformance } from '../backend.conformance.js';
 import { FsBackend } from './fs.backend.js';
@@ -110,6 +111,40 @@ test('fs: temp files of killed writers are swept once older than the grace perio
     await killed.abort();
     assert.equal(await backend.stat('packs/p/killed'), null);
     assert.deepEqual(await tmpNames(), []);
+  } finally {
+    await cleanup();
+  }
+});
+
+// Range reads of 256 KiB and more go O_DIRECT through bounce buffers (direct-read.ts): the
+// aligned span is read and the range copied out, so any offset and length must come back
+// exact, up to the object's last byte, with more reads in flight than there are buffers.
+test('fs: large range reads at unaligned offsets return the exact bytes, to the end of the object; past it they throw', async () => {
+  const { backend, cleanup } = await fresh();
+  try {
+    const data = Buffer.alloc(9 * (1 << 20) + 4321);
+    for (let i = 0; i + 4 <= data.length; i += 4) data.writeUInt32LE((i * 2654435761) >>> 0, i);
+    const w = await backend.openWriter('p/pack');
+    await w.write([data.subarray(0, 3_000_001), data.subarray(3_000_001)]);
+    await w.commit();
+    const ranges: [number, number][] = [
+      [1, 300_000],
+      [4095, (4 << 20) + 3],
+      [5_000_000, data.length - 5_000_000],
+      [data.length - 262_144, 262_144],
+      [0, data.length],
+      [123_457, 8 << 20],
+    ];
+    await Promise.all(
+      ranges.map(async ([o, l]) => {
+        const dst = Buffer.alloc(l + 7).fill(0xaa);
+        await backend.getRangeInto!('p/pack', o, l, dst);
+        assert.equal(dst.subarray(0, l).equals(data.subarray(o, o + l)), true, `range ${o}+${l}`);
+        assert.equal(dst.subarray(l).every((b) => b === 0xaa), true, `nothing past ${o}+${l}`);
+      }),
+    );
+    await assert.rejects(backend.getRangeInto!('p/pack', data.length - 262_143, 262_144, Buffer.alloc(262_144)), /shorter/);
+    await assert.rejects(backend.getRangeInto!('p/none', 0, 1 << 20, Buffer.alloc(1 << 20)), MissingObjectError);
   } finally {
     await cleanup();
   }

@@ -1,9 +1,15 @@
 import { randomBytes } from 'node:crypto';
-import { lstat, mkdir, open, readdir, readFile, rename, rm, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { lstat, mkdir, open, readdir, readFile, rename, rm, stat, statfs, unlink, type FileHandle } from 'node:fs/promises';
 import { dirname, join, relative, sep } from 'node:path';
 import { EarlyWriteback } from '../../lib/early-writeback.js';
+import { openDirect } from '../../lib/direct-io.js';
+import { DIRECT_READ_MIN, readDirect } from './direct-read.js';
+import { DirectStream, STAGE } from './direct-stream.js';
 import { IntegrityError, isErrno, MissingObjectError } from '../../lib/errors.js';
 import { assertValidKey, assertValidPrefix, TransientError, type Backend, type ObjectWriter } from '../backend.js';
+
+/** statfs f_type of network filesystems (linux/magic.h): NFS, SMB/CIFS, Ceph, FUSE (sshfs, s3fs...), 9p, AFS. */
+const NETWORK_FS = new Set([0x6969, 0xff534d42, 0xfe534d42, 0x517b, 0x00c36400, 0x65735546, 0x01021997, 0x5346414f]);
 
 /** Temp files live beside their final name and start with this; listings never show them. */
 const TMP_PREFIX = '.tmp-';
@@ -50,6 +56,11 @@ function classify(e: unknown, op: string, key: string): unknown {
  * the same fd is never retried.
  */
 export class FsBackend implements Backend {
+  /** Large range reads go O_DIRECT until the filesystem refuses it once (direct-read.ts). */
+  private directReads = true;
+  /** Whether the root is on a local filesystem (O_DIRECT used at all); asked once. */
+  private localFs: Promise<boolean> | null = null;
+
   constructor(readonly root: string) {}
 
   private path(key: string): string {
@@ -60,8 +71,9 @@ export class FsBackend implements Backend {
   async put(key: string, data: Uint8Array | readonly Uint8Array[]): Promise<void> {
     let w: ObjectWriter | null = null;
     try {
-      w = await this.openWriter(key);
-      await w.write(data instanceof Uint8Array ? [data] : data);
+      const parts = data instanceof Uint8Array ? [data] : data;
+      w = await this.openStream(key, parts.reduce((n, p) => n + p.length, 0) >= STAGE);
+      await w.write(parts);
       await w.commit();
     } catch (e) {
       await w?.abort();
@@ -70,7 +82,11 @@ export class FsBackend implements Backend {
   }
 
   /** Streams an object into a temp file; commit = fsync, rename, fsync the directory (as put). */
-  async openWriter(key: string): Promise<ObjectWriter> {
+  openWriter(key: string): Promise<ObjectWriter> {
+    return this.openStream(key, true);
+  }
+
+  private async openStream(key: string, useDirect: boolean): Promise<ObjectWriter> {
     const final = this.path(key);
     const dir = dirname(final);
     const tmp = join(dir, `${TMP_PREFIX}${randomBytes(8).toString('hex')}`);
@@ -82,6 +98,9 @@ export class FsBackend implements Backend {
     } catch (e) {
       throw classify(e, 'put', key);
     }
+    // Whole stages go with O_DIRECT (direct-stream.ts) where the filesystem offers it; the
+    // tail, and a put smaller than a stage, are written buffered as before.
+    const direct = useDirect && (await this.onLocalFs()) ? new DirectStream(tmp, fh) : null;
     let state: 'open' | 'committed' | 'aborted' = 'open';
     let closed = false;
     const root = this.root;
@@ -89,10 +108,10 @@ export class FsBackend implements Backend {
     return {
       async write(parts: readonly Uint8Array[]): Promise<void> {
         if (state !== 'open') throw new Error(`write to a ${state} object writer (${key})`);
-        await writeAll(fh, parts).catch((e: unknown) => {
+        await (direct ? direct.write(parts) : writeAll(fh, parts)).catch((e: unknown) => {
           throw classify(e, 'put', key);
         });
-        writeback.wrote(parts.reduce((n, p) => n + p.length, 0));
+        if (!direct) writeback.wrote(parts.reduce((n, p) => n + p.length, 0));
       },
       async commit(): Promise<void> {
         if (state !== 'open') throw new Error(`commit of a ${state} object writer (${key})`);
@@ -103,6 +122,7 @@ export class FsBackend implements Backend {
       async abort(): Promise<void> {
         if (state !== 'open') return;
         state = 'aborted';
+        await direct?.abandon();
         await writeback.idle();
         if (!closed) await fh.close().catch(() => {});
         await rm(tmp, { force: true }).catch(() => {});
@@ -111,6 +131,10 @@ export class FsBackend implements Backend {
     /** fsync, rename over the final name, fsync the directory (and any directory created). */
     async function publish(): Promise<void> {
       // Any fsync/close failure fails the put; the same fd is never retried.
+      if (direct) await direct.finish().catch(async (e: unknown) => {
+        await direct.abandon();
+        throw e;
+      });
       await writeback.settle();
       await fh.sync();
       closed = true;
@@ -146,13 +170,8 @@ export class FsBackend implements Backend {
 
   async getRangeInto(key: string, offset: number, length: number, dst: Uint8Array): Promise<void> {
     if (dst.length < length) throw new RangeError(`buffer of ${dst.length} bytes cannot hold ${length}`);
-    let fh;
-    try {
-      fh = await open(this.path(key), 'r');
-    } catch (e) {
-      if (isErrno(e, 'ENOENT')) throw new MissingObjectError(`object ${key} not found`);
-      throw classify(e, 'get', key);
-    }
+    if (length >= DIRECT_READ_MIN && this.directReads && (await this.onLocalFs()) && (await this.getRangeDirect(key, offset, length, dst))) return;
+    const fh = (await this.openToRead(key, 'buffered'))!;
     try {
       let got = 0;
       while (got < length) {
@@ -162,6 +181,48 @@ export class FsBackend implements Backend {
         if (bytesRead === 0) throw new IntegrityError(`object ${key} is shorter than ${offset + length} bytes`);
         got += bytesRead;
       }
+    } finally {
+      await fh.close();
+    }
+  }
+
+  /** The object's file opened for reading; null only when O_DIRECT was asked for and refused. */
+  private async openToRead(key: string, how: 'buffered' | 'direct'): Promise<FileHandle | null> {
+    try {
+      return how === 'direct' ? await openDirect(this.path(key), 'read') : await open(this.path(key), 'r');
+    } catch (e) {
+      if (isErrno(e, 'ENOENT')) throw new MissingObjectError(`object ${key} not found`);
+      throw classify(e, 'get', key);
+    }
+  }
+
+  /**
+   * O_DIRECT only on local filesystems: on NFS (and other network filesystems) a direct write
+   * waits for the server's stable storage every call, where buffered writes are sent in the
+   * background and committed once at the fsync.
+   */
+  private onLocalFs(): Promise<boolean> {
+    this.localFs ??= statfs(this.root).then(
+      (st) => !NETWORK_FS.has(st.type),
+      () => {
+        this.localFs = null; // the root may not exist yet: ask again next time
+        return false;
+      },
+    );
+    return this.localFs;
+  }
+
+  /** getRangeInto through direct-read.ts; false when O_DIRECT is refused (the caller reads buffered). */
+  private async getRangeDirect(key: string, offset: number, length: number, dst: Uint8Array): Promise<boolean> {
+    const fh = await this.openToRead(key, 'direct');
+    if (!fh) {
+      this.directReads = false; // this filesystem has no O_DIRECT
+      return false;
+    }
+    try {
+      return await readDirect(fh, key, offset, length, dst).catch((e: unknown) => {
+        throw classify(e, 'get', key);
+      });
     } finally {
       await fh.close();
     }

@@ -4,7 +4,8 @@ import type { DiskSink, DiskSource, Extent } from '../platform.js';
 import { EarlyWriteback } from '../../lib/early-writeback.js';
 import { AppError, isErrno } from '../../lib/errors.js';
 import { fileKey, fsyncDir, tempPathBeside } from './atomic-file.js';
-import { goesDirect, openDirect } from './direct-io.js';
+import { openDirect } from '../../lib/direct-io.js';
+import { goesDirect } from './direct-io.js';
 import { fileExtents } from './sparse-extents.js';
 
 /**
