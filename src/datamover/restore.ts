@@ -18,14 +18,22 @@ export interface RestoreDiskOptions {
   signal?: AbortSignal;
   pool?: ChunkPool;
   /**
-   * Groups in flight (default 8): restore speed comes from parallel fetches (PBS lesson), and
+   * Groups in flight (default: as many slots of max(chunk size, readBytes) as SLOT_MEMORY
+   * holds, 16 with 64 KiB chunks): restore speed comes from parallel fetches (PBS lesson), and
    * with more groups queued the two decode workers never wait on a read or a write. Memory:
-   * 8 × 2 × 4 MiB of slots whatever the disk size. Measured on the bench's text 1 GiB
+   * 2 × SLOT_MEMORY of slots whatever the disk size. Measured on the bench's text 1 GiB
    * incremental restore (2 cores, load 2.6-4): 8 in flight 1.09 s median, 5 in flight 1.25 s
    * (6 interleaved pairs, 8 faster in each), peak RSS 148 MiB instead of 128 MiB.
    */
   maxInFlight?: number;
-  /** Largest single read from a pack (default 4 MiB). */
+  /**
+   * Largest single read from a pack (default 2 MiB). Groups break at holes and at pack ends,
+   * so on the bench's disks they average under 1 MiB of raw data: in the same memory, 16 slots
+   * of 2 MiB keep more reads, decodes and writes going than 8 of 4 MiB. 1 GiB restores (the
+   * sweep's mixes, engine-step, 4 interleaved pairs, 3 Dec): text median 1.60 → 1.48 s and db
+   * 1.62 → 1.48 s (16 × 2 MiB faster in every pair), random 1.59 → 1.61 s (its groups are the
+   * large ones); 32 × 1 MiB and 12 × 4 MiB were in between.
+   */
   readBytes?: number;
 }
 
@@ -38,8 +46,9 @@ export interface RestoreDiskSummary {
   holes: number;
 }
 
-const DEFAULT_IN_FLIGHT = 8;
-const DEFAULT_READ_BYTES = 4 << 20;
+/** Bytes of one of the two slot buffers (stored bytes in, raw bytes out). */
+const SLOT_MEMORY = 32 << 20;
+const DEFAULT_READ_BYTES = 2 << 20;
 
 interface Group {
   first: number; // chunk number
@@ -151,12 +160,13 @@ export async function restoreDisk(opts: RestoreDiskOptions): Promise<RestoreDisk
 
     // Slots: shared memory for the groups in flight (stored bytes in, raw bytes out), allocated
     // once per disk, so memory = maxInFlight × 2 × slotBytes whatever the disk size. Two
-    // buffers, not one: each (8 × 4 MiB) fits in what a backup left in the pool (its slots,
-    // 5 × 2 × 4 MiB; a full's read-back proof, the same), so a restore after a backup in the
-    // same process reuses that memory instead of adding 64 MiB beside it (the service bench's
-    // restore peaked at 276-287 MiB RSS).
-    const maxInFlight = Math.max(1, Math.min(opts.maxInFlight ?? DEFAULT_IN_FLIGHT, header.chunkCount - holes));
+    // buffers, not one: each (SLOT_MEMORY, 32 MiB) fits in what a backup left in the pool (its
+    // slots, 5 × 2 × 4 MiB; a full's read-back proof, the same), so a restore after a backup in
+    // the same process reuses that memory instead of adding 64 MiB beside it (the service
+    // bench's restore peaked at 276-287 MiB RSS).
     const slotBytes = Math.max(cs, maxRead);
+    const inFlight = opts.maxInFlight ?? Math.max(1, Math.floor(SLOT_MEMORY / slotBytes));
+    const maxInFlight = Math.max(1, Math.min(inFlight, header.chunkCount - holes));
     const storedSab = acquireSlotMemory(maxInFlight * slotBytes);
     const rawSab = acquireSlotMemory(maxInFlight * slotBytes);
     const freeSlots: number[] = [];
