@@ -1,4 +1,5 @@
 import { createHash, createHmac, timingSafeEqual, type Hash } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import type { ChunkIdHash } from './format.js';
 import { openChunk } from './crypto.js';
@@ -21,7 +22,26 @@ const require = createRequire(import.meta.url);
 interface Blake3Binding {
   Blake3Hasher: { newKeyed(key: Buffer): { reset(): void; update(input: Uint8Array): unknown; digestBuffer(): Buffer } };
 }
-const blake = require('@napi-rs/blake-hash') as Blake3Binding;
+const blake = loadBlake3();
+
+/**
+ * The package's own loader asks `process.report.getReport()` whether the C library is musl
+ * before it picks a prebuilt binary: 6-25 ms of CPU per thread on the bench VM, paid by the
+ * main thread and by every chunk worker at start. On glibc Linux (no musl loader on the
+ * system) the glibc build is required directly, from the package's own location as its loader
+ * does; anything else, or a failure, goes through the package's loader.
+ */
+function loadBlake3(): Blake3Binding {
+  const musl = { x64: '/lib/ld-musl-x86_64.so.1', arm64: '/lib/ld-musl-aarch64.so.1' }[process.arch as 'x64' | 'arm64'];
+  if (process.platform === 'linux' && musl && !existsSync(musl)) {
+    try {
+      return createRequire(require.resolve('@napi-rs/blake-hash'))(`@napi-rs/blake-hash-linux-${process.arch}-gnu`) as Blake3Binding;
+    } catch {
+      // not installed, or not loadable here: the package decides
+    }
+  }
+  return require('@napi-rs/blake-hash') as Blake3Binding;
+}
 interface ZstdBinding {
   CCtx: new () => {
     compress(dst: Uint8Array, src: Uint8Array, level: number): number;
