@@ -108,6 +108,20 @@ describe('backup and restore', () => {
     assert.deepEqual(await repo.listSnapshots(), [snapshotId]);
   });
 
+  test('restores byte-exact through a single stored and raw slot and through one-chunk reads (groups at every pack offset)', async () => {
+    const { repo } = await newRepo();
+    const p = newHexId();
+    const disk = makeDisk(CS * 61 + 333, 5); // compressed and raw chunks mixed in every pack
+    disk.fill(0, CS * 7, CS * 9);
+    const { snapshotId } = await snapshot(repo, p, { vda: new MemDiskSource(disk) });
+    for (const opts of [{ maxInFlight: 1 }, { maxInFlight: 1, readBytes: CS }, { maxInFlight: 3, readBytes: CS }]) {
+      const sink = new MemDiskSink(disk.length);
+      await restoreDisk({ repo, snapshotId, diskKey: 'vda', sink, pool, ...opts });
+      assert.equal(sink.state, 'committed');
+      assert.equal(sha(sink.data), sha(disk), JSON.stringify(opts));
+    }
+  });
+
   test('a second backup of the same data stores ~0 bytes; another project gets other chunk ids', async () => {
     const { repo, backend } = await newRepo();
     const data = makeDisk(CS * 40, 4);

@@ -6,7 +6,8 @@ import type { ChunkLocation } from '../repository/pack-index.format.js';
 import type { Repository } from '../repository/repository.js';
 import { DataDamageError } from '../repository/damage.js';
 import type { Progress } from './backup.js';
-import { acquireSlotMemory, releaseSlotMemory, sharedChunkPool, type ChunkPool } from './chunk-pool.js';
+import { sharedChunkPool, type ChunkPool } from './chunk-pool.js';
+import { RestoreSlots } from './restore-slots.js';
 import type { WorkerResponse } from './worker-protocol.js';
 
 export interface RestoreDiskOptions {
@@ -18,12 +19,11 @@ export interface RestoreDiskOptions {
   signal?: AbortSignal;
   pool?: ChunkPool;
   /**
-   * Groups in flight (default: as many slots of max(chunk size, readBytes) as SLOT_MEMORY
-   * holds, 16 with 64 KiB chunks): restore speed comes from parallel fetches (PBS lesson), and
-   * with more groups queued the two decode workers never wait on a read or a write. Memory:
-   * 2 × SLOT_MEMORY of slots whatever the disk size. Measured on the bench's text 1 GiB
-   * incremental restore (2 cores, load 2.6-4): 8 in flight 1.09 s median, 5 in flight 1.25 s
-   * (6 interleaved pairs, 8 faster in each), peak RSS 148 MiB instead of 128 MiB.
+   * Groups being read or decoded at once, and compressed groups being decoded or written at
+   * once (default: as many slots of max(chunk size, readBytes) as SLOT_MEMORY holds, half each:
+   * 10 and 9 with 64 KiB chunks; restore-slots.ts): restore speed comes from parallel fetches
+   * (PBS lesson), and with more groups queued the two decode workers never wait on a read or a
+   * write. Memory: SLOT_MEMORY whatever the disk size.
    */
   maxInFlight?: number;
   /**
@@ -46,9 +46,19 @@ export interface RestoreDiskSummary {
   holes: number;
 }
 
-/** Bytes of one of the two slot buffers (stored bytes in, raw bytes out). */
-const SLOT_MEMORY = 32 << 20;
+/** Bytes of a restore's slots (stored bytes in, raw bytes out): what a backup's batch slots take (5 × (4 + 4) MiB, backup.ts). */
+const SLOT_MEMORY = 40 << 20;
 const DEFAULT_READ_BYTES = 2 << 20;
+
+/**
+ * Where a group's stored bytes start within its slot: at the pack offset's position modulo 8.
+ * V8 copies between SharedArrayBuffers word by word only when source and destination are
+ * equally aligned, else byte by byte (1.5-2.4 GiB/s against 6 on the bench VM), and the fs
+ * backend's O_DIRECT reads copy out of a page-aligned bounce buffer (backend/fs/direct-read.ts).
+ * An all-raw group stays at the slot's start instead: the disk write goes from there, with
+ * O_DIRECT only from page-aligned memory.
+ */
+const storedShift = (packOffset: number): number => packOffset % 8;
 
 interface Group {
   first: number; // chunk number
@@ -100,6 +110,28 @@ function* groupsOf(ids: Buffer, count: number, chunks: ChunkIndex, maxRead: numb
     }
   }
   if (cur) yield cur;
+}
+
+/**
+ * A group's read span in its pack and its decode request items (offset in the span, stored
+ * length, raw length, flags per chunk). All raw: every chunk stored as the disk's bytes.
+ */
+function planGroup(g: Group): { start: number; end: number; items: Uint32Array; rawTotal: number; allRaw: boolean } {
+  const start = g.locs[0]!.offset;
+  const last = g.locs[g.locs.length - 1]!;
+  const items = new Uint32Array(g.locs.length * 4);
+  let rawTotal = 0;
+  let allRaw = true;
+  for (let k = 0; k < g.locs.length; k++) {
+    const l = g.locs[k]!;
+    items[k * 4] = l.offset - start;
+    items[k * 4 + 1] = l.storedLength;
+    items[k * 4 + 2] = l.rawLength;
+    items[k * 4 + 3] = l.flags;
+    rawTotal += l.rawLength;
+    if (l.flags !== 0) allRaw = false;
+  }
+  return { start, end: last.offset + last.storedLength, items, rawTotal, allRaw };
 }
 
 /**
@@ -158,92 +190,71 @@ export async function restoreDisk(opts: RestoreDiskOptions): Promise<RestoreDisk
     bytesDone = holes * cs; // holes count as done (approximate for a partial last hole)
     opts.onProgress?.({ bytesDone: Math.min(bytesDone, total), bytesTotal: total });
 
-    // Slots: shared memory for the groups in flight (stored bytes in, raw bytes out), allocated
-    // once per disk, so memory = maxInFlight × 2 × slotBytes whatever the disk size. Two
-    // buffers, not one: each (SLOT_MEMORY, 32 MiB) fits in what a backup left in the pool (its
-    // slots, 5 × 2 × 4 MiB; a full's read-back proof, the same), so a restore after a backup in
-    // the same process reuses that memory instead of adding 64 MiB beside it (the service
-    // bench's restore peaked at 276-287 MiB RSS).
+    // Slots: one shared buffer, allocated once per disk (restore-slots.ts): memory = SLOT_MEMORY
+    // whatever the disk size, taken from what a backup in this process left idle when it fits.
     const slotBytes = Math.max(cs, maxRead);
-    const inFlight = opts.maxInFlight ?? Math.max(1, Math.floor(SLOT_MEMORY / slotBytes));
-    const maxInFlight = Math.max(1, Math.min(inFlight, header.chunkCount - holes));
-    const storedSab = acquireSlotMemory(maxInFlight * slotBytes);
-    const rawSab = acquireSlotMemory(maxInFlight * slotBytes);
-    const freeSlots: number[] = [];
-    for (let i = maxInFlight - 1; i >= 0; i--) freeSlots.push(i);
+    const counts = opts.maxInFlight ? { stored: opts.maxInFlight, raw: opts.maxInFlight } : RestoreSlots.counts(slotBytes, SLOT_MEMORY, header.chunkCount - holes);
+    const slots = new RestoreSlots(slotBytes, counts);
+    const mem = slots.mem;
 
-    const processGroup = async (g: Group, slot: number): Promise<void> => {
-      const start = g.locs[0]!.offset;
-      const end = g.locs[g.locs.length - 1]!.offset + g.locs[g.locs.length - 1]!.storedLength;
-      const storedOff = slot * slotBytes;
+    // Owns its stored slot (given back once decoded, or once written when all raw) and its raw slot.
+    const processGroup = async (g: Group, storedSlot: number): Promise<void> => {
+      const { start, end, items, rawTotal, allRaw } = planGroup(g);
+      let stored: number | null = storedSlot;
+      let raw: number | null = null;
       try {
-        await repo.readStoredInto(manifest.projectId, { ...g.locs[0]!, storedLength: end - start }, new Uint8Array(storedSab, storedOff, end - start));
-      } catch (e) {
-        if (e instanceof NotFoundError || e instanceof IntegrityError) throw fail(g.first, `cannot be read: ${e.message}`, g.locs[0]!.pack);
-        throw e;
+        const storedOff = slots.offset(storedSlot) + (allRaw ? 0 : storedShift(start));
+        try {
+          await repo.readStoredInto(manifest.projectId, { ...g.locs[0]!, storedLength: end - start }, new Uint8Array(mem, storedOff, end - start));
+        } catch (e) {
+          if (e instanceof NotFoundError || e instanceof IntegrityError) throw fail(g.first, `cannot be read: ${e.message}`, g.locs[0]!.pack);
+          throw e;
+        }
+        bytesFetched += end - start;
+        signal?.throwIfAborted();
+        // The chunks are consecutive on disk: one positional write.
+        const expected = Math.min(total, (g.first + g.locs.length) * cs) - g.first * cs;
+        if (rawTotal !== expected) throw fail(g.first, `has a wrong length (${rawTotal} bytes for ${expected})`);
+        // An all-raw group is verified in place and written from its stored slot.
+        if (!allRaw) raw = await slots.takeRaw();
+        const outOff = raw === null ? slots.offset(storedSlot) : slots.offset(raw);
+        // A copy: posting a view would clone the whole disk index buffer.
+        const gIds = new Uint8Array(ids.subarray(g.first * ID_LEN, (g.first + g.locs.length) * ID_LEN));
+        const r = await pool.call<Extract<WorkerResponse, { op: 'decode' }>>(pool.pick(), { op: 'decode', task: pool.newTask(), stored: mem, storedOff, items, ids: gIds, key, out: mem, outOff });
+        if (r.error) throw await corrupt(g.first + r.error[0], g.locs[r.error[0]]!.pack, r.error[1]);
+        if (raw !== null) {
+          slots.releaseStored(storedSlot); // decoded: the worker is done with the pack bytes
+          stored = null;
+        }
+        signal?.throwIfAborted();
+        await sink.write(Buffer.from(mem, outOff, rawTotal), g.first * cs);
+        bytesWritten += rawTotal;
+        bytesDone += rawTotal;
+        opts.onProgress?.({ bytesDone: Math.min(bytesDone, total), bytesTotal: total });
+      } finally {
+        if (stored !== null) slots.releaseStored(stored);
+        if (raw !== null) slots.releaseRaw(raw);
       }
-      bytesFetched += end - start;
-      signal?.throwIfAborted();
-      const items = new Uint32Array(g.locs.length * 4);
-      let rawTotal = 0;
-      // A group of chunks all stored raw (incompressible data) is verified in place and written
-      // from the stored slot: the stored bytes are the disk's bytes, back to back.
-      let allRaw = true;
-      for (let k = 0; k < g.locs.length; k++) {
-        const l = g.locs[k]!;
-        items[k * 4] = l.offset - start;
-        items[k * 4 + 1] = l.storedLength;
-        items[k * 4 + 2] = l.rawLength;
-        items[k * 4 + 3] = l.flags;
-        rawTotal += l.rawLength;
-        if (l.flags !== 0) allRaw = false;
-      }
-      const outSab = allRaw ? storedSab : rawSab;
-      const outOff = slot * slotBytes;
-      // The chunks are consecutive on disk: one positional write.
-      const expected = Math.min(total, (g.first + g.locs.length) * cs) - g.first * cs;
-      if (rawTotal !== expected) throw fail(g.first, `has a wrong length (${rawTotal} bytes for ${expected})`);
-      // A copy: posting a view would clone the whole disk index buffer.
-      const gIds = new Uint8Array(ids.subarray(g.first * ID_LEN, (g.first + g.locs.length) * ID_LEN));
-      const r = await pool.call<Extract<WorkerResponse, { op: 'decode' }>>(pool.pick(), {
-        op: 'decode',
-        task: pool.newTask(),
-        stored: storedSab,
-        storedOff,
-        items,
-        ids: gIds,
-        key,
-        out: outSab,
-        outOff,
-      });
-      if (r.error) throw await corrupt(g.first + r.error[0], g.locs[r.error[0]]!.pack, r.error[1]);
-      signal?.throwIfAborted();
-      await sink.write(Buffer.from(outSab, outOff, rawTotal), g.first * cs);
-      bytesWritten += rawTotal;
-      bytesDone += rawTotal;
-      opts.onProgress?.({ bytesDone: Math.min(bytesDone, total), bytesTotal: total });
     };
 
     let failure: unknown = null;
     const running = new Set<Promise<void>>();
     for (const g of groups) {
       if (failure || signal?.aborted) break;
-      while (freeSlots.length === 0) await Promise.race(running);
-      if (failure || signal?.aborted) break;
-      const slot = freeSlots.pop()!;
+      const slot = await slots.takeStored(); // a failing group gives its slot back too
+      if (failure || signal?.aborted) {
+        slots.releaseStored(slot);
+        break;
+      }
       const p: Promise<void> = processGroup(g, slot)
         .catch((e) => {
           failure ??= e;
         })
-        .finally(() => {
-          running.delete(p);
-          freeSlots.push(slot);
-        });
+        .finally(() => running.delete(p));
       running.add(p);
     }
     await Promise.all(running); // every worker request has been answered: the memory is free
-    releaseSlotMemory(storedSab);
-    releaseSlotMemory(rawSab);
+    slots.close();
     if (failure) throw failure;
     signal?.throwIfAborted();
     await sink.commit();
