@@ -25,8 +25,9 @@ async function backup(target: string, disk: string, projectId: string, base: str
   const source = await openFileDiskSource(disk);
   try {
     const snapshotId = randomUUID();
-    const w = await repo.beginSnapshot({ projectId, snapshotId });
-    const baseIndex = base ? await repo.findDiskIndex(base, DISK) : null;
+    // As the service's snapshot job does: the writer starts (lease, chunk index) while the
+    // base snapshot's disk index is read.
+    const [w, baseIndex] = await Promise.all([repo.beginSnapshot({ projectId, snapshotId }), base ? repo.findDiskIndex(base, DISK) : null]);
     if (base && !baseIndex) throw new Error(`no disk ${DISK} in base snapshot ${base}`);
     const s = await backupDisk({ writer: w, diskKey: DISK, source, pool, base: baseIndex });
     await w.commit({ bench: true });
