@@ -28,8 +28,9 @@ export interface RestoreDiskOptions {
   maxInFlight?: number;
   /**
    * Largest single read from a pack (default 2 MiB). Groups break at holes and at pack ends,
-   * so on the bench's disks they average under 1 MiB of raw data: in the same memory, 16 slots
-   * of 2 MiB keep more reads, decodes and writes going than 8 of 4 MiB. 1 GiB restores (the
+   * so on the bench's disks they average under 1 MiB of raw data: in the same memory (then a
+   * stored and a raw slot per group in two 32 MiB buffers), 16 slots of 2 MiB kept more reads,
+   * decodes and writes going than 8 of 4 MiB. 1 GiB restores (the
    * sweep's mixes, engine-step, 4 interleaved pairs, 3 Dec): text median 1.60 → 1.48 s and db
    * 1.62 → 1.48 s (16 × 2 MiB faster in every pair), random 1.59 → 1.61 s (its groups are the
    * large ones); 32 × 1 MiB and 12 × 4 MiB were in between.
