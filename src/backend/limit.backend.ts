@@ -1,30 +1,18 @@
+import { FifoPool } from '../lib/fifo-pool.js';
 import type { Backend, ObjectWriter } from './backend.js';
 
 /** A counting semaphore with a FIFO queue: waiters are served in arrival order. */
 class Slots {
-  private free: number;
-  private readonly waiters: (() => void)[] = [];
+  private readonly permits: FifoPool<null>;
   constructor(readonly size: number) {
-    this.free = size;
-  }
-  private async acquire(): Promise<void> {
-    if (this.free > 0) {
-      this.free--;
-      return;
-    }
-    await new Promise<void>((resolve) => this.waiters.push(resolve));
-  }
-  private release(): void {
-    const next = this.waiters.shift();
-    if (next) next(); // the slot passes straight to the next waiter
-    else this.free++;
+    this.permits = new FifoPool(Array<null>(size).fill(null));
   }
   async run<T>(fn: () => Promise<T>): Promise<T> {
-    await this.acquire();
+    await this.permits.take();
     try {
       return await fn();
     } finally {
-      this.release();
+      this.permits.give(null); // the slot passes straight to the next waiter
     }
   }
 }

@@ -1,3 +1,4 @@
+import { FifoPool } from '../lib/fifo-pool.js';
 import { acquireSlotMemory, releaseSlotMemory } from './chunk-pool.js';
 
 /**
@@ -23,14 +24,14 @@ import { acquireSlotMemory, releaseSlotMemory } from './chunk-pool.js';
 export class RestoreSlots {
   readonly mem: SharedArrayBuffer;
   readonly stride: number;
-  private readonly stored: Semaphore;
-  private readonly raw: Semaphore;
+  private readonly stored: FifoPool<number>;
+  private readonly raw: FifoPool<number>;
 
   constructor(slotBytes: number, counts: { stored: number; raw: number }) {
     this.stride = slotBytes + SLOT_PAD;
     this.mem = acquireSlotMemory((counts.stored + counts.raw) * this.stride);
-    this.stored = new Semaphore(range(0, counts.stored));
-    this.raw = new Semaphore(range(counts.stored, counts.stored + counts.raw));
+    this.stored = new FifoPool(range(0, counts.stored));
+    this.raw = new FifoPool(range(counts.stored, counts.stored + counts.raw));
   }
 
   /** Stored and raw slot counts for a slot size: half each (stored gets the odd one) of `budget`, each at most `groups`. */
@@ -49,13 +50,13 @@ export class RestoreSlots {
     return this.stored.take();
   }
   releaseStored(slot: number): void {
-    this.stored.release(slot);
+    this.stored.give(slot);
   }
   takeRaw(): Promise<number> {
     return this.raw.take();
   }
   releaseRaw(slot: number): void {
-    this.raw.release(slot);
+    this.raw.give(slot);
   }
 
   /** Only after every worker request naming this memory has been answered. */
@@ -68,20 +69,3 @@ export class RestoreSlots {
 export const SLOT_PAD = 4096;
 
 const range = (from: number, to: number) => Array.from({ length: to - from }, (_, i) => to - 1 - i);
-
-/** Slot numbers handed out first come, first served. */
-class Semaphore {
-  private readonly waiters: ((slot: number) => void)[] = [];
-  constructor(private readonly free: number[]) {}
-
-  take(): Promise<number> {
-    const slot = this.free.pop();
-    return slot !== undefined ? Promise.resolve(slot) : new Promise((resolve) => this.waiters.push(resolve));
-  }
-
-  release(slot: number): void {
-    const next = this.waiters.shift();
-    if (next) next(slot);
-    else this.free.push(slot);
-  }
-}
