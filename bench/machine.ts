@@ -3,7 +3,7 @@
  * disk's sequential read and fdatasync write bandwidth (dd, 1 MiB blocks, O_DIRECT read of a
  * file written for it; wall time) and single-core SHA-256, keyed BLAKE3, HMAC-SHA256 and zstd-1
  * throughput per CPU-second on 64 KiB chunks (the engine's chunk size) of the bench's own text
- * and random content.
+ * and random content; and what starting Node costs here (nodeStart).
  */
 import { createHash, createHmac, randomBytes } from 'node:crypto';
 import { readdirSync, readFileSync, rmSync } from 'node:fs';
@@ -24,6 +24,8 @@ export interface MachineLimits {
   zstd1Random: number;
   /** The codec on random chunks with its compressibility estimate (stored raw, zstd skipped). */
   estimateRandom: number;
+  /** Wall ms to run an empty Node script, without NODE_EXTRA_CA_CERTS and (when set here) with it. */
+  nodeStartMs?: { bare: number; withExtraCaCerts: number | null };
   /** Free page reporting to the hypervisor, when the guest does it (see freePageReporting). */
   pageReporting?: { blockKiB: number; reportedKiB: number | null } | null;
   load: number[];
@@ -94,6 +96,32 @@ async function blake3Keyed(): Promise<((c: Buffer) => unknown) | null> {
   }
 }
 
+/**
+ * The environment of the engine's own steps: this one without NODE_EXTRA_CA_CERTS. Node 20
+ * reads and parses its whole CA store at start when that variable is set (nodejs/node#40524):
+ * 50-70 ms per process measured on the bench VMs, where the sandbox sets it in every shell.
+ * No engine step makes a TLS connection, and a Go peer pays nothing alike
+ * (its roots load on first use), so keeping it would time the sandbox, not the engine. The
+ * report prints both start costs (nodeStart).
+ */
+export function engineStepEnv(): NodeJS.ProcessEnv {
+  const env = { ...process.env };
+  delete env.NODE_EXTRA_CA_CERTS;
+  return env;
+}
+
+/** Median wall ms of `node -e ''` over 7 runs, in `env`. */
+async function nodeStartWith(env: NodeJS.ProcessEnv): Promise<number> {
+  const ms: number[] = [];
+  for (let i = 0; i < 7; i++) ms.push((await run(process.execPath, ['-e', ''], { env })).seconds * 1000);
+  return ms.sort((a, b) => a - b)[3]!;
+}
+
+async function nodeStart(): Promise<{ bare: number; withExtraCaCerts: number | null }> {
+  const bare = await nodeStartWith(engineStepEnv());
+  return { bare, withExtraCaCerts: process.env.NODE_EXTRA_CA_CERTS ? await nodeStartWith(process.env) : null };
+}
+
 async function diskBandwidth(dir: string): Promise<{ seqRead: number; fdatasyncWrite: number }> {
   const file = join(dir, 'dd-bandwidth.tmp');
   const count = 1024;
@@ -127,6 +155,7 @@ export async function measureMachine(dir: string, load: () => number[]): Promise
     zstd1Text: rate(text, total / 4, (c) => codec.encode(c, dst, 1)),
     zstd1Random: rate(rnd, total, (c) => codec.encode(c, dst, 1)),
     estimateRandom: rate(rnd, total, (c) => gated.encode(c, dst, 1)),
+    nodeStartMs: await nodeStart(),
     pageReporting: freePageReporting(),
     load: load(),
   };

@@ -116,8 +116,15 @@ function machineLines(m: MachineLimits): string[] {
   return [
     `machine (load ${m.load.join(' ')}): disk sequential read ${g(m.seqRead)}, fdatasync write ${g(m.fdatasyncWrite)};`,
     `  per CPU-second of one core, 64 KiB chunks: SHA-256 ${g(m.sha256)}, HMAC-SHA256 ${g(m.hmacSha256)}, keyed BLAKE3 ${g(m.blake3Keyed)}, zstd-1 text ${g(m.zstd1Text)}, zstd-1 random ${g(m.zstd1Random)}, random with the estimate (zstd skipped) ${g(m.estimateRandom)}`,
+    `  ${nodeStartLine(m.nodeStartMs)}`,
     `  ${pageReportingLine(m.pageReporting)}`,
   ];
+}
+
+function nodeStartLine(n: MachineLimits['nodeStartMs']): string {
+  if (!n) return 'Node start: not measured';
+  const extra = n.withExtraCaCerts === null ? '' : `, ${n.withExtraCaCerts.toFixed(0)} ms with this machine's NODE_EXTRA_CA_CERTS (Node 20 parses its CA store at start; the engine steps run without it: none uses TLS)`;
+  return `Node start (empty script): ${n.bare.toFixed(0)} ms${extra}`;
 }
 
 function pageReportingLine(p: MachineLimits['pageReporting']): string {

@@ -16,6 +16,8 @@
  * of the incremental, compared byte for byte with D1. Before every timed step `sync` flushes
  * dirty pages, so no tool pays for another's writeback; each step's time includes a `sync`
  * after it (a restore is only done when it is on disk; Lifeboat fsyncs itself, the peers don't).
+ * Lifeboat's steps run without NODE_EXTRA_CA_CERTS (machine.ts, engineStepEnv: a start cost of
+ * the sandbox's, not of the engine; the report prints Node's start with and without it).
  *
  * Rounds: a scenario runs every tool once per round, the tools' order rotated by one each round
  * (Lifeboat first in round 1, second in round 2, ...). On a VM with free page reporting (see
@@ -28,7 +30,7 @@ import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { newHexId } from '../src/lib/ids.js';
 import { cleanupAll, dirStats, installCleanupHandlers, probe, run } from './lib.js';
-import { measureMachine, type MachineLimits } from './machine.js';
+import { engineStepEnv, measureMachine, type MachineLimits } from './machine.js';
 import { makeMixDisk, MIX_NAMES, mutateMixDisk, type MixName } from './mixes.js';
 import { printSweep, type ScenarioResult, type StepResult, type StepName } from './sweep-report.js';
 
@@ -113,13 +115,14 @@ async function lifeboat(work: string, d0: string, d1: string): Promise<ToolRun> 
   const target = join(work, 'repo');
   const project = newHexId();
   const step = join(process.cwd(), 'dist/bench/engine-step.js');
-  const full = await timed('lifeboat', 'full', dataBytes(d0), process.execPath, [step, 'backup', target, d0, project]);
+  const opts = { env: engineStepEnv() };
+  const full = await timed('lifeboat', 'full', dataBytes(d0), process.execPath, [step, 'backup', target, d0, project], opts);
   const repoAfterFull = (await dirStats(target)).allocated;
   const fullId = (JSON.parse(full.stdout) as { snapshotId: string }).snapshotId;
-  const incr = await timed('lifeboat', 'incremental', dataBytes(d1), process.execPath, [step, 'backup', target, d1, project, fullId]);
+  const incr = await timed('lifeboat', 'incremental', dataBytes(d1), process.execPath, [step, 'backup', target, d1, project, fullId], opts);
   const incrId = (JSON.parse(incr.stdout) as { snapshotId: string }).snapshotId;
   const out = join(work, 'restored.img');
-  const restore = await timed('lifeboat', 'restore', dataBytes(d1), process.execPath, [step, 'restore', target, incrId, out]);
+  const restore = await timed('lifeboat', 'restore', dataBytes(d1), process.execPath, [step, 'restore', target, incrId, out], opts);
   return { steps: [full, incr, restore], repoAfterFull, restoredExact: await same(out, d1) };
 }
 
