@@ -107,7 +107,7 @@ const KEEP = 2;
 
 export function acquireSlotMemory(bytes: number): SharedArrayBuffer {
   // The smallest idle buffer that fits and wastes at most half: a restore's slot buffer
-  // (restore-slots.ts, 19 × 2 MiB) runs in the memory a backup (5 × (2 × 4 MiB) + ids/meta)
+  // (restore-slots.ts, 20 × 2 MiB) runs in the memory a backup (5 × (2 × 4 MiB) + ids/meta)
   // or a full's read-back proof (5 × 2 × 4 MiB) left, instead of adding its own.
   let best = -1;
   for (let i = 0; i < idleSlots.length; i++) {

@@ -6,6 +6,7 @@
 import { parentPort } from 'node:worker_threads';
 import { ChunkCodec, compressBound, FLAG_COMPRESSED, ID_LEN, newChunkHasher, type ChunkHasher, type ChunkIdKey } from '../repository/chunk-codec.js';
 import type { WorkerRequest, WorkerResponse } from './worker-protocol.js';
+import { copyBytes } from '../lib/copy-bytes.js';
 
 const codec = new ChunkCodec();
 let scratch = new Uint8Array(0);
@@ -49,7 +50,7 @@ function handle(req: WorkerRequest): void {
           // caller stores it from the data slot (protocol: flags 0 = not in out).
           const direct = out!.length - at >= bound;
           const n = codec.compressInto(raw, direct ? out!.subarray(at) : scratch, req.level!);
-          if (n > 0 && !direct) out!.set(scratch.subarray(0, n), at);
+          if (n > 0 && !direct) copyBytes(out!, at, scratch.subarray(0, n));
           meta![j * 2] = n > 0 ? n : raw.length;
           meta![j * 2 + 1] = n > 0 ? FLAG_COMPRESSED : 0;
           at += n;

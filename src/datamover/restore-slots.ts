@@ -2,8 +2,8 @@ import { FifoPool } from '../lib/fifo-pool.js';
 import { acquireSlotMemory, releaseSlotMemory } from './chunk-pool.js';
 
 /**
- * A restore's slot memory: ONE shared buffer cut into page-aligned slots of `slotBytes` (plus
- * a small pad), in two pools:
+ * A restore's slot memory: ONE shared buffer cut into slots of `slotBytes` (page-aligned when
+ * `slotBytes` is a multiple of the page size, as the default 2 MiB is), in two pools:
  *
  * - **stored** slots hold a group's pack bytes from its read until it is decoded (an all-raw
  *   group, whose stored bytes are the disk's bytes, keeps its stored slot until written);
@@ -28,7 +28,7 @@ export class RestoreSlots {
   private readonly raw: FifoPool<number>;
 
   constructor(slotBytes: number, counts: { stored: number; raw: number }) {
-    this.stride = slotBytes + SLOT_PAD;
+    this.stride = slotBytes;
     this.mem = acquireSlotMemory((counts.stored + counts.raw) * this.stride);
     this.stored = new FifoPool(range(0, counts.stored));
     this.raw = new FifoPool(range(counts.stored, counts.stored + counts.raw));
@@ -36,12 +36,12 @@ export class RestoreSlots {
 
   /** Stored and raw slot counts for a slot size: half each (stored gets the odd one) of `budget`, each at most `groups`. */
   static counts(slotBytes: number, budget: number, groups: number): { stored: number; raw: number } {
-    const n = Math.max(2, Math.floor(budget / (slotBytes + SLOT_PAD)));
+    const n = Math.max(2, Math.floor(budget / slotBytes));
     const cap = Math.max(1, groups);
     return { stored: Math.min(cap, Math.ceil(n / 2)), raw: Math.min(cap, Math.floor(n / 2)) };
   }
 
-  /** Byte offset of a slot in `mem` (page-aligned). */
+  /** Byte offset of a slot in `mem`. */
   offset(slot: number): number {
     return slot * this.stride;
   }
@@ -64,8 +64,5 @@ export class RestoreSlots {
     releaseSlotMemory(this.mem);
   }
 }
-
-/** Room after each slot for a group's alignment shift (restore.ts storedShift); keeps every slot page-aligned. */
-export const SLOT_PAD = 4096;
 
 const range = (from: number, to: number) => Array.from({ length: to - from }, (_, i) => to - 1 - i);

@@ -21,7 +21,7 @@ export interface RestoreDiskOptions {
   /**
    * Groups being read or decoded at once, and compressed groups being decoded or written at
    * once (default: as many slots of max(chunk size, readBytes) as SLOT_MEMORY holds, half each:
-   * 10 and 9 with 64 KiB chunks; restore-slots.ts): restore speed comes from parallel fetches
+   * 10 and 10 with 64 KiB chunks; restore-slots.ts): restore speed comes from parallel fetches
    * (PBS lesson), and with more groups queued the two decode workers never wait on a read or a
    * write. Memory: SLOT_MEMORY whatever the disk size.
    */
@@ -50,16 +50,6 @@ export interface RestoreDiskSummary {
 /** Bytes of a restore's slots (stored bytes in, raw bytes out): what a backup's batch slots take (5 × (4 + 4) MiB, backup.ts). */
 const SLOT_MEMORY = 40 << 20;
 const DEFAULT_READ_BYTES = 2 << 20;
-
-/**
- * Where a group's stored bytes start within its slot: at the pack offset's position modulo 8.
- * V8 copies between SharedArrayBuffers word by word only when source and destination are
- * equally aligned, else byte by byte (1.5-2.4 GiB/s against 6 on the bench VM), and the fs
- * backend's O_DIRECT reads copy out of a page-aligned bounce buffer (backend/fs/direct-read.ts).
- * An all-raw group stays at the slot's start instead: the disk write goes from there, with
- * O_DIRECT only from page-aligned memory.
- */
-const storedShift = (packOffset: number): number => packOffset % 8;
 
 interface Group {
   first: number; // chunk number
@@ -204,7 +194,9 @@ export async function restoreDisk(opts: RestoreDiskOptions): Promise<RestoreDisk
       let stored: number | null = storedSlot;
       let raw: number | null = null;
       try {
-        const storedOff = slots.offset(storedSlot) + (allRaw ? 0 : storedShift(start));
+        // Every group's bytes start at its slot's start (page-aligned): an all-raw group is
+        // written to the disk from there, with O_DIRECT only from page-aligned memory.
+        const storedOff = slots.offset(storedSlot);
         try {
           await repo.readStoredInto(manifest.projectId, { ...g.locs[0]!, storedLength: end - start }, new Uint8Array(mem, storedOff, end - start));
         } catch (e) {

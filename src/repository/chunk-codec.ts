@@ -1,6 +1,7 @@
 import { createHash, createHmac, timingSafeEqual, type Hash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { copyBytes } from '../lib/copy-bytes.js';
 import type { ChunkIdHash } from './format.js';
 import { openChunk } from './crypto.js';
 
@@ -243,7 +244,7 @@ export class ChunkCodec {
   encode(raw: Uint8Array, dst: Uint8Array, level: number): { length: number; flags: number } {
     const n = this.compressInto(raw, dst, level);
     if (n > 0) return { length: n, flags: FLAG_COMPRESSED };
-    dst.set(raw);
+    copyBytes(dst, 0, raw);
     return { length: raw.length, flags: 0 };
   }
 
@@ -279,7 +280,7 @@ export class ChunkCodec {
     } else {
       if (stored.length !== dst.length) return `stored length ${stored.length}, expected ${dst.length}`;
       // Decoding in place (dst is the stored bytes themselves, restore.ts): nothing to copy.
-      if (dst.buffer !== stored.buffer || dst.byteOffset !== stored.byteOffset) dst.set(stored);
+      if (dst.buffer !== stored.buffer || dst.byteOffset !== stored.byteOffset) copyBytes(dst, 0, stored);
       raw = dst;
     }
     const id = hasher.id(raw);

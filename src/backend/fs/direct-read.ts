@@ -1,5 +1,6 @@
 import type { FileHandle } from 'node:fs/promises';
 import { alignedSharedMemory } from '../../lib/aligned-memory.js';
+import { copyBytes } from '../../lib/copy-bytes.js';
 import { DIRECT_ALIGN, isDirectRefused } from '../../lib/direct-io.js';
 import { IntegrityError } from '../../lib/errors.js';
 
@@ -58,7 +59,7 @@ export async function readDirect(fh: FileHandle, key: string, offset: number, le
       const got = await readSpan(fh, bounce, start, span);
       if (got === null) return false;
       if (got < at + want - start) throw new IntegrityError(`object ${key} is shorter than ${offset + length} bytes`);
-      dst.set(new Uint8Array(bounce, at - start, want), done);
+      copyBytes(dst, done, new Uint8Array(bounce, at - start, want));
       done += want;
     }
     return true;

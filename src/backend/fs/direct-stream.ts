@@ -1,5 +1,6 @@
 import type { FileHandle } from 'node:fs/promises';
 import { alignedSharedMemory } from '../../lib/aligned-memory.js';
+import { copyBytes } from '../../lib/copy-bytes.js';
 import { isDirectRefused, openDirect } from '../../lib/direct-io.js';
 
 /**
@@ -57,7 +58,7 @@ export class DirectStream {
       let off = 0;
       while (off < p.length) {
         const n = Math.min(p.length - off, STAGE - this.fill);
-        new Uint8Array(this.mem!, this.stage * STAGE + this.fill, n).set(p.subarray(off, off + n));
+        copyBytes(new Uint8Array(this.mem!), this.stage * STAGE + this.fill, p.subarray(off, off + n));
         this.fill += n;
         off += n;
         if (this.fill === STAGE) await this.flushStage();

@@ -20,6 +20,7 @@ import { defaultCredentials } from './s3.credentials.js';
 import { PartPool } from './s3.parts.js';
 import { S3Writer, type UploadRequests } from './s3.writer.js';
 import { classifyS3Error, httpStatus, isNotFound } from './s3.errors.js';
+import { copyBytes } from '../../lib/copy-bytes.js';
 
 export interface S3BackendOptions {
   bucket: string;
@@ -254,7 +255,7 @@ export class S3Backend implements Backend, UploadRequests {
   async getRangeInto(key: string, offset: number, length: number, dst: Uint8Array): Promise<void> {
     if (dst.length < length) throw new RangeError(`buffer of ${dst.length} bytes cannot hold ${length}`);
     const buf = await this.getRange(key, offset, length);
-    dst.set(buf, 0);
+    copyBytes(dst, 0, buf);
   }
 
   /**

@@ -1,5 +1,6 @@
 import type { ObjectWriter } from '../backend.js';
 import type { PartPool } from './s3.parts.js';
+import { copyBytes } from '../../lib/copy-bytes.js';
 
 /** The requests a streamed write makes (S3Backend's; each retried in place on transient failures). */
 export interface UploadRequests {
@@ -63,7 +64,7 @@ export class S3Writer implements ObjectWriter {
           if (this.cur !== null && this.fill === this.cur.length) await this.nextBuffer();
           this.cur ??= await this.obtain();
           const n = Math.min(p.length - off, this.cur.length - this.fill);
-          this.cur.set(p.subarray(off, off + n), this.fill);
+          copyBytes(this.cur, this.fill, p.subarray(off, off + n));
           this.fill += n;
           off += n;
         }
