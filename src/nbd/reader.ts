@@ -1,5 +1,6 @@
 import type { OnReadOpts, Socket } from 'node:net';
 import { NbdError } from './errors.js';
+import { copyBytes } from '../lib/copy-bytes.js';
 
 /**
  * Bytes a staging read asks for. Small on purpose: staging holds headers and short replies; a
@@ -159,7 +160,7 @@ export class SocketReader {
     if (d) {
       // Staged before copyTo asked: these bytes come first in its target.
       const k = Math.min(n, d.left);
-      rest.copy(d.dst, d.at, 0, k);
+      copyBytes(d.dst, d.at, rest.subarray(0, k));
       this.advance(d, k);
       rest = rest.subarray(k);
     }
@@ -208,7 +209,7 @@ export class SocketReader {
     while (moved < max && this.chunks.length > 0) {
       const c = this.chunks[0]!;
       const n = Math.min(c.length - this.head, max - moved);
-      if (dst) c.copy(dst, dstOffset + moved, this.head, this.head + n);
+      if (dst) copyBytes(dst, dstOffset + moved, c.subarray(this.head, this.head + n));
       moved += n;
       this.head += n;
       if (this.head === c.length) {
