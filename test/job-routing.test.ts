@@ -177,13 +177,17 @@ for (const kind of storeKinds()) {
       return r;
     }
 
-    /** A locked workload of `vms` with a `creating` snapshot and its untargeted job, as the service leaves them. */
-    async function requestSnapshot(vms: Vm[]): Promise<string> {
+    /**
+     * A locked workload of `vms` with a `creating` snapshot and its untargeted job, as the service
+     * leaves them. `now` is the job's created_at: workers claim the oldest first, and two jobs of
+     * one millisecond go in id order (random), so a test that needs an order passes distinct times.
+     */
+    async function requestSnapshot(vms: Vm[], now = Date.now()): Promise<string> {
       const w = testWorkload({ project_id: PROJECT, status: 'locked', instances: vms.map((v) => ({ id: v.instance.id, name: v.instance.name, metadata: {} })) });
       await insertWorkload(h.db, w);
-      const s = testSnapshot(w, { status: 'creating', host: '', created_at: Date.now(), finished_at: null });
+      const s = testSnapshot(w, { status: 'creating', host: '', created_at: now, finished_at: null });
       await insertSnapshot(h.db, s);
-      await enqueueJob(h.db, { kind: SNAPSHOT_JOBS.take, payload: { snapshotId: s.id }, resourceId: s.id, now: Date.now() });
+      await enqueueJob(h.db, { kind: SNAPSHOT_JOBS.take, payload: { snapshotId: s.id }, resourceId: s.id, now });
       return s.id;
     }
 
@@ -373,8 +377,11 @@ for (const kind of storeKinds()) {
       const p16 = new PlacedPlatform('h16', vms);
       // Both requested first: h15 takes the first parent; the second's job is then older than
       // the first's part, so h16 takes the second parent, and each holds its one slot waiting.
-      const first = await requestSnapshot(vms.slice(0, 2));
-      const second = await requestSnapshot(vms.slice(2));
+      // The second's job is a millisecond younger than the first's, never of the same one: a tie
+      // goes by random id, and h15 taking the second parent first left the first unclaimed.
+      const requestedAt = Date.now();
+      const first = await requestSnapshot(vms.slice(0, 2), requestedAt);
+      const second = await requestSnapshot(vms.slice(2), requestedAt + 1);
       startRunner(p15, 1);
       await claimedBy(first, 'h15');
       await waitFor(async () => ((await partsOf(first)).length === 1 ? true : null), 10_000, 'the first part');
