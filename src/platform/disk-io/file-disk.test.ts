@@ -8,7 +8,7 @@ import { FileDiskSink, RangeSet, openFileDiskSource } from './file-disk.js';
 import { openDirect } from '../../lib/direct-io.js';
 import { DIRECT_MIN, goesDirect } from './direct-io.js';
 import { alignedSharedMemory } from '../../lib/aligned-memory.js';
-import { sparseExtentsAvailable } from './sparse-extents.js';
+import { fileExtents, fileExtentsSupported, sparseExtentsAvailable } from './sparse-extents.js';
 import { closeSync, ftruncateSync, mkdtempSync, openSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 
@@ -198,8 +198,31 @@ describe('sparse extents (lseek SEEK_DATA/SEEK_HOLE helper)', () => {
         assert.ok(!covered(0) && !covered(32 * 1024 * 1024), JSON.stringify(ext));
         const total = ext.reduce((a, e) => a + e.length, 0);
         assert.ok(total < 4 * 1024 * 1024, `data extents cover ${total} bytes`);
+        // The list describes the file when it is asked for, not when the source was opened.
+        const w = openSync(f, 'r+');
+        writeSync(w, Buffer.alloc(4096, 5), 0, 4096, 32 * 1024 * 1024);
+        closeSync(w);
+        const later = await src.allocatedExtents!();
+        assert.ok(later.some((e) => e.offset <= 32 * 1024 * 1024 && 32 * 1024 * 1024 < e.offset + e.length), JSON.stringify(later));
       } finally {
         await src.close();
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('says whether it can answer for a file without listing its extents (an empty file too)', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'lifeboat-extents-'));
+    try {
+      const f = join(dir, 'empty.raw');
+      closeSync(openSync(f, 'w'));
+      const fd = openSync(f, 'r');
+      try {
+        assert.equal(fileExtentsSupported(fd), true);
+        assert.deepEqual(fileExtents(fd, 0), []);
+      } finally {
+        closeSync(fd);
       }
     } finally {
       rmSync(dir, { recursive: true, force: true });

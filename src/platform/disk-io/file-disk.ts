@@ -6,7 +6,7 @@ import { AppError, isErrno } from '../../lib/errors.js';
 import { fileKey, fsyncDir, tempPathBeside } from './atomic-file.js';
 import { openDirect } from '../../lib/direct-io.js';
 import { goesDirect } from './direct-io.js';
-import { fileExtents } from './sparse-extents.js';
+import { fileExtents, fileExtentsSupported } from './sparse-extents.js';
 
 /**
  * Raw image files as DiskSource / DiskSink.
@@ -23,8 +23,9 @@ export async function openFileDiskSource(file: string): Promise<DiskSource> {
     const st = await fh.stat({ bigint: true });
     if (!st.isFile()) throw new AppError('validation', `${file} is not a regular file`);
     const src = new FileDiskSource(fh, Number(st.size), fileKey(st));
-    // Offer extents only when the filesystem can tell; absent means "read everything".
-    if (fileExtents(fh.fd, src.size) !== null) src.allocatedExtents = async () => fileExtents(fh.fd, src.size) ?? [{ offset: 0, length: src.size }];
+    // Offer extents only when the filesystem can tell; absent means "read everything". The
+    // list itself is made when asked for, so it describes the file as it is then.
+    if (fileExtentsSupported(fh.fd)) src.allocatedExtents = async () => fileExtents(fh.fd, src.size) ?? [{ offset: 0, length: src.size }];
     return src;
   } catch (e) {
     await fh.close();
