@@ -189,6 +189,24 @@ describe('backup and restore', () => {
     assert.equal(s3.summaries[0]!.newChunks, 0);
   });
 
+  test('a changed chunk that now reads as zeros is a hole in the incremental, not the base chunk', async () => {
+    const { repo } = await newRepo();
+    const p = newHexId();
+    const v1 = makeDisk(CS * 16, 11);
+    randomBytes(2 * CS).copy(v1, CS * 3); // chunks 3 and 4 hold data in the base
+    randomBytes(CS).copy(v1, CS * 9);
+    const s1 = await snapshot(repo, p, { vda: new MemDiskSource(v1) });
+    const v2 = Buffer.from(v1);
+    v2.fill(0, CS * 3, CS * 5); // the guest zeroed chunks 3 and 4 (a discard, a wipe)
+    randomBytes(100).copy(v2, CS * 9); // and wrote into chunk 9
+    const src = new MemDiskSource(v2, 'tok-2', { changed: { base: 'ckpt-1', extents: [{ offset: CS * 3, length: 2 * CS }, { offset: CS * 9, length: 100 }] } });
+    const s2 = await snapshot(repo, p, { vda: src }, { base: s1.snapshotId, cbtBase: 'ckpt-1' });
+    assert.equal(s2.summaries[0]!.mode, 'changed-extents');
+    assert.equal(src.bytesRead, 3 * CS);
+    assert.equal(s2.summaries[0]!.holes, s1.summaries[0]!.holes + 2);
+    assert.equal(sha((await restore(repo, s2.snapshotId, 'vda', v2.length)).sink.data), sha(v2));
+  });
+
   test('packs stream through openWriter, or are buffered for a backend without it; both restore byte-exact', async () => {
     const plain = new MemBackend();
     // The same store without the optional streaming/ranged-read methods.

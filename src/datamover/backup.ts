@@ -184,16 +184,18 @@ async function reuseMode(opts: BackupDiskOptions, base: DiskIndex, plan: DiskPla
 function reuseBaseIds(writer: SnapshotWriter, base: DiskIndex, plan: DiskPlan): void {
   const { count, chunkSize, size, need, ids } = plan;
   const sameLen = (i: number) => (i + 1) * chunkSize <= Math.min(size, base.header.size) || (i === count - 1 && size === base.header.size);
+  // Every base id in one copy (a copy per chunk costs ~0.1-0.5 µs each: 3-18 ms for 2 GiB);
+  // a chunk to be read gets its id back to zero, because dispatch writes only the ids of the
+  // non-zero chunks it reads and a chunk that reads as zeros must stay a hole.
+  const shared = Math.min(count, base.header.chunkCount);
+  base.ids.copy(ids, 0, 0, shared * ID_LEN);
   for (let i = 0; i < count; i++) {
-    if (need[i]) continue;
-    if (i >= base.header.chunkCount || !sameLen(i)) {
-      need[i] = 1;
-      continue;
+    if (!need[i]) {
+      const off = i * ID_LEN;
+      if (i >= base.header.chunkCount || !sameLen(i)) need[i] = 1;
+      else if (!isZeroId(base.ids, off) && !writer.hasChunk(base.ids, off)) need[i] = 1; // bad, condemned or gone: re-read
     }
-    const off = i * ID_LEN;
-    const isHole = isZeroId(base.ids, off);
-    if (!isHole && !writer.hasChunk(base.ids, off)) need[i] = 1; // bad, condemned or gone: re-read
-    else base.ids.copy(ids, off, off, off + ID_LEN);
+    if (need[i] && i < shared) ids.fill(0, i * ID_LEN, (i + 1) * ID_LEN);
   }
 }
 
