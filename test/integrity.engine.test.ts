@@ -2,6 +2,8 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { after, describe, test } from 'node:test';
 import { MemBackend } from '../src/backend/mem/mem.backend.js';
+import type { Backend } from '../src/backend/backend.js';
+import { faultyBackend } from '../src/backend/testing.js';
 import { ManualClock } from '../src/lib/clock.js';
 import { newHexId, newId } from '../src/lib/ids.js';
 import { Repository } from '../src/repository/repository.js';
@@ -126,6 +128,35 @@ describe('pack check: a snapshot never deduplicates against a lost pack', () => 
     assert.equal(s2.summary.newChunks, 6);
     assert.equal(await restoredSha(repo, s2.snapshotId, data.length), sha(data));
   });
+});
+
+describe('pack check: sizes from the listing, or a stat per pack', () => {
+  // The same damage (one pack lost, one truncated) found either way: over a backend whose
+  // listing has sizes with no stat at all, over one without listSizes with a stat per pack.
+  for (const withSizes of [true, false]) {
+    test(withSizes ? 'a backend whose listing has sizes: no stat' : 'a backend without listSizes: one stat per pack', async () => {
+      const mem = new MemBackend();
+      const inner: Backend = withSizes ? mem : { put: mem.put.bind(mem), get: mem.get.bind(mem), getRange: mem.getRange.bind(mem), stat: mem.stat.bind(mem), list: mem.list.bind(mem), delete: mem.delete.bind(mem) };
+      let packStats = 0;
+      const counted = faultyBackend(inner, (op, key) => {
+        if (op === 'stat' && key.startsWith('packs/')) packStats++;
+        return null;
+      });
+      const repo = await Repository.init(counted, { chunkSize: CS, packSize: 128 * 1024 }, { clock: new ManualClock(), leaseTtlMs: 60_000, graceMs: 10_000 });
+      const p = newHexId();
+      const data = rnd(CS * 24, 5);
+      const s1 = await snapshot(repo, p, data);
+      const [lost, cut, ...rest] = packsOf(mem, s1.writer.writerId);
+      assert.ok(rest.length > 0, 'several packs');
+      mem.objects.delete(lost!);
+      mem.objects.set(cut!, mem.objects.get(cut!)!.subarray(0, CS));
+      packStats = 0;
+      const w = await repo.beginSnapshot({ projectId: p, snapshotId: newId() });
+      assert.equal(packStats, withSizes ? 0 : rest.length + 1); // the lost pack is not listed
+      assert.deepEqual(w.integrity.lostPacks!.map((l) => l.pack).sort(), [lost!, cut!].map((k) => k.split('/')[2]!.replace('.pack', '')).sort());
+      await w.abort();
+    });
+  }
 });
 
 describe('repositories written before pack lengths were recorded', () => {

@@ -69,6 +69,24 @@ export function backendConformance(
     assert.deepEqual(await listAll(b, 'none/'), []);
   });
 
+  withBackend('listSizes, where offered, lists what list lists, each with the size stat gives', async (b) => {
+    if (!b.listSizes) return; // optional: callers stat instead
+    await b.put('s/a', Buffer.alloc(1234, 1));
+    await b.put('s/b/c', Buffer.alloc(0));
+    await b.put('s/b/d', [Buffer.alloc(70_000, 2), Buffer.alloc(5, 3)]);
+    await b.put('t', Buffer.from('x'));
+    const listed = [];
+    for await (const o of b.listSizes('s/')) listed.push(o);
+    listed.sort((x, y) => x.key.localeCompare(y.key));
+    assert.deepEqual(listed, [
+      { key: 's/a', size: 1234 },
+      { key: 's/b/c', size: 0 },
+      { key: 's/b/d', size: 70_005 },
+    ]);
+    for (const o of listed) assert.equal(await b.stat(o.key), o.size);
+    assert.deepEqual(listed.map((o) => o.key), (await listAll(b, 's/')).sort());
+  });
+
   withBackend('delete removes the object and is idempotent', async (b) => {
     await b.put('d/1', Buffer.from('1'));
     await b.delete('d/1');

@@ -31,8 +31,9 @@ export function withConcurrencyLimit(inner: Backend, connections: number): Backe
   if (!Number.isInteger(connections) || connections < 1) throw new RangeError(`connections must be a positive integer, got ${connections}`);
   const slots = new Slots(connections);
 
-  async function* list(prefix: string): AsyncIterable<string> {
-    const it = inner.list(prefix)[Symbol.asyncIterator]();
+  /** A listing whose every step holds a slot while it runs, none between steps. */
+  async function* stepped<T>(listing: AsyncIterable<T>): AsyncIterable<T> {
+    const it = listing[Symbol.asyncIterator]();
     try {
       for (;;) {
         const r = await slots.run(() => it.next());
@@ -59,10 +60,11 @@ export function withConcurrencyLimit(inner: Backend, connections: number): Backe
     get: (key) => slots.run(() => inner.get(key)),
     getRange: (key, offset, length) => slots.run(() => inner.getRange(key, offset, length)),
     stat: (key) => slots.run(() => inner.stat(key)),
-    list,
+    list: (prefix) => stepped(inner.list(prefix)),
     delete: (key) => slots.run(() => inner.delete(key)),
   };
-  const { openWriter, getRangeInto, sweepLeftovers } = inner;
+  const { openWriter, getRangeInto, sweepLeftovers, listSizes } = inner;
+  if (listSizes) b.listSizes = (prefix) => stepped(listSizes.call(inner, prefix));
   if (openWriter) b.openWriter = async (key) => limitWriter(await slots.run(() => openWriter.call(inner, key)));
   if (getRangeInto) b.getRangeInto = (key, o, l, dst) => slots.run(() => getRangeInto.call(inner, key, o, l, dst));
   if (sweepLeftovers) b.sweepLeftovers = (ms) => slots.run(() => sweepLeftovers.call(inner, ms));

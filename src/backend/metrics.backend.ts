@@ -38,8 +38,9 @@ export function withMetrics(inner: Backend, observer: BackendObserver): Backend 
     }
   }
 
-  async function* list(prefix: string): AsyncIterable<string> {
-    const it = inner.list(prefix)[Symbol.asyncIterator]();
+  /** A listing with one observation per step (op `list`, whatever the listing's kind). */
+  async function* timedListing<T>(listing: AsyncIterable<T>): AsyncIterable<T> {
+    const it = listing[Symbol.asyncIterator]();
     try {
       for (;;) {
         const r = await timed('list', () => it.next());
@@ -63,10 +64,11 @@ export function withMetrics(inner: Backend, observer: BackendObserver): Backend 
     get: (key) => timed('get', () => inner.get(key)),
     getRange: (key, offset, length) => timed('getRange', () => inner.getRange(key, offset, length)),
     stat: (key) => timed('stat', () => inner.stat(key)),
-    list,
+    list: (prefix) => timedListing(inner.list(prefix)),
     delete: (key) => timed('delete', () => inner.delete(key)),
   };
-  const { openWriter, getRangeInto, sweepLeftovers } = inner;
+  const { openWriter, getRangeInto, sweepLeftovers, listSizes } = inner;
+  if (listSizes) b.listSizes = (prefix) => timedListing(listSizes.call(inner, prefix));
   if (openWriter) b.openWriter = async (key) => timedWriter(await timed('openWriter', () => openWriter.call(inner, key)));
   if (getRangeInto) b.getRangeInto = (key, o, l, dst) => timed('getRange', () => getRangeInto.call(inner, key, o, l, dst));
   if (sweepLeftovers) b.sweepLeftovers = (ms) => timed('sweepLeftovers', () => sweepLeftovers.call(inner, ms));

@@ -68,14 +68,16 @@ export function withRetry(inner: Backend, opts: RetryOptions = {}): Backend {
     }
   }
 
-  async function* list(prefix: string): AsyncIterable<string> {
+  /** A listing (of keys, or of objects with sizes) restarted after a transient failure, each key once. */
+  async function* restarting<T>(prefix: string, open: () => AsyncIterable<T>, keyOf: (item: T) => string): AsyncIterable<T> {
     const seen = new Set<string>();
     for (let attempt = 1; ; attempt++) {
       try {
-        for await (const k of inner.list(prefix)) {
+        for await (const item of open()) {
+          const k = keyOf(item);
           if (seen.has(k)) continue;
           seen.add(k);
-          yield k;
+          yield item;
         }
         return;
       } catch (e) {
@@ -85,6 +87,7 @@ export function withRetry(inner: Backend, opts: RetryOptions = {}): Backend {
       }
     }
   }
+  const list = (prefix: string) => restarting(prefix, () => inner.list(prefix), (k) => k);
 
   const b: Backend = {
     ...(inner.buffersWrites ? { buffersWrites: true } : {}),
@@ -95,7 +98,8 @@ export function withRetry(inner: Backend, opts: RetryOptions = {}): Backend {
     list,
     delete: (key) => retrying('delete', key, () => inner.delete(key)),
   };
-  const { openWriter, getRangeInto, sweepLeftovers } = inner;
+  const { openWriter, getRangeInto, sweepLeftovers, listSizes } = inner;
+  if (listSizes) b.listSizes = (prefix) => restarting(prefix, () => listSizes.call(inner, prefix), (o) => o.key);
   if (openWriter) b.openWriter = (key) => retrying('openWriter', key, () => openWriter.call(inner, key));
   if (getRangeInto) b.getRangeInto = (key, o, l, dst) => retrying('getRange', key, () => getRangeInto.call(inner, key, o, l, dst));
   if (sweepLeftovers) b.sweepLeftovers = (ms) => retrying('sweepLeftovers', '', () => sweepLeftovers.call(inner, ms));

@@ -7,7 +7,7 @@ export type FaultOp = 'put' | 'get' | 'getRange' | 'stat' | 'list' | 'delete' | 
  * A test decorator that makes requests fail on purpose, to prove what wrappers and callers do
  * with failures (restic's test backends do the same). `decide` is asked before each request;
  * returning an Error throws it instead of calling the inner backend. For `list`, `afterItems`
- * lets the listing yield that many keys before failing (a connection reset mid-listing).
+ * lets the listing (either kind) yield that many items before failing (a connection reset mid-listing).
  * `calls` counts requests per operation, faulted ones included.
  */
 export function faultyBackend(
@@ -27,17 +27,20 @@ export function faultyBackend(
     getRange: async (key, o, l) => (gate('getRange', key), inner.getRange(key, o, l)),
     stat: async (key) => (gate('stat', key), inner.stat(key)),
     delete: async (key) => (gate('delete', key), inner.delete(key)),
-    async *list(prefix) {
-      const d = gate('list', prefix);
-      let n = 0;
-      for await (const k of inner.list(prefix)) {
-        if (d && n++ >= d.afterItems) throw d.error;
-        yield k;
-      }
-      if (d) throw d.error;
-    },
+    list: (prefix) => faulted(prefix, inner.list(prefix)),
   };
-  const { openWriter, getRangeInto } = inner;
+  /** A listing that fails as `decide` says (both kinds count as op `list`). */
+  async function* faulted<T>(prefix: string, listing: AsyncIterable<T>): AsyncIterable<T> {
+    const d = gate('list', prefix);
+    let n = 0;
+    for await (const item of listing) {
+      if (d && n++ >= d.afterItems) throw d.error;
+      yield item;
+    }
+    if (d) throw d.error;
+  }
+  const { openWriter, getRangeInto, listSizes } = inner;
+  if (listSizes) b.listSizes = (prefix) => faulted(prefix, listSizes.call(inner, prefix));
   if (openWriter) b.openWriter = async (key) => (gate('openWriter', key), openWriter.call(inner, key));
   if (getRangeInto) b.getRangeInto = async (key, o, l, dst) => (gate('getRange', key), getRangeInto.call(inner, key, o, l, dst));
   return b;

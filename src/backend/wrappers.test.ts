@@ -90,6 +90,21 @@ describe('retry wrapper', () => {
     assert.equal(dead.calls.list, 3);
   });
 
+  test('a listing with sizes cut off by a transient error restarts too, each object once with its size', async () => {
+    const mem = new MemBackend();
+    for (let i = 0; i < 30; i++) await mem.put(`p/${i}`, Buffer.alloc(i));
+    const f = faultyBackend(mem, (op, _k, call) => (op === 'list' && call <= 2 ? { error: transient('ECONNRESET'), afterItems: call * 10 } : null));
+    const stack = withRetry(withMetrics(withConcurrencyLimit(f, 1), { observeBackend: () => {} }), { sleep: noSleep });
+    const got = new Map<string, number>();
+    for await (const o of stack.listSizes!('p/')) {
+      assert.ok(!got.has(o.key), `${o.key} listed twice`);
+      got.set(o.key, o.size);
+    }
+    assert.equal(f.calls.list, 3);
+    assert.equal(got.size, 30);
+    for (const [k, size] of got) assert.equal(size, Number(k.split('/')[1]));
+  });
+
   test('a streamed writer is retried while opening, not part by part', async () => {
     const mem = new MemBackend();
     const f = faultyBackend(mem, (op, _k, call) => (op === 'openWriter' && call === 1 ? transient() : null));

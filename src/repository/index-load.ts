@@ -10,9 +10,10 @@ import { decodePackTrailer } from './pack.format.js';
  * Loading a project's chunk index (every copy its pack indexes list), with the two checks that
  * keep a backup from deduplicating against data that is not there:
  *
- * - **pack check** (`checkPacks`): ONE listing of `packs/<project>/` plus one stat per pack
- *   (never per chunk) — every pack an index references must exist with the indexed length
- *   (exact when the index records it, else at least `minPackLength`). Copies in a lost pack are
+ * - **pack check** (`checkPacks`): ONE listing of `packs/<project>/`, which gives the sizes on
+ *   S3, plus one stat per pack where a listing has none (never per chunk): every pack an index
+ *   references must exist with the indexed length (exact when the index records it, else at
+ *   least `minPackLength`). Copies in a lost pack are
  *   left out, so the writer re-uploads those chunks. Condemned packs (GC plan) are not checked:
  *   GC may delete them at any time and the writer ignores them anyway.
  * - **index repair**: an unreadable (truncated, corrupt) pack index no longer blocks the
@@ -82,9 +83,17 @@ type ReadIndex = PackIndexRecords;
 
 const STAT_CONCURRENCY = 16;
 
-/** Lengths of every pack of the project: one listing, then one stat per pack. */
+/** Lengths of every pack of the project: one listing with sizes (Backend.listSizes), else one listing and a stat per pack. */
 export async function packLengths(backend: Backend, projectId: string): Promise<Map<string, number>> {
   const out = new Map<string, number>();
+  if (backend.listSizes) {
+    // One listing tells every length (S3: a request per 1,000 packs, not one per pack).
+    for await (const o of backend.listSizes(`packs/${projectId}/`)) {
+      const p = parse.pack(o.key);
+      if (p) out.set(p.packId, o.size);
+    }
+    return out;
+  }
   const ids: string[] = [];
   for (const k of await listAll(backend, `packs/${projectId}/`)) {
     const p = parse.pack(k);

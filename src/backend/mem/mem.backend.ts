@@ -1,5 +1,5 @@
 import { IntegrityError, MissingObjectError } from '../../lib/errors.js';
-import { assertValidKey, assertValidPrefix, type Backend, type ObjectWriter } from '../backend.js';
+import { assertValidKey, assertValidPrefix, type Backend, type ListedObject, type ObjectWriter } from '../backend.js';
 
 /**
  * In-memory backend for tests and demos. Stores copies, so callers may reuse their buffers.
@@ -67,10 +67,14 @@ export class MemBackend implements Backend {
   }
 
   async *list(prefix: string): AsyncIterable<string> {
+    for await (const o of this.listSizes(prefix)) yield o.key;
+  }
+
+  async *listSizes(prefix: string): AsyncIterable<ListedObject> {
     assertValidPrefix(prefix);
-    // Snapshot the keys first: callers may delete while iterating.
-    const keys = [...this.objects.keys()].filter((k) => k.startsWith(prefix));
-    for (const k of keys) yield k;
+    // Snapshot the objects first: callers may delete while iterating.
+    const listed = [...this.objects].filter(([k]) => k.startsWith(prefix)).map(([key, data]) => ({ key, size: data.length }));
+    for (const o of listed) yield o;
   }
 
   async delete(key: string): Promise<void> {

@@ -14,7 +14,7 @@ import {
   type S3ClientConfig,
 } from '@aws-sdk/client-s3';
 import { IntegrityError, MissingObjectError } from '../../lib/errors.js';
-import { assertValidKey, assertValidPrefix, isTransient, payloadLength, type Backend, type ObjectWriter } from '../backend.js';
+import { assertValidKey, assertValidPrefix, isTransient, payloadLength, type Backend, type ListedObject, type ObjectWriter } from '../backend.js';
 import { Readable } from 'node:stream';
 import { defaultCredentials } from './s3.credentials.js';
 import { PartPool } from './s3.parts.js';
@@ -303,6 +303,11 @@ export class S3Backend implements Backend, UploadRequests {
    * skipped, as the fs backend skips dotfiles.
    */
   async *list(prefix: string): AsyncIterable<string> {
+    for await (const o of this.listSizes(prefix)) yield o.key;
+  }
+
+  /** `list` with each object's size, which every ListObjectsV2 page carries anyway. */
+  async *listSizes(prefix: string): AsyncIterable<ListedObject> {
     assertValidPrefix(prefix);
     let token: string | undefined;
     do {
@@ -314,7 +319,7 @@ export class S3Backend implements Backend, UploadRequests {
       );
       for (const o of page.Contents ?? []) {
         const k = o.Key?.startsWith(this.base) ? o.Key.slice(this.base.length) : undefined;
-        if (k !== undefined && isOurKey(k)) yield k;
+        if (k !== undefined && isOurKey(k)) yield { key: k, size: o.Size ?? 0 };
       }
       if (page.IsTruncated && !page.NextContinuationToken) {
         throw new Error(`s3 backend: list ${prefix || '/'} failed (truncated page without a continuation token)`);
