@@ -1,5 +1,6 @@
 import { listAll, type Backend } from '../backend/backend.js';
 import { errorMessage, IntegrityError, NotFoundError } from '../lib/errors.js';
+import { mapLimit } from '../lib/map-limit.js';
 import { ChunkIndex } from './chunk-index.js';
 import { keys, packId, parse } from './keys.js';
 import { ID_LEN } from './chunk-codec.js';
@@ -81,7 +82,8 @@ export interface LoadedIndex {
 /** A pack index kept as its stored records (52 bytes per chunk copy, no object per entry). */
 type ReadIndex = PackIndexRecords;
 
-const STAT_CONCURRENCY = 16;
+/** Small requests (index reads, stats) in flight at once while loading: an object store answers each in tens of ms. */
+const REQUESTS_IN_FLIGHT = 16;
 
 /** Lengths of every pack of the project: one listing with sizes (Backend.listSizes), else one listing and a stat per pack. */
 export async function packLengths(backend: Backend, projectId: string): Promise<Map<string, number>> {
@@ -99,15 +101,8 @@ export async function packLengths(backend: Backend, projectId: string): Promise<
     const p = parse.pack(k);
     if (p) ids.push(p.packId);
   }
-  let next = 0;
-  const work = async () => {
-    while (next < ids.length) {
-      const id = ids[next++]!;
-      const n = await backend.stat(keys.pack(projectId, id));
-      if (n !== null) out.set(id, n);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(STAT_CONCURRENCY, ids.length) }, work));
+  const lengths = await mapLimit(ids, REQUESTS_IN_FLIGHT, (id) => backend.stat(keys.pack(projectId, id)));
+  ids.forEach((id, i) => lengths[i] !== null && out.set(id, lengths[i]!));
   return out;
 }
 
@@ -130,16 +125,22 @@ export async function readPackEntries(backend: Backend, projectId: string, pack:
 }
 
 async function readIndexes(backend: Backend, projectId: string): Promise<{ ok: ReadIndex[]; bad: { key: string; reason: string }[] }> {
-  const ok: ReadIndex[] = [];
-  const bad: { key: string; reason: string }[] = [];
-  for (const key of await listAll(backend, `index/${projectId}/`)) {
-    if (!parse.packIndex(key)) continue;
+  const indexKeys = (await listAll(backend, `index/${projectId}/`)).filter((key) => parse.packIndex(key));
+  // Read side by side (a project holds an index per writer until GC consolidates them), kept
+  // in listing order.
+  const read = await mapLimit(indexKeys, REQUESTS_IN_FLIGHT, async (key) => {
     try {
-      ok.push(decodePackIndexRecords(key, await backend.get(key)));
+      return decodePackIndexRecords(key, await backend.get(key));
     } catch (e) {
       if (!(e instanceof IntegrityError)) throw e; // NotFound: GC consolidated meanwhile → caller retries
-      bad.push({ key, reason: errorMessage(e) });
+      return { key, reason: errorMessage(e) };
     }
+  });
+  const ok: ReadIndex[] = [];
+  const bad: { key: string; reason: string }[] = [];
+  for (const r of read) {
+    if ('reason' in r) bad.push(r);
+    else ok.push(r);
   }
   return { ok, bad };
 }
