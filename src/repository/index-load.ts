@@ -14,9 +14,9 @@ import { decodePackTrailer } from './pack.format.js';
  * - **pack check** (`checkPacks`): ONE listing of `packs/<project>/`, which gives the sizes on
  *   S3, plus one stat per pack where a listing has none (never per chunk): every pack an index
  *   references must exist with the indexed length (exact when the index records it, else at
- *   least `minPackLength`). Copies in a lost pack are
- *   left out, so the writer re-uploads those chunks. Condemned packs (GC plan) are not checked:
- *   GC may delete them at any time and the writer ignores them anyway.
+ *   least `minPackLength`). Copies in a lost pack are left out, so the writer re-uploads those
+ *   chunks. Condemned packs (GC plan) are not checked: GC may delete them at any time and the
+ *   writer ignores them anyway.
  * - **index repair**: an unreadable (truncated, corrupt) pack index no longer blocks the
  *   project. Its packs are found by listing (packs no readable index covers) and re-indexed
  *   from their self-describing trailers (`pack.format.ts`), like `restic repair index`. With
