@@ -25,9 +25,9 @@ async function backup(target: string, disk: string, projectId: string, base: str
   const source = await openFileDiskSource(disk);
   try {
     const snapshotId = randomUUID();
-    // As the service's snapshot job does: the writer starts (lease, chunk index) while the
-    // base snapshot's disk index is read.
-    const [w, baseIndex] = await Promise.all([repo.beginSnapshot({ projectId, snapshotId }), base ? repo.findDiskIndex(base, DISK) : null]);
+    // As the service's snapshot job does: the writer starts (lease) while the base snapshot's
+    // disk index is read, and its chunk index loads while the first batches are read and hashed.
+    const [w, baseIndex] = await Promise.all([repo.startSnapshot({ projectId, snapshotId }), base ? repo.findDiskIndex(base, DISK) : null]);
     if (base && !baseIndex) throw new Error(`no disk ${DISK} in base snapshot ${base}`);
     const s = await backupDisk({ writer: w, diskKey: DISK, source, pool, base: baseIndex });
     await w.commit({ bench: true });

@@ -8,7 +8,7 @@ import { MemBackend } from '../src/backend/mem/mem.backend.js';
 import { FsBackend } from '../src/backend/fs/fs.backend.js';
 import { listAll, type Backend } from '../src/backend/backend.js';
 import { ManualClock } from '../src/lib/clock.js';
-import { ConflictError, CorruptMetadataError, IntegrityError } from '../src/lib/errors.js';
+import { ConflictError, CorruptMetadataError, IntegrityError, InvalidStateError } from '../src/lib/errors.js';
 import { newHexId, newId } from '../src/lib/ids.js';
 import { Repository } from '../src/repository/repository.js';
 import { decodePackIndex } from '../src/repository/pack-index.format.js';
@@ -16,6 +16,7 @@ import { backupDisk } from '../src/datamover/backup.js';
 import { ChunkPool } from '../src/datamover/chunk-pool.js';
 import { restoreDisk } from '../src/datamover/restore.js';
 import { MemDiskSink, MemDiskSource } from '../src/datamover/testing.js';
+import { faultyBackend } from '../src/backend/testing.js';
 
 const CS = 16 * 1024; // small chunks keep the tests fast
 const pool = new ChunkPool(2);
@@ -299,6 +300,69 @@ describe('backup and restore', () => {
     assert.ok(seen.length > 3);
     assert.equal(seen[seen.length - 1], CS * 50);
     assert.deepEqual([...seen].sort((a, b) => a - b), seen);
+  });
+});
+
+/** `inner` whose reads of pack indexes (the chunk index's load) wait for `gate()` first. */
+function gatedIndexReads(inner: Backend, gate: () => Promise<void>): Backend {
+  return new Proxy(inner, {
+    get(target, name) {
+      if (name === 'get') return async (key: string) => (key.startsWith('index/') && (await gate()), target.get(key));
+      const v: unknown = Reflect.get(target, name, target);
+      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+    },
+  });
+}
+
+describe('a writer handed out while its chunk index loads (startSnapshot)', () => {
+  test('the disk is read and hashed before the index arrives; lookups wait for it; dedup is as with a loaded index', async () => {
+    let gate = Promise.resolve();
+    const { repo } = await newRepo(gatedIndexReads(new MemBackend(), () => gate));
+    const p = newHexId();
+    const data = makeDisk(CS * 40, 21);
+    const a = await snapshot(repo, p, { vda: new MemDiskSource(data) });
+    let open!: () => void;
+    gate = new Promise((r) => (open = r));
+    const w = await repo.startSnapshot({ projectId: p, snapshotId: newId() });
+    assert.equal(w.isReady, false);
+    assert.throws(() => w.hasChunk(Buffer.alloc(32, 1)), InvalidStateError);
+    const src = new MemDiskSource(data);
+    let settled = false;
+    const done = backupDisk({ writer: w, diskKey: 'vda', source: src, pool, batchBytes: CS * 8 }).finally(() => (settled = true));
+    // Every batch in flight is read (and handed to the hash workers) while the index is held back.
+    // (The reads need no worker and no timer: a bounded number of event-loop turns is enough.)
+    for (let turn = 0; turn < 10_000 && src.bytesRead < CS * 8 * 5; turn++) await new Promise((r) => setImmediate(r));
+    assert.equal(src.bytesRead, CS * 8 * 5);
+    assert.equal(settled, false);
+    assert.equal(w.isReady, false);
+    open();
+    const s = await done;
+    assert.equal(w.isReady, true);
+    assert.equal(s.bytesRead, data.length);
+    assert.equal(s.newChunks, 0, 'every chunk deduplicated against the index that loaded meanwhile');
+    assert.equal(s.bytesStored, 0);
+    const m = await w.commit(null);
+    const ia = await repo.readDiskIndex(a.manifest.disks[0]!.index);
+    assert.deepEqual((await repo.readDiskIndex(m.disks[0]!.index)).ids, ia.ids);
+    const { sink } = await restore(repo, m.snapshotId, 'vda', data.length);
+    assert.equal(sha(sink.data), sha(data));
+  });
+
+  test('an index that cannot load: ready() and the backup fail with its cause, commit refuses, abort leaves no lease', async () => {
+    const inner = new MemBackend();
+    const backend = faultyBackend(inner, (op, key) => (op === 'list' && key.startsWith('index/') ? new Error('listing refused') : null));
+    const { repo } = await newRepo(backend);
+    const p = newHexId();
+    const w = await repo.startSnapshot({ projectId: p, snapshotId: newId() });
+    await assert.rejects(w.ready(), /listing refused/);
+    await assert.rejects(backupDisk({ writer: w, diskKey: 'vda', source: new MemDiskSource(makeDisk(CS * 10, 22)), pool }), /listing refused/);
+    await assert.rejects(w.commit(null), /cannot be committed/);
+    await w.abort();
+    assert.deepEqual(await listAll(inner, 'locks/'), []);
+    assert.deepEqual(await listAll(inner, 'packs/'), [], 'nothing was written before the index loaded');
+    // beginSnapshot waits for the index: it throws, and releases its lease.
+    await assert.rejects(repo.beginSnapshot({ projectId: p, snapshotId: newId() }), /listing refused/);
+    assert.deepEqual(await listAll(inner, 'locks/'), []);
   });
 });
 

@@ -60,7 +60,7 @@ for (const kind of storeKinds()) {
           return null; // the VM is gone: the handler fails and runs its error path
         },
       } as unknown as Platform;
-      const repo = { beginSnapshot: async () => ({ abort: async () => undefined }) } as unknown as Repository;
+      const repo = { startSnapshot: async () => ({ abort: async () => undefined }) } as unknown as Repository;
       const handler = snapshotJobHandlers({ db: h.db, platform, repo, clock, nodeName: 'n' }).find((x) => x.kind === 'snapshot.take');
       assert.ok(handler && handler.kind === 'snapshot.take');
       const run = handler.run({ ...job, kind: 'snapshot.take', payload: { snapshotId: old.id } } satisfies KindJob<'snapshot.take'>, { signal: new AbortController().signal, log: silentLogger });

@@ -97,6 +97,9 @@ function markExtents(need: Uint8Array, extents: readonly Extent[], chunkSize: nu
  * In every mode a reused id must still have an intact stored copy (not marked bad by verify,
  * not condemned by GC); if not, that chunk is re-read and re-uploaded (self-heal).
  *
+ * The writer may still be loading its chunk index (Repository.startSnapshot): the disk is read
+ * and hashed meanwhile, and its index is awaited before the first id is looked up.
+ *
  * On failure or abort the writer is marked failed (it cannot commit) and the error is thrown;
  * an abort throws the signal's reason (an AbortError by default). The caller owns the source
  * and closes it.
@@ -155,6 +158,7 @@ async function planDisk(opts: BackupDiskOptions): Promise<DiskPlan> {
   const reuse = base ? await reuseMode(opts, base, plan) : null;
   if (reuse && base) {
     plan.mode = reuse;
+    await writer.ready(); // reuse checks every base id against the index
     reuseBaseIds(writer, base, plan);
   } else if (source.allocatedExtents) {
     // Chunks outside every allocated extent are holes without reading them.
@@ -469,6 +473,7 @@ class BatchWorker {
     const level = opts.writer.zstdLevel;
     await pool.call(pool.pick(), { op: 'chunks', task: pool.newTask(), ...common, which: Uint32Array.from(nz), hash: true, level: spec ? level : null });
     opts.signal?.throwIfAborted();
+    if (!opts.writer.isReady) await opts.writer.ready(); // the first batches are read and hashed while the index loads
     if (this.proof) await this.proof.check(slot, mem.bytes, nz.map((k) => idsOff + k * ID_LEN));
     const claimed = this.claim(b, idsOff, nz); // positions in nz
     if (claimed.length === 0) return;

@@ -161,7 +161,7 @@ async function runPart(d: SnapshotJobDeps, job: KindJob<typeof SNAPSHOT_JOBS.par
     const w = await getWorkload(d.db, { admin: true }, s.workload_id);
     if (!w) throw new Error(`Workload ${s.workload_id} no longer exists`);
     const scope = storageScope(w);
-    held.writerStart = o.repo.beginSnapshot({ projectId: scope, snapshotId: s.id, encryptedFor: w.encryption ? { workloadId: w.id, projectId: w.project_id, secretUuid: w.secret_uuid ?? null } : null });
+    held.writerStart = o.repo.startSnapshot({ projectId: scope, snapshotId: s.id, encryptedFor: w.encryption ? { workloadId: w.id, projectId: w.project_id, secretUuid: w.secret_uuid ?? null } : null });
     held.writerStart.catch(() => undefined); // awaited below, or aborted by release()
     if (s.is_scheduled) await d.platform.beginScheduledRun?.(w.project_id, w.user_id, part.instanceIds);
     const instances: Instance[] = [];

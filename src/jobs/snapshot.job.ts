@@ -185,11 +185,12 @@ async function claimSnapshot(d: SnapshotJobDeps, snapshotId: string): Promise<Sn
 async function openSnapshot(d: OnTarget, s: Snapshot, held: Held, abort: AbortSignal, log: Logger, routed: Routed): Promise<OpenedSnapshot> {
   const w = await getWorkload(d.db, { admin: true }, s.workload_id);
   if (!w) throw new Error(`Workload ${s.workload_id} no longer exists`);
-  // The writer (lease, GC plan, the project's chunk index) loads while the platform and the
-  // base are consulted: it is independent of both, and taking the lease earlier is only safer.
+  // The writer (lease, GC plan) starts while the platform and the base are consulted: it is
+  // independent of both, and taking the lease earlier is only safer. Its chunk index goes on
+  // loading while the first disk is read and hashed (the datamover waits for it before a lookup).
   // Stored under the workload's storage scope: its project, or its own (encrypted: sealed under its data key).
   const scope = storageScope(w);
-  held.writerStart = d.repo.beginSnapshot({ projectId: scope, snapshotId: s.id, encryptedFor: w.encryption ? { workloadId: w.id, projectId: w.project_id, secretUuid: w.secret_uuid ?? null } : null });
+  held.writerStart = d.repo.startSnapshot({ projectId: scope, snapshotId: s.id, encryptedFor: w.encryption ? { workloadId: w.id, projectId: w.project_id, secretUuid: w.secret_uuid ?? null } : null });
   held.writerStart.catch(() => undefined); // awaited below, or aborted by release()
   if (routed.parts) await queueParts(d, s, held, routed.parts, log);
   // A scheduled run acts for the workload's owner (OpenStack: a new trust-scoped token per run).

@@ -41,6 +41,13 @@ export interface GcPlan {
   condemned: Record<string, string[]>;
 }
 
+export interface StartSnapshotArgs {
+  projectId: string;
+  snapshotId: string;
+  /** Encrypted workload: its scope's owner (the data key is made or opened first). */
+  encryptedFor?: ScopeOwner | null;
+}
+
 /**
  * A backup repository on a Backend (format: README.md). One instance per process is enough;
  * it holds no state that other processes need: every coordination goes through the target.
@@ -128,10 +135,28 @@ export class Repository {
   }
 
   /**
-   * Starts a snapshot: registers the writer lease FIRST, then reads the GC plan and the
-   * project's chunk index (order matters: see gc.ts). No exclusive lock is taken.
+   * Starts a snapshot and waits for its chunk index: startSnapshot, then writer.ready(). On a
+   * failure the lease is released and the error thrown.
    */
-  async beginSnapshot(args: { projectId: string; snapshotId: string; encryptedFor?: ScopeOwner | null }): Promise<SnapshotWriter> {
+  async beginSnapshot(args: StartSnapshotArgs): Promise<SnapshotWriter> {
+    const writer = await this.startSnapshot(args);
+    try {
+      await writer.ready();
+      return writer;
+    } catch (e) {
+      await writer.abort().catch(() => {});
+      throw e;
+    }
+  }
+
+  /**
+   * Starts a snapshot: registers the writer lease FIRST, then reads the GC plan, and hands the
+   * writer out while the project's chunk index loads (order matters: see gc.ts). The caller may
+   * read and hash its disks meanwhile; whatever consults the index waits for writer.ready(),
+   * and no object is written before it (a large project's index and pack check take seconds on
+   * S3: the backup's first batches need not wait for them). No exclusive lock is taken.
+   */
+  async startSnapshot(args: StartSnapshotArgs): Promise<SnapshotWriter> {
     assertId('project', args.projectId);
     assertId('snapshot', args.snapshotId);
     // Encrypted workload: its scope's data key is made (first snapshot) or opened before anything is written.
@@ -143,43 +168,48 @@ export class Repository {
     try {
       const plan = await this.readGcPlan();
       lease.record.gcPlanSeen = plan?.planId ?? null;
-      // Publish which plan this writer honours while the chunk index loads (reads only; the
-      // plan is already fixed, and until the beat lands GC sees a writer that has not seen its
-      // plan, which only makes it more careful). Both settle before the writer exists.
-      const [beat, loaded] = await Promise.allSettled([
-        lease.beat(),
-        this.loadProjectIndex(args.projectId, {
-          excludePacks: new Set(plan?.condemned[args.projectId] ?? []),
-          checkPacks: true,
-          repair: 'write',
-          repairId: lease.record.id,
-          assertCanWrite: () => lease.assertValid(),
-        }),
-      ]);
-      if (beat.status === 'rejected') throw beat.reason;
-      if (loaded.status === 'rejected') throw loaded.reason;
-      const { index, ...integrity } = loaded.value;
-      if (integrity.lostPacks?.length || integrity.repair) {
-        this.logger.warn({ projectId: args.projectId, lostPacks: integrity.lostPacks, lostChunks: integrity.lostChunks.length, repair: integrity.repair }, 'backup target damage found; the snapshot re-uploads what it needs');
-      }
       return new SnapshotWriter(
         this.backend,
         this.clock,
         this.logger,
         lease,
-        index,
+        this.loadWriterIndex(args.projectId, lease, plan),
         args.projectId,
         args.snapshotId,
         this.projectKey(args.projectId),
         this.config.chunkSize,
         this.config.zstdLevel,
         this.config.packSize,
-        integrity,
       );
     } catch (e) {
       await lease.release().catch(() => {});
       throw e;
     }
+  }
+
+  /**
+   * A writer's index: publishes which GC plan it honours while the index loads (reads only;
+   * the plan is already fixed, and until the beat lands GC sees a writer that has not seen its
+   * plan, which only makes it more careful). Both settle before the writer may write.
+   */
+  private async loadWriterIndex(projectId: string, lease: Lease, plan: GcPlan | null): Promise<LoadedIndex> {
+    const [beat, loaded] = await Promise.allSettled([
+      lease.beat(),
+      this.loadProjectIndex(projectId, {
+        excludePacks: new Set(plan?.condemned[projectId] ?? []),
+        checkPacks: true,
+        repair: 'write',
+        repairId: lease.record.id,
+        assertCanWrite: () => lease.assertValid(),
+      }),
+    ]);
+    if (beat.status === 'rejected') throw beat.reason;
+    if (loaded.status === 'rejected') throw loaded.reason;
+    const found = loaded.value;
+    if (found.lostPacks?.length || found.repair) {
+      this.logger.warn({ projectId, lostPacks: found.lostPacks, lostChunks: found.lostChunks.length, repair: found.repair }, 'backup target damage found; the snapshot re-uploads what it needs');
+    }
+    return found;
   }
 
   async readGcPlan(): Promise<GcPlan | null> {

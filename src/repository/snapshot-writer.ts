@@ -81,21 +81,68 @@ export class SnapshotWriter {
     private readonly clock: Clock,
     private readonly logger: Logger,
     private readonly lease: Lease,
-    /** Good copies this writer may dedup against; grows with what it writes. */
-    private readonly index: ChunkIndex,
+    /**
+     * The project's chunk index and what the pack check found, still loading when the writer is
+     * handed out early (Repository.startSnapshot): see ready().
+     */
+    loading: Promise<LoadedIndex>,
     readonly projectId: string,
     readonly snapshotId: string,
     readonly projectKey: ChunkIdKey,
     readonly chunkSize: number,
     readonly zstdLevel: number,
     private readonly packSize: number,
-    /**
-     * What the pack check and index repair found when this writer loaded its index: lost packs
-     * are not deduplicated against (their chunks are uploaded again), and callers use
-     * `lostChunks` to mark the older snapshots that still lack them.
-     */
-    readonly integrity: Omit<LoadedIndex, 'index'> = { lostPacks: [], lostChunks: [], badOnlyChunks: [], packsChecked: 0, checkMs: 0, repair: null },
-  ) {}
+  ) {
+    this.loading = loading.then(
+      (l) => {
+        this.loaded = l;
+      },
+      (e: unknown) => {
+        this.loadError = e;
+      },
+    );
+  }
+
+  /** Settles (never rejects) once the index has loaded or failed to. */
+  private readonly loading: Promise<void>;
+  private loaded: LoadedIndex | null = null;
+  private loadError: unknown = null;
+
+  /**
+   * Resolves once the project's chunk index has loaded; rejects with what stopped it. Nothing
+   * that consults the index (hasChunk, claim, unprovenCopy, markProven, integrity) may run
+   * before; writes and commit wait for it themselves. Until then a caller may read and hash
+   * its source: that touches nothing of the repository.
+   */
+  async ready(): Promise<void> {
+    await this.loading;
+    if (this.loadError !== null) throw this.loadError;
+  }
+
+  /** True once ready() has resolved. */
+  get isReady(): boolean {
+    return this.loaded !== null;
+  }
+
+  private loadedIndex(): LoadedIndex {
+    if (this.loaded === null) throw new InvalidStateError(`snapshot writer ${this.snapshotId}: the chunk index is not loaded yet (await ready())`);
+    return this.loaded;
+  }
+
+  /** Good copies this writer may dedup against; grows with what it writes. */
+  private get index(): ChunkIndex {
+    return this.loadedIndex().index;
+  }
+
+  /**
+   * What the pack check and index repair found when this writer loaded its index: lost packs
+   * are not deduplicated against (their chunks are uploaded again), and callers use
+   * `lostChunks` to mark the older snapshots that still lack them. Only once ready.
+   */
+  get integrity(): Omit<LoadedIndex, 'index'> {
+    const { index: _index, ...found } = this.loadedIndex();
+    return found;
+  }
 
   get writerId(): string {
     return this.lease.record.id;
@@ -174,6 +221,7 @@ export class SnapshotWriter {
    */
   async addChunks(chunks: readonly NewChunk[]): Promise<void> {
     this.assertOpen();
+    if (!this.isReady) await this.ready();
     this.throwIfUploadFailed();
     // Encrypted workload (issue 17): the chunks of a sealed scope are stored sealed (data-keys.ts).
     const sealed = sealForScope(this.projectId, chunks, FLAG_SEALED);
@@ -320,6 +368,7 @@ export class SnapshotWriter {
     const { header, ids } = index;
     if (header.chunkSize !== this.chunkSize) throw new InvalidStateError('disk index chunk size differs from the repository');
     if (this.disks.some((d) => d.diskKey === header.diskKey)) throw new InvalidStateError(`disk ${header.diskKey} was already written`);
+    await this.ready();
     await this.flush();
     for (let i = 0; i < header.chunkCount; i++) {
       const off = i * ID_LEN;
@@ -375,6 +424,7 @@ export class SnapshotWriter {
   private async settle(what: string): Promise<void> {
     this.assertOpen();
     if (this.failed) throw new InvalidStateError(`snapshot ${this.snapshotId} cannot be ${what}: ${this.failed}`);
+    await this.ready();
     await this.flush();
     if (this.pending.size > 0) throw new InvalidStateError(`snapshot ${this.snapshotId} has ${this.pending.size} chunks claimed but never stored`);
   }
@@ -429,6 +479,7 @@ export class SnapshotWriter {
       await pk.writer?.abort().catch(() => {});
     }
     await this.upload.catch(() => {});
+    await this.loading; // nothing of this writer still reads (or repairs) once its lease is gone
     await this.lease.release(!opts.simulateCrash);
   }
 
