@@ -97,7 +97,22 @@ function stepLine(s: ScenarioResult, tool: string, step: StepName): string {
   ].join(' ');
 }
 
-function scenarioTable(s: ScenarioResult): string[] {
+/**
+ * What the disk allows a restore: writing the non-hole data at the fdatasync bandwidth measured
+ * in the same run. Lifeboat's share of it (the target: ≥ 70 %), and the largest ratio to restic
+ * any tool writing that data could reach (restic's median time / the floor): a ratio target
+ * above it cannot be met on this disk, whatever the engine does.
+ */
+function restoreBoundLine(s: ScenarioResult, m: MachineLimits): string | null {
+  const mine = medianRun(s.steps, 'lifeboat', 'restore');
+  if (!mine || !m.fdatasyncWrite) return null;
+  const floor = mine.dataBytes / m.fdatasyncWrite;
+  const restic = medianRun(s.steps, 'restic', 'restore');
+  const best = restic ? `; restic ${restic.seconds.toFixed(2)} s, so no restore can be more than ${(restic.seconds / floor).toFixed(2)}× restic here` : '';
+  return `restore floor (non-hole data at the fdatasync write bandwidth): ${floor.toFixed(2)} s; lifeboat at ${((floor / mine.seconds) * 100).toFixed(0)} % of it${best}`;
+}
+
+function scenarioTable(s: ScenarioResult, m: MachineLimits): string[] {
   const n = s.rounds ?? 1;
   const out = [`\n${s.mix} mix, ${s.gib} GiB (${(s.dataBytes / 1e9).toFixed(2)} GB non-hole), ${n} round(s)${n > 1 ? ': median run, range over the rounds' : ''}`];
   out.push(`${pad('step', 12)} ${pad('tool', 9)} ${lpad('s', 8)} ${lpad('s range', 11)} ${lpad('GB/s', 6)} ${lpad('CPU-s/GB', 11)} ${lpad('peak RSS', 9)} ${lpad('vs restic', 9)} ${lpad('per round', 12)} ${lpad('load', 5)}`);
@@ -108,6 +123,8 @@ function scenarioTable(s: ScenarioResult): string[] {
   const exact = Object.keys(s.restoredExact);
   out.push(`restore byte-exact${n > 1 ? ' (every round)' : ''}: ${exact.map((t) => `${t} ${s.restoredExact[t] ? 'yes' : 'NO'}`).join(', ')}`);
   out.push(`repository after full: ${exact.map((t) => `${t} ${((s.repoAfterFull[t] ?? 0) / 1e9).toFixed(2)} GB`).join(', ')}`);
+  const bound = restoreBoundLine(s, m);
+  if (bound) out.push(bound);
   return out;
 }
 
@@ -159,7 +176,7 @@ export function printSweep(r: SweepReport): void {
     `\nEngine sweep, started ${r.started.at} (load ${r.started.load.join(' ')}), finished ${r.finished.at} (load ${r.finished.load.join(' ')})`,
     'times include a sync after the step; CPU-s/GB = user+system CPU seconds per GB of non-hole data; vs restic = restic time / tool time',
     ...machineLines(r.machine),
-    ...r.scenarios.flatMap(scenarioTable),
+    ...r.scenarios.flatMap((s) => scenarioTable(s, r.machine)),
     ...linearity(r.scenarios),
   ];
   process.stdout.write(`${lines.join('\n')}\n`);
