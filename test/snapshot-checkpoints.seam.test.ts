@@ -5,6 +5,8 @@ import { openStore, type StoreHandle } from '../src/store/db.js';
 import { getWorkload, insertWorkload } from '../src/store/workload.store.js';
 import { getSnapshot, getSnapshotCheckpoints, insertSnapshot, transitionSnapshot, updateSnapshotFields } from '../src/store/snapshot.store.js';
 import { MemBackend } from '../src/backend/mem/mem.backend.js';
+import { listAll } from '../src/backend/backend.js';
+import { faultyBackend } from '../src/backend/testing.js';
 import { Repository } from '../src/repository/repository.js';
 import { restoreDisk } from '../src/datamover/restore.js';
 import { MemDiskSink } from '../src/datamover/testing.js';
@@ -329,5 +331,38 @@ describe('snapshot job through a CBT platform seam', () => {
     assert.equal(s.status, 'cancelled', s.error_msg ?? '');
     await assert.rejects(repo.readManifest(s.id), 'the cancelled snapshot is not on the target');
     assert.equal((await getWorkload(h.db, { admin: true }, w.id))?.status, 'available');
+  });
+
+  it("a chunk index that cannot load (the writer was handed out before it): the snapshot fails naming the cause, its sessions end, no lease and no object of it stay", async () => {
+    const inner = new MemBackend();
+    let refuse = false;
+    const shared = repo;
+    repo = await Repository.init(
+      faultyBackend(inner, (op, key) => (refuse && op === 'list' && key.startsWith('index/') ? new Error('target listing refused') : null)),
+      { chunkSize: CS, packSize: 1 << 20 },
+      { clock, logger: silentLogger },
+    );
+    try {
+      const v = vm('vm-index', randomBytes(16 * CS));
+      const platform = new FakeCbtPlatform([v]);
+      const w = await workloadOf([v]);
+      const s1 = await snap(platform, w, 'full');
+      assert.equal(s1.status, 'available', s1.error_msg ?? '');
+      const objects = new Set(await listAll(inner, ''));
+      refuse = true;
+      guestWrite(v, 5 * CS, CS);
+      const s2 = await snap(platform, w, 'incremental');
+      assert.equal(s2.status, 'error');
+      assert.match(s2.error_msg ?? '', /target listing refused/);
+      assert.deepEqual(platform.ends.map((e) => e.outcome), ['committed', 'failed'], 'its checkpoint is no base');
+      assert.deepEqual((await listAll(inner, '')).filter((k) => !objects.has(k)), [], 'no lease, pack or index of the failed snapshot');
+      assert.equal((await getWorkload(h.db, { admin: true }, w.id))?.status, 'available');
+      refuse = false;
+      const s3 = await snap(platform, w, 'incremental');
+      assert.equal(s3.status, 'available', s3.error_msg ?? '');
+      assert.ok((await restored(s3.id, v)).equals(v.data));
+    } finally {
+      repo = shared;
+    }
   });
 });
