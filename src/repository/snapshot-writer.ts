@@ -97,8 +97,8 @@ export class SnapshotWriter {
       (l) => {
         this.loaded = l;
       },
-      (e: unknown) => {
-        this.loadError = e;
+      (error: unknown) => {
+        this.loadFailure = { error };
       },
     );
   }
@@ -106,7 +106,8 @@ export class SnapshotWriter {
   /** Settles (never rejects) once the index has loaded or failed to. */
   private readonly loading: Promise<void>;
   private loaded: LoadedIndex | null = null;
-  private loadError: unknown = null;
+  /** Why the index did not load (boxed: whatever was thrown, even undefined, is kept). */
+  private loadFailure: { error: unknown } | null = null;
 
   /**
    * Resolves once the project's chunk index has loaded; rejects with what stopped it. Nothing
@@ -116,7 +117,7 @@ export class SnapshotWriter {
    */
   async ready(): Promise<void> {
     await this.loading;
-    if (this.loadError !== null) throw this.loadError;
+    if (this.loadFailure) throw this.loadFailure.error;
   }
 
   /** True once ready() has resolved. */
