@@ -9,6 +9,7 @@ import { openDirect } from '../../lib/direct-io.js';
 import { DIRECT_MIN, goesDirect } from './direct-io.js';
 import { alignedSharedMemory } from '../../lib/aligned-memory.js';
 import { fileExtents, fileExtentsSupported, sparseExtentsAvailable } from './sparse-extents.js';
+import { cachedShare, pageCacheProbeAvailable } from './page-cache.js';
 import { closeSync, ftruncateSync, mkdtempSync, openSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 
@@ -226,6 +227,92 @@ describe('sparse extents (lseek SEEK_DATA/SEEK_HOLE helper)', () => {
       }
     } finally {
       rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+/**
+ * Writes `data` (page-aligned memory, a multiple of 4 KiB) to a new file with O_DIRECT, so none
+ * of it is in the page cache; false where the filesystem offers no O_DIRECT.
+ */
+async function writeUncached(file: string, data: Buffer): Promise<boolean> {
+  await writeFile(file, '');
+  const fh = await openDirect(file);
+  if (!fh) return false;
+  try {
+    await fh.write(data, 0, data.length, 0);
+    await fh.datasync();
+  } finally {
+    await fh.close();
+  }
+  return true;
+}
+
+describe('page cache probe (mincore helper) and direct source reads', () => {
+  let dir: string;
+  before(async () => {
+    dir = await mkdtemp(path.join(tmpdir(), 'lifeboat-cache-'));
+  });
+  after(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('is built by npm ci and tells cached ranges from ranges only on the device', async () => {
+    assert.equal(pageCacheProbeAvailable(), true, 'build/Release/page_cache.node missing: npm ci did not build it');
+    const cached = path.join(dir, 'cached.raw');
+    await writeFile(cached, randomBytes(2 * MiB)); // a buffered write leaves its pages cached
+    const fh = await open(cached, 'r');
+    try {
+      assert.equal(cachedShare(fh.fd, 0, 2 * MiB), 1);
+      assert.equal(cachedShare(fh.fd, 4096 + 17, 100), 1, 'an unaligned range is asked by its pages');
+      assert.equal(cachedShare(fh.fd, 0, 0), null, 'an empty range has no share');
+    } finally {
+      await fh.close();
+    }
+    assert.equal(cachedShare(1 << 30, 0, 4096), null, 'a descriptor that is not open: cannot tell');
+    const mem = Buffer.from(alignedSharedMemory(2 * MiB));
+    mem.set(randomBytes(2 * MiB));
+    const uncached = path.join(dir, 'uncached.raw');
+    if (!(await writeUncached(uncached, mem))) return void process.stdout.write(`# ${dir} has no O_DIRECT: the uncached half not checked\n`);
+    const u = await open(uncached, 'r');
+    try {
+      assert.equal(cachedShare(u.fd, 0, 2 * MiB), 0, 'written with O_DIRECT: nothing cached');
+      await u.read(Buffer.alloc(MiB), 0, MiB, 0); // a buffered read caches what it read (and what the kernel reads ahead)
+      assert.equal(cachedShare(u.fd, 0, MiB), 1);
+    } finally {
+      await u.close();
+    }
+  });
+
+  it('source reads large aligned runs that are not cached with O_DIRECT, cached ones and the rest buffered, byte for byte', async () => {
+    const size = 8 * MiB + 4096 + 100; // an unaligned tail
+    const data = randomBytes(size);
+    const mem = Buffer.from(alignedSharedMemory(size + 4096));
+    data.copy(mem);
+    const file = path.join(dir, 'source.raw');
+    if (!(await writeUncached(file, mem.subarray(0, 8 * MiB + 8192)))) return void process.stdout.write(`# ${dir} has no O_DIRECT: nothing to check\n`);
+    await (await open(file, 'r+')).truncate(size).then(() => undefined);
+    const src = await openFileDiskSource(file);
+    try {
+      const buf = Buffer.from(alignedSharedMemory(size + 4096));
+      const expectRead = async (at: number, length: number, bufAt = 0) => {
+        let got = 0;
+        while (got < length) got += await src.read(buf, bufAt + got, length - got, at + got);
+        assert.ok(buf.subarray(bufAt, bufAt + length).equals(data.subarray(at, at + length)), `bytes ${at}+${length}`);
+      };
+      await expectRead(0, 4 * MiB); // not cached, aligned, large: direct
+      assert.equal(src.directBytes, 4 * MiB);
+      await expectRead(4 * MiB, 64 * 1024); // too small: buffered (and now cached)
+      await expectRead(4 * MiB + 100 * 4096, 512 * 1024, 100); // memory not aligned: buffered
+      await expectRead(6 * MiB, size - 6 * MiB); // runs past the last whole block: buffered
+      assert.equal(src.directBytes, 4 * MiB, 'none of those went direct');
+      await expectRead(0, 4 * MiB); // the first read went direct, so it is still not cached
+      assert.equal(src.directBytes, 8 * MiB);
+      await readFile(file); // now every page is cached
+      await expectRead(0, 4 * MiB);
+      assert.equal(src.directBytes, 8 * MiB, 'cached data is copied, not read from the device again');
+    } finally {
+      await src.close();
     }
   });
 });

@@ -4,9 +4,10 @@ import type { DiskSink, DiskSource, Extent } from '../platform.js';
 import { EarlyWriteback } from '../../lib/early-writeback.js';
 import { AppError, isErrno } from '../../lib/errors.js';
 import { fileKey, fsyncDir, tempPathBeside } from './atomic-file.js';
-import { openDirect } from '../../lib/direct-io.js';
+import { isDirectRefused, openDirect } from '../../lib/direct-io.js';
 import { goesDirect } from './direct-io.js';
 import { fileExtents, fileExtentsSupported } from './sparse-extents.js';
+import { cachedShare, pageCacheProbeAvailable } from './page-cache.js';
 
 /**
  * Raw image files as DiskSource / DiskSink.
@@ -17,24 +18,46 @@ import { fileExtents, fileExtentsSupported } from './sparse-extents.js';
  */
 
 /** Opens `file` read-only. The caller maps ENOENT etc. to a message naming the instance. */
-export async function openFileDiskSource(file: string): Promise<DiskSource> {
+export async function openFileDiskSource(file: string): Promise<FileDiskSource> {
   const fh = await open(file, 'r');
+  let direct: FileHandle | null = null;
   try {
     const st = await fh.stat({ bigint: true });
     if (!st.isFile()) throw new AppError('validation', `${file} is not a regular file`);
-    const src = new FileDiskSource(fh, Number(st.size), fileKey(st));
+    // Without the probe every read is buffered; a descriptor that cannot be had only costs speed.
+    if (pageCacheProbeAvailable()) direct = await openDirect(file, 'read').catch(() => null);
+    const src = new FileDiskSource(fh, Number(st.size), fileKey(st), direct);
     // Offer extents only when the filesystem can tell; absent means "read everything". The
     // list itself is made when asked for, so it describes the file as it is then.
     if (fileExtentsSupported(fh.fd)) src.allocatedExtents = async () => fileExtents(fh.fd, src.size) ?? [{ offset: 0, length: src.size }];
     return src;
   } catch (e) {
+    await direct?.close();
     await fh.close();
     throw e;
   }
 }
 
-class FileDiskSource implements DiskSource {
+/** A run is read direct when at most this share of its pages is in the page cache. */
+const DIRECT_READ_MAX_CACHED = 0.5;
+
+/**
+ * Reads: a large aligned run that is mostly not in the page cache goes through a second
+ * descriptor opened with O_DIRECT (the contract: lib/direct-io.ts), everything else buffered.
+ *
+ * Why: a buffered read of data that is not cached allocates a page-cache page for every 4 KiB,
+ * copies it, and evicts pages other programs use, for bytes the backup reads once. Measured on
+ * the bench VM (8 GiB image, caches dropped before each run): a read-everything incremental
+ * took 3.3-7.2 system CPU-s buffered and 0.74-1.0 direct in the same wall time (the device's);
+ * a full, 14.5-15.4 against 2.1-2.3. Data that is cached is faster to copy than to read from
+ * the device again (1 GiB incremental: 0.56 s buffered, 0.69 s all direct), hence the probe.
+ * Direct and buffered reads see the same bytes: the kernel writes dirty cached pages of the
+ * range back before a direct read.
+ */
+export class FileDiskSource implements DiskSource {
   private closed = false;
+  /** Bytes read through the O_DIRECT descriptor (tests, benches). */
+  directBytes = 0;
   allocatedExtents?: () => Promise<Extent[]>;
   /**
    * @param changeToken `${dev}:${ino}:${size}:${mtimeNs}` at open time: a rename-replace changes
@@ -45,17 +68,40 @@ class FileDiskSource implements DiskSource {
     private readonly fh: FileHandle,
     readonly size: number,
     readonly changeToken: string,
-  ) {}
+    private readonly direct: FileHandle | null,
+  ) {
+    this.directUsable = direct !== null;
+  }
+
+  /** False once a direct read was refused (memory not aligned after all): buffered from then on. */
+  private directUsable: boolean;
 
   async read(buf: Buffer, offset: number, length: number, position: number): Promise<number> {
+    if (this.direct && this.directUsable && this.goesDirect(buf, offset, length, position)) {
+      try {
+        const { bytesRead } = await this.direct.read(buf, offset, length, position);
+        this.directBytes += bytesRead;
+        return bytesRead;
+      } catch (e) {
+        if (!isDirectRefused(e)) throw e;
+        this.directUsable = false;
+      }
+    }
     const { bytesRead } = await this.fh.read(buf, offset, length, position);
     return bytesRead;
+  }
+
+  private goesDirect(buf: Buffer, offset: number, length: number, position: number): boolean {
+    if (!goesDirect(buf.byteOffset + offset, length, position) || position + length > this.size) return false;
+    const share = cachedShare(this.fh.fd, position, length);
+    return share !== null && share <= DIRECT_READ_MAX_CACHED;
   }
 
   /** Idempotent. */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    await this.direct?.close();
     await this.fh.close();
   }
 }

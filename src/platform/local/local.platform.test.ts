@@ -273,7 +273,8 @@ describe('LocalPlatform', () => {
     const vdbPath = parseInventory(await readFile(inventoryPath, 'utf8'), 'inventory').find((i) => i.id === vm1)!.disks[1]!.path;
     const vdaPath = await realpath(parseInventory(await readFile(inventoryPath, 'utf8'), 'inventory').find((i) => i.id === vm1)!.disks[0]!.path);
     const open = await platform.beginBackup(inst, { baseCheckpoint: null });
-    assert.equal((await fdsOpenOn(vdaPath)).length, 1, 'an open session holds the image open (the probe works)');
+    // One descriptor, or two where the image is also read with O_DIRECT (file-disk.ts).
+    assert.ok((await fdsOpenOn(vdaPath)).length >= 1, 'an open session holds the image open (the probe works)');
     await open.end('failed');
     assert.deepEqual(await fdsOpenOn(vdaPath), []);
     const keep = await readFile(vdbPath);
