@@ -1,5 +1,4 @@
-import { createRequire } from 'node:module';
-import { fileURLToPath } from 'node:url';
+import { nativeHelper } from './native-helper.js';
 
 /**
  * How much of a file range is in the page cache (mmap + mincore through the tiny native helper
@@ -14,19 +13,7 @@ interface Native {
   resident(fd: number, offset: number, length: number): [number, number] | null;
 }
 
-let native: Native | null | undefined;
-
-function load(): Native | null {
-  if (native !== undefined) return native;
-  try {
-    // dist/src/platform/disk-io/ → <package>/build/Release/
-    const path = fileURLToPath(new URL('../../../../build/Release/page_cache.node', import.meta.url));
-    native = createRequire(import.meta.url)(path) as Native;
-  } catch {
-    native = null;
-  }
-  return native;
-}
+const load = nativeHelper<Native>('page_cache');
 
 /** True when the helper is available. */
 export function pageCacheProbeAvailable(): boolean {

@@ -1,5 +1,4 @@
-import { createRequire } from 'node:module';
-import { fileURLToPath } from 'node:url';
+import { nativeHelper } from './native-helper.js';
 import type { Extent } from '../platform.js';
 
 /**
@@ -14,19 +13,7 @@ interface Native {
   extents(fd: number, size: number): number[] | null;
 }
 
-let native: Native | null | undefined;
-
-function load(): Native | null {
-  if (native !== undefined) return native;
-  try {
-    // dist/src/platform/disk-io/ → <package>/build/Release/
-    const path = fileURLToPath(new URL('../../../../build/Release/sparse_extents.node', import.meta.url));
-    native = createRequire(import.meta.url)(path) as Native;
-  } catch {
-    native = null;
-  }
-  return native;
-}
+const load = nativeHelper<Native>('sparse_extents');
 
 /** True when the helper is available (for a startup note). */
 export function sparseExtentsAvailable(): boolean {
