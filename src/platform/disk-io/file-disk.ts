@@ -47,10 +47,11 @@ const DIRECT_READ_MAX_CACHED = 0.5;
  *
  * Why: a buffered read of data that is not cached allocates a page-cache page for every 4 KiB,
  * copies it, and evicts pages other programs use, for bytes the backup reads once. Measured on
- * the bench VM (8 GiB image, caches dropped before each run): a read-everything incremental
- * took 3.3-7.2 system CPU-s buffered and 0.74-1.0 direct in the same wall time (the device's);
- * a full, 14.5-15.4 against 2.1-2.3. Data that is cached is faster to copy than to read from
- * the device again (1 GiB incremental: 0.56 s buffered, 0.69 s all direct), hence the probe.
+ * the bench VM (16 GiB database-like image, caches dropped before each run, bench/README.md):
+ * a read-everything incremental took 10.9-12.1 s and 12.1-14.5 system CPU-s buffered, 5.3-7.4 s
+ * and 1.4-1.5 direct; a full 30-40 s and 22-34 against 25.7-26.0 s and 4.5-4.6. Data that is
+ * cached is faster to copy than to read from the device again (1 GiB incremental: 0.56 s
+ * buffered, 0.69 s all direct), hence the probe.
  * Direct and buffered reads see the same bytes: the kernel writes dirty cached pages of the
  * range back before a direct read.
  */
@@ -77,7 +78,7 @@ export class FileDiskSource implements DiskSource {
   private directUsable: boolean;
 
   async read(buf: Buffer, offset: number, length: number, position: number): Promise<number> {
-    if (this.direct && this.directUsable && this.goesDirect(buf, offset, length, position)) {
+    if (this.direct && this.directUsable && this.readsDirect(buf, offset, length, position)) {
       try {
         const { bytesRead } = await this.direct.read(buf, offset, length, position);
         this.directBytes += bytesRead;
@@ -91,7 +92,7 @@ export class FileDiskSource implements DiskSource {
     return bytesRead;
   }
 
-  private goesDirect(buf: Buffer, offset: number, length: number, position: number): boolean {
+  private readsDirect(buf: Buffer, offset: number, length: number, position: number): boolean {
     if (!goesDirect(buf.byteOffset + offset, length, position) || position + length > this.size) return false;
     const share = cachedShare(this.fh.fd, position, length);
     return share !== null && share <= DIRECT_READ_MAX_CACHED;
