@@ -1,12 +1,23 @@
-import { describe, it } from 'node:test';
+import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmodSync, mkdtempSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { IdentityFileError, loadIdentityFile, loadOrCreateIdentityFile, parseIdentityData } from './identity-file.js';
 import { P_DEMO, P_OTHER, testIdentity } from './testing.js';
 
 const HEX = 'e'.repeat(32);
+
+/** A new temporary directory, removed when this file's tests are done. */
+const tempDirs: string[] = [];
+function tempDir(): string {
+  const d = mkdtempSync(join(tmpdir(), 'lb-idf-'));
+  tempDirs.push(d);
+  return d;
+}
+after(() => {
+  for (const d of tempDirs) rmSync(d, { recursive: true, force: true });
+});
 
 function errorOf(raw: unknown): string {
   try {
@@ -56,7 +67,7 @@ describe('identity file: validation', () => {
   });
 
   it('reports unreadable and non-JSON files with the path', () => {
-    const d = mkdtempSync(join(tmpdir(), 'lb-idf-'));
+    const d = tempDir();
     assert.throws(() => loadIdentityFile(join(d, 'missing.json')), /cannot read identity file .*missing\.json/);
     writeFileSync(join(d, 'bad.json'), '{"projects": [');
     assert.throws(() => loadIdentityFile(join(d, 'bad.json')), /identity file .*bad\.json is not valid JSON/);
@@ -74,7 +85,7 @@ describe('identity file: validation', () => {
 
 describe('identity file: creation', () => {
   it('creates a missing file 0600 with admin credentials (stored as scrypt hashes), returned once', async () => {
-    const d = mkdtempSync(join(tmpdir(), 'lb-idf-'));
+    const d = tempDir();
     const path = join(d, 'sub', 'identity.json');
     const first = loadOrCreateIdentityFile(path);
     assert.equal(first.created.length, 1);
@@ -102,7 +113,7 @@ describe('identity file: creation', () => {
   });
 
   it('adds project and user demo (member) with the demo option', () => {
-    const d = mkdtempSync(join(tmpdir(), 'lb-idf-'));
+    const d = tempDir();
     const r = loadOrCreateIdentityFile(join(d, 'identity.json'), { demo: true });
     assert.deepEqual(
       r.created.map((c) => [c.user, c.project]),
@@ -119,7 +130,7 @@ describe('identity file: creation', () => {
   });
 
   it('warns when an existing file is readable by others', () => {
-    const d = mkdtempSync(join(tmpdir(), 'lb-idf-'));
+    const d = tempDir();
     const path = join(d, 'identity.json');
     writeFileSync(path, '{"projects": [], "users": []}', { mode: 0o644 });
     chmodSync(path, 0o644);
@@ -130,7 +141,7 @@ describe('identity file: creation', () => {
   });
 
   it('does not overwrite an existing (even invalid) file', () => {
-    const d = mkdtempSync(join(tmpdir(), 'lb-idf-'));
+    const d = tempDir();
     const path = join(d, 'identity.json');
     writeFileSync(path, '{"projects": [], "users": [], "x": 1}');
     assert.throws(() => loadOrCreateIdentityFile(path), /unknown key "x"/);

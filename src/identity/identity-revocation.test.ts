@@ -1,6 +1,6 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, renameSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { hashSync } from 'bcryptjs';
@@ -77,11 +77,14 @@ describe('identity that revokes', () => {
   before(async () => {
     h = await openStore('sqlite::memory:');
   });
+  const dirs: string[] = [];
   after(async () => {
     await h.close();
+    for (const d of dirs) rmSync(d, { recursive: true, force: true });
   });
   const fresh = () => {
     dir = mkdtempSync(join(tmpdir(), 'lb-idrev-'));
+    dirs.push(dir);
     file = join(dir, 'identity.json');
     write(baseDoc());
     lines.length = 0;

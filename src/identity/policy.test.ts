@@ -1,6 +1,6 @@
-import { describe, it } from 'node:test';
+import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, renameSync, utimesSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, renameSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { RequestContext } from '../domain/context.js';
@@ -18,8 +18,15 @@ const admin = ctx(['admin'], P2);
 const own = { project_id: P1 };
 const foreign = { project_id: P2 };
 
+/** Temporary directories of tmpFile, removed when this file's tests are done. */
+const tempDirs: string[] = [];
+after(() => {
+  for (const d of tempDirs) rmSync(d, { recursive: true, force: true });
+});
+
 function tmpFile(name: string, text: string): string {
   const d = mkdtempSync(join(tmpdir(), 'lb-policy-'));
+  tempDirs.push(d);
   const p = join(d, name);
   writeFileSync(p, text);
   return p;
