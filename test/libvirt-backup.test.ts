@@ -84,7 +84,7 @@ describe('libvirt pull-mode backup read through the NBD client', { skip: skipUnl
       ]);
     } finally {
       await c.close();
-      lv.virsh('domjobabort', DOM);
+      await lv.endBackupJob(DOM);
     }
   });
 
@@ -108,7 +108,7 @@ describe('libvirt pull-mode backup read through the NBD client', { skip: skipUnl
       assert.ok(got.equals(expected), 'the incremental export differs from the disk content');
     } finally {
       await c.close();
-      lv.virsh('domjobabort', DOM);
+      await lv.endBackupJob(DOM);
     }
   });
 });

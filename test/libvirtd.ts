@@ -2,6 +2,7 @@ import { spawnSync } from 'node:child_process';
 import { chownSync, constants, mkdirSync, mkdtempSync, openSync, closeSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { waitFor } from '../src/lib/testing.js';
 import { startServer, type ServerProcess } from '../src/nbd/testing.js';
 
 /**
@@ -29,6 +30,11 @@ export interface Libvirtd {
   virsh(...args: string[]): string;
   /** Gives a file or directory created by the test to the daemon's user. */
   own(path: string): void;
+  /**
+   * `domjobabort` of a backup job, then waits until libvirt reports no job: the abort returns
+   * before the job ends, and a backup-begin in between is refused.
+   */
+  endBackupJob(domain: string): Promise<void>;
   /** Destroys every domain of this daemon, stops libvirtd and virtlogd by PID, deletes `dir`. */
   stop(): Promise<void>;
 }
@@ -97,7 +103,15 @@ export async function startLibvirtd(): Promise<Libvirtd> {
     await stop().catch(() => undefined);
     throw e;
   }
-  return { dir, dataDir: d('data'), uri, domainType: kvmUsable(user) ? 'kvm' : 'qemu', virsh, own, stop };
+  const endBackupJob = async (domain: string) => {
+    virsh('domjobabort', domain);
+    const jobEnded = () => {
+      const r = spawnSync('virsh', ['-q', '-c', uri, 'domjobinfo', domain], { encoding: 'utf8' });
+      return r.status === 0 && !/Operation:\s+Backup/.test(r.stdout);
+    };
+    await waitFor(jobEnded, 30_000, `the backup job of ${domain} ended`);
+  };
+  return { dir, dataDir: d('data'), uri, domainType: kvmUsable(user) ? 'kvm' : 'qemu', virsh, own, endBackupJob, stop };
 }
 
 function existsSock(path: string): boolean {

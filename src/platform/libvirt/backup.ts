@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { chown, mkdir, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
 import type { Instance } from '../../domain/instance.js';
 import { UnavailableError, ValidationError, errorMessage } from '../../lib/errors.js';
 import type { Logger } from '../../lib/logger.js';
@@ -231,7 +232,7 @@ async function openSession(deps: LibvirtBackupDeps, b: Begun): Promise<BackupSes
     // (a client's polite close then returns as soon as its socket is closed).
     await Promise.all([
       ...clients.map((c) => c.close().catch(() => c.destroy())),
-      virsh.run(['domjobabort', uuid]).catch((e: unknown) => log.warn({ domain: uuid, err: errorMessage(e) }, 'ending the libvirt backup job failed')),
+      endBackupJob(virsh, uuid).catch((e: unknown) => log.warn({ domain: uuid, err: errorMessage(e) }, 'ending the libvirt backup job failed')),
     ]);
     // The bitmap that is no base from now on goes (the chain stays one bitmap long): the old
     // base once the new checkpoint is committed, else the new one. A bitmap whose removal
@@ -444,12 +445,40 @@ export async function cleanupDeadBackup(deps: LibvirtBackupDeps, uuid: string): 
   await rm(xmlDirOf(deps.scratchDir, uuid), { recursive: true, force: true });
 }
 
+/** How long a backup job may take to end after `domjobabort`. */
+const JOB_END_MS = 30_000;
+/** Polls start 2 ms apart (the job usually ends within milliseconds: the end is on a snapshot's critical path) and back off to 50 ms. */
+const JOB_END_POLL_MS = { first: 2, max: 50 };
+
+/** Whether the domain has a backup job, including one libvirt is setting up or tearing down ('backup job data missing'). */
+async function hasBackupJob(virsh: Virsh, uuid: string): Promise<boolean> {
+  try {
+    return /^Operation:\s+Backup/m.test(await virsh.run(['domjobinfo', uuid]));
+  } catch (e) {
+    return /backup job data missing/.test(errorMessage(e));
+  }
+}
+
+/**
+ * Ends the domain's backup job and returns only once libvirt reports it gone. `domjobabort`
+ * returns when QEMU was asked to cancel the job's block jobs; the job ends when their completion
+ * events arrive (seen in CI: domjobinfo still said "Operation: Backup" right after the abort),
+ * and until then a new backup-begin is refused and the job's bitmaps are busy.
+ */
+async function endBackupJob(virsh: Virsh, uuid: string): Promise<void> {
+  await virsh.run(['domjobabort', uuid]);
+  const deadline = Date.now() + JOB_END_MS;
+  for (let pause = JOB_END_POLL_MS.first; await hasBackupJob(virsh, uuid); pause = Math.min(JOB_END_POLL_MS.max, pause * 2)) {
+    if (Date.now() > deadline) throw new LibvirtError('domjobabort', `the backup job of domain ${uuid} did not end within ${JOB_END_MS / 1000} s`);
+    await delay(pause);
+  }
+}
+
 /** A pull job left open by a dead worker would block backup-begin: end it. True when there was one. */
 async function abortStaleJob(virsh: Virsh, uuid: string, log: Logger): Promise<boolean> {
-  const info = await virsh.run(['domjobinfo', uuid]).catch(() => '');
-  if (!/^Operation:\s+Backup/m.test(info)) return false;
+  if (!(await hasBackupJob(virsh, uuid))) return false;
   log.warn({ domain: uuid }, 'ending a libvirt backup job left open by an earlier run');
-  await virsh.run(['domjobabort', uuid]);
+  await endBackupJob(virsh, uuid);
   return true;
 }
 
