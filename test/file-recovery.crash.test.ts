@@ -4,6 +4,7 @@ import { existsSync, readdirSync, rmSync } from 'node:fs';
 import { setTimeout as delay } from 'node:timers/promises';
 import { join } from 'node:path';
 import { skipUnlessInstalled } from '../src/nbd/testing.js';
+import { applianceDirs, libguestfsSocketDirs } from '../src/recovery/guestfish.js';
 import { applianceTag, fuseMountsUnder, processesTagged } from '../src/recovery/mounts.js';
 import { loadConfig } from '../src/config/config.js';
 import { startLifeboat, type Lifeboat } from '../src/app/app.js';
@@ -88,6 +89,7 @@ describe('file recovery: idle timeout, SIGTERM and kill -9 with a mount open', {
     const nbd = join(h.home, 'nbd');
     assert.deepEqual(existsSync(nbd) ? readdirSync(nbd) : [], [], 'no NBD socket');
     assert.deepEqual(existsSync(mounts()) ? readdirSync(mounts()) : [], [], 'no mount directory');
+    await waitFor(() => applianceDirs(applianceTag(h.home)).length === 0, 30_000, "no appliance's temporary directory left");
   }
 
   async function assertAvailableAndUnmounted(url: string): Promise<void> {
@@ -145,9 +147,13 @@ describe('file recovery: idle timeout, SIGTERM and kill -9 with a mount open', {
     await p.kill9();
     assert.ok(fuseMountsUnder(mounts()).length > 0, 'the killed service left its FUSE mounts');
     assert.ok(processesTagged(applianceTag(h.home)).length > 0, 'and the processes serving them (fuse2fs, nbdfuse)');
+    assert.equal(applianceDirs(applianceTag(h.home)).length, 1, "and the appliance's temporary directory (overlays)");
+    const socketDirs = processesTagged(applianceTag(h.home)).flatMap(libguestfsSocketDirs);
+    assert.equal(socketDirs.length, 1, "and libguestfs' socket directory in /tmp");
 
     lb2 = await startLifeboat(loadConfig(await env(), h.home), { role: 'all', demo: false, log: silentLogger });
     await assertNothingLeft();
+    assert.equal(existsSync(socketDirs[0]!), false, "libguestfs' socket directory is gone");
     await assertAvailableAndUnmounted(`http://${lb2.address}`);
   });
 });

@@ -1,10 +1,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Appliance, ApplianceError } from './guestfish.js';
+import { waitFor } from '../lib/testing.js';
+import { Appliance, ApplianceError, applianceDirs } from './guestfish.js';
 
 const haveGuestfish = spawnSync('sh', ['-c', 'command -v guestfish && command -v qemu-system-x86_64'], { stdio: 'ignore' }).status === 0;
 const skip = !haveGuestfish && process.env.CI !== 'true' ? 'guestfish or qemu-system-x86_64 missing (apt-get install libguestfs-tools qemu-system-x86)' : false;
@@ -46,6 +47,44 @@ test('a launch that fails with KVM is retried once under TCG, and later launches
   } finally {
     if (saved === undefined) delete process.env.LIBGUESTFS_HV;
     else process.env.LIBGUESTFS_HV = saved;
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+/** A hypervisor whose appliance never boots: the launch command records its PID and sleeps. */
+function hangingHypervisor(dir: string): { path: string; pid: () => number | null } {
+  const pidFile = join(dir, 'pid');
+  const path = join(dir, 'qemu');
+  writeFileSync(path, `#!/bin/sh
+case " $* " in *" -kernel "*) echo $$ > '${pidFile}'; exec sleep 600 ;; esac
+exec /usr/bin/qemu-system-x86_64 "$@"
+`);
+  chmodSync(path, 0o755);
+  return { path, pid: () => (existsSync(pidFile) ? Number(readFileSync(pidFile, 'utf8')) || null : null) };
+}
+
+test('a launch killed by its abort signal leaves no libguestfs directory behind (socket, overlays)', { skip, timeout: 300_000 }, async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'lifeboat-appliance-'));
+  const hv = hangingHypervisor(dir);
+  const saved = process.env.LIBGUESTFS_HV;
+  const tag = `lifeboat:abort-test-${process.pid}`;
+  const libguestfsDirs = () => new Set(readdirSync(tmpdir()).filter((n) => n.startsWith('libguestfs')));
+  const before = libguestfsDirs();
+  process.env.LIBGUESTFS_HV = hv.path;
+  try {
+    const ac = new AbortController();
+    const launching = Appliance.launch({ drives: [], scratchRoot: true, forceTcg: true, tag, signal: ac.signal });
+    await waitFor(() => hv.pid(), 120_000, 'the appliance launched');
+    assert.equal(applianceDirs(tag).length, 1, 'the launch has its own directory');
+    ac.abort(new Error('cancelled'));
+    await assert.rejects(launching);
+    await waitFor(() => applianceDirs(tag).length === 0, 10_000, "the launch's directory removed");
+    assert.deepEqual([...libguestfsDirs()].filter((n) => !before.has(n)), [], 'nothing of libguestfs left in the temp dir');
+  } finally {
+    if (saved === undefined) delete process.env.LIBGUESTFS_HV;
+    else process.env.LIBGUESTFS_HV = saved;
+    const pid = hv.pid();
+    if (pid) spawnSync('kill', ['-9', String(pid)]);
     rmSync(dir, { recursive: true, force: true });
   }
 });

@@ -1,5 +1,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { AppError } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import { silentLogger } from '../lib/logger.js';
@@ -32,6 +35,70 @@ export interface ApplianceOptions {
 }
 
 const SCRATCH_BYTES = 4 << 20;
+
+/**
+ * Each launch gets its own directory for libguestfs' temporary files (LIBGUESTFS_TMPDIR: the
+ * appliance overlays and scratch drive) and its socket (XDG_RUNTIME_DIR), removed when guestfish
+ * exits. libguestfs removes its own only on a clean exit; a guestfish killed (an abort, or a
+ * service killed and reconciled) left them in /tmp for good. The name carries a hash of the tag,
+ * so reconcile removes what appliances of a killed service left (removeApplianceDirs).
+ */
+function applianceDirPrefix(tag: string): string {
+  return `lifeboat-guestfs-${createHash('sha256').update(tag).digest('hex').slice(0, 12)}-`;
+}
+
+/** The per-launch directories of appliances with this tag (paths). */
+export function applianceDirs(tag: string): string[] {
+  const prefix = applianceDirPrefix(tag);
+  try {
+    return readdirSync(tmpdir())
+      .filter((n) => n.startsWith(prefix))
+      .map((n) => join(tmpdir(), n));
+  } catch {
+    return [];
+  }
+}
+
+/** Removes every per-launch directory of appliances with this tag (none may be running). */
+export function removeApplianceDirs(tag: string): void {
+  for (const dir of applianceDirs(tag)) rmSync(dir, { recursive: true, force: true });
+}
+
+/**
+ * The socket directories (`/tmp/libguestfsXXXXXX`, holding guestfsd.sock) of a live guestfish
+ * process, found through the unix sockets it holds (/proc/<pid>/fd → socket inode →
+ * /proc/<pid>/net/unix). libguestfs puts them in /tmp whatever XDG_RUNTIME_DIR says when it
+ * runs as root, and removes them only on a clean exit: whoever kills a guestfish looks them up
+ * first and removes them once it is gone. Empty when the process is gone or not readable.
+ */
+export function libguestfsSocketDirs(pid: number): string[] {
+  try {
+    const inodes = new Set<string>();
+    for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+      const m = /^socket:\[(\d+)\]$/.exec(safeReadlink(`/proc/${pid}/fd/${fd}`));
+      if (m) inodes.add(m[1]!);
+    }
+    const dirs = new Set<string>();
+    for (const line of readFileSync(`/proc/${pid}/net/unix`, 'utf8').split('\n').slice(1)) {
+      const f = line.trim().split(/\s+/);
+      const path = f[7];
+      if (!path || !inodes.has(f[6]!)) continue;
+      const m = /^(\/tmp\/libguestfs[A-Za-z0-9]{6})\/[^/]+$/.exec(path);
+      if (m) dirs.add(m[1]!);
+    }
+    return [...dirs];
+  } catch {
+    return [];
+  }
+}
+
+function safeReadlink(path: string): string {
+  try {
+    return readlinkSync(path);
+  } catch {
+    return '';
+  }
+}
 
 /** Set once a KVM launch failed in this process: later launches use TCG at once. */
 let kvmLaunchFailed = false;
@@ -114,11 +181,15 @@ export class Appliance {
   }
 
   private static async launchOnce(o: ApplianceOptions, tcg: boolean): Promise<Appliance> {
-    const env: NodeJS.ProcessEnv = { ...process.env, LIBGUESTFS_BACKEND: 'direct', LIFEBOAT_APPLIANCE: o.tag };
+    const own = mkdtempSync(join(tmpdir(), applianceDirPrefix(o.tag)));
+    const env: NodeJS.ProcessEnv = { ...process.env, LIBGUESTFS_BACKEND: 'direct', LIFEBOAT_APPLIANCE: o.tag, LIBGUESTFS_TMPDIR: own, XDG_RUNTIME_DIR: own };
     if (tcg) env.LIBGUESTFS_BACKEND_SETTINGS = 'force_tcg';
     const child = spawn('sh', ['-c', 'exec guestfish --ro 2>&1'], { env, stdio: ['pipe', 'pipe', 'ignore'], detached: false });
     const a = new Appliance(child, o.logger ?? silentLogger);
-    const kill = () => child.kill('SIGKILL');
+    void a.exited.then(() => {
+      for (const dir of [own, ...a.socketDirs]) rmSync(dir, { recursive: true, force: true });
+    });
+    const kill = () => a.kill();
     o.signal?.addEventListener('abort', kill);
     void a.exited.then(() => o.signal?.removeEventListener('abort', kill));
     try {
@@ -126,6 +197,7 @@ export class Appliance {
       for (const sock of o.drives) await a.run(`add "" protocol:nbd ${quoteArg(`server:unix:${sock}`)} format:raw readonly:true`);
       if (o.scratchRoot) await a.run(`add-drive-scratch ${SCRATCH_BYTES}`);
       await a.run('run').catch((e: unknown) => Promise.reject(e instanceof ApplianceError ? new LaunchError(e) : e));
+      a.noteSocketDirs();
       return a;
     } catch (e) {
       await a.close();
@@ -135,6 +207,21 @@ export class Appliance {
 
   get pid(): number | undefined {
     return this.child.pid;
+  }
+
+  /** libguestfs' socket directories of this guestfish, removed when it exits (libguestfsSocketDirs). */
+  readonly socketDirs = new Set<string>();
+
+  /** Records the socket directories while guestfish lives: after the launch, and before any kill. */
+  noteSocketDirs(): void {
+    if (this.child.pid === undefined || this.exitError) return;
+    for (const dir of libguestfsSocketDirs(this.child.pid)) this.socketDirs.add(dir);
+  }
+
+  /** SIGKILL (abort, or no exit within close's grace); what libguestfs would have removed goes on exit. */
+  kill(): void {
+    this.noteSocketDirs();
+    this.child.kill('SIGKILL');
   }
 
   private onData(s: string): void {
@@ -191,7 +278,7 @@ export class Appliance {
     this.child.stdin!.end('exit\n');
     const t = setTimeout(() => {
       this.log.warn({ pid: this.child.pid }, 'file system appliance did not exit; killing it');
-      this.child.kill('SIGKILL');
+      this.kill();
     }, graceMs);
     await this.exited;
     clearTimeout(t);

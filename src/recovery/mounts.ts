@@ -9,7 +9,7 @@ import { findFileSystems, mountDirName, mountReadOnly, snapshotDisks, type Snaps
 import { ExtMount, fuse2fsAvailable } from './ext-mount.js';
 import { extOnlyLayout } from './ext-search.js';
 import { unmountFuse } from './fuse.js';
-import { Appliance, ApplianceError, applianceDrive, quoteArg } from './guestfish.js';
+import { Appliance, ApplianceError, applianceDrive, quoteArg, libguestfsSocketDirs, removeApplianceDirs } from './guestfish.js';
 
 export interface RecoveryOptions {
   /** LIFEBOAT_HOME: sockets go to `<home>/nbd`, mounts to `<home>/mounts` (both 0700). */
@@ -212,6 +212,7 @@ export class SnapshotMounts {
     const stale = fuseMountsUnder(this.mountRoot);
     for (const p of stale) unmountFuse(p);
     const pids = processesTagged(this.tag);
+    const socketDirs = pids.flatMap(libguestfsSocketDirs);
     for (const pid of pids) {
       try {
         process.kill(pid, 'SIGKILL');
@@ -220,6 +221,8 @@ export class SnapshotMounts {
       }
     }
     rmSync(this.socketDir, { recursive: true, force: true });
+    removeApplianceDirs(this.tag);
+    for (const dir of socketDirs) rmSync(dir, { recursive: true, force: true });
     // Empty directories only (file systems were mounted one level down): never a delete through a mount.
     for (const name of safeList(this.mountRoot)) {
       for (const sub of safeList(join(this.mountRoot, name))) removeEmptyDir(join(this.mountRoot, name, sub));
