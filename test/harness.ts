@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { loadConfig } from '../src/config/config.js';
 import { startLifeboat, type Lifeboat, type Role } from '../src/app/app.js';
-import { silentLogger } from '../src/lib/logger.js';
+import { silentLogger, type Logger } from '../src/lib/logger.js';
 import { freePort, waitFor } from '../src/lib/testing.js';
 import assert from 'node:assert/strict';
 
@@ -63,7 +63,7 @@ export function makeDisk(path: string, sizeBytes: number, seed: number): void {
   writeFileSync(path, buf);
 }
 
-export async function startHarness(opts: { env?: Record<string, string>; role?: Role; diskBytes?: number } = {}): Promise<Harness> {
+export async function startHarness(opts: { env?: Record<string, string>; role?: Role; diskBytes?: number; log?: Logger } = {}): Promise<Harness> {
   const home = mkdtempSync(join(tmpdir(), 'lifeboat-test-'));
   const alpha = { id: hex(), name: 'alpha' };
   const beta = { id: hex(), name: 'beta' };
@@ -122,7 +122,7 @@ export async function startHarness(opts: { env?: Record<string, string>; role?: 
 
   const env = { LIFEBOAT_HOME: home, LIFEBOAT_LISTEN: `127.0.0.1:${await freePort()}`, LIFEBOAT_NODE_NAME: 'TVM1', LIFEBOAT_JOB_LEASE: '3', ...opts.env };
   const config = loadConfig(env, home);
-  const lb = await startLifeboat(config, { role: opts.role ?? 'all', demo: false, log: silentLogger });
+  const lb = await startLifeboat(config, { role: opts.role ?? 'all', demo: false, log: opts.log ?? silentLogger });
   const url = `http://${lb.address}`;
   const mkUser = (name: string, password: string, p: { id: string; name: string }): TestUser => ({ name, password, projectId: p.id, projectName: p.name });
   const alice = mkUser('alice', 'alice-pw', alpha);
@@ -185,7 +185,7 @@ export async function startHarness(opts: { env?: Record<string, string>; role?: 
       await h.lb.close();
       between?.();
       tokens.clear();
-      h.lb = await startLifeboat(loadConfig(env, home), { role: opts.role ?? 'all', demo: false, log: silentLogger });
+      h.lb = await startLifeboat(loadConfig(env, home), { role: opts.role ?? 'all', demo: false, log: opts.log ?? silentLogger });
     },
     async close() {
       await h.lb.close();

@@ -11,6 +11,7 @@ import { diskKey } from '../src/jobs/snapshot.job.js';
 import type { LibvirtPlatform } from '../src/platform/libvirt/libvirt.platform.js';
 import { run, skipUnlessInstalled } from '../src/nbd/testing.js';
 import { startHarness, takeSnapshotAndWait, waitFor, type Harness } from './harness.js';
+import { RecentLog } from './recent-log.js';
 import { LIBVIRT_TOOLS, startLibvirtd, testDomainXml, type Libvirtd } from './libvirtd.js';
 
 /**
@@ -30,6 +31,7 @@ describe('libvirt platform through the service', { skip: skipUnlessInstalled(...
   let h: Harness;
   let uuid: string;
   let scratchDir: string;
+  const warnings = new RecentLog(10_000); // the service's log lines (the scratch check reads them)
   let wid: string;
   let expected: Buffer; // the guest disk, kept in step with every write
   const cliHome = mkdtempSync(join(tmpdir(), 'lifeboat-cli-'));
@@ -54,7 +56,7 @@ describe('libvirt platform through the service', { skip: skipUnlessInstalled(...
     lv.virsh('define', join(data, 'dom.xml'));
     lv.virsh('start', DOM);
     uuid = lv.virsh('domuuid', DOM).trim();
-    h = await startHarness({ env: { LIFEBOAT_PLATFORM: 'libvirt', LIFEBOAT_LIBVIRT_URI: lv.uri, LIFEBOAT_LIBVIRT_SCRATCH_DIR: scratchDir } });
+    h = await startHarness({ env: { LIFEBOAT_PLATFORM: 'libvirt', LIFEBOAT_LIBVIRT_URI: lv.uri, LIFEBOAT_LIBVIRT_SCRATCH_DIR: scratchDir }, log: warnings });
   });
 
   after(async () => {
@@ -211,6 +213,13 @@ describe('libvirt platform through the service', { skip: skipUnlessInstalled(...
     const inst = (await platform().getInstance(h.alice.projectId, uuid))!;
     const jobDir = join(scratchDir, uuid);
     const first = await platform().beginBackup(inst, { baseCheckpoint: null });
+    // The job reuses the scratch image Lifeboat made (qemu-img create, then backup-begin --reuse-external).
+    const [scratchFile, ...others] = readdirSync(jobDir).filter((n) => n.endsWith('.scratch'));
+    assert.match(scratchFile ?? '', /^vda\.[0-9a-z]+-[0-9a-f]{8}\.scratch$/);
+    assert.deepEqual(others, []);
+    const scratchInfo = JSON.parse(run('qemu-img', ['info', '-U', '--output=json', join(jobDir, scratchFile!)])) as { format: string; 'virtual-size': number };
+    assert.deepEqual([scratchInfo.format, scratchInfo['virtual-size']], ['qcow2', SIZE]);
+    assert.doesNotMatch(warnings.tail(), /scratch/);
     await first.end('committed');
     const base = first.checkpoint!;
     assert.ok(base.name.startsWith('lifeboat-'));

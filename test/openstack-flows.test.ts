@@ -4,7 +4,8 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { OpenStackSession } from '../src/openstack/session.js';
 import { imageTag } from '../src/platform/openstack/restore-resources.js';
-import { OsFixture, openstackSkip, projectState, RecentLog, temporariesState, volumeFile, writeVolume, pollFor, startOsLifeboat, tokenOf, type OsLifeboat, type OsProject, type OsUser } from './openstack.js';
+import { RecentLog } from './recent-log.js';
+import { OsFixture, openstackSkip, projectState, temporariesState, volumeFile, writeVolume, pollFor, startOsLifeboat, tokenOf, type OsLifeboat, type OsProject, type OsUser } from './openstack.js';
 import { f8SelectiveRestoreOptions } from './tempest-bodies.js';
 
 /**

@@ -1,10 +1,11 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { existsSync, rmSync } from 'node:fs';
+import { existsSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { diskKey } from '../src/jobs/snapshot.job.js';
 import { waitFor } from '../src/lib/testing.js';
+import { RecentLog } from './recent-log.js';
 import type { OpenStackPlatform } from '../src/platform/openstack/openstack.platform.js';
 import { guestWrite, KVM_HOST, kvmHostSkip, kvmVirsh, kvmWorkerEnv, OsFixture, paddedSha256, pollFor, restoredDiskSha, sha256File, snapshotOf, startOsLifeboat, tokenOf, volumeFile, workloadBody, type OsLifeboat, type OsProject, type OsUser } from './openstack.js';
 
@@ -28,6 +29,8 @@ let member: OsUser;
 let server: string;
 let dataVol: string;
 let scratchDir: string;
+/** The service's log lines (the scratch check reads them). */
+const log = new RecentLog(10_000);
 /** The root disk's first 8 MiB as the guest sees them (the image, then the test's writes); zeros beyond. */
 const rootHead = Buffer.alloc(8 * MiB);
 
@@ -52,7 +55,7 @@ before(async () => {
   await f.volumeStatus(ops, dataVol, 'in-use');
   const worker = kvmWorkerEnv(f.run);
   scratchDir = worker.scratchDir;
-  os = await startOsLifeboat(svc, worker.env);
+  os = await startOsLifeboat(svc, worker.env, { log });
 });
 
 after(async () => {
@@ -112,6 +115,9 @@ test('a Lifeboat on the compute host reads the server through libvirt: full, inc
   assert.ok(instance);
   await platform().beginBackup(instance, { baseCheckpoint: null });
   assert.match(kvmVirsh('domjobinfo', server), /Operation:\s+Backup/);
+  // Under Nova's libvirtd (root, dynamic ownership) too, the job reuses the scratch images Lifeboat made.
+  assert.deepEqual(readdirSync(join(scratchDir, server)).filter((n) => n.endsWith('.scratch')).map((n) => n.split('.')[0]).sort(), ['vda', 'vdb']);
+  assert.doesNotMatch(log.tail(), /scratch images/);
   assert.equal(lifeboatCheckpoints().length, 1);
   await platform().cleanupBackup(p1.id, [server]);
   assert.doesNotMatch(kvmVirsh('domjobinfo', server), /Operation:\s+Backup/, 'the dead backup job is ended');

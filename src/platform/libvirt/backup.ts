@@ -13,6 +13,7 @@ import { counted, newBackupTimings, timedSource, timedVirsh, type BackupReadStat
 import { parseBackupExports, parseCheckpointXml, xmlAttr, type DomainDisk, type DomainInfo } from './domain-xml.js';
 import { isNoDomain, LibvirtError, type Virsh } from './virsh.js';
 import { BitmapLedger, removeStaleBitmaps } from './bitmaps.js';
+import { precreateScratch, removeScratch } from './scratch.js';
 
 /** Checkpoints Lifeboat creates are named `lifeboat-…`; others (an operator's) are never touched. */
 export const CHECKPOINT_PREFIX = 'lifeboat-';
@@ -89,7 +90,7 @@ function backupXml(socket: string, scratch: (d: DomainDisk) => string, disks: Do
   const items = disks
     .map((d) => {
       const mode = base && isBitmapCapable(d) ? `backupmode='incremental' incremental='${xmlAttr(base)}'` : `backupmode='full'`;
-      return `<disk name='${xmlAttr(d.target)}' backup='yes' type='file' ${mode}><scratch file='${xmlAttr(scratch(d))}'/></disk>`;
+      return `<disk name='${xmlAttr(d.target)}' backup='yes' type='file' ${mode}><driver type='qcow2'/><scratch file='${xmlAttr(scratch(d))}'/></disk>`;
     })
     .join('');
   return `<domainbackup mode='pull'><server transport='unix' socket='${xmlAttr(socket)}'/><disks>${items}</disks></domainbackup>`;
@@ -114,33 +115,36 @@ export async function beginLibvirtBackup(untimed: LibvirtBackupDeps, instance: I
   const jobDir = path.join(deps.scratchDir, uuid);
   const socket = path.join(jobDir, 'nbd.sock');
   if (Buffer.byteLength(socket) > MAX_SOCKET_PATH) throw new ValidationError('LIFEBOAT_LIBVIRT_SCRATCH_DIR is too long for a unix socket path (at most 60 characters)');
-  const xmlDir = await domainXmlDir(deps.scratchDir, uuid);
-  // From here on plan.base set ⇔ the base's metadata is in libvirt (removed on every failure).
-  let plan: Plan;
-  let sizes: Map<string, number>;
-  try {
-    ({ plan, sizes } = await prepare(virsh, uuid, dom, baseCheckpoint, xmlDir, log));
-  } catch (e) {
-    await rm(xmlDir, { recursive: true, force: true });
-    throw e;
-  }
-  const ledger = new BitmapLedger(deps.scratchDir, uuid);
   const tag = `${Date.now().toString(36)}-${randomBytes(4).toString('hex')}`;
-  const newCp = dom.disks.some(isBitmapCapable) ? `${CHECKPOINT_PREFIX}${tag}` : null;
-  const scratch = (d: DomainDisk) => path.join(jobDir, `${d.target}.scratch`);
+  // Named per job: a stale job's end (libvirt removes the scratch files it made) never takes ours.
+  const scratch = (d: DomainDisk) => path.join(jobDir, `${d.target}.${tag}.scratch`);
   const cleanupFiles = async () => {
     await rm(xmlDir, { recursive: true, force: true });
     await rm(jobDir, { recursive: true, force: true });
   };
+  const [xmlDir] = await Promise.all([domainXmlDir(deps.scratchDir, uuid), domainScratchDir(deps.scratchDir, uuid)]);
+  const sizesP = diskSizes(virsh, uuid, dom.disks);
+  const reuseScratch = precreateScratch(jobDir, dom.disks, sizesP, scratch, log);
+  // From here on plan.base set ⇔ the base's metadata is in libvirt (removed on every failure).
+  let plan: Plan;
+  let sizes: Map<string, number>;
+  try {
+    ({ plan, sizes } = await prepare(virsh, uuid, dom, baseCheckpoint, xmlDir, sizesP, log));
+  } catch (e) {
+    await reuseScratch;
+    await cleanupFiles();
+    throw e;
+  }
+  const ledger = new BitmapLedger(deps.scratchDir, uuid);
+  const newCp = dom.disks.some(isBitmapCapable) ? `${CHECKPOINT_PREFIX}${tag}` : null;
   // Bitmaps of a chain that is not continued: the untrusted base's, and whatever the ledger holds.
   const dropStale = () =>
     removeStaleBitmaps({ virsh, uuid, disks: dom.disks, ledger, keep: plan.base?.name ?? null, untrusted: !plan.base && baseCheckpoint?.name.startsWith(CHECKPOINT_PREFIX) ? baseCheckpoint.name : null, xmlDir, log });
   try {
-    await domainScratchDir(deps.scratchDir, uuid);
     await dropStale();
-    const begin = async (base: string | null) => {
+    const begin = async (base: string | null, reuse: boolean) => {
       await writeFile(path.join(xmlDir, 'backup.xml'), backupXml(socket, scratch, dom.disks, base));
-      const args = ['backup-begin', uuid, path.join(xmlDir, 'backup.xml')];
+      const args = ['backup-begin', uuid, path.join(xmlDir, 'backup.xml'), ...(reuse ? ['--reuse-external'] : [])];
       if (newCp) {
         await writeFile(path.join(xmlDir, 'checkpoint.xml'), checkpointXml(newCp, dom.disks));
         args.push(path.join(xmlDir, 'checkpoint.xml'));
@@ -149,14 +153,14 @@ export async function beginLibvirtBackup(untimed: LibvirtBackupDeps, instance: I
       await virsh.run(args);
     };
     try {
-      await begin(plan.base?.name ?? null);
+      await begin(plan.base?.name ?? null, await reuseScratch);
     } catch (e) {
       if (!plan.base || !(e instanceof LibvirtError) || !BROKEN_CHAIN_RE.test(e.detail)) throw e;
       log.warn({ domain: uuid, err: e.detail }, 'libvirt refused the incremental; starting a new checkpoint chain');
       await deleteCheckpoint(virsh, uuid, plan.base.name, 'metadata', log);
       plan = { base: null, warnings: [brokenChainWarning(dom, e.detail, 'the last checkpoint could not be used')] };
-      await dropStale();
-      await begin(null);
+      await Promise.all([dropStale(), removeScratch(dom.disks, scratch)]); // libvirt makes fresh ones
+      await begin(null, false);
     }
   } catch (e) {
     if (plan.base) await deleteCheckpoint(virsh, uuid, plan.base.name, 'metadata', log);
@@ -177,11 +181,11 @@ export async function beginLibvirtBackup(untimed: LibvirtBackupDeps, instance: I
  * runs: leftovers dropped, then the base redefined. Returns the plan; plan.base set ⇔ its
  * metadata is in libvirt now. On a failure no metadata of ours is left.
  */
-async function prepare(virsh: Virsh, uuid: string, dom: DomainInfo, baseCheckpoint: Checkpoint | null, xmlDir: string, log: Logger): Promise<{ plan: Plan; sizes: Map<string, number> }> {
+async function prepare(virsh: Virsh, uuid: string, dom: DomainInfo, baseCheckpoint: Checkpoint | null, xmlDir: string, diskSizes: Promise<Map<string, number>>, log: Logger): Promise<{ plan: Plan; sizes: Map<string, number> }> {
   const earlyPlan = checkBase(baseCheckpoint, dom, null);
   const early = earlyPlan.base;
   const spec = early ? redefineBase(virsh, uuid, xmlDir, earlyPlan, dom) : Promise.resolve(null);
-  const [sizesR, leftoversR, staleR, specR] = await Promise.allSettled([diskSizes(virsh, uuid, dom.disks), lifeboatCheckpoints(virsh, uuid), abortStaleJob(virsh, uuid, log), spec]);
+  const [sizesR, leftoversR, staleR, specR] = await Promise.allSettled([diskSizes, lifeboatCheckpoints(virsh, uuid), abortStaleJob(virsh, uuid, log), spec]);
   const specPlan = specR.status === 'fulfilled' ? specR.value : null;
   const redefined = specPlan?.base ? early : null; // our metadata in libvirt now
   const undo = async () => {
@@ -381,11 +385,6 @@ function redefinable(xml: string): string {
 const MAX_SOCKET_PATH = 107;
 
 /**
- * `<scratchDir>/<uuid>/`, owned like the scratch dir (QEMU's user must create the socket and
- * scratch files there) and emptied: called after any stale job of the domain was aborted, so
- * what is left there (a dead worker's socket or scratch files) belongs to no one.
- */
-/**
  * `<scratch dir>/<uuid>.xml/`: the XML files Lifeboat hands virsh during one backup of the
  * domain (virsh reads them; QEMU never does). Beside the job directory rather than a temp dir
  * elsewhere, so that when a worker dies mid-backup the reconciler (cleanupDeadBackup) or the
@@ -403,6 +402,14 @@ async function domainXmlDir(scratchDir: string, uuid: string): Promise<string> {
   return dir;
 }
 
+/**
+ * `<scratchDir>/<uuid>/`, owned like the scratch dir (QEMU's user must create the socket and
+ * reads and writes the scratch files there) and emptied at the start of each backup, beside the
+ * check for a stale job of the domain: a stale QEMU job keeps its open files even once they are
+ * unlinked, its socket is gone before backup-begin makes ours (the stale job is ended first),
+ * and scratch file names carry the job's tag, so libvirt's cleanup of a stale job's own scratch
+ * files never removes this job's.
+ */
 async function domainScratchDir(scratchDir: string, uuid: string): Promise<void> {
   const dir = path.join(scratchDir, uuid);
   await rm(dir, { recursive: true, force: true });
