@@ -33,10 +33,12 @@ interface Args {
   skipEncryption: boolean;
   /** Only the libvirt case: no file-path runs (so no file-path ratio), peers, API or encryption. */
   onlyLibvirt: boolean;
+  /** Incrementals per libvirt run: the first in the service, then the later ones. */
+  libvirtIncrementals: number;
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { runs: 3, sizeMiB: 2048, skipPeers: false, skipApi: false, apiSeconds: 10, skipLibvirt: false, skipEncryption: false, onlyLibvirt: false };
+  const a: Args = { runs: 3, sizeMiB: 2048, skipPeers: false, skipApi: false, apiSeconds: 10, skipLibvirt: false, skipEncryption: false, onlyLibvirt: false, libvirtIncrementals: 3 };
   const int = (flag: string, v: string | undefined) => {
     if (v === undefined || !/^\d+$/.test(v) || Number(v) <= 0) throw new Error(`${flag} needs a positive integer, got ${JSON.stringify(v)}`);
     return Number(v);
@@ -53,8 +55,9 @@ function parseArgs(argv: string[]): Args {
     else if (flag === '--skip-encryption') a.skipEncryption = true;
     else if (flag === '--only-libvirt') a.onlyLibvirt = a.skipPeers = a.skipApi = a.skipEncryption = true;
     else if (flag === '--api-seconds') a.apiSeconds = int(flag, value());
+    else if (flag === '--libvirt-incrementals') a.libvirtIncrementals = int(flag, value());
     else if (flag === '--help' || flag === '-h') {
-      process.stdout.write('usage: npm run bench -- [--runs N (3)] [--size MiB (2048)] [--skip-peers] [--skip-api] [--api-seconds S (10)] [--skip-libvirt] [--skip-encryption] [--only-libvirt]\n');
+      process.stdout.write('usage: npm run bench -- [--runs N (3)] [--size MiB (2048)] [--skip-peers] [--skip-api] [--api-seconds S (10)] [--skip-libvirt] [--skip-encryption] [--only-libvirt] [--libvirt-incrementals N (3)]\n');
       process.exit(0);
     } else throw new Error(`unknown argument ${f} (try --help)`);
   }
@@ -266,7 +269,8 @@ function libvirtRows(r: LibvirtBenchResult | null, note: string | null, fileFull
   const bad = r.runs.filter((x) => !x.restoreIdentical).length;
   return [
     { step: `libvirt full, running domain (${kind})`, lifeboat: `${cell(r.full, 's', 2)}${ratio ? ` (${ratio.toFixed(2)}× file path)` : ''}`, ...none, target: 'within 10 % of the file-path full', met: yes(ratio === null ? null : ratio <= 1.1) },
-    { step: `libvirt incremental 1 % (${r.runs[0]?.writes ?? 0} guest writes)`, lifeboat: cell(r.incr1, 's', 3), ...none, target: '≤ 0.2 s', met: yes(r.incr1 ? r.incr1.median <= 0.2 : null) },
+    { step: `libvirt incremental 1 % (${r.runs[0]?.writes ?? 0} guest writes), first in the service`, lifeboat: cell(r.incr1, 's', 3), ...none, target: '≤ 0.2 s', met: yes(r.incr1 ? r.incr1.median <= 0.2 : null) },
+    { step: 'libvirt incremental 1 %, the later ones', lifeboat: r.later ? cell(r.later, 's', 3) : '– (--libvirt-incrementals 1)', ...none, target: '≤ 0.2 s', met: yes(r.later ? r.later.median <= 0.2 : null) },
     { step: 'libvirt restore of the incremental', lifeboat: `${cell(r.restore, 's', 2)}${bad ? ` (${bad} NOT identical)` : ' (identical)'}`, ...none, target: 'byte-identical', met: yes(bad === 0) },
     { step: 'libvirt crash-consistency', lifeboat: 'test/libvirt-consistency.test.ts', ...none, target: 'one point in time', met: 'tested' },
   ];
@@ -302,7 +306,7 @@ async function main(): Promise<void> {
   let libvirtNote = args.skipLibvirt ? 'skipped (--skip-libvirt)' : (await probe('libvirtd', ['--version'])) ? null : 'libvirtd not installed — skipped';
   if (!libvirtNote) {
     try {
-      libvirt = await libvirtBench(image, args.sizeMiB, args.runs, repoRoot, log);
+      libvirt = await libvirtBench(image, args.sizeMiB, args.runs, args.libvirtIncrementals, repoRoot, log);
     } catch (e) {
       libvirtNote = `FAILED: ${e instanceof Error ? e.message.split('\n')[0] : String(e)}`;
       errors.push(`libvirt: ${e instanceof Error ? e.message : String(e)}`);
