@@ -164,6 +164,7 @@ export async function beginLibvirtBackup(untimed: LibvirtBackupDeps, instance: I
     }
   } catch (e) {
     if (plan.base) await deleteCheckpoint(virsh, uuid, plan.base.name, 'metadata', log);
+    await reuseScratch; // settled (never rejects): no scratch write races the removal
     await cleanupFiles();
     throw e;
   }
