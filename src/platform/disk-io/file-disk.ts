@@ -1,11 +1,11 @@
-import { chmod, open, rename, unlink, type FileHandle } from 'node:fs/promises';
+import { open, rename, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import type { DiskSink, DiskSource, Extent } from '../platform.js';
-import { EarlyWriteback } from '../../lib/early-writeback.js';
-import { AppError, isErrno } from '../../lib/errors.js';
+import { AppError } from '../../lib/errors.js';
 import { fileKey, fsyncDir, tempPathBeside } from './atomic-file.js';
 import { isDirectRefused, openDirect } from '../../lib/direct-io.js';
 import { goesDirect } from './direct-io.js';
+import { ImageFile } from './image-file.js';
 import { fileExtents, fileExtentsSupported } from './sparse-extents.js';
 import { cachedShare, pageCacheProbeAvailable } from './page-cache.js';
 
@@ -110,8 +110,6 @@ export class FileDiskSource implements DiskSource {
 /** Sinks skip zero data at this granularity (the usual filesystem block size). */
 const BLOCK = 4096;
 const ZERO_BLOCK = Buffer.alloc(BLOCK);
-/** Start a background fdatasync after this many bytes written (overlaps writeback with decoding). */
-const FLUSH_EVERY = 128 * 1024 * 1024;
 
 /**
  * Sorted, disjoint, coalesced byte ranges [start, end). Remembers where a sink wrote data, so a
@@ -168,33 +166,17 @@ export type SinkState = 'open' | 'committing' | 'committed' | 'aborted';
  * Sparse by construction: the temp file is created empty and truncated to `size`, so every
  * range never written is a hole. Writes skip 4 KiB blocks that are all zero unless data was
  * written there before (the file is fresh, so a skipped block already reads as zeros). Never
- * writes zeros to fill.
- *
- * Runs of 256 KiB and more, aligned to 4 KiB in page-aligned memory (the restore's slots:
- * `alignedSharedMemory`), go through a second descriptor opened with O_DIRECT (direct-io.ts:
- * no page-cache copy); the rest, and everything on a filesystem without O_DIRECT, is written
- * buffered. Both reach the same inode, whose fsync at commit makes all of it durable.
+ * writes zeros to fill. Large aligned runs go direct (ImageFile).
  */
 export class FileDiskSink implements DiskSink {
   private state: SinkState = 'open';
   private readonly written = new RangeSet();
-  /** Writeback overlaps the restore instead of piling up for commit. */
-  private readonly writeback: EarlyWriteback;
-  /** Dropped from use (not closed: writes may be in flight on it) after a write it refused. */
-  private directUsable: boolean;
-  /** Bytes written through the O_DIRECT descriptor (the rest went through the page cache). */
-  directBytes = 0;
 
   private constructor(
-    private readonly fh: FileHandle,
-    private readonly direct: FileHandle | null,
+    private readonly file: ImageFile,
     readonly size: number,
     readonly target: string,
-    readonly tempPath: string,
-  ) {
-    this.writeback = new EarlyWriteback(fh, FLUSH_EVERY);
-    this.directUsable = direct !== null;
-  }
+  ) {}
 
   /**
    * Creates the temp file (exclusive; by default the name holds a fresh uuid) with length
@@ -206,22 +188,20 @@ export class FileDiskSink implements DiskSink {
     if (!Number.isSafeInteger(size) || size < 0) throw new AppError('validation', `Disk size must be a non-negative integer (got ${size})`);
     const tmp = opts.tempPath ?? tempPathBeside(target);
     if (path.dirname(tmp) !== path.dirname(target)) throw new AppError('internal', 'a disk sink temp file must be beside its target (atomic rename)');
-    const fh = await open(tmp, 'wx', 0o600);
-    let direct: FileHandle | null = null;
-    try {
-      await fh.truncate(size);
-      if (opts.mode !== undefined) await chmod(tmp, opts.mode & 0o7777);
-      direct = await openDirect(tmp);
-    } catch (e) {
-      await fh.close().catch(() => {});
-      await unlink(tmp).catch(() => {});
-      throw e;
-    }
-    return new FileDiskSink(fh, direct, size, target, tmp);
+    return new FileDiskSink(await ImageFile.create(tmp, size, opts.mode), size, target);
   }
 
   get status(): SinkState {
     return this.state;
+  }
+
+  get tempPath(): string {
+    return this.file.path;
+  }
+
+  /** Bytes written through the O_DIRECT descriptor (the rest went through the page cache). */
+  get directBytes(): number {
+    return this.file.directBytes;
   }
 
   async write(buf: Buffer, position: number): Promise<void> {
@@ -250,32 +230,7 @@ export class FileDiskSink implements DiskSink {
 
   private async writeRun(buf: Buffer, from: number, to: number, position: number): Promise<void> {
     this.written.add(position + from, position + to);
-    let done = from;
-    while (done < to) {
-      const direct = this.directUsable && goesDirect(buf.byteOffset + done, to - done, position + done);
-      const bytesWritten = direct ? await this.writeDirect(buf, done, to - done, position + done) : (await this.fh.write(buf, done, to - done, position + done)).bytesWritten;
-      if (bytesWritten === null) continue; // refused: the same bytes go buffered
-      if (bytesWritten <= 0) throw new AppError('internal', `short write to ${this.tempPath}`);
-      if (direct) this.directBytes += bytesWritten;
-      else this.writeback.wrote(bytesWritten);
-      done += bytesWritten;
-    }
-  }
-
-  /** A direct write; null when O_DIRECT refused it (EINVAL: nothing written), after which this sink writes buffered. */
-  private async writeDirect(buf: Buffer, offset: number, length: number, position: number): Promise<number | null> {
-    try {
-      return (await this.direct!.write(buf, offset, length, position)).bytesWritten;
-    } catch (e) {
-      if (!isErrno(e, 'EINVAL')) throw e;
-      this.directUsable = false;
-      return null;
-    }
-  }
-
-  private async closeFiles(): Promise<void> {
-    await this.direct?.close().catch(() => {});
-    await this.fh.close();
+    await this.file.write(buf, from, to, position + from);
   }
 
   /** fsync, rename over the target, fsync the directory. After this the target is the new image. */
@@ -283,15 +238,13 @@ export class FileDiskSink implements DiskSink {
     if (this.state !== 'open') throw new AppError('internal', `commit of a ${this.state} disk sink (${path.basename(this.target)})`);
     this.state = 'committing';
     try {
-      await this.writeback.settle();
-      await this.fh.sync();
-      await this.closeFiles();
-      await rename(this.tempPath, this.target);
+      await this.file.sync();
+      await this.file.close();
+      await rename(this.file.path, this.target);
       await fsyncDir(path.dirname(this.target));
       this.state = 'committed';
     } catch (e) {
-      await this.closeFiles().catch(() => {});
-      await unlink(this.tempPath).catch(() => {});
+      await this.file.discard();
       this.state = 'aborted';
       throw e;
     }
@@ -301,8 +254,6 @@ export class FileDiskSink implements DiskSink {
   async abort(): Promise<void> {
     if (this.state === 'committed' || this.state === 'aborted') return;
     this.state = 'aborted';
-    await this.writeback.idle();
-    await this.closeFiles().catch(() => {});
-    await unlink(this.tempPath).catch(() => {});
+    await this.file.discard();
   }
 }

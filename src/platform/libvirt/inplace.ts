@@ -6,7 +6,9 @@ import type { Logger } from '../../lib/logger.js';
 import type { DiskSink, PreparedInstance, RestoreTag } from '../platform.js';
 import type { DomainDisk, DomainInfo } from './domain-xml.js';
 import { domainActive, finishSwap, journalPath, recoverSwap, step, swapDisks, writeJournal, type SwapDisk, type SwapJournal } from './inplace-swap.js';
-import { isRestoreFormat, qemuImg, StagedDiskSink, toQcow2 } from './restore-disks.js';
+import { isRestoreFormat, qemuImg } from './restore-disks.js';
+import { FileDiskSink } from '../disk-io/file-disk.js';
+import { Qcow2DiskSink } from '../disk-io/qcow2-sink.js';
 import type { Virsh } from './virsh.js';
 
 /**
@@ -41,7 +43,7 @@ interface StagedDisk {
   disk: DomainDisk;
   /** The image file or block device (symlinks resolved). */
   target: string;
-  sink: StagedDiskSink;
+  sink: FileDiskSink | Qcow2DiskSink;
   /** The complete staged image once the sink committed. */
   staged: string;
 }
@@ -55,7 +57,6 @@ async function stageDisk(deps: InPlaceDeps, dom: DomainInfo, disk: DomainDisk, s
   const target = await realpath(disk.source).catch((e: unknown) => {
     throw new UnavailableError(`Disk ${disk.target} of instance ${dom.name}: its image is not accessible (${(e as NodeJS.ErrnoException).code ?? 'error'})`);
   });
-  const what = `Restoring disk ${disk.target} of instance ${dom.name}`;
   if ((await stat(target)).isBlockDevice()) {
     if (disk.format !== 'raw') throw new ValidationError(`Disk ${disk.target} of instance ${dom.name}: a ${disk.format} image on a block device is not restored in place`);
     const info = JSON.parse(await qemuImg(['info', '-U', '--output=json', '-f', 'raw', target], `Reading the size of disk ${disk.target} of instance ${dom.name}`)) as { 'virtual-size'?: number };
@@ -63,13 +64,13 @@ async function stageDisk(deps: InPlaceDeps, dom: DomainInfo, disk: DomainDisk, s
     if (deviceSize < size) throw new ValidationError(`Disk ${disk.target} of instance ${dom.name}: its block device (${deviceSize} bytes) is smaller than the disk in the snapshot (${size} bytes)`);
     await mkdir(deps.restoreDir, { recursive: true });
     const raw = path.join(deps.restoreDir, `${BLOCK_PREFIX}${restoreId}.${dom.uuid}.${disk.target}.raw`);
-    const sink = await StagedDiskSink.create(raw, size, null, `${raw}.part`);
+    const sink = await FileDiskSink.create(raw, size, { tempPath: `${raw}.part` });
     return { disk, target, sink, staged: raw };
   }
-  const raw = stagedBeside(target, restoreId, 'raw');
-  const qcow2 = disk.format === 'qcow2' ? stagedBeside(target, restoreId, 'qcow2') : null;
-  const sink = await StagedDiskSink.create(raw, size, qcow2 ? toQcow2(qcow2, what) : null, stagedBeside(target, restoreId, 'part'));
-  return { disk, target, sink, staged: qcow2 ?? raw };
+  const staged = stagedBeside(target, restoreId, disk.format === 'qcow2' ? 'qcow2' : 'raw');
+  const tempPath = stagedBeside(target, restoreId, 'part');
+  const sink = disk.format === 'qcow2' ? await Qcow2DiskSink.create(staged, size, { tempPath }) : await FileDiskSink.create(staged, size, { tempPath });
+  return { disk, target, sink, staged };
 }
 
 export async function openLibvirtInPlace(deps: InPlaceDeps, instanceId: string, disks: { device: string; size: number }[], tag: RestoreTag, opts: { powerOn?: boolean }): Promise<PreparedInstance> {

@@ -9,7 +9,9 @@ import type { Logger } from '../../lib/logger.js';
 import type { DiskSink, NewInstanceSpec, PreparedInstance, RestoreTag } from '../platform.js';
 import { LIFEBOAT_XMLNS, xmlAttr } from './domain-xml.js';
 import { resolveNetwork, type NicSource } from './networks.js';
-import { isRestoreFormat, ownLike, StagedDiskSink, toQcow2, type RestoreFormat } from './restore-disks.js';
+import { isRestoreFormat, ownLike, type RestoreFormat } from './restore-disks.js';
+import { FileDiskSink } from '../disk-io/file-disk.js';
+import { Qcow2DiskSink } from '../disk-io/qcow2-sink.js';
 import { isNoDomain, type Virsh } from './virsh.js';
 
 const DEVICE_RE = /^\/dev\/([a-z][a-z0-9]{0,31})$/;
@@ -129,7 +131,7 @@ export async function createLibvirtInstance(deps: LibvirtRestoreDeps, projectId:
   const uuid = randomUUID();
   const dir = path.join(deps.restoreDir, uuid);
   const marker = path.join(deps.restoreDir, `${PARTIAL_PREFIX}${tag.restoreId}.${uuid}`);
-  const sinks = new Map<string, StagedDiskSink>();
+  const sinks = new Map<string, FileDiskSink | Qcow2DiskSink>();
   const files: RestoredFile[] = targets.map((t, i) => {
     const format = restoreFormat(spec.disks[i]!);
     return { target: t, format, file: path.join(dir, `${t}.${format}`) };
@@ -145,7 +147,7 @@ export async function createLibvirtInstance(deps: LibvirtRestoreDeps, projectId:
     await mkdir(dir);
     for (const [i, d] of spec.disks.entries()) {
       const f = files[i]!;
-      const sink = f.format === 'qcow2' ? await StagedDiskSink.create(path.join(dir, `.${f.target}.raw`), d.size, toQcow2(f.file, `Converting disk ${f.target} to qcow2`)) : await StagedDiskSink.create(f.file, d.size, null);
+      const sink = f.format === 'qcow2' ? await Qcow2DiskSink.create(f.file, d.size) : await FileDiskSink.create(f.file, d.size);
       sinks.set(d.device, sink);
     }
   } catch (e) {
