@@ -853,3 +853,22 @@ describe('garbage collection: plan, decide, execute', () => {
     assert.equal((await repo.gc()).swept, true);
   });
 });
+
+describe('disk index publication', () => {
+  test('an id the writer never stored: the disk index is refused naming the chunk, after the packs were flushed; nothing names it', async () => {
+    const { repo, backend } = await newRepo();
+    const p = newHexId();
+    const snapshotId = newId();
+    const w = await repo.beginSnapshot({ projectId: p, snapshotId });
+    const summary = await backupDisk({ writer: w, diskKey: 'vda', source: new MemDiskSource(rnd(CS * 8, 3)), pool, meta: null });
+    const ids = Buffer.alloc(4 * 32);
+    const stored = (await repo.readDiskIndex(summary.disk.index)).ids;
+    stored.copy(ids, 0, 0, 32); // chunk 0: stored; chunk 1: a hole; chunk 2: never stored
+    ids.fill(7, 64, 96);
+    const header = { projectId: p, snapshotId, diskKey: 'vdb', size: 4 * CS, chunkSize: CS, chunkCount: 4, holes: 1, changeToken: null, createdAt: 0 };
+    await assert.rejects(w.writeDiskIndex({ header, ids }, { storedBytes: 0 }), /disk vdb: chunk 2 is not stored \(internal error\)/);
+    const disks = (await listAll(backend, `disks/${snapshotId}/`)).filter((k) => !k.includes(summary.disk.index.split('/').pop()!));
+    assert.deepEqual(disks, [], 'no index of vdb was written');
+    await w.abort();
+  });
+});

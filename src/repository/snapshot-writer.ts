@@ -370,12 +370,13 @@ export class SnapshotWriter {
     if (header.chunkSize !== this.chunkSize) throw new InvalidStateError('disk index chunk size differs from the repository');
     if (this.disks.some((d) => d.diskKey === header.diskKey)) throw new InvalidStateError(`disk ${header.diskKey} was already written`);
     await this.ready();
-    await this.flush();
-    for (let i = 0; i < header.chunkCount; i++) {
-      const off = i * ID_LEN;
-      if (isZeroId(ids, off)) continue;
-      if (!this.index.has(ids, off)) throw new Error(`disk ${header.diskKey}: chunk ${i} is not stored (internal error)`);
-    }
+    // The ids are checked while the packs are made durable (the check is CPU, the flush mostly
+    // waits on fsync: ~5 ms each for a 2 GiB disk); flush() changes what is durable, never
+    // which chunks the index knows. The disk index is written only after both.
+    const flushed = this.flush();
+    const missing = firstUnknownChunk(this.index, ids, header.chunkCount);
+    await flushed;
+    if (missing >= 0) throw new Error(`disk ${header.diskKey}: chunk ${missing} is not stored (internal error)`);
     const diskHash = createHash('sha256').update(header.diskKey).digest('hex').slice(0, 32);
     const key = keys.diskIndex(this.snapshotId, this.writerId, diskHash);
     const body = encodeDiskIndex(index);
@@ -491,4 +492,13 @@ export class SnapshotWriter {
 
 export function newLeaseId(): string {
   return randomBytes(16).toString('hex');
+}
+
+/** The first of `count` ids (32 bytes each in `ids`) that is neither a hole nor in `index`; -1 when none. */
+function firstUnknownChunk(index: ChunkIndex, ids: Uint8Array, count: number): number {
+  for (let i = 0; i < count; i++) {
+    const off = i * ID_LEN;
+    if (!isZeroId(ids, off) && !index.has(ids, off)) return i;
+  }
+  return -1;
 }
