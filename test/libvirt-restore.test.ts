@@ -461,7 +461,7 @@ describe('libvirt restores through the service', { skip: skipUnlessInstalled(...
       const prepared = await platform().openInPlaceSinks(h.alice.projectId, uuid, [{ device: '/dev/vda', size: 4 * MiB }, { device: '/dev/vdb', size: 16 * MiB }], { restoreId: 'e2a1b7c4-5d6f-4a8b-9c0d-1e2f3a4b5c6d' });
       for (const sink of prepared.sinks.values()) {
         await sink.write(Buffer.alloc(64 * KiB, 0xee), 0);
-        await sink.commit(); // staged complete: the qcow2 converted beside the image, the device's raw in the restore dir
+        await sink.commit(); // staged complete: the qcow2 written beside the image, the device's raw in the restore dir
       }
       assert.equal(state(name), 'running', 'staging does not stop the domain');
       await prepared.discard();
