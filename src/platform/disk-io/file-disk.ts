@@ -1,11 +1,13 @@
-import { open, rename, type FileHandle } from 'node:fs/promises';
+import { open, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
-import type { DiskSink, DiskSource, Extent } from '../platform.js';
+import type { DiskSource, Extent } from '../platform.js';
 import { AppError } from '../../lib/errors.js';
-import { fileKey, fsyncDir, tempPathBeside } from './atomic-file.js';
+import { fileKey } from './atomic-file.js';
 import { isDirectRefused, openDirect } from '../../lib/direct-io.js';
 import { goesDirect } from './direct-io.js';
-import { ImageFile } from './image-file.js';
+import { ImageSink } from './image-file.js';
+
+export type { SinkState } from './image-file.js';
 import { fileExtents, fileExtentsSupported } from './sparse-extents.js';
 import { cachedShare, pageCacheProbeAvailable } from './page-cache.js';
 
@@ -157,8 +159,6 @@ export function tempPathFor(target: string, owner: string): string {
   return path.join(path.dirname(target), `.${path.basename(target)}.${owner}.tmp`);
 }
 
-export type SinkState = 'open' | 'committing' | 'committed' | 'aborted';
-
 /**
  * Writes a disk image to a temp file beside `target` and renames it into place on commit, so
  * `target` is either untouched (abort, crash) or completely the new image.
@@ -168,15 +168,8 @@ export type SinkState = 'open' | 'committing' | 'committed' | 'aborted';
  * written there before (the file is fresh, so a skipped block already reads as zeros). Never
  * writes zeros to fill. Large aligned runs go direct (ImageFile).
  */
-export class FileDiskSink implements DiskSink {
-  private state: SinkState = 'open';
+export class FileDiskSink extends ImageSink {
   private readonly written = new RangeSet();
-
-  private constructor(
-    private readonly file: ImageFile,
-    readonly size: number,
-    readonly target: string,
-  ) {}
 
   /**
    * Creates the temp file (exclusive; by default the name holds a fresh uuid) with length
@@ -185,30 +178,11 @@ export class FileDiskSink implements DiskSink {
    * after a crash can find it without guessing.
    */
   static async create(target: string, size: number, opts: { mode?: number; tempPath?: string } = {}): Promise<FileDiskSink> {
-    if (!Number.isSafeInteger(size) || size < 0) throw new AppError('validation', `Disk size must be a non-negative integer (got ${size})`);
-    const tmp = opts.tempPath ?? tempPathBeside(target);
-    if (path.dirname(tmp) !== path.dirname(target)) throw new AppError('internal', 'a disk sink temp file must be beside its target (atomic rename)');
-    return new FileDiskSink(await ImageFile.create(tmp, size, opts.mode), size, target);
-  }
-
-  get status(): SinkState {
-    return this.state;
-  }
-
-  get tempPath(): string {
-    return this.file.path;
-  }
-
-  /** Bytes written through the O_DIRECT descriptor (the rest went through the page cache). */
-  get directBytes(): number {
-    return this.file.directBytes;
+    return new FileDiskSink(await ImageSink.openTemp(target, size, opts, size), size, target);
   }
 
   async write(buf: Buffer, position: number): Promise<void> {
-    if (this.state !== 'open') throw new AppError('internal', `write to a ${this.state} disk sink (${path.basename(this.target)})`);
-    if (!Number.isSafeInteger(position) || position < 0 || position + buf.length > this.size) {
-      throw new AppError('internal', `write of ${buf.length} bytes at ${position} is outside the disk (size ${this.size})`);
-    }
+    this.checkWrite(buf.length, position);
     let runStart = -1; // start (in buf) of the pending run of blocks that must be written
     let off = 0;
     // Usual case: nothing was written in this range before, so only zero blocks decide.
@@ -231,29 +205,5 @@ export class FileDiskSink implements DiskSink {
   private async writeRun(buf: Buffer, from: number, to: number, position: number): Promise<void> {
     this.written.add(position + from, position + to);
     await this.file.write(buf, from, to, position + from);
-  }
-
-  /** fsync, rename over the target, fsync the directory. After this the target is the new image. */
-  async commit(): Promise<void> {
-    if (this.state !== 'open') throw new AppError('internal', `commit of a ${this.state} disk sink (${path.basename(this.target)})`);
-    this.state = 'committing';
-    try {
-      await this.file.sync();
-      await this.file.close();
-      await rename(this.file.path, this.target);
-      await fsyncDir(path.dirname(this.target));
-      this.state = 'committed';
-    } catch (e) {
-      await this.file.discard();
-      this.state = 'aborted';
-      throw e;
-    }
-  }
-
-  /** Removes the temp file; the target is untouched. Idempotent; a no-op after commit. */
-  async abort(): Promise<void> {
-    if (this.state === 'committed' || this.state === 'aborted') return;
-    this.state = 'aborted';
-    await this.file.discard();
   }
 }

@@ -1,8 +1,11 @@
-import { chmod, open, unlink, type FileHandle } from 'node:fs/promises';
+import { chmod, open, rename, unlink, type FileHandle } from 'node:fs/promises';
+import path from 'node:path';
+import type { DiskSink } from '../platform.js';
 import { EarlyWriteback } from '../../lib/early-writeback.js';
 import { AppError, isErrno } from '../../lib/errors.js';
 import { openDirect } from '../../lib/direct-io.js';
 import { goesDirect } from './direct-io.js';
+import { fsyncDir, tempPathBeside } from './atomic-file.js';
 
 /** Start a background fdatasync after this many bytes written buffered (overlaps writeback with decoding). */
 const FLUSH_EVERY = 128 * 1024 * 1024;
@@ -92,5 +95,82 @@ export class ImageFile {
     await this.writeback.idle();
     await this.close().catch(() => {});
     await unlink(this.path).catch(() => {});
+  }
+}
+
+export type SinkState = 'open' | 'committing' | 'committed' | 'aborted';
+
+/**
+ * A restored disk image written to a temp file beside `target` and renamed into place on
+ * commit, so `target` is either untouched (abort, crash) or completely the new image. The
+ * subclass says how bytes go into the file (write) and what completes the image before it is
+ * made durable (finishImage: qcow2's tables).
+ */
+export abstract class ImageSink implements DiskSink {
+  private state: SinkState = 'open';
+
+  protected constructor(
+    protected readonly file: ImageFile,
+    readonly size: number,
+    readonly target: string,
+  ) {}
+
+  /** The temp file beside `target` (`tempPath`, else a fresh name); `fileSize` its length at first. */
+  protected static async openTemp(target: string, size: number, opts: { mode?: number; tempPath?: string }, fileSize: number): Promise<ImageFile> {
+    if (!Number.isSafeInteger(size) || size < 0) throw new AppError('validation', `Disk size must be a non-negative integer (got ${size})`);
+    const tmp = opts.tempPath ?? tempPathBeside(target);
+    if (path.dirname(tmp) !== path.dirname(target)) throw new AppError('internal', 'a disk sink temp file must be beside its target (atomic rename)');
+    return ImageFile.create(tmp, fileSize, opts.mode);
+  }
+
+  get status(): SinkState {
+    return this.state;
+  }
+
+  get tempPath(): string {
+    return this.file.path;
+  }
+
+  /** Bytes written through the O_DIRECT descriptor (the rest went through the page cache). */
+  get directBytes(): number {
+    return this.file.directBytes;
+  }
+
+  abstract write(buf: Buffer, position: number): Promise<void>;
+
+  /** Throws unless the sink is open and [position, +length) lies within the disk. */
+  protected checkWrite(length: number, position: number): void {
+    if (this.state !== 'open') throw new AppError('internal', `write to a ${this.state} disk sink (${path.basename(this.target)})`);
+    if (!Number.isSafeInteger(position) || position < 0 || position + length > this.size) {
+      throw new AppError('internal', `write of ${length} bytes at ${position} is outside the disk (size ${this.size})`);
+    }
+  }
+
+  /** What completes the image once every write is done, before it is made durable. */
+  protected async finishImage(): Promise<void> {}
+
+  /** finishImage, fsync, rename over the target, fsync the directory. After this the target is the new image. */
+  async commit(): Promise<void> {
+    if (this.state !== 'open') throw new AppError('internal', `commit of a ${this.state} disk sink (${path.basename(this.target)})`);
+    this.state = 'committing';
+    try {
+      await this.finishImage();
+      await this.file.sync();
+      await this.file.close();
+      await rename(this.file.path, this.target);
+      await fsyncDir(path.dirname(this.target));
+      this.state = 'committed';
+    } catch (e) {
+      await this.file.discard();
+      this.state = 'aborted';
+      throw e;
+    }
+  }
+
+  /** Removes the temp file; the target is untouched. Idempotent; a no-op after commit. */
+  async abort(): Promise<void> {
+    if (this.state === 'committed' || this.state === 'aborted') return;
+    this.state = 'aborted';
+    await this.file.discard();
   }
 }

@@ -1,10 +1,5 @@
-import { rename } from 'node:fs/promises';
-import path from 'node:path';
-import type { DiskSink } from '../platform.js';
 import { AppError } from '../../lib/errors.js';
-import { fsyncDir, tempPathBeside } from './atomic-file.js';
-import type { SinkState } from './file-disk.js';
-import { ImageFile } from './image-file.js';
+import { ImageSink, type ImageFile } from './image-file.js';
 
 /**
  * A restored disk written straight as a qcow2 image (version 3, the `compat=1.1` that
@@ -47,44 +42,26 @@ const HEADER_LENGTH = 104;
 const MAX_HOST_CLUSTERS = 2 ** 32 - 1;
 const ZERO_CLUSTER = Buffer.alloc(CLUSTER);
 
-export class Qcow2DiskSink implements DiskSink {
-  private state: SinkState = 'open';
+export class Qcow2DiskSink extends ImageSink {
   /** Per L1 index, the host cluster of each guest cluster of its region (0: unallocated). */
   private readonly l2 = new Map<number, Uint32Array>();
   /** The next host cluster to allocate (the file grows by appending clusters). */
   private next: number;
   private readonly l1Entries: number;
 
-  private constructor(
-    private readonly file: ImageFile,
-    readonly size: number,
-    readonly target: string,
-  ) {
+  private constructor(file: ImageFile, size: number, target: string) {
+    super(file, size, target);
     this.l1Entries = Math.ceil(size / (CLUSTER * L2_ENTRIES));
     this.next = 1 + l1Clusters(this.l1Entries); // after the header and the L1 table
   }
 
   /** Creates the temp file (exclusive; `tempPath` beside `target`, by default a fresh name). */
   static async create(target: string, size: number, opts: { mode?: number; tempPath?: string } = {}): Promise<Qcow2DiskSink> {
-    if (!Number.isSafeInteger(size) || size < 0) throw new AppError('validation', `Disk size must be a non-negative integer (got ${size})`);
-    const tmp = opts.tempPath ?? tempPathBeside(target);
-    if (path.dirname(tmp) !== path.dirname(target)) throw new AppError('internal', 'a disk sink temp file must be beside its target (atomic rename)');
-    return new Qcow2DiskSink(await ImageFile.create(tmp, 0, opts.mode), size, target);
-  }
-
-  get status(): SinkState {
-    return this.state;
-  }
-
-  get tempPath(): string {
-    return this.file.path;
+    return new Qcow2DiskSink(await ImageSink.openTemp(target, size, opts, 0), size, target);
   }
 
   async write(buf: Buffer, position: number): Promise<void> {
-    if (this.state !== 'open') throw new AppError('internal', `write to a ${this.state} disk sink (${path.basename(this.target)})`);
-    if (!Number.isSafeInteger(position) || position < 0 || position + buf.length > this.size) {
-      throw new AppError('internal', `write of ${buf.length} bytes at ${position} is outside the disk (size ${this.size})`);
-    }
+    this.checkWrite(buf.length, position);
     // All clusters first, synchronously (one write's clusters lie back to back in the file),
     // then the runs that are contiguous in the file, one write each.
     for (const run of this.place(buf, position)) await this.file.write(buf, run.from, run.to, run.at);
@@ -127,33 +104,8 @@ export class Qcow2DiskSink implements DiskSink {
     return first;
   }
 
-  /** Metadata, header, fsync, rename over the target, fsync the directory. */
-  async commit(): Promise<void> {
-    if (this.state !== 'open') throw new AppError('internal', `commit of a ${this.state} disk sink (${path.basename(this.target)})`);
-    this.state = 'committing';
-    try {
-      await this.writeMetadata();
-      await this.file.sync();
-      await this.file.close();
-      await rename(this.file.path, this.target);
-      await fsyncDir(path.dirname(this.target));
-      this.state = 'committed';
-    } catch (e) {
-      await this.file.discard();
-      this.state = 'aborted';
-      throw e;
-    }
-  }
-
-  /** Removes the temp file; the target is untouched. Idempotent; a no-op after commit. */
-  async abort(): Promise<void> {
-    if (this.state === 'committed' || this.state === 'aborted') return;
-    this.state = 'aborted';
-    await this.file.discard();
-  }
-
   /** L2 tables (appended), the L1 table, the refcounts (appended), then the header. */
-  private async writeMetadata(): Promise<void> {
+  protected override async finishImage(): Promise<void> {
     const l1 = Buffer.alloc(l1Clusters(this.l1Entries) * CLUSTER);
     const table = Buffer.alloc(CLUSTER);
     for (const i of [...this.l2.keys()].sort((a, b) => a - b)) {
