@@ -78,7 +78,7 @@ function flavorOf(si: SnapshotInstance): NewInstanceSpec['flavor'] {
  * each disk in its snapshot-time format unless the plan asks for a volume type; started when
  * the plan says so, else when the source was running.
  */
-function newInstanceSpec(si: SnapshotInstance, p: RestorePlanInstance, disks: Map<string, { size: number; format: string }>): NewInstanceSpec {
+function newInstanceSpec(si: SnapshotInstance, p: RestorePlanInstance, disks: Map<string, RestoreDiskInfo>): NewInstanceSpec {
   const powerOn = p.powerOn ?? wasRunning(si);
   const keyName = vmMetadata(si).key_name;
   const groups = si.security_group.flatMap((g) => (g.id !== undefined ? [{ id: g.id, name: g.name, rules: g.rules ?? [] }] : []));
@@ -106,7 +106,7 @@ function newInstanceSpec(si: SnapshotInstance, p: RestorePlanInstance, disks: Ma
         const zone = p.volumeZones?.[v.volume_mountpoint] ?? (v.volume_id !== undefined ? v.availability_zone : undefined);
         const d = disks.get(v.volume_mountpoint);
         const source = v.volume_id === undefined ? { image_backed: true, ...(v.image_properties ? { image_properties: { ...v.image_properties } } : {}) } : {};
-        return { device: v.volume_mountpoint, format: d?.format ?? 'raw', size: d?.size ?? v.restore_size, ...(volumeType ? { volume_type: volumeType } : {}), ...(zone ? { availability_zone: zone } : {}), ...source };
+        return { device: v.volume_mountpoint, format: d?.format ?? 'raw', size: d?.size ?? v.restore_size, ...(d?.dataBytes !== undefined ? { data_bytes: d.dataBytes } : {}), ...(volumeType ? { volume_type: volumeType } : {}), ...(zone ? { availability_zone: zone } : {}), ...source };
       }),
     ...(powerOn !== undefined ? { power_on: powerOn } : {}),
   };
@@ -151,6 +151,7 @@ async function runRestore(d: RestoreJobDeps, restoreId: string, plan: RestorePla
     const owner = await getWorkload(db, { admin: true }, r.workload_id);
     const manifest = await repo.readManifest(snap.id, owner?.encryption ? { encryptedScope: storageScope(owner) } : {});
     const sizeOf = new Map(manifest.disks.map((x) => [x.diskKey, x.size]));
+    const dataOf = new Map(manifest.disks.map((x) => [x.diskKey, Math.min(x.size, (x.chunkCount - x.holes) * x.chunkSize)]));
     const formatOf = diskFormats(manifest.meta);
     const total = plan.instances.reduce((a, p) => a + p.devices.reduce((b, dev) => b + (sizeOf.get(diskKey(p.id, dev)) ?? 0), 0), 0);
     await updateRestoreFields(db, r.id, { size: total }, ['executing']);
@@ -162,7 +163,7 @@ async function runRestore(d: RestoreJobDeps, restoreId: string, plan: RestorePla
         publishing.throwIfFailed();
         const si = snap.instances.find((i) => i.id === p.id);
         if (!si) throw new Error(`Instance ${p.id} is not in snapshot ${snap.id}`);
-        const disks = new Map(p.devices.map((dev) => [dev, { size: sizeOf.get(diskKey(p.id, dev)) ?? 0, format: formatOf.get(diskKey(p.id, dev)) ?? 'raw' }]));
+        const disks = new Map(p.devices.map((dev): [string, RestoreDiskInfo] => [dev, { size: sizeOf.get(diskKey(p.id, dev)) ?? 0, format: formatOf.get(diskKey(p.id, dev)) ?? 'raw', dataBytes: dataOf.get(diskKey(p.id, dev)) }]));
         const prepared = await restoreInstance({ ...d, repo }, { restoreId: r.id, projectId: r.project_id, kind: plan.kind, snapshotId: snap.id, si, p, disks }, { progress, abort, log }, result);
         if (prepared) await publishing.start(() => publishInstance(prepared, slot, result));
       }
@@ -244,7 +245,14 @@ interface InstanceRestore {
   snapshotId: string;
   si: SnapshotInstance;
   p: RestorePlanInstance;
-  disks: Map<string, { size: number; format: string }>;
+  disks: Map<string, RestoreDiskInfo>;
+}
+
+/** A disk of the snapshot as its restore needs it: size, format, the bytes that hold data (non-hole chunks; undefined when the manifest lacks the disk). */
+interface RestoreDiskInfo {
+  size: number;
+  format: string;
+  dataBytes: number | undefined;
 }
 
 /**
@@ -260,7 +268,8 @@ async function restoreInstance(d: Omit<RestoreJobDeps, 'repo'> & { repo: Reposit
   let prepared: PreparedInstance;
   if (x.kind === 'inplace') {
     const opts = x.p.powerOn === undefined ? {} : { powerOn: x.p.powerOn };
-    prepared = await d.platform.openInPlaceSinks(x.projectId, x.p.id, x.p.devices.map((dev) => ({ device: dev, size: sizeOf(dev) })), tag, opts);
+    const dataBytes = (dev: string) => x.disks.get(dev)?.dataBytes;
+    prepared = await d.platform.openInPlaceSinks(x.projectId, x.p.id, x.p.devices.map((dev) => ({ device: dev, size: sizeOf(dev), ...(dataBytes(dev) !== undefined ? { data_bytes: dataBytes(dev) } : {}) })), tag, opts);
   } else {
     const spec = newInstanceSpec(x.si, x.p, x.disks);
     spec.metadata.restored_from_snapshot = x.snapshotId;

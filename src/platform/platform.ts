@@ -62,7 +62,7 @@ export interface Platform {
    * Opens sinks that overwrite disks of an existing instance in place (tagged likewise).
    * `opts.powerOn`: start the instance afterwards or not (absent: as it was before).
    */
-  openInPlaceSinks(projectId: string, instanceId: string, disks: { device: string; size: number }[], tag: RestoreTag, opts?: { powerOn?: boolean }): Promise<PreparedInstance>;
+  openInPlaceSinks(projectId: string, instanceId: string, disks: { device: string; size: number; data_bytes?: number }[], tag: RestoreTag, opts?: { powerOn?: boolean }): Promise<PreparedInstance>;
   /**
    * Removes what a restore whose worker died left unpublished (temp files of in-place sinks,
    * partial new instances); a published instance is never touched. Idempotent. `instanceIds`
@@ -201,8 +201,10 @@ export interface NewInstanceSpec {
    * Each disk to make. OpenStack: `image_backed` = the original's disk was an image-backed
    * root disk (restored as a Glance image the server boots from, with `image_properties`), not
    * a Cinder volume; `availability_zone` = the Cinder zone of its new volume (absent: Cinder's default).
+   * `data_bytes` = the bytes of the disk that hold data in the snapshot (its chunks that are not
+   * holes; absent when unknown): a platform may pick a sparse format from it before writing.
    */
-  disks: { device: string; format: string; size: number; volume_type?: string; availability_zone?: string; image_backed?: boolean; image_properties?: Record<string, string> }[];
+  disks: { device: string; format: string; size: number; data_bytes?: number; volume_type?: string; availability_zone?: string; image_backed?: boolean; image_properties?: Record<string, string> }[];
   /** OpenStack: the original's key pair, given to the new server when the acting user owns it. */
   key_name?: string;
   /** OpenStack: the original's security groups with rules; one gone from the project is recreated. */

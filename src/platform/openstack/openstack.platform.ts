@@ -315,7 +315,7 @@ export class OpenStackPlatform implements Platform {
   }
 
   /** Overwrites Cinder volumes of the server in place, keeping their ids (restore-inplace.ts). */
-  async openInPlaceSinks(projectId: string, instanceId: string, disks: { device: string; size: number }[], tag: RestoreTag, opts: { powerOn?: boolean } = {}): Promise<PreparedInstance> {
+  async openInPlaceSinks(projectId: string, instanceId: string, disks: { device: string; size: number; data_bytes?: number }[], tag: RestoreTag, opts: { powerOn?: boolean } = {}): Promise<PreparedInstance> {
     const target = await this.inPlaceTarget(projectId, instanceId);
     return openOpenStackInPlace(await this.tenantDeps(projectId), target, disks, tag, opts.powerOn);
   }

@@ -26,10 +26,15 @@ export function qemuImg(args: string[], what: string, signal?: AbortSignal): Pro
  */
 const QCOW2_BELOW_SHARE = 0.75;
 
+/** Whether a disk of `size` bytes of which `dataBytes` hold data goes to Glance as qcow2 (see QCOW2_BELOW_SHARE). */
+export function uploadsAsQcow2(dataBytes: number, size: number): boolean {
+  return size > 0 && dataBytes < size * QCOW2_BELOW_SHARE;
+}
+
 /** The file to upload for a restored raw disk and its Glance disk_format: a qcow2 copy beside it when it is sparse enough. */
 export async function uploadableImage(rawFile: string, size: number, signal?: AbortSignal): Promise<{ file: string; format: 'raw' | 'qcow2'; size: number }> {
   const allocated = (await stat(rawFile)).blocks * 512;
-  if (size === 0 || allocated >= size * QCOW2_BELOW_SHARE) return { file: rawFile, format: 'raw', size };
+  if (!uploadsAsQcow2(allocated, size)) return { file: rawFile, format: 'raw', size };
   const qcow2 = `${rawFile}.qcow2`;
   await convertStaged((args) => qemuImg(args, 'a restored disk', signal), ['-f', 'raw', '-O', 'qcow2', rawFile, qcow2]);
   return { file: qcow2, format: 'qcow2', size: (await stat(qcow2)).size };

@@ -51,7 +51,7 @@ export function checkInPlace(t: InPlaceTarget, devices: string[]): Map<string, I
   return out;
 }
 
-export async function openOpenStackInPlace(d: RestoreDeps, t: InPlaceTarget, disks: { device: string; size: number }[], tag: RestoreTag, powerOn: boolean | undefined): Promise<PreparedInstance> {
+export async function openOpenStackInPlace(d: RestoreDeps, t: InPlaceTarget, disks: { device: string; size: number; data_bytes?: number }[], tag: RestoreTag, powerOn: boolean | undefined): Promise<PreparedInstance> {
   const volumes = checkInPlace(t, disks.map((x) => x.device));
   const { dir, sinks, files } = await openLocalDisks(d.scratchDir, tag, disks);
   return {

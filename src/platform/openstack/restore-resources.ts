@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { rm } from 'node:fs/promises';
+import { rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import type { SecurityGroup } from '../../domain/instance.js';
@@ -54,6 +54,8 @@ export const imageTag = (tag: RestoreTag) => `lifeboat-restore-${tag.restoreId}`
 
 export interface RestoredFile {
   file: string;
+  /** raw: a sparse raw file (uploaded as qcow2 when mostly holes: uploadableImage); qcow2: written as qcow2 already. */
+  format: 'raw' | 'qcow2';
   size: number;
   volumeType?: string;
   /** The Cinder availability zone of the volume made of it (absent: Cinder's default). */
@@ -70,7 +72,7 @@ const RESERVED_PROPERTY = /^os_glance|^(id|name|status|owner|size|checksum|tags|
 export async function uploadImage(d: RestoreDeps, f: RestoredFile, temps: Temporaries, tag: RestoreTag, properties: Record<string, string> = {}): Promise<string> {
   const props = Object.fromEntries(Object.entries(properties).filter(([k]) => !RESERVED_PROPERTY.test(k)));
   const name = `lifeboat-tmp-restore-${tag.restoreId.slice(0, 8)}-${randomUUID().slice(0, 8)}`;
-  const upload = await uploadableImage(f.file, f.size);
+  const upload = f.format === 'qcow2' ? { file: f.file, format: 'qcow2' as const, size: (await stat(f.file)).size } : await uploadableImage(f.file, f.size);
   try {
     const img = await d.tenant.call<{ id: string }>('image', 'POST', '/images', { json: { ...props, name, disk_format: upload.format, container_format: 'bare', visibility: 'private', tags: [imageTag(tag)] } });
     const imageId = img.data.id;

@@ -6,6 +6,8 @@ import type { Logger } from '../../lib/logger.js';
 import type { NovaServer } from '../../openstack/types.js';
 import { realWaitClock, waitUntil, type WaitClock } from '../../openstack/wait.js';
 import { FileDiskSink } from '../disk-io/file-disk.js';
+import { Qcow2DiskSink } from '../disk-io/qcow2-sink.js';
+import { uploadsAsQcow2 } from './qemu-img.js';
 import type { DiskSink, NewInstanceSpec, PreparedInstance, RestoreTag } from '../platform.js';
 import {
   deleteServer,
@@ -60,16 +62,18 @@ export interface LocalDisks {
   files: Map<string, RestoredFile>;
 }
 
-export async function openLocalDisks(scratchDir: string, tag: RestoreTag, disks: { device: string; size: number; volume_type?: string; availability_zone?: string }[]): Promise<LocalDisks> {
+export async function openLocalDisks(scratchDir: string, tag: RestoreTag, disks: { device: string; size: number; data_bytes?: number; volume_type?: string; availability_zone?: string }[]): Promise<LocalDisks> {
   await mkdir(scratchDir, { recursive: true, mode: 0o700 });
   const dir = await mkdtemp(path.join(scratchDir, `os-restore-${tag.restoreId.slice(0, 8)}-`));
   const sinks = new Map<string, DiskSink>();
   const files = new Map<string, RestoredFile>();
   try {
     for (const disk of disks) {
-      const file = path.join(dir, `${disk.device.replace(/[^a-z0-9]/gi, '_')}.raw`);
-      sinks.set(disk.device, await FileDiskSink.create(file, disk.size));
-      files.set(disk.device, { file, size: disk.size, ...(disk.volume_type ? { volumeType: disk.volume_type } : {}), ...(disk.availability_zone ? { availabilityZone: disk.availability_zone } : {}) });
+      // Known to be mostly holes: written as qcow2 straight away, so the upload needs no conversion.
+      const format = disk.data_bytes !== undefined && uploadsAsQcow2(disk.data_bytes, disk.size) ? 'qcow2' : 'raw';
+      const file = path.join(dir, `${disk.device.replace(/[^a-z0-9]/gi, '_')}.${format}`);
+      sinks.set(disk.device, format === 'qcow2' ? await Qcow2DiskSink.create(file, disk.size) : await FileDiskSink.create(file, disk.size));
+      files.set(disk.device, { file, format, size: disk.size, ...(disk.volume_type ? { volumeType: disk.volume_type } : {}), ...(disk.availability_zone ? { availabilityZone: disk.availability_zone } : {}) });
     }
   } catch (e) {
     await rm(dir, { recursive: true, force: true });
