@@ -280,6 +280,38 @@ describe('libvirt platform through the service', { skip: skipUnlessInstalled(...
     }
     assert.equal(checkpointsInLibvirt(), '');
   });
+
+  test('readsDone ends the job, its socket and scratch files while the snapshot is still being committed; end() then settles the checkpoints', async () => {
+    const inst = (await platform().getInstance(h.alice.projectId, uuid))!;
+    const jobDir = join(scratchDir, uuid);
+    const s = await platform().beginBackup(inst, { baseCheckpoint: null });
+    const backupJob = () => /Operation:\s+Backup/.test(lv.virsh('domjobinfo', DOM));
+    let ended = false;
+    try {
+      const src = s.disks[0]!.source;
+      const got = Buffer.alloc(SIZE);
+      for (let off = 0; off < SIZE; off += 4 * MiB) assert.equal(await src.read(got, off, 4 * MiB, off), 4 * MiB);
+      assert.ok(got.equals(expected));
+      assert.ok(backupJob() && existsSync(jobDir), 'the job runs until told');
+      s.readsDone!();
+      await waitFor(() => !backupJob() && !existsSync(jobDir), 10_000, 'the job and its files to go');
+      assert.notEqual(checkpointsInLibvirt(), '', 'what becomes of the checkpoints waits for the outcome');
+      await assert.rejects(src.read(got, 0, 64 * KiB, 0), 'the export is gone');
+      ended = true;
+      await s.end('committed');
+    } finally {
+      if (!ended) await s.end('failed');
+    }
+    assert.equal(checkpointsInLibvirt(), '');
+    guestWrite(0xaa, 7 * MiB, 64 * KiB);
+    const next = await platform().beginBackup(inst, { baseCheckpoint: s.checkpoint });
+    try {
+      assert.deepEqual(await next.disks[0]!.source.changedExtentsSince!(s.checkpoint!.name), [{ offset: 7 * MiB, length: 64 * KiB }], 'the committed checkpoint is the next base');
+    } finally {
+      await next.end('failed');
+    }
+    assert.equal(checkpointsInLibvirt(), '');
+  });
 });
 
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');

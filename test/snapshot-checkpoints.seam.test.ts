@@ -82,6 +82,8 @@ class FakeCbtPlatform implements Platform {
   readonly name = 'fake-cbt';
   readonly begins: { instanceId: string; opts: BeginBackupOptions }[] = [];
   readonly ends: { instanceId: string; outcome: BackupOutcome }[] = [];
+  /** Each readsDone call: the bytes its source had read then, and how many sessions had ended. */
+  readonly readsDone: { instanceId: string; bytesRead: number; endsBefore: number }[] = [];
   readonly sources: CbtSource[] = [];
   warnings: string[] = [];
   private seq = 0;
@@ -112,6 +114,9 @@ class FakeCbtPlatform implements Platform {
       disks: [{ disk: instance.disks[0]!, source }],
       checkpoint,
       warnings: this.warnings,
+      readsDone: () => {
+        this.readsDone.push({ instanceId: instance.id, bytesRead: source.bytesRead, endsBefore: this.ends.length });
+      },
       end: async (outcome) => {
         this.ends.push({ instanceId: instance.id, outcome });
         await vm.onEnd?.(outcome);
@@ -239,6 +244,15 @@ describe('snapshot job through a CBT platform seam', () => {
       ['committed', 'committed', 'committed'],
     );
     assert.ok(platform.sources.every((x) => x.closed));
+    // Each session is told once that its disks are read, after the last read, before its end.
+    assert.deepEqual(
+      platform.readsDone.map((r) => [r.bytesRead, r.endsBefore]),
+      [
+        [64 * CS, 0],
+        [3 * CS, 1],
+        [0, 2],
+      ],
+    );
   });
 
   it('a full trusts no checkpoint, and a checkpoint the DB and manifest disagree on is not used', async () => {
@@ -296,6 +310,11 @@ describe('snapshot job through a CBT platform seam', () => {
     assert.ok(platform.sources.every((x) => x.closed));
     await assert.rejects(repo.readManifest(s2.id), 'nothing was published');
     assert.equal(await getSnapshotCheckpoints(h.db, s2.id), null);
+    // vm-a was read completely and its session told so; vm-b's read failed: its session never was.
+    assert.deepEqual(
+      platform.readsDone.map((r) => [r.instanceId, r.bytesRead]),
+      [[a.instance.id, 4 * CS]],
+    );
   });
 
   /** What the cancel service does to a running snapshot (its row → cancelling). */

@@ -36,6 +36,12 @@ export interface BackupDiskOptions {
   /** Platform checkpoint of the base snapshot, passed to source.changedExtentsSince. */
   cbtBase?: string | null;
   onProgress?: (p: Progress) => void;
+  /**
+   * Called once, when the last read of the source has returned (or at once when nothing is
+   * read): the source is not needed any more although the disk's data and index are still
+   * being stored. Not called when the backup fails before that.
+   */
+  onReadsDone?: () => void;
   signal?: AbortSignal;
   pool?: ChunkPool;
   /** Bytes per read batch (a multiple of the chunk size; default 4 MiB). */
@@ -329,7 +335,10 @@ async function dispatchBatches(opts: BackupDiskOptions, plan: DiskPlan, batches:
   const stats: CopyStats = { bytesRead: 0, bytesStored: 0, newChunks: 0, reuseProof: null };
   const readBytes = batches.reduce((s, b) => s + b.length, 0);
   const progress = new ProgressFeed(plan.size, plan.size - readBytes, opts.onProgress); // reused and unallocated ranges count as processed at once
-  if (batches.length === 0) return stats;
+  if (batches.length === 0) {
+    opts.onReadsDone?.();
+    return stats;
+  }
   const pool = opts.pool ?? sharedChunkPool();
   const maxInFlight = Math.max(1, Math.min(opts.maxInFlight ?? pool.size + readAhead(opts.writer), batches.length));
   const mem = new SlotMemory(maxInFlight, batchChunks * plan.chunkSize, batchChunks);
@@ -337,7 +346,11 @@ async function dispatchBatches(opts: BackupDiskOptions, plan: DiskPlan, batches:
   const key: ChunkIdKey = { hash, key: new Uint8Array(k) }; // own buffer: posting a pooled view would clone the pool
   // A full snapshot trusts no stored copy it has not read back (the heal for bit flips).
   const proof = opts.full ? new ReuseProof(opts.writer, pool, key, mem.batchBytes, maxInFlight) : null;
-  const worker = new BatchWorker(opts, plan, pool, mem, key, proof, stats, progress);
+  let readsLeft = batches.length;
+  const batchRead = () => {
+    if (--readsLeft === 0) opts.onReadsDone?.();
+  };
+  const worker = new BatchWorker(opts, plan, pool, mem, key, proof, stats, progress, batchRead);
   const freeSlots = Array.from({ length: maxInFlight }, (_, i) => maxInFlight - 1 - i);
   let failure: unknown = null;
   const running = new Set<Promise<void>>();
@@ -408,6 +421,8 @@ class BatchWorker {
     private readonly proof: ReuseProof | null,
     private readonly stats: CopyStats,
     private readonly progress: ProgressFeed,
+    /** Told after each batch's read returned. */
+    private readonly batchRead: () => void,
   ) {}
 
   private speculate(): boolean {
@@ -418,6 +433,7 @@ class BatchWorker {
   async process(b: Batch, slot: number): Promise<void> {
     const { length } = b;
     const buf = await this.read(b, slot);
+    this.batchRead();
     this.opts.signal?.throwIfAborted();
     const nz = this.nonZeroChunks(buf, b.n, length);
     if (nz.length > 0) await this.storeChunks(b, slot, length, nz);

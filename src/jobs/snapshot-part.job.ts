@@ -175,7 +175,7 @@ async function runPart(d: SnapshotJobDeps, job: KindJob<typeof SNAPSHOT_JOBS.par
     const writer = (held.writer = await held.writerStart);
     held.writerStart = null;
     progress = new ByteProgress(disks.reduce((a, x) => a + x.source.size, 0));
-    const summaries = await copyDisks(o, { disks, base, writer, full: s.snapshot_type === 'full' }, progress, abort);
+    const summaries = await copyDisks(o, { disks, base, writer, full: s.snapshot_type === 'full', onDiskRead: (i) => held.diskRead(i) }, progress, abort);
     const written = await writer.finishPart();
     held.writer = null; // finished: nothing to abort (GC takes its objects if the snapshot never commits)
     const result: PartResult = {

@@ -63,6 +63,19 @@ export class Held {
   readonly sessions: { instance: Instance; session: BackupSession }[] = [];
   writerStart: Promise<SnapshotWriter> | null = null;
   writer: SnapshotWriter | null = null;
+  private readonly disksRead = new Map<BackupSession, number>();
+
+  /**
+   * One disk of `instance` has been read completely: once all of its session's disks have, the
+   * session is told (readsDone), so the platform can end its export while the data is stored.
+   */
+  diskRead(instance: Instance): void {
+    const session = this.sessions.find((x) => x.instance === instance)?.session;
+    if (!session) return;
+    const n = (this.disksRead.get(session) ?? 0) + 1;
+    this.disksRead.set(session, n);
+    if (n === session.disks.length) session.readsDone?.();
+  }
 
   /** Ends every session; on 'failed' also aborts the writer (the snapshot must not appear). */
   async release(outcome: BackupOutcome, log: Logger): Promise<void> {
@@ -144,6 +157,8 @@ export interface CopyPlan {
   full: boolean;
   /** The first disk's base index, read ahead (used when it is that disk's). */
   firstBaseIndex?: BaseIndexPrefetch | null;
+  /** Told when a disk's source has been read completely (its data may still be being stored). */
+  onDiskRead?: (instance: Instance) => void;
 }
 
 /** Run step: every disk through the datamover; the next base index is read while a disk runs. */
@@ -169,6 +184,7 @@ export async function copyDisks(d: OnTarget, o: CopyPlan, progress: ByteProgress
       cbtBase: x.cbtBase,
       signal: abort,
       onProgress: (p) => progress.update(p.bytesDone),
+      onReadsDone: () => o.onDiskRead?.(x.instance),
     });
     summaries.push(summary);
     d.metrics?.recordDiskBackup({ ...summary, bytesDeduplicated: Math.min(x.source.size, summary.reusedChunks * o.writer.chunkSize) });

@@ -97,7 +97,7 @@ async function takeSnapshot(deps: SnapshotJobDeps, job: KindJob<typeof SNAPSHOT_
     // Not moved: a cancel (or an admin's unlock) came while the sessions opened; it must not be lost.
     if (!(await transitionSnapshot(d.db, s.id, ['executing'], 'uploading', toSecond(d.clock.now()), { progress_msg: 'Uploading snapshot data', restore_size: opened.total }))) throw new CancelledError('Snapshot');
     const dataStart = d.clock.now();
-    const summaries = await copyDisks(d, { ...opened, full: s.snapshot_type === 'full' }, progress, abort);
+    const summaries = await copyDisks(d, { ...opened, full: s.snapshot_type === 'full', onDiskRead: (i) => held.diskRead(i) }, progress, abort);
     if (routed.parts) opened.parts = await awaitWrittenParts(d, s, routed.parts, abort);
     marks.copied = d.clock.now();
     // A cancel that came after the ticker's last look (a copy shorter than one tick) is honoured
@@ -195,6 +195,9 @@ async function openSnapshot(d: OnTarget, s: Snapshot, held: Held, abort: AbortSi
   if (routed.parts) await queueParts(d, s, held, routed.parts, log);
   // A scheduled run acts for the workload's owner (OpenStack: a new trust-scoped token per run).
   if (s.is_scheduled) await d.platform.beginScheduledRun?.(w.project_id, w.user_id, w.instances.map((m) => m.id));
+  // The base (database and repository) is loaded while the platform is asked for the instances.
+  const baseP = baseFor(d, s, scope, log);
+  baseP.catch(() => undefined); // awaited below unless an instance lookup fails first
   const instances: Instance[] = [];
   // Looked up moments ago by the routing step (same workload: it is locked): not asked again.
   for (const m of routed.instances ? [] : w.instances) {
@@ -203,7 +206,7 @@ async function openSnapshot(d: OnTarget, s: Snapshot, held: Held, abort: AbortSi
     instances.push(inst);
   }
   if (routed.instances) instances.push(...routed.instances);
-  const base = await baseFor(d, s, scope, log);
+  const base = await baseP;
   const firstBaseIndex = prefetchFirstBaseIndex(d, base, instances[0]);
   const disks = await beginSessions(d, instances, base, held, abort);
   held.writer = await held.writerStart;

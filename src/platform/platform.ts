@@ -188,6 +188,14 @@ export interface BackupSession {
    * = it is not (the new checkpoint will never be a base). Never throws for a close error.
    */
   end(outcome: BackupOutcome): Promise<void>;
+  /**
+   * Optional. The caller has read, from every disk source, all it will read (the last read has
+   * returned; the data may still be on its way into the repository). The platform may let go
+   * of what serves the reads meanwhile (libvirt: closes the NBD connections and ends the
+   * backup job while the snapshot is committed); end() waits for that and still decides the
+   * checkpoints. A read after it fails. Never throws.
+   */
+  readsDone?(): void;
 }
 
 export interface NewInstanceSpec {

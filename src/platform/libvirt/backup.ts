@@ -168,7 +168,7 @@ export async function beginLibvirtBackup(untimed: LibvirtBackupDeps, instance: I
     await cleanupFiles();
     throw e;
   }
-  const session = await openSession(deps, { instance, dom, plan, newCp, socket, sizes, cleanupFiles, xmlDir, ledger, timings });
+  const session = await openSession(deps, { instance, dom, plan, newCp, socket, jobDir, sizes, cleanupFiles, xmlDir, ledger, timings });
   timings.beginMs = performance.now() - began;
   return session;
 }
@@ -216,6 +216,8 @@ interface Begun {
   plan: Plan;
   newCp: string | null;
   socket: string;
+  /** The socket's and scratch files' directory: removed once the job has ended. */
+  jobDir: string;
   sizes: Map<string, number>;
   xmlDir: string;
   ledger: BitmapLedger;
@@ -232,13 +234,22 @@ async function openSession(deps: LibvirtBackupDeps, b: Begun): Promise<BackupSes
   const disks: BackupDisk[] = [];
   const readSpan = { first: null as number | null };
   let checkpoint: Checkpoint | null = null;
-  const finish = async (outcome: BackupOutcome) => {
-    // At once: ending the job ends the exports, and QEMU closes our connections either way
-    // (a client's polite close then returns as soon as its socket is closed).
-    await Promise.all([
+  // Ends the exports: once every disk is read (readsDone, while the snapshot is still being
+  // committed) or at the latest in finish(). At once: ending the job ends the exports, and QEMU
+  // closes our connections either way (a client's polite close then returns as soon as its
+  // socket is closed). What becomes of the checkpoints waits for the outcome (finish).
+  let released: Promise<void> | null = null;
+  const release = () =>
+    (released ??= Promise.all([
       ...clients.map((c) => c.close().catch(() => c.destroy())),
-      endBackupJob(virsh, uuid).catch((e: unknown) => log.warn({ domain: uuid, err: errorMessage(e) }, 'ending the libvirt backup job failed')),
-    ]);
+      endBackupJob(virsh, uuid).then(
+        // The socket and scratch files are QEMU's no more (cleanupFiles tries again in finish).
+        () => rm(b.jobDir, { recursive: true, force: true }).catch(() => undefined),
+        (e: unknown) => log.warn({ domain: uuid, err: errorMessage(e) }, 'ending the libvirt backup job failed'),
+      ),
+    ]).then(() => undefined));
+  const finish = async (outcome: BackupOutcome) => {
+    await release();
     // The bitmap that is no base from now on goes (the chain stays one bitmap long): the old
     // base once the new checkpoint is committed, else the new one. A bitmap whose removal
     // failed stays in the ledger; the next backup removes it.
@@ -283,6 +294,7 @@ async function openSession(deps: LibvirtBackupDeps, b: Begun): Promise<BackupSes
     disks,
     checkpoint,
     warnings: b.plan.warnings,
+    readsDone: () => void release(),
     end: async (outcome) => {
       if (ended) return;
       ended = true;

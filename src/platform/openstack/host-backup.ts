@@ -101,6 +101,7 @@ export async function beginHostBackup(d: HostBackupDeps, instance: Instance, bas
     checkpoint: session.checkpoint,
     warnings: session.warnings,
     end: (outcome) => session.end(outcome),
+    readsDone: () => session.readsDone?.(),
   };
 }
 

@@ -219,7 +219,7 @@ export class OpenStackPlatform implements Platform {
       const why = `Server ${instance.name} (${instance.id}) has no libvirt domain on compute host ${this.opts.nodeName}: read through the APIs`;
       this.log.warn({ server: instance.id }, why);
       const session = await this.beginApiBackup(instance, s);
-      return { disks: session.disks, checkpoint: session.checkpoint, warnings: [...session.warnings, why], end: (outcome) => session.end(outcome) };
+      return { disks: session.disks, checkpoint: session.checkpoint, warnings: [...session.warnings, why], end: (outcome) => session.end(outcome), readsDone: () => session.readsDone?.() };
     }
   }
 
