@@ -281,7 +281,14 @@ describe('libvirt platform through the service', { skip: skipUnlessInstalled(...
     assert.equal(checkpointsInLibvirt(), '');
   });
 
-  test('readsDone ends the job, its socket and scratch files while the snapshot is still being committed; end() then settles the checkpoints', async () => {
+  /** Lifeboat's bitmaps in the running domain's qcow2, as QEMU lists them (test only: the query taints the domain). */
+  const bitmapsInQemu = () =>
+    (JSON.parse(lv.virsh('qemu-monitor-command', DOM, '{"execute":"query-named-block-nodes","arguments":{"flat":true}}')).return as { 'dirty-bitmaps'?: { name?: string }[] }[])
+      .flatMap((n) => (n['dirty-bitmaps'] ?? []).map((b) => b.name ?? ''))
+      .filter((n) => n.startsWith('lifeboat-'));
+  const ledgerOf = () => (JSON.parse(readFileSync(join(scratchDir, `${uuid}.bitmaps.json`), 'utf8')) as { bitmaps: string[] }).bitmaps;
+
+  test('readsDone ends the job, its socket and scratch files and libvirt forgets the new checkpoint while the snapshot is still being committed; its bitmap waits for end()', async () => {
     const inst = (await platform().getInstance(h.alice.projectId, uuid))!;
     const jobDir = join(scratchDir, uuid);
     const s = await platform().beginBackup(inst, { baseCheckpoint: null });
@@ -293,9 +300,10 @@ describe('libvirt platform through the service', { skip: skipUnlessInstalled(...
       for (let off = 0; off < SIZE; off += 4 * MiB) assert.equal(await src.read(got, off, 4 * MiB, off), 4 * MiB);
       assert.ok(got.equals(expected));
       assert.ok(backupJob() && existsSync(jobDir), 'the job runs until told');
+      assert.notEqual(checkpointsInLibvirt(), '', 'the new checkpoint is defined during the job');
       s.readsDone!();
-      await waitFor(() => !backupJob() && !existsSync(jobDir), 10_000, 'the job and its files to go');
-      assert.notEqual(checkpointsInLibvirt(), '', 'what becomes of the checkpoints waits for the outcome');
+      await waitFor(() => !backupJob() && !existsSync(jobDir) && checkpointsInLibvirt() === '', 10_000, 'the job, its files and the checkpoint metadata to go');
+      assert.ok(bitmapsInQemu().includes(s.checkpoint!.name), 'the new bitmap waits for the outcome');
       await assert.rejects(src.read(got, 0, 64 * KiB, 0), 'the export is gone');
       ended = true;
       await s.end('committed');
@@ -307,8 +315,22 @@ describe('libvirt platform through the service', { skip: skipUnlessInstalled(...
     const next = await platform().beginBackup(inst, { baseCheckpoint: s.checkpoint });
     try {
       assert.deepEqual(await next.disks[0]!.source.changedExtentsSince!(s.checkpoint!.name), [{ offset: 7 * MiB, length: 64 * KiB }], 'the committed checkpoint is the next base');
+      next.readsDone!();
+      await waitFor(() => !backupJob() && checkpointsInLibvirt() === s.checkpoint!.name, 10_000, 'the new checkpoint forgotten, the base still defined');
     } finally {
       await next.end('failed');
+    }
+    // A failure after the reads: the new bitmap (whose metadata libvirt had forgotten) is
+    // removed all the same, and the base stays the base.
+    assert.equal(checkpointsInLibvirt(), '');
+    assert.deepEqual(bitmapsInQemu(), [s.checkpoint!.name], 'only the base bitmap stays in the qcow2');
+    assert.deepEqual(ledgerOf(), [s.checkpoint!.name], 'the ledger names only the base');
+    guestWrite(0xab, 9 * MiB, 64 * KiB);
+    const again = await platform().beginBackup(inst, { baseCheckpoint: s.checkpoint });
+    try {
+      assert.deepEqual(await again.disks[0]!.source.changedExtentsSince!(s.checkpoint!.name), [{ offset: 7 * MiB, length: 64 * KiB }, { offset: 9 * MiB, length: 64 * KiB }], 'the base still holds every write since it');
+    } finally {
+      await again.end('failed');
     }
     assert.equal(checkpointsInLibvirt(), '');
   });

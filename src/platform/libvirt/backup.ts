@@ -10,10 +10,11 @@ import { nbdDiskSource } from '../../nbd/disk-source.js';
 import { BASE_ALLOCATION, dirtyBitmapContext } from '../../nbd/protocol.js';
 import type { BackupDisk, BackupOutcome, BackupSession, Checkpoint, DiskSource } from '../platform.js';
 import { counted, newBackupTimings, timedSource, timedVirsh, type BackupReadStats, type BackupTimings } from './stats.js';
-import { parseBackupExports, parseCheckpointXml, xmlAttr, type DomainDisk, type DomainInfo } from './domain-xml.js';
+import { parseCheckpointXml, xmlAttr, type DomainDisk, type DomainInfo } from './domain-xml.js';
 import { isNoDomain, LibvirtError, type Virsh } from './virsh.js';
-import { BitmapLedger, removeStaleBitmaps } from './bitmaps.js';
+import { BitmapLedger, removeBitmap, removeStaleBitmaps } from './bitmaps.js';
 import { precreateScratch, removeScratch } from './scratch.js';
+import { imageVirtualSize } from './disk-size.js';
 
 /** Checkpoints Lifeboat creates are named `lifeboat-…`; others (an operator's) are never touched. */
 export const CHECKPOINT_PREFIX = 'lifeboat-';
@@ -86,14 +87,47 @@ export function checkpointXml(name: string, disks: DomainDisk[]): string {
   return `<domaincheckpoint><name>${xmlAttr(name)}</name><disks>${items}</disks></domaincheckpoint>`;
 }
 
+/**
+ * What each disk is exported as: the NBD export is named after the disk, and on an incremental
+ * its dirty bitmap is `backup-<disk>`. The backup XML names both (libvirt's own defaults since
+ * 7.7, written out so that no `backup-dumpxml` is needed to learn them; libvirt 9.0's
+ * backup-dumpxml shows the names it was given).
+ */
+export function exportOf(d: DomainDisk, base: string | null): { exportName: string; exportBitmap: string | null } {
+  return { exportName: d.target, exportBitmap: base && isBitmapCapable(d) ? `backup-${d.target}` : null };
+}
+
 function backupXml(socket: string, scratch: (d: DomainDisk) => string, disks: DomainDisk[], base: string | null): string {
   const items = disks
     .map((d) => {
-      const mode = base && isBitmapCapable(d) ? `backupmode='incremental' incremental='${xmlAttr(base)}'` : `backupmode='full'`;
-      return `<disk name='${xmlAttr(d.target)}' backup='yes' type='file' ${mode}><driver type='qcow2'/><scratch file='${xmlAttr(scratch(d))}'/></disk>`;
+      const { exportName, exportBitmap } = exportOf(d, base);
+      const mode = exportBitmap ? `backupmode='incremental' incremental='${xmlAttr(base!)}' exportbitmap='${xmlAttr(exportBitmap)}'` : `backupmode='full'`;
+      return `<disk name='${xmlAttr(d.target)}' backup='yes' type='file' exportname='${xmlAttr(exportName)}' ${mode}><driver type='qcow2'/><scratch file='${xmlAttr(scratch(d))}'/></disk>`;
     })
     .join('');
   return `<domainbackup mode='pull'><server transport='unix' socket='${xmlAttr(socket)}'/><disks>${items}</disks></domainbackup>`;
+}
+
+/**
+ * The files backup-begin is handed: `backup.xml`, written for one base at a time (a write for
+ * another base waits for the one before, so the file always holds whole XML for the last base
+ * asked), and `checkpoint.xml` (the caller writes it).
+ */
+function beginFiles(xmlDir: string, xmlFor: (base: string | null) => string) {
+  const backupPath = path.join(xmlDir, 'backup.xml');
+  let last: { base: string | null; written: Promise<void> } | null = null;
+  return {
+    backupPath,
+    checkpoint: path.join(xmlDir, 'checkpoint.xml'),
+    /** Resolves once backup.xml holds the XML for `base`. */
+    backup(base: string | null): Promise<void> {
+      if (last?.base !== base) {
+        const before = last?.written.catch(() => undefined) ?? Promise.resolve();
+        last = { base, written: before.then(() => writeFile(backupPath, xmlFor(base))) };
+      }
+      return last.written;
+    },
+  };
 }
 
 const BROKEN_CHAIN_RE = /checkpoint inconsistent|missing or broken bitmap|not found|no checkpoint|bitmap/i;
@@ -125,32 +159,35 @@ export async function beginLibvirtBackup(untimed: LibvirtBackupDeps, instance: I
   const [xmlDir] = await Promise.all([domainXmlDir(deps.scratchDir, uuid), domainScratchDir(deps.scratchDir, uuid)]);
   const sizesP = diskSizes(virsh, uuid, dom.disks);
   const reuseScratch = precreateScratch(jobDir, dom.disks, sizesP, scratch, log);
+  const ledger = new BitmapLedger(deps.scratchDir, uuid);
+  const newCp = dom.disks.some(isBitmapCapable) ? `${CHECKPOINT_PREFIX}${tag}` : null;
+  const earlyPlan = checkBase(baseCheckpoint, dom, null);
+  const files = beginFiles(xmlDir, (base) => backupXml(socket, scratch, dom.disks, base));
+  // Written while libvirt answers prepare's questions: the backup XML for the base the early
+  // check expects, the new checkpoint's XML, and its ledger entry (before it exists: a crash
+  // right after backup-begin leaves it known; this backup's dropStale keeps it).
+  const ahead = Promise.all([files.backup(earlyPlan.base?.name ?? null), newCp ? writeFile(files.checkpoint, checkpointXml(newCp, dom.disks)) : null, newCp ? ledger.add(newCp) : null]);
+  ahead.catch(() => undefined); // awaited below
   // From here on plan.base set ⇔ the base's metadata is in libvirt (removed on every failure).
   let plan: Plan;
   let sizes: Map<string, number>;
   try {
-    ({ plan, sizes } = await prepare(virsh, uuid, dom, baseCheckpoint, xmlDir, sizesP, log));
+    ({ plan, sizes } = await prepare(virsh, uuid, dom, baseCheckpoint, earlyPlan, xmlDir, sizesP, log));
   } catch (e) {
-    await reuseScratch;
+    await Promise.all([reuseScratch, ahead.catch(() => undefined)]);
+    if (newCp) await ledger.remove(newCp).catch(() => undefined); // never created
     await cleanupFiles();
     throw e;
   }
-  const ledger = new BitmapLedger(deps.scratchDir, uuid);
-  const newCp = dom.disks.some(isBitmapCapable) ? `${CHECKPOINT_PREFIX}${tag}` : null;
   // Bitmaps of a chain that is not continued: the untrusted base's, and whatever the ledger holds.
   const dropStale = () =>
-    removeStaleBitmaps({ virsh, uuid, disks: dom.disks, ledger, keep: plan.base?.name ?? null, untrusted: !plan.base && baseCheckpoint?.name.startsWith(CHECKPOINT_PREFIX) ? baseCheckpoint.name : null, xmlDir, log });
+    removeStaleBitmaps({ virsh, uuid, disks: dom.disks, ledger, keep: plan.base?.name ?? null, fresh: newCp, untrusted: !plan.base && baseCheckpoint?.name.startsWith(CHECKPOINT_PREFIX) ? baseCheckpoint.name : null, xmlDir, log });
   try {
+    await ahead;
     await dropStale();
     const begin = async (base: string | null, reuse: boolean) => {
-      await writeFile(path.join(xmlDir, 'backup.xml'), backupXml(socket, scratch, dom.disks, base));
-      const args = ['backup-begin', uuid, path.join(xmlDir, 'backup.xml'), ...(reuse ? ['--reuse-external'] : [])];
-      if (newCp) {
-        await writeFile(path.join(xmlDir, 'checkpoint.xml'), checkpointXml(newCp, dom.disks));
-        args.push(path.join(xmlDir, 'checkpoint.xml'));
-        await ledger.add(newCp); // before it exists: a crash right after backup-begin leaves it known
-      }
-      await virsh.run(args);
+      await files.backup(base);
+      await virsh.run(['backup-begin', uuid, files.backupPath, ...(reuse ? ['--reuse-external'] : []), ...(newCp ? [files.checkpoint] : [])]);
     };
     try {
       await begin(plan.base?.name ?? null, await reuseScratch);
@@ -182,8 +219,7 @@ export async function beginLibvirtBackup(untimed: LibvirtBackupDeps, instance: I
  * runs: leftovers dropped, then the base redefined. Returns the plan; plan.base set ⇔ its
  * metadata is in libvirt now. On a failure no metadata of ours is left.
  */
-async function prepare(virsh: Virsh, uuid: string, dom: DomainInfo, baseCheckpoint: Checkpoint | null, xmlDir: string, diskSizes: Promise<Map<string, number>>, log: Logger): Promise<{ plan: Plan; sizes: Map<string, number> }> {
-  const earlyPlan = checkBase(baseCheckpoint, dom, null);
+async function prepare(virsh: Virsh, uuid: string, dom: DomainInfo, baseCheckpoint: Checkpoint | null, earlyPlan: Plan, xmlDir: string, diskSizes: Promise<Map<string, number>>, log: Logger): Promise<{ plan: Plan; sizes: Map<string, number> }> {
   const early = earlyPlan.base;
   const spec = early ? redefineBase(virsh, uuid, xmlDir, earlyPlan, dom) : Promise.resolve(null);
   const [sizesR, leftoversR, staleR, specR] = await Promise.allSettled([diskSizes, lifeboatCheckpoints(virsh, uuid), abortStaleJob(virsh, uuid, log), spec]);
@@ -237,26 +273,39 @@ async function openSession(deps: LibvirtBackupDeps, b: Begun): Promise<BackupSes
   // Ends the exports: once every disk is read (readsDone, while the snapshot is still being
   // committed) or at the latest in finish(). At once: ending the job ends the exports, and QEMU
   // closes our connections either way (a client's polite close then returns as soon as its
-  // socket is closed). What becomes of the checkpoints waits for the outcome (finish).
+  // socket is closed). libvirt then forgets the new checkpoint, whatever the outcome: its
+  // metadata goes either way (only its bitmap waits for the outcome, in finish).
   let released: Promise<void> | null = null;
+  let newCpForgotten = false;
   const release = () =>
     (released ??= Promise.all([
       ...clients.map((c) => c.close().catch(() => c.destroy())),
       endBackupJob(virsh, uuid).then(
-        // The socket and scratch files are QEMU's no more (cleanupFiles tries again in finish).
-        () => rm(b.jobDir, { recursive: true, force: true }).catch(() => undefined),
+        async () => {
+          // The socket and scratch files are QEMU's no more (cleanupFiles tries again in finish).
+          const forgotten = b.newCp ? deleteCheckpoint(virsh, uuid, b.newCp, 'metadata', log) : false;
+          await rm(b.jobDir, { recursive: true, force: true }).catch(() => undefined);
+          newCpForgotten = await forgotten;
+        },
         (e: unknown) => log.warn({ domain: uuid, err: errorMessage(e) }, 'ending the libvirt backup job failed'),
       ),
     ]).then(() => undefined));
   const finish = async (outcome: BackupOutcome) => {
     await release();
+    const base = b.plan.base?.name ?? null;
     // The bitmap that is no base from now on goes (the chain stays one bitmap long): the old
     // base once the new checkpoint is committed, else the new one. A bitmap whose removal
     // failed stays in the ledger; the next backup removes it.
-    const [keep, drop] = outcome === 'committed' ? [b.newCp, b.plan.base?.name ?? null] : [b.plan.base?.name ?? null, b.newCp];
-    if (keep) await deleteCheckpoint(virsh, uuid, keep, 'metadata', log);
-    if (outcome === 'committed' && b.newCp) await b.ledger.committed(b.newCp);
-    if (drop && (await deleteCheckpoint(virsh, uuid, drop, 'all', log))) await b.ledger.remove(drop);
+    if (outcome === 'committed') {
+      if (b.newCp && !newCpForgotten) await deleteCheckpoint(virsh, uuid, b.newCp, 'metadata', log);
+      if (b.newCp) await b.ledger.committed(b.newCp);
+      if (base && (await deleteCheckpoint(virsh, uuid, base, 'all', log))) await b.ledger.remove(base);
+    } else {
+      if (base) await deleteCheckpoint(virsh, uuid, base, 'metadata', log);
+      // Without its metadata libvirt no longer knows the new bitmap: removeBitmap names it again.
+      const dropped = b.newCp && (newCpForgotten ? await removeBitmap(virsh, uuid, b.newCp, b.dom.disks, b.xmlDir, log) : await deleteCheckpoint(virsh, uuid, b.newCp, 'all', log));
+      if (b.newCp && dropped) await b.ledger.remove(b.newCp);
+    }
     // Committed: the new checkpoint is the only base from now on. Any other ledger bitmap (the
     // last committed one a full kept while it ran, one whose removal failed) goes now rather
     // than in the next backup's begin, where it would delay the snapshot.
@@ -264,12 +313,9 @@ async function openSession(deps: LibvirtBackupDeps, b: Begun): Promise<BackupSes
     await b.cleanupFiles();
   };
   try {
-    const exports = parseBackupExports(await virsh.run(['backup-dumpxml', uuid]));
     const connectDisk = async (disk: DomainDisk): Promise<BackupDisk> => {
-      const ex = exports.find((x) => x.disk === disk.target);
-      if (!ex) throw new LibvirtError('backup-begin', `disk ${disk.target} is not exported`);
-      const incremental = b.plan.base !== null && isBitmapCapable(disk) && ex.exportBitmap !== null;
-      const context = incremental ? dirtyBitmapContext(ex.exportBitmap!) : null;
+      const ex = exportOf(disk, b.plan.base?.name ?? null);
+      const context = ex.exportBitmap ? dirtyBitmapContext(ex.exportBitmap) : null;
       const client = await NbdClient.connect({ socketPath: b.socket, exportName: ex.exportName, metaContexts: context ? [BASE_ALLOCATION, context] : [BASE_ALLOCATION] });
       clients.push(client);
       const source = nbdDiskSource(client, { alignment: 1, ...(context ? { dirty: { checkpoint: b.plan.base!.name, context } } : {}) });
@@ -442,9 +488,14 @@ async function dropLeftoverCheckpoints(virsh: Virsh, uuid: string, leftovers: st
   for (const cp of leftovers.sort().reverse()) await deleteCheckpoint(virsh, uuid, cp, cp === base ? 'metadata' : 'all', log);
 }
 
-/** Virtual size of every disk (the checkpoint records them: a resize breaks the chain). */
+/**
+ * Virtual size of every disk (the checkpoint records them: a resize breaks the chain): read
+ * from the image where it can be (disk-size.ts), else asked of libvirt.
+ */
 async function diskSizes(virsh: Virsh, uuid: string, disks: DomainDisk[]): Promise<Map<string, number>> {
   const capacity = async (d: DomainDisk): Promise<[string, number]> => {
+    const fromImage = await imageVirtualSize(d);
+    if (fromImage !== null) return [d.target, fromImage];
     const m = /^Capacity:\s+(\d+)/m.exec(await virsh.run(['domblkinfo', uuid, d.target]));
     if (!m) throw new LibvirtError('domblkinfo', `no capacity reported for disk ${d.target}`);
     return [d.target, Number(m[1])];

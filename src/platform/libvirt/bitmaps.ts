@@ -95,12 +95,13 @@ export async function removeBitmap(virsh: Virsh, uuid: string, name: string, dis
 
 /**
  * Removes every ledger bitmap (and `untrusted`, a base that failed its checks) except `keep`,
- * the trusted base of this backup; with no base at all (a full), the last committed one stays
- * until the full commits. The ledger keeps those that could not be removed.
+ * the trusted base of this backup, and `fresh`, the one this backup is about to create (already
+ * recorded); with no base at all (a full), the last committed one stays until the full commits.
+ * The ledger keeps those that could not be removed.
  */
-export async function removeStaleBitmaps(o: { virsh: Virsh; uuid: string; disks: DomainDisk[]; ledger: BitmapLedger; keep: string | null; untrusted: string | null; xmlDir: string; log: Logger }): Promise<string[]> {
+export async function removeStaleBitmaps(o: { virsh: Virsh; uuid: string; disks: DomainDisk[]; ledger: BitmapLedger; keep: string | null; fresh?: string | null; untrusted: string | null; xmlDir: string; log: Logger }): Promise<string[]> {
   const ledger = await o.ledger.read();
-  const keep = new Set([o.keep ?? (o.untrusted ? null : ledger.base)]);
+  const keep = new Set([o.keep ?? (o.untrusted ? null : ledger.base), o.fresh ?? null]);
   const stale = [...new Set([...ledger.bitmaps, ...(o.untrusted ? [o.untrusted] : [])])].filter((n) => !keep.has(n));
   const removed: string[] = [];
   for (const name of stale) {

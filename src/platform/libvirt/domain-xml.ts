@@ -152,26 +152,6 @@ export function assignmentXml(projectId: string): string {
   return `<instance project="${projectId}"/>`;
 }
 
-/** Name and disks of a `virsh backup-dumpxml` (pull mode): export and bitmap per disk. */
-export interface BackupExport {
-  disk: string;
-  exportName: string;
-  exportBitmap: string | null;
-}
-
-export function parseBackupExports(xml: string): BackupExport[] {
-  const doc = node(parser.parse(xml));
-  const disks = node(node(doc?.domainbackup)?.disks)?.disk;
-  const list = Array.isArray(disks) ? disks : disks ? [disks] : [];
-  const out: BackupExport[] = [];
-  for (const d of list) {
-    const name = attr(d, 'name');
-    if (!name || attr(d, 'backup') === 'no') continue;
-    out.push({ disk: name, exportName: attr(d, 'exportname') ?? name, exportBitmap: attr(d, 'exportbitmap') });
-  }
-  return out;
-}
-
 /** Checkpoint name and the disks it holds a bitmap for, from `checkpoint-dumpxml`. */
 export function parseCheckpointXml(xml: string): { name: string; bitmapDisks: string[]; domainUuid: string | null } | null {
   try {
