@@ -96,6 +96,54 @@ describe('pack check: a snapshot never deduplicates against a lost pack', () => 
     assert.equal(await restoredSha(repo, s2, data.length), sha(data));
   });
 
+  test('a changed-extents incremental re-reads chunks of a lost pack besides the changed ones, and says its reads are done only after those too', async () => {
+    // No changed chunk, fewer changed batches than slots, more changed batches than slots.
+    for (const changedChunks of [[], [3], [0, 8, 16, 24, 32, 40, 48, 56]]) {
+      const what = `changed chunks ${changedChunks.join()}`;
+      const { repo, mem } = await newRepo();
+      const p = newHexId();
+      const data = rnd(CS * 60, 5);
+      const snapshotId = newId();
+      const w = await repo.beginSnapshot({ projectId: p, snapshotId });
+      await backupDisk({ writer: w, diskKey: 'vda', source: new MemDiskSource(data), pool });
+      await w.commit(null);
+      mem.objects.delete(packsOf(mem, w.writerId)[1]!);
+      const base = (await repo.findDiskIndex(snapshotId, 'vda'))!;
+      const v = Buffer.from(data);
+      for (const c of changedChunks) v.fill(c + 1, c * CS, c * CS + 100);
+      const src = new MemDiskSource(v, undefined, { changed: { base: 'c', extents: changedChunks.map((c) => ({ offset: c * CS, length: 100 })) } });
+      let readsAtDone = -1;
+      let lastProgress = 0;
+      const s2 = newId();
+      const w2 = await repo.beginSnapshot({ projectId: p, snapshotId: s2 });
+      const sum = await backupDisk({
+        writer: w2,
+        diskKey: 'vda',
+        source: src,
+        pool,
+        base,
+        cbtBase: 'c',
+        batchBytes: CS * 2,
+        maxInFlight: 3,
+        onReadsDone: () => {
+          assert.equal(readsAtDone, -1, `${what}: told once`);
+          readsAtDone = src.reads;
+        },
+        onProgress: (x) => (lastProgress = x.bytesDone),
+      });
+      await w2.commit(null);
+      assert.equal(sum.mode, 'changed-extents', what);
+      const lostIds = new Set(w2.integrity.lostChunks);
+      const lostChunks = Array.from({ length: 60 }, (_, i) => i).filter((i) => lostIds.has(base.ids.subarray(i * 32, i * 32 + 32).toString('hex')));
+      assert.ok(lostChunks.length > 0, `${what}: the lost pack's chunks are found`);
+      const read = new Set([...changedChunks, ...lostChunks]);
+      assert.equal(src.bytesRead, read.size * CS, `${what}: the changed chunks and the lost ones are read, nothing else`);
+      assert.equal(readsAtDone, src.reads, `${what}: onReadsDone after the last read`);
+      assert.equal(lastProgress, v.length, `${what}: progress ends at the disk size`);
+      assert.equal(await restoredSha(repo, s2, v.length), sha(v), what);
+    }
+  });
+
   test('a lost pack whose loss was reported is not reported again (its chunks stay excluded)', async () => {
     const { repo, mem } = await newRepo();
     const p = newHexId();

