@@ -217,18 +217,27 @@ export function intervalMs(interval: string): number {
   return n * mult;
 }
 
+/**
+ * One formatter per timezone: building an Intl.DateTimeFormat and formatting once took 0.39 ms
+ * here, formatting with a kept one 0.013 ms, and every next-run computation (a workload's
+ * detail view, the scheduler) formats twice. The zones in use are few (validated names); the
+ * cache is cleared should it ever hold more than 64.
+ */
+const tzFormatters = new Map<string, Intl.DateTimeFormat>();
+
+function tzFormatter(tz: string): Intl.DateTimeFormat {
+  let f = tzFormatters.get(tz);
+  if (!f) {
+    if (tzFormatters.size >= 64) tzFormatters.clear();
+    f = new Intl.DateTimeFormat('en-US', { timeZone: tz, hourCycle: 'h23', year: 'numeric', month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit', second: '2-digit' });
+    tzFormatters.set(tz, f);
+  }
+  return f;
+}
+
 /** Offset of `tz` from UTC at instant `ms`, in ms (positive east of UTC). */
 function tzOffsetMs(tz: string, ms: number): number {
-  const parts = new Intl.DateTimeFormat('en-US', {
-    timeZone: tz,
-    hourCycle: 'h23',
-    year: 'numeric',
-    month: '2-digit',
-    day: '2-digit',
-    hour: '2-digit',
-    minute: '2-digit',
-    second: '2-digit',
-  }).formatToParts(new Date(ms));
+  const parts = tzFormatter(tz).formatToParts(new Date(ms));
   const get = (t: string) => Number(parts.find((p) => p.type === t)?.value ?? 0);
   const asUtc = Date.UTC(get('year'), get('month') - 1, get('day'), get('hour'), get('minute'), get('second'));
   return asUtc - Math.floor(ms / 1000) * 1000;
