@@ -89,9 +89,9 @@ export function checkpointXml(name: string, disks: DomainDisk[]): string {
 
 /**
  * What each disk is exported as: the NBD export is named after the disk, and on an incremental
- * its dirty bitmap is `backup-<disk>`. The backup XML names both (libvirt's own defaults since
- * 7.7, written out so that no `backup-dumpxml` is needed to learn them; libvirt 9.0's
- * backup-dumpxml shows the names it was given).
+ * its dirty bitmap is `backup-<disk>`. The backup XML names both (the names libvirt picks when
+ * none are given), so no `backup-dumpxml` is needed to learn them. Debian 12's libvirt 9.0
+ * takes both attributes (domainbackup.rng) and its backup-dumpxml shows the names given.
  */
 export function exportOf(d: DomainDisk, base: string | null): { exportName: string; exportBitmap: string | null } {
   return { exportName: d.target, exportBitmap: base && isBitmapCapable(d) ? `backup-${d.target}` : null };
