@@ -174,7 +174,7 @@ function linearity(scenarios: ScenarioResult[]): string[] {
 export function printSweep(r: SweepReport): void {
   const lines = [
     `\nEngine sweep, started ${r.started.at} (load ${r.started.load.join(' ')}), finished ${r.finished.at} (load ${r.finished.load.join(' ')})`,
-    'times include a sync after the step; CPU-s/GB = user+system CPU seconds per GB of non-hole data; vs restic = restic time / tool time',
+    'times include a sync after the step; a restore reads its repository from the device (dropped from the page cache before it); CPU-s/GB = user+system CPU seconds per GB of non-hole data; vs restic = restic time / tool time',
     ...machineLines(r.machine),
     ...r.scenarios.flatMap((s) => scenarioTable(s, r.machine)),
     ...linearity(r.scenarios),
