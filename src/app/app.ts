@@ -138,229 +138,50 @@ export async function startLifeboat(config: Config, o: StartOptions): Promise<Li
   const store = await openStore(config.db);
   let stopOnFailure: () => Promise<void> = async () => undefined;
   try {
-    let demoVms: string[] = [];
-    if (o.demo && identityFile && config.platform === 'local') {
-      const demoProject = identityFile.identity.data.projects.find((p) => p.name === 'demo');
-      if (demoProject) {
-        const made = await ensureDemoInventory({ inventoryPath: config.inventory, diskDir: join(config.home, 'disks'), projectId: demoProject.id });
-        demoVms = made.instances.map((i) => `${i.name} (${i.id})`);
-      }
-    }
-    if (identityFile && (identityFile.created.length > 0 || demoVms.length > 0)) o.onCredentials?.(identityFile.created, demoVms);
-    for (const w of [...(identityFile?.warnings ?? []), ...loosePermissionWarnings(config)]) log.warn(w);
-    const keyWarning = encryptionKeyWarning(config);
-    if (keyWarning) log.warn(keyWarning);
-
+    await announceStart(config, o, identityFile, log);
     const platform = await openPlatform(platformSettings(config, log));
     const policy = Policy.load(config.policy ?? undefined, { log });
-
-    let validator: TokenValidator;
-    let embedded: EmbeddedIdentity | null = null;
-    let keystoneUri: string;
-    let identityLookup: IdentityLookup;
-    // The identity file is followed as it changes (identity-source.ts).
-    const identitySource = identityFile ? new IdentitySource(config.identity, identityFile.identity, log) : null;
-    if (identitySource) {
-      embedded = new EmbeddedIdentity({
-        db: store.db,
-        identity: () => identitySource.current(),
-        publicUrl: config.publicUrl,
-        clock,
-        tokenTtlSeconds: config.tokenTtlSeconds,
-        loginLimits: config.login,
-        log,
-      });
-      validator = embedded;
-      keystoneUri = embedded.identityV3Url;
-      identityLookup = fileIdentityLookup(() => identitySource.current());
-    } else {
-      const { KeystoneValidator } = await import('../identity/keystone-validator.js');
-      const k = config.keystone!;
-      const keystone = new KeystoneValidator({ url: k.url, username: k.user, password: k.password, projectName: k.project, userDomainName: k.userDomain, projectDomainName: k.projectDomain, clock, log });
-      validator = keystone;
-      identityLookup = keystoneIdentityLookup(keystone);
-      keystoneUri = k.url;
-    }
-
+    const identity = await openIdentity(config, store, identityFile, clock, log);
     const metrics = new LifeboatMetrics();
     metrics.setJobSource(() => countJobsByKindAndStatus(store.db));
     const targets = TargetCatalog.of(config.targets, config.defaultTarget);
     const repos = await openRepositories(config, 'init', { clock, log, observer: metrics, keyManager: platform.keyManager });
-    const repo = repos.default;
-    const backend = repo.backend;
-    const workloads = new WorkloadService({ db: store.db, platform, clock, targets });
-    const backupTargets = new BackupTargetService({ db: store.db, catalog: targets, targets: config.targets, probe: (t) => probeTarget(repos, t) });
-    const restores = new RestoreService({ db: store.db, clock, platform });
-    const snapshots = new SnapshotService({ db: store.db, clock, targets });
-    const schedulerService = new SchedulerService({ db: store.db, clock });
-    const secretKey = loadOrCreateSettingsKey(config.settingsKey.path, { create: config.settingsKey.create });
-    const ids = identitySource;
-    const projects: ProjectLister | undefined = ids
-      ? {
-          projectName: async (id: string) => ids.current().projectById(id)?.name ?? null,
-          listProjects: async () => ids.current().data.projects.map((p) => ({ id: p.id, name: p.name })),
-        }
-      : undefined;
-    const policies = new PolicyService({ db: store.db, clock, projects });
-    const quotas = new QuotaService({ db: store.db, clock, projects });
-    const targetScan = () => scanTargets(repos);
-    const imports = new ImportService({ db: store.db, clock, scanTarget: targetScan, projects: identityLookup });
-    const orphans = new OrphanService({ db: store.db, clock, identity: identityLookup, scanTarget: targetScan });
-    const reassign = new ReassignService({ db: store.db, clock, identity: identityLookup });
-    const mailer = createSmtpMailer({ allow: config.smtpAllow, log });
-    const settings = new SettingService({ db: store.db, clock, secretKey, mailer });
-    const notify = { db: store.db, secretKey, log, mailer };
-    const audit = new AuditService({ db: store.db, clock, log, retentionDays: config.auditRetentionDays });
-    /** The target answers and holds this repository (readiness, storage view). */
-    const checkTarget = async () => {
-      if ((await backend.stat(CONFIG_KEY)) === null) throw new Error('the repository config is missing');
-    };
-    // Every configured target (LIFEBOAT_TARGETS), as the storage view lists them.
-    const targetUsage = async (t: NamedTarget) => ({
-      name: t.name,
-      kind: t.target.kind,
-      description: targets.describe(t.name),
-      online: await repos.get(t.name).backend.stat(CONFIG_KEY).then((x) => x !== null, () => false),
-      capacity: await targetCapacity(t.target).catch(() => null),
-    });
-    const usage = new UsageService({ db: store.db, platform, projects, targets: () => Promise.all(config.targets.map(targetUsage)) });
+    const services = buildServices({ config, store, platform, repos, targets, identity, clock, log });
 
-    // This process in the node registry (admin metrics/nodes); refuses to start on a settings
-    // key other than the one the running nodes and the stored secrets use.
+    // This process in the node registry (admin metrics/nodes).
     const owner = `${config.nodeName}:${process.pid}:${randomBytes(4).toString('hex')}`;
     const leaseMs = config.jobLeaseSeconds * 1000;
-    let runner: JobRunner | null = null;
-    const registry = new NodeRegistry({
-      db: store.db,
-      clock,
-      log,
-      id: owner,
-      nodeName: config.nodeName,
-      role: o.role,
-      version: WLM_VERSION,
-      settingsKeyId: settingsKeyId(secretKey),
-      settingsKeySource: config.settingsKey.create ? 'settings.key in LIFEBOAT_HOME' : 'LIFEBOAT_SETTINGS_KEY_FILE',
-      concurrency: o.role === 'api' ? 0 : config.workerConcurrency,
-      running: () => runner?.running ?? 0,
-      heartbeatMs: Math.max(250, Math.min(10_000, Math.floor(leaseMs / 3))),
-    });
-    await registry.register(leaseMs);
+    const work: WorkerParts = { runner: null, scheduler: null, gc: [] };
+    const registry = await registerNode({ config, store, clock, log, owner, leaseMs, role: o.role, secretKey: services.secretKey, running: () => work.runner?.running ?? 0 });
     stopOnFailure = () => registry.stop();
-    let gc: GcScheduler[] = [];
-    let scheduler: Scheduler | null = null;
-    // File-level recovery: mounts live in the worker process of this host (recovery/mounts.ts).
-    const fr = config.fileRecovery;
-    const mountEngine =
-      o.role !== 'api'
-        ? new SnapshotMounts({ home: config.home, repos, forceTcg: fr.forceTcg, idleMs: fr.mountIdleSeconds * 1000, logger: log, onExpired: (id) => void snapshotMounts.released(id).catch(() => undefined) })
-        : null;
-    const snapshotMounts = new SnapshotMountService({ db: store.db, clock, platform, mounts: mountEngine, log });
-    if (mountEngine) await snapshotMounts.reconcile();
-    const searches = new FileSearchService({ db: store.db, clock });
-    if (o.role !== 'api') {
-      // One collector per target, each told only the snapshots its target holds.
-      gc = repos.entries().map((t) => new GcScheduler(store.db, t.repo, log, undefined, { name: t.name, isDefault: t.isDefault }));
-      const gcs = { request: () => gc.forEach((g) => g.request()) };
-      runner = new JobRunner({
-        db: store.db,
-        dialect: store.dialect,
-        clock,
-        log,
-        owner,
-        leaseMs,
-        nodeName: config.nodeName,
-        concurrency: config.workerConcurrency,
-        handlers: [
-          ...repoVerifyJobHandlers({ db: store.db, repo: repos, clock }),
-          ...fileSearchJobHandlers({ db: store.db, repo: repos, clock, home: config.home, forceTcg: fr.forceTcg, tag: applianceTag(config.home) }),
-          ...workloadJobHandlers(store.db, platform, clock),
-          ...snapshotJobHandlers({
-            db: store.db,
-            platform,
-            repo: repos,
-            clock,
-            nodeName: config.nodeName,
-            liveWindowMs: leaseMs,
-            onSnapshotDeleted: () => gcs.request(),
-            onSnapshotFinished: (id) => void notifySnapshotFinished(notify, id),
-            metrics,
-          }),
-          ...retentionJobHandlers({ db: store.db, repo: repos, clock, onSnapshotDeleted: () => gcs.request() }),
-          ...restoreJobHandlers({ db: store.db, platform, repo: repos, clock, nodeName: config.nodeName, onRestoreFinished: (id) => void notifyRestoreFinished(notify, id) }),
-        ],
-      });
-      // Reconciles (repairs of jobs lost with a dead worker) run in the background from here on.
-      runner.start();
-      const r = runner;
-      scheduler = new Scheduler({ db: store.db, clock, log, targets, onQueued: () => r.poke() });
-      scheduler.start();
-    }
+    const snapshotMounts = await openFileRecovery({ config, store, platform, repos, clock, log, role: o.role });
+    if (o.role !== 'api') Object.assign(work, startWorker({ config, store, platform, repos, clock, log, owner, leaseMs, metrics, notify: services.notify, targets: services.targets }));
 
     // Expired tokens are useless; keep the table small.
-    const purge = embedded ? setInterval(() => void embedded?.purgeExpired().catch(() => undefined), 10 * 60_000) : null;
+    const embedded = identity.embedded;
+    const purge = embedded ? setInterval(() => void embedded.purgeExpired().catch(() => undefined), 10 * 60_000) : null;
     purge?.unref();
 
-    let http: FastifyInstance | null = null;
-    let address: string | null = null;
     const drain = new HttpDrain();
-    const ops = { metrics, metricsAccess: config.metricsAccess, readiness: [{ name: 'store', check: () => pingStore(store.db) }, { name: 'target', check: checkTarget }] };
-    if (o.role !== 'worker') {
-      http = await buildHttpServer({
-        drain,
-        log,
-        publicUrl: config.publicUrl,
-        validator,
-        policy,
-        keystoneUri,
-        v1Routes: [
-          // Scale-out admin views (issue 14): configured targets, registered nodes.
-          backupTargetRoutes({ targets: backupTargets }),
-          nodeRoutes({ nodes: () => listNodeInfo(store.db, clock.now(), leaseMs), jobs: () => countJobsByKindAndStatus(store.db) }),
-          platformRoutes({ inventory: new PlatformInventoryService(platform) }),
-          workloadRoutes({ workloads, policy, publicUrl: config.publicUrl }),
-          snapshotRoutes({ snapshots, workloads, policy }),
-          snapshotMountRoutes({ snapshots, mounts: snapshotMounts }),
-          fileSearchRoutes({ searches }),
-          restoreRoutes({ restores, snapshots, publicUrl: config.publicUrl }),
-          ...(platform instanceof LibvirtPlatform ? [libvirtAdminRoutes({ assign: (uuid, projectId) => platform.assign(uuid, projectId) })] : []),
-          schedulerRoutes({ scheduler: schedulerService, workloads }),
-          policyRoutes({ policies, policy }),
-          quotaRoutes({ quotas }),
-          settingRoutes({ settings, policy }),
-          trustRoutes({ trusts: new TrustService({ db: store.db, clock, broker: platform.trusts ?? null }) }),
-          drRoutes({ workloads, imports, orphans, reassign, publicUrl: config.publicUrl }),
-          adminRoutes({ usage, audit }),
-          repoVerifyRoutes({ verifications: new RepoVerifyService({ db: store.db, clock, targets }) }),
-        ],
-        v1Hooks: [(v1) => installAuditTrail(v1, audit, log)],
-        ops,
-        rootMounts: embedded ? [(app) => app.register(identityRoutes, { prefix: '/identity', identity: embedded })] : [],
-      });
-      // Same-process workers start a job as soon as it is enqueued instead of on the next poll.
-      if (runner) {
-        const r = runner;
-        http.addHook('onResponse', async (req) => {
-          if (req.method !== 'GET') r.poke();
-        });
-      }
-      if (o.listen !== false) {
-        await http.listen({ host: config.listen.host, port: config.listen.port });
-        const a = http.server.address();
-        address = a && typeof a === 'object' ? `${a.address.includes(':') ? `[${a.address}]` : a.address}:${a.port}` : null;
-      } else {
-        await http.ready();
-      }
-    }
-    const opsHttp = config.metricsListen ? await startOpsServer({ log, validator, policy, keystoneUri, ops, listen: config.metricsListen }) : null;
+    const ops = { metrics, metricsAccess: config.metricsAccess, readiness: [{ name: 'store', check: () => pingStore(store.db) }, { name: 'target', check: services.checkTarget }] };
+    const api =
+      o.role !== 'worker'
+        ? await startApi({ config, o, store, platform, policy, identity, services, snapshotMounts, clock, log, leaseMs, drain, ops, runner: work.runner })
+        : { http: null, address: null };
+    const opsHttp = config.metricsListen
+      ? await startOpsServer({ log, validator: identity.validator, policy, keystoneUri: identity.keystoneUri, ops, listen: config.metricsListen })
+      : null;
 
+    const { http } = api;
+    const { runner, scheduler, gc } = work;
     return {
       http,
       runner,
       store,
       platform,
-      repo,
+      repo: repos.default,
       repos,
-      address,
+      address: api.address,
       async close() {
         if (purge) clearInterval(purge);
         await http?.close();
@@ -393,4 +214,295 @@ export async function startLifeboat(config: Config, o: StartOptions): Promise<Li
     await store.close();
     throw e;
   }
+}
+
+type IdentityFile = ReturnType<typeof loadOrCreateIdentityFile>;
+
+/** Makes the demo VMs when asked (`npm start`), hands new credentials to the caller, and logs the startup warnings. */
+async function announceStart(config: Config, o: StartOptions, identityFile: IdentityFile | null, log: Logger): Promise<void> {
+  let demoVms: string[] = [];
+  if (o.demo && identityFile && config.platform === 'local') {
+    const demoProject = identityFile.identity.data.projects.find((p) => p.name === 'demo');
+    if (demoProject) {
+      const made = await ensureDemoInventory({ inventoryPath: config.inventory, diskDir: join(config.home, 'disks'), projectId: demoProject.id });
+      demoVms = made.instances.map((i) => `${i.name} (${i.id})`);
+    }
+  }
+  if (identityFile && (identityFile.created.length > 0 || demoVms.length > 0)) o.onCredentials?.(identityFile.created, demoVms);
+  for (const w of [...(identityFile?.warnings ?? []), ...loosePermissionWarnings(config)]) log.warn(w);
+  const keyWarning = encryptionKeyWarning(config);
+  if (keyWarning) log.warn(keyWarning);
+}
+
+interface IdentityParts {
+  validator: TokenValidator;
+  /** The embedded Keystone-compatible identity (null with an external Keystone). */
+  embedded: EmbeddedIdentity | null;
+  /** The identity file, followed as it changes (identity-source.ts); null with an external Keystone. */
+  source: IdentitySource | null;
+  keystoneUri: string;
+  lookup: IdentityLookup;
+}
+
+/** The embedded identity over the identity file, or an external Keystone when configured. */
+async function openIdentity(config: Config, store: StoreHandle, identityFile: IdentityFile | null, clock: Clock, log: Logger): Promise<IdentityParts> {
+  if (identityFile) {
+    const source = new IdentitySource(config.identity, identityFile.identity, log);
+    const embedded = new EmbeddedIdentity({
+      db: store.db,
+      identity: () => source.current(),
+      publicUrl: config.publicUrl,
+      clock,
+      tokenTtlSeconds: config.tokenTtlSeconds,
+      loginLimits: config.login,
+      log,
+    });
+    return { validator: embedded, embedded, source, keystoneUri: embedded.identityV3Url, lookup: fileIdentityLookup(() => source.current()) };
+  }
+  const { KeystoneValidator } = await import('../identity/keystone-validator.js');
+  const k = config.keystone!;
+  const keystone = new KeystoneValidator({ url: k.url, username: k.user, password: k.password, projectName: k.project, userDomainName: k.userDomain, projectDomainName: k.projectDomain, clock, log });
+  return { validator: keystone, embedded: null, source: null, keystoneUri: k.url, lookup: keystoneIdentityLookup(keystone) };
+}
+
+interface ServiceDeps {
+  config: Config;
+  store: StoreHandle;
+  platform: Platform;
+  repos: RepositorySet;
+  targets: TargetCatalog;
+  identity: IdentityParts;
+  clock: Clock;
+  log: Logger;
+}
+
+/** The services behind the API (no I/O beyond reading or creating the settings key). */
+function buildServices({ config, store, platform, repos, targets, identity, clock, log }: ServiceDeps) {
+  const db = store.db;
+  const secretKey = loadOrCreateSettingsKey(config.settingsKey.path, { create: config.settingsKey.create });
+  const ids = identity.source;
+  const projects: ProjectLister | undefined = ids
+    ? {
+        projectName: async (id: string) => ids.current().projectById(id)?.name ?? null,
+        listProjects: async () => ids.current().data.projects.map((p) => ({ id: p.id, name: p.name })),
+      }
+    : undefined;
+  const targetScan = () => scanTargets(repos);
+  const mailer = createSmtpMailer({ allow: config.smtpAllow, log });
+  const audit = new AuditService({ db, clock, log, retentionDays: config.auditRetentionDays });
+  return {
+    targets,
+    secretKey,
+    audit,
+    workloads: new WorkloadService({ db, platform, clock, targets }),
+    backupTargets: new BackupTargetService({ db, catalog: targets, targets: config.targets, probe: (t) => probeTarget(repos, t) }),
+    restores: new RestoreService({ db, clock, platform }),
+    snapshots: new SnapshotService({ db, clock, targets }),
+    schedulerService: new SchedulerService({ db, clock }),
+    policies: new PolicyService({ db, clock, projects }),
+    quotas: new QuotaService({ db, clock, projects }),
+    imports: new ImportService({ db, clock, scanTarget: targetScan, projects: identity.lookup }),
+    orphans: new OrphanService({ db, clock, identity: identity.lookup, scanTarget: targetScan }),
+    reassign: new ReassignService({ db, clock, identity: identity.lookup }),
+    settings: new SettingService({ db, clock, secretKey, mailer }),
+    notify: { db, secretKey, log, mailer },
+    usage: new UsageService({ db, platform, projects, targets: () => Promise.all(config.targets.map((t) => targetUsage(repos, targets, t))) }),
+    /** The target answers and holds this repository (readiness, storage view). */
+    checkTarget: async () => {
+      if ((await repos.default.backend.stat(CONFIG_KEY)) === null) throw new Error('the repository config is missing');
+    },
+  };
+}
+type Services = ReturnType<typeof buildServices>;
+
+/** One configured target (LIFEBOAT_TARGETS) as the storage view lists it. */
+async function targetUsage(repos: RepositorySet, targets: TargetCatalog, t: NamedTarget) {
+  return {
+    name: t.name,
+    kind: t.target.kind,
+    description: targets.describe(t.name),
+    online: await repos.get(t.name).backend.stat(CONFIG_KEY).then((x) => x !== null, () => false),
+    capacity: await targetCapacity(t.target).catch(() => null),
+  };
+}
+
+/**
+ * This process in the node registry (admin metrics/nodes); refuses to start on a settings key
+ * other than the one the running nodes and the stored secrets use.
+ */
+async function registerNode(d: {
+  config: Config;
+  store: StoreHandle;
+  clock: Clock;
+  log: Logger;
+  owner: string;
+  leaseMs: number;
+  role: Role;
+  secretKey: Buffer;
+  running: () => number;
+}): Promise<NodeRegistry> {
+  const { config, leaseMs } = d;
+  const registry = new NodeRegistry({
+    db: d.store.db,
+    clock: d.clock,
+    log: d.log,
+    id: d.owner,
+    nodeName: config.nodeName,
+    role: d.role,
+    version: WLM_VERSION,
+    settingsKeyId: settingsKeyId(d.secretKey),
+    settingsKeySource: config.settingsKey.create ? 'settings.key in LIFEBOAT_HOME' : 'LIFEBOAT_SETTINGS_KEY_FILE',
+    concurrency: d.role === 'api' ? 0 : config.workerConcurrency,
+    running: d.running,
+    heartbeatMs: Math.max(250, Math.min(10_000, Math.floor(leaseMs / 3))),
+  });
+  await registry.register(leaseMs);
+  return registry;
+}
+
+/** File-level recovery: mounts live in the worker process of this host (recovery/mounts.ts); an API-only process only records them. */
+async function openFileRecovery(d: { config: Config; store: StoreHandle; platform: Platform; repos: RepositorySet; clock: Clock; log: Logger; role: Role }): Promise<SnapshotMountService> {
+  const fr = d.config.fileRecovery;
+  const mountEngine =
+    d.role !== 'api'
+      ? new SnapshotMounts({ home: d.config.home, repos: d.repos, forceTcg: fr.forceTcg, idleMs: fr.mountIdleSeconds * 1000, logger: d.log, onExpired: (id) => void snapshotMounts.released(id).catch(() => undefined) })
+      : null;
+  const snapshotMounts = new SnapshotMountService({ db: d.store.db, clock: d.clock, platform: d.platform, mounts: mountEngine, log: d.log });
+  if (mountEngine) await snapshotMounts.reconcile();
+  return snapshotMounts;
+}
+
+interface WorkerParts {
+  runner: JobRunner | null;
+  scheduler: Scheduler | null;
+  gc: GcScheduler[];
+}
+
+/** A worker's parts, started: the collectors (one per target), the job runner with every job kind's handlers, and the scheduler. */
+function startWorker(d: {
+  config: Config;
+  store: StoreHandle;
+  platform: Platform;
+  repos: RepositorySet;
+  clock: Clock;
+  log: Logger;
+  owner: string;
+  leaseMs: number;
+  metrics: LifeboatMetrics;
+  notify: Services['notify'];
+  targets: TargetCatalog;
+}): WorkerParts {
+  const { config, store, platform, repos, clock, log } = d;
+  const db = store.db;
+  // One collector per target, each told only the snapshots its target holds.
+  const gc = repos.entries().map((t) => new GcScheduler(db, t.repo, log, undefined, { name: t.name, isDefault: t.isDefault }));
+  const gcs = { request: () => gc.forEach((g) => g.request()) };
+  const fr = config.fileRecovery;
+  const runner = new JobRunner({
+    db,
+    dialect: store.dialect,
+    clock,
+    log,
+    owner: d.owner,
+    leaseMs: d.leaseMs,
+    nodeName: config.nodeName,
+    concurrency: config.workerConcurrency,
+    handlers: [
+      ...repoVerifyJobHandlers({ db, repo: repos, clock }),
+      ...fileSearchJobHandlers({ db, repo: repos, clock, home: config.home, forceTcg: fr.forceTcg, tag: applianceTag(config.home) }),
+      ...workloadJobHandlers(db, platform, clock),
+      ...snapshotJobHandlers({
+        db,
+        platform,
+        repo: repos,
+        clock,
+        nodeName: config.nodeName,
+        liveWindowMs: d.leaseMs,
+        onSnapshotDeleted: () => gcs.request(),
+        onSnapshotFinished: (id) => void notifySnapshotFinished(d.notify, id),
+        metrics: d.metrics,
+      }),
+      ...retentionJobHandlers({ db, repo: repos, clock, onSnapshotDeleted: () => gcs.request() }),
+      ...restoreJobHandlers({ db, platform, repo: repos, clock, nodeName: config.nodeName, onRestoreFinished: (id) => void notifyRestoreFinished(d.notify, id) }),
+    ],
+  });
+  // Reconciles (repairs of jobs lost with a dead worker) run in the background from here on.
+  runner.start();
+  const scheduler = new Scheduler({ db, clock, log, targets: d.targets, onQueued: () => runner.poke() });
+  scheduler.start();
+  return { runner, scheduler, gc };
+}
+
+interface ApiDeps {
+  config: Config;
+  o: StartOptions;
+  store: StoreHandle;
+  platform: Platform;
+  policy: Policy;
+  identity: IdentityParts;
+  services: Services;
+  snapshotMounts: SnapshotMountService;
+  clock: Clock;
+  log: Logger;
+  leaseMs: number;
+  drain: HttpDrain;
+  ops: Parameters<typeof buildHttpServer>[0]['ops'];
+  runner: JobRunner | null;
+}
+
+/** The API's HTTP server, listening on the configured address unless `o.listen` is false (tests using inject). */
+async function startApi(d: ApiDeps): Promise<{ http: FastifyInstance; address: string | null }> {
+  const { config, identity, services } = d;
+  const embedded = identity.embedded;
+  const http = await buildHttpServer({
+    drain: d.drain,
+    log: d.log,
+    publicUrl: config.publicUrl,
+    validator: identity.validator,
+    policy: d.policy,
+    keystoneUri: identity.keystoneUri,
+    v1Routes: v1RoutesOf(d),
+    v1Hooks: [(v1) => installAuditTrail(v1, services.audit, d.log)],
+    ops: d.ops,
+    rootMounts: embedded ? [(app) => app.register(identityRoutes, { prefix: '/identity', identity: embedded })] : [],
+  });
+  // Same-process workers start a job as soon as it is enqueued instead of on the next poll.
+  const runner = d.runner;
+  if (runner) {
+    http.addHook('onResponse', async (req) => {
+      if (req.method !== 'GET') runner.poke();
+    });
+  }
+  if (d.o.listen === false) {
+    await http.ready();
+    return { http, address: null };
+  }
+  await http.listen({ host: config.listen.host, port: config.listen.port });
+  const a = http.server.address();
+  return { http, address: a && typeof a === 'object' ? `${a.address.includes(':') ? `[${a.address}]` : a.address}:${a.port}` : null };
+}
+
+/** Every route group under /v1/{tenant_id}. */
+function v1RoutesOf(d: ApiDeps) {
+  const { config, store, platform, policy, services: s, clock } = d;
+  return [
+    // Scale-out admin views (issue 14): configured targets, registered nodes.
+    backupTargetRoutes({ targets: s.backupTargets }),
+    nodeRoutes({ nodes: () => listNodeInfo(store.db, clock.now(), d.leaseMs), jobs: () => countJobsByKindAndStatus(store.db) }),
+    platformRoutes({ inventory: new PlatformInventoryService(platform) }),
+    workloadRoutes({ workloads: s.workloads, policy, publicUrl: config.publicUrl }),
+    snapshotRoutes({ snapshots: s.snapshots, workloads: s.workloads, policy }),
+    snapshotMountRoutes({ snapshots: s.snapshots, mounts: d.snapshotMounts }),
+    fileSearchRoutes({ searches: new FileSearchService({ db: store.db, clock }) }),
+    restoreRoutes({ restores: s.restores, snapshots: s.snapshots, publicUrl: config.publicUrl }),
+    ...(platform instanceof LibvirtPlatform ? [libvirtAdminRoutes({ assign: (uuid, projectId) => platform.assign(uuid, projectId) })] : []),
+    schedulerRoutes({ scheduler: s.schedulerService, workloads: s.workloads }),
+    policyRoutes({ policies: s.policies, policy }),
+    quotaRoutes({ quotas: s.quotas }),
+    settingRoutes({ settings: s.settings, policy }),
+    trustRoutes({ trusts: new TrustService({ db: store.db, clock, broker: platform.trusts ?? null }) }),
+    drRoutes({ workloads: s.workloads, imports: s.imports, orphans: s.orphans, reassign: s.reassign, publicUrl: config.publicUrl }),
+    adminRoutes({ usage: s.usage, audit: s.audit }),
+    repoVerifyRoutes({ verifications: new RepoVerifyService({ db: store.db, clock, targets: s.targets }) }),
+  ];
 }

@@ -1,6 +1,6 @@
 import type { DiskSink } from '../platform/platform.js';
 import { IntegrityError, NotFoundError, ValidationError } from '../lib/errors.js';
-import { ID_LEN, isZeroId } from '../repository/chunk-codec.js';
+import { ID_LEN, isZeroId, type ChunkIdKey } from '../repository/chunk-codec.js';
 import type { ChunkIndex } from '../repository/chunk-index.js';
 import type { ChunkLocation } from '../repository/pack-index.format.js';
 import type { Repository } from '../repository/repository.js';
@@ -140,96 +140,96 @@ export async function restoreDisk(opts: RestoreDiskOptions): Promise<RestoreDisk
     const disk = manifest.disks.find((d) => d.diskKey === diskKey);
     if (!disk) throw new NotFoundError(`Disk ${diskKey} is not part of snapshot ${opts.snapshotId}`);
     lease = await repo.acquireLease('reader', manifest.projectId, manifest.snapshotId);
-    const index = await repo.readDiskIndex(disk.index);
-    const { header, ids } = index;
+    const { header, ids } = await repo.readDiskIndex(disk.index);
     if (header.projectId !== manifest.projectId || header.diskKey !== diskKey) {
       throw new IntegrityError(`disk index ${disk.index} does not belong to disk ${diskKey} of snapshot ${opts.snapshotId}`);
     }
     if (sink.size !== header.size) throw new ValidationError(`restore target for disk ${diskKey} has size ${sink.size}, expected ${header.size}`);
     const chunks = await repo.loadChunkIndex(manifest.projectId);
-    const projectKey = repo.projectKey(manifest.projectId);
-    // Own buffers: cheap to post. `dek`: an encrypted workload's chunks are opened on the workers.
-    const key = { hash: projectKey.hash, key: new Uint8Array(projectKey.key), ...(projectKey.dek ? { dek: new Uint8Array(projectKey.dek) } : {}) };
-    const pool = opts.pool ?? sharedChunkPool();
-    const cs = header.chunkSize;
-    const maxRead = opts.readBytes ?? DEFAULT_READ_BYTES;
+    const run = new DiskRestore(opts, manifest.projectId, { ids, chunkCount: header.chunkCount, chunkSize: header.chunkSize, size: header.size });
+    const summary = await run.copy(chunks);
+    signal?.throwIfAborted();
+    await sink.commit();
+    opts.onProgress?.({ bytesDone: header.size, bytesTotal: header.size });
+    return summary;
+  } catch (e) {
+    await sink.abort().catch(() => {});
+    if (signal?.aborted) throw abortError(signal);
+    throw e;
+  } finally {
+    await lease?.release().catch(() => {});
+  }
+}
 
-    const chunkName = (i: number) => ids.subarray(i * ID_LEN, i * ID_LEN + ID_LEN).toString('hex');
-    const fail = (i: number, why: string, pack: string | null = null, kind: 'missing' | 'corrupt' = 'missing') =>
-      new DataDamageError(`Restore of disk ${diskKey} failed: chunk ${chunkName(i)} at offset ${i * cs} ${why}`, {
-        projectId: manifest.projectId,
-        chunk: chunkName(i),
-        pack,
-        kind,
-      });
-    // A corrupt copy is marked bad, so the next backup uploads the chunk again (self-heal).
-    const corrupt = async (i: number, pack: string, why: string) => {
-      await repo.markBadCopy(manifest.projectId, chunkName(i), pack, `restore: ${why}`).catch(() => undefined);
-      return fail(i, `is corrupt: ${why}`, pack, 'corrupt');
-    };
+/** The error an aborted restore ends with: the signal's reason when it is an Error. */
+function abortError(signal: AbortSignal): Error {
+  const r: unknown = signal.reason;
+  if (r instanceof Error) return r;
+  const err = new Error('The operation was aborted');
+  err.name = 'AbortError';
+  return err;
+}
 
-    // Every chunk must have a usable copy before anything is written; the groups (reads) are
-    // then planned lazily, so memory does not grow with the disk.
-    const { holes, problem } = checkLocations(ids, header.chunkCount, chunks, cs, maxRead);
-    if (problem) throw fail(problem.chunk, problem.why);
-    const groups = groupsOf(ids, header.chunkCount, chunks, maxRead);
+/** The disk index's part a restore reads. */
+interface DiskLayout {
+  ids: Buffer;
+  chunkCount: number;
+  chunkSize: number;
+  size: number;
+}
 
-    let bytesDone = 0;
-    const total = header.size;
-    let bytesWritten = 0;
-    let bytesFetched = 0;
-    bytesDone = holes * cs; // holes count as done (approximate for a partial last hole)
-    opts.onProgress?.({ bytesDone: Math.min(bytesDone, total), bytesTotal: total });
+/**
+ * One disk's copy from the repository into its sink (the sink is neither committed nor aborted
+ * here): the groups are read, decoded and written with at most the slots' count in flight.
+ */
+class DiskRestore {
+  private readonly pool: ChunkPool;
+  private readonly maxRead: number;
+  /** Own buffers: cheap to post. `dek`: an encrypted workload's chunks are opened on the workers. */
+  private readonly key: ChunkIdKey;
+  private slots: RestoreSlots | null = null;
+  private bytesDone = 0;
+  private bytesWritten = 0;
+  private bytesFetched = 0;
 
+  constructor(
+    private readonly opts: RestoreDiskOptions,
+    private readonly projectId: string,
+    private readonly disk: DiskLayout,
+  ) {
+    const projectKey = opts.repo.projectKey(projectId);
+    this.key = { hash: projectKey.hash, key: new Uint8Array(projectKey.key), ...(projectKey.dek ? { dek: new Uint8Array(projectKey.dek) } : {}) };
+    this.pool = opts.pool ?? sharedChunkPool();
+    this.maxRead = opts.readBytes ?? DEFAULT_READ_BYTES;
+  }
+
+  /**
+   * Every chunk must have a usable copy before anything is written; the groups (reads) are then
+   * planned lazily, so memory does not grow with the disk.
+   */
+  async copy(chunks: ChunkIndex): Promise<RestoreDiskSummary> {
+    const { ids, chunkCount, chunkSize: cs, size } = this.disk;
+    const { holes, problem } = checkLocations(ids, chunkCount, chunks, cs, this.maxRead);
+    if (problem) throw this.fail(problem.chunk, problem.why);
+    this.bytesDone = holes * cs; // holes count as done (approximate for a partial last hole)
+    this.progress();
     // Slots: one shared buffer, allocated once per disk (restore-slots.ts): memory = SLOT_MEMORY
     // whatever the disk size, taken from what a backup in this process left idle when it fits.
-    const slotBytes = Math.max(cs, maxRead);
-    const counts = opts.maxInFlight ? { stored: opts.maxInFlight, raw: opts.maxInFlight } : RestoreSlots.counts(slotBytes, SLOT_MEMORY, header.chunkCount - holes);
-    const slots = new RestoreSlots(slotBytes, counts);
-    const mem = slots.mem;
+    const slotBytes = Math.max(cs, this.maxRead);
+    const inFlight = this.opts.maxInFlight;
+    const slots = new RestoreSlots(slotBytes, inFlight ? { stored: inFlight, raw: inFlight } : RestoreSlots.counts(slotBytes, SLOT_MEMORY, chunkCount - holes));
+    this.slots = slots;
+    try {
+      await this.runGroups(groupsOf(ids, chunkCount, chunks, this.maxRead), slots);
+    } finally {
+      slots.close(); // every worker request has been answered: the memory is free
+    }
+    return { diskKey: this.opts.diskKey, size, bytesWritten: this.bytesWritten, bytesFetched: this.bytesFetched, chunks: chunkCount - holes, holes };
+  }
 
-    // Owns its stored slot (given back once decoded, or once written when all raw) and its raw slot.
-    const processGroup = async (g: Group, storedSlot: number): Promise<void> => {
-      const { start, end, items, rawTotal, allRaw } = planGroup(g);
-      let stored: number | null = storedSlot;
-      let raw: number | null = null;
-      try {
-        // Every group's bytes start at its slot's start (page-aligned): an all-raw group is
-        // written to the disk from there, with O_DIRECT only from page-aligned memory.
-        const storedOff = slots.offset(storedSlot);
-        try {
-          await repo.readStoredInto(manifest.projectId, { ...g.locs[0]!, storedLength: end - start }, new Uint8Array(mem, storedOff, end - start));
-        } catch (e) {
-          if (e instanceof NotFoundError || e instanceof IntegrityError) throw fail(g.first, `cannot be read: ${e.message}`, g.locs[0]!.pack);
-          throw e;
-        }
-        bytesFetched += end - start;
-        signal?.throwIfAborted();
-        // The chunks are consecutive on disk: one positional write.
-        const expected = Math.min(total, (g.first + g.locs.length) * cs) - g.first * cs;
-        if (rawTotal !== expected) throw fail(g.first, `has a wrong length (${rawTotal} bytes for ${expected})`);
-        // An all-raw group is verified in place and written from its stored slot.
-        if (!allRaw) raw = await slots.takeRaw();
-        const outOff = raw === null ? slots.offset(storedSlot) : slots.offset(raw);
-        // A copy: posting a view would clone the whole disk index buffer.
-        const gIds = new Uint8Array(ids.subarray(g.first * ID_LEN, (g.first + g.locs.length) * ID_LEN));
-        const r = await pool.call<Extract<WorkerResponse, { op: 'decode' }>>(pool.pick(), { op: 'decode', task: pool.newTask(), stored: mem, storedOff, items, ids: gIds, key, out: mem, outOff });
-        if (r.error) throw await corrupt(g.first + r.error[0], g.locs[r.error[0]]!.pack, r.error[1]);
-        if (raw !== null) {
-          slots.releaseStored(storedSlot); // decoded: the worker is done with the pack bytes
-          stored = null;
-        }
-        signal?.throwIfAborted();
-        await sink.write(Buffer.from(mem, outOff, rawTotal), g.first * cs);
-        bytesWritten += rawTotal;
-        bytesDone += rawTotal;
-        opts.onProgress?.({ bytesDone: Math.min(bytesDone, total), bytesTotal: total });
-      } finally {
-        if (stored !== null) slots.releaseStored(stored);
-        if (raw !== null) slots.releaseRaw(raw);
-      }
-    };
-
+  /** Starts each group once a stored slot is free; stops starting at the first failure or abort, and waits for the started ones. */
+  private async runGroups(groups: Iterable<Group>, slots: RestoreSlots): Promise<void> {
+    const signal = this.opts.signal;
     let failure: unknown = null;
     const running = new Set<Promise<void>>();
     for (const g of groups) {
@@ -239,31 +239,91 @@ export async function restoreDisk(opts: RestoreDiskOptions): Promise<RestoreDisk
         slots.releaseStored(slot);
         break;
       }
-      const p: Promise<void> = processGroup(g, slot)
+      const p: Promise<void> = this.processGroup(g, slot)
         .catch((e) => {
           failure ??= e;
         })
         .finally(() => running.delete(p));
       running.add(p);
     }
-    await Promise.all(running); // every worker request has been answered: the memory is free
-    slots.close();
+    await Promise.all(running);
     if (failure) throw failure;
-    signal?.throwIfAborted();
-    await sink.commit();
-    opts.onProgress?.({ bytesDone: total, bytesTotal: total });
-    return { diskKey, size: total, bytesWritten, bytesFetched, chunks: header.chunkCount - holes, holes };
-  } catch (e) {
-    await sink.abort().catch(() => {});
-    if (signal?.aborted) {
-      const r: unknown = signal.reason;
-      if (r instanceof Error) throw r;
-      const err = new Error('The operation was aborted');
-      err.name = 'AbortError';
-      throw err;
+  }
+
+  /** Owns its stored slot (given back once decoded, or once written when all raw) and its raw slot. */
+  private async processGroup(g: Group, storedSlot: number): Promise<void> {
+    const slots = this.slots!;
+    const { signal, sink } = this.opts;
+    const { start, end, items, rawTotal, allRaw } = planGroup(g);
+    let stored: number | null = storedSlot;
+    let raw: number | null = null;
+    try {
+      // Every group's bytes start at its slot's start (page-aligned): an all-raw group is
+      // written to the disk from there, with O_DIRECT only from page-aligned memory.
+      const storedOff = slots.offset(storedSlot);
+      await this.readGroup(g, new Uint8Array(slots.mem, storedOff, end - start));
+      this.bytesFetched += end - start;
+      signal?.throwIfAborted();
+      // The chunks are consecutive on disk: one positional write.
+      const { chunkSize: cs, size } = this.disk;
+      const expected = Math.min(size, (g.first + g.locs.length) * cs) - g.first * cs;
+      if (rawTotal !== expected) throw this.fail(g.first, `has a wrong length (${rawTotal} bytes for ${expected})`);
+      // An all-raw group is verified in place and written from its stored slot.
+      if (!allRaw) raw = await slots.takeRaw();
+      const outOff = slots.offset(raw ?? storedSlot);
+      await this.decodeGroup(g, storedOff, items, outOff);
+      if (raw !== null) {
+        slots.releaseStored(storedSlot); // decoded: the worker is done with the pack bytes
+        stored = null;
+      }
+      signal?.throwIfAborted();
+      await sink.write(Buffer.from(slots.mem, outOff, rawTotal), g.first * cs);
+      this.bytesWritten += rawTotal;
+      this.bytesDone += rawTotal;
+      this.progress();
+    } finally {
+      if (stored !== null) slots.releaseStored(stored);
+      if (raw !== null) slots.releaseRaw(raw);
     }
-    throw e;
-  } finally {
-    await lease?.release().catch(() => {});
+  }
+
+  /** The group's stored bytes, in one range read from its pack. */
+  private async readGroup(g: Group, into: Uint8Array): Promise<void> {
+    try {
+      await this.opts.repo.readStoredInto(this.projectId, { ...g.locs[0]!, storedLength: into.length }, into);
+    } catch (e) {
+      if (e instanceof NotFoundError || e instanceof IntegrityError) throw this.fail(g.first, `cannot be read: ${e.message}`, g.locs[0]!.pack);
+      throw e;
+    }
+  }
+
+  /** Decodes and verifies the group's chunks on a worker, from its stored bytes into `outOff`. */
+  private async decodeGroup(g: Group, storedOff: number, items: Uint32Array, outOff: number): Promise<void> {
+    const mem = this.slots!.mem;
+    // A copy: posting a view would clone the whole disk index buffer.
+    const gIds = new Uint8Array(this.disk.ids.subarray(g.first * ID_LEN, (g.first + g.locs.length) * ID_LEN));
+    const pool = this.pool;
+    const r = await pool.call<Extract<WorkerResponse, { op: 'decode' }>>(pool.pick(), { op: 'decode', task: pool.newTask(), stored: mem, storedOff, items, ids: gIds, key: this.key, out: mem, outOff });
+    if (r.error) throw await this.corrupt(g.first + r.error[0], g.locs[r.error[0]]!.pack, r.error[1]);
+  }
+
+  private progress(): void {
+    const total = this.disk.size;
+    this.opts.onProgress?.({ bytesDone: Math.min(this.bytesDone, total), bytesTotal: total });
+  }
+
+  private chunkName(i: number): string {
+    return this.disk.ids.subarray(i * ID_LEN, i * ID_LEN + ID_LEN).toString('hex');
+  }
+
+  private fail(i: number, why: string, pack: string | null = null, kind: 'missing' | 'corrupt' = 'missing'): DataDamageError {
+    const chunk = this.chunkName(i);
+    return new DataDamageError(`Restore of disk ${this.opts.diskKey} failed: chunk ${chunk} at offset ${i * this.disk.chunkSize} ${why}`, { projectId: this.projectId, chunk, pack, kind });
+  }
+
+  /** A corrupt copy is marked bad, so the next backup uploads the chunk again (self-heal). */
+  private async corrupt(i: number, pack: string, why: string): Promise<DataDamageError> {
+    await this.opts.repo.markBadCopy(this.projectId, this.chunkName(i), pack, `restore: ${why}`).catch(() => undefined);
+    return this.fail(i, `is corrupt: ${why}`, pack, 'corrupt');
   }
 }
