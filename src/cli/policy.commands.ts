@@ -22,7 +22,7 @@ function forShow(p: Obj): Obj {
   return { ...p, field_values: Object.fromEntries(fv.map((f) => [String(f.policy_field_name), f.value])) };
 }
 
-export function registerPolicyCommands(program: Command, io: ClientIo): void {
+function registerPolicyList(program: Command, io: ClientIo): void {
   addFormatOptions(addCommand(program, io, 'policy-list', 'List workload policies.')).action(
     handler(io, async (c) => {
       const r = await (await c.session()).request<{ policy_list?: Obj[] }>('GET', '/workload_policy/');
@@ -40,14 +40,18 @@ export function registerPolicyCommands(program: Command, io: ClientIo): void {
       );
     }),
   );
+}
 
+function registerPolicyShow(program: Command, io: ClientIo): void {
   addFormatOptions(addCommand(program, io, 'policy-show', 'Show a workload policy.').argument('<policy_id>', 'policy id')).action(
     handler(io, async (c) => {
       const r = await (await c.session()).request<{ policy: Obj }>('GET', `/workload_policy/${seg(c.args[0]!)}`);
       c.print(formatShow(forShow(r.policy), c.output()));
     }),
   );
+}
 
+function registerPolicyCreate(program: Command, io: ClientIo): void {
   addFormatOptions(
     addCommand(program, io, 'policy-create', 'Create a workload policy (admin).')
       .argument('<display_name>', 'policy name')
@@ -64,7 +68,9 @@ export function registerPolicyCommands(program: Command, io: ClientIo): void {
       c.print(formatShow(forShow(r.policy), c.output()));
     }),
   );
+}
 
+function registerPolicyUpdate(program: Command, io: ClientIo): void {
   addFormatOptions(
     addCommand(program, io, 'policy-update', 'Change a workload policy no workload uses (admin).')
       .argument('<policy_id>', 'policy id')
@@ -83,7 +89,9 @@ export function registerPolicyCommands(program: Command, io: ClientIo): void {
       c.print(formatShow(forShow(r.policy), c.output()));
     }),
   );
+}
 
+function registerPolicyAssign(program: Command, io: ClientIo): void {
   addFormatOptions(
     addCommand(program, io, 'policy-assign', 'Assign a policy to projects, or remove it from them (admin).')
       .argument('<policy_id>', 'policy id')
@@ -98,7 +106,9 @@ export function registerPolicyCommands(program: Command, io: ClientIo): void {
       c.print(formatShow({ ...forShow(r.policy), failed_ids: r.failed_ids ?? [] }, c.output()));
     }),
   );
+}
 
+function registerPolicyDelete(program: Command, io: ClientIo): void {
   addCommand(program, io, 'policy-delete', 'Delete a workload policy no workload uses (admin).')
     .argument('<policy_id>', 'policy id')
     .action(
@@ -106,7 +116,9 @@ export function registerPolicyCommands(program: Command, io: ClientIo): void {
         await (await c.session()).request('DELETE', `/workload_policy/${seg(c.args[0]!)}`);
       }),
     );
+}
 
+function registerListAssignedPolicies(program: Command, io: ClientIo): void {
   addFormatOptions(addCommand(program, io, 'list-assigned-policies', 'List the policies assigned to a project.').argument('<project_id>', 'project id')).action(
     handler(io, async (c) => {
       const r = await (await c.session()).request<{ policies?: Obj[] }>('GET', `/workload_policy/assigned/${seg(c.args[0]!)}`);
@@ -124,7 +136,9 @@ export function registerPolicyCommands(program: Command, io: ClientIo): void {
       );
     }),
   );
+}
 
+function registerPolicyFieldList(program: Command, io: ClientIo): void {
   addFormatOptions(addCommand(program, io, 'policy-field-list', 'List the fields a policy sets.')).action(
     handler(io, async (c) => {
       const r = await (await c.session()).request<{ policy_field_list?: Obj[] }>('GET', '/policy_field/');
@@ -141,4 +155,15 @@ export function registerPolicyCommands(program: Command, io: ClientIo): void {
       );
     }),
   );
+}
+
+export function registerPolicyCommands(program: Command, io: ClientIo): void {
+  registerPolicyList(program, io);
+  registerPolicyShow(program, io);
+  registerPolicyCreate(program, io);
+  registerPolicyUpdate(program, io);
+  registerPolicyAssign(program, io);
+  registerPolicyDelete(program, io);
+  registerListAssignedPolicies(program, io);
+  registerPolicyFieldList(program, io);
 }

@@ -25,7 +25,7 @@ export function snapshotForShow(o: Obj, out: OutputOptions): Obj {
 
 const OUTPUTS = ['metadata', 'instances', 'disks', 'networks'] as const;
 
-export function registerSnapshotCommands(program: Command, io: ClientIo): void {
+function registerWorkloadSnapshot(program: Command, io: ClientIo): void {
   addFormatOptions(
     addWaitOptions(
       addCommand(program, io, 'workload-snapshot', 'Take a snapshot of a workload (incremental unless --full).')
@@ -52,7 +52,9 @@ export function registerSnapshotCommands(program: Command, io: ClientIo): void {
       if (failed) throw failed;
     }),
   );
+}
 
+function registerSnapshotList(program: Command, io: ClientIo): void {
   addFormatOptions(
     addCommand(program, io, 'snapshot-list', 'List snapshots (oldest first).')
       .option('--workload_id <workload_id>', 'only snapshots of this workload')
@@ -93,7 +95,9 @@ export function registerSnapshotCommands(program: Command, io: ClientIo): void {
       );
     }),
   );
+}
 
+function registerSnapshotShow(program: Command, io: ClientIo): void {
   addFormatOptions(
     addCommand(program, io, 'snapshot-show', 'Show details of a snapshot.')
       .argument('<snapshot_id>', 'snapshot id')
@@ -169,7 +173,9 @@ export function registerSnapshotCommands(program: Command, io: ClientIo): void {
       }
     }),
   );
+}
 
+function registerSnapshotDelete(program: Command, io: ClientIo): void {
   addCommand(program, io, 'snapshot-delete', 'Delete a snapshot (asynchronous).')
     .argument('<snapshot_id>', 'snapshot id')
     .action(
@@ -178,7 +184,9 @@ export function registerSnapshotCommands(program: Command, io: ClientIo): void {
         await s.request('DELETE', `/snapshots/${seg(c.args[0]!)}`);
       }),
     );
+}
 
+function registerSnapshotCancel(program: Command, io: ClientIo): void {
   addCommand(program, io, 'snapshot-cancel', 'Cancel a running snapshot.')
     .argument('<snapshot_id>', 'snapshot id')
     .action(
@@ -187,4 +195,12 @@ export function registerSnapshotCommands(program: Command, io: ClientIo): void {
         await s.request('GET', `/snapshots/${seg(c.args[0]!)}/cancel`);
       }),
     );
+}
+
+export function registerSnapshotCommands(program: Command, io: ClientIo): void {
+  registerWorkloadSnapshot(program, io);
+  registerSnapshotList(program, io);
+  registerSnapshotShow(program, io);
+  registerSnapshotDelete(program, io);
+  registerSnapshotCancel(program, io);
 }

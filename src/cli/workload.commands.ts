@@ -55,7 +55,7 @@ function addWorkloadFields(cmd: Command): Command {
     .option('--policy-id <policy_id>', 'apply this workload policy (metadata policy_id)');
 }
 
-export function registerWorkloadCommands(program: Command, io: ClientIo): void {
+function registerWorkloadList(program: Command, io: ClientIo): void {
   addFormatOptions(
     addCommand(program, io, 'workload-list', 'List workloads of the project.')
       .option('--all [bool]', 'admin: workloads of all projects')
@@ -92,7 +92,9 @@ export function registerWorkloadCommands(program: Command, io: ClientIo): void {
       );
     }),
   );
+}
 
+function registerWorkloadCreate(program: Command, io: ClientIo): void {
   addFormatOptions(
     addWorkloadFields(addCommand(program, io, 'workload-create', 'Create a workload (a protected group of VMs).'))
       .option('--workload-type-id <id>', 'workload type (default: Serial)')
@@ -116,7 +118,9 @@ export function registerWorkloadCommands(program: Command, io: ClientIo): void {
       c.print(formatShow(r.workload, c.output()));
     }),
   );
+}
 
+function registerWorkloadShow(program: Command, io: ClientIo): void {
   addFormatOptions(addCommand(program, io, 'workload-show', 'Show details of a workload.').argument('<workload_id>', 'workload id')).action(
     handler(io, async (c) => {
       const s = await c.session();
@@ -124,7 +128,9 @@ export function registerWorkloadCommands(program: Command, io: ClientIo): void {
       c.print(formatShow(r.workload, c.output()));
     }),
   );
+}
 
+function registerWorkloadModify(program: Command, io: ClientIo): void {
   addWorkloadFields(addCommand(program, io, 'workload-modify', 'Change name, description, member VMs, schedule or metadata of a workload.'))
     .argument('<workload_id>', 'workload id')
     .action(
@@ -135,7 +141,9 @@ export function registerWorkloadCommands(program: Command, io: ClientIo): void {
         await s.request('PUT', `/workloads/${seg(c.args[0]!)}`, { workload: w });
       }),
     );
+}
 
+function registerWorkloadDelete(program: Command, io: ClientIo): void {
   addCommand(program, io, 'workload-delete', 'Delete a workload (it must have no snapshots).')
     .argument('<workload_id>', 'workload id')
     .option('--database_only [bool]', 'admin: remove only the database records')
@@ -146,7 +154,9 @@ export function registerWorkloadCommands(program: Command, io: ClientIo): void {
         await s.request('DELETE', `/workloads/${seg(c.args[0]!)}${q}`);
       }),
     );
+}
 
+function registerWorkloadUnlock(program: Command, io: ClientIo): void {
   addCommand(program, io, 'workload-unlock', 'Force a locked workload back to available.')
     .argument('<workload_id>', 'workload id')
     .action(
@@ -155,7 +165,9 @@ export function registerWorkloadCommands(program: Command, io: ClientIo): void {
         await s.request('POST', `/workloads/${seg(c.args[0]!)}/unlock`);
       }),
     );
+}
 
+function registerWorkloadReset(program: Command, io: ClientIo): void {
   addCommand(program, io, 'workload-reset', 'Reset a workload (the next snapshot is full).')
     .argument('<workload_id>', 'workload id')
     .action(
@@ -164,7 +176,9 @@ export function registerWorkloadCommands(program: Command, io: ClientIo): void {
         await s.request('POST', `/workloads/${seg(c.args[0]!)}/reset`);
       }),
     );
+}
 
+function registerWorkloadTypeList(program: Command, io: ClientIo): void {
   addFormatOptions(addCommand(program, io, 'workload-type-list', 'List workload types.')).action(
     handler(io, async (c) => {
       const s = await c.session();
@@ -183,7 +197,9 @@ export function registerWorkloadCommands(program: Command, io: ClientIo): void {
       );
     }),
   );
+}
 
+function registerWorkloadTypeShow(program: Command, io: ClientIo): void {
   addFormatOptions(addCommand(program, io, 'workload-type-show', 'Show a workload type.').argument('<workload_type_id>', 'workload type id')).action(
     handler(io, async (c) => {
       const s = await c.session();
@@ -191,4 +207,16 @@ export function registerWorkloadCommands(program: Command, io: ClientIo): void {
       c.print(formatShow(r.workload_type, c.output()));
     }),
   );
+}
+
+export function registerWorkloadCommands(program: Command, io: ClientIo): void {
+  registerWorkloadList(program, io);
+  registerWorkloadCreate(program, io);
+  registerWorkloadShow(program, io);
+  registerWorkloadModify(program, io);
+  registerWorkloadDelete(program, io);
+  registerWorkloadUnlock(program, io);
+  registerWorkloadReset(program, io);
+  registerWorkloadTypeList(program, io);
+  registerWorkloadTypeShow(program, io);
 }
