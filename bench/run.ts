@@ -4,7 +4,7 @@
  *
  *   node dist/bench/run.js [--runs N] [--size MiB] [--skip-peers] [--skip-api] [--api-seconds S]
  */
-import { existsSync, mkdirSync, mkdtempSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, renameSync, rmSync, statSync, writeFileSync, type Stats } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -286,22 +286,24 @@ async function uptime(): Promise<string> {
   }
 }
 
-async function main(): Promise<void> {
-  installCleanupHandlers();
-  const args = parseArgs(process.argv.slice(2));
-  const startedAt = new Date().toISOString();
-  const uptimeBefore = await uptime();
-  log(`Lifeboat bench: ${args.sizeMiB} MiB image, ${args.runs} run(s)${args.skipPeers ? ', peers skipped' : ''}; ${cpus().length} CPUs; ${uptimeBefore}`);
-  if (!existsSync(join(repoRoot, 'dist/src/main.js'))) throw new Error('dist/src/main.js missing: run `npm run build` first (npm run bench does)');
-  const image = await pristineImage(args.sizeMiB);
-  const imgStat = statSync(image);
+// ---------------------------------------------------------------------------------------------
+// The phases of a run, in the order main runs them; each failure is added to `errors`.
 
-  const errors: string[] = [];
-  // --- Lifeboat
+/** Lifeboat: the runs through the service (none with --only-libvirt). */
+async function lifeboatRuns(args: Args, image: string): Promise<LifeboatRun[]> {
   const runs: LifeboatRun[] = [];
   for (let i = 0; i < (args.onlyLibvirt ? 0 : args.runs); i++) runs.push(await lifeboatRun(image, i, args.runs));
+  return runs;
+}
 
-  // --- libvirt (issue 11): a running domain through the service
+interface LibvirtPhase {
+  libvirt: LibvirtBenchResult | null;
+  /** Why there is no result (skipped, not installed, failed); null when there is one. */
+  libvirtNote: string | null;
+}
+
+/** libvirt (issue 11): a running domain through the service. */
+async function libvirtPhase(args: Args, image: string, errors: string[]): Promise<LibvirtPhase> {
   let libvirt: LibvirtBenchResult | null = null;
   let libvirtNote = args.skipLibvirt ? 'skipped (--skip-libvirt)' : (await probe('libvirtd', ['--version'])) ? null : 'libvirtd not installed — skipped';
   if (!libvirtNote) {
@@ -313,8 +315,18 @@ async function main(): Promise<void> {
       log(`  libvirt ${libvirtNote}`);
     }
   }
+  return { libvirt, libvirtNote };
+}
 
-  // --- Peers
+interface PeersPhase {
+  tools: PeerTool[];
+  /** Why a peer has no runs (skipped, not installed), by tool name. */
+  peerNotes: Record<string, string>;
+  peerRuns: Map<string, PeerResult[]>;
+}
+
+/** Peers: restic and borg where installed, `args.runs` runs of those. */
+async function peersPhase(args: Args, image: string, errors: string[]): Promise<PeersPhase> {
   const tools: PeerTool[] = [];
   const peerNotes: Record<string, string> = {};
   const peerRuns = new Map<string, PeerResult[]>();
@@ -328,25 +340,36 @@ async function main(): Promise<void> {
     if (bv) tools.push(borg(bv));
     else peerNotes.borg = 'not installed — skipped';
     for (const t of ['restic', 'borg']) if (peerNotes[t]) log(`\n${t}: ${peerNotes[t]}`);
-    for (let i = 0; i < args.runs && tools.length > 0; i++) {
-      log(`\npeers run ${i + 1}/${args.runs} (${tools.map((t) => t.version).join('; ')})`);
-      const work = trackDir(mkdtempSync(join(tmpdir(), 'lifeboat-bench-peers-')));
-      try {
-        const img = join(work, 'disk.img');
-        await sparseCopy(image, img);
-        const res = await runPeers(tools, work, img, async () => void (await mutate1pct(img)), log);
-        for (const [k, v] of res) peerRuns.set(k, [...(peerRuns.get(k) ?? []), v]);
-      } catch (e) {
-        const msg = e instanceof Error ? e.message : String(e);
-        errors.push(`peers run ${i + 1}: ${msg}`);
-        log(`  peers run ${i + 1} FAILED: ${msg}`);
-      } finally {
-        removeDir(work);
-      }
-    }
+    for (let i = 0; i < args.runs && tools.length > 0; i++) await peersRun(tools, image, i, args.runs, peerRuns, errors);
   }
+  return { tools, peerNotes, peerRuns };
+}
 
-  // --- API
+/** One run of the peers on a fresh copy of the image; its results are appended to `peerRuns`. */
+async function peersRun(tools: PeerTool[], image: string, i: number, total: number, peerRuns: Map<string, PeerResult[]>, errors: string[]): Promise<void> {
+  log(`\npeers run ${i + 1}/${total} (${tools.map((t) => t.version).join('; ')})`);
+  const work = trackDir(mkdtempSync(join(tmpdir(), 'lifeboat-bench-peers-')));
+  try {
+    const img = join(work, 'disk.img');
+    await sparseCopy(image, img);
+    const res = await runPeers(tools, work, img, async () => void (await mutate1pct(img)), log);
+    for (const [k, v] of res) peerRuns.set(k, [...(peerRuns.get(k) ?? []), v]);
+  } catch (e) {
+    const msg = e instanceof Error ? e.message : String(e);
+    errors.push(`peers run ${i + 1}: ${msg}`);
+    log(`  peers run ${i + 1} FAILED: ${msg}`);
+  } finally {
+    removeDir(work);
+  }
+}
+
+interface ApiPhase {
+  api: ApiBenchResult | null;
+  apiError: string | null;
+}
+
+/** API: autocannon against a service holding 1000 snapshots. */
+async function apiPhase(args: Args, errors: string[]): Promise<ApiPhase> {
   let api: ApiBenchResult | null = null;
   let apiError: string | null = null;
   if (!args.skipApi) {
@@ -362,7 +385,11 @@ async function main(): Promise<void> {
       removeDir(home);
     }
   }
-  // --- Encryption (issue 17): plain vs encrypted workload, full + restore
+  return { api, apiError };
+}
+
+/** Encryption (issue 17): plain vs encrypted workload, full + restore. */
+async function encryptionPhase(args: Args, image: string, errors: string[]): Promise<EncryptionBenchResult | null> {
   let encryption: EncryptionBenchResult | null = null;
   if (!args.skipEncryption) {
     try {
@@ -372,10 +399,30 @@ async function main(): Promise<void> {
       log(`  encryption bench FAILED: ${e instanceof Error ? e.message.split('\n')[0] : String(e)}`);
     }
   }
-  const uptimeAfter = await uptime();
+  return encryption;
+}
 
-  // --- Summaries
-  const lb = {
+// ---------------------------------------------------------------------------------------------
+// Summaries
+
+/** Everything a run measured, for the table and bench-data/last-run.json. */
+interface Outcome {
+  args: Args;
+  startedAt: string;
+  uptimeBefore: string;
+  uptimeAfter: string;
+  image: string;
+  imgStat: Stats;
+  runs: LifeboatRun[];
+  libvirt: LibvirtPhase;
+  peers: PeersPhase;
+  api: ApiPhase;
+  encryption: EncryptionBenchResult | null;
+  errors: string[];
+}
+
+function summarizeLifeboat(runs: LifeboatRun[]) {
+  return {
     full: summarize(runs.map((r) => r.full.wall)),
     incr1: summarize(runs.map((r) => r.incr1.wall)),
     incr0: summarize(runs.map((r) => r.incr0.wall)),
@@ -390,100 +437,190 @@ async function main(): Promise<void> {
     idleRss: summarize(runs.map((r) => r.idleRss)),
     restore: summarize(runs.flatMap((r) => ('wall' in r.restore && r.restore.status === 'available' ? [r.restore.wall] : []))),
   };
+}
+
+interface Summaries {
+  lb: ReturnType<typeof summarizeLifeboat>;
+  /** Why the restores were skipped (the first run's reason), or null. */
+  restoreSkipped: string | null;
+  /** Restores that did not end available or whose disk was not identical. */
+  restoreFailed: number;
+}
+
+function summarizeRuns(runs: LifeboatRun[]): Summaries {
+  const lb = summarizeLifeboat(runs);
   const restoreSkipped = runs.map((r) => ('skipped' in r.restore ? r.restore.skipped : null)).find((x) => x) ?? null;
   const restoreFailed = runs.filter((r) => 'status' in r.restore && (r.restore.status !== 'available' || r.restore.verified === false)).length;
-  const peer = (name: string, k: keyof PeerResult) => summarize((peerRuns.get(name) ?? []).map((p) => p[k]));
-  const rs = (k: keyof PeerResult) => peer('restic', k);
-  const note = (name: string) => peerNotes[name] ?? '–';
-  const pc = (name: string, k: keyof PeerResult, lbS: Summary | null, unit: string, digits: number, scale = 1, ratio = true) =>
-    peerRuns.has(name) ? peerCell(peer(name, k), lbS, unit, digits, scale, ratio) : note(name);
+  return { lb, restoreSkipped, restoreFailed };
+}
 
+const peerSummary = (peerRuns: Map<string, PeerResult[]>, name: string, k: keyof PeerResult) => summarize((peerRuns.get(name) ?? []).map((p) => p[k]));
+
+type PeerColumn = (name: string, k: keyof PeerResult, lbS: Summary | null, unit: string, digits: number, scale?: number, ratio?: boolean) => string;
+
+/** A peer's cell of a row: its median (and ratio to Lifeboat's) when it ran, else why it did not. */
+function peerColumn({ peerNotes, peerRuns }: PeersPhase): PeerColumn {
+  const note = (name: string) => peerNotes[name] ?? '–';
+  return (name, k, lbS, unit, digits, scale = 1, ratio = true) =>
+    peerRuns.has(name) ? peerCell(peerSummary(peerRuns, name, k), lbS, unit, digits, scale, ratio) : note(name);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The table's rows
+
+/** Full, incrementals, repo size and objects written, beside the peers. */
+function snapshotRows({ lb }: Summaries, peers: PeersPhase): Row[] {
+  const rs = (k: keyof PeerResult) => peerSummary(peers.peerRuns, 'restic', k);
+  const pc = peerColumn(peers);
   const ratioFull = rs('full') && lb.full ? (rs('full') as Summary).median / lb.full.median : null;
-  const rows: Row[] = [];
-  rows.push({
-    step: 'full snapshot (wall)',
-    lifeboat: cell(lb.full, 's', 2),
-    restic: pc('restic', 'full', lb.full, 's', 2),
-    borg: pc('borg', 'full', lb.full, 's', 2),
-    target: '≤ 2.0 s and ≥ 3× restic',
-    met: lb.full ? (ratioFull === null ? `${yes(lb.full.median <= 2.0)} (restic n/a)` : yes(lb.full.median <= 2.0 && ratioFull >= 3)) : 'n/a',
-  });
-  rows.push({ step: 'incremental 1 % (wall)', lifeboat: cell(lb.incr1, 's', 2), restic: pc('restic', 'incr', lb.incr1, 's', 2), borg: pc('borg', 'incr', lb.incr1, 's', 2), target: '≤ 0.8 s', met: yes(lb.incr1 ? lb.incr1.median <= 0.8 : null) });
-  rows.push({ step: 'incremental unchanged (wall)', lifeboat: cell(lb.incr0, 's', 3), restic: '–', borg: '–', target: '≤ 0.1 s', met: yes(lb.incr0 ? lb.incr0.median <= 0.1 : null) });
-  rows.push({ step: 'repo after full (du)', lifeboat: cell(lb.repoFull, 'MB', 0, MB), restic: pc('restic', 'repoAfterFull', null, 'MB', 0, MB, false), borg: pc('borg', 'repoAfterFull', null, 'MB', 0, MB, false), target: '', met: '' });
-  rows.push({ step: 'repo growth, 1 % incr. (du)', lifeboat: cell(lb.growth1, 'MB', 1, MB), restic: pc('restic', 'repoGrowth', null, 'MB', 1, MB, false), borg: pc('borg', 'repoGrowth', null, 'MB', 1, MB, false), target: '≤ 86 MB', met: yes(lb.growth1 ? lb.growth1.median <= 86 * MB : null) });
-  rows.push({ step: 'objects written: full / 1 % / unchanged', lifeboat: `${lb.objFull?.median ?? '–'} / ${lb.obj1?.median ?? '–'} / ${lb.obj0?.median ?? '–'}`, restic: '–', borg: '–', target: '', met: '' });
-  rows.push({
-    step: 'peak RSS (service process)',
-    lifeboat: cell(lb.peakRss, 'MiB', 0, MiB),
-    restic: pc('restic', 'peakRss', null, 'MiB', 0, MiB, false),
-    borg: pc('borg', 'peakRss', null, 'MiB', 0, MiB, false),
-    target: '≤ 256 MiB (worst run)',
-    met: yes(lb.peakRss ? lb.peakRss.max <= 256 * MiB : null),
-  });
+  return [
+    {
+      step: 'full snapshot (wall)',
+      lifeboat: cell(lb.full, 's', 2),
+      restic: pc('restic', 'full', lb.full, 's', 2),
+      borg: pc('borg', 'full', lb.full, 's', 2),
+      target: '≤ 2.0 s and ≥ 3× restic',
+      met: lb.full ? (ratioFull === null ? `${yes(lb.full.median <= 2.0)} (restic n/a)` : yes(lb.full.median <= 2.0 && ratioFull >= 3)) : 'n/a',
+    },
+    { step: 'incremental 1 % (wall)', lifeboat: cell(lb.incr1, 's', 2), restic: pc('restic', 'incr', lb.incr1, 's', 2), borg: pc('borg', 'incr', lb.incr1, 's', 2), target: '≤ 0.8 s', met: yes(lb.incr1 ? lb.incr1.median <= 0.8 : null) },
+    { step: 'incremental unchanged (wall)', lifeboat: cell(lb.incr0, 's', 3), restic: '–', borg: '–', target: '≤ 0.1 s', met: yes(lb.incr0 ? lb.incr0.median <= 0.1 : null) },
+    { step: 'repo after full (du)', lifeboat: cell(lb.repoFull, 'MB', 0, MB), restic: pc('restic', 'repoAfterFull', null, 'MB', 0, MB, false), borg: pc('borg', 'repoAfterFull', null, 'MB', 0, MB, false), target: '', met: '' },
+    { step: 'repo growth, 1 % incr. (du)', lifeboat: cell(lb.growth1, 'MB', 1, MB), restic: pc('restic', 'repoGrowth', null, 'MB', 1, MB, false), borg: pc('borg', 'repoGrowth', null, 'MB', 1, MB, false), target: '≤ 86 MB', met: yes(lb.growth1 ? lb.growth1.median <= 86 * MB : null) },
+    { step: 'objects written: full / 1 % / unchanged', lifeboat: `${lb.objFull?.median ?? '–'} / ${lb.obj1?.median ?? '–'} / ${lb.obj0?.median ?? '–'}`, restic: '–', borg: '–', target: '', met: '' },
+  ];
+}
+
+/** Peak RSS (overall and by step) and the restore of the full, beside the peers. */
+function rssAndRestoreRows(runs: LifeboatRun[], { lb, restoreSkipped, restoreFailed }: Summaries, peers: PeersPhase): Row[] {
+  const pc = peerColumn(peers);
   const rssBy = (f: (r: LifeboatRun) => number | null) => {
     const v = summarize(runs.flatMap((r) => { const x = f(r); return x === null ? [] : [x]; }));
     return v ? (v.max / MiB).toFixed(0) : '–';
   };
-  rows.push({
-    step: 'peak RSS by step: full / 1 % / unch. / restore',
-    lifeboat: `${rssBy((r) => r.full.peakRss)} / ${rssBy((r) => r.incr1.peakRss)} / ${rssBy((r) => r.incr0.peakRss)} / ${rssBy((r) => ('peakRss' in r.restore ? r.restore.peakRss : null))} MiB`,
-    restic: '–',
-    borg: '–',
-    target: '',
-    met: '',
-  });
-  rows.push({
-    step: 'restore of the full (wall)',
-    lifeboat: lb.restore ? `${cell(lb.restore, 's', 2)}${restoreFailed ? ` (${restoreFailed} failed/not identical)` : ''}` : restoreSkipped ? 'skipped (404)' : restoreFailed ? 'failed' : '–',
-    restic: pc('restic', 'restore', lb.restore, 's', 2),
-    borg: pc('borg', 'restore', lb.restore, 's', 2),
-    target: '≤ 2.0 s',
-    met: lb.restore ? yes(lb.restore.median <= 2.0 && restoreFailed === 0) : restoreFailed ? 'NO' : 'n/a',
-  });
+  return [
+    {
+      step: 'peak RSS (service process)',
+      lifeboat: cell(lb.peakRss, 'MiB', 0, MiB),
+      restic: pc('restic', 'peakRss', null, 'MiB', 0, MiB, false),
+      borg: pc('borg', 'peakRss', null, 'MiB', 0, MiB, false),
+      target: '≤ 256 MiB (worst run)',
+      met: yes(lb.peakRss ? lb.peakRss.max <= 256 * MiB : null),
+    },
+    {
+      step: 'peak RSS by step: full / 1 % / unch. / restore',
+      lifeboat: `${rssBy((r) => r.full.peakRss)} / ${rssBy((r) => r.incr1.peakRss)} / ${rssBy((r) => r.incr0.peakRss)} / ${rssBy((r) => ('peakRss' in r.restore ? r.restore.peakRss : null))} MiB`,
+      restic: '–',
+      borg: '–',
+      target: '',
+      met: '',
+    },
+    {
+      step: 'restore of the full (wall)',
+      lifeboat: lb.restore ? `${cell(lb.restore, 's', 2)}${restoreFailed ? ` (${restoreFailed} failed/not identical)` : ''}` : restoreSkipped ? 'skipped (404)' : restoreFailed ? 'failed' : '–',
+      restic: pc('restic', 'restore', lb.restore, 's', 2),
+      borg: pc('borg', 'restore', lb.restore, 's', 2),
+      target: '≤ 2.0 s',
+      met: lb.restore ? yes(lb.restore.median <= 2.0 && restoreFailed === 0) : restoreFailed ? 'NO' : 'n/a',
+    },
+  ];
+}
+
+function apiRows({ api, apiError }: ApiPhase): Row[] {
   if (api) {
-    rows.push({ step: 'GET snapshot (10 conn.)', lifeboat: `${api.getOne.reqPerSec.toFixed(0)} req/s (p50 ${api.getOne.latencyP50} ms, p99 ${api.getOne.latencyP99} ms)`, restic: '–', borg: '–', target: '≥ 3000 req/s', met: yes(api.getOne.reqPerSec >= 3000 && api.getOne.non2xx === 0) });
-    rows.push({ step: `GET list of ${api.snapshots} (1 conn.)`, lifeboat: `p50 ${api.list.latencyP50} ms (p99 ${api.list.latencyP99} ms, ${api.list.reqPerSec.toFixed(0)} req/s)`, restic: '–', borg: '–', target: '≤ 50 ms (p50)', met: yes(api.list.latencyP50 <= 50 && api.list.non2xx === 0) });
-  } else {
-    rows.push({ step: 'API benchmark', lifeboat: apiError ? `FAILED: ${apiError.split('\n')[0]?.slice(0, 80)}` : 'skipped (--skip-api)', restic: '–', borg: '–', target: '', met: apiError ? 'NO' : 'n/a' });
+    return [
+      { step: 'GET snapshot (10 conn.)', lifeboat: `${api.getOne.reqPerSec.toFixed(0)} req/s (p50 ${api.getOne.latencyP50} ms, p99 ${api.getOne.latencyP99} ms)`, restic: '–', borg: '–', target: '≥ 3000 req/s', met: yes(api.getOne.reqPerSec >= 3000 && api.getOne.non2xx === 0) },
+      { step: `GET list of ${api.snapshots} (1 conn.)`, lifeboat: `p50 ${api.list.latencyP50} ms (p99 ${api.list.latencyP99} ms, ${api.list.reqPerSec.toFixed(0)} req/s)`, restic: '–', borg: '–', target: '≤ 50 ms (p50)', met: yes(api.list.latencyP50 <= 50 && api.list.non2xx === 0) },
+    ];
   }
+  return [{ step: 'API benchmark', lifeboat: apiError ? `FAILED: ${apiError.split('\n')[0]?.slice(0, 80)}` : 'skipped (--skip-api)', restic: '–', borg: '–', target: '', met: apiError ? 'NO' : 'n/a' }];
+}
 
-  rows.push(...libvirtRows(libvirt, libvirtNote, lb.full));
-  if (encryption) {
-    const e = encryption.summary;
-    const pair = (p: Summary | null, x: Summary | null, unit: string, digits: number, scale = 1) => `${cell(p, unit, digits, scale)} → ${cell(x, unit, digits, scale)}`;
-    rows.push({ step: 'encrypted vs plain: full CPU-s/GB, RSS', lifeboat: `${pair(e.plain.fullCpuPerGB, e.encrypted.fullCpuPerGB, 'CPU-s/GB', 2)}; ${pair(e.plain.fullRss, e.encrypted.fullRss, 'MiB', 0, MiB)}`, restic: '–', borg: '–', target: 'measured', met: '' });
-    rows.push({ step: 'encrypted vs plain: restore CPU-s/GB, RSS', lifeboat: `${pair(e.plain.restoreCpuPerGB, e.encrypted.restoreCpuPerGB, 'CPU-s/GB', 2)}; ${pair(e.plain.restoreRss, e.encrypted.restoreRss, 'MiB', 0, MiB)}`, restic: '–', borg: '–', target: 'measured', met: '' });
-  }
+function encryptionRows(encryption: EncryptionBenchResult | null): Row[] {
+  if (!encryption) return [];
+  const e = encryption.summary;
+  const pair = (p: Summary | null, x: Summary | null, unit: string, digits: number, scale = 1) => `${cell(p, unit, digits, scale)} → ${cell(x, unit, digits, scale)}`;
+  return [
+    { step: 'encrypted vs plain: full CPU-s/GB, RSS', lifeboat: `${pair(e.plain.fullCpuPerGB, e.encrypted.fullCpuPerGB, 'CPU-s/GB', 2)}; ${pair(e.plain.fullRss, e.encrypted.fullRss, 'MiB', 0, MiB)}`, restic: '–', borg: '–', target: 'measured', met: '' },
+    { step: 'encrypted vs plain: restore CPU-s/GB, RSS', lifeboat: `${pair(e.plain.restoreCpuPerGB, e.encrypted.restoreCpuPerGB, 'CPU-s/GB', 2)}; ${pair(e.plain.restoreRss, e.encrypted.restoreRss, 'MiB', 0, MiB)}`, restic: '–', borg: '–', target: 'measured', met: '' },
+  ];
+}
+
+function resultRows(o: Outcome, s: Summaries): Row[] {
+  return [
+    ...snapshotRows(s, o.peers),
+    ...rssAndRestoreRows(o.runs, s, o.peers),
+    ...apiRows(o.api),
+    ...libvirtRows(o.libvirt.libvirt, o.libvirt.libvirtNote, s.lb.full),
+    ...encryptionRows(o.encryption),
+  ];
+}
+
+// ---------------------------------------------------------------------------------------------
+// Output
+
+function printResults(o: Outcome, s: Summaries, rows: Row[]): void {
   const table = printTable(rows);
-  log(`\nResults: ${args.sizeMiB} MiB image (${(imgStat.blocks * 512 / MB).toFixed(0)} MB allocated), ${args.runs} run(s); lifeboat = median (min–max); (n×) = peer / lifeboat`);
+  log(`\nResults: ${o.args.sizeMiB} MiB image (${(o.imgStat.blocks * 512 / MB).toFixed(0)} MB allocated), ${o.args.runs} run(s); lifeboat = median (min–max); (n×) = peer / lifeboat`);
   log(table);
-  if (restoreSkipped) log(`restore: skipped — ${restoreSkipped}`);
-  log(`load before: ${uptimeBefore}\nload after:  ${uptimeAfter}`);
+  if (s.restoreSkipped) log(`restore: skipped — ${s.restoreSkipped}`);
+  log(`load before: ${o.uptimeBefore}\nload after:  ${o.uptimeAfter}`);
+}
 
+/** Writes bench-data/last-run.json; returns its path. */
+function writeLastRun(o: Outcome, s: Summaries, rows: Row[]): string {
+  const { peerRuns } = o.peers;
+  const peer = (name: string, k: keyof PeerResult) => peerSummary(peerRuns, name, k);
   const out = join(dataDir, 'last-run.json');
   writeFileSync(
     out,
     `${JSON.stringify(
       {
-        startedAt,
+        startedAt: o.startedAt,
         finishedAt: new Date().toISOString(),
-        args,
-        host: { cpus: cpus().length, node: process.version, uptimeBefore, uptimeAfter },
-        image: { path: image, bytes: imgStat.size, allocated: imgStat.blocks * 512 },
-        tools: Object.fromEntries([...tools.map((t) => [t.name, t.version]), ...Object.entries(peerNotes)]),
-        lifeboat: { runs, summary: lb, restoreSkipped },
+        args: o.args,
+        host: { cpus: cpus().length, node: process.version, uptimeBefore: o.uptimeBefore, uptimeAfter: o.uptimeAfter },
+        image: { path: o.image, bytes: o.imgStat.size, allocated: o.imgStat.blocks * 512 },
+        tools: Object.fromEntries([...o.peers.tools.map((t) => [t.name, t.version]), ...Object.entries(o.peers.peerNotes)]),
+        lifeboat: { runs: o.runs, summary: s.lb, restoreSkipped: s.restoreSkipped },
         peers: Object.fromEntries([...peerRuns].map(([k, v]) => [k, { runs: v, summary: { full: peer(k, 'full'), incr: peer(k, 'incr'), restore: peer(k, 'restore'), repoAfterFull: peer(k, 'repoAfterFull'), repoGrowth: peer(k, 'repoGrowth'), peakRss: peer(k, 'peakRss') } }])),
-        api,
-        libvirt: libvirt ?? libvirtNote,
-        encryption,
-        errors,
+        api: o.api.api,
+        libvirt: o.libvirt.libvirt ?? o.libvirt.libvirtNote,
+        encryption: o.encryption,
+        errors: o.errors,
         table: rows,
       },
       null,
       2,
     )}\n`,
   );
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+async function main(): Promise<void> {
+  installCleanupHandlers();
+  const args = parseArgs(process.argv.slice(2));
+  const startedAt = new Date().toISOString();
+  const uptimeBefore = await uptime();
+  log(`Lifeboat bench: ${args.sizeMiB} MiB image, ${args.runs} run(s)${args.skipPeers ? ', peers skipped' : ''}; ${cpus().length} CPUs; ${uptimeBefore}`);
+  if (!existsSync(join(repoRoot, 'dist/src/main.js'))) throw new Error('dist/src/main.js missing: run `npm run build` first (npm run bench does)');
+  const image = await pristineImage(args.sizeMiB);
+  const imgStat = statSync(image);
+
+  const errors: string[] = [];
+  const runs = await lifeboatRuns(args, image);
+  const libvirt = await libvirtPhase(args, image, errors);
+  const peers = await peersPhase(args, image, errors);
+  const api = await apiPhase(args, errors);
+  const encryption = await encryptionPhase(args, image, errors);
+  const uptimeAfter = await uptime();
+  const o: Outcome = { args, startedAt, uptimeBefore, uptimeAfter, image, imgStat, runs, libvirt, peers, api, encryption, errors };
+
+  const s = summarizeRuns(runs);
+  const rows = resultRows(o, s);
+  printResults(o, s, rows);
+  const out = writeLastRun(o, s, rows);
   log(`JSON: ${out}`);
   if (errors.length > 0) {
     log(`\n${errors.length} part(s) failed:\n  ${errors.join('\n  ')}`);

@@ -63,8 +63,10 @@ export function makeDisk(path: string, sizeBytes: number, seed: number): void {
   writeFileSync(path, buf);
 }
 
-export async function startHarness(opts: { env?: Record<string, string>; role?: Role; diskBytes?: number; log?: Logger } = {}): Promise<Harness> {
-  const home = mkdtempSync(join(tmpdir(), 'lifeboat-test-'));
+type Project = { id: string; name: string };
+
+/** The identity file: projects alpha, beta and admin; users alice, bob, carol and admin. */
+function writeIdentity(home: string): { alpha: Project; beta: Project; adminP: Project } {
   const alpha = { id: hex(), name: 'alpha' };
   const beta = { id: hex(), name: 'beta' };
   const adminP = { id: hex(), name: 'admin' };
@@ -75,7 +77,11 @@ export async function startHarness(opts: { env?: Record<string, string>; role?: 
     { id: hex(), name: 'admin', password: 'admin-pw', roles: [{ project: 'admin', role: 'admin' }] },
   ];
   writeFileSync(join(home, 'identity.json'), JSON.stringify({ projects: [alpha, beta, adminP], users }), { mode: 0o600 });
+  return { alpha, beta, adminP };
+}
 
+/** The test VMs with their disk files under `home`/disks: vm-a1, vm-a2, vm-a3 in alpha, vm-b1 in beta. */
+function makeVms(home: string, alpha: Project, beta: Project, diskBytes: number | undefined): TestVm[] {
   const diskDir = join(home, 'disks');
   mkdirSync(diskDir);
   const vms: TestVm[] = [];
@@ -85,7 +91,7 @@ export async function startHarness(opts: { env?: Record<string, string>; role?: 
     for (let d = 0; d < ndisks; d++) {
       const device = `/dev/vd${String.fromCharCode(97 + d)}`;
       const path = join(diskDir, `${name}-vd${String.fromCharCode(97 + d)}.raw`);
-      makeDisk(path, opts.diskBytes ?? 1024 * 1024 + 4096 * (vms.length + d), vms.length * 10 + d);
+      makeDisk(path, diskBytes ?? 1024 * 1024 + 4096 * (vms.length + d), vms.length * 10 + d);
       disks.push({ device, path });
     }
     vms.push({ id, name, projectId, disks });
@@ -94,6 +100,11 @@ export async function startHarness(opts: { env?: Record<string, string>; role?: 
   mk('vm-a2', alpha.id, 2);
   mk('vm-a3', alpha.id, 1);
   mk('vm-b1', beta.id, 1);
+  return vms;
+}
+
+/** The inventory file describing `vms` as ACTIVE instances on the private network. */
+function writeInventory(home: string, vms: TestVm[]): void {
   const inventory = {
     instances: vms.map((v, i) => ({
       id: v.id,
@@ -119,19 +130,11 @@ export async function startHarness(opts: { env?: Record<string, string>; role?: 
     })),
   };
   writeFileSync(join(home, 'inventory.json'), JSON.stringify(inventory, null, 2));
+}
 
-  const env = { LIFEBOAT_HOME: home, LIFEBOAT_LISTEN: `127.0.0.1:${await freePort()}`, LIFEBOAT_NODE_NAME: 'TVM1', LIFEBOAT_JOB_LEASE: '3', ...opts.env };
-  const config = loadConfig(env, home);
-  const lb = await startLifeboat(config, { role: opts.role ?? 'all', demo: false, log: opts.log ?? silentLogger });
-  const url = `http://${lb.address}`;
-  const mkUser = (name: string, password: string, p: { id: string; name: string }): TestUser => ({ name, password, projectId: p.id, projectName: p.name });
-  const alice = mkUser('alice', 'alice-pw', alpha);
-  const bob = mkUser('bob', 'bob-pw', beta);
-  const carol = mkUser('carol', 'carol-pw', alpha);
-  const admin = mkUser('admin', 'admin-pw', adminP);
-  const tokens = new Map<string, string>();
-
-  const token = async (u: TestUser, fresh = false): Promise<string> => {
+/** Harness.token against the service at `url`, caching the first token of each user in `tokens`. */
+function tokenIssuer(url: string, tokens: Map<string, string>): Harness['token'] {
+  return async (u: TestUser, fresh = false): Promise<string> => {
     const cached = tokens.get(u.name);
     if (cached && !fresh) return cached;
     const r = await fetch(`${url}/identity/v3/auth/tokens`, {
@@ -149,8 +152,11 @@ export async function startHarness(opts: { env?: Record<string, string>; role?: 
     if (!cached) tokens.set(u.name, t);
     return t;
   };
+}
 
-  const api = async (u: TestUser, method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<ApiResponse> => {
+/** Harness.api against the service at `url`: paths not under /v1/ or /identity are the user's project's. */
+function apiClient(url: string, token: Harness['token']): Harness['api'] {
+  return async (u: TestUser, method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<ApiResponse> => {
     const t = await token(u);
     const full = path.startsWith('/v1/') || path.startsWith('/identity') || path === '/' ? path : `/v1/${u.projectId}${path}`;
     const h: Record<string, string> = { 'x-auth-token': t, accept: 'application/json', ...headers };
@@ -169,6 +175,26 @@ export async function startHarness(opts: { env?: Record<string, string>; role?: 
     }
     return { status: r.status, headers: r.headers, text, json };
   };
+}
+
+export async function startHarness(opts: { env?: Record<string, string>; role?: Role; diskBytes?: number; log?: Logger } = {}): Promise<Harness> {
+  const home = mkdtempSync(join(tmpdir(), 'lifeboat-test-'));
+  const { alpha, beta, adminP } = writeIdentity(home);
+  const vms = makeVms(home, alpha, beta, opts.diskBytes);
+  writeInventory(home, vms);
+
+  const env = { LIFEBOAT_HOME: home, LIFEBOAT_LISTEN: `127.0.0.1:${await freePort()}`, LIFEBOAT_NODE_NAME: 'TVM1', LIFEBOAT_JOB_LEASE: '3', ...opts.env };
+  const config = loadConfig(env, home);
+  const lb = await startLifeboat(config, { role: opts.role ?? 'all', demo: false, log: opts.log ?? silentLogger });
+  const url = `http://${lb.address}`;
+  const mkUser = (name: string, password: string, p: { id: string; name: string }): TestUser => ({ name, password, projectId: p.id, projectName: p.name });
+  const alice = mkUser('alice', 'alice-pw', alpha);
+  const bob = mkUser('bob', 'bob-pw', beta);
+  const carol = mkUser('carol', 'carol-pw', alpha);
+  const admin = mkUser('admin', 'admin-pw', adminP);
+  const tokens = new Map<string, string>();
+  const token = tokenIssuer(url, tokens);
+  const api = apiClient(url, token);
 
   const h: Harness = {
     lb,

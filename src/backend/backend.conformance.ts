@@ -3,6 +3,9 @@ import { test } from 'node:test';
 import { MissingObjectError } from '../lib/errors.js';
 import { listAll, type Backend } from './backend.js';
 
+/** Registers one test case on a fresh backend (`withBackend` of backendConformance). */
+type WithBackend = (title: string, fn: (b: Backend) => Promise<void>) => void;
+
 /**
  * The one behaviour suite every Backend must pass. Each implementation's *.test.ts calls this
  * with a factory that returns a fresh, empty backend (and an optional cleanup).
@@ -11,7 +14,7 @@ export function backendConformance(
   name: string,
   factory: () => Promise<{ backend: Backend; cleanup?: () => Promise<void> }>,
 ): void {
-  const withBackend = (title: string, fn: (b: Backend) => Promise<void>) =>
+  const withBackend: WithBackend = (title, fn) =>
     test(`${name}: ${title}`, async () => {
       const { backend, cleanup } = await factory();
       try {
@@ -21,6 +24,14 @@ export function backendConformance(
       }
     });
 
+  readWriteCases(withBackend);
+  listingCases(withBackend);
+  deleteKeyAndConcurrencyCases(withBackend);
+  optionalMethodCases(withBackend);
+}
+
+/** put, get, getRange and stat: bytes in, the same bytes out; missing keys. */
+function readWriteCases(withBackend: WithBackend): void {
   withBackend('put then get returns the same bytes; parts are concatenated', async (b) => {
     await b.put('a/b/one', Buffer.from('hello'));
     assert.deepEqual(await b.get('a/b/one'), Buffer.from('hello'));
@@ -56,7 +67,10 @@ export function backendConformance(
     await assert.rejects(b.getRange('r', 995, 10));
     assert.equal(await b.stat('r'), 1000);
   });
+}
 
+/** list and listSizes. */
+function listingCases(withBackend: WithBackend): void {
   withBackend('list yields every key under a prefix, recursively, and nothing else', async (b) => {
     await b.put('p/x/1', Buffer.from('1'));
     await b.put('p/x/2', Buffer.from('2'));
@@ -86,7 +100,10 @@ export function backendConformance(
     for (const o of listed) assert.equal(await b.stat(o.key), o.size);
     assert.deepEqual(listed.map((o) => o.key), (await listAll(b, 's/')).sort());
   });
+}
 
+/** delete, the keys refused, concurrent puts. */
+function deleteKeyAndConcurrencyCases(withBackend: WithBackend): void {
   withBackend('delete removes the object and is idempotent', async (b) => {
     await b.put('d/1', Buffer.from('1'));
     await b.delete('d/1');
@@ -111,7 +128,10 @@ export function backendConformance(
     assert.equal(keys.length, 20);
     assert.equal(await b.stat('c/19'), 1019);
   });
+}
 
+/** The methods a backend may leave out: openWriter and getRangeInto. */
+function optionalMethodCases(withBackend: WithBackend): void {
   withBackend('openWriter (when offered): invisible until commit, abort leaves nothing, parts may be reused', async (b) => {
     if (!b.openWriter) return;
     const w = await b.openWriter('s/one');
