@@ -4,7 +4,7 @@ import { mkdtemp, open, readdir, readFile, rm, stat, truncate, utimes, writeFile
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { FileDiskSink, RangeSet, openFileDiskSource } from './file-disk.js';
+import { FileDiskSink, MIN_HOLE, RangeSet, openFileDiskSource } from './file-disk.js';
 import { openDirect } from '../../lib/direct-io.js';
 import { DIRECT_MIN, goesDirect } from './direct-io.js';
 import { alignedSharedMemory } from '../../lib/aligned-memory.js';
@@ -128,14 +128,15 @@ describe('file disks', () => {
     const size = 32 * MiB;
     const mem = Buffer.from(alignedSharedMemory(8 * MiB));
     mem.set(randomBytes(8 * MiB));
-    mem.fill(0, 2 * MiB, 2 * MiB + 8192); // a zero run splits the first write in two direct runs
+    mem.fill(0, MiB, MiB + 8192); // a short zero run: written with the data around it
+    mem.fill(0, 2 * MiB, 2 * MiB + MIN_HOLE); // a long one splits the first write in two direct runs
     const want = Buffer.alloc(size);
     const sink = await FileDiskSink.create(target, size);
     const put = async (buf: Buffer, at: number) => {
       await sink.write(buf, at);
       buf.copy(want, at);
     };
-    await put(mem.subarray(0, 4 * MiB), 0); // direct (two runs around the zero blocks)
+    await put(mem.subarray(0, 4 * MiB), 0); // direct (two runs around the long zero run)
     await put(mem.subarray(4 * MiB, 4 * MiB + 64 * 1024), 8 * MiB); // small: buffered
     await put(mem.subarray(100, 100 + MiB), 12 * MiB); // not aligned in memory: buffered
     await put(mem.subarray(5 * MiB, 5 * MiB + 3 * 4096), MiB); // buffered rewrite inside the direct range
@@ -150,10 +151,33 @@ describe('file disks', () => {
     await put(mem.subarray(0, MiB), 24 * MiB);
     await sink.commit();
     assert.ok((await readFile(target)).equals(want), 'content matches');
-    if (probeFh) assert.equal(directAfterAligned, 4 * MiB - 8192 + 512 * 1024, 'the aligned large runs went direct, nothing else');
+    if (probeFh) assert.equal(directAfterAligned, 4 * MiB - MIN_HOLE + 512 * 1024, 'the aligned large runs went direct, nothing else');
     else {
       assert.equal(sink.directBytes, 0);
       process.stdout.write(`# ${dir} has no O_DIRECT: every write went buffered\n`);
+    }
+  });
+
+  it('inside one write, zeros shorter than MIN_HOLE between data are written and longer ones stay holes', async (t) => {
+    if (!sparseExtentsAvailable()) return t.skip('build/Release/sparse_extents.node missing (npm ci builds it)');
+    const target = path.join(dir, 'holes.raw');
+    const data = randomBytes(4 * MiB);
+    data.fill(0, 0, 3 * 4096); // leading zeros: skipped whatever their length
+    data.fill(0, MiB, MiB + MIN_HOLE - 4096); // shorter than MIN_HOLE: written
+    data.fill(0, 2 * MiB, 2 * MiB + MIN_HOLE); // MIN_HOLE: a hole
+    data.fill(0, 4 * MiB - 4096); // trailing zeros: skipped
+    const sink = await FileDiskSink.create(target, 8 * MiB);
+    await sink.write(data, MiB);
+    await sink.commit();
+    assert.ok((await readFile(target)).subarray(MiB, 5 * MiB).equals(data), 'content matches');
+    const fh = await open(target, 'r');
+    try {
+      const ext = fileExtents(fh.fd, 8 * MiB)!;
+      const has = (off: number) => ext.some((e) => off >= e.offset && off < e.offset + e.length);
+      assert.ok(has(2 * MiB) && has(2 * MiB + MIN_HOLE - 4097), `the short zero run is allocated: ${JSON.stringify(ext)}`);
+      for (const hole of [MiB, 3 * MiB, 3 * MiB + MIN_HOLE - 1, 5 * MiB - 1]) assert.ok(!has(hole), `a hole at ${hole}: ${JSON.stringify(ext)}`);
+    } finally {
+      await fh.close();
     }
   });
 
