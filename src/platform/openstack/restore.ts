@@ -162,7 +162,7 @@ async function publish(d: PublishDeps, projectId: string, spec: NewInstanceSpec,
     volumes.set(device, await steps.run(`volume ${device}`, () => diskToVolume(d, spec.name, device, files.get(device)!, temps, tag)));
   }
   const rootImage = root ? await steps.run(`root image ${root.device}`, () => uploadImage(d, files.get(root.device)!, temps, tag, root.image_properties)) : null;
-  const body = serverBody(spec, { flavorId, networks, groups, volumes, rootImage, keyName, tag });
+  const body = serverBody(spec, { flavorId, networks, groups, volumes, rootImage, rootDevice: root?.device ?? null, keyName, tag });
   const serverId = await steps.run('server boot', () => bootServer(d, body, [...volumes.values()], temps));
   if (spec.power_on === false) await steps.run('server stop', () => stopServer(d, serverId));
   await steps.run('publish', () => unmark(d, serverId, [...volumes.values()], made, tag));
@@ -176,23 +176,49 @@ async function publish(d: PublishDeps, projectId: string, spec: NewInstanceSpec,
   return inst;
 }
 
-interface ServerParts {
+export interface ServerParts {
   flavorId: string;
   networks: ServerNetwork[];
   /** Security group ids for the ports Nova makes (a made port has them already). */
   groups: string[];
   volumes: Map<string, string>;
   rootImage: string | null;
+  /** The original's device of the image-backed root disk (with rootImage). */
+  rootDevice: string | null;
   keyName: string | null;
   tag: RestoreTag;
 }
 
-/** POST /servers body: boot from the root image (local disk) or the first volume; volumes at their original device names. */
-function serverBody(spec: NewInstanceSpec, p: ServerParts): Record<string, unknown> {
+/**
+ * The bus a device name stands for, as Nova's libvirt driver reads a name when no bus is given
+ * (`sdX` SCSI, `vdX` virtio); undefined for any other name (Nova chooses). Sent beside each
+ * name: without it Nova's libvirt driver puts every disk on the image's default bus (virtio)
+ * under the name asked for, and libvirt numbers a disk by its name's letter whatever the
+ * prefix, so an original with `/dev/sda` and `/dev/vda` (a server of Nova's fake driver, or a
+ * SCSI root beside a virtio volume) came back as two `virtio-disk0` and QEMU refused to start
+ * ("Duplicate device ID 'virtio-disk0'"; seen on the loopback stack, where Nova then placed
+ * the server on its other host).
+ */
+export function busOfDevice(device: string): 'scsi' | 'virtio' | undefined {
+  const name = device.replace(/^\/dev\//, '');
+  if (/^sd[a-z]+$/.test(name)) return 'scsi';
+  if (/^vd[a-z]+$/.test(name)) return 'virtio';
+  return undefined;
+}
+
+/** A block device mapping's name and bus: the original's device, and the bus its name stands for. */
+function deviceFields(device: string | null): Record<string, string> {
+  if (!device) return {};
+  const bus = busOfDevice(device);
+  return { device_name: device, ...(bus ? { disk_bus: bus } : {}) };
+}
+
+/** POST /servers body: boot from the root image (local disk) or the first volume; every disk at its original device name, on the bus the name stands for. */
+export function serverBody(spec: NewInstanceSpec, p: ServerParts): Record<string, unknown> {
   const bdm: Record<string, unknown>[] = [];
-  if (p.rootImage) bdm.push({ boot_index: 0, uuid: p.rootImage, source_type: 'image', destination_type: 'local', delete_on_termination: true });
+  if (p.rootImage) bdm.push({ boot_index: 0, uuid: p.rootImage, source_type: 'image', destination_type: 'local', ...deviceFields(p.rootDevice), delete_on_termination: true });
   [...p.volumes.entries()].forEach(([device, uuid], i) => {
-    bdm.push({ boot_index: !p.rootImage && i === 0 ? 0 : -1, uuid, source_type: 'volume', destination_type: 'volume', device_name: device, delete_on_termination: false });
+    bdm.push({ boot_index: !p.rootImage && i === 0 ? 0 : -1, uuid, source_type: 'volume', destination_type: 'volume', ...deviceFields(device), delete_on_termination: false });
   });
   return {
     name: spec.name,
