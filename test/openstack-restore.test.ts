@@ -143,6 +143,7 @@ test('one-click restore recreates the server; a deleted network is a 400 naming 
   assert.equal(si.flavor.name, flavor.name);
   assert.deepEqual(si.flavor.extra_specs, { 'lbt:run': f.run });
   assert.equal(JSON.parse(si.metadata.vm_metadata).key_name, keyName);
+  assert.equal(JSON.parse(si.metadata.vm_metadata).root_device_name, (await serverOf(server))['OS-EXT-SRV-ATTR:root_device_name'], 'the boot disk is recorded');
   const sg = si.security_group.find((g: Json) => g.name === group.name);
   assert.equal(sg.id, group.id);
   assert.ok(sg.rules.some((x: Json) => x.direction === 'ingress' && x.protocol === 'tcp' && x.port_range_min === 22), JSON.stringify(sg.rules));
@@ -199,6 +200,7 @@ test('one-click restore recreates the server; a deleted network is a 400 naming 
   assert.notEqual(newId, server);
   const ns = await serverOf(newId);
   assert.equal(ns.status, 'ACTIVE');
+  assert.equal(ns['OS-EXT-SRV-ATTR:root_device_name'], JSON.parse(si.metadata.vm_metadata).root_device_name, 'it boots from the copy of the boot volume');
   assert.equal(ns.key_name, keyName);
   assert.equal(ns.flavor.original_name, flavor.name, 'the deleted flavor is recreated under its name');
   assert.deepEqual(ns.flavor.extra_specs, { 'lbt:run': f.run });

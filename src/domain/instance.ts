@@ -83,6 +83,8 @@ export interface Instance {
   metadata: Record<string, string>;
   /** OpenStack: the server's key pair (null: none). */
   key_name?: string | null;
+  /** OpenStack: the device of the disk the server boots from (Nova's `root_device_name`). */
+  root_device?: string;
   /** OpenStack: the security groups of its ports with their rules (`security_groups` are the names). */
   security_group_details?: SecurityGroup[];
 }

@@ -13,8 +13,17 @@ export function snapshotInstanceView(
   resourceIds: Map<string, string>,
 ): SnapshotInstance {
   const ips = inst.nics.map((n) => n.ip_address).join(',');
-  // power_state: the platform's status at snapshot time (a restore starts the copy of a running VM).
-  const vmMeta = { workload_name: workload.name, workload_id: workload.id, trilio_ordered_interfaces: ips, config_drive: '', power_state: inst.status, ...(inst.key_name ? { key_name: inst.key_name } : {}) };
+  // power_state: the platform's status at snapshot time (a restore starts the copy of a running VM);
+  // root_device_name: the disk it boots from (a restore boots the copy from the same one).
+  const vmMeta = {
+    workload_name: workload.name,
+    workload_id: workload.id,
+    trilio_ordered_interfaces: ips,
+    config_drive: '',
+    power_state: inst.status,
+    ...(inst.key_name ? { key_name: inst.key_name } : {}),
+    ...(inst.root_device ? { root_device_name: inst.root_device } : {}),
+  };
   const vdisks: SnapshotVdisk[] = inst.disks.map((d) => {
     const size = diskSizes.get(d.device) ?? 0;
     const v: SnapshotVdisk = {

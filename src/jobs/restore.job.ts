@@ -80,7 +80,7 @@ function flavorOf(si: SnapshotInstance): NewInstanceSpec['flavor'] {
  */
 function newInstanceSpec(si: SnapshotInstance, p: RestorePlanInstance, disks: Map<string, RestoreDiskInfo>): NewInstanceSpec {
   const powerOn = p.powerOn ?? wasRunning(si);
-  const keyName = vmMetadata(si).key_name;
+  const { key_name: keyName, root_device_name: rootDevice } = vmMetadata(si);
   const groups = si.security_group.flatMap((g) => (g.id !== undefined ? [{ id: g.id, name: g.name, rules: g.rules ?? [] }] : []));
   return {
     name: p.name,
@@ -88,6 +88,7 @@ function newInstanceSpec(si: SnapshotInstance, p: RestorePlanInstance, disks: Ma
     flavor: flavorOf(si),
     security_groups: si.security_group.map((g) => g.name),
     ...(typeof keyName === 'string' && keyName ? { key_name: keyName } : {}),
+    ...(typeof rootDevice === 'string' && rootDevice ? { root_device: rootDevice } : {}),
     ...(groups.length > 0 ? { security_group_details: groups } : {}),
     nics: si.nics.map((n) => {
       const mapped = p.networkMap[n.network.id];

@@ -215,6 +215,8 @@ export interface NewInstanceSpec {
   disks: { device: string; format: string; size: number; data_bytes?: number; volume_type?: string; availability_zone?: string; image_backed?: boolean; image_properties?: Record<string, string> }[];
   /** OpenStack: the original's key pair, given to the new server when the acting user owns it. */
   key_name?: string;
+  /** OpenStack: the device of the original's boot disk (absent, as in older snapshots: an image-backed root, else the first volume by device name). */
+  root_device?: string;
   /** OpenStack: the original's security groups with rules; one gone from the project is recreated. */
   security_group_details?: SecurityGroup[];
   /**

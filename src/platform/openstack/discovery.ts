@@ -58,6 +58,7 @@ async function describeServer(l: Lookups, s: NovaServer): Promise<Instance> {
     security_groups: [...new Set((s.security_groups ?? []).map((g) => g.name))],
     security_group_details: groups,
     key_name: s.key_name ?? null,
+    ...(s['OS-EXT-SRV-ATTR:root_device_name'] ? { root_device: s['OS-EXT-SRV-ATTR:root_device_name'] } : {}),
     nics,
     disks,
     metadata: { ...s.metadata },

@@ -31,6 +31,14 @@ describe('restored server body', () => {
     assert.equal(body.imageRef, undefined);
   });
 
+  it("a volume-booted original boots from its recorded boot disk, listed first; without one, from the first device name", () => {
+    const volumes = new Map([['/dev/vda', 'v-a'], ['/dev/vdb', 'v-b'], ['/dev/vdc', 'v-c']]);
+    const boots = (root?: string) => bdmOf(serverBody({ ...spec, ...(root ? { root_device: root } : {}) }, parts({ volumes }))).map((b) => [b.uuid, b.boot_index]);
+    assert.deepEqual(boots('/dev/vdb'), [['v-b', 0], ['v-a', -1], ['v-c', -1]]);
+    assert.deepEqual(boots(), [['v-a', 0], ['v-b', -1], ['v-c', -1]]);
+    assert.deepEqual(boots('/dev/sda'), [['v-a', 0], ['v-b', -1], ['v-c', -1]], 'a boot disk not restored: the first volume');
+  });
+
   it('an image-backed root keeps its device name and bus; a name of no known bus is sent without one', () => {
     const body = serverBody(spec, parts({ rootImage: 'img', rootDevice: '/dev/vda', volumes: new Map([['/dev/hdb', 'v1']]) }));
     assert.deepEqual(bdmOf(body), [

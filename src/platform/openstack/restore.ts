@@ -44,7 +44,8 @@ import { Temporaries } from './temporaries.js';
  *     on the (possibly mapped) network with them;
  *  4. a server with a flavor of the original specs (the original's, else a recreated one),
  *     its key pair (when the acting user has it; else a warning), booted from the root image
- *     or the first volume, the other volumes attached at their original device names; waits
+ *     or the copy of the original's boot volume, the other volumes attached at their original
+ *     device names (each on the bus its name stands for); waits
  *     ACTIVE, then stops it when the restore asks not to start it.
  * Everything is created in the tenant's project through a trust-scoped session (`tenant`);
  * flavor lookup/creation uses the service identity. On any failure (and on discard) every
@@ -213,13 +214,24 @@ function deviceFields(device: string | null): Record<string, string> {
   return { device_name: device, ...(bus ? { disk_bus: bus } : {}) };
 }
 
-/** POST /servers body: boot from the root image (local disk) or the first volume; every disk at its original device name, on the bus the name stands for. */
+/**
+ * The volume a server without a root image boots from: the original's boot disk when it is one
+ * of them, else the first by device name (a snapshot from before the boot disk was recorded, or
+ * a selective restore without it).
+ */
+function bootVolume(spec: NewInstanceSpec, devices: string[]): string | undefined {
+  return spec.root_device && devices.includes(spec.root_device) ? spec.root_device : [...devices].sort()[0];
+}
+
+/** POST /servers body: boot from the root image (local disk) or the boot volume (listed first); every disk at its original device name, on the bus the name stands for. */
 export function serverBody(spec: NewInstanceSpec, p: ServerParts): Record<string, unknown> {
   const bdm: Record<string, unknown>[] = [];
   if (p.rootImage) bdm.push({ boot_index: 0, uuid: p.rootImage, source_type: 'image', destination_type: 'local', ...deviceFields(p.rootDevice), delete_on_termination: true });
-  [...p.volumes.entries()].forEach(([device, uuid], i) => {
-    bdm.push({ boot_index: !p.rootImage && i === 0 ? 0 : -1, uuid, source_type: 'volume', destination_type: 'volume', ...deviceFields(device), delete_on_termination: false });
-  });
+  const boot = p.rootImage ? undefined : bootVolume(spec, [...p.volumes.keys()]);
+  const volumes = [...p.volumes.entries()].sort(([a], [b]) => Number(b === boot) - Number(a === boot) || (a < b ? -1 : a > b ? 1 : 0));
+  for (const [device, uuid] of volumes) {
+    bdm.push({ boot_index: device === boot ? 0 : -1, uuid, source_type: 'volume', destination_type: 'volume', ...deviceFields(device), delete_on_termination: false });
+  }
   return {
     name: spec.name,
     flavorRef: p.flavorId,
