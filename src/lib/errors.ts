@@ -1,3 +1,5 @@
+import { getSystemErrorMap } from 'node:util';
+
 /**
  * The typed errors every layer throws. Each carries the user-facing message; `http/` maps the
  * kind to a fault (one table, http/faults.ts) and `cli/` maps it to an exit code. Nothing below
@@ -166,12 +168,24 @@ export function isAppError(e: unknown): e is AppError {
   return e instanceof AppError;
 }
 
-/** Best-effort text of any thrown value, for logs and error_msg fields. */
 /** Whether `e` is a Node system error with this errno code (e.g. 'ENOENT'). */
 export function isErrno(e: unknown, code: string): boolean {
   return typeof e === 'object' && e !== null && (e as { code?: unknown }).code === code;
 }
 
+let errnoTexts: Map<string, string> | undefined;
+
+/**
+ * What an errno name means, in strerror's words ('ENOSPC' → 'No space left on device'), from
+ * libuv's table; undefined for a name it does not know. For messages that give the code alone
+ * where an operator or tenant needs the cause ("disk full", not "ENOSPC").
+ */
+export function errnoText(code: string): string | undefined {
+  errnoTexts ??= new Map([...getSystemErrorMap().values()].map(([name, text]) => [name, text.charAt(0).toUpperCase() + text.slice(1)]));
+  return errnoTexts.get(code);
+}
+
+/** Best-effort text of any thrown value, for logs and error_msg fields. */
 export function errorMessage(e: unknown): string {
   if (e instanceof Error) return e.message;
   return String(e);

@@ -5,7 +5,7 @@ import { EarlyWriteback } from '../../lib/early-writeback.js';
 import { openDirect } from '../../lib/direct-io.js';
 import { DIRECT_READ_MIN, readDirect } from './direct-read.js';
 import { DirectStream, STAGE } from './direct-stream.js';
-import { IntegrityError, isErrno, MissingObjectError } from '../../lib/errors.js';
+import { errnoText, IntegrityError, isErrno, MissingObjectError } from '../../lib/errors.js';
 import { assertValidKey, assertValidPrefix, TransientError, type Backend, type ObjectWriter } from '../backend.js';
 
 /** statfs f_type of network filesystems (linux/magic.h): NFS, SMB/CIFS, Ceph, FUSE (sshfs, s3fs...), 9p, AFS. */
@@ -36,14 +36,15 @@ const WRITEBACK_EVERY = 4 * 1024 * 1024;
 const TRANSIENT_CODES = new Set(['EAGAIN', 'EBUSY', 'EINTR', 'EMFILE', 'ENFILE', 'ETIMEDOUT', 'ESTALE', 'EIO']);
 
 /**
- * Turns a system error into one that names the object key and the errno, never the file path
- * (messages reach job records a tenant can read): TransientError for TRANSIENT_CODES, a plain
- * Error otherwise. Errors without an errno (key checks, integrity) pass unchanged.
+ * Turns a system error into one that names the object key, the errno and what it means ("No
+ * space left on device (ENOSPC)"), never the file path (messages reach job records a tenant can
+ * read): TransientError for TRANSIENT_CODES, a plain Error otherwise. Errors without an errno (key checks, integrity) pass unchanged.
  */
 function classify(e: unknown, op: string, key: string): unknown {
   const code = typeof e === 'object' && e !== null ? (e as { code?: unknown }).code : undefined;
   if (typeof code !== 'string') return e;
-  const message = `fs backend: ${op} ${key || '/'} failed (${code})`;
+  const text = errnoText(code);
+  const message = `fs backend: ${op} ${key || '/'} failed${text ? `: ${text}` : ''} (${code})`;
   if (TRANSIENT_CODES.has(code)) return new TransientError(message, { cause: e });
   return new Error(message, { cause: e });
 }
