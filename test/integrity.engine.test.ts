@@ -321,3 +321,28 @@ describe('sampled verify (--read-data-subset)', () => {
     await assert.rejects(repo.verify({ readDataSubset: 0 }), /readDataSubset/);
   });
 });
+
+describe('verify against the records: a committed snapshot without a manifest', () => {
+  test('is reported missing when the records name it before and after the listing, not when it was deleted meanwhile', async () => {
+    const { repo, mem } = await newRepo();
+    const p = newHexId();
+    const a = await snapshot(repo, p, rnd(CS * 4, 61));
+    const b = await snapshot(repo, p, rnd(CS * 4, 62));
+    mem.objects.delete(`manifests/${b.snapshotId}.json`);
+    const answers = (...lists: string[][]) => {
+      let i = 0;
+      return async () => lists[Math.min(i++, lists.length - 1)]!;
+    };
+
+    const lost = await repo.verify({ expectedSnapshots: answers([a.snapshotId, b.snapshotId]) });
+    assert.equal(lost.ok, false);
+    assert.deepEqual(lost.failedSnapshots, [b.snapshotId]);
+    assert.deepEqual(lost.metadataProblems, [{ key: `manifests/${b.snapshotId}.json`, snapshotId: b.snapshotId, message: 'manifest missing' }]);
+
+    const deletedMeanwhile = await repo.verify({ expectedSnapshots: answers([a.snapshotId, b.snapshotId], [a.snapshotId]) });
+    assert.equal(deletedMeanwhile.ok, true, JSON.stringify(deletedMeanwhile.metadataProblems));
+    const committedMeanwhile = await repo.verify({ expectedSnapshots: answers([a.snapshotId], [a.snapshotId, b.snapshotId]) });
+    assert.equal(committedMeanwhile.ok, true, JSON.stringify(committedMeanwhile.metadataProblems));
+    assert.equal((await repo.verify()).ok, true, 'without records only what the target holds is checked');
+  });
+});

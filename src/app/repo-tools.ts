@@ -77,7 +77,9 @@ export async function verifyTarget(config: Config, opts: { markBad: boolean; rea
   try {
     let v: VerifyResult;
     try {
-      v = await verifyRepository(await openRepo(config, t), { markBad: opts.markBad, readDataSubset: opts.readDataSubset });
+      const db = store?.db;
+      const expectedSnapshots = db ? () => committedSnapshotIdsOn(db, onTarget(config, t)) : undefined;
+      v = await verifyRepository(await openRepo(config, t), { markBad: opts.markBad, readDataSubset: opts.readDataSubset, ...(expectedSnapshots ? { expectedSnapshots } : {}) });
     } catch (e) {
       if (store && inHistory) await transitionRepoVerification(store.db, runId, ['running'], 'error', { error_msg: `Verify failed: ${errorMessage(e)}`.slice(0, 1000), finished_at: toSecond(Date.now()) }).catch(() => false);
       throw e;

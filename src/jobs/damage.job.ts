@@ -2,7 +2,7 @@ import type { Db } from '../store/db.js';
 import { clearSnapshotDamage, getSnapshot, setSnapshotDamage } from '../store/snapshot.store.js';
 import type { Repository } from '../repository/repository.js';
 import type { SnapshotWriter } from '../repository/snapshot-writer.js';
-import type { VerifyResult } from '../repository/verify.js';
+import { MANIFEST_MISSING, type VerifyResult } from '../repository/verify.js';
 import { DataDamageError } from '../repository/damage.js';
 import { toSecond } from '../lib/time.js';
 
@@ -86,6 +86,12 @@ export async function reportRestoreDamage(db: Db, repo: Repository, e: unknown, 
   return markDamagedSnapshots(db, repo, { projectId: e.damage.projectId, chunks: [e.damage.chunk], cause: e.summary }, nowMs);
 }
 
+/** The warning of a snapshot whose disks verify found damaged (or whose metadata it could not read). */
+function verifyDamageMessage(disks: ReadonlyMap<string, { missing: number; corrupt: number }>): string {
+  const parts = [...disks].map(([disk, n]) => `disk ${disk}: ${n.missing} chunk(s) missing, ${n.corrupt} corrupt`);
+  return `${DAMAGE_PREFIX} damaged (found by verify): ${parts.length > 0 ? parts.join('; ') : 'unreadable snapshot metadata'}; restoring those disks fails until a new snapshot stores the data again`;
+}
+
 /**
  * After `repo verify`: each failed snapshot gets a warning naming its damaged disks; with a
  * complete (not sampled) verify, earlier damage warnings of snapshots found whole are cleared.
@@ -101,12 +107,16 @@ export async function recordVerifyResult(db: Db, v: VerifyResult, nowMs: number)
       bySnapshot.set(a.snapshotId, disks);
     }
   }
-  for (const m of v.metadataProblems) if (m.snapshotId && !bySnapshot.has(m.snapshotId)) bySnapshot.set(m.snapshotId, new Map());
+  const noManifest = new Set<string>();
+  for (const m of v.metadataProblems) {
+    if (!m.snapshotId) continue;
+    if (!bySnapshot.has(m.snapshotId)) bySnapshot.set(m.snapshotId, new Map());
+    if (m.message === MANIFEST_MISSING) noManifest.add(m.snapshotId);
+  }
   const now = toSecond(nowMs);
   const marked: string[] = [];
   for (const [snapshotId, disks] of bySnapshot) {
-    const parts = [...disks].map(([disk, n]) => `disk ${disk}: ${n.missing} chunk(s) missing, ${n.corrupt} corrupt`);
-    const msg = `${DAMAGE_PREFIX} damaged (found by verify): ${parts.length > 0 ? parts.join('; ') : 'unreadable snapshot metadata'}; restoring those disks fails until a new snapshot stores the data again`;
+    const msg = noManifest.has(snapshotId) ? `${DAMAGE_PREFIX} damaged (found by verify): the snapshot's manifest is missing on the backup target; it cannot be restored` : verifyDamageMessage(disks);
     if (await setSnapshotDamage(db, snapshotId, msg.length > MAX_MSG ? `${msg.slice(0, MAX_MSG - 1)}…` : msg, now)) marked.push(snapshotId);
   }
   const cleared = v.sampled === null ? await clearSnapshotDamage(db, v.snapshotIds.filter((id) => !bySnapshot.has(id)), DAMAGE_PREFIX, now) : 0;

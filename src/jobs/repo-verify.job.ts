@@ -1,4 +1,5 @@
 import type { Db } from '../store/db.js';
+import { committedSnapshotIdsOn } from '../store/snapshot.store.js';
 import { getRepoVerification, setRepoVerificationProgress, transitionRepoVerification } from '../store/repo-verification.store.js';
 import type { Repository } from '../repository/repository.js';
 import { asRepositorySet, type RepositorySet } from '../repository/repository-set.js';
@@ -69,8 +70,10 @@ async function runVerify(d: RepoVerifyJobDeps, id: string, signal: AbortSignal, 
     setRepoVerificationProgress(d.db, id, percent).catch((e: unknown) => log.warn({ err: errorMessage(e) }, 'verify progress update failed'));
   }, d.progressEveryMs ?? 500);
   try {
-    const repo = asRepositorySet(d.repo).get(run.target);
-    const v = await verifyRepository(repo, {
+    const set = asRepositorySet(d.repo);
+    const target = { name: run.target, isDefault: run.target === set.defaultName };
+    const v = await verifyRepository(set.get(run.target), {
+      expectedSnapshots: () => committedSnapshotIdsOn(d.db, target),
       markBad: run.mark_bad,
       ...(run.read_data_subset !== null ? { readDataSubset: run.read_data_subset } : {}),
       onProgress: (p) => (percent = Math.min(99, Math.floor((p.packsDone * 100) / Math.max(1, p.packsTotal)))),

@@ -1,7 +1,7 @@
 import type { Backend } from '../backend/backend.js';
 import { listAll } from '../backend/backend.js';
 import { systemClock, type Clock } from '../lib/clock.js';
-import { CorruptMetadataError, IntegrityError, NotFoundError, ValidationError } from '../lib/errors.js';
+import { CorruptMetadataError, IntegrityError, MissingObjectError, NotFoundError, ValidationError } from '../lib/errors.js';
 import { silentLogger, type Logger } from '../lib/logger.js';
 import { deriveProjectKey, type ChunkIdKey } from './chunk-codec.js';
 import { ChunkIndex } from './chunk-index.js';
@@ -342,7 +342,8 @@ export class Repository {
     try {
       data = await this.backend.get(key);
     } catch (e) {
-      if (e instanceof NotFoundError) throw NotFoundError.of('Snapshot', snapshotId);
+      // Absent on the target: damage, not an unknown id (a missing object, 500 if it reaches a client).
+      if (e instanceof NotFoundError) throw new MissingObjectError(`the manifest of snapshot ${snapshotId} is missing on the backup target`);
       throw e;
     }
     // An encrypted workload's job opens its data key afresh (a revoked Barbican secret stops it here).

@@ -86,6 +86,13 @@ export interface VerifyOptions {
   readDataSubset?: number;
   onProgress?: (p: { packsDone: number; packsTotal: number }) => void;
   signal?: AbortSignal;
+  /**
+   * The snapshots the caller's records (the service's DB) say are committed on this target.
+   * Asked before the manifests are listed and again at the end: one in both answers whose
+   * manifest was not listed is a metadata problem, "manifest missing" (reliability.md §2 B8);
+   * one deleted meanwhile is in the first answer only, one committed meanwhile in the second.
+   */
+  expectedSnapshots?: () => Promise<readonly string[]>;
 }
 
 /** What every manifest references: projectId → chunk hex → indexes into `disks`. */
@@ -94,6 +101,8 @@ interface References {
   byProject: Map<string, Map<string, number[]>>;
   /** Snapshots with a problem so far. */
   failed: Set<string>;
+  /** Every snapshot whose manifest the listing showed, readable or not. */
+  listed: Set<string>;
 }
 
 type Kind = ChunkProblem['kind'];
@@ -114,7 +123,8 @@ interface Verdicts {
  * verify passes again. Holds a reader lease for all projects, so GC does not sweep meanwhile.
  * Runs on the calling thread, one pack at a time (memory: one read window + the reference map).
  * With `readDataSubset`, only the sampled packs' data is read; every pack is still checked for
- * presence and indexed length.
+ * presence and indexed length. With `expectedSnapshots`, a snapshot the records call committed
+ * whose manifest is gone is a problem too (the target alone cannot tell it ever existed).
  */
 export async function verifyRepository(repo: Repository, opts: VerifyOptions = {}): Promise<VerifyResult> {
   const subset = opts.readDataSubset;
@@ -125,6 +135,7 @@ export async function verifyRepository(repo: Repository, opts: VerifyOptions = {
     // Encrypted workloads: checking their GCM tags needs each wrapped data key (on the target) and
     // the KEK that opens it; a scope this node cannot open gets its structure checked instead.
     const locked = await openDataKeys(repo, res);
+    const expected = opts.expectedSnapshots ? new Set(await opts.expectedSnapshots()) : null;
     const refs = await collectReferences(repo, res, locked);
     const projects = new Set<string>([...refs.byProject.keys(), ...locked.keys()]);
     for (const k of await listAll(repo.backend, 'index/')) {
@@ -142,6 +153,7 @@ export async function verifyRepository(repo: Repository, opts: VerifyOptions = {
       const verdicts = await reader.verifyProject(projectId);
       judgeReferences(res, refs, projectId, verdicts);
     }
+    if (expected && opts.expectedSnapshots) reportMissingManifests(res, refs, expected, await opts.expectedSnapshots());
     res.encryptedUnchecked = [...locked.values()];
     res.failedSnapshots = [...refs.failed].sort();
     res.ok = res.problems.length === 0 && res.metadataProblems.length === 0;
@@ -251,10 +263,11 @@ async function checkSealedScope(repo: Repository, res: VerifyResult, u: Encrypte
 /** Reads every manifest and disk index; unreadable ones are metadata problems of their snapshot. */
 async function collectReferences(repo: Repository, res: VerifyResult, locked: ReadonlyMap<string, EncryptedUnchecked>): Promise<References> {
   const b = repo.backend;
-  const refs: References = { disks: [], byProject: new Map(), failed: new Set() };
+  const refs: References = { disks: [], byProject: new Map(), failed: new Set(), listed: new Set() };
   for (const mk of await listAll(b, 'manifests/')) {
     const snapshotId = parse.manifest(mk);
     if (!snapshotId) continue;
+    refs.listed.add(snapshotId);
     res.snapshots++;
     let m;
     try {
@@ -288,6 +301,18 @@ async function collectReferences(repo: Repository, res: VerifyResult, locked: Re
     }
   }
   return refs;
+}
+
+/** The message of a committed snapshot without a manifest on the target (damage.job words it for the API). */
+export const MANIFEST_MISSING = 'manifest missing';
+
+/** Snapshots committed in both answers of the records whose manifest the listing did not show. */
+function reportMissingManifests(res: VerifyResult, refs: References, before: ReadonlySet<string>, after: readonly string[]): void {
+  for (const id of after) {
+    if (!before.has(id) || refs.listed.has(id)) continue;
+    res.metadataProblems.push({ key: keys.manifest(id), snapshotId: id, message: MANIFEST_MISSING });
+    refs.failed.add(id);
+  }
 }
 
 function addDiskReferences(pr: Map<string, number[]>, ord: number, ids: Buffer, chunkCount: number): void {
