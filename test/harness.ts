@@ -39,8 +39,11 @@ export interface Harness {
   /** A token for `u`, issued once and cached; `fresh` issues a new one (e.g. to time its TTL). */
   token(u: TestUser, fresh?: boolean): Promise<string>;
   api(u: TestUser, method: string, path: string, body?: unknown, headers?: Record<string, string>): Promise<ApiResponse>;
-  /** Stops the service, runs `between` (e.g. deletes its state), starts a new one on the same home, port and env. */
-  restart(between?: () => void): Promise<void>;
+  /**
+   * Stops the service, runs `between` (e.g. deletes its state), starts a new one on the same home,
+   * port and env, in `role` (default: the harness's; `api` leaves every job queued).
+   */
+  restart(between?: () => void, role?: Role): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -207,11 +210,11 @@ export async function startHarness(opts: { env?: Record<string, string>; role?: 
     vms,
     token,
     api,
-    async restart(between) {
+    async restart(between, role) {
       await h.lb.close();
       between?.();
       tokens.clear();
-      h.lb = await startLifeboat(loadConfig(env, home), { role: opts.role ?? 'all', demo: false, log: opts.log ?? silentLogger });
+      h.lb = await startLifeboat(loadConfig(env, home), { role: role ?? opts.role ?? 'all', demo: false, log: opts.log ?? silentLogger });
     },
     async close() {
       await h.lb.close();
