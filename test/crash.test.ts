@@ -127,6 +127,7 @@ describe('kill -9 of the worker', () => {
     api = await client(proc, e.projectId);
     const dead = await until(api, `/snapshots/${sid}`, 'snapshot', ['error'], 15_000);
     assert.equal(dead.error_msg, 'Snapshot did not finish successfully');
+    assert.equal(dead.progress_percent, 100);
     assert.equal((await api('GET', `/workloads/${wid}`)).json.workload.status, 'available');
     const verify = runLifeboat(e.env, ['repo', 'verify']);
     assert.equal(verify.status, 0, verify.stdout + verify.stderr);

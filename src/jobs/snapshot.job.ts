@@ -325,11 +325,14 @@ async function commitSnapshot(d: OnTarget, s: Snapshot, o: OpenedSnapshot, held:
   return outcome === 'available';
 }
 
-/** The snapshot ends `error` with `msg` and the workload is usable again (if the snapshot was still ours). */
+/**
+ * The snapshot ends `error` with `msg`, at 100 % (ended, as workloadmgr records a snapshot that
+ * did not finish), and the workload is usable again (if the snapshot was still ours).
+ */
 async function failSnapshot(d: SnapshotJobDeps, s: Snapshot, msg: string, nowMs = d.clock.now()): Promise<void> {
   const now = toSecond(nowMs);
   await inTransaction(d.db, async (tx) => {
-    const changed = await transitionSnapshot(tx, s.id, [...RUNNING_SNAPSHOT_STATES, 'cancelling'], 'error', now, { error_msg: msg, progress_msg: msg, finished_at: now });
+    const changed = await transitionSnapshot(tx, s.id, [...RUNNING_SNAPSHOT_STATES, 'cancelling'], 'error', now, { error_msg: msg, progress_msg: msg, progress_percent: 100, finished_at: now });
     if (changed) await transitionWorkload(tx, s.workload_id, { admin: true }, ['locked'], 'available', now);
   });
   d.onSnapshotFinished?.(s.id);
