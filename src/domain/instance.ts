@@ -68,6 +68,8 @@ export interface Disk {
   image_properties?: Record<string, string>;
   /** OpenStack: the volume's availability zone. */
   availability_zone?: string;
+  /** The cloud encrypts this disk's data (OpenStack: a volume of an encrypted volume type, LUKS). */
+  encrypted?: boolean;
 }
 
 export interface Instance {

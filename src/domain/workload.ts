@@ -1,3 +1,5 @@
+import type { Instance } from './instance.js';
+
 /** Workload states (workloadmgr-api §3.1) and the fixed workload types. */
 export type WorkloadStatus = 'creating' | 'available' | 'locked' | 'locked_for_delete' | 'resetting' | 'deleting' | 'error' | 'deleted';
 
@@ -53,6 +55,17 @@ export interface Workload {
  */
 export function storageScope(w: Pick<Workload, 'id' | 'project_id' | 'encryption'>): string {
   return w.encryption ? w.id : w.project_id;
+}
+
+/**
+ * Why a workload cannot protect this instance for its encryption: an unencrypted workload would
+ * store the guest-visible (decrypted) data of a disk the cloud encrypts (an OpenStack volume of
+ * an encrypted volume type) readable on the target. Trilio's rule, in its words; null when it can.
+ */
+export function encryptionConflict(w: Pick<Workload, 'encryption'>, inst: Pick<Instance, 'id' | 'disks'>): string | null {
+  if (w.encryption) return null;
+  const disk = inst.disks.find((d) => d.encrypted === true);
+  return disk ? `Unencrypted workload cannot have instance ${inst.id} with encrypted Volume ${disk.volume_id ?? disk.device}` : null;
 }
 
 /** Stored job schedule (workloadmgr 4.x keys); values are stored as the strings users see. */

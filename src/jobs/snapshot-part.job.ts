@@ -24,7 +24,7 @@ import { SNAPSHOT_JOBS } from './kinds.js';
 import { enqueue } from './queue.js';
 import { ByteProgress, startTicker } from './progress-ticker.js';
 import type { JobHandler, KindJob } from './runner.js';
-import { baseFor, beginSessions, copyDisks, Held, onTargetOf, type SnapshotJobDeps } from './snapshot-steps.js';
+import { assertEncryptionAllows, baseFor, beginSessions, copyDisks, Held, onTargetOf, type SnapshotJobDeps } from './snapshot-steps.js';
 
 /**
  * Per-host parts of a snapshot (issue 12): when a workload's VMs sit on several compute hosts
@@ -170,6 +170,7 @@ async function runPart(d: SnapshotJobDeps, job: KindJob<typeof SNAPSHOT_JOBS.par
       if (!inst) throw new Error(`Instance ${id} could not be found on the platform`);
       instances.push(inst);
     }
+    assertEncryptionAllows(w, instances);
     const base = await baseFor(o, s, scope, log);
     const disks = await beginSessions(o, instances, base, held, abort);
     const writer = (held.writer = await held.writerStart);

@@ -6,6 +6,7 @@ import type { SnapshotWriter } from '../repository/snapshot-writer.js';
 import { backupDisk, type BackupDiskSummary } from '../datamover/backup.js';
 import type { Disk, Instance } from '../domain/instance.js';
 import type { Snapshot } from '../domain/snapshot.js';
+import { encryptionConflict, type Workload } from '../domain/workload.js';
 import type { Db } from '../store/db.js';
 import type { Clock } from '../lib/clock.js';
 import type { Logger } from '../lib/logger.js';
@@ -106,6 +107,17 @@ export interface PlannedDisk {
  * unless it is stored under another project than `scope` (the workload was reassigned since:
  * its chunks are keyed for that project, so every disk is read in full).
  */
+/**
+ * An unencrypted workload never stores the data of a disk the cloud encrypts (a volume attached
+ * after the workload was made): the snapshot fails before reading anything.
+ */
+export function assertEncryptionAllows(w: Pick<Workload, 'encryption'>, instances: readonly Instance[]): void {
+  for (const inst of instances) {
+    const conflict = encryptionConflict(w, inst);
+    if (conflict) throw new Error(conflict);
+  }
+}
+
 export async function baseFor(d: OnTarget, s: Snapshot, scope: string, log: Logger): Promise<SnapshotBase | null> {
   // A full trusts nothing of earlier snapshots, checkpoints included.
   const loaded = s.snapshot_type === 'incremental' ? await loadSnapshotBase(d.db, d.repo, s.workload_id, log) : null;

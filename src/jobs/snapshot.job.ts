@@ -22,7 +22,7 @@ import { snapshotManifestMeta } from './manifest-meta.js';
 import type { AnyJobHandler, KindJob } from './runner.js';
 import { routeSnapshot, type Route } from './routing.js';
 import { enqueue } from './queue.js';
-import { baseFor, beginSessions, copyDisks, Held, onTargetOf, prefetchFirstBaseIndex, type BaseIndexPrefetch, type OnTarget, type PlannedDisk, type SnapshotJobDeps } from './snapshot-steps.js';
+import { assertEncryptionAllows, baseFor, beginSessions, copyDisks, Held, onTargetOf, prefetchFirstBaseIndex, type BaseIndexPrefetch, type OnTarget, type PlannedDisk, type SnapshotJobDeps } from './snapshot-steps.js';
 import { awaitParts, awaitPartsEnded, enqueueParts, partsProgress, snapshotPartHandler, type PartResult } from './snapshot-part.job.js';
 
 export { diskKey, type SnapshotJobDeps } from './snapshot-steps.js';
@@ -206,6 +206,7 @@ async function openSnapshot(d: OnTarget, s: Snapshot, held: Held, abort: AbortSi
     instances.push(inst);
   }
   if (routed.instances) instances.push(...routed.instances);
+  assertEncryptionAllows(w, instances);
   const base = await baseP;
   const firstBaseIndex = prefetchFirstBaseIndex(d, base, instances[0]);
   const disks = await beginSessions(d, instances, base, held, abort);

@@ -58,6 +58,8 @@ export interface CinderVolume {
   attachments: { server_id: string; device: string; attachment_id: string }[];
   volume_image_metadata?: Record<string, string>;
   metadata?: Record<string, string>;
+  /** Its volume type has an encryption spec (Cinder's volume detail). */
+  encrypted?: boolean;
 }
 
 export interface NeutronPort {

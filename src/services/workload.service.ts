@@ -18,7 +18,7 @@ import { enqueue } from '../jobs/queue.js';
 import type { Platform } from '../platform/platform.js';
 import type { Clock } from '../lib/clock.js';
 import type { RequestContext } from '../domain/context.js';
-import type { Workload, WorkloadMember, WorkloadStatus } from '../domain/workload.js';
+import { encryptionConflict, type Workload, type WorkloadMember, type WorkloadStatus } from '../domain/workload.js';
 import { defaultJobSchedule, mergeJobSchedule, type JobScheduleChanges } from '../domain/jobschedule.js';
 import { InvalidStateError, NotFoundError, ValidationError } from '../lib/errors.js';
 import { isUuid, newId } from '../lib/ids.js';
@@ -126,8 +126,11 @@ export class WorkloadService {
     return { workload: w, storageUsage: await workloadStorageUsage(this.deps.db, w.id), ...schedule, schedulerTrust };
   }
 
-  /** Resolves instance ids in the caller's project; a foreign or unknown id is the same 400. */
-  private async resolveMembers(ctx: RequestContext, ids: string[], exceptWorkload: string | null): Promise<WorkloadMember[]> {
+  /**
+   * Resolves instance ids in the caller's project; a foreign or unknown id is the same 400, and
+   * so is an instance with an encrypted volume for an unencrypted workload.
+   */
+  private async resolveMembers(ctx: RequestContext, ids: string[], exceptWorkload: string | null, workload: Pick<Workload, 'encryption'>): Promise<WorkloadMember[]> {
     if (ids.length === 0) throw new ValidationError('Invalid instances: a workload needs at least one instance');
     const members: WorkloadMember[] = [];
     for (const id of ids) {
@@ -135,6 +138,8 @@ export class WorkloadService {
       if (!inst) throw new ValidationError(`Invalid instance: instance ${id} could not be found.`);
       const why = this.deps.platform.unprotectableReason?.(inst);
       if (why) throw new ValidationError(`Invalid instance: ${why}`);
+      const conflict = encryptionConflict(workload, inst);
+      if (conflict) throw new ValidationError(conflict);
       members.push({ id: inst.id, name: inst.name, metadata: {} });
     }
     const taken = await findMemberships(this.deps.db, ids);
@@ -150,7 +155,7 @@ export class WorkloadService {
     const baseSchedule = defaultJobSchedule(now);
     const { schedule, changed } = mergeJobSchedule(baseSchedule, cmd.jobschedule);
     await assertScheduleChangeAllowed(this.deps.db, baseSchedule, schedule, changed);
-    const members = await this.resolveMembers(ctx, cmd.instanceIds, null);
+    const members = await this.resolveMembers(ctx, cmd.instanceIds, null, { encryption: cmd.encryption === true });
     const backupTarget = this.backupTargetOf(cmd.backupTarget ?? null);
     if (cmd.encryption && cmd.secretUuid) await this.checkEncryptionSecret(cmd.secretUuid);
     const w: Workload = {
@@ -228,7 +233,7 @@ export class WorkloadService {
     const { schedule, changed } = mergeJobSchedule(w.jobschedule, cmd.jobschedule);
     await assertScheduleChangeAllowed(this.deps.db, w.jobschedule, schedule, changed);
     const metadata = cmd.metadata === undefined ? undefined : { ...w.metadata, ...cmd.metadata };
-    const members = cmd.instanceIds ? await this.resolveMembers(ctx, cmd.instanceIds, w.id) : undefined;
+    const members = cmd.instanceIds ? await this.resolveMembers(ctx, cmd.instanceIds, w.id, w) : undefined;
     const now = this.now();
     try {
       await inTransaction(this.deps.db, async (tx) => {

@@ -52,7 +52,7 @@ const NIC_KEYS = ['mac_address', 'ip_address', 'network'];
 const NETWORK_KEYS = ['id', 'name', 'subnet'];
 const DECLARED_NETWORK_KEYS = ['id', 'name', 'project_id', 'subnets'];
 const SUBNET_KEYS = ['id', 'name', 'cidr', 'ip_version', 'gateway_ip'];
-const DISK_KEYS = ['device', 'path', 'format', 'volume_id', 'volume_type', 'image_id', 'image_name'];
+const DISK_KEYS = ['device', 'path', 'format', 'volume_id', 'volume_type', 'image_id', 'image_name', 'encrypted'];
 
 /** Collects every problem with its JSON path, so one error message lists all of them. */
 class Problems {
@@ -93,6 +93,13 @@ function str(o: Record<string, unknown>, k: string, where: string, p: Problems, 
 
 function optStr(o: Record<string, unknown>, k: string, where: string, p: Problems): string | undefined {
   return o[k] === undefined ? undefined : str(o, k, where, p);
+}
+
+function optBool(o: Record<string, unknown>, k: string, where: string, p: Problems): boolean | undefined {
+  const v = o[k];
+  if (v === undefined || typeof v === 'boolean') return v;
+  p.add(`${where}.${k}`, `must be true or false (got ${describe(v)})`);
+  return undefined;
 }
 
 function uuid(o: Record<string, unknown>, k: string, where: string, p: Problems, required: boolean): string | undefined {
@@ -196,6 +203,7 @@ function validateDisk(v: unknown, where: string, p: Problems): InventoryDisk | u
   if (volumeType !== undefined) disk.volume_type = volumeType;
   if (imageId !== undefined) disk.image_id = imageId;
   if (imageName !== undefined) disk.image_name = imageName;
+  if (optBool(o, 'encrypted', where, p) === true) disk.encrypted = true;
   return disk;
 }
 

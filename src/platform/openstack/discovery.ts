@@ -142,6 +142,7 @@ async function serverDisks(l: Lookups, s: NovaServer): Promise<Disk[]> {
       volume_size: v.size,
       bootable: v.bootable === 'true',
       availability_zone: v.availability_zone,
+      ...(v.encrypted === true ? { encrypted: true } : {}),
       ...(v.volume_image_metadata?.image_id ? { image_id: v.volume_image_metadata.image_id, image_name: v.volume_image_metadata.image_name ?? '' } : {}),
     });
   }
