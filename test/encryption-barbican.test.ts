@@ -60,6 +60,10 @@ let member: OsUser;
 let memberSession: OpenStackSession;
 let server: string;
 let rootVol: string;
+/** A project admin (pins servers to the fake host), the image and flavor servers boot from. */
+let ops: OpenStackSession;
+let image: string;
+let flavor: { id: string };
 
 before(async () => {
   if (skip) return;
@@ -68,9 +72,9 @@ before(async () => {
   p1 = await f.project('enc');
   member = await f.user('member', p1, ['member']);
   memberSession = f.sessionOf(member, p1);
-  const ops = f.sessionOf(await f.user('ops', p1, ['admin', 'member']), p1);
-  const image = await f.image(Buffer.alloc(1 << 20, 0x5a));
-  const flavor = await f.flavor();
+  ops = f.sessionOf(await f.user('ops', p1, ['admin', 'member']), p1);
+  image = await f.image(Buffer.alloc(1 << 20, 0x5a));
+  flavor = await f.flavor();
   const booted = await f.activeServer(ops, {
     name: 'enc',
     flavorRef: flavor.id,
@@ -203,4 +207,24 @@ test('an encrypted workload with a Barbican secret: snapshot, byte-exact restore
   assert.match(done.error_msg as string, new RegExp(`Workload ${wid} is encrypted and its data cannot be opened: Barbican secret ${uuid} does not exist`));
   assert.deepEqual(done.instances ?? [], []);
   assert.equal((await os.api(token, 'DELETE', `/v1/${p1.id}/trusts/${trust.json.trust[0].name}`)).status, 200);
+});
+
+test('a server with a volume of an encrypted volume type (LUKS, its key in Barbican): discovery says so; an unencrypted workload is refused in Trilio\'s words', { skip }, async () => {
+  const type = await f.create<{ id: string; name: string }>(f.admin, 'volumev3', '/types', 'volume_type', { name: f.name('luks') });
+  await f.admin.call('volumev3', 'POST', `/types/${type.id}/encryption`, { json: { encryption: { provider: 'luks', cipher: 'aes-xts-plain64', key_size: 256, control_location: 'front-end' } } });
+  const vol = await f.volume(ops, 'luks-vol', { size: 1, volume_type: type.name });
+  const srv = (await f.activeServer(ops, { name: 'luks', imageRef: image, flavorRef: flavor.id, networks: 'none', availability_zone: 'nova:oib-compute' })).id;
+  await ops.call('compute', 'POST', `/servers/${srv}/os-volume_attachments`, { json: { volumeAttachment: { volumeId: vol } } });
+  f.onCleanup('detach the LUKS volume', async () => {
+    await ops.call('compute', 'DELETE', `/servers/${srv}/os-volume_attachments/${vol}`);
+    await f.volumeStatus(ops, vol, 'available');
+  });
+  await f.volumeStatus(ops, vol, 'in-use');
+
+  const inst = await os.lb.platform.getInstance(p1.id, srv);
+  assert.deepEqual(inst?.disks.filter((d) => d.encrypted).map((d) => d.volume_id), [vol], JSON.stringify(inst?.disks));
+  const token = await tokenOf(member, p1);
+  const r = await os.api(token, 'POST', `/v1/${p1.id}/workloads`, workloadBody([srv]));
+  assert.equal(r.status, 400, JSON.stringify(r.json));
+  assert.equal(r.json.badRequest.message, `Unencrypted workload cannot have instance ${srv} with encrypted Volume ${vol}`);
 });
