@@ -164,4 +164,30 @@ describe('S3 backup target end to end (issue 14.1–2)', () => {
     assert.match(r.error_msg ?? '', /no intact copy/); // the truncated copy counts as lost
     assert.doesNotMatch(r.error_msg ?? '', /S3RVER|127\.0\.0\.1|_S3rver_/);
   });
+
+  test('an S3 answering 503 to everything: after the retries the snapshot ends error naming the cause, the workload is unlocked, /readyz says so; then a snapshot succeeds', async () => {
+    mutateDisk(diskPath, 4);
+    const truth = sha256File(diskPath);
+    faults = () => '503';
+    try {
+      const r = await h.api(h.alice, 'POST', `/workloads/${wid}?full=1`);
+      assert.equal(r.status, 200, r.text);
+      const sid = r.json.snapshot.id as string;
+      const failed = await waitFor(async () => {
+        const x = await getSnap(sid);
+        return ['available', 'error'].includes(x.status) ? x : null;
+      }, 120_000, 'snapshot ended');
+      assert.equal(failed.status, 'error');
+      assert.match(failed.error_msg, /^Snapshot failed: s3 backend: \w+ \S+ failed \((SlowDown, HTTP 503|HTTP 503 Service Unavailable)\)$/);
+      assert.doesNotMatch(failed.error_msg, /127\.0\.0\.1|S3RVER/);
+      await waitFor(async () => (await h.api(h.alice, 'GET', `/workloads/${wid}`)).json.workload.status === 'available', 20_000, 'workload unlocked');
+      const ready = await fetch(`${h.url}/readyz`);
+      assert.equal(ready.status, 503);
+      assert.deepEqual(await ready.json(), { status: 'not ready', checks: { store: 'ok', target: 'unreachable' } });
+    } finally {
+      faults = () => 'pass';
+    }
+    assert.equal((await fetch(`${h.url}/readyz`)).status, 200);
+    assert.equal((await restore(await snapshot(true))).sha, truth);
+  });
 });

@@ -1,3 +1,4 @@
+import { STATUS_CODES } from 'node:http';
 import { TransientError } from '../backend.js';
 import { S3CredentialsError } from './s3.credentials.js';
 
@@ -79,6 +80,19 @@ export function isTransientS3Error(e: unknown): boolean {
 }
 
 /**
+ * The code and status of a failure: `SlowDown, HTTP 503`. An answer without a body (a HEAD's)
+ * has no S3 code and the SDK says `Unknown`: then the status's reason phrase stands in
+ * (`HTTP 503 Service Unavailable`). A network failure has the system code alone.
+ */
+function describeFailure(e: unknown): string {
+  const code = errorCode(e);
+  const status = httpStatus(e);
+  if (status === undefined) return code;
+  if (code === 'Unknown' || code === 'unknown error') return `HTTP ${status}${STATUS_CODES[status] ? ` ${STATUS_CODES[status]}` : ''}`;
+  return `${code}, HTTP ${status}`;
+}
+
+/**
  * Turns an SDK failure into the error the Backend contract names: TransientError when worth
  * retrying, a plain Error otherwise. The message names the operation, the object key (without
  * the bucket prefix) and the S3 code and status — never the endpoint URL, the SDK's message or
@@ -86,8 +100,7 @@ export function isTransientS3Error(e: unknown): boolean {
  */
 export function classifyS3Error(e: unknown, op: string, key: string): Error {
   if (e instanceof S3CredentialsError) return e; // permanent, and its message names no secret
-  const status = httpStatus(e);
-  const message = `s3 backend: ${op} ${key || '/'} failed (${errorCode(e)}${status === undefined ? '' : `, HTTP ${status}`})`;
+  const message = `s3 backend: ${op} ${key || '/'} failed (${describeFailure(e)})`;
   if (isTransientS3Error(e)) return new TransientError(message, { cause: e });
   return new Error(message, { cause: e });
 }
