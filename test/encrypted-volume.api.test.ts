@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { createWorkloadAndWait, startHarness, takeSnapshotAndWait, waitFor, type Harness, type TestVm } from './harness.js';
+import { createWorkloadAndWait, snapshotEnded, startHarness, takeSnapshotAndWait, waitFor, type Harness, type TestVm } from './harness.js';
 
 /**
  * Reliability item F23's last case (shared/spec/reliability.md §2): an unencrypted workload that
@@ -54,10 +54,7 @@ describe('encrypted volumes only in encrypted workloads (reliability F23)', () =
     const r = await h.api(h.alice, 'POST', `/workloads/${wid}?full=1`);
     assert.equal(r.status, 200, r.text);
     const sid = r.json.snapshot.id as string;
-    const failed = await waitFor(async () => {
-      const s = (await h.api(h.alice, 'GET', `/snapshots/${sid}`)).json.snapshot;
-      return ['available', 'error'].includes(s.status) ? s : null;
-    }, 20_000, 'snapshot ended');
+    const failed = await snapshotEnded(h, h.alice, sid, 20_000);
     assert.equal(failed.status, 'error');
     assert.equal(failed.error_msg, `Snapshot failed: ${message}`);
     await waitFor(async () => (await h.api(h.alice, 'GET', `/workloads/${wid}`)).json.workload.status === 'available', 20_000, 'workload unlocked');

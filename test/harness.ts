@@ -259,14 +259,29 @@ type Json = any; // eslint-disable-line @typescript-eslint/no-explicit-any
 export async function takeSnapshotAndWait(h: Harness, u: TestUser, wid: string, full: boolean, timeoutMs = 60_000): Promise<Json> {
   const r = await h.api(u, 'POST', `/workloads/${wid}${full ? '?full=1' : ''}`, { snapshot: { name: 's', snapshot_type: full ? 'full' : 'incremental' } });
   assert.equal(r.status, 200, r.text);
-  const sid = r.json.snapshot.id as string;
-  const s = await waitFor(async () => {
-    const x = (await h.api(u, 'GET', `/snapshots/${sid}`)).json.snapshot;
-    return ['available', 'error'].includes(x.status) ? x : null;
-  }, timeoutMs, 'snapshot done');
+  const s = await snapshotEnded(h, u, r.json.snapshot.id as string, timeoutMs);
   assert.equal(s.status, 'available', s.error_msg);
   await waitFor(async () => (await h.api(u, 'GET', `/workloads/${wid}`)).json.workload.status === 'available', 20_000, 'workload unlocked');
   return s;
+}
+
+/** Waits until snapshot `sid` has ended (available or error; not asserted) and returns its detail. */
+export async function snapshotEnded(h: Harness, u: TestUser, sid: string, timeoutMs = 60_000): Promise<Json> {
+  return waitFor(async () => {
+    const x = (await h.api(u, 'GET', `/snapshots/${sid}`)).json.snapshot;
+    return ['available', 'error'].includes(x.status) ? x : null;
+  }, timeoutMs, 'snapshot ended');
+}
+
+/**
+ * Selective restore of VM `vmId` from snapshot `sid`; asserts it ended available and returns
+ * the SHA-256 of the restored instance's first disk (the local platform's inventory names it).
+ */
+export async function restoredDiskSha(h: Harness, u: TestUser, wid: string, sid: string, vmId: string, timeoutMs = 60_000): Promise<string> {
+  const done = await selectiveRestoreAndWait(h, u, wid, sid, vmId, timeoutMs);
+  assert.equal(done.status, 'available', done.error_msg);
+  const inventory = JSON.parse(readFileSync(join(h.home, 'inventory.json'), 'utf8')).instances as { id: string; disks: { path: string }[] }[];
+  return sha256File(inventory.find((i) => i.id === done.instances[0].id)!.disks[0]!.path);
 }
 
 /**

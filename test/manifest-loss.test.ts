@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { loadConfig } from '../src/config/config.js';
 import { verifyTarget } from '../src/app/repo-tools.js';
-import { selectiveRestoreAndWait, sha256File, startHarness, takeSnapshotAndWait, waitFor, type Harness } from './harness.js';
+import { restoredDiskSha, selectiveRestoreAndWait, sha256File, startHarness, takeSnapshotAndWait, waitFor, type Harness } from './harness.js';
 
 /**
  * Reliability item B8, its manifest half (shared/spec/reliability.md §2; the chunk half is in
@@ -22,12 +22,6 @@ describe('a deleted snapshot manifest (reliability B8)', () => {
   let diskPath = '';
   const snap = async (sid: string) => (await h.api(h.alice, 'GET', `/snapshots/${sid}`)).json.snapshot;
   const inventory = (): { id: string; name: string; disks: { path: string }[] }[] => JSON.parse(readFileSync(join(h.home, 'inventory.json'), 'utf8')).instances;
-  /** Selective restore of the VM from `sid`; the restored disk's SHA-256. */
-  async function restoredSha(sid: string): Promise<string> {
-    const done = await selectiveRestoreAndWait(h, h.alice, wid, sid, vmId, 30_000);
-    assert.equal(done.status, 'available', done.error_msg);
-    return sha256File(inventory().find((i) => i.id === done.instances[0].id)!.disks[0]!.path);
-  }
 
   before(async () => {
     h = await startHarness({ diskBytes: 2 * 1024 * 1024 });
@@ -77,9 +71,9 @@ describe('a deleted snapshot manifest (reliability B8)', () => {
     assert.equal((await snap(s2)).status, 'available', 'a failed restore leaves the snapshot as it was');
     assert.equal(inventory().filter((i) => i.name.startsWith('r-')).length, 0, 'the failed restore made an instance');
 
-    assert.equal(await restoredSha(s1), truth);
+    assert.equal(await restoredDiskSha(h, h.alice, wid, s1, vmId), truth);
 
     const s3 = (await takeSnapshotAndWait(h, h.alice, wid, false, 30_000)).id as string;
-    assert.equal(await restoredSha(s3), truth);
+    assert.equal(await restoredDiskSha(h, h.alice, wid, s3, vmId), truth);
   });
 });

@@ -7,7 +7,7 @@ import { startFaultProxy, type Fault, type FaultProxy } from '../src/backend/s3/
 import { freshPrefix, startTestS3, testBackend, type TestS3 } from '../src/backend/s3/s3.testing.js';
 import { loadConfig } from '../src/config/config.js';
 import { gcTarget, verifyTarget } from '../src/app/repo-tools.js';
-import { mutateDisk, selectiveRestoreAndWait, sha256File, startHarness, takeSnapshotAndWait, waitFor, type Harness } from './harness.js';
+import { mutateDisk, selectiveRestoreAndWait, sha256File, snapshotEnded, startHarness, takeSnapshotAndWait, waitFor, type Harness } from './harness.js';
 
 /**
  * Issue 14 items 1–2 through the real service: LIFEBOAT_TARGET=s3://… on a real S3 server
@@ -173,10 +173,7 @@ describe('S3 backup target end to end (issue 14.1–2)', () => {
       const r = await h.api(h.alice, 'POST', `/workloads/${wid}?full=1`);
       assert.equal(r.status, 200, r.text);
       const sid = r.json.snapshot.id as string;
-      const failed = await waitFor(async () => {
-        const x = await getSnap(sid);
-        return ['available', 'error'].includes(x.status) ? x : null;
-      }, 120_000, 'snapshot ended');
+      const failed = await snapshotEnded(h, h.alice, sid, 120_000);
       assert.equal(failed.status, 'error');
       assert.match(failed.error_msg, /^Snapshot failed: s3 backend: \w+ \S+ failed \((SlowDown, HTTP 503|HTTP 503 Service Unavailable)\)$/);
       assert.doesNotMatch(failed.error_msg, /127\.0\.0\.1|S3RVER/);

@@ -1,13 +1,13 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, existsSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statfsSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, mkdtempSync, openSync, readdirSync, rmSync, statfsSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { loadConfig } from '../src/config/config.js';
 import { verifyTarget } from '../src/app/repo-tools.js';
-import { selectiveRestoreAndWait, sha256File, startHarness, takeSnapshotAndWait, waitFor, type Harness } from './harness.js';
+import { restoredDiskSha, selectiveRestoreAndWait, sha256File, snapshotEnded, startHarness, takeSnapshotAndWait, waitFor, type Harness } from './harness.js';
 
 /**
  * Reliability item C11 (shared/spec/reliability.md §2): the backup target fills up in the middle
@@ -62,14 +62,6 @@ describe('a backup target that runs out of space mid-snapshot (reliability C11)'
   const restoreDir = () => join(mnt, 'instances');
   let lastSnapshot = '';
   const snap = async (sid: string) => (await h.api(h.alice, 'GET', `/snapshots/${sid}`)).json.snapshot;
-  const inventory = (): { id: string; disks: { path: string }[] }[] => JSON.parse(readFileSync(join(h.home, 'inventory.json'), 'utf8')).instances;
-  /** Selective restore of the VM from `sid`; the restored disk's SHA-256. */
-  async function restoredSha(sid: string): Promise<string> {
-    const done = await selectiveRestoreAndWait(h, h.alice, wid, sid, vmId, 30_000);
-    assert.equal(done.status, 'available', done.error_msg);
-    return sha256File(inventory().find((i) => i.id === done.instances[0].id)!.disks[0]!.path);
-  }
-
   before(async () => {
     mnt = mkdtempSync(join(tmpdir(), 'lifeboat-full-target-'));
     run('mount', ['-t', 'tmpfs', '-o', 'size=32m,mode=0700', 'tmpfs', mnt]);
@@ -100,10 +92,7 @@ describe('a backup target that runs out of space mid-snapshot (reliability C11)'
     const r = await h.api(h.alice, 'POST', `/workloads/${wid}?full=1`, { snapshot: { name: 'no room', snapshot_type: 'full' } });
     assert.equal(r.status, 200, r.text);
     const s2 = r.json.snapshot.id as string;
-    const failed = await waitFor(async () => {
-      const s = await snap(s2);
-      return ['available', 'error'].includes(s.status) ? s : null;
-    }, 30_000, 'snapshot ended');
+    const failed = await snapshotEnded(h, h.alice, s2, 30_000);
     assert.equal(failed.status, 'error');
     assert.match(failed.error_msg, /No space left on device/);
     assert.ok(!failed.error_msg.includes(mnt) && !failed.error_msg.includes(h.home), `a path in ${failed.error_msg}`);
@@ -116,9 +105,9 @@ describe('a backup target that runs out of space mid-snapshot (reliability C11)'
     assert.equal(v.ok, true, JSON.stringify(v.problems.slice(0, 3)));
 
     rmSync(filler); // (the restore directory is on the same filesystem)
-    assert.equal(await restoredSha(s1), s1Sha);
+    assert.equal(await restoredDiskSha(h, h.alice, wid, s1, vmId), s1Sha);
     const s3 = await takeSnapshotAndWait(h, h.alice, wid, false, 30_000);
-    assert.equal(await restoredSha(s3.id), sha256File(diskPath));
+    assert.equal(await restoredDiskSha(h, h.alice, wid, s3.id, vmId), sha256File(diskPath));
     assert.equal((await snap(s1)).status, 'available');
     lastSnapshot = s3.id;
   });
@@ -133,6 +122,6 @@ describe('a backup target that runs out of space mid-snapshot (reliability C11)'
     assert.deepEqual(filesUnder(restoreDir()).filter((p) => !before.has(p)), [], 'a partial restore left files');
     assert.equal((await snap(lastSnapshot)).status, 'available');
     rmSync(filler);
-    assert.equal(await restoredSha(lastSnapshot), sha256File(diskPath));
+    assert.equal(await restoredDiskSha(h, h.alice, wid, lastSnapshot, vmId), sha256File(diskPath));
   });
 });
