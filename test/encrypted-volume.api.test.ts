@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { createWorkloadAndWait, snapshotEnded, startHarness, takeSnapshotAndWait, waitFor, type Harness, type TestVm } from './harness.js';
@@ -20,7 +20,8 @@ describe('encrypted volumes only in encrypted workloads (reliability F23)', () =
     const inv = JSON.parse(readFileSync(inventoryPath(), 'utf8'));
     const disk = inv.instances.find((i: { id: string }) => i.id === vm.id).disks[0];
     disk.encrypted = true;
-    writeFileSync(inventoryPath(), JSON.stringify(inv, null, 2));
+    writeFileSync(`${inventoryPath()}.new`, JSON.stringify(inv, null, 2));
+    renameSync(`${inventoryPath()}.new`, inventoryPath()); // whole, never half-written, to the platform's reader
     return disk.volume_id as string;
   }
   const create = (vm: TestVm, encryption: boolean) =>
