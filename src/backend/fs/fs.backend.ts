@@ -38,7 +38,8 @@ const TRANSIENT_CODES = new Set(['EAGAIN', 'EBUSY', 'EINTR', 'EMFILE', 'ENFILE',
 /**
  * Turns a system error into one that names the object key, the errno and what it means ("No
  * space left on device (ENOSPC)"), never the file path (messages reach job records a tenant can
- * read): TransientError for TRANSIENT_CODES, a plain Error otherwise. Errors without an errno (key checks, integrity) pass unchanged.
+ * read): TransientError for TRANSIENT_CODES, a plain Error otherwise. Errors without an errno
+ * (key checks, integrity) pass unchanged.
  */
 function classify(e: unknown, op: string, key: string): unknown {
   const code = typeof e === 'object' && e !== null ? (e as { code?: unknown }).code : undefined;
