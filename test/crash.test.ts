@@ -1,6 +1,8 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { once } from 'node:events';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes, randomUUID } from 'node:crypto';
@@ -87,6 +89,16 @@ async function client(proc: LifeboatProcess, projectId: string, user: 'u' | 'a' 
 }
 
 type Api = Awaited<ReturnType<typeof client>>;
+
+/** A token of user `u` (a member) for `projectId` from the process's embedded identity. */
+async function tokenOf(proc: LifeboatProcess, projectId: string): Promise<string> {
+  const r = await fetch(`${proc.url}/identity/v3/auth/tokens`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ auth: { identity: { methods: ['password'], password: { user: { name: 'u', domain: { id: 'default' }, password: 'pw' } } }, scope: { project: { id: projectId } } } }),
+  });
+  return r.headers.get('x-subject-token')!;
+}
 
 /** A workload of the one VM, available. */
 async function workloadOf(api: Api, vmId: string): Promise<string> {
@@ -328,5 +340,43 @@ describe('SIGTERM (graceful shutdown)', () => {
     api = await client(proc, e.projectId);
     assert.equal((await api('GET', `/snapshots/${sid}`)).json.snapshot.status, 'available');
     assert.equal((await api('GET', `/workloads/${wid}`)).json.workload.status, 'available');
+  });
+
+  test('a request in flight when SIGTERM comes (its body still arriving) completes with Connection: close; the process exits 0 after it', async () => {
+    const e = block.e;
+    for (const p of block.procs) await p.stop(); // the test before leaves its last process serving
+    let proc = await block.start({ LIFEBOAT_SHUTDOWN_GRACE: '30' });
+    let api = await client(proc, e.projectId);
+    const wid = (await api('GET', '/workloads')).json.workloads[0].id as string;
+    const token = await tokenOf(proc, e.projectId);
+    const body = JSON.stringify({ workload: { description: 'sent across a SIGTERM' } });
+    const { port, hostname } = new URL(proc.url!);
+    const sock = connect(Number(port), hostname);
+    await once(sock, 'connect');
+    const answer = new Promise<string>((resolve, reject) => {
+      let text = '';
+      sock.on('data', (d: Buffer) => (text += d.toString('latin1')));
+      sock.on('close', () => resolve(text));
+      sock.on('error', reject);
+    });
+    // Expect: 100-continue: the server answers "100 Continue" as it hands the request to its handler,
+    // i.e. once the request has passed the drain check (made when the headers are in, not the body).
+    sock.write(`PUT /v1/${e.projectId}/workloads/${wid} HTTP/1.1\r\nHost: ${hostname}:${port}\r\nX-Auth-Token: ${token}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nExpect: 100-continue\r\n\r\n`);
+    await waitFor(async () => sock.bytesRead > 0 || null, 10_000, '100 Continue');
+    const exit = sigterm(proc);
+    // Shutting down: a new request is answered 503 or, once the listener has closed, refused.
+    await waitFor(async () => {
+      const r = await fetch(`${proc.url}/v1/${e.projectId}/workloads`, { headers: { 'x-auth-token': token } }).catch(() => null);
+      return r === null || r.status === 503 || null;
+    }, 10_000, 'shutdown begun');
+    sock.end(body);
+    const text = await answer;
+    assert.match(text, /^HTTP\/1\.1 100 Continue\r\n\r\nHTTP\/1\.1 202 /, text);
+    assert.match(text, /\r\nconnection: close\r\n/i, text);
+    assert.equal((await exit).code, 0, proc.output());
+
+    proc = await block.start();
+    api = await client(proc, e.projectId);
+    assert.equal((await api('GET', `/workloads/${wid}`)).json.workload.description, 'sent across a SIGTERM');
   });
 });
