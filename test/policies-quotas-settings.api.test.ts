@@ -205,7 +205,7 @@ for (const kind of storeKinds()) {
         fastifyLogger: { level: 'debug', stream: sink },
         v1Routes: [
           workloadRoutes({ workloads, policy, publicUrl: 'http://lb.test:8780' }),
-          snapshotRoutes({ snapshots: new SnapshotService({ db: h.db, clock, targets: TargetCatalog.only('mem://test') }), workloads, policy }),
+          snapshotRoutes({ snapshots: new SnapshotService({ db: h.db, clock, targets: TargetCatalog.only('mem://test') }), workloads, policy, publicUrl: 'http://lifeboat.test' }),
           policyRoutes({ policies: new PolicyService({ db: h.db, clock, projects }), policy }),
           quotaRoutes({ quotas: new QuotaService({ db: h.db, clock, projects }) }),
           settingRoutes({ settings: new SettingService({ db: h.db, clock, secretKey, mailer: smtpMailer }), policy }),

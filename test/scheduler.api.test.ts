@@ -128,7 +128,7 @@ describe('schedules, global job scheduler and retention over HTTP (composed app)
       keystoneUri: 'http://keystone.test',
       v1Routes: [
         workloadRoutes({ workloads, policy, publicUrl: 'http://lifeboat.test' }),
-        snapshotRoutes({ snapshots: new SnapshotService({ db: store.db, clock, targets: TargetCatalog.only('mem://') }), workloads, policy }),
+        snapshotRoutes({ snapshots: new SnapshotService({ db: store.db, clock, targets: TargetCatalog.only('mem://') }), workloads, policy, publicUrl: 'http://lifeboat.test' }),
         schedulerRoutes({ scheduler: new SchedulerService({ db: store.db, clock }), workloads }),
       ],
     });

@@ -491,7 +491,7 @@ function v1RoutesOf(d: ApiDeps) {
     nodeRoutes({ nodes: () => listNodeInfo(store.db, clock.now(), d.leaseMs), jobs: () => countJobsByKindAndStatus(store.db) }),
     platformRoutes({ inventory: new PlatformInventoryService(platform) }),
     workloadRoutes({ workloads: s.workloads, policy, publicUrl: config.publicUrl }),
-    snapshotRoutes({ snapshots: s.snapshots, workloads: s.workloads, policy }),
+    snapshotRoutes({ snapshots: s.snapshots, workloads: s.workloads, policy, publicUrl: config.publicUrl }),
     snapshotMountRoutes({ snapshots: s.snapshots, mounts: d.snapshotMounts }),
     fileSearchRoutes({ searches: new FileSearchService({ db: store.db, clock }) }),
     restoreRoutes({ restores: s.restores, snapshots: s.snapshots, publicUrl: config.publicUrl }),

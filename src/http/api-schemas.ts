@@ -54,7 +54,9 @@ const INSTANCES: Schema = { type: 'array', nullable: true, items: obj({ 'instanc
 const METADATA = obj({}, 'string → string');
 const WORKLOAD_FIELDS = { name: text('name'), description: text('description'), instances: INSTANCES, jobschedule: JOBSCHEDULE, metadata: METADATA };
 
-const SNAPSHOT_LIST = query({ workload_id: 'only this workload', host: 'only taken on this node', status: 'only in this status', date_from: 'YYYY-MM-DDTHH:MM:SS (UTC)', date_to: 'YYYY-MM-DDTHH:MM:SS (UTC)', all: 'admin: every project', get_instances: 'include the instances' });
+/** Paging of a list (Nova's words and checks); none given: the whole list. */
+const PAGE = { limit: 'at most this many (a whole number; 0: no limit); a full page carries a `next` link', marker: 'start after the item with this id', offset: 'skip this many (after the marker)' };
+const SNAPSHOT_LIST = query({ ...PAGE, workload_id: 'only this workload', host: 'only taken on this node', status: 'only in this status', date_from: 'YYYY-MM-DDTHH:MM:SS (UTC)', date_to: 'YYYY-MM-DDTHH:MM:SS (UTC)', all: 'admin: every project', get_instances: 'include the instances' });
 const RESTORE = wrapped('restore', { name: text('name'), description: text('description'), options: obj({}, 'Restore options (workloadmgr-api §4.3.1): type, oneclickrestore, restore_type, openstack.instances, networks_mapping') });
 const POLICY_FIELDS = obj({}, 'interval, retention_policy_type, retention_policy_value, fullbackup_interval');
 const POLICY_BODY = { display_name: text('name'), display_description: text('description'), field_values: POLICY_FIELDS, metadata: METADATA };
@@ -71,8 +73,8 @@ const QUOTAS: Schema = {
 const AUDIT = query({ time_in_minutes: 'the last N minutes (default 1440)', start_range: 'MM-DD-YYYY, first day (UTC) included', end_range: 'MM-DD-YYYY, last day (UTC) included' });
 
 export const ROUTE_SCHEMAS: Readonly<Record<string, RouteSchemaEntry>> = {
-  [`GET ${V1}/workloads`]: { querystring: query({ all_workloads: 'admin: every project', project_id: 'admin: this project' }) },
-  [`GET ${V1}/workloads/detail`]: { querystring: query({ all_workloads: 'admin: every project', project_id: 'admin: this project' }) },
+  [`GET ${V1}/workloads`]: { querystring: query({ ...PAGE, all_workloads: 'admin: every project', project_id: 'admin: this project' }) },
+  [`GET ${V1}/workloads/detail`]: { querystring: query({ ...PAGE, all_workloads: 'admin: every project', project_id: 'admin: this project' }) },
   [`POST ${V1}/workloads`]: {
     summary: 'Create a workload',
     body: wrapped('workload', {
@@ -97,8 +99,8 @@ export const ROUTE_SCHEMAS: Readonly<Record<string, RouteSchemaEntry>> = {
   [`POST ${V1}/workloads/:wid/snapshots/:sid/restores`]: { summary: 'Restore a snapshot', body: RESTORE },
   [`POST ${V1}/workloads/:wid/snapshots/:sid`]: { summary: 'Restore a snapshot (legacy path)', body: RESTORE },
   [`POST ${V1}/snapshots/:sid`]: { summary: 'Restore a snapshot (legacy path)', body: RESTORE },
-  [`GET ${V1}/restores`]: { querystring: query({ snapshot_id: 'only restores of this snapshot' }) },
-  [`GET ${V1}/restores/detail`]: { querystring: query({ snapshot_id: 'only restores of this snapshot' }) },
+  [`GET ${V1}/restores`]: { querystring: query({ ...PAGE, snapshot_id: 'only restores of this snapshot' }) },
+  [`GET ${V1}/restores/detail`]: { querystring: query({ ...PAGE, snapshot_id: 'only restores of this snapshot' }) },
   [`POST ${V1}/workload_policy`]: { summary: 'Create a workload policy', body: wrapped('workload_policy', POLICY_BODY) },
   [`PUT ${V1}/workload_policy/:id`]: { summary: 'Update a workload policy', body: wrapped('policy', POLICY_BODY) },
   [`POST ${V1}/workload_policy/:id/assign`]: { summary: 'Assign a policy to projects', body: wrapped('policy', { add_projects: any('project ids: a list, or one id as a string'), remove_projects: any('project ids: a list, or one id as a string') }) },

@@ -3,6 +3,7 @@ import type { RestoreService } from '../services/restore.service.js';
 import type { SnapshotService } from '../services/snapshot.service.js';
 import { ctxOf } from './server.js';
 import { queryString } from './query.js';
+import { nextPageLinks, parsePage } from './pagination.js';
 import { parseCreateRestore } from './restore.commands.js';
 import { param, policy } from './route-policy.js';
 import { restoreDetail, restoreSummary } from './restore.views.js';
@@ -44,8 +45,12 @@ export function restoreRoutes(d: RestoreRoutesDeps): FastifyPluginAsync {
       const ctx = ctxOf(req);
       const q = req.query as Record<string, unknown>;
       const snapshotId = nested?.sid ?? queryString(q.snapshot_id);
-      const items = await d.restores.list(ctx, { ...(snapshotId !== undefined ? { snapshotId } : {}), ...(nested ? { workloadId: nested.wid } : {}) });
-      return { restores: items.map((r) => (detail ? restoreDetail(d.publicUrl, r) : restoreSummary(d.publicUrl, r))) };
+      const page = parsePage(q);
+      const items = await d.restores.list(ctx, { ...(snapshotId !== undefined ? { snapshotId } : {}), ...(nested ? { workloadId: nested.wid } : {}) }, page);
+      return {
+        restores: items.map((r) => (detail ? restoreDetail(d.publicUrl, r) : restoreSummary(d.publicUrl, r))),
+        ...nextPageLinks(d.publicUrl, req, 'restores', page, items.map((r) => r.id)),
+      };
     };
     app.get('/restores', getAll, (req) => list(req, false));
     app.get('/restores/detail', getAll, (req) => list(req, true));

@@ -8,6 +8,7 @@ import type { RequestContext } from '../domain/context.js';
 import { ctxOf } from './server.js';
 import type { PolicyEnforcer } from './types.js';
 import { queryBool, queryString } from './query.js';
+import { nextPageLinks, parsePage } from './pagination.js';
 import { parseTakeSnapshot } from './snapshot.commands.js';
 import { allows, param, policy, unenforced } from './route-policy.js';
 import { snapshotDetail, snapshotSummary, taskView } from './snapshot.views.js';
@@ -17,6 +18,8 @@ export interface SnapshotRoutesDeps {
   /** Finds the workload a snapshot is taken of, the policy target of that route. */
   workloads: WorkloadService;
   policy: PolicyEnforcer;
+  /** The base of the `snapshots_links` a paged list carries. */
+  publicUrl: string;
 }
 
 /** Snapshots (snapshots-api.md; workloadmgr-api §4.2) and tasks (§2.11). */
@@ -50,19 +53,20 @@ export function snapshotRoutes(d: SnapshotRoutesDeps): FastifyPluginAsync {
       const status = queryString(q.status);
       if (status !== undefined) filter.status = status;
       const all = queryBool(q.all, 'all') && allows(d.policy, 'workload:workload_get_all_by_admin', ctx);
-      return { all, filter, withInstances: queryBool(q.get_instances, 'get_instances') };
+      return { all, filter, withInstances: queryBool(q.get_instances, 'get_instances'), page: parsePage(q) };
     }
 
     const list = async (req: FastifyRequest, workloadId?: string) => {
       const ctx = ctxOf(req);
       const o = listOpts(req, ctx, workloadId);
       const items = await d.snapshots.list(ctx, o);
-      return { snapshots: items.map((s) => snapshotSummary(s, o.withInstances)) };
+      return { snapshots: items.map((s) => snapshotSummary(s, o.withInstances)), ...nextPageLinks(d.publicUrl, req, 'snapshots', o.page, items.map((s) => s.id)) };
     };
     const listDetail = async (req: FastifyRequest, workloadId?: string) => {
       const ctx = ctxOf(req);
-      const items = await d.snapshots.listDetail(ctx, listOpts(req, ctx, workloadId));
-      return { snapshots: items.map((x) => snapshotDetail(x.snapshot, x.metadata)) };
+      const o = listOpts(req, ctx, workloadId);
+      const items = await d.snapshots.listDetail(ctx, o);
+      return { snapshots: items.map((x) => snapshotDetail(x.snapshot, x.metadata)), ...nextPageLinks(d.publicUrl, req, 'snapshots', o.page, items.map((x) => x.snapshot.id)) };
     };
     const getAll = policy('snapshot:snapshot_get_all');
     app.get('/snapshots', getAll, async (req) => list(req));

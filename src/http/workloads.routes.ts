@@ -6,6 +6,7 @@ import type { RequestContext } from '../domain/context.js';
 import { ctxOf } from './server.js';
 import type { PolicyEnforcer } from './types.js';
 import { queryBool, queryString } from './query.js';
+import { nextPageLinks, parsePage } from './pagination.js';
 import { parseCreateWorkload, parseModifyWorkload } from './workload.commands.js';
 import { allows, param, policy } from './route-policy.js';
 import { workloadDetail, workloadSummary } from './workload.views.js';
@@ -29,20 +30,23 @@ export function workloadRoutes(d: WorkloadRoutesDeps): FastifyPluginAsync {
       const q = req.query as Record<string, unknown>;
       const all = queryBool(q.all_workloads, 'all_workloads');
       const projectId = queryString(q.project_id);
-      if ((all || projectId) && allows(d.policy, 'workload:workload_get_all_by_admin', ctx)) return { all: true, ...(projectId ? { projectId } : {}) };
-      return { all: false };
+      const page = parsePage(q);
+      if ((all || projectId) && allows(d.policy, 'workload:workload_get_all_by_admin', ctx)) return { all: true, page, ...(projectId ? { projectId } : {}) };
+      return { all: false, page };
     };
 
     app.get('/workloads', policy('workload:workload_get_all'), async (req) => {
       const ctx = ctxOf(req);
-      const list = await d.workloads.list(ctx, listOpts(req, ctx));
-      return { workloads: list.map((w) => workloadSummary(d.publicUrl, w)) };
+      const o = listOpts(req, ctx);
+      const list = await d.workloads.list(ctx, o);
+      return { workloads: list.map((w) => workloadSummary(d.publicUrl, w)), ...nextPageLinks(d.publicUrl, req, 'workloads', o.page, list.map((w) => w.id)) };
     });
 
     app.get('/workloads/detail', policy('workload:workload_get_all'), async (req) => {
       const ctx = ctxOf(req);
-      const list = await d.workloads.listDetail(ctx, listOpts(req, ctx));
-      return { workloads: list.map((wd) => detail(wd, ctx)) };
+      const o = listOpts(req, ctx);
+      const list = await d.workloads.listDetail(ctx, o);
+      return { workloads: list.map((wd) => detail(wd, ctx)), ...nextPageLinks(d.publicUrl, req, 'workloads', o.page, list.map((wd) => wd.workload.id)) };
     });
 
     app.post('/workloads', policy('workload:workload_create'), async (req, reply) => {

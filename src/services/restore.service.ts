@@ -13,6 +13,8 @@ import { isUuid, newId } from '../lib/ids.js';
 import { toSecond } from '../lib/time.js';
 import type { Platform } from '../platform/platform.js';
 import { ownScope } from './workload.service.js';
+import type { PageRequest } from '../domain/page.js';
+import { pageWindow } from './page.js';
 
 export interface RestoreServiceDeps {
   db: Db;
@@ -189,10 +191,11 @@ export class RestoreService {
     return r;
   }
 
-  async list(ctx: RequestContext, f: { snapshotId?: string; workloadId?: string }): Promise<Restore[]> {
+  async list(ctx: RequestContext, f: { snapshotId?: string; workloadId?: string }, page?: PageRequest): Promise<Restore[]> {
     let snapshotId: string | undefined;
     if (f.snapshotId !== undefined) snapshotId = (await this.snapshot(ctx, f.snapshotId, f.workloadId)).id;
-    return listRestores(this.deps.db, ownScope(ctx), snapshotId ? { snapshotId } : {});
+    const scope = ownScope(ctx);
+    return listRestores(this.deps.db, scope, snapshotId ? { snapshotId } : {}, await pageWindow(this.deps.db, 'restores', scope, page));
   }
 
   async get(ctx: RequestContext, id: string, nested?: { workloadId: string; snapshotId: string }): Promise<Restore> {

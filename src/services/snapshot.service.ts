@@ -28,6 +28,8 @@ import { isUuid, newId } from '../lib/ids.js';
 import { toSecond } from '../lib/time.js';
 import { ownScope } from './workload.service.js';
 import { startSnapshot } from './snapshot-start.service.js';
+import type { PageRequest } from '../domain/page.js';
+import { pageWindow } from './page.js';
 
 export interface SnapshotServiceDeps {
   db: Db;
@@ -74,7 +76,7 @@ export class SnapshotService {
     });
   }
 
-  async list(ctx: RequestContext, opts: { all: boolean; filter: SnapshotFilter }): Promise<Snapshot[]> {
+  async list(ctx: RequestContext, opts: { all: boolean; filter: SnapshotFilter; page?: PageRequest }): Promise<Snapshot[]> {
     const scope: Scope = opts.all ? { admin: true } : ownScope(ctx);
     if (opts.filter.workloadId !== undefined) {
       const wid = opts.filter.workloadId;
@@ -82,10 +84,10 @@ export class SnapshotService {
       if (!w) throw NotFoundError.of('Workload', wid);
       opts.filter.workloadId = w.id;
     }
-    return listSnapshots(this.deps.db, scope, opts.filter);
+    return listSnapshots(this.deps.db, scope, opts.filter, await pageWindow(this.deps.db, 'snapshots', scope, opts.page));
   }
 
-  async listDetail(ctx: RequestContext, opts: { all: boolean; filter: SnapshotFilter }): Promise<SnapshotWithMetadata[]> {
+  async listDetail(ctx: RequestContext, opts: { all: boolean; filter: SnapshotFilter; page?: PageRequest }): Promise<SnapshotWithMetadata[]> {
     const list = await this.list(ctx, opts);
     const md = await snapshotMetadata(this.deps.db, list.map((s) => s.id));
     return list.map((s) => ({ snapshot: s, metadata: md.get(s.id) ?? [] }));

@@ -30,6 +30,8 @@ import { enforceWorkloadQuotas } from './quota.service.js';
 import { cancelJobsInFlight, describeJob } from './job-cancel.service.js';
 import type { TargetCatalog } from '../lib/target.js';
 import { schedulerTrustOf, type SchedulerTrust } from './trust.service.js';
+import type { PageRequest } from '../domain/page.js';
+import { pageWindow } from './page.js';
 
 export interface WorkloadServiceDeps {
   db: Db;
@@ -92,9 +94,9 @@ export class WorkloadService {
     return toSecond(this.deps.clock.now());
   }
 
-  async list(ctx: RequestContext, opts: { all: boolean; projectId?: string }): Promise<Workload[]> {
+  async list(ctx: RequestContext, opts: { all: boolean; projectId?: string; page?: PageRequest }): Promise<Workload[]> {
     const scope: Scope = opts.all ? { admin: true } : ownScope(ctx);
-    return listWorkloads(this.deps.db, scope, opts.projectId ? { projectId: opts.projectId } : {});
+    return listWorkloads(this.deps.db, scope, opts.projectId ? { projectId: opts.projectId } : {}, await pageWindow(this.deps.db, 'workloads', scope, opts.page));
   }
 
   async get(ctx: RequestContext, id: string): Promise<Workload> {
@@ -108,7 +110,7 @@ export class WorkloadService {
     return this.detailOf(await this.get(ctx, id));
   }
 
-  async listDetail(ctx: RequestContext, opts: { all: boolean; projectId?: string }): Promise<WorkloadDetail[]> {
+  async listDetail(ctx: RequestContext, opts: { all: boolean; projectId?: string; page?: PageRequest }): Promise<WorkloadDetail[]> {
     const list = await this.list(ctx, opts);
     return Promise.all(list.map((w) => this.detailOf(w)));
   }

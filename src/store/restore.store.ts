@@ -1,4 +1,6 @@
 import type { DbOrTx } from './db.js';
+import type { PageWindow } from '../domain/page.js';
+import { inWindow } from './page.js';
 import type { RestoresTable } from './schema.js';
 import type { Restore, RestoreKind, RestoreStatus, RestoredInstance, RestoreMetadataRecord } from '../domain/restore.js';
 import type { Scope } from './workload.store.js';
@@ -53,11 +55,11 @@ export async function getRestore(db: DbOrTx, scope: Scope, id: string): Promise<
   return r ? toRestore(r) : null;
 }
 
-export async function listRestores(db: DbOrTx, scope: Scope, f: { snapshotId?: string }): Promise<Restore[]> {
+export async function listRestores(db: DbOrTx, scope: Scope, f: { snapshotId?: string }, w: PageWindow = {}): Promise<Restore[]> {
   let q = db.selectFrom('restores').selectAll().where('deleted', '=', 0);
   if ('projectId' in scope) q = q.where('project_id', '=', scope.projectId);
   if (f.snapshotId) q = q.where('snapshot_id', '=', f.snapshotId);
-  const rows = await q.orderBy('created_at', 'asc').orderBy('id').execute();
+  const rows = await inWindow(q, w, 'asc').execute();
   return rows.map(toRestore);
 }
 

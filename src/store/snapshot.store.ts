@@ -1,4 +1,6 @@
 import type { DbOrTx } from './db.js';
+import type { PageWindow } from '../domain/page.js';
+import { inWindow } from './page.js';
 import type { Database, SnapshotsTable } from './schema.js';
 import type { ExpressionBuilder } from 'kysely';
 import type { Snapshot, SnapshotFilter, SnapshotInstance, SnapshotMetadataRecord, SnapshotStatus, SnapshotType, Task } from '../domain/snapshot.js';
@@ -79,7 +81,7 @@ export async function getSnapshot(db: DbOrTx, scope: Scope, id: string): Promise
 
 
 /** Ascending created_at (the view order tempest relies on). */
-export async function listSnapshots(db: DbOrTx, scope: Scope, f: SnapshotFilter): Promise<Snapshot[]> {
+export async function listSnapshots(db: DbOrTx, scope: Scope, f: SnapshotFilter, w: PageWindow = {}): Promise<Snapshot[]> {
   let q = db.selectFrom('snapshots').selectAll().where('deleted', '=', 0);
   if ('projectId' in scope) q = q.where('project_id', '=', scope.projectId);
   if (f.workloadId) q = q.where('workload_id', '=', f.workloadId);
@@ -91,7 +93,7 @@ export async function listSnapshots(db: DbOrTx, scope: Scope, f: SnapshotFilter)
     else if (f.status === 'available') q = q.where('status', 'in', ['available', 'mounted']);
     else q = q.where('status', '=', f.status);
   }
-  const rows = await q.orderBy('created_at', 'asc').orderBy('id').execute();
+  const rows = await inWindow(q, w, 'asc').execute();
   return rows.map(toSnapshot);
 }
 

@@ -1,4 +1,6 @@
 import type { DbOrTx } from './db.js';
+import type { PageWindow } from '../domain/page.js';
+import { inWindow } from './page.js';
 import type { WorkloadsTable } from './schema.js';
 import type { JobSchedule, Workload, WorkloadMember, WorkloadStatus } from '../domain/workload.js';
 
@@ -121,11 +123,11 @@ export async function getWorkload(db: DbOrTx, scope: Scope, id: string): Promise
   return toWorkload(r, m.get(r.id) ?? []);
 }
 
-export async function listWorkloads(db: DbOrTx, scope: Scope, filter: { projectId?: string } = {}): Promise<Workload[]> {
+export async function listWorkloads(db: DbOrTx, scope: Scope, filter: { projectId?: string } = {}, w: PageWindow = {}): Promise<Workload[]> {
   let q = db.selectFrom('workloads').selectAll().where('deleted', '=', 0);
   if ('projectId' in scope) q = q.where('project_id', '=', scope.projectId);
   if (filter.projectId) q = q.where('project_id', '=', filter.projectId);
-  const rows = await q.orderBy('created_at', 'desc').orderBy('id').execute();
+  const rows = await inWindow(q, w, 'desc').execute();
   const m = await membersOf(db, rows.map((r) => r.id));
   return rows.map((r) => toWorkload(r, m.get(r.id) ?? []));
 }
