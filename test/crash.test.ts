@@ -6,10 +6,9 @@ import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes, randomUUID } from 'node:crypto';
-import pg from 'pg';
 import Database from 'better-sqlite3';
 import { freePort, sha256File, waitFor } from './harness.js';
-import { runLifeboat, startProcess, writeRandomDisk, writeTestIdentity, type LifeboatProcess } from './process.js';
+import { runLifeboat, startProcess, testPgSchema, writeRandomDisk, writeTestIdentity, type LifeboatProcess } from './process.js';
 
 /**
  * kill -9 of real worker processes mid-snapshot and mid-restore (reliability.md A1/A4), SIGTERM
@@ -223,22 +222,11 @@ describe('cancel mid-operation', () => {
 });
 
 describe('two API processes on one PostgreSQL', { skip: process.env.LIFEBOAT_TEST_PG ? false : 'LIFEBOAT_TEST_PG is not set' }, () => {
-  const schema = `t_${hex().slice(0, 12)}`;
-  const adminSql = async (text: string) => {
-    const c = new pg.Client({ connectionString: process.env.LIFEBOAT_TEST_PG });
-    await c.connect();
-    try {
-      await c.query(text);
-    } finally {
-      await c.end();
-    }
-  };
-  const db = new URL(process.env.LIFEBOAT_TEST_PG ?? 'postgres://unset');
-  db.searchParams.set('options', `-c search_path=${schema}`);
-  before(() => adminSql(`CREATE SCHEMA ${schema}`));
+  const pgSchema = testPgSchema();
+  before(() => pgSchema.create());
   // Registered before the schema's after hook, so the processes stop before their schema goes.
-  const block = homeForBlock(4, { LIFEBOAT_DB: db.toString() });
-  after(() => adminSql(`DROP SCHEMA IF EXISTS ${schema} CASCADE`));
+  const block = homeForBlock(4, { LIFEBOAT_DB: pgSchema.url });
+  after(() => pgSchema.drop());
 
   test('concurrent take-snapshot requests: exactly one 200, one 400, one snapshot row', async () => {
     const e = block.e;

@@ -6,11 +6,10 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import pg from 'pg';
 import { skipUnlessInstalled } from '../src/nbd/testing.js';
 import { openStore, type StoreHandle } from '../src/store/db.js';
 import { freePort, waitFor } from './harness.js';
-import { signedInClient, snapshotDiskOf, startProcess, writeRandomDisk, writeTestIdentity, type LifeboatProcess } from './process.js';
+import { signedInClient, snapshotDiskOf, startProcess, testPgSchema, writeRandomDisk, writeTestIdentity, type LifeboatProcess } from './process.js';
 
 /**
  * Reliability item A2 (shared/spec/reliability.md §2): the API process killed -9 while it
@@ -171,20 +170,9 @@ describe('kill -9 of the API while it records a snapshot (reliability A2)', { sk
   describe('SQLite', () => crashSuite('SQLite', 'pwrite64', () => undefined));
 
   describe('PostgreSQL', { skip: process.env.LIFEBOAT_TEST_PG ? false : 'LIFEBOAT_TEST_PG is not set' }, () => {
-    const schema = `t_${randomBytes(6).toString('hex')}`;
-    const url = new URL(process.env.LIFEBOAT_TEST_PG ?? 'postgres://unset');
-    url.searchParams.set('options', `-c search_path=${schema}`);
-    const adminSql = async (text: string) => {
-      const c = new pg.Client({ connectionString: process.env.LIFEBOAT_TEST_PG });
-      await c.connect();
-      try {
-        await c.query(text);
-      } finally {
-        await c.end();
-      }
-    };
-    before(() => adminSql(`CREATE SCHEMA ${schema}`));
-    crashSuite('PostgreSQL', 'writev', () => url.toString());
-    after(() => adminSql(`DROP SCHEMA IF EXISTS ${schema} CASCADE`));
+    const pgSchema = testPgSchema();
+    before(() => pgSchema.create());
+    crashSuite('PostgreSQL', 'writev', () => pgSchema.url);
+    after(() => pgSchema.drop());
   });
 });

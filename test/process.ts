@@ -3,6 +3,7 @@ import { closeSync, openSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
+import pg from 'pg';
 import { openBackend } from '../src/backend/open.js';
 import { loadConfig } from '../src/config/config.js';
 import { restoreDisk } from '../src/datamover/restore.js';
@@ -183,4 +184,25 @@ export async function snapshotDiskOf(env: Record<string, string>, snapshotId: st
   const sink = new MemDiskSink(size);
   await restoreDisk({ repo, snapshotId, diskKey: diskKey(instanceId, device), sink });
   return sink.data;
+}
+
+/**
+ * A schema of its own on LIFEBOAT_TEST_PG for the processes of one describe block: `url` points
+ * them at it (search_path), `create` and `drop` run as hooks. Register `drop` after the hooks
+ * that stop the processes: after-hooks run in order, and the schema must outlive them.
+ */
+export function testPgSchema(): { url: string; create(): Promise<void>; drop(): Promise<void> } {
+  const schema = `t_${randomBytes(6).toString('hex')}`;
+  const url = new URL(process.env.LIFEBOAT_TEST_PG ?? 'postgres://unset');
+  url.searchParams.set('options', `-c search_path=${schema}`);
+  const adminSql = async (text: string) => {
+    const c = new pg.Client({ connectionString: process.env.LIFEBOAT_TEST_PG });
+    await c.connect();
+    try {
+      await c.query(text);
+    } finally {
+      await c.end();
+    }
+  };
+  return { url: url.toString(), create: () => adminSql(`CREATE SCHEMA ${schema}`), drop: () => adminSql(`DROP SCHEMA IF EXISTS ${schema} CASCADE`) };
 }
