@@ -272,7 +272,7 @@ async function writeUncached(file: string, data: Buffer): Promise<boolean> {
   return true;
 }
 
-describe('page cache probe (mincore helper) and direct source reads', () => {
+describe('page cache probe (cachestat or mincore helper) and direct source reads', () => {
   let dir: string;
   before(async () => {
     dir = await mkdtemp(path.join(tmpdir(), 'lifeboat-cache-'));
@@ -281,32 +281,39 @@ describe('page cache probe (mincore helper) and direct source reads', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  it('is built by npm ci and tells cached ranges from ranges only on the device', async () => {
-    assert.equal(pageCacheProbeAvailable(), true, 'build/Release/page_cache.node missing: npm ci did not build it');
-    const cached = path.join(dir, 'cached.raw');
-    await writeFile(cached, randomBytes(2 * MiB)); // a buffered write leaves its pages cached
-    const fh = await open(cached, 'r');
-    try {
-      assert.equal(cachedShare(fh.fd, 0, 2 * MiB), 1);
-      assert.equal(cachedShare(fh.fd, 4096 + 17, 100), 1, 'an unaligned range is asked by its pages');
-      assert.equal(cachedShare(fh.fd, 0, 0), null, 'an empty range has no share');
-    } finally {
-      await fh.close();
-    }
-    assert.equal(cachedShare(1 << 30, 0, 4096), null, 'a descriptor that is not open: cannot tell');
-    const mem = Buffer.from(alignedSharedMemory(2 * MiB));
-    mem.set(randomBytes(2 * MiB));
-    const uncached = path.join(dir, 'uncached.raw');
-    if (!(await writeUncached(uncached, mem))) return void process.stdout.write(`# ${dir} has no O_DIRECT: the uncached half not checked\n`);
-    const u = await open(uncached, 'r');
-    try {
-      assert.equal(cachedShare(u.fd, 0, 2 * MiB), 0, 'written with O_DIRECT: nothing cached');
-      await u.read(Buffer.alloc(MiB), 0, MiB, 0); // a buffered read caches what it read (and what the kernel reads ahead)
-      assert.equal(cachedShare(u.fd, 0, MiB), 1);
-    } finally {
-      await u.close();
-    }
-  });
+  for (const via of ['best', 'mincore'] as const) {
+    it(`is built by npm ci and tells cached ranges from ranges only on the device (${via === 'best' ? 'cachestat where the kernel has it' : 'mincore'})`, async () => {
+      const share = (fd: number, offset: number, length: number) => cachedShare(fd, offset, length, via);
+      assert.equal(pageCacheProbeAvailable(), true, 'build/Release/page_cache.node missing: npm ci did not build it');
+      const cached = path.join(dir, `cached-${via}.raw`);
+      await writeFile(cached, randomBytes(2 * MiB)); // a buffered write leaves its pages cached
+      const fh = await open(cached, 'r');
+      try {
+        assert.equal(share(fh.fd, 0, 2 * MiB), 1);
+        assert.equal(share(fh.fd, 4096 + 17, 100), 1, 'an unaligned range is asked by its pages');
+        assert.equal(share(fh.fd, 0, 0), null, 'an empty range has no share');
+      } finally {
+        await fh.close();
+      }
+      assert.equal(share(1 << 30, 0, 4096), null, 'a descriptor that is not open: cannot tell');
+      const mem = Buffer.from(alignedSharedMemory(2 * MiB));
+      mem.set(randomBytes(2 * MiB));
+      const uncached = path.join(dir, `uncached-${via}.raw`);
+      if (!(await writeUncached(uncached, mem))) return void process.stdout.write(`# ${dir} has no O_DIRECT: the uncached half not checked\n`);
+      const u = await open(uncached, 'r');
+      try {
+        assert.equal(share(u.fd, 0, 2 * MiB), 0, 'written with O_DIRECT: nothing cached');
+        await u.read(Buffer.alloc(64 * 1024), 0, 64 * 1024, MiB + 512 * 1024); // 16 pages (and whatever the kernel reads ahead)
+        assert.equal(share(u.fd, 0, MiB), 0, 'the first MiB was not read (read-ahead goes forward)');
+        const read = share(u.fd, MiB + 512 * 1024, 64 * 1024);
+        assert.equal(read, 1, 'the 64 KiB just read are cached');
+        const part = share(u.fd, MiB, MiB);
+        assert.ok(part !== null && part >= 16 / 256 && part <= 1, `part of the second MiB is cached: ${part}`);
+      } finally {
+        await u.close();
+      }
+    });
+  }
 
   it('source reads large aligned runs that are not cached with O_DIRECT, cached ones and the rest buffered, byte for byte', async () => {
     const size = 8 * MiB + 4096 + 100; // an unaligned tail
