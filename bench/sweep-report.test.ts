@@ -43,3 +43,9 @@ test('the floor with reads: repository at the read bandwidth plus the write, div
   const parallel = restoreBoundLines(scenario, machine({ readWriteOverlap: 2 }));
   assert.match(parallel[1]!, /: 0\.63 s; lifeboat at 25 % of it/);
 });
+
+test('an overlap below 1 bounds nothing beyond reading, then writing: the floor is the plain sum', () => {
+  // Two dd streams at once took longer than in turn (0.40-fold): still 1.25 s, not 1.25 / 0.4.
+  const slower = restoreBoundLines(scenario, machine({ readWriteOverlap: 0.4 }));
+  assert.match(slower[1]!, /one after the other \(this disk overlapped them 0\.40-fold, worse than in turn\)\): 1\.25 s; lifeboat at 50 % of it/);
+});
